@@ -1,0 +1,128 @@
+// Package gemm is the CPU matrix-multiply engine of zimage: a cache-blocked,
+// packed, goroutine-parallel GEMM (Goto/BLIS style) with assembly
+// micro-kernels (AVX-512, AVX2/FMA) and a portable pure-Go fallback.
+//
+// The right operand may be stored as F32, BF16, F16, F8E4M3 or F8E5M2; it is
+// widened to float32 panel by panel while packing, never as a whole matrix.
+// All arithmetic is float32.
+package gemm
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/zimage/zimage/weights"
+)
+
+// ErrShape is wrapped by every size/length error.
+var ErrShape = errors.New("gemm: bad shape")
+
+// ErrDType is wrapped when the right operand's dtype is not supported.
+var ErrDType = errors.New("gemm: unsupported dtype")
+
+// MatMulBT computes C[m,n] = A[m,k]·B[n,k]ᵀ (+ bias[n] when bias != nil),
+// overwriting C. A and C are float32 row-major (lda = k, ldc = n). B is
+// row-major [n,k] raw little-endian bytes of dtype bt: weights.F32, BF16, F16,
+// F8E4M3 or F8E5M2. B is converted to float32 while packing panels. Work is
+// split over the configured number of threads (see SetThreads) with a shared
+// worker pool; small problems run inline. Invalid sizes or dtypes return an
+// error and leave C untouched.
+func MatMulBT(c, a []float32, b []byte, bt weights.DType, bias []float32, m, n, k int) error {
+	if err := checkDims(m, n, k); err != nil {
+		return err
+	}
+	switch bt {
+	case weights.F32, weights.BF16, weights.F16, weights.F8E4M3, weights.F8E5M2:
+	default:
+		return fmt.Errorf("%w %v for B (want F32, BF16, F16, F8_E4M3 or F8_E5M2)", ErrDType, bt)
+	}
+	if err := checkLens(c, a, bias, m, n, k); err != nil {
+		return err
+	}
+	if need := n * k * bt.Size(); len(b) < need {
+		return fmt.Errorf("%w: B has %d bytes, want %d (%d×%d %v)", ErrShape, len(b), need, n, k, bt)
+	}
+	run(c, a, newBSource(b, bt, n, k), bias, m, n, k)
+	return nil
+}
+
+// MatMulBTF32 is MatMulBT with a float32 B [n,k] (e.g. activations as the
+// right operand).
+func MatMulBTF32(c, a, b, bias []float32, m, n, k int) error {
+	if err := checkDims(m, n, k); err != nil {
+		return err
+	}
+	if err := checkLens(c, a, bias, m, n, k); err != nil {
+		return err
+	}
+	if len(b) < n*k {
+		return fmt.Errorf("%w: B has %d elements, want %d (%d×%d)", ErrShape, len(b), n*k, n, k)
+	}
+	run(c, a, bSource{kind: srcF32T, f32: b[:n*k], n: n, k: k}, bias, m, n, k)
+	return nil
+}
+
+// MatMul computes C[m,n] = A[m,k]·B[k,n] for a float32 B stored row-major
+// and not transposed, overwriting C.
+func MatMul(c, a, b []float32, m, n, k int) error {
+	if err := checkDims(m, n, k); err != nil {
+		return err
+	}
+	if err := checkLens(c, a, nil, m, n, k); err != nil {
+		return err
+	}
+	if len(b) < n*k {
+		return fmt.Errorf("%w: B has %d elements, want %d (%d×%d)", ErrShape, len(b), n*k, k, n)
+	}
+	run(c, a, bSource{kind: srcF32N, f32: b[:n*k], n: n, k: k}, nil, m, n, k)
+	return nil
+}
+
+func checkDims(m, n, k int) error {
+	if m < 0 || n < 0 || k < 0 {
+		return fmt.Errorf("%w: negative size m=%d n=%d k=%d", ErrShape, m, n, k)
+	}
+	// Every product below must fit in an int (and the byte size of B too).
+	const lim = math.MaxInt32
+	if m > lim || n > lim || k > lim ||
+		(k > 0 && m > math.MaxInt/8/k) || (k > 0 && n > math.MaxInt/8/k) || (n > 0 && m > math.MaxInt/8/n) {
+		return fmt.Errorf("%w: size overflow m=%d n=%d k=%d", ErrShape, m, n, k)
+	}
+	return nil
+}
+
+func checkLens(c, a, bias []float32, m, n, k int) error {
+	if len(c) < m*n {
+		return fmt.Errorf("%w: C has %d elements, want %d (%d×%d)", ErrShape, len(c), m*n, m, n)
+	}
+	if len(a) < m*k {
+		return fmt.Errorf("%w: A has %d elements, want %d (%d×%d)", ErrShape, len(a), m*k, m, k)
+	}
+	if bias != nil && len(bias) < n {
+		return fmt.Errorf("%w: bias has %d elements, want %d", ErrShape, len(bias), n)
+	}
+	return nil
+}
+
+// Reference is the slow, obviously correct triple loop with float64
+// accumulation, used by tests: C = A·B (B [k,n]) or A·Bᵀ (B [n,k] when
+// bTransposed), plus bias[n] when bias != nil.
+func Reference(c, a []float32, b []float32, bTransposed bool, bias []float32, m, n, k int) {
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			if bias != nil {
+				s = float64(bias[j])
+			}
+			for p := 0; p < k; p++ {
+				bv := b[p*n+j]
+				if bTransposed {
+					bv = b[j*k+p]
+				}
+				s += float64(a[i*k+p]) * float64(bv)
+			}
+			c[i*n+j] = float32(s)
+		}
+	}
+}
