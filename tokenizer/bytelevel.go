@@ -1,0 +1,41 @@
+package tokenizer
+
+// The byte-level alphabet of GPT-2 (bytes_to_unicode): every byte value is
+// shown as a printable code point so that vocabulary and merges files are text.
+// Printable bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') stand for themselves; the other
+// 68 bytes map, in byte order, to U+0100 onwards. Token strings in the files
+// are in this alphabet; internally the tokenizer works on raw bytes.
+var (
+	byteToRune [256]rune
+	runeToByte [0x100 + 68]int16 // -1: not in the alphabet
+)
+
+func init() {
+	for i := range runeToByte {
+		runeToByte[i] = -1
+	}
+	next := rune(0x100)
+	for b := 0; b < 256; b++ {
+		printable := (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)
+		if printable {
+			byteToRune[b] = rune(b)
+		} else {
+			byteToRune[b] = next
+			next++
+		}
+		runeToByte[byteToRune[b]] = int16(b)
+	}
+}
+
+// unByteLevel converts a token string in the byte-level alphabet to the raw
+// bytes it stands for. ok is false if it has a code point outside the alphabet.
+func unByteLevel(tok string) (raw string, ok bool) {
+	buf := make([]byte, 0, len(tok))
+	for _, r := range tok {
+		if r < 0 || int(r) >= len(runeToByte) || runeToByte[r] < 0 {
+			return "", false
+		}
+		buf = append(buf, byte(runeToByte[r]))
+	}
+	return string(buf), true
+}
