@@ -341,4 +341,3 @@ func build(file string, vocab map[string]int, merges [][2]string, added []addedJ
 	t.raw, t.normd, t.hasNorm = newAddedSet(raw), newAddedSet(normd), len(normd) > 0
 	return t, nil
 }
-
