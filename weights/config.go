@@ -1,7 +1,9 @@
 package weights
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 )
@@ -24,6 +26,9 @@ type DiTConfig struct {
 	TScale         float64 `json:"t_scale"`          // 1000
 	AxesDims       []int   `json:"axes_dims"`        // [32, 48, 48]
 	AxesLens       []int   `json:"axes_lens"`        // [1536, 512, 512]
+	// SiglipFeatDim is set by Z-Image variants with an image-conditioning
+	// branch; Turbo has null, and non-null is rejected as unsupported.
+	SiglipFeatDim *int `json:"siglip_feat_dim"`
 }
 
 // PatchSize is the spatial patch size p (latent p×p → one token).
@@ -56,6 +61,8 @@ type Qwen3Config struct {
 	TieWordEmbeddings bool     `json:"tie_word_embeddings"` // true
 	VocabSize         int      `json:"vocab_size"`          // 151936
 	TorchDType        string   `json:"torch_dtype"`         // "bfloat16"
+	// RopeScaling must be null: scaled RoPE variants are not supported.
+	RopeScaling any `json:"rope_scaling"`
 }
 
 // VAEConfig is vae/config.json of the AutoencoderKL (FLUX VAE).
@@ -149,7 +156,14 @@ func decodeConfigFile(path string, v any) error {
 	if err != nil {
 		return &ConfigError{File: path, Err: err}
 	}
+	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' {
+		return &ConfigError{File: path, Err: errors.New("not a JSON object")}
+	}
 	if err := json.Unmarshal(data, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return &ConfigError{File: path, Field: te.Field, Err: fmt.Errorf("cannot use JSON %s as %s", te.Value, te.Type)}
+		}
 		return &ConfigError{File: path, Err: err}
 	}
 	return nil
@@ -163,10 +177,14 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	if e.Field != "" {
-		return fmt.Sprintf("weights: config %s: field %q: %v", e.File, e.Field, e.Err)
+	file := e.File
+	if file == "" {
+		file = "(no file)"
 	}
-	return fmt.Sprintf("weights: config %s: %v", e.File, e.Err)
+	if e.Field != "" {
+		return fmt.Sprintf("weights: config %s: field %q: %v", file, e.Field, e.Err)
+	}
+	return fmt.Sprintf("weights: config %s: %v", file, e.Err)
 }
 
 func (e *ConfigError) Unwrap() error { return e.Err }

@@ -169,3 +169,41 @@ func F8E4M3Table() *[256]float32 { return &f8e4m3Table }
 
 // F8E5M2Table returns the 256-entry e5m2 → float32 lookup table.
 func F8E5M2Table() *[256]float32 { return &f8e5m2Table }
+
+// F32ToF16 rounds to the nearest IEEE half (ties to even), like torch's
+// .to(torch.float16): values beyond the largest half round to ±Inf, small ones
+// to subnormals or ±0. NaNs stay NaN (quiet, sign and top payload bits kept).
+func F32ToF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	exp := int32(b>>23) & 0xff
+	man := b & 0x7fffff
+	switch {
+	case exp == 0xff:
+		if man != 0 {
+			return sign | 0x7e00 | uint16(man>>13)
+		}
+		return sign | 0x7c00
+	case exp > 142: // ≥ 2^16: beyond half's range even before rounding
+		return sign | 0x7c00
+	case exp >= 113: // normal half: rebias 127→15, round 13 mantissa bits
+		h := uint32(exp-112)<<10 | man>>13
+		rest := man & 0x1fff
+		if rest > 0x1000 || rest == 0x1000 && h&1 == 1 {
+			h++ // may carry into the exponent, up to 0x7c00 = Inf: correct
+		}
+		return sign | uint16(h)
+	case exp < 102: // below half the smallest subnormal (2^-25): rounds to ±0
+		return sign
+	}
+	// Subnormal half: value = m·2^-24 with m = full mantissa >> shift.
+	full := man | 0x800000
+	shift := uint32(126 - exp) // exp 112 → 14 … exp 102 → 24
+	h := full >> shift
+	rest := full & (1<<shift - 1)
+	half := uint32(1) << (shift - 1)
+	if rest > half || rest == half && h&1 == 1 {
+		h++ // may become the smallest normal: correct
+	}
+	return sign | uint16(h)
+}
