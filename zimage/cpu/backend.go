@@ -1,0 +1,437 @@
+// Package cpu is the pure-Go compute.Backend: float32 activations, weights
+// used in their storage dtype straight from the checkpoint mapping, every op
+// split over all cores.
+//
+// Tensor memory: activations are Go slices. Free returns an activation's
+// buffer to a bounded per-backend free list (reused by later ops of the same
+// size, which avoids re-zeroing and GC churn in the repeated block shapes of
+// the networks); Trim empties it. A freed handle, and every view of it,
+// reports an error when used again instead of reading recycled memory.
+package cpu
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"github.com/zimage/zimage/weights"
+	"github.com/zimage/zimage/zimage/compute"
+)
+
+// Option configures a Backend.
+type Option func(*Backend)
+
+// WithThreads sets the number of goroutines an op may use (0 = GOMAXPROCS).
+func WithThreads(n int) Option {
+	return func(b *Backend) { b.threads = n }
+}
+
+// WithPoolBytes bounds the bytes of freed activation buffers kept for reuse
+// (default 1 GiB; 0 disables reuse).
+func WithPoolBytes(n int64) Option {
+	return func(b *Backend) { b.poolCap = n }
+}
+
+// cacheLimit is the largest weight (in float32 bytes) whose float32
+// expansion is kept on its handle: norm gains, biases, pad tokens. Bigger
+// weights used as float32 (conv kernels, embedding rows) are converted on
+// use.
+const cacheLimit = 4 << 20
+
+// Backend is the CPU implementation of compute.Backend. Ops may be called
+// from one goroutine at a time; Err/ResetErr are safe from any goroutine.
+type Backend struct {
+	threads int
+	poolCap int64
+
+	mu  sync.Mutex
+	err error
+
+	bufMu     sync.Mutex
+	bufs      map[int][][]float32
+	poolBytes int64
+}
+
+var _ compute.Backend = (*Backend)(nil)
+
+// New returns a CPU backend.
+func New(opts ...Option) *Backend {
+	b := &Backend{poolCap: 1 << 30, bufs: map[int][][]float32{}}
+	for _, o := range opts {
+		o(b)
+	}
+	if b.threads <= 0 {
+		b.threads = runtime.GOMAXPROCS(0)
+	}
+	return b
+}
+
+// Name returns "cpu".
+func (b *Backend) Name() string { return "cpu" }
+
+// Threads returns the number of goroutines ops use.
+func (b *Backend) Threads() int { return b.threads }
+
+// Err returns the first error recorded since the last ResetErr.
+func (b *Backend) Err() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// ResetErr clears the sticky error.
+func (b *Backend) ResetErr() {
+	b.mu.Lock()
+	b.err = nil
+	b.mu.Unlock()
+}
+
+func (b *Backend) failed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err != nil
+}
+
+// setErr records err if no error is recorded yet.
+func (b *Backend) setErr(err error) {
+	b.mu.Lock()
+	if b.err == nil {
+		b.err = err
+	}
+	b.mu.Unlock()
+}
+
+func (b *Backend) shapeErr(op, reason string, ts ...compute.Tensor) {
+	b.setErr(&compute.ShapeError{Op: op, Shapes: compute.Shapes(ts...), Reason: reason})
+}
+
+// Trim drops the free list of activation buffers.
+func (b *Backend) Trim() {
+	b.bufMu.Lock()
+	b.bufs = map[int][][]float32{}
+	b.poolBytes = 0
+	b.bufMu.Unlock()
+}
+
+// alloc returns an uninitialised buffer of n floats (every op overwrites its
+// whole output).
+func (b *Backend) alloc(n int) []float32 {
+	b.bufMu.Lock()
+	if l := b.bufs[n]; len(l) > 0 {
+		buf := l[len(l)-1]
+		l[len(l)-1] = nil
+		b.bufs[n] = l[:len(l)-1]
+		b.poolBytes -= int64(4 * n)
+		b.bufMu.Unlock()
+		return buf
+	}
+	b.bufMu.Unlock()
+	return make([]float32, n)
+}
+
+func (b *Backend) release(buf []float32) {
+	n := len(buf)
+	if n == 0 {
+		return
+	}
+	b.bufMu.Lock()
+	if b.poolBytes+int64(4*n) <= b.poolCap {
+		b.bufs[n] = append(b.bufs[n], buf[:n:n])
+		b.poolBytes += int64(4 * n)
+	}
+	b.bufMu.Unlock()
+}
+
+// Tensor is a CPU tensor: a float32 activation, a view of one, or a
+// checkpoint weight in its storage dtype.
+type Tensor struct {
+	shape []int
+	data  []float32       // activations and views; nil for weights and placeholders
+	base  *Tensor         // the tensor a view shares storage with
+	w     *weights.Tensor // weights only
+	f32   []float32       // cached float32 expansion of a small weight
+	freed bool
+	// placeholder marks a result returned after an error: it has a shape but
+	// no storage.
+	placeholder bool
+}
+
+// Shape returns the tensor's dimensions (do not modify).
+func (t *Tensor) Shape() []int { return t.shape }
+
+// DType is F32 for activations and the storage dtype for weights.
+func (t *Tensor) DType() weights.DType {
+	if t.w != nil {
+		return t.w.DType
+	}
+	return weights.F32
+}
+
+func (t *Tensor) numel() int { return numel(t.shape) }
+
+func numel(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+func (b *Backend) placeholder(shape ...int) *Tensor {
+	s := make([]int, len(shape))
+	for i, d := range shape {
+		s[i] = max(d, 0)
+	}
+	return &Tensor{shape: s, placeholder: true}
+}
+
+func (b *Backend) newTensor(shape ...int) *Tensor {
+	s := append([]int(nil), shape...)
+	return &Tensor{shape: s, data: b.alloc(numel(s))}
+}
+
+var errNil = errors.New("cpu: nil tensor")
+
+// get checks that t is a live CPU tensor. It records an error and returns
+// nil otherwise.
+func (b *Backend) get(op string, t compute.Tensor) *Tensor {
+	if t == nil {
+		b.setErr(fmt.Errorf("cpu: %s: nil tensor", op))
+		return nil
+	}
+	ct, ok := t.(*Tensor)
+	if !ok || ct == nil {
+		b.setErr(fmt.Errorf("cpu: %s: tensor of type %T does not belong to the cpu backend", op, t))
+		return nil
+	}
+	switch {
+	case ct.placeholder:
+		b.setErr(fmt.Errorf("cpu: %s: placeholder tensor (result of an op after an error)", op))
+		return nil
+	case ct.freed || (ct.base != nil && ct.base.freed):
+		b.setErr(fmt.Errorf("cpu: %s: use of a freed tensor %v", op, ct.shape))
+		return nil
+	}
+	return ct
+}
+
+// shapeOf returns t's shape for placeholders, or nil.
+func shapeOf(t compute.Tensor) []int {
+	if t == nil {
+		return nil
+	}
+	if ct, ok := t.(*Tensor); ok && ct != nil {
+		return ct.shape
+	}
+	return t.Shape()
+}
+
+// values returns t's elements as float32: the activation storage itself, or
+// a weight's float32 view / expansion (cached for small weights). The result
+// must not be modified.
+func (b *Backend) values(op string, t *Tensor) []float32 {
+	if t.w == nil {
+		return t.data
+	}
+	if t.f32 != nil {
+		return t.f32
+	}
+	v, err := decode(t.w, 0, t.numel())
+	if err != nil {
+		b.setErr(fmt.Errorf("cpu: %s: %w", op, err))
+		return nil
+	}
+	if 4*len(v) <= cacheLimit {
+		t.f32 = v
+	}
+	return v
+}
+
+// rowValues returns elements [lo, hi) of t as float32 without expanding the
+// rest of a weight.
+func (b *Backend) rowValues(op string, t *Tensor, lo, hi int) []float32 {
+	if t.w == nil {
+		return t.data[lo:hi]
+	}
+	if t.f32 != nil {
+		return t.f32[lo:hi]
+	}
+	v, err := decode(t.w, lo, hi)
+	if err != nil {
+		b.setErr(fmt.Errorf("cpu: %s: %w", op, err))
+		return nil
+	}
+	return v
+}
+
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// decode converts elements [lo, hi) of a weight to float32. An aligned F32
+// weight on a little-endian machine is returned as a view of its bytes.
+func decode(w *weights.Tensor, lo, hi int) ([]float32, error) {
+	n := hi - lo
+	src := w.Data[lo*w.DType.Size() : hi*w.DType.Size()]
+	switch w.DType {
+	case weights.F32:
+		if n == 0 {
+			return []float32{}, nil
+		}
+		if littleEndian && uintptr(unsafe.Pointer(&src[0]))%4 == 0 {
+			return unsafe.Slice((*float32)(unsafe.Pointer(&src[0])), n), nil
+		}
+		out := make([]float32, n)
+		for i := range out {
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
+		}
+		return out, nil
+	case weights.BF16:
+		out := make([]float32, n)
+		for i := range out {
+			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*i:])) << 16)
+		}
+		return out, nil
+	case weights.F16:
+		out := make([]float32, n)
+		for i := range out {
+			out[i] = weights.F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
+		}
+		return out, nil
+	case weights.F8E4M3, weights.F8E5M2:
+		tab := weights.F8E4M3Table()
+		if w.DType == weights.F8E5M2 {
+			tab = weights.F8E5M2Table()
+		}
+		out := make([]float32, n)
+		for i, v := range src {
+			out[i] = tab[v]
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("weight %q has dtype %v, which the cpu backend cannot compute on", w.Name, w.DType)
+}
+
+// Weight wraps a checkpoint tensor without copying its bytes.
+func (b *Backend) Weight(w *weights.Tensor) compute.Tensor {
+	if w == nil {
+		b.setErr(errors.New("cpu: Weight: nil weights.Tensor"))
+		return b.placeholder(0)
+	}
+	shape := append([]int(nil), w.Shape...)
+	if b.failed() {
+		return b.placeholder(shape...)
+	}
+	switch w.DType {
+	case weights.F32, weights.BF16, weights.F16, weights.F8E4M3, weights.F8E5M2:
+	default:
+		b.setErr(fmt.Errorf("cpu: Weight: tensor %q has dtype %v, want F32, BF16, F16 or F8", w.Name, w.DType))
+		return b.placeholder(shape...)
+	}
+	for _, d := range shape {
+		if d < 0 {
+			b.setErr(fmt.Errorf("cpu: Weight: tensor %q has negative dimension in shape %v", w.Name, shape))
+			return b.placeholder(0)
+		}
+	}
+	if want := numel(shape) * w.DType.Size(); len(w.Data) != want {
+		b.setErr(fmt.Errorf("cpu: Weight: tensor %q %v %v has %d bytes, want %d", w.Name, w.DType, shape, len(w.Data), want))
+		return b.placeholder(shape...)
+	}
+	return &Tensor{shape: shape, w: w}
+}
+
+// FromHost copies data into a new activation.
+func (b *Backend) FromHost(data []float32, shape ...int) compute.Tensor {
+	if b.failed() {
+		return b.placeholder(shape...)
+	}
+	for _, d := range shape {
+		if d < 0 {
+			b.setErr(&compute.ShapeError{Op: "FromHost", Shapes: [][]int{shape}, Reason: "negative dimension"})
+			return b.placeholder(shape...)
+		}
+	}
+	if numel(shape) != len(data) {
+		b.setErr(&compute.ShapeError{Op: "FromHost", Shapes: [][]int{shape},
+			Reason: fmt.Sprintf("shape has %d elements, data has %d", numel(shape), len(data))})
+		return b.placeholder(shape...)
+	}
+	t := b.newTensor(shape...)
+	copy(t.data, data)
+	return t
+}
+
+// ToHost copies t to a new float32 slice. After an error (or for a
+// placeholder) it returns zeros of t's element count, so callers that index
+// the result before checking Err do not panic.
+func (b *Backend) ToHost(t compute.Tensor) []float32 {
+	if b.failed() {
+		return make([]float32, numel(shapeOf(t)))
+	}
+	ct := b.get("ToHost", t)
+	if ct == nil {
+		return make([]float32, numel(shapeOf(t)))
+	}
+	v := b.values("ToHost", ct)
+	if v == nil {
+		return make([]float32, ct.numel())
+	}
+	out := make([]float32, len(v))
+	copy(out, v)
+	return out
+}
+
+// Free returns activation buffers to the free list. Views, placeholders and
+// already freed tensors are ignored; a freed weight handle drops its cached
+// float32 expansion (the mapping belongs to the weights.Set).
+func (b *Backend) Free(ts ...compute.Tensor) {
+	for _, t := range ts {
+		ct, ok := t.(*Tensor)
+		if !ok || ct == nil || ct.freed || ct.placeholder || ct.base != nil {
+			continue
+		}
+		ct.freed = true
+		if ct.w != nil {
+			ct.f32 = nil
+			continue
+		}
+		b.release(ct.data)
+		ct.data = nil
+	}
+}
+
+// Reshape returns a view with a new shape of the same element count.
+func (b *Backend) Reshape(t compute.Tensor, shape ...int) compute.Tensor {
+	if b.failed() {
+		return b.placeholder(shape...)
+	}
+	x := b.get("Reshape", t)
+	if x == nil {
+		return b.placeholder(shape...)
+	}
+	for _, d := range shape {
+		if d < 0 {
+			b.shapeErr("Reshape", fmt.Sprintf("negative dimension in %v", shape), t)
+			return b.placeholder(shape...)
+		}
+	}
+	if numel(shape) != x.numel() {
+		b.shapeErr("Reshape", fmt.Sprintf("cannot view %d elements as %v", x.numel(), shape), t)
+		return b.placeholder(shape...)
+	}
+	s := append([]int(nil), shape...)
+	if x.w != nil {
+		// A weight view shares the mapping; it is itself a weight handle.
+		w := *x.w
+		w.Shape = s
+		return &Tensor{shape: s, w: &w, f32: x.f32}
+	}
+	base := x
+	if x.base != nil {
+		base = x.base
+	}
+	return &Tensor{shape: s, data: x.data, base: base}
+}

@@ -1,0 +1,57 @@
+package cpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/zimage/zimage/weights"
+)
+
+// BenchmarkAttention runs the DiT attention shape (30 heads × 128) and the
+// VAE mid-block shape (one head of 512); GFLOP/s counts 4·Lq·Lk·H·dh.
+func BenchmarkAttention(b *testing.B) {
+	for _, c := range []struct{ l, heads, dh int }{{1024, 30, 128}, {4224, 30, 128}, {4096, 1, 512}} {
+		b.Run(fmt.Sprintf("L%d_H%d_dh%d", c.l, c.heads, c.dh), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(1, 1))
+			be := New()
+			n := c.l * c.heads * c.dh
+			q := be.FromHost(randVec(r, n), c.l, c.heads*c.dh)
+			k := be.FromHost(randVec(r, n), c.l, c.heads*c.dh)
+			v := be.FromHost(randVec(r, n), c.l, c.heads*c.dh)
+			b.ResetTimer()
+			for range b.N {
+				be.Free(be.Attention(q, k, v, c.heads, c.heads, 0.088, false))
+			}
+			if err := be.Err(); err != nil {
+				b.Fatal(err)
+			}
+			flops := 4 * float64(c.l) * float64(c.l) * float64(c.heads*c.dh) * float64(b.N)
+			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkConv3x3 runs VAE-like 3×3 convolutions (bf16 weights);
+// GFLOP/s counts 2·Co·Ci·9·H·W.
+func BenchmarkConv3x3(b *testing.B) {
+	for _, c := range []struct{ ci, co, hw int }{{512, 512, 64}, {128, 128, 256}, {512, 512, 128}} {
+		b.Run(fmt.Sprintf("%dx%d_%dx%d", c.ci, c.co, c.hw, c.hw), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(2, 2))
+			be := New()
+			x := be.FromHost(randVec(r, c.ci*c.hw*c.hw), c.ci, c.hw, c.hw)
+			wt, _ := weightOf(randVec(r, c.co*c.ci*9), weights.BF16, c.co, c.ci, 3, 3)
+			w := be.Weight(wt)
+			bias := be.FromHost(randVec(r, c.co), c.co)
+			b.ResetTimer()
+			for range b.N {
+				be.Free(be.Conv2D(x, w, bias, 1))
+			}
+			if err := be.Err(); err != nil {
+				b.Fatal(err)
+			}
+			flops := 2 * float64(c.co*c.ci*9) * float64(c.hw*c.hw) * float64(b.N)
+			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

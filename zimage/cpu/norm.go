@@ -1,0 +1,207 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/zimage/zimage/zimage/compute"
+)
+
+// Row statistics are accumulated in float64: at least as accurate as torch's
+// float32 reductions, and independent of the summation order.
+
+// rowsOf returns M, D for a row-wise op on x (D = last dimension).
+func (b *Backend) rowsOf(op string, x *Tensor, xs compute.Tensor) (m, d int, ok bool) {
+	if len(x.shape) < 1 || x.shape[len(x.shape)-1] == 0 {
+		b.shapeErr(op, "x must have a non-empty last dimension", xs)
+		return 0, 0, false
+	}
+	d = x.shape[len(x.shape)-1]
+	return x.numel() / d, d, true
+}
+
+// RMSNorm returns x·rsqrt(mean(x²)+eps)·w per row.
+func (b *Backend) RMSNorm(x, w compute.Tensor, eps float32) compute.Tensor {
+	const op = "RMSNorm"
+	if b.failed() {
+		return b.placeholder(shapeOf(x)...)
+	}
+	tx := b.get(op, x)
+	if tx == nil {
+		return b.placeholder(shapeOf(x)...)
+	}
+	m, d, ok := b.rowsOf(op, tx, x)
+	if !ok {
+		return b.placeholder(tx.shape...)
+	}
+	var wv []float32
+	if w != nil {
+		tw := b.get(op, w)
+		if tw == nil {
+			return b.placeholder(tx.shape...)
+		}
+		if tw.numel() != d || len(tw.shape) != 1 {
+			b.shapeErr(op, fmt.Sprintf("weight must be [%d]", d), x, w)
+			return b.placeholder(tx.shape...)
+		}
+		if wv = b.values(op, tw); wv == nil {
+			return b.placeholder(tx.shape...)
+		}
+	}
+	xv := b.values(op, tx)
+	if xv == nil {
+		return b.placeholder(tx.shape...)
+	}
+	out := b.newTensor(tx.shape...)
+	parallelFor(b.threads, m, max(1, ewGrain/d), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			src, dst := xv[r*d:(r+1)*d], out.data[r*d:(r+1)*d]
+			var ss float64
+			for _, v := range src {
+				ss += float64(v) * float64(v)
+			}
+			s := float32(1 / math.Sqrt(ss/float64(d)+float64(eps)))
+			if wv == nil {
+				for i, v := range src {
+					dst[i] = v * s
+				}
+				continue
+			}
+			for i, v := range src {
+				dst[i] = float32(v*s) * wv[i]
+			}
+		}
+	})
+	return out
+}
+
+// LayerNorm returns (x-mean)·rsqrt(var+eps) per row, biased variance.
+func (b *Backend) LayerNorm(x compute.Tensor, eps float32) compute.Tensor {
+	const op = "LayerNorm"
+	if b.failed() {
+		return b.placeholder(shapeOf(x)...)
+	}
+	tx := b.get(op, x)
+	if tx == nil {
+		return b.placeholder(shapeOf(x)...)
+	}
+	m, d, ok := b.rowsOf(op, tx, x)
+	if !ok {
+		return b.placeholder(tx.shape...)
+	}
+	xv := b.values(op, tx)
+	if xv == nil {
+		return b.placeholder(tx.shape...)
+	}
+	out := b.newTensor(tx.shape...)
+	parallelFor(b.threads, m, max(1, ewGrain/d), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			src, dst := xv[r*d:(r+1)*d], out.data[r*d:(r+1)*d]
+			var sum float64
+			for _, v := range src {
+				sum += float64(v)
+			}
+			mean := sum / float64(d)
+			var ss float64
+			for _, v := range src {
+				e := float64(v) - mean
+				ss += e * e
+			}
+			s := 1 / math.Sqrt(ss/float64(d)+float64(eps))
+			for i, v := range src {
+				dst[i] = float32((float64(v) - mean) * s)
+			}
+		}
+	})
+	return out
+}
+
+// GroupNorm normalises x [C, ...] in groups of C/groups channels, then
+// applies ·w[c] + b[c]. Statistics are two-pass in float64.
+func (b *Backend) GroupNorm(x, w, bias compute.Tensor, groups int, eps float32) compute.Tensor {
+	const op = "GroupNorm"
+	if b.failed() {
+		return b.placeholder(shapeOf(x)...)
+	}
+	tx, tw, tb := b.get(op, x), b.get(op, w), b.get(op, bias)
+	if tx == nil || tw == nil || tb == nil {
+		return b.placeholder(shapeOf(x)...)
+	}
+	if len(tx.shape) < 2 {
+		b.shapeErr(op, "x must be [C, H, W]", x, w, bias)
+		return b.placeholder(tx.shape...)
+	}
+	c := tx.shape[0]
+	if groups <= 0 || c%groups != 0 {
+		b.shapeErr(op, fmt.Sprintf("%d channels do not split into %d groups", c, groups), x, w, bias)
+		return b.placeholder(tx.shape...)
+	}
+	if tw.numel() != c || tb.numel() != c || len(tw.shape) != 1 || len(tb.shape) != 1 {
+		b.shapeErr(op, fmt.Sprintf("weight and bias must be [%d]", c), x, w, bias)
+		return b.placeholder(tx.shape...)
+	}
+	xv, wv, bv := b.values(op, tx), b.values(op, tw), b.values(op, tb)
+	if xv == nil || wv == nil || bv == nil {
+		return b.placeholder(tx.shape...)
+	}
+	hw := tx.numel() / c
+	cg := c / groups
+	out := b.newTensor(tx.shape...)
+	if hw == 0 {
+		return out
+	}
+	// Per-channel partial sums in parallel, then per-group statistics.
+	grain := max(1, (1<<16)/hw)
+	sums := make([]float64, c)
+	parallelFor(b.threads, c, grain, func(lo, hi int) {
+		for ch := lo; ch < hi; ch++ {
+			var s float64
+			for _, v := range xv[ch*hw : (ch+1)*hw] {
+				s += float64(v)
+			}
+			sums[ch] = s
+		}
+	})
+	n := float64(cg * hw)
+	mean := make([]float64, groups)
+	for g := range groups {
+		var s float64
+		for _, v := range sums[g*cg : (g+1)*cg] {
+			s += v
+		}
+		mean[g] = s / n
+	}
+	parallelFor(b.threads, c, grain, func(lo, hi int) {
+		for ch := lo; ch < hi; ch++ {
+			mu := mean[ch/cg]
+			var s float64
+			for _, v := range xv[ch*hw : (ch+1)*hw] {
+				e := float64(v) - mu
+				s += e * e
+			}
+			sums[ch] = s
+		}
+	})
+	inv := make([]float64, groups)
+	for g := range groups {
+		var s float64
+		for _, v := range sums[g*cg : (g+1)*cg] {
+			s += v
+		}
+		inv[g] = 1 / math.Sqrt(s/n+float64(eps))
+	}
+	parallelFor(b.threads, c, grain, func(lo, hi int) {
+		for ch := lo; ch < hi; ch++ {
+			g := ch / cg
+			// y = (x-mean)·inv·w + b folded into one scale and shift in
+			// float64, rounded once.
+			sc := inv[g] * float64(wv[ch])
+			sh := float64(bv[ch]) - mean[g]*sc
+			src, dst := xv[ch*hw:(ch+1)*hw], out.data[ch*hw:(ch+1)*hw]
+			for i, v := range src {
+				dst[i] = float32(float64(v)*sc + sh)
+			}
+		}
+	})
+	return out
+}
