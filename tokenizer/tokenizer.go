@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
-
-	"golang.org/x/text/unicode/norm"
 )
 
 const (
@@ -207,7 +205,7 @@ func (t *Tokenizer) encodeSegment(ids []int32, seg string) []int32 {
 	if seg == "" {
 		return ids
 	}
-	seg = norm.NFC.String(seg)
+	seg = nfc(seg)
 	if !t.hasNorm {
 		return t.encodePieces(ids, seg)
 	}
