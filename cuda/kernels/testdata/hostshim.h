@@ -1,0 +1,57 @@
+// Host shim: lets the CUDA kernels in cuda/kernels compile with g++ (C++20)
+// and run on the CPU, one std::thread per CUDA thread of a block, blocks run
+// one after another. __syncthreads is a std::barrier over the block, warp
+// shuffles exchange through a per-warp buffer and barrier. Only kernels
+// without inline PTX or tensor-core instructions can run here. Used by
+// go test (cuda/internal/hostshim), never shipped.
+#pragma once
+#define ZK_HOST_SHIM 1
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <algorithm>
+#include <memory>
+#include <thread>
+#include <vector>
+
+struct dim3 {
+	unsigned x = 1, y = 1, z = 1;
+};
+extern thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+extern thread_local unsigned char* zk_dyn_smem_ptr;
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+// Shared memory is per block; blocks run one at a time, so a function-local
+// static is shared by the block's threads.
+#define __shared__ static
+#define ZK_DYN_SMEM(T, name) T* name = reinterpret_cast<T*>(zk_dyn_smem_ptr)
+
+void zk_syncthreads();
+void zk_syncwarp();
+uint64_t zk_shfl_xor(uint64_t v, int mask);
+#define __syncthreads() zk_syncthreads()
+#define __syncwarp(...) zk_syncwarp()
+
+template <typename T>
+inline T __shfl_xor_sync(unsigned, T v, int mask) {
+	static_assert(sizeof(T) <= 8);
+	uint64_t u = 0;
+	std::memcpy(&u, &v, sizeof(T));
+	u = zk_shfl_xor(u, mask);
+	T r;
+	std::memcpy(&r, &u, sizeof(T));
+	return r;
+}
+
+inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __expf(float x) { return std::exp(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+using std::max;
+using std::min;
