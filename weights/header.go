@@ -90,7 +90,7 @@ func parseHeader(file string, hdr []byte, dataLen int64) (*header, error) {
 	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, bad("", "header is not valid JSON: %v", err)
+		return nil, bad("", "header is not valid JSON: %s", syntaxReason(err))
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return nil, bad("", "header is not a JSON object")
@@ -100,7 +100,7 @@ func parseHeader(file string, hdr []byte, dataLen int64) (*header, error) {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, bad("", "header is not valid JSON: %v", err)
+			return nil, bad("", "header is not valid JSON: %s", syntaxReason(err))
 		}
 		name, ok := tok.(string)
 		if !ok {
@@ -112,7 +112,7 @@ func parseHeader(file string, hdr []byte, dataLen int64) (*header, error) {
 		seen[name] = true
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, bad(name, "header is not valid JSON: %v", err)
+			return nil, bad(name, "header is not valid JSON: %s", syntaxReason(err))
 		}
 		if name == metadataKey {
 			if err := json.Unmarshal(raw, &h.meta); err != nil {
@@ -130,7 +130,7 @@ func parseHeader(file string, hdr []byte, dataLen int64) (*header, error) {
 		h.entries = append(h.entries, e)
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
-		return nil, bad("", "header is not valid JSON: %v", err)
+		return nil, bad("", "header is not valid JSON: %s", syntaxReason(err))
 	}
 	// The writer may pad the header with spaces; anything else is garbage.
 	if len(bytes.TrimRight(hdr[dec.InputOffset():], " \t\r\n")) != 0 {
@@ -225,6 +225,15 @@ func byteCount(overflow bool, n uint64) string {
 		return "more than 2^64"
 	}
 	return fmt.Sprint(n)
+}
+
+// syntaxReason names a premature end of the JSON plainly (the decoder says
+// just "EOF").
+func syntaxReason(err error) string {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "unexpected end of JSON"
+	}
+	return err.Error()
 }
 
 // jsonReason shortens encoding/json errors to the useful part.

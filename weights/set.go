@@ -195,7 +195,7 @@ func localName(name string) bool {
 
 // openIndex opens every shard listed in the index once and checks that each
 // tensor is in the shard the index names and in no other.
-func openIndex(indexPath, path string) (s *Set, err error) {
+func openIndex(indexPath, path string) (_ *Set, err error) {
 	data, err := os.ReadFile(indexPath)
 	if err != nil {
 		return nil, fmt.Errorf("weights: %w", err)
@@ -204,7 +204,7 @@ func openIndex(indexPath, path string) (s *Set, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s = &Set{path: path, index: indexPath, total: idx.totalSize, tensors: make(map[string]*Tensor, len(idx.weightMap))}
+	s := &Set{path: path, index: indexPath, total: idx.totalSize, tensors: make(map[string]*Tensor, len(idx.weightMap))}
 	defer func() {
 		if err != nil {
 			s.Close()
