@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/zimage/zimage/internal/testdata"
+)
+
+// TestGenerateMatchesFixture runs `zimage generate` on the fixture model for
+// the CFG e2e case (prompt, negative prompt "", guidance 4, 4 steps, seed 7)
+// and compares the PNG with the reference PNG (≥ 99.9% of values within ±1,
+// none more than 4 off), then checks the text chunks.
+func TestGenerateMatchesFixture(t *testing.T) {
+	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	out := filepath.Join(t.TempDir(), "img.png")
+	prompt := "A red fox sitting in a snowy forest at dawn, photorealistic, 35mm photo, shallow depth of field, soft golden light"
+	t.Setenv("ZIMAGE_MODEL", model)
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"generate", "--prompt", prompt, "--negative-prompt", "",
+		"--guidance", "4", "--steps", "4", "--width", "96", "--height", "64", "--seed", "7",
+		"--device", "cpu", "--out", out}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "seed 7") || !strings.Contains(stdout.String(), "denoise") {
+		t.Errorf("stdout lacks the seed or the stage times:\n%s", stdout.String())
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("stderr not quiet when not a terminal: %q", stderr.String())
+	}
+
+	got := readPNG(t, out)
+	want := readPNG(t, testdata.Path(t, "fixtures/e2e/en_64x96_seed7_cfg.png"))
+	if len(got) != len(want) {
+		t.Fatalf("image size %d values, want %d", len(got), len(want))
+	}
+	off1, maxDiff := 0, 0
+	for i := range want {
+		d := int(got[i]) - int(want[i])
+		if d < 0 {
+			d = -d
+		}
+		if d > 1 {
+			off1++
+		}
+		maxDiff = max(maxDiff, d)
+	}
+	t.Logf("%d of %d values more than 1 off, max diff %d", off1, len(want), maxDiff)
+	if float64(off1) > 0.001*float64(len(want)) || maxDiff > 4 {
+		t.Errorf("PNG differs from the reference: %d values > 1 off, max %d", off1, maxDiff)
+	}
+
+	chunks := textChunks(t, out)
+	for k, v := range map[string]string{
+		"prompt": prompt, "seed": "7", "steps": "4", "guidance": "4", "size": "96x64",
+		"model": "tiny-z-image-turbo", "Software": "zimage",
+	} {
+		if chunks[k] != v {
+			t.Errorf("text chunk %q = %q, want %q", k, chunks[k], v)
+		}
+	}
+	if _, ok := chunks["negative_prompt"]; ok {
+		t.Error("empty negative prompt written as a chunk")
+	}
+}
+
+// TestGenerateUTF8Prompt writes a non-Latin-1 prompt as an iTXt chunk.
+func TestGenerateUTF8Prompt(t *testing.T) {
+	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	out := filepath.Join(t.TempDir(), "zh.png")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"generate", "--model", model, "--prompt", "熊猫", "--negative-prompt", "模糊",
+		"--guidance", "2", "--steps", "1", "--width", "32", "--height", "32", "--seed", "1", "--out", out}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	chunks := textChunks(t, out)
+	if chunks["prompt"] != "熊猫" || chunks["negative_prompt"] != "模糊" {
+		t.Errorf("chunks %q", chunks)
+	}
+}
+
+func TestGenerateUsageErrors(t *testing.T) {
+	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	t.Setenv("ZIMAGE_MODEL", "")
+	out := filepath.Join(t.TempDir(), "x.png")
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"--model", model, "--out", out}, 2, "--prompt is required"},
+		{[]string{"--model", model, "--prompt", "x"}, 2, "--out is required"},
+		{[]string{"--prompt", "x", "--out", out}, 2, "--model is required"},
+		{[]string{"--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"--model", model, "--prompt", "x", "--out", out, "extra"}, 2, "unexpected argument"},
+		{[]string{"--model", model, "--prompt", "x", "--out", out, "--width", "100"}, 1, "request width"},
+		{[]string{"--model", model, "--prompt", "x", "--out", out, "--device", "tpu"}, 1, "unknown device"},
+		{[]string{"--model", t.TempDir(), "--prompt", "x", "--out", out}, 1, "zimage generate:"},
+		{[]string{"--model", model, "--prompt", "x", "--width", "32", "--height", "32", "--steps", "1",
+			"--out", filepath.Join(t.TempDir(), "missing", "x.png")}, 1, "zimage generate:"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"generate"}, tc.args...), &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stderr.String(), tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr.String(), tc.code, tc.msg)
+		}
+		if code == 1 && strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+			t.Errorf("%v: failure message is not one line: %q", tc.args, stderr.String())
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a failed run left an output file")
+	}
+}
+
+func readPNG(t *testing.T, path string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := img.Bounds()
+	var out []byte
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bb, _ := img.At(x, y).RGBA()
+			out = append(out, uint8(r>>8), uint8(g>>8), uint8(bb>>8))
+		}
+	}
+	return out
+}
+
+// textChunks returns the tEXt and iTXt entries of a PNG file.
+func textChunks(t *testing.T, path string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for p := 8; p+8 <= len(data); {
+		n := int(binary.BigEndian.Uint32(data[p:]))
+		typ := string(data[p+4 : p+8])
+		body := data[p+8 : p+8+n]
+		switch typ {
+		case "tEXt":
+			k, v, _ := bytes.Cut(body, []byte{0})
+			r := make([]rune, len(v))
+			for i, c := range v {
+				r[i] = rune(c) // Latin-1
+			}
+			out[string(k)] = string(r)
+		case "iTXt":
+			k, rest, _ := bytes.Cut(body, []byte{0})
+			rest = rest[2:]                         // compression flag, method
+			_, rest, _ = bytes.Cut(rest, []byte{0}) // language tag
+			_, rest, _ = bytes.Cut(rest, []byte{0}) // translated keyword
+			out[string(k)] = string(rest)
+		}
+		p += 12 + n
+	}
+	return out
+}
