@@ -26,16 +26,3 @@ func init() {
 		runeToByte[byteToRune[b]] = int16(b)
 	}
 }
-
-// unByteLevel converts a token string in the byte-level alphabet to the raw
-// bytes it stands for. ok is false if it has a code point outside the alphabet.
-func unByteLevel(tok string) (raw string, ok bool) {
-	buf := make([]byte, 0, len(tok))
-	for _, r := range tok {
-		if r < 0 || int(r) >= len(runeToByte) || runeToByte[r] < 0 {
-			return "", false
-		}
-		buf = append(buf, byte(runeToByte[r]))
-	}
-	return string(buf), true
-}

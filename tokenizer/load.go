@@ -1,15 +1,15 @@
 package tokenizer
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
-	"strings"
+	"unicode/utf8"
 )
 
 // FormatError reports a tokenizer file whose content cannot be used: bad
@@ -85,6 +85,8 @@ type typed struct {
 	Normalizers    []typed         `json:"normalizers"`
 }
 
+// tokenizerJSON is tokenizer.json without the vocabulary and merges, which
+// are read by jscan.
 type tokenizerJSON struct {
 	AddedTokens   []addedJSON `json:"added_tokens"`
 	Normalizer    *typed      `json:"normalizer"`
@@ -92,13 +94,11 @@ type tokenizerJSON struct {
 	PostProcessor *typed      `json:"post_processor"`
 	Decoder       *typed      `json:"decoder"`
 	Model         struct {
-		Type                    string          `json:"type"`
-		Dropout                 *float64        `json:"dropout"`
-		ContinuingSubwordPrefix string          `json:"continuing_subword_prefix"`
-		EndOfWordSuffix         string          `json:"end_of_word_suffix"`
-		IgnoreMerges            bool            `json:"ignore_merges"`
-		Vocab                   map[string]int  `json:"vocab"`
-		Merges                  json.RawMessage `json:"merges"`
+		Type                    string   `json:"type"`
+		Dropout                 *float64 `json:"dropout"`
+		ContinuingSubwordPrefix string   `json:"continuing_subword_prefix"`
+		EndOfWordSuffix         string   `json:"end_of_word_suffix"`
+		IgnoreMerges            bool     `json:"ignore_merges"`
 	} `json:"model"`
 }
 
@@ -107,18 +107,66 @@ func loadTokenizerJSON(file string) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
-	var tj tokenizerJSON
-	if err := json.Unmarshal(data, &tj); err != nil {
-		return nil, &FormatError{File: file, Reason: "bad JSON: " + err.Error()}
+	// Split the document: the vocabulary and merges (99% of it) for jscan,
+	// the rest for encoding/json.
+	var vocab, merges []byte
+	top, model := map[string]json.RawMessage{}, map[string]json.RawMessage{}
+	s := &jscan{data: data}
+	field := ""
+	err = s.object(func(key []byte) error {
+		if string(key) != "model" {
+			field = string(key)
+			raw, err := s.skip()
+			top[field] = raw
+			return err
+		}
+		return s.object(func(key []byte) error {
+			field = "model." + string(key)
+			raw, err := s.skip()
+			switch string(key) {
+			case "vocab":
+				vocab = raw
+			case "merges":
+				merges = raw
+			default:
+				model[string(key)] = raw
+			}
+			return err
+		})
+	})
+	if err == nil && s.peek() != 0 {
+		err = s.fail("data after the top-level object")
 	}
-	if err := checkPipeline(file, &tj); err != nil {
-		return nil, err
-	}
-	merges, err := parseMergesJSON(file, tj.Model.Merges)
 	if err != nil {
+		return nil, &FormatError{File: file, Field: field, Reason: err.Error()}
+	}
+	if top["model"], err = json.Marshal(model); err == nil {
+		var rest []byte
+		if rest, err = json.Marshal(top); err == nil {
+			var tj tokenizerJSON
+			if err = json.Unmarshal(rest, &tj); err == nil {
+				return loadParsed(file, &tj, vocab, merges)
+			}
+		}
+	}
+	return nil, &FormatError{File: file, Reason: "bad JSON: " + err.Error()}
+}
+
+func loadParsed(file string, tj *tokenizerJSON, vocab, merges []byte) (*Tokenizer, error) {
+	if err := checkPipeline(file, tj); err != nil {
 		return nil, err
 	}
-	return build(file, tj.Model.Vocab, merges, tj.AddedTokens)
+	b := &builder{file: file}
+	if err := b.vocabJSON(vocab, "model.vocab"); err != nil {
+		return nil, err
+	}
+	if err := b.finishVocab(tj.AddedTokens); err != nil {
+		return nil, err
+	}
+	if err := b.mergesJSON(merges, "model.merges"); err != nil {
+		return nil, err
+	}
+	return b.t, nil
 }
 
 // checkPipeline verifies that tokenizer.json describes the pipeline this
@@ -166,52 +214,12 @@ func checkPipeline(file string, tj *tokenizerJSON) error {
 	return nil
 }
 
-// parseMergesJSON accepts both merges formats of tokenizer.json: ["a b", …]
-// and [["a", "b"], …].
-func parseMergesJSON(file string, raw json.RawMessage) ([][2]string, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return nil, &FormatError{File: file, Field: "model.merges", Reason: "missing"}
-	}
-	var pairs [][2]string
-	if err := json.Unmarshal(raw, &pairs); err == nil {
-		return pairs, nil
-	}
-	var lines []string
-	if err := json.Unmarshal(raw, &lines); err != nil {
-		return nil, &FormatError{File: file, Field: "model.merges", Reason: "want a list of pairs or of \"a b\" strings"}
-	}
-	pairs = make([][2]string, len(lines))
-	for i, l := range lines {
-		a, b, ok := strings.Cut(l, " ")
-		if !ok || a == "" || b == "" || strings.Contains(b, " ") {
-			return nil, &FormatError{File: file, Field: fmt.Sprintf("model.merges[%d]", i), Reason: fmt.Sprintf("%q is not a pair", l)}
-		}
-		pairs[i] = [2]string{a, b}
-	}
-	return pairs, nil
-}
-
 // loadVocabMerges reads the slow-tokenizer files of a directory. Their
 // pipeline is implied by the tokenizer class (Qwen2Tokenizer): NFC, the Qwen
 // regex, byte-level BPE.
 func loadVocabMerges(dir string) (*Tokenizer, error) {
-	vocabFile := filepath.Join(dir, "vocab.json")
-	data, err := os.ReadFile(vocabFile)
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %w", err)
-	}
-	var vocab map[string]int
-	if err := json.Unmarshal(data, &vocab); err != nil {
-		return nil, &FormatError{File: vocabFile, Reason: "bad JSON: " + err.Error()}
-	}
-	mergesFile := filepath.Join(dir, "merges.txt")
-	merges, err := readMergesTxt(mergesFile)
-	if err != nil {
-		return nil, err
-	}
 	cfgFile := filepath.Join(dir, "tokenizer_config.json")
-	data, err = os.ReadFile(cfgFile)
+	data, err := os.ReadFile(cfgFile)
 	if err != nil {
 		// Without it the chat-template tokens would be BPE'd as plain text.
 		return nil, fmt.Errorf("tokenizer: %s: the added tokens are in tokenizer_config.json next to vocab.json: %w", dir, err)
@@ -231,107 +239,157 @@ func loadVocabMerges(dir string) (*Tokenizer, error) {
 		a.ID = &id
 		added = append(added, a)
 	}
-	return build(vocabFile, vocab, merges, added)
-}
+	// Map order is random; the reference keeps id order.
+	slices.SortFunc(added, func(x, y addedJSON) int { return *x.ID - *y.ID })
 
-func readMergesTxt(file string) ([][2]string, error) {
-	f, err := os.Open(file)
-	if err != nil {
+	b := &builder{file: filepath.Join(dir, "vocab.json")}
+	if data, err = os.ReadFile(b.file); err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
-	defer f.Close()
-	var pairs [][2]string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		l := strings.TrimRight(sc.Text(), "\r")
-		if l == "" || (line == 1 && strings.HasPrefix(l, "#version")) {
-			continue
-		}
-		a, b, ok := strings.Cut(l, " ")
-		if !ok || a == "" || b == "" || strings.Contains(b, " ") {
-			return nil, &FormatError{File: file, Field: fmt.Sprintf("line %d", line), Reason: fmt.Sprintf("%q is not a pair", l)}
-		}
-		pairs = append(pairs, [2]string{a, b})
+	if err := b.vocabJSON(data, ""); err != nil {
+		return nil, err
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("tokenizer: %s: %w", file, err)
+	if err := b.finishVocab(added); err != nil {
+		return nil, err
 	}
-	return pairs, nil
+	b.file = filepath.Join(dir, "merges.txt")
+	if data, err = os.ReadFile(b.file); err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	if err := b.mergesTxt(data); err != nil {
+		return nil, err
+	}
+	return b.t, nil
 }
 
-// build assembles a Tokenizer from a byte-level vocabulary, ranked merges and
-// added tokens. file names the source in errors.
-func build(file string, vocab map[string]int, merges [][2]string, added []addedJSON) (*Tokenizer, error) {
-	if len(vocab) == 0 {
-		return nil, &FormatError{File: file, Field: "vocab", Reason: "empty"}
-	}
-	maxID := -1
-	for tok, id := range vocab {
-		if id < 0 || id >= 1<<30 {
-			return nil, &FormatError{File: file, Field: "vocab", Reason: fmt.Sprintf("token %q has id %d", tok, id)}
+// builder assembles a Tokenizer from a byte-level vocabulary, ranked merges
+// and added tokens, without a string allocation per entry.
+type builder struct {
+	file  string // named in errors
+	t     *Tokenizer
+	arena []byte     // raw bytes of all vocabulary tokens
+	ents  []vocabEnt // vocabulary entries, in file order
+	rawID map[string]int32
+	rank  int    // next merge rank
+	ka    []byte // scratch: a JSON string
+	kb    []byte // scratch: a JSON string
+	ra    []byte // scratch: raw bytes of a merge's left part
+	rb    []byte // scratch: raw bytes of a merge's right part
+	rm    []byte // scratch: raw bytes of the merged token
+}
+
+type vocabEnt struct{ off, n, id int32 }
+
+func (b *builder) errorf(field, format string, args ...any) error {
+	return &FormatError{File: b.file, Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// appendUnByteLevel appends the raw bytes of a byte-level token string.
+func appendUnByteLevel(dst, tok []byte) ([]byte, bool) {
+	for len(tok) > 0 {
+		r, n := utf8.DecodeRune(tok)
+		if int(r) >= len(runeToByte) || runeToByte[r] < 0 {
+			return dst, false
 		}
-		maxID = max(maxID, id)
+		dst = append(dst, byte(runeToByte[r]))
+		tok = tok[n:]
+	}
+	return dst, true
+}
+
+// vocabJSON reads a {"token": id, …} object (field names it in errors; ""
+// for a whole file).
+func (b *builder) vocabJSON(data []byte, field string) error {
+	if len(data) == 0 {
+		return b.errorf(field, "missing")
+	}
+	s := &jscan{data: data}
+	b.arena = make([]byte, 0, len(data)/2)
+	b.ents = make([]vocabEnt, 0, len(data)/16)
+	err := s.object(func(key []byte) error {
+		id, err := s.int()
+		if err != nil {
+			return err
+		}
+		off := len(b.arena)
+		var ok bool
+		if b.arena, ok = appendUnByteLevel(b.arena, key); !ok || len(key) == 0 {
+			return fmt.Errorf("token %q (id %d) is not in the byte-level alphabet", key, id)
+		}
+		if id >= 1<<30 {
+			return fmt.Errorf("token %q has id %d", key, id)
+		}
+		b.ents = append(b.ents, vocabEnt{int32(off), int32(len(b.arena) - off), int32(id)})
+		return nil
+	})
+	if err == nil && s.peek() != 0 {
+		err = s.fail("data after the vocabulary")
+	}
+	if err != nil {
+		return b.errorf(field, "%v", err)
+	}
+	if len(b.ents) == 0 {
+		return b.errorf(field, "empty vocabulary")
+	}
+	return nil
+}
+
+// finishVocab indexes the vocabulary and adds the added tokens.
+func (b *builder) finishVocab(added []addedJSON) error {
+	maxID := -1
+	for _, e := range b.ents {
+		maxID = max(maxID, int(e.id))
 	}
 	for i, a := range added {
 		if a.ID == nil || *a.ID < 0 || *a.ID >= 1<<30 {
-			return nil, &FormatError{File: file, Field: fmt.Sprintf("added token %d (%q)", i, a.Content), Reason: "missing or bad id"}
+			return b.errorf(fmt.Sprintf("added token %d (%q)", i, a.Content), "missing or bad id")
 		}
 		maxID = max(maxID, *a.ID)
 	}
-
 	t := &Tokenizer{tokens: make([]string, maxID+1)}
-	rawID := make(map[string]int32, len(vocab))
-	for tok, id := range vocab {
-		raw, ok := unByteLevel(tok)
-		if !ok || raw == "" {
-			return nil, &FormatError{File: file, Field: "vocab", Reason: fmt.Sprintf("token %q (id %d) is not in the byte-level alphabet", tok, id)}
+	b.t = t
+	arena := string(b.arena) // one allocation backs every token string
+	b.arena = nil
+	b.rawID = make(map[string]int32, len(b.ents))
+	for _, e := range b.ents {
+		raw := arena[e.off : e.off+e.n]
+		if t.tokens[e.id] != "" {
+			return b.errorf("vocab", "id %d is used twice", e.id)
 		}
-		if t.tokens[id] != "" {
-			return nil, &FormatError{File: file, Field: "vocab", Reason: fmt.Sprintf("id %d is used twice", id)}
+		if _, dup := b.rawID[raw]; dup {
+			return b.errorf("vocab", "token %q appears twice", raw)
 		}
-		t.tokens[id] = raw
-		rawID[raw] = int32(id)
+		t.tokens[e.id] = raw
+		b.rawID[raw] = e.id
 	}
-	for b := 0; b < 256; b++ {
-		id, ok := rawID[string([]byte{byte(b)})]
+	for c := 0; c < 256; c++ {
+		id, ok := b.rawID[string([]byte{byte(c)})]
 		if !ok {
-			return nil, &FormatError{File: file, Field: "vocab", Reason: fmt.Sprintf("no token for byte 0x%02x", b)}
+			return b.errorf("vocab", "no token for byte 0x%02x", c)
 		}
-		t.byteID[b] = id
+		t.byteID[c] = id
 	}
-
-	t.merges = make(map[uint64]uint64, len(merges))
-	for rank, m := range merges {
-		field := func() string { return fmt.Sprintf("merges[%d] (%q %q)", rank, m[0], m[1]) }
-		a, okA := unByteLevel(m[0])
-		b, okB := unByteLevel(m[1])
-		if !okA || !okB {
-			return nil, &FormatError{File: file, Field: field(), Reason: "not in the byte-level alphabet"}
-		}
-		left, okA := rawID[a]
-		right, okB := rawID[b]
-		merged, okM := rawID[a+b]
-		if !okA || !okB || !okM {
-			return nil, &FormatError{File: file, Field: field(), Reason: "a part or the merged token is not in the vocabulary"}
-		}
-		// A repeated pair keeps its last rank, as the reference's map does.
-		t.merges[pairKey(left, right)] = uint64(rank)<<32 | uint64(merged)
-	}
+	t.merges = make(map[uint64]uint64, len(b.ents))
 
 	var raw, normd []addedToken
 	for i, a := range added {
 		field := fmt.Sprintf("added token %d (%q)", i, a.Content)
 		switch {
 		case a.Content == "":
-			return nil, &FormatError{File: file, Field: field, Reason: "empty content"}
+			return b.errorf(field, "empty content")
 		case a.LStrip || a.RStrip || a.SingleWord:
-			return nil, &FormatError{File: file, Field: field, Reason: "lstrip, rstrip and single_word are not supported"}
+			return b.errorf(field, "lstrip, rstrip and single_word are not supported")
 		}
 		at := addedToken{content: a.Content, id: int32(*a.ID)}
 		// The reference decodes an added token's id to its content even when
-		// the vocabulary has the id too.
-		t.tokens[at.id] = a.Content
+		// the vocabulary has the id too, through the byte-level decoder: a
+		// content entirely in the byte-level alphabet is mapped back to bytes,
+		// any other is kept as it is.
+		if rb, ok := appendUnByteLevel(nil, []byte(a.Content)); ok {
+			t.tokens[at.id] = string(rb)
+		} else {
+			t.tokens[at.id] = a.Content
+		}
 		if a.Normalized {
 			normd = append(normd, at)
 		} else {
@@ -339,5 +397,102 @@ func build(file string, vocab map[string]int, merges [][2]string, added []addedJ
 		}
 	}
 	t.raw, t.normd, t.hasNorm = newAddedSet(raw), newAddedSet(normd), len(normd) > 0
-	return t, nil
+	return nil
+}
+
+// addMerge adds the next-ranked merge of two byte-level token strings.
+func (b *builder) addMerge(left, right []byte, field func() string) error {
+	var okA, okB bool
+	b.ra, okA = appendUnByteLevel(b.ra[:0], left)
+	b.rb, okB = appendUnByteLevel(b.rb[:0], right)
+	if !okA || !okB || len(left) == 0 || len(right) == 0 {
+		return b.errorf(field(), "%q %q is not a pair of byte-level tokens", left, right)
+	}
+	l, okA := b.rawID[string(b.ra)]
+	r, okB := b.rawID[string(b.rb)]
+	b.rm = append(append(b.rm[:0], b.ra...), b.rb...)
+	m, okM := b.rawID[string(b.rm)]
+	if !okA || !okB || !okM {
+		return b.errorf(field(), "%q %q: a part or the merged token is not in the vocabulary", left, right)
+	}
+	// A repeated pair keeps its last rank, as the reference's map does.
+	b.t.merges[pairKey(l, r)] = uint64(b.rank)<<32 | uint64(uint32(m))
+	b.rank++
+	return nil
+}
+
+// mergesJSON reads tokenizer.json's merges in either format: ["a b", …] or
+// [["a", "b"], …].
+func (b *builder) mergesJSON(data []byte, field string) error {
+	if len(data) == 0 {
+		return b.errorf(field, "missing")
+	}
+	s := &jscan{data: data}
+	fieldN := func() string { return fmt.Sprintf("%s[%d]", field, b.rank) }
+	if err := s.expect('['); err != nil {
+		return b.errorf(field, "%v", err)
+	}
+	for first := true; ; first = false {
+		ok, err := s.more(first, ']')
+		if err != nil {
+			return b.errorf(fieldN(), "%v", err)
+		}
+		if !ok {
+			break
+		}
+		var left, right []byte
+		if s.peek() == '"' {
+			if b.ka, err = s.str(b.ka[:0]); err != nil {
+				return b.errorf(fieldN(), "%v", err)
+			}
+			var found bool
+			if left, right, found = bytes.Cut(b.ka, []byte(" ")); !found || bytes.IndexByte(right, ' ') >= 0 {
+				return b.errorf(fieldN(), "%q is not a pair", b.ka)
+			}
+		} else {
+			err := s.expect('[')
+			if err == nil {
+				b.ka, err = s.str(b.ka[:0])
+			}
+			if err == nil {
+				err = s.expect(',')
+			}
+			if err == nil {
+				b.kb, err = s.str(b.kb[:0])
+			}
+			if err == nil {
+				err = s.expect(']')
+			}
+			if err != nil {
+				return b.errorf(fieldN(), "want a pair of strings: %v", err)
+			}
+			left, right = b.ka, b.kb
+		}
+		if err := b.addMerge(left, right, fieldN); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mergesTxt reads merges.txt: an optional "#version" line, then one
+// "left right" pair per line.
+func (b *builder) mergesTxt(data []byte) error {
+	for line := 1; len(data) > 0; line++ {
+		var l []byte
+		l, data, _ = bytes.Cut(data, []byte("\n"))
+		l = bytes.TrimSuffix(l, []byte("\r"))
+		if len(l) == 0 || (line == 1 && bytes.HasPrefix(l, []byte("#version"))) {
+			continue
+		}
+		fieldN := func() string { return fmt.Sprintf("line %d", line) }
+		left, right, found := bytes.Cut(l, []byte(" "))
+		if !found || bytes.IndexByte(right, ' ') >= 0 {
+			return b.errorf(fieldN(), "%q is not a pair", l)
+		}
+		if err := b.addMerge(left, right, fieldN); err != nil {
+			return err
+		}
+	}
+	return nil
 }
