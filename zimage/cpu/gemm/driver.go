@@ -7,7 +7,7 @@ import "sync"
 // ncMax×kc block of B (L2) and sweeps it against every mr-row micro-panel of
 // the A block (L1). Sizes were picked by measurement on Zen 4 (1 MB L2).
 var (
-	kcMax = 384
+	kcMax = 1280
 	mcMax = 1536
 	ncMax = 512
 )
@@ -54,8 +54,11 @@ func run(c, a []float32, src bSource, bias []float32, m, n, k int) {
 	if m*n*k < inlineFlops {
 		threads = 1
 	}
-	kern := active
-	blocked(kern, threads, c, a, &src, bias, m, n, k)
+	if m <= gemvMaxM && src.kind != srcF32N {
+		gemv(threads, c, a, &src, bias, m, n, k)
+		return
+	}
+	blocked(active, threads, c, a, &src, bias, m, n, k)
 }
 
 // blocked is the Goto/BLIS loop nest.

@@ -265,3 +265,31 @@ func TestConcurrentCalls(t *testing.T) {
 		}
 	}
 }
+
+// TestPackPaths runs every dtype with the assembly transposing pack on and
+// off (where it exists), on shapes with whole and ragged 16×16 tiles.
+func TestPackPaths(t *testing.T) {
+	dts := []weights.DType{weights.F32, weights.BF16, weights.F16, weights.F8E4M3, weights.F8E5M2}
+	defer func(v bool) { useTranspose = v }(useTranspose)
+	for _, tr := range []bool{false, useTranspose} {
+		useTranspose = tr
+		r := rand.New(rand.NewPCG(11, 12))
+		for _, dt := range dts {
+			for _, sh := range []shape{{20, 64, 64}, {15, 47, 33}, {3, 100, 400}, {33, 17, 16}} {
+				a := randSlice(r, sh.m*sh.k)
+				raw, b := encode(t, randSlice(r, sh.n*sh.k), dt)
+				c := make([]float32, sh.m*sh.n)
+				if err := MatMulBT(c, a, raw, dt, nil, sh.m, sh.n, sh.k); err != nil {
+					t.Fatal(err)
+				}
+				check(t, c, a, b, true, nil, sh.m, sh.n, sh.k)
+				if dt == weights.F32 {
+					if err := MatMulBTF32(c, a, b, nil, sh.m, sh.n, sh.k); err != nil {
+						t.Fatal(err)
+					}
+					check(t, c, a, b, true, nil, sh.m, sh.n, sh.k)
+				}
+			}
+		}
+	}
+}

@@ -5,6 +5,7 @@ package gemm
 // When acc is false the tile is overwritten, otherwise accumulated into.
 type kernel struct {
 	name   string
+	isa    string // "avx512", "avx2" or "" (pure Go)
 	mr, nr int
 	fn     func(kc int, a, b, c []float32, ldc int, acc bool)
 }

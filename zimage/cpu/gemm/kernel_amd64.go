@@ -2,7 +2,13 @@
 
 package gemm
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+
+	"github.com/zimage/zimage/weights"
+)
 
 //go:generate go run gen_kernels.go
 
@@ -10,8 +16,8 @@ type asmKernel func(a, b, c *float32, kc, ldc int, acc bool)
 
 // wrapAsm adapts an assembly kernel to the slice signature; the slice
 // expressions check the packed-panel and C extents the kernel touches.
-func wrapAsm(name string, mr, nr int, f asmKernel) kernel {
-	return kernel{name: name, mr: mr, nr: nr, fn: func(kc int, a, b, c []float32, ldc int, acc bool) {
+func wrapAsm(name, isa string, mr, nr int, f asmKernel) kernel {
+	return kernel{name: name, isa: isa, mr: mr, nr: nr, fn: func(kc int, a, b, c []float32, ldc int, acc bool) {
 		if kc <= 0 {
 			return
 		}
@@ -26,17 +32,110 @@ func archKernels() []kernel {
 	var ks []kernel
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL {
 		ks = append(ks,
-			wrapAsm("avx512", 14, 32, kavx512_14x32),
-			wrapAsm("avx512-12x32", 12, 32, kavx512_12x32),
-			wrapAsm("avx512-8x48", 8, 48, kavx512_8x48),
-			wrapAsm("avx512-6x64", 6, 64, kavx512_6x64),
+			wrapAsm("avx512", "avx512", 6, 64, kavx512_6x64),
+			wrapAsm("avx512-8x48", "avx512", 8, 48, kavx512_8x48),
+			wrapAsm("avx512-14x32", "avx512", 14, 32, kavx512_14x32),
 		)
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		ks = append(ks,
-			wrapAsm("avx2", 6, 16, kavx2_6x16),
-			wrapAsm("avx2-4x24", 4, 24, kavx2_4x24),
+			wrapAsm("avx2", "avx2", 6, 16, kavx2_6x16),
+			wrapAsm("avx2-4x24", "avx2", 4, 24, kavx2_4x24),
 		)
 	}
 	return ks
+}
+
+// useTranspose enables the AVX-512 16×16 transposing pack (tests turn it
+// off to cover the scalar path).
+var useTranspose = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
+
+// transposeRows packs the leading whole 16-row groups of a micro-panel over
+// the leading whole 16-value blocks of k with the assembly transposer, and
+// returns how many rows and k values it covered.
+func transposeRows(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) (rows, ks int) {
+	if !useTranspose || cols < 16 || kb < 16 {
+		return 0, 0
+	}
+	nblk, groups := kb/16, cols/16
+	k := src.k
+	for g := 0; g < groups; g++ {
+		_ = panel[(16*nblk-1)*nr+16*g+15] // last element written
+		dst := &panel[16*g]
+		first := (jbase+16*g)*k + p0       // element index of the tile's first value
+		last := first + 15*k + 16*nblk - 1 // element index of the last value read
+		switch {
+		case src.kind == srcF32T:
+			_ = src.f32[last]
+			tr16F32(dst, nr*4, unsafe.Pointer(&src.f32[first]), k*4, nblk)
+		case src.dt == weights.F32:
+			_ = src.raw[last*4+3]
+			tr16F32(dst, nr*4, unsafe.Pointer(&src.raw[first*4]), k*4, nblk)
+		case src.dt == weights.BF16:
+			_ = src.raw[last*2+1]
+			tr16BF16(dst, nr*4, unsafe.Pointer(&src.raw[first*2]), k*2, nblk)
+		case src.dt == weights.F16:
+			_ = src.raw[last*2+1]
+			tr16F16(dst, nr*4, unsafe.Pointer(&src.raw[first*2]), k*2, nblk)
+		default:
+			return 0, 0
+		}
+	}
+	return groups * 16, nblk * 16
+}
+
+func dot4Available() bool { return active.isa != "" }
+
+// dot4 sets sums[r] = a·B[j+r] for r < 4 with the active ISA's assembly
+// (tmp holds 4 widened rows for dtypes the assembly does not read).
+func dot4(sums *[4]float32, a []float32, src *bSource, j int, tmp []float32) {
+	k := len(a)
+	vl := 16
+	if active.isa == "avx2" {
+		vl = 8
+	}
+	kv := k &^ (2*vl - 1) // handled by the assembly
+	var part [4 * 16]float32
+	if kv > 0 {
+		var fn func(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
+		var base unsafe.Pointer
+		var ldb int
+		switch {
+		case src.kind == srcF32T:
+			_ = src.f32[(j+3)*src.k+kv-1]
+			fn, base, ldb = pick(dot4avx512F32, dot4avx2F32), unsafe.Pointer(&src.f32[j*src.k]), src.k*4
+		case src.dt == weights.F32:
+			_ = src.raw[((j+3)*src.k+kv)*4-1]
+			fn, base, ldb = pick(dot4avx512F32, dot4avx2F32), unsafe.Pointer(&src.raw[j*src.k*4]), src.k*4
+		case src.dt == weights.BF16:
+			_ = src.raw[((j+3)*src.k+kv)*2-1]
+			fn, base, ldb = pick(dot4avx512BF16, dot4avx2BF16), unsafe.Pointer(&src.raw[j*src.k*2]), src.k*2
+		case src.dt == weights.F16:
+			_ = src.raw[((j+3)*src.k+kv)*2-1]
+			fn, base, ldb = pick(dot4avx512F16, dot4avx2F16), unsafe.Pointer(&src.raw[j*src.k*2]), src.k*2
+		default: // F8: widen the 4 rows, then the float32 kernel
+			for r := 0; r < 4; r++ {
+				rowF32(src, j+r, tmp[r*k:(r+1)*k])
+			}
+			fn, base, ldb = pick(dot4avx512F32, dot4avx2F32), unsafe.Pointer(&tmp[0]), k*4
+		}
+		fn(&a[0], base, ldb, kv, &part[0])
+	}
+	for r := 0; r < 4; r++ {
+		var s float32
+		for _, v := range part[r*vl : (r+1)*vl] {
+			s += v
+		}
+		for p := kv; p < k; p++ {
+			s += a[p] * bAt(src, j+r, p)
+		}
+		sums[r] = s
+	}
+}
+
+func pick(f512, f2 func(a *float32, b unsafe.Pointer, ldb, k int, out *float32)) func(a *float32, b unsafe.Pointer, ldb, k int, out *float32) {
+	if active.isa == "avx2" {
+		return f2
+	}
+	return f512
 }

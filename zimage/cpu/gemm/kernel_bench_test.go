@@ -2,8 +2,30 @@ package gemm
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/zimage/zimage/weights"
 )
+
+// cpuTime is the process's user+system CPU time: GFLOP per CPU-second is a
+// tuning metric that other load on a shared machine disturbs much less than
+// wall-clock GFLOP/s.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// envInt overrides a tuning knob from the environment (benchmarks only).
+func envInt(name string, v *int) {
+	if x, err := strconv.Atoi(os.Getenv(name)); err == nil && x > 0 {
+		*v = x
+	}
+}
 
 // BenchmarkKernel measures one micro-kernel on panels that stay in L1/L2
 // (kc=256), i.e. its peak single-thread throughput.
@@ -28,7 +50,17 @@ func BenchmarkKernel(b *testing.B) {
 // BenchmarkBlocked runs whole GEMMs (float32 B, 2 threads) once per kernel;
 // it is the tuning loop for the block sizes.
 func BenchmarkBlocked(b *testing.B) {
-	for _, sh := range []shape{{1024, 3840, 3840}, {512, 9728, 2560}} {
+	defer func(k, m, n int) { kcMax, mcMax, ncMax = k, m, n }(kcMax, mcMax, ncMax)
+	envInt("GEMM_KC", &kcMax)
+	envInt("GEMM_MC", &mcMax)
+	envInt("GEMM_NC", &ncMax)
+	shapes := []shape{{1024, 3840, 3840}, {512, 9728, 2560}}
+	if s := os.Getenv("GEMM_SHAPE"); s != "" {
+		var sh shape
+		fmt.Sscanf(s, "%dx%dx%d", &sh.m, &sh.k, &sh.n)
+		shapes = []shape{sh}
+	}
+	for _, sh := range shapes {
 		a := make([]float32, sh.m*sh.k)
 		bm := make([]float32, sh.n*sh.k)
 		c := make([]float32, sh.m*sh.n)
@@ -42,12 +74,40 @@ func BenchmarkBlocked(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/%dx%dx%d", kern.name, sh.m, sh.k, sh.n), func(b *testing.B) {
 				prev, _ := useKernel(kern.name)
 				defer func() { active = prev }()
+				c0 := cpuTime()
 				for b.Loop() {
 					if err := MatMulBTF32(c, a, bm, nil, sh.m, sh.n, sh.k); err != nil {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(2*float64(sh.m*sh.n*sh.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				flops := 2 * float64(sh.m*sh.n*sh.k) * float64(b.N)
+				b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(flops/(cpuTime()-c0).Seconds()/1e9, "GFLOP/cpu-s")
+			})
+		}
+	}
+}
+
+// BenchmarkGEMVBF16 is one M = 1 product with a bf16 matrix, single- and
+// multi-threaded; GB/s counts weight bytes.
+func BenchmarkGEMVBF16(b *testing.B) {
+	for _, sh := range []shape{{1, 3840, 256}, {1, 15360, 3840}} {
+		for _, th := range []int{1, 2} {
+			a := make([]float32, sh.k)
+			raw := make([]byte, sh.n*sh.k*2)
+			for i := range raw {
+				raw[i] = byte(i*7 + i>>9)
+			}
+			c := make([]float32, sh.n)
+			b.Run(fmt.Sprintf("t%d/1x%dx%d", th, sh.k, sh.n), func(b *testing.B) {
+				SetThreads(th)
+				defer SetThreads(0)
+				for b.Loop() {
+					if err := MatMulBT(c, a, raw, weights.BF16, nil, 1, sh.n, sh.k); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(len(raw))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 			})
 		}
 	}

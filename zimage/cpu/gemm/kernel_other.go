@@ -3,3 +3,13 @@
 package gemm
 
 func archKernels() []kernel { return nil }
+
+var useTranspose = false
+
+func transposeRows(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) (rows, ks int) {
+	return 0, 0
+}
+
+func dot4Available() bool { return false }
+
+func dot4(sums *[4]float32, a []float32, src *bSource, j int, tmp []float32) {}

@@ -4,6 +4,8 @@
 
 package gemm
 
+import "unsafe"
+
 // kavx512_14x32 computes a 14×32 tile: see kernel.
 //
 //go:noescape
@@ -33,3 +35,57 @@ func kavx2_6x16(a, b, c *float32, kc, ldc int, acc bool)
 //
 //go:noescape
 func kavx2_4x24(a, b, c *float32, kc, ldc int, acc bool)
+
+// tr16F32 widens and transposes 16 rows × 16·nblk values of F32 (row
+// stride srcStride bytes) into 16·nblk rows × 16 float32 (row stride dstStride bytes).
+//
+//go:noescape
+func tr16F32(dst *float32, dstStride int, src unsafe.Pointer, srcStride int, nblk int)
+
+// tr16BF16 widens and transposes 16 rows × 16·nblk values of BF16 (row
+// stride srcStride bytes) into 16·nblk rows × 16 float32 (row stride dstStride bytes).
+//
+//go:noescape
+func tr16BF16(dst *float32, dstStride int, src unsafe.Pointer, srcStride int, nblk int)
+
+// tr16F16 widens and transposes 16 rows × 16·nblk values of F16 (row
+// stride srcStride bytes) into 16·nblk rows × 16 float32 (row stride dstStride bytes).
+//
+//go:noescape
+func tr16F16(dst *float32, dstStride int, src unsafe.Pointer, srcStride int, nblk int)
+
+// dot4avx512F32 accumulates, for 4 rows of F32 (row stride ldb bytes) and k
+// values (a multiple of 32), the lane-wise products with a into out (4 vectors).
+//
+//go:noescape
+func dot4avx512F32(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
+
+// dot4avx512BF16 accumulates, for 4 rows of BF16 (row stride ldb bytes) and k
+// values (a multiple of 32), the lane-wise products with a into out (4 vectors).
+//
+//go:noescape
+func dot4avx512BF16(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
+
+// dot4avx512F16 accumulates, for 4 rows of F16 (row stride ldb bytes) and k
+// values (a multiple of 32), the lane-wise products with a into out (4 vectors).
+//
+//go:noescape
+func dot4avx512F16(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
+
+// dot4avx2F32 accumulates, for 4 rows of F32 (row stride ldb bytes) and k
+// values (a multiple of 16), the lane-wise products with a into out (4 vectors).
+//
+//go:noescape
+func dot4avx2F32(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
+
+// dot4avx2BF16 accumulates, for 4 rows of BF16 (row stride ldb bytes) and k
+// values (a multiple of 16), the lane-wise products with a into out (4 vectors).
+//
+//go:noescape
+func dot4avx2BF16(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
+
+// dot4avx2F16 accumulates, for 4 rows of F16 (row stride ldb bytes) and k
+// values (a multiple of 16), the lane-wise products with a into out (4 vectors).
+//
+//go:noescape
+func dot4avx2F16(a *float32, b unsafe.Pointer, ldb, k int, out *float32)

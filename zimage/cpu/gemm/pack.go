@@ -40,59 +40,64 @@ func packB(dst []float32, src *bSource, j0, nb, p0, kb, nr int) {
 		if cols < nr {
 			clear(panel)
 		}
-		switch src.kind {
-		case srcF32N:
+		if src.kind == srcF32N {
 			for p := 0; p < kb; p++ {
 				row := src.f32[(p0+p)*src.n+jbase:]
 				copy(panel[p*nr:p*nr+cols], row[:cols])
 			}
-		case srcF32T:
-			for jj := 0; jj < cols; jj++ {
-				row := src.f32[(jbase+jj)*src.k+p0:][:kb]
-				for p, v := range row {
-					panel[p*nr+jj] = v
-				}
-			}
-		case srcBytesT:
-			packRowsBytes(panel, src, jbase, cols, p0, kb, nr)
+			continue
 		}
+		// Transposed sources: whole 16×16 tiles in assembly where available,
+		// the ragged rest element by element.
+		rows, ks := transposeRows(panel, nr, src, jbase, cols, p0, kb)
+		packScalar(panel, nr, src, jbase, 0, rows, ks, kb, p0)
+		packScalar(panel, nr, src, jbase, rows, cols, 0, kb, p0)
 	}
 }
 
-// packRowsBytes widens cols rows of a raw [n,k] B into one micro-panel.
-func packRowsBytes(panel []float32, src *bSource, jbase, cols, p0, kb, nr int) {
+// packScalar fills panel[p*nr+jj] = B(p0+p, jbase+jj) for jj in [jlo, jhi),
+// p in [plo, phi), for a transposed ([n,k]) source.
+func packScalar(panel []float32, nr int, src *bSource, jbase, jlo, jhi, plo, phi, p0 int) {
+	if jlo >= jhi || plo >= phi {
+		return
+	}
 	k := src.k
+	pn := phi - plo
+	var tab *[256]float32
 	switch src.dt {
-	case weights.F32:
-		for jj := 0; jj < cols; jj++ {
-			row := src.raw[((jbase+jj)*k+p0)*4:][:kb*4]
-			for p := 0; p < kb; p++ {
-				panel[p*nr+jj] = math.Float32frombits(binary.LittleEndian.Uint32(row[p*4:]))
+	case weights.F8E4M3:
+		tab = weights.F8E4M3Table()
+	case weights.F8E5M2:
+		tab = weights.F8E5M2Table()
+	}
+	for jj := jlo; jj < jhi; jj++ {
+		off := (jbase+jj)*k + p0 + plo // element index of the row's first value
+		out := panel[plo*nr+jj:]
+		if src.kind == srcF32T {
+			for p, v := range src.f32[off : off+pn] {
+				out[p*nr] = v
 			}
+			continue
 		}
-	case weights.BF16:
-		for jj := 0; jj < cols; jj++ {
-			row := src.raw[((jbase+jj)*k+p0)*2:][:kb*2]
-			for p := 0; p < kb; p++ {
-				panel[p*nr+jj] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(row[p*2:])) << 16)
+		switch src.dt {
+		case weights.F32:
+			row := src.raw[off*4:][:pn*4]
+			for p := 0; p < pn; p++ {
+				out[p*nr] = math.Float32frombits(binary.LittleEndian.Uint32(row[p*4:]))
 			}
-		}
-	case weights.F16:
-		for jj := 0; jj < cols; jj++ {
-			row := src.raw[((jbase+jj)*k+p0)*2:][:kb*2]
-			for p := 0; p < kb; p++ {
-				panel[p*nr+jj] = weights.F16ToF32(binary.LittleEndian.Uint16(row[p*2:]))
+		case weights.BF16:
+			row := src.raw[off*2:][:pn*2]
+			for p := 0; p < pn; p++ {
+				out[p*nr] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(row[p*2:])) << 16)
 			}
-		}
-	case weights.F8E4M3, weights.F8E5M2:
-		tab := weights.F8E4M3Table()
-		if src.dt == weights.F8E5M2 {
-			tab = weights.F8E5M2Table()
-		}
-		for jj := 0; jj < cols; jj++ {
-			row := src.raw[(jbase+jj)*k+p0:][:kb]
-			for p, v := range row {
-				panel[p*nr+jj] = tab[v]
+		case weights.F16:
+			row := src.raw[off*2:][:pn*2]
+			for p := 0; p < pn; p++ {
+				out[p*nr] = weights.F16ToF32(binary.LittleEndian.Uint16(row[p*2:]))
+			}
+		default: // F8E4M3, F8E5M2
+			for p, v := range src.raw[off : off+pn] {
+				out[p*nr] = tab[v]
 			}
 		}
 	}

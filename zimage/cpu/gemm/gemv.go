@@ -1,0 +1,128 @@
+package gemm
+
+import (
+	"encoding/binary"
+	"math"
+
+	"github.com/zimage/zimage/weights"
+)
+
+// gemvMaxM is the largest m that skips packing: each row of B is read once,
+// straight from its storage, and dotted with every row of A (the M = 1
+// timestep/adaLN case is memory-bound; packing would only add traffic).
+var gemvMaxM = 4
+
+// gemv computes C = A·Bᵀ (+ bias) for a transposed source and small m,
+// parallel over rows of B.
+func gemv(threads int, c, a []float32, src *bSource, bias []float32, m, n, k int) {
+	// About 8 tasks per thread for balance, each a multiple of 4 rows.
+	rowsPer := max(16, roundUp(ceilDiv(n, 8*threads), 4))
+	ntask := ceilDiv(n, rowsPer)
+	parallelFor(threads, ntask, func(_, t int) {
+		j0 := t * rowsPer
+		j1 := min(n, j0+rowsPer)
+		var tmpBuf *[]float32
+		var tmp []float32
+		if src.kind != srcF32T { // widened rows for the tail and for F8
+			tmpBuf = getBuf(4 * k)
+			defer putBuf(tmpBuf)
+			tmp = *tmpBuf
+		}
+		j := j0
+		var sums [4]float32
+		for ; j+4 <= j1 && dot4Available(); j += 4 {
+			for i := 0; i < m; i++ {
+				dot4(&sums, a[i*k:(i+1)*k], src, j, tmp)
+				copy(c[i*n+j:i*n+j+4], sums[:])
+			}
+		}
+		for ; j < j1; j++ {
+			row := rowF32(src, j, tmp)
+			for i := 0; i < m; i++ {
+				c[i*n+j] = dotGo(a[i*k:(i+1)*k], row)
+			}
+		}
+		if bias != nil {
+			for i := 0; i < m; i++ {
+				crow := c[i*n+j0 : i*n+j1]
+				for jj, bv := range bias[j0:j1] {
+					crow[jj] += bv
+				}
+			}
+		}
+	})
+}
+
+// rowF32 returns row j of a transposed source as float32: the row itself
+// for float32 storage, else widened into tmp (k values).
+func rowF32(src *bSource, j int, tmp []float32) []float32 {
+	k := src.k
+	if src.kind == srcF32T {
+		return src.f32[j*k : (j+1)*k]
+	}
+	tmp = tmp[:k]
+	switch src.dt {
+	case weights.F32:
+		row := src.raw[j*k*4:][:k*4]
+		for p := range tmp {
+			tmp[p] = math.Float32frombits(binary.LittleEndian.Uint32(row[p*4:]))
+		}
+	case weights.BF16:
+		row := src.raw[j*k*2:][:k*2]
+		for p := range tmp {
+			tmp[p] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(row[p*2:])) << 16)
+		}
+	case weights.F16:
+		row := src.raw[j*k*2:][:k*2]
+		for p := range tmp {
+			tmp[p] = weights.F16ToF32(binary.LittleEndian.Uint16(row[p*2:]))
+		}
+	case weights.F8E4M3, weights.F8E5M2:
+		tab := weights.F8E4M3Table()
+		if src.dt == weights.F8E5M2 {
+			tab = weights.F8E5M2Table()
+		}
+		for p, v := range src.raw[j*k : (j+1)*k] {
+			tmp[p] = tab[v]
+		}
+	}
+	return tmp
+}
+
+// dotGo is a plain float32 dot product with four partial sums.
+func dotGo(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	p := 0
+	for ; p+4 <= len(a); p += 4 {
+		s0 += a[p] * b[p]
+		s1 += a[p+1] * b[p+1]
+		s2 += a[p+2] * b[p+2]
+		s3 += a[p+3] * b[p+3]
+	}
+	for ; p < len(a); p++ {
+		s0 += a[p] * b[p]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// bAt returns B(p, j) of a transposed source (element p of row j).
+func bAt(src *bSource, j, p int) float32 {
+	i := j*src.k + p
+	if src.kind == srcF32T {
+		return src.f32[i]
+	}
+	switch src.dt {
+	case weights.F32:
+		return math.Float32frombits(binary.LittleEndian.Uint32(src.raw[i*4:]))
+	case weights.BF16:
+		return weights.BF16ToF32(binary.LittleEndian.Uint16(src.raw[i*2:]))
+	case weights.F16:
+		return weights.F16ToF32(binary.LittleEndian.Uint16(src.raw[i*2:]))
+	case weights.F8E4M3:
+		return weights.F8E4M3Table()[src.raw[i]]
+	case weights.F8E5M2:
+		return weights.F8E5M2Table()[src.raw[i]]
+	}
+	return 0
+}
