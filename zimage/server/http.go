@@ -1,0 +1,504 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Handler returns the HTTP API. In the worker role only /healthz and
+// /metrics are served.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", s.handleHealth)
+	mux.HandleFunc("/metrics", s.handleMetrics)
+	if s.cfg.Role != RoleWorker {
+		mux.HandleFunc("/api/generate", s.handleGenerate)
+		mux.HandleFunc("/api/status", s.handleStatus)
+		mux.HandleFunc("/api/images/{task}/{file}", s.handleImage)
+		mux.HandleFunc("/v1/images/generations", s.handleOpenAI)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			writeOpenAIError(w, errorf(http.StatusNotFound, "unknown endpoint %s", r.URL.Path))
+			return
+		}
+		writeError(w, errorf(http.StatusNotFound, "unknown endpoint %s", r.URL.Path))
+	})
+	return s.observe(mux)
+}
+
+// statusWriter remembers the status code for logs and metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// observe logs each request, counts it by route and status, and turns a
+// handler panic into a 500.
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error("handler panic", "path", r.URL.Path, "panic", fmt.Sprint(p))
+				if sw.code == 0 {
+					writeError(sw, errorf(http.StatusInternalServerError, "internal error"))
+				}
+			}
+			route := routeOf(r.URL.Path)
+			s.metrics.request(route, sw.code)
+			s.log.Info("http", "method", r.Method, "route", route, "status", sw.code,
+				"ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// routeOf names a path for metrics without its variable parts.
+func routeOf(path string) string {
+	switch {
+	case path == "/healthz", path == "/metrics", path == "/api/generate", path == "/api/status",
+		path == "/v1/images/generations":
+		return path
+	case strings.HasPrefix(path, "/api/images/"):
+		return "/api/images"
+	}
+	return "other"
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// asAPIError maps any error to the one the client sees; errors that are not
+// the client's fault are reported as a bare 500 (details go to the log).
+func asAPIError(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	return errorf(http.StatusInternalServerError, "internal error")
+}
+
+func setRetryAfter(w http.ResponseWriter, e *apiError) {
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
+	if e.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="zimage"`)
+	}
+}
+
+// writeError writes the hosted API's error envelope.
+func writeError(w http.ResponseWriter, e *apiError) {
+	setRetryAfter(w, e)
+	writeJSON(w, e.status, envelope{Code: e.status, Message: e.msg, Data: nil})
+}
+
+// writeOpenAIError writes OpenAI's error shape, which its clients parse.
+func writeOpenAIError(w http.ResponseWriter, e *apiError) {
+	setRetryAfter(w, e)
+	typ := "invalid_request_error"
+	switch {
+	case e.status == http.StatusUnauthorized:
+		typ = "authentication_error"
+	case e.status == http.StatusPaymentRequired:
+		typ = "insufficient_quota"
+	case e.status == http.StatusTooManyRequests:
+		typ = "rate_limit_error"
+	case e.status >= 500:
+		typ = "server_error"
+	}
+	writeJSON(w, e.status, map[string]any{"error": map[string]any{
+		"message": e.msg, "type": typ, "code": e.status,
+	}})
+}
+
+func (s *Server) logInternal(r *http.Request, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		s.log.Error("request failed", "path", r.URL.Path, "err", err)
+	}
+}
+
+// bearer extracts the token of an "Authorization: Bearer …" header.
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// auth returns the calling key, or a 401 error.
+func (s *Server) auth(r *http.Request) (KeyInfo, error) {
+	tok := bearer(r)
+	if tok == "" {
+		return KeyInfo{}, errorf(http.StatusUnauthorized, "missing API key: send \"Authorization: Bearer <key>\"")
+	}
+	k, ok, err := authenticate(r.Context(), s.db.q, tok)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	if !ok {
+		return KeyInfo{}, errorf(http.StatusUnauthorized, "invalid API key")
+	}
+	return k, nil
+}
+
+// readBody reads a request body within the size limit.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", s.cfg.MaxBodyBytes)
+	}
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "reading the request body: %v", err)
+	}
+	return body, nil
+}
+
+func methodNotAllowed(allowed string) *apiError {
+	return errorf(http.StatusMethodNotAllowed, "method not allowed; use %s", allowed)
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	var one int64
+	if err := s.db.q.queryRow(ctx, `SELECT 1`).Scan(&one); err != nil {
+		s.log.Error("health check", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": "database unreachable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "role": string(s.cfg.Role)})
+}
+
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	var queued, running int64
+	err := s.db.q.queryRow(r.Context(), `SELECT
+		COALESCE(SUM(CASE WHEN state = ? THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN state = ? THEN 1 ELSE 0 END), 0)
+		FROM zimage_tasks WHERE state IN (?, ?)`, stateQueued, stateRunning, stateQueued, stateRunning).Scan(&queued, &running)
+	if err != nil {
+		s.log.Error("metrics: queue depth", "err", err)
+	}
+	var buf bytes.Buffer
+	s.metrics.write(&buf, queued, running)
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	_, _ = w.Write(buf.Bytes())
+}
+
+// handleGenerate is POST /api/generate: validate, reserve, queue, answer at
+// once with the task ID.
+func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		writeError(w, methodNotAllowed("POST"))
+		return
+	}
+	key, err := s.auth(r)
+	if err != nil {
+		s.logInternal(r, err)
+		writeError(w, asAPIError(err))
+		return
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeError(w, asAPIError(err))
+		return
+	}
+	req, ae := decodeGenerateRequest(body, s.cfg.Resolution)
+	if ae != nil {
+		writeError(w, ae)
+		return
+	}
+	t, err := s.submit(r.Context(), key, req, "api")
+	if err != nil {
+		s.logInternal(r, err)
+		writeError(w, asAPIError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, envelope{Code: 200, Message: "success", Data: map[string]any{
+		"task_id": t.ID, "status": t.apiStatus(),
+	}})
+}
+
+// statusData is the "data" of GET /api/status.
+type statusData struct {
+	Status          string        `json:"status"`
+	TaskID          string        `json:"task_id"`
+	Request         statusRequest `json:"request"`
+	Response        []string      `json:"response"`
+	ConsumedCredits int64         `json:"consumed_credits"`
+	CreatedAt       string        `json:"created_at"`
+	ErrorMessage    string        `json:"error_message"`
+}
+
+type statusRequest struct {
+	Prompt string `json:"prompt"`
+	Size   string `json:"size"`
+	Seed   int64  `json:"seed"`
+}
+
+// handleStatus is GET /api/status?task_id=…; another key's task is unknown.
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		writeError(w, methodNotAllowed("GET"))
+		return
+	}
+	key, err := s.auth(r)
+	if err != nil {
+		s.logInternal(r, err)
+		writeError(w, asAPIError(err))
+		return
+	}
+	id := r.URL.Query().Get("task_id")
+	if id == "" {
+		writeError(w, errorf(http.StatusBadRequest, "query parameter \"task_id\" is required"))
+		return
+	}
+	t, err := getTask(r.Context(), s.db.q, id)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && t.KeyID != key.ID) {
+		writeError(w, errorf(http.StatusNotFound, "unknown task %q", id))
+		return
+	}
+	if err != nil {
+		s.logInternal(r, err)
+		writeError(w, asAPIError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, envelope{Code: 200, Message: "success", Data: s.statusOf(r, t)})
+}
+
+func (s *Server) statusOf(r *http.Request, t *task) statusData {
+	return statusData{
+		Status:          t.apiStatus(),
+		TaskID:          t.ID,
+		Request:         statusRequest{Prompt: t.Prompt, Size: sizeText(t.Width, t.Height), Seed: t.Seed},
+		Response:        s.imageURLs(r, t),
+		ConsumedCredits: t.Consumed,
+		CreatedAt:       time.UnixMilli(t.CreatedAt).UTC().Format(time.DateTime),
+		ErrorMessage:    t.Error,
+	}
+}
+
+// baseURL is where this server is reached from outside.
+func (s *Server) baseURL(r *http.Request) string {
+	if s.cfg.PublicURL != "" {
+		return s.cfg.PublicURL
+	}
+	scheme := "http"
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// imageURLs are a finished task's image links. Each carries the task's
+// unguessable token, so it works in a browser without the API key.
+func (s *Server) imageURLs(r *http.Request, t *task) []string {
+	urls := []string{}
+	if t.State != stateSucceeded {
+		return urls
+	}
+	base := s.baseURL(r)
+	for i := range t.Images {
+		urls = append(urls, fmt.Sprintf("%s/api/images/%s/%d.png?token=%s", base, t.ID, i, t.Token))
+	}
+	return urls
+}
+
+// handleImage serves GET /api/images/{task}/{n}.png to the holder of the
+// task's token or of its key. Anything else is "not found", so the URL space
+// reveals nothing.
+func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		writeError(w, methodNotAllowed("GET"))
+		return
+	}
+	notFound := errorf(http.StatusNotFound, "unknown image")
+	id := r.PathValue("task")
+	idx, err := strconv.Atoi(strings.TrimSuffix(r.PathValue("file"), ".png"))
+	if err != nil || !strings.HasSuffix(r.PathValue("file"), ".png") || idx < 0 {
+		writeError(w, notFound)
+		return
+	}
+	t, err := getTask(r.Context(), s.db.q, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		writeError(w, notFound)
+		return
+	}
+	if err != nil {
+		s.logInternal(r, err)
+		writeError(w, asAPIError(err))
+		return
+	}
+	allowed := false
+	if tok := r.URL.Query().Get("token"); tok != "" {
+		allowed = subtle.ConstantTimeCompare([]byte(tok), []byte(t.Token)) == 1
+	} else if bearer(r) != "" {
+		k, err := s.auth(r)
+		if err != nil {
+			s.logInternal(r, err)
+			writeError(w, asAPIError(err))
+			return
+		}
+		allowed = k.ID == t.KeyID
+	} else {
+		writeError(w, errorf(http.StatusUnauthorized, "missing API key or image token"))
+		return
+	}
+	if !allowed || t.State != stateSucceeded || idx >= t.Images {
+		writeError(w, notFound)
+		return
+	}
+	data, err := s.files.read(t.ID, idx)
+	if err != nil {
+		s.log.Error("image file missing", "task", t.ID, "index", idx, "err", err)
+		writeError(w, notFound)
+		return
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(data)
+	}
+}
+
+// handleOpenAI is POST /v1/images/generations: OpenAI's request and
+// response shapes, answered when the images are ready.
+func (s *Server) handleOpenAI(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		writeOpenAIError(w, methodNotAllowed("POST"))
+		return
+	}
+	key, err := s.auth(r)
+	if err != nil {
+		s.logInternal(r, err)
+		writeOpenAIError(w, asAPIError(err))
+		return
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeOpenAIError(w, asAPIError(err))
+		return
+	}
+	req, format, ae := decodeOpenAIRequest(body, s.cfg.Resolution, s.cfg.MaxN)
+	if ae != nil {
+		writeOpenAIError(w, ae)
+		return
+	}
+	t, err := s.submit(r.Context(), key, req, "openai")
+	if err != nil {
+		s.logInternal(r, err)
+		writeOpenAIError(w, asAPIError(err))
+		return
+	}
+	t, err = s.waitTask(r.Context(), t.ID)
+	if err != nil {
+		s.logInternal(r, err)
+		writeOpenAIError(w, asAPIError(err))
+		return
+	}
+	if t.State == stateFailed {
+		writeOpenAIError(w, errorf(http.StatusInternalServerError, "generation failed: %s (task %s)", t.Error, t.ID))
+		return
+	}
+	data := make([]map[string]string, 0, t.Images)
+	for i, u := range s.imageURLs(r, t) {
+		if format == "url" {
+			data = append(data, map[string]string{"url": u})
+			continue
+		}
+		png, err := s.files.read(t.ID, i)
+		if err != nil {
+			s.logInternal(r, err)
+			writeOpenAIError(w, errorf(http.StatusInternalServerError, "internal error"))
+			return
+		}
+		data = append(data, map[string]string{"b64_json": base64.StdEncoding.EncodeToString(png)})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"created": t.CreatedAt / 1000, "data": data})
+}
+
+// waitTask waits until a task is finished. It wakes when this process
+// finishes a task and otherwise polls, since another process may run it.
+func (s *Server) waitTask(ctx context.Context, id string) (*task, error) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil, errorf(http.StatusServiceUnavailable, "the server is shutting down; task %s stays queued", id)
+	}
+	s.waiters.Add(1)
+	s.mu.Unlock()
+	defer s.waiters.Done()
+
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)
+	defer cancel()
+	poll := time.NewTicker(max(s.cfg.PollInterval, 100*time.Millisecond))
+	defer poll.Stop()
+	for {
+		changed := s.changedChan()
+		t, err := getTask(ctx, s.db.q, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return nil, err
+		}
+		if t.done() {
+			return t, nil
+		}
+		select {
+		case <-changed:
+		case <-poll.C:
+		case <-s.drained:
+			if t, err := getTask(ctx, s.db.q, id); err == nil && t.done() {
+				return t, nil
+			}
+			return nil, errorf(http.StatusServiceUnavailable, "the server is shutting down; task %s was handed back to the queue", id)
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errorf(http.StatusGatewayTimeout, "the images were not ready in time; task %s is still queued", id)
+}

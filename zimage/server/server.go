@@ -1,0 +1,338 @@
+// Package server is the HTTP API of zimage: the hosted "Z Image Turbo API"
+// (POST /api/generate, GET /api/status) and OpenAI's images endpoint, with
+// API keys, credits, rate limits and a persistent task queue.
+//
+// Tasks, keys and balances live in an embedded SQLite database in the data
+// directory, or in PostgreSQL where several processes share one queue. The
+// queue is River (github.com/riverqueue/river) on either. A task's result,
+// its charge and the completion of its job commit in one transaction, so a
+// task runs to an outcome at most once and is charged at most once; a task
+// whose process died is run again or marked FAILED, never lost.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Job is one image to generate.
+type Job struct {
+	TaskID string
+	Index  int // image number within the task (OpenAI's n)
+	Prompt string
+	Width  int
+	Height int
+	Seed   int64 // always ≥ 0: random seeds are drawn at submission
+}
+
+// Generator makes images. It must honour ctx: the server cancels it on
+// timeout and at shutdown.
+type Generator interface {
+	Generate(ctx context.Context, job Job) (img image.Image, seed int64, err error)
+}
+
+// Role says which parts of the server a process runs.
+type Role string
+
+const (
+	RoleAll    Role = "all"    // API and workers
+	RoleAPI    Role = "api"    // HTTP API only: tasks are queued for other processes
+	RoleWorker Role = "worker" // workers only (plus /healthz and /metrics)
+)
+
+// Config configures a Server. Zero fields take the defaults noted.
+type Config struct {
+	DataDir     string // required: the embedded database and the images
+	DatabaseURL string // "" = SQLite in DataDir; "postgres://…" = shared PostgreSQL
+	Role        Role   // default RoleAll
+	Generator   Generator
+
+	Resolution  int   // base size of the aspect ratios; default 1024
+	Price       int64 // credits per image; default 15
+	MaxQueue    int   // queued + running tasks before 429; default 100
+	MaxN        int   // most images per OpenAI request; default 4
+	Workers     int   // tasks run at once by this process; default 1
+	MaxAttempts int   // tries of a task whose worker died or stopped; default 3
+
+	TaskTimeout     time.Duration // one task's time limit; default 10m
+	RescueAfter     time.Duration // when a running job of a dead process is retried; default TaskTimeout+1m
+	ShutdownTimeout time.Duration // time running tasks get to finish at shutdown; default 30s
+	SyncTimeout     time.Duration // how long /v1/images/generations waits; default TaskTimeout+1m
+	PollInterval    time.Duration // queue poll interval; default 200ms
+	MaxBodyBytes    int64         // request body limit; default 64 KiB
+
+	// PublicURL is the server's external base URL for image links, e.g.
+	// "https://img.example.com". Default: from the request's Host header.
+	PublicURL string
+	Logger    *slog.Logger // default: discard
+}
+
+func (c *Config) setDefaults() error {
+	if c.Role == "" {
+		c.Role = RoleAll
+	}
+	if c.Role != RoleAll && c.Role != RoleAPI && c.Role != RoleWorker {
+		return fmt.Errorf("server: role %q: want all, api or worker", c.Role)
+	}
+	if c.DataDir == "" {
+		return errors.New("server: a data directory is required")
+	}
+	if c.Role != RoleAll && !isPostgresURL(c.DatabaseURL) {
+		return fmt.Errorf("server: role %q needs a shared PostgreSQL database (--database postgres://…); the embedded database serves one process", c.Role)
+	}
+	if c.Role != RoleAPI && c.Generator == nil {
+		return errors.New("server: a Generator is required to run tasks")
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.Resolution, 1024)
+	if c.Resolution < minSide || c.Resolution > maxSide {
+		return fmt.Errorf("server: resolution %d: must be between %d and %d", c.Resolution, minSide, maxSide)
+	}
+	if c.Price < 0 {
+		return fmt.Errorf("server: price %d: must not be negative", c.Price)
+	}
+	if c.Price == 0 {
+		c.Price = 15
+	}
+	def(&c.MaxQueue, 100)
+	def(&c.MaxN, 4)
+	def(&c.Workers, 1)
+	def(&c.MaxAttempts, 3)
+	defDur(&c.TaskTimeout, 10*time.Minute)
+	defDur(&c.RescueAfter, c.TaskTimeout+time.Minute)
+	defDur(&c.ShutdownTimeout, 30*time.Second)
+	defDur(&c.SyncTimeout, c.TaskTimeout+time.Minute)
+	defDur(&c.PollInterval, 200*time.Millisecond)
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 64 << 10
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Server is the API server and, depending on its Role, a queue worker.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	db      *database
+	eng     engine
+	files   *fileStore
+	metrics *metrics
+	unlock  func() // releases the data directory lock (SQLite)
+
+	// changed is closed and replaced whenever this process finishes a task,
+	// to wake synchronous requests waiting for it.
+	mu      sync.Mutex
+	changed chan struct{}
+
+	// At shutdown, closing refuses new synchronous waits, drained tells the
+	// waiting ones that no more tasks will finish here, and waiters lets the
+	// database close only after they are gone.
+	closing bool
+	drained chan struct{}
+	waiters sync.WaitGroup
+
+	started  bool
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// New opens the database (creating or upgrading its tables), recovers what
+// a previous process left running, and prepares the queue. Call Start to
+// begin running tasks, and Shutdown when done.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("server: data directory: %w", err)
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		files:   &fileStore{dir: filepath.Join(cfg.DataDir, "images")},
+		metrics: newMetrics(),
+		changed: make(chan struct{}),
+		drained: make(chan struct{}),
+		unlock:  func() {},
+	}
+	if !isPostgresURL(cfg.DatabaseURL) {
+		// The embedded database belongs to one server process: that is what
+		// makes it safe to hand back, at start, the tasks it shows running.
+		unlock, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		s.unlock = unlock
+	}
+	db, err := openDatabase(ctx, cfg.DataDir, cfg.DatabaseURL)
+	if err != nil {
+		s.unlock()
+		return nil, err
+	}
+	s.db = db
+	eng, err := newEngine(ctx, db, engineConfig{
+		work:            cfg.Role != RoleAPI,
+		workers:         cfg.Workers,
+		taskTimeout:     cfg.TaskTimeout,
+		rescueAfter:     cfg.RescueAfter,
+		softStopTimeout: cfg.ShutdownTimeout,
+		pollInterval:    cfg.PollInterval,
+		logger:          cfg.Logger,
+	}, s)
+	if err != nil {
+		db.close()
+		s.unlock()
+		return nil, err
+	}
+	s.eng = eng
+	if db.sqlDB != nil {
+		if err := s.recoverOrphans(ctx); err != nil {
+			db.close()
+			s.unlock()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// recoverOrphans hands back the jobs that a killed process left running in
+// the embedded database. Only one process uses that database (the data
+// directory is locked), so none of them can still be running. PostgreSQL
+// deployments rely on River's rescuer instead (Config.RescueAfter).
+func (s *Server) recoverOrphans(ctx context.Context) error {
+	return s.db.inTx(ctx, func(q dbtx) error {
+		n, err := q.exec(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running' AND queue = ?`, queueName)
+		if err != nil {
+			return fmt.Errorf("server: recover running jobs: %w", err)
+		}
+		if _, err := q.exec(ctx, `UPDATE zimage_tasks SET state = ? WHERE state = ?`, stateQueued, stateRunning); err != nil {
+			return fmt.Errorf("server: recover running tasks: %w", err)
+		}
+		if n > 0 {
+			s.log.Warn("tasks interrupted by the previous process are queued again", "tasks", n)
+		}
+		return nil
+	})
+}
+
+// Start starts the queue client; in the worker roles it begins running
+// tasks. It returns once started.
+func (s *Server) Start(ctx context.Context) error {
+	// River stops when its start context ends; Shutdown stops it instead.
+	if err := s.eng.start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("server: start queue: %w", err)
+	}
+	s.started = true
+	s.log.Info("server started", "role", s.cfg.Role, "database", s.db.engine,
+		"resolution", s.cfg.Resolution, "price", s.cfg.Price, "max_queue", s.cfg.MaxQueue)
+	return nil
+}
+
+// Shutdown stops taking tasks from the queue and waits for running ones to
+// finish; after Config.ShutdownTimeout they are cancelled and handed back to
+// the queue (another process, or this one after a restart, runs them). Then
+// it closes the database. The HTTP side is the caller's (see Serve).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		if s.started {
+			stopCtx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout+30*time.Second)
+			if err := s.eng.stop(stopCtx); err != nil {
+				s.stopErr = fmt.Errorf("server: stop queue: %w", err)
+			}
+			cancel()
+		}
+		s.mu.Lock()
+		s.closing = true
+		close(s.drained)
+		s.mu.Unlock()
+		s.waiters.Wait()
+		s.db.close()
+		s.unlock()
+		s.log.Info("server stopped")
+	})
+	return s.stopErr
+}
+
+// Serve runs the server on ln until ctx ends, then shuts down gracefully:
+// it stops accepting connections, lets requests and running tasks finish
+// (up to Config.ShutdownTimeout), and hands the rest back to the queue.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if err := s.Start(ctx); err != nil {
+		_ = s.Shutdown(context.Background())
+		return err
+	}
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      s.cfg.SyncTimeout + 30*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info("listening", "addr", ln.Addr().String())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.log.Info("shutting down")
+	// HTTP and queue stop together: a synchronous request may be waiting for
+	// a task that a worker of this process is finishing.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		hctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		defer cancel()
+		if err := hs.Shutdown(hctx); err != nil {
+			_ = hs.Close()
+		}
+	}()
+	err := s.Shutdown(context.Background())
+	wg.Wait()
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return err
+}
+
+// notifyChanged wakes the waiters of synchronous requests.
+func (s *Server) notifyChanged() {
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *Server) changedChan() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
