@@ -346,3 +346,39 @@ func TestClose(t *testing.T) {
 		t.Errorf("Run after Close: %v", err)
 	}
 }
+
+// TestTokenizerMatchesTextEncoderFixture checks that the pipeline's tokens
+// for every text_encoder.safetensors prompt are the reference ids (the
+// long prompt truncated to 512 like the reference).
+func TestTokenizerMatchesTextEncoderFixture(t *testing.T) {
+	p := tinyPipeline(t)
+	data, err := os.ReadFile(testdata.Path(t, "fixtures/text_encoder.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Cases []struct {
+			ID        string `json:"id"`
+			Prompt    string `json:"prompt"`
+			Truncated bool   `json:"truncated"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	fx := fixture.Open(t, "fixtures/text_encoder.safetensors")
+	for _, c := range doc.Cases {
+		ids, truncated, err := p.tok.EncodeZImage(c.Prompt, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mask := fx.I64(t, c.ID+"/attention_mask")
+		n := 0
+		for _, m := range mask {
+			n += m
+		}
+		if want := fx.I64(t, c.ID+"/input_ids")[:n]; !slices.Equal(ids, want) || truncated != c.Truncated {
+			t.Errorf("%s: ids (truncated %v) differ from the reference (truncated %v)", c.ID, truncated, c.Truncated)
+		}
+	}
+}

@@ -73,11 +73,6 @@ func checkConfig(c weights.DiTConfig) error {
 		return &ConfigError{"in_channels", "must be positive"}
 	case c.Dim <= 0 || c.NHeads <= 0 || c.Dim%c.NHeads != 0:
 		return &ConfigError{"n_heads", fmt.Sprintf("dim %d is not a multiple of %d heads", c.Dim, c.NHeads)}
-	case c.NKVHeads != 0 && c.NKVHeads != c.NHeads:
-		// The reference builds its attention with n_heads for k and v too
-		// (n_kv_heads is accepted but unused); a checkpoint with narrower
-		// k/v would not load there either.
-		return &ConfigError{"n_kv_heads", fmt.Sprintf("%d differs from n_heads %d", c.NKVHeads, c.NHeads)}
 	case c.HeadDim()%2 != 0:
 		return &ConfigError{"n_heads", "head_dim must be even"}
 	case len(c.AxesDims) != 3 || len(c.AxesLens) != 3:
@@ -102,7 +97,8 @@ func checkConfig(c weights.DiTConfig) error {
 	return nil
 }
 
-// New binds the DiT tensors (diffusers names) from src.
+// New binds the DiT tensors (diffusers names) from src. Like the reference,
+// n_kv_heads is ignored: k and v have n_heads heads.
 func New(b compute.Backend, cfg weights.DiTConfig, src nn.Source) (*Model, error) {
 	if err := checkConfig(cfg); err != nil {
 		return nil, err
