@@ -28,6 +28,7 @@ type IndexError struct {
 	Tensor string // empty when not about one tensor
 	Shard  string // empty when not about one shard
 	Reason string
+	Err    error // the underlying error (e.g. the shard's *HeaderError), if any
 }
 
 func (e *IndexError) Error() string {
@@ -40,8 +41,16 @@ func (e *IndexError) Error() string {
 		fmt.Fprintf(&b, "shard %q: ", e.Shard)
 	}
 	b.WriteString(e.Reason)
+	if e.Err != nil {
+		if e.Reason != "" {
+			b.WriteString(": ")
+		}
+		b.WriteString(strings.TrimPrefix(e.Err.Error(), "weights: "))
+	}
 	return b.String()
 }
+
+func (e *IndexError) Unwrap() error { return e.Err }
 
 // SetError reports a problem assembling a Set that is not a header or index
 // error: a directory without usable files, or the same tensor name twice.

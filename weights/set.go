@@ -214,7 +214,7 @@ func openIndex(indexPath, path string) (_ *Set, err error) {
 	for _, shard := range idx.shards {
 		f, err := OpenFile(filepath.Join(dir, filepath.FromSlash(shard)))
 		if err != nil {
-			return nil, &IndexError{File: indexPath, Shard: shard, Reason: err.Error()}
+			return nil, &IndexError{File: indexPath, Shard: shard, Err: err}
 		}
 		s.files = append(s.files, f)
 		for _, name := range f.names {

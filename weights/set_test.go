@@ -88,7 +88,9 @@ func TestOpenIndexErrors(t *testing.T) {
 			os.WriteFile(filepath.Join(d, "m-2.safetensors"), rawFile(`{"c":{"dtype":"X","shape":[1],"data_offsets":[0,4]}}`, make([]byte, 4)), 0o644)
 		}, "", "unknown dtype"},
 		{"not an object", func(d string) { os.WriteFile(filepath.Join(d, "m.safetensors.index.json"), []byte(`[]`), 0o644) }, "", "not a JSON object"},
-		{"no weight_map", func(d string) { os.WriteFile(filepath.Join(d, "m.safetensors.index.json"), []byte(`{"metadata":{}}`), 0o644) }, "", `missing "weight_map"`},
+		{"no weight_map", func(d string) {
+			os.WriteFile(filepath.Join(d, "m.safetensors.index.json"), []byte(`{"metadata":{}}`), 0o644)
+		}, "", `missing "weight_map"`},
 		{"duplicate key", func(d string) {
 			os.WriteFile(filepath.Join(d, "m.safetensors.index.json"), []byte(`{"weight_map":{"a":"m-1.safetensors","a":"m-2.safetensors"}}`), 0o644)
 		}, "a", "listed twice"},
@@ -104,7 +106,7 @@ func TestOpenIndexErrors(t *testing.T) {
 			t.Errorf("%s: got %v, want an *IndexError", c.name, err)
 			continue
 		}
-		if ie.Tensor != c.tensor || !strings.Contains(ie.Reason, c.reason) || !strings.HasPrefix(err.Error(), "weights: index ") {
+		if ie.Tensor != c.tensor || !strings.Contains(err.Error(), c.reason) || !strings.HasPrefix(err.Error(), "weights: index ") {
 			t.Errorf("%s: got %q (tensor %q)", c.name, err, ie.Tensor)
 		}
 	}
