@@ -11,7 +11,7 @@ func pairKey(left, right int32) uint64 { return uint64(uint32(left))<<32 | uint6
 // lookup returns the rank of merging left and right and the id of the merged
 // token; rank is noMerge if the pair has no rule.
 func (t *Tokenizer) lookup(left, right int32) (rank uint32, merged int32) {
-	v, ok := t.merges[pairKey(left, right)]
+	v, ok := t.merges.get(pairKey(left, right))
 	if !ok {
 		return noMerge, -1
 	}

@@ -369,7 +369,7 @@ func (b *builder) finishVocab(added []addedJSON) error {
 		}
 		t.byteID[c] = id
 	}
-	t.merges = make(map[uint64]uint64, len(b.ents))
+	t.merges = newMergeTable(len(b.ents))
 
 	var raw, normd []addedToken
 	for i, a := range added {
@@ -416,7 +416,7 @@ func (b *builder) addMerge(left, right []byte, field func() string) error {
 		return b.errorf(field(), "%q %q: a part or the merged token is not in the vocabulary", left, right)
 	}
 	// A repeated pair keeps its last rank, as the reference's map does.
-	b.t.merges[pairKey(l, r)] = uint64(b.rank)<<32 | uint64(uint32(m))
+	b.t.merges.put(pairKey(l, r), uint64(b.rank)<<32|uint64(uint32(m)))
 	b.rank++
 	return nil
 }

@@ -110,12 +110,12 @@ func (s *addedSet) find(text string, i int) (pos int, tok addedToken) {
 // Tokenizer encodes text to Qwen3 token ids and back. It is safe for
 // concurrent use.
 type Tokenizer struct {
-	byteID  [256]int32        // id of each single-byte token
-	merges  map[uint64]uint64 // pairKey(left, right) → rank<<32 | merged id
-	tokens  []string          // id → raw bytes (vocab) or content (added); "" = no such id
-	raw     *addedSet         // added tokens matched on the raw text
-	normd   *addedSet         // added tokens matched after NFC ("normalized": true)
-	hasNorm bool              // normd is non-empty
+	byteID  [256]int32  // id of each single-byte token
+	merges  *mergeTable // pairKey(left, right) → rank<<32 | merged id
+	tokens  []string    // id → raw bytes (vocab) or content (added); "" = no such id
+	raw     *addedSet   // added tokens matched on the raw text
+	normd   *addedSet   // added tokens matched after NFC ("normalized": true)
+	hasNorm bool        // normd is non-empty
 	cache   pieceCache
 }
 
