@@ -52,11 +52,28 @@ func (m *mt19937) u32() uint32 {
 	}
 	y := m.state[m.next]
 	m.next++
+	return temper(y)
+}
+
+func temper(y uint32) uint32 {
 	y ^= y >> 11
 	y ^= (y << 7) & 0x9d2c5680
 	y ^= (y << 15) & 0xefc60000
 	y ^= y >> 18
 	return y
+}
+
+// fill24 sets dst[i] to the low 24 bits of successive outputs: u32 in a
+// loop, without a call per value.
+func (m *mt19937) fill24(dst []uint32) {
+	for i := range dst {
+		m.left--
+		if m.left == 0 {
+			m.regenerate()
+		}
+		dst[i] = temper(m.state[m.next]) & (1<<24 - 1)
+		m.next++
+	}
 }
 
 // u64 is torch's random64(): the first draw is the high word.

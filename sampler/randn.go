@@ -68,9 +68,7 @@ func (g *Generator) Randn(n int, k Kernel) []float32 {
 	if k == KernelScalar {
 		fill16 = fill16Scalar
 	}
-	for i := range out {
-		out[i] = g.uniform32()
-	}
+	g.fillUniform32(out)
 	for b := 0; b+16 <= n; b += 16 {
 		fill16(out[b : b+16 : b+16])
 	}
@@ -78,9 +76,7 @@ func (g *Generator) Randn(n int, k Kernel) []float32 {
 		// torch redraws the last 16 values with fresh uniforms, overwriting
 		// finished normals of the last full block.
 		tail := out[n-16:]
-		for i := range tail {
-			tail[i] = g.uniform32()
-		}
+		g.fillUniform32(tail)
 		fill16(tail)
 	}
 	return out
@@ -93,9 +89,18 @@ func Randn(seed uint64, n int) []float32 {
 	return NewGenerator(seed).Randn(n, KernelAVX2)
 }
 
-// uniform32 is torch's float uniform in [0, 1): 24 random bits · 2^-24.
-func (g *Generator) uniform32() float32 {
-	return float32(g.mt.u32()&(1<<24-1)) * 0x1p-24
+// fillUniform32 fills dst with torch's float uniforms in [0, 1), one engine
+// draw each: 24 random bits · 2^-24.
+func (g *Generator) fillUniform32(dst []float32) {
+	var buf [256]uint32
+	for len(dst) > 0 {
+		b := buf[:min(len(buf), len(dst))]
+		g.mt.fill24(b)
+		for i, v := range b {
+			dst[i] = float32(v) * 0x1p-24
+		}
+		dst = dst[len(b):]
+	}
 }
 
 // uniform64 is torch's double uniform in [0, 1): 53 bits of random64 · 2^-53.
@@ -128,15 +133,18 @@ const twoPiF32 float32 = 2 * math.Pi
 // block of 16 uniforms, in float32 with the Cephes log/sincos.
 func fill16AVX2(d []float32) {
 	_ = d[15]
-	for j := 0; j < 8; j++ {
-		u1 := 1 - d[j]
-		u2 := d[j+8]
-		radius := sqrt32(float32(-2 * logAVX2(u1)))
-		theta := float32(twoPiF32 * u2)
-		sin, cos := sincosAVX2(theta)
+	var u1, theta [8]float32
+	for j := range 8 {
+		u1[j] = 1 - d[j]
+		theta[j] = float32(twoPiF32 * d[j+8])
+	}
+	lg := log8(&u1)
+	sin, cos := sincos8(&theta)
+	for j := range 8 {
+		radius := sqrt32(float32(-2 * lg[j]))
 		// The kernel's final fmadd(n, std=1, mean=0) is exact and omitted.
-		d[j] = float32(radius * cos)
-		d[j+8] = float32(radius * sin)
+		d[j] = float32(radius * cos[j])
+		d[j+8] = float32(radius * sin[j])
 	}
 }
 

@@ -205,3 +205,94 @@ func TestRandnPipelineLatents(t *testing.T) {
 		}
 	}
 }
+
+func TestGeneratorContinues(t *testing.T) {
+	// Consecutive calls on one generator continue the stream, as in torch.
+	// Small path: the cached sine half of a pair carries over to the next call.
+	g := NewGenerator(42)
+	got := append(g.Randn(3, KernelAVX2), g.Randn(3, KernelAVX2)...)
+	bitsEqual(t, "3+3 vs 6 (small path)", got, NewGenerator(42).Randn(6, KernelAVX2))
+
+	// Vector path: block boundaries line up when each call is a multiple of 16.
+	for _, k := range []Kernel{KernelAVX2, KernelScalar} {
+		g = NewGenerator(7)
+		got = append(g.Randn(32, k), g.Randn(48, k)...)
+		bitsEqual(t, "32+48 vs 80 "+k.String(), got, NewGenerator(7).Randn(80, k))
+	}
+
+	// The ≥16 path neither uses nor clears the small-path cache.
+	g = NewGenerator(3)
+	a := g.Randn(1, KernelAVX2)
+	_ = g.Randn(16, KernelAVX2)
+	b := g.Randn(1, KernelAVX2)
+	ref := NewGenerator(3).Randn(2, KernelAVX2)
+	bitsEqual(t, "cached sine survives a vector draw", []float32{a[0], b[0]}, ref)
+
+	if n := len(NewGenerator(1).Randn(0, KernelAVX2)); n != 0 {
+		t.Errorf("Randn(0) has %d values", n)
+	}
+}
+
+func TestRandnTailRule(t *testing.T) {
+	// n % 16 != 0: the last 16 values come from 16 fresh uniforms, so the
+	// first n-16 values equal those of the plain block transform.
+	for _, k := range []Kernel{KernelAVX2, KernelScalar} {
+		full := NewGenerator(9).Randn(32, k)
+		odd := NewGenerator(9).Randn(40, k)
+		bitsEqual(t, "prefix "+k.String(), odd[:16], full[:16])
+		g := NewGenerator(9)
+		for i := 0; i < 40; i++ {
+			g.mt.u32()
+		}
+		fresh := make([]float32, 16)
+		g.fillUniform32(fresh)
+		if k == KernelAVX2 {
+			fill16AVX2(fresh)
+		} else {
+			fill16Scalar(fresh)
+		}
+		bitsEqual(t, "tail "+k.String(), odd[24:], fresh)
+	}
+}
+
+func TestResolveSeed(t *testing.T) {
+	for _, s := range []int64{0, 42, 1<<32 + 5, math.MaxInt64} {
+		got, err := ResolveSeed(s)
+		if err != nil || got != uint64(s) {
+			t.Errorf("ResolveSeed(%d) = %d, %v", s, got, err)
+		}
+	}
+	seen := map[uint64]bool{}
+	for i := 0; i < 8; i++ {
+		s, err := ResolveSeed(-1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s >= 1<<32 {
+			t.Errorf("random seed %d not below 2^32", s)
+		}
+		seen[s] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("ResolveSeed(-1) gave the same seed 8 times")
+	}
+	if _, err := ResolveSeed(-2); err == nil || !strings.Contains(err.Error(), "sampler: seed") {
+		t.Errorf("ResolveSeed(-2) error = %v", err)
+	}
+}
+
+// BenchmarkRandn1024 draws the latent noise of a 1024×1024 image
+// (16×128×128 values) with the default AVX2 kernel.
+func BenchmarkRandn1024(b *testing.B) {
+	b.SetBytes(16 * 128 * 128 * 4)
+	for b.Loop() {
+		Randn(42, 16*128*128)
+	}
+}
+
+func BenchmarkRandn1024Scalar(b *testing.B) {
+	b.SetBytes(16 * 128 * 128 * 4)
+	for b.Loop() {
+		NewGenerator(42).Randn(16*128*128, KernelScalar)
+	}
+}

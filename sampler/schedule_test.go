@@ -2,10 +2,12 @@ package sampler
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/zimage/zimage/internal/testdata"
@@ -96,5 +98,116 @@ func TestLinspaceKernelsDifferAt(t *testing.T) {
 	}
 	if !slices.Equal(got, j.Linspace.Differ) {
 		t.Errorf("kernels differ at n = %v\nwant %v", got, j.Linspace.Differ)
+	}
+}
+
+func TestScheduleDynamicShift(t *testing.T) {
+	// Hand-computed in float64 from mu = calculate_shift(L) and
+	// σ = e^mu/(e^mu + 1/s - 1) (exponential) or mu/(mu + 1/s - 1) (linear),
+	// s = linspace(1, 1/4, 4); float32 evaluation may differ by a few ulps.
+	cases := []struct {
+		seqLen int
+		kind   string
+		want   []float64
+	}{
+		{4096, "exponential", []float64{1, 0.9045307667386396, 0.7595109169491111, 0.5128441015091338}}, // mu = 1.15
+		{256, "exponential", []float64{1, 0.8318243439635805, 0.6224593312018546, 0.3546612443924434}},  // mu = 0.5
+		{1024, "", []float64{1, 0.8492348306829303, 0.6524894621927445, 0.38494474881746926}},           // mu = 0.63, default type
+		{4096, "linear", []float64{1, 0.7752808988764044, 0.5348837209302325, 0.2771084337349397}},
+		{256, "linear", []float64{1, 0.6, 1.0 / 3, 1.0 / 7}},
+	}
+	for _, c := range cases {
+		cfg := turboConfig()
+		cfg.UseDynamicShifting = true
+		cfg.TimeShiftType = c.kind
+		s, err := NewSchedule(cfg, 4, c.seqLen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, w := range c.want {
+			if math.Abs(float64(s.Sigmas[i])-w) > 3e-7 {
+				t.Errorf("L=%d %s: σ_%d = %v, want %v", c.seqLen, c.kind, i, s.Sigmas[i], w)
+			}
+			if math.Abs(float64(s.Timesteps[i])-1000*w) > 3e-4 {
+				t.Errorf("L=%d %s: timestep_%d = %v, want %v", c.seqLen, c.kind, i, s.Timesteps[i], 1000*w)
+			}
+		}
+		if s.Sigmas[4] != 0 {
+			t.Errorf("last sigma %v", s.Sigmas[4])
+		}
+	}
+
+	// Static shift ignores the sequence length (mu unused), like diffusers.
+	a, _ := NewSchedule(turboConfig(), 8, 16)
+	b, _ := NewSchedule(turboConfig(), 8, 4096)
+	bitsEqual(t, "static shift, seq len 16 vs 4096", a.Sigmas, b.Sigmas)
+}
+
+func TestScheduleShiftTerminal(t *testing.T) {
+	// Shift 3, N = 4: σ = 1, 0.9, 0.75, 0.5; stretching 1-σ so the last σ is
+	// 0.1 multiplies 1-σ by 0.9/0.5 = 1.8.
+	cfg := turboConfig()
+	term := 0.1
+	cfg.ShiftTerminal = &term
+	s, err := NewSchedule(cfg, 4, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range []float64{1, 0.82, 0.55, 0.1, 0} {
+		if math.Abs(float64(s.Sigmas[i])-w) > 2e-7 {
+			t.Errorf("σ_%d = %v, want %v", i, s.Sigmas[i], w)
+		}
+	}
+	// A zero shift_terminal means unset, as in diffusers (`if shift_terminal:`).
+	zero := 0.0
+	cfg.ShiftTerminal = &zero
+	s, _ = NewSchedule(cfg, 8, 16)
+	plain, _ := NewSchedule(turboConfig(), 8, 16)
+	bitsEqual(t, "shift_terminal 0", s.Sigmas, plain.Sigmas)
+}
+
+func TestScheduleOneStep(t *testing.T) {
+	s, err := NewSchedule(turboConfig(), 1, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bitsEqual(t, "sigmas", s.Sigmas, []float32{1, 0})
+	bitsEqual(t, "timesteps", s.Timesteps, []float32{1000})
+	bitsEqual(t, "dit_t", s.DiTTime, []float32{0})
+}
+
+func TestScheduleErrors(t *testing.T) {
+	term := 1.0
+	cases := []struct {
+		field string
+		mod   func(*weights.SchedulerConfig)
+		steps int
+		seq   int
+	}{
+		{"steps", func(*weights.SchedulerConfig) {}, 0, 16},
+		{"use_karras_sigmas", func(c *weights.SchedulerConfig) { c.UseKarrasSigmas = true }, 8, 16},
+		{"use_exponential_sigmas", func(c *weights.SchedulerConfig) { c.UseExponential = true }, 8, 16},
+		{"use_beta_sigmas", func(c *weights.SchedulerConfig) { c.UseBetaSigmas = true }, 8, 16},
+		{"stochastic_sampling", func(c *weights.SchedulerConfig) { c.StochasticSampling = true }, 8, 16},
+		{"invert_sigmas", func(c *weights.SchedulerConfig) { c.InvertSigmas = true }, 8, 16},
+		{"num_train_timesteps", func(c *weights.SchedulerConfig) { c.NumTrainTimesteps = 0 }, 8, 16},
+		{"shift", func(c *weights.SchedulerConfig) { c.Shift = 0 }, 8, 16},
+		{"shift_terminal", func(c *weights.SchedulerConfig) { c.ShiftTerminal = &term }, 8, 16},
+		{"time_shift_type", func(c *weights.SchedulerConfig) { c.UseDynamicShifting = true; c.TimeShiftType = "cosine" }, 8, 16},
+		{"max_image_seq_len", func(c *weights.SchedulerConfig) { c.UseDynamicShifting = true; c.MaxImageSeqLen = c.BaseImageSeqLen }, 8, 16},
+		{"imageSeqLen", func(c *weights.SchedulerConfig) { c.UseDynamicShifting = true }, 8, 0},
+	}
+	for _, c := range cases {
+		cfg := turboConfig()
+		c.mod(&cfg)
+		_, err := NewSchedule(cfg, c.steps, c.seq)
+		var e *Error
+		if !errors.As(err, &e) || e.Field != c.field {
+			t.Errorf("%s: got error %v, want *sampler.Error for that field", c.field, err)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "sampler: "+c.field) {
+			t.Errorf("%s: message %q", c.field, err)
+		}
 	}
 }
