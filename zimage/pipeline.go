@@ -104,12 +104,12 @@ var ErrClosed = errors.New("zimage: pipeline is closed")
 // memory for each) to run generations in parallel.
 //
 // Memory: weights stay memory-mapped in their storage dtype (bf16) and are
-// never expanded to float32 as a whole. The text encoder is opened at the
-// start of each Run and closed before the DiT is touched, so the two big
-// networks (8 GB and 12.3 GB for the real model) are never in use at the same
-// time. The DiT and VAE are opened on first use and stay mapped between Runs
-// (their pages are clean file cache the kernel may reclaim while the text
-// encoder runs).
+// never expanded to float32 as a whole. Each network is bound when its stage
+// first runs. The text encoder is opened at the start of each Run and closed
+// before the DiT is touched, so the two big networks (8 GB and 12.3 GB for
+// the real model) are never in use at the same time. The DiT and VAE stay
+// bound between Runs once opened (on the CPU their pages are clean file cache
+// the kernel may reclaim while the text encoder runs).
 type Pipeline struct {
 	mu      sync.Mutex
 	model   *weights.Model
@@ -156,13 +156,19 @@ func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// Check the text encoder now (header and names only) so a broken
-	// checkpoint fails here rather than in the first Run.
-	te, err := m.OpenTextEncoder()
-	if err != nil {
-		return nil, fmt.Errorf("zimage: load %s: %w", path, err)
+	// Check every component now (headers, names and shapes; no weight is
+	// read) so a broken checkpoint fails here rather than in a Run. The
+	// networks themselves are bound lazily, stage by stage.
+	for _, open := range []func() (*weights.Set, error){m.OpenTextEncoder, m.OpenTransformer, m.OpenVAE} {
+		s, err := open()
+		if err != nil {
+			return nil, fmt.Errorf("zimage: load %s: %w", path, err)
+		}
+		s.Close()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 	}
-	te.Close()
 
 	p := &Pipeline{model: m, log: log, tok: tok}
 	p.spatial = 1 << (len(m.VAE.BlockOutChannels) - 1)
@@ -175,14 +181,6 @@ func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 			return nil, err
 		}
 		p.b, p.ownB = b, true
-	}
-	if err := p.openDiT(); err != nil {
-		p.Close()
-		return nil, err
-	}
-	if err := p.openVAE(); err != nil {
-		p.Close()
-		return nil, err
 	}
 	log.Info("zimage: loaded", "model", path, "backend", p.b.Name(),
 		"dit_dim", m.DiT.Dim, "dit_layers", m.DiT.NLayers, "text_layers", m.TextEncoder.NumHiddenLayers)

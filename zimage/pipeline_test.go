@@ -135,6 +135,9 @@ func TestE2EFromEmbeddings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if err := p.openVAE(); err != nil {
+				t.Fatal(err)
+			}
 			img, err := p.vae.Decode(context.Background(), x, pl.hl, pl.wl, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -379,6 +382,57 @@ func TestTokenizerMatchesTextEncoderFixture(t *testing.T) {
 		}
 		if want := fx.I64(t, c.ID+"/input_ids")[:n]; !slices.Equal(ids, want) || truncated != c.Truncated {
 			t.Errorf("%s: ids (truncated %v) differ from the reference (truncated %v)", c.ID, truncated, c.Truncated)
+		}
+	}
+}
+
+// TestLazyResidency: Load binds no network; a Run binds the DiT and VAE
+// (kept for the next Run) while the text encoder is bound only inside its
+// stage.
+func TestLazyResidency(t *testing.T) {
+	p, err := Load(context.Background(), testdata.Path(t, "fixtures/tiny-z-image-turbo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.dit != nil || p.vae != nil || p.ditSet != nil || p.vaeSet != nil {
+		t.Error("Load bound a network")
+	}
+	if _, err := p.Generate(context.Background(), "x", 32, 32, 1); err != nil {
+		t.Fatal(err)
+	}
+	if p.dit == nil || p.vae == nil {
+		t.Error("DiT/VAE not kept after a Run")
+	}
+}
+
+// TestConcurrentRuns: Runs from several goroutines are serialized and give
+// the same image as a lone Run.
+func TestConcurrentRuns(t *testing.T) {
+	p := tinyPipeline(t)
+	req := Request{Prompt: "a boat", Width: 32, Height: 48, Seed: 5, Steps: 2}
+	want, err := p.Run(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := p.Run(context.Background(), req)
+			if err == nil && !slices.Equal(res.Image.Pix, want.Image.Pix) {
+				err = fmt.Errorf("concurrent Run gave a different image")
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
 		}
 	}
 }
