@@ -12,6 +12,11 @@ var (
 	ncMax = 512
 )
 
+// directMaxM is the largest m for which a non-transposed float32 B is read
+// in place by the kernel instead of being packed: with few rows of A, the
+// copy would cost about as much as the multiplication.
+var directMaxM = 16
+
 // inlineFlops is the problem size (m·n·k) below which a call runs on the
 // calling goroutine only.
 var inlineFlops = 1 << 18
@@ -58,12 +63,17 @@ func run(c, a []float32, src bSource, bias []float32, m, n, k int) {
 		gemv(threads, c, a, &src, bias, m, n, k)
 		return
 	}
-	blocked(active, threads, c, a, &src, bias, m, n, k)
+	kern := active
+	if m < kern.mr && m <= len(kern.narrow) {
+		kern = kern.narrow[m-1]
+	}
+	blocked(kern, threads, c, a, &src, bias, m, n, k)
 }
 
 // blocked is the Goto/BLIS loop nest.
 func blocked(kern kernel, threads int, c, a []float32, src *bSource, bias []float32, m, n, k int) {
 	mr, nr := kern.mr, kern.nr
+	direct := src.kind == srcF32N && m <= directMaxM
 
 	// Even k blocks (no thin trailing block).
 	kc := ceilDiv(k, ceilDiv(k, kcMax))
@@ -112,38 +122,59 @@ func blocked(kern kernel, threads int, c, a []float32, src *bSource, bias []floa
 				buf := *bpBufs[w]
 				bp := buf[:roundUp(nb, nr)*kb]
 				tmp := buf[nc*kc : nc*kc+mr*nr]
-				packB(bp, src, j0, nb, p0, kb, nr)
-				macro(kern, c, n, ap, bp, tmp, bias, first, i0, mb, j0, nb, kb)
+				ldb := nr
+				if direct {
+					// Whole panels straight from B (row stride n); only a
+					// ragged last panel is packed, into the front of bp.
+					whole := nb / nr * nr
+					if whole < nb {
+						packB(bp, src, j0+whole, nb-whole, p0, kb, nr)
+					}
+					ldb = n
+					bp = src.f32[p0*n+j0:]
+				} else {
+					packB(bp, src, j0, nb, p0, kb, nr)
+				}
+				macro(kern, c, n, ap, bp, ldb, buf, tmp, bias, first, i0, mb, j0, nb, kb)
 			})
 		}
 	}
 }
 
-// macro multiplies a packed A block (mb rows) by a packed B block (nb
-// columns) into C rows i0.., columns j0... first marks the first k block:
-// C is overwritten (with bias added) instead of accumulated into.
-func macro(kern kernel, c []float32, ldc int, ap, bp, tmp, bias []float32, first bool, i0, mb, j0, nb, kb int) {
+// macro multiplies a packed A block (mb rows) by a B block (nb columns)
+// into C rows i0.., columns j0... B is packed panels (ldb == nr) or B in
+// place with row stride ldb, whose ragged last panel is then packed at the
+// front of edge. first marks the first k block: C is overwritten (with bias
+// added) instead of accumulated into.
+func macro(kern kernel, c []float32, ldc int, ap, bp []float32, ldb int, edge, tmp, bias []float32, first bool, i0, mb, j0, nb, kb int) {
 	mr, nr := kern.mr, kern.nr
 	for ir := 0; ir < mb; ir += mr {
 		rows := min(mr, mb-ir)
 		apanel := ap[ir*kb : (ir+mr)*kb]
 		for jr := 0; jr < nb; jr += nr {
 			cols := min(nr, nb-jr)
-			bpanel := bp[jr*kb : (jr+nr)*kb]
+			bpanel, bstride := bp[jr*kb:], nr
+			switch {
+			case ldb == nr:
+			case cols == nr:
+				bpanel, bstride = bp[jr:], ldb
+			default:
+				bpanel = edge
+			}
 			ci := (i0+ir)*ldc + j0 + jr
 			if rows == mr && cols == nr {
 				if first && bias != nil {
 					for i := 0; i < mr; i++ {
 						copy(c[ci+i*ldc:ci+i*ldc+nr], bias[j0+jr:j0+jr+nr])
 					}
-					kern.fn(kb, apanel, bpanel, c[ci:], ldc, true)
+					kern.fn(kb, apanel, bpanel, c[ci:], bstride, ldc, true)
 				} else {
-					kern.fn(kb, apanel, bpanel, c[ci:], ldc, !first)
+					kern.fn(kb, apanel, bpanel, c[ci:], bstride, ldc, !first)
 				}
 				continue
 			}
 			// Edge tile: compute the full tile into tmp, then merge the valid part.
-			kern.fn(kb, apanel, bpanel, tmp, nr, false)
+			kern.fn(kb, apanel, bpanel, tmp, bstride, nr, false)
 			for i := 0; i < rows; i++ {
 				crow := c[ci+i*ldc : ci+i*ldc+cols]
 				trow := tmp[i*nr : i*nr+cols]

@@ -197,7 +197,7 @@ func TestBlocking(t *testing.T) {
 	defer SetThreads(0)
 	forEachKernel(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(7, 8))
-		for _, sh := range []shape{{97, 211, 130}, {64, 64, 80}, {120, 300, 41}, {1, 300, 200}} {
+		for _, sh := range []shape{{97, 211, 130}, {64, 64, 80}, {120, 300, 41}, {1, 300, 200}, {5, 300, 200}, {16, 130, 100}, {3, 64, 90}} {
 			a := randSlice(r, sh.m*sh.k)
 			raw, b := encode(t, randSlice(r, sh.n*sh.k), weights.BF16)
 			bias := randSlice(r, sh.n)
@@ -206,6 +206,11 @@ func TestBlocking(t *testing.T) {
 				t.Fatal(err)
 			}
 			check(t, c, a, b, true, bias, sh.m, sh.n, sh.k)
+			// The same B read as [k,n] (in place for small m).
+			if err := MatMul(c, a, b, sh.m, sh.n, sh.k); err != nil {
+				t.Fatal(err)
+			}
+			check(t, c, a, b, false, nil, sh.m, sh.n, sh.k)
 		}
 	})
 }

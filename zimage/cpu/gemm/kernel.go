@@ -1,13 +1,16 @@
 package gemm
 
-// A kernel computes one mr×nr tile of C from packed panels:
-// C[i, j] (+)= Σ_p a[p*mr+i]·b[p*nr+j] for p < kc, with C at c[i*ldc+j].
+// A kernel computes one mr×nr tile of C from a packed A panel and a B panel
+// with row stride ldb (nr when packed, n when read in place):
+// C[i, j] (+)= Σ_p a[p*mr+i]·b[p*ldb+j] for p < kc, with C at c[i*ldc+j].
 // When acc is false the tile is overwritten, otherwise accumulated into.
 type kernel struct {
 	name   string
 	isa    string // "avx512", "avx2" or "" (pure Go)
 	mr, nr int
-	fn     func(kc int, a, b, c []float32, ldc int, acc bool)
+	fn     func(kc int, a, b, c []float32, ldb, ldc int, acc bool)
+	// narrow[r-1] is the same kernel for r < mr rows (problems with m < mr).
+	narrow []kernel
 }
 
 var genericKernel = kernel{name: "generic", mr: 4, nr: 4, fn: kernelGeneric4x4}
@@ -36,14 +39,14 @@ func KernelName() string { return active.name }
 
 // kernelGeneric4x4 is the portable micro-kernel (4×4 accumulators in
 // registers on most targets).
-func kernelGeneric4x4(kc int, a, b, c []float32, ldc int, acc bool) {
+func kernelGeneric4x4(kc int, a, b, c []float32, ldb, ldc int, acc bool) {
 	var c00, c01, c02, c03, c10, c11, c12, c13 float32
 	var c20, c21, c22, c23, c30, c31, c32, c33 float32
 	a = a[:kc*4]
-	b = b[:kc*4]
+	b = b[:(kc-1)*ldb+4]
 	for p := 0; p < kc; p++ {
 		av := a[p*4 : p*4+4 : p*4+4]
-		bv := b[p*4 : p*4+4 : p*4+4]
+		bv := b[p*ldb : p*ldb+4 : p*ldb+4]
 		b0, b1, b2, b3 := bv[0], bv[1], bv[2], bv[3]
 		a0 := av[0]
 		c00 += a0 * b0

@@ -3,6 +3,7 @@
 package gemm
 
 import (
+	"fmt"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -12,34 +13,40 @@ import (
 
 //go:generate go run gen_kernels.go
 
-type asmKernel func(a, b, c *float32, kc, ldc int, acc bool)
+type asmKernel func(a, b, c *float32, kc, ldb, ldc int, acc bool)
 
 // wrapAsm adapts an assembly kernel to the slice signature; the slice
-// expressions check the packed-panel and C extents the kernel touches.
-func wrapAsm(name, isa string, mr, nr int, f asmKernel) kernel {
-	return kernel{name: name, isa: isa, mr: mr, nr: nr, fn: func(kc int, a, b, c []float32, ldc int, acc bool) {
+// expressions check the panel and C extents the kernel touches.
+func wrapAsm(name, isa string, mr, nr int, f asmKernel, narrow ...asmKernel) kernel {
+	k := kernel{name: name, isa: isa, mr: mr, nr: nr, fn: func(kc int, a, b, c []float32, ldb, ldc int, acc bool) {
 		if kc <= 0 {
 			return
 		}
 		a = a[:kc*mr]
-		b = b[:kc*nr]
+		b = b[:(kc-1)*ldb+nr]
 		c = c[:(mr-1)*ldc+nr]
-		f(&a[0], &b[0], &c[0], kc, ldc, acc)
+		f(&a[0], &b[0], &c[0], kc, ldb, ldc, acc)
 	}}
+	for r, nf := range narrow {
+		k.narrow = append(k.narrow, wrapAsm(fmt.Sprintf("%s-%drows", name, r+1), isa, r+1, nr, nf))
+	}
+	return k
 }
 
 func archKernels() []kernel {
 	var ks []kernel
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL {
 		ks = append(ks,
-			wrapAsm("avx512", "avx512", 6, 64, kavx512_6x64),
+			wrapAsm("avx512", "avx512", 6, 64, kavx512_6x64,
+				kavx512_1x64, kavx512_2x64, kavx512_3x64, kavx512_4x64, kavx512_5x64),
 			wrapAsm("avx512-8x48", "avx512", 8, 48, kavx512_8x48),
 			wrapAsm("avx512-14x32", "avx512", 14, 32, kavx512_14x32),
 		)
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		ks = append(ks,
-			wrapAsm("avx2", "avx2", 6, 16, kavx2_6x16),
+			wrapAsm("avx2", "avx2", 6, 16, kavx2_6x16,
+				kavx2_1x16, kavx2_2x16, kavx2_3x16, kavx2_4x16, kavx2_5x16),
 			wrapAsm("avx2-4x24", "avx2", 4, 24, kavx2_4x24),
 		)
 	}

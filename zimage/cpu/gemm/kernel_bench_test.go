@@ -40,7 +40,7 @@ func BenchmarkKernel(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("%s/%dx%d", kern.name, kern.mr, kern.nr), func(b *testing.B) {
 			for b.Loop() {
-				kern.fn(kc, a, bp, c, kern.nr, true)
+				kern.fn(kc, a, bp, c, kern.nr, kern.nr, true)
 			}
 			b.ReportMetric(float64(2*kern.mr*kern.nr*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
@@ -110,5 +110,44 @@ func BenchmarkGEMVBF16(b *testing.B) {
 				b.ReportMetric(float64(len(raw))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 			})
 		}
+	}
+}
+
+// BenchmarkSmall covers the CPU backend's attention tiles (scores Q·Kᵀ and
+// P·V) and a VAE conv slice, single-threaded: per-call overhead matters here.
+func BenchmarkSmall(b *testing.B) {
+	SetThreads(1)
+	defer SetThreads(0)
+	for _, tc := range []struct {
+		name    string
+		m, n, k int
+		bt      bool
+	}{
+		{"QK", 256, 512, 128, true},
+		{"PV", 256, 128, 512, false},
+		{"QK64", 64, 64, 128, true},
+		{"conv3", 3, 4096, 1152, false},
+		{"conv128", 128, 4096, 1152, false},
+	} {
+		a := make([]float32, tc.m*tc.k)
+		bm := make([]float32, tc.n*tc.k)
+		c := make([]float32, tc.m*tc.n)
+		b.Run(fmt.Sprintf("%s/%dx%dx%d", tc.name, tc.m, tc.k, tc.n), func(b *testing.B) {
+			c0 := cpuTime()
+			for b.Loop() {
+				var err error
+				if tc.bt {
+					err = MatMulBTF32(c, a, bm, nil, tc.m, tc.n, tc.k)
+				} else {
+					err = MatMul(c, a, bm, tc.m, tc.n, tc.k)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			flops := 2 * float64(tc.m*tc.n*tc.k) * float64(b.N)
+			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(flops/(cpuTime()-c0).Seconds()/1e9, "GFLOP/cpu-s")
+		})
 	}
 }

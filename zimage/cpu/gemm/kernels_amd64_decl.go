@@ -6,35 +6,80 @@ package gemm
 
 import "unsafe"
 
-// kavx512_14x32 computes a 14×32 tile: see kernel.
+// kavx512_6x64 computes a 6×64 tile: see kernel.
 //
 //go:noescape
-func kavx512_14x32(a, b, c *float32, kc, ldc int, acc bool)
-
-// kavx512_12x32 computes a 12×32 tile: see kernel.
-//
-//go:noescape
-func kavx512_12x32(a, b, c *float32, kc, ldc int, acc bool)
+func kavx512_6x64(a, b, c *float32, kc, ldb, ldc int, acc bool)
 
 // kavx512_8x48 computes a 8×48 tile: see kernel.
 //
 //go:noescape
-func kavx512_8x48(a, b, c *float32, kc, ldc int, acc bool)
+func kavx512_8x48(a, b, c *float32, kc, ldb, ldc int, acc bool)
 
-// kavx512_6x64 computes a 6×64 tile: see kernel.
+// kavx512_14x32 computes a 14×32 tile: see kernel.
 //
 //go:noescape
-func kavx512_6x64(a, b, c *float32, kc, ldc int, acc bool)
+func kavx512_14x32(a, b, c *float32, kc, ldb, ldc int, acc bool)
 
 // kavx2_6x16 computes a 6×16 tile: see kernel.
 //
 //go:noescape
-func kavx2_6x16(a, b, c *float32, kc, ldc int, acc bool)
+func kavx2_6x16(a, b, c *float32, kc, ldb, ldc int, acc bool)
 
 // kavx2_4x24 computes a 4×24 tile: see kernel.
 //
 //go:noescape
-func kavx2_4x24(a, b, c *float32, kc, ldc int, acc bool)
+func kavx2_4x24(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kavx512_1x64 computes a 1×64 tile: see kernel.
+//
+//go:noescape
+func kavx512_1x64(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kavx512_2x64 computes a 2×64 tile: see kernel.
+//
+//go:noescape
+func kavx512_2x64(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kavx512_3x64 computes a 3×64 tile: see kernel.
+//
+//go:noescape
+func kavx512_3x64(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kavx512_4x64 computes a 4×64 tile: see kernel.
+//
+//go:noescape
+func kavx512_4x64(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kavx512_5x64 computes a 5×64 tile: see kernel.
+//
+//go:noescape
+func kavx512_5x64(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kavx2_1x16 computes a 1×16 tile: see kernel.
+//
+//go:noescape
+func kavx2_1x16(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kavx2_2x16 computes a 2×16 tile: see kernel.
+//
+//go:noescape
+func kavx2_2x16(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kavx2_3x16 computes a 3×16 tile: see kernel.
+//
+//go:noescape
+func kavx2_3x16(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kavx2_4x16 computes a 4×16 tile: see kernel.
+//
+//go:noescape
+func kavx2_4x16(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kavx2_5x16 computes a 5×16 tile: see kernel.
+//
+//go:noescape
+func kavx2_5x16(a, b, c *float32, kc, ldb, ldc int, acc bool)
 
 // tr16F32 widens and transposes 16 rows × 16·nblk values of F32 (row
 // stride srcStride bytes) into 16·nblk rows × 16 float32 (row stride dstStride bytes).
