@@ -53,8 +53,8 @@ func loadOpenBLAS() (*openblas.Lib, error) {
 	return blasLib, blasErr
 }
 
-// fill writes a deterministic pseudo-random pattern in [-1, 1).
-func fill(s []float32, seed uint32) {
+// gemmFill writes a deterministic pseudo-random pattern in [-1, 1).
+func gemmFill(s []float32, seed uint32) {
 	x := seed*2654435761 + 1
 	for i := range s {
 		x ^= x << 13
@@ -64,7 +64,7 @@ func fill(s []float32, seed uint32) {
 	}
 }
 
-func toBF16(s []float32) []byte {
+func gemmBF16(s []float32) []byte {
 	out := make([]byte, 2*len(s))
 	for i, v := range s {
 		h := weights.F32ToBF16(v)
@@ -73,7 +73,7 @@ func toBF16(s []float32) []byte {
 	return out
 }
 
-func reportGFLOPS(b *testing.B, m, n, k int) {
+func reportGEMMFlops(b *testing.B, m, n, k int) {
 	b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
 
@@ -99,24 +99,24 @@ func BenchmarkGEMM(b *testing.B) {
 		a := make([]float32, m*k)
 		bf := make([]float32, n*k)
 		c := make([]float32, m*n)
-		fill(a, 1)
-		fill(bf, 2)
+		gemmFill(a, 1)
+		gemmFill(bf, 2)
 		b.Run("zimage/"+name, func(b *testing.B) {
 			for b.Loop() {
 				if err := gemm.MatMulBTF32(c, a, bf, nil, m, n, k); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportGFLOPS(b, m, n, k)
+			reportGEMMFlops(b, m, n, k)
 		})
-		bb := toBF16(bf)
+		bb := gemmBF16(bf)
 		b.Run("zimage-bf16/"+name, func(b *testing.B) {
 			for b.Loop() {
 				if err := gemm.MatMulBT(c, a, bb, weights.BF16, nil, m, n, k); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportGFLOPS(b, m, n, k)
+			reportGEMMFlops(b, m, n, k)
 		})
 		bb = nil
 		b.Run("openblas/"+name, func(b *testing.B) {
@@ -128,7 +128,7 @@ func BenchmarkGEMM(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			reportGFLOPS(b, m, n, k)
+			reportGEMMFlops(b, m, n, k)
 		})
 	}
 }
@@ -143,9 +143,9 @@ func BenchmarkGEMV(b *testing.B) {
 		k, n := sh[0], sh[1]
 		a := make([]float32, k)
 		w := make([]float32, n*k)
-		fill(a, 3)
-		fill(w, 4)
-		wb := toBF16(w)
+		gemmFill(a, 3)
+		gemmFill(w, 4)
+		wb := gemmBF16(w)
 		c := make([]float32, n)
 		b.Run(fmt.Sprintf("zimage-bf16/1x%dx%d", k, n), func(b *testing.B) {
 			for b.Loop() {
@@ -154,7 +154,7 @@ func BenchmarkGEMV(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(len(wb))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
-			reportGFLOPS(b, 1, n, k)
+			reportGEMMFlops(b, 1, n, k)
 		})
 	}
 }
@@ -169,8 +169,8 @@ func TestGEMMAgreesWithOpenBLAS(t *testing.T) {
 	const m, k, n = 67, 300, 129
 	a := make([]float32, m*k)
 	bf := make([]float32, n*k)
-	fill(a, 5)
-	fill(bf, 6)
+	gemmFill(a, 5)
+	gemmFill(bf, 6)
 	got := make([]float32, m*n)
 	want := make([]float32, m*n)
 	if err := gemm.MatMulBTF32(got, a, bf, nil, m, n, k); err != nil {

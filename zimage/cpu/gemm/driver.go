@@ -7,9 +7,9 @@ import "sync"
 // ncMax×kc block of B (L2) and sweeps it against every mr-row micro-panel of
 // the A block (L1). Sizes were picked by measurement on Zen 4 (1 MB L2).
 var (
-	kcMax = 1280
+	kcMax = 512
 	mcMax = 1536
-	ncMax = 512
+	ncMax = 256
 )
 
 // directMaxM is the largest m for which a non-transposed float32 B is read

@@ -10,7 +10,7 @@ import (
 // gemvMaxM is the largest m that skips packing: each row of B is read once,
 // straight from its storage, and dotted with every row of A (the M = 1
 // timestep/adaLN case is memory-bound; packing would only add traffic).
-var gemvMaxM = 4
+var gemvMaxM = 8
 
 // gemv computes C = A·Bᵀ (+ bias) for a transposed source and small m,
 // parallel over rows of B.

@@ -151,3 +151,34 @@ func BenchmarkSmall(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSmallM compares the unpacked (dot) path with the packed path for
+// few rows of A and a bf16 B (text-encoder shapes); it sets gemvMaxM.
+func BenchmarkSmallM(b *testing.B) {
+	defer func(v int) { gemvMaxM = v }(gemvMaxM)
+	const n, k = 4096, 2560
+	raw := make([]byte, n*k*2)
+	for i := range raw {
+		raw[i] = byte(i*7 + i>>9)
+	}
+	for _, m := range []int{1, 2, 4, 6, 8, 12, 16} {
+		a := make([]float32, m*k)
+		c := make([]float32, m*n)
+		for _, path := range []string{"dot", "packed"} {
+			b.Run(fmt.Sprintf("%s/m%d", path, m), func(b *testing.B) {
+				gemvMaxM = 0
+				if path == "dot" {
+					gemvMaxM = m
+				}
+				c0 := cpuTime()
+				for b.Loop() {
+					if err := MatMulBT(c, a, raw, weights.BF16, nil, m, n, k); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/op")
+				b.ReportMetric(float64((cpuTime()-c0).Microseconds())/float64(b.N), "cpu-µs/op")
+			})
+		}
+	}
+}
