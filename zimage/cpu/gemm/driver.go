@@ -79,14 +79,21 @@ func blocked(kern kernel, threads int, c, a []float32, src *bSource, bias []floa
 	kc := ceilDiv(k, ceilDiv(k, kcMax))
 	// Rows of A per shared block, a multiple of mr, balanced.
 	mc := roundUp(ceilDiv(m, ceilDiv(m, mcMax)), mr)
-	// Columns of B per task: a multiple of nr, with a task count that is a
-	// multiple of the thread count so threads finish together.
-	ntask := ceilDiv(n, ncMax)
+	// Tasks: ranges of nr-column panels of B (each task packs its own B
+	// block), about ncMax columns each, spread evenly, with a task count
+	// that is a multiple of the thread count so threads finish together.
+	// When B is too narrow to keep every thread busy, the A block's rows
+	// are split as well.
+	npan := ceilDiv(n, nr)
+	ntaskN := ceilDiv(npan, max(1, ncMax/nr))
 	if threads > 1 {
-		ntask = roundUp(ntask, threads)
+		ntaskN = min(npan, roundUp(ntaskN, threads))
 	}
-	nc := roundUp(ceilDiv(n, ntask), nr)
-	ntask = ceilDiv(n, nc)
+	nc := ceilDiv(npan, ntaskN) * nr // most columns in one task
+	ntaskM := 1
+	if ntaskN < 2*threads && threads > 1 {
+		ntaskM = min(ceilDiv(mc, mr), ceilDiv(2*threads, ntaskN))
+	}
 
 	apBuf := getBuf(mc * kc)
 	defer putBuf(apBuf)
@@ -116,9 +123,13 @@ func blocked(kern kernel, threads int, c, a []float32, src *bSource, bias []floa
 				}
 			})
 
-			parallelFor(threads, ntask, func(w, t int) {
-				j0 := t * nc
-				nb := min(nc, n-j0)
+			mpan := ceilDiv(mb, mr)
+			parallelFor(threads, ntaskN*ntaskM, func(w, t int) {
+				tn, tm := t%ntaskN, t/ntaskN
+				j0 := tn * npan / ntaskN * nr
+				nb := min(n, (tn+1)*npan/ntaskN*nr) - j0
+				ilo := tm * mpan / ntaskM * mr
+				ihi := min(mb, (tm+1)*mpan/ntaskM*mr)
 				buf := *bpBufs[w]
 				bp := buf[:roundUp(nb, nr)*kb]
 				tmp := buf[nc*kc : nc*kc+mr*nr]
@@ -135,7 +146,7 @@ func blocked(kern kernel, threads int, c, a []float32, src *bSource, bias []floa
 				} else {
 					packB(bp, src, j0, nb, p0, kb, nr)
 				}
-				macro(kern, c, n, ap, bp, ldb, buf, tmp, bias, first, i0, mb, j0, nb, kb)
+				macro(kern, c, n, ap[ilo*kb:], bp, ldb, buf, tmp, bias, first, i0+ilo, ihi-ilo, j0, nb, kb)
 			})
 		}
 	}

@@ -197,7 +197,7 @@ func TestBlocking(t *testing.T) {
 	defer SetThreads(0)
 	forEachKernel(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(7, 8))
-		for _, sh := range []shape{{97, 211, 130}, {64, 64, 80}, {120, 300, 41}, {1, 300, 200}, {5, 300, 200}, {16, 130, 100}, {3, 64, 90}} {
+		for _, sh := range []shape{{97, 211, 130}, {64, 64, 80}, {120, 300, 41}, {1, 300, 200}, {5, 300, 200}, {16, 130, 100}, {3, 64, 90}, {300, 64, 50}, {77, 1, 33}} {
 			a := randSlice(r, sh.m*sh.k)
 			raw, b := encode(t, randSlice(r, sh.n*sh.k), weights.BF16)
 			bias := randSlice(r, sh.n)
