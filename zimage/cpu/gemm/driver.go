@@ -1,6 +1,9 @@
 package gemm
 
-import "sync"
+import (
+	"sync"
+	"unsafe"
+)
 
 // Cache blocking (Goto/BLIS). A block of mcMax×kc rows of A is packed once
 // and shared by all threads (it lives in L3); each thread packs its own
@@ -23,12 +26,19 @@ var inlineFlops = 1 << 18
 
 var bufPool sync.Pool // *[]float32 scratch
 
+// getBuf returns a scratch slice of n floats starting on a 64-byte
+// boundary (so packed panels never split cache lines).
 func getBuf(n int) *[]float32 {
 	if p, ok := bufPool.Get().(*[]float32); ok && cap(*p) >= n {
 		*p = (*p)[:n]
 		return p
 	}
-	s := make([]float32, n, n+n/4)
+	raw := make([]float32, n+n/4+16)
+	off := 0
+	if mis := uintptr(unsafe.Pointer(&raw[0])) & 63; mis != 0 {
+		off = int(64-mis) / 4
+	}
+	s := raw[off : off+n : len(raw)]
 	return &s
 }
 

@@ -229,7 +229,7 @@ func TestErrors(t *testing.T) {
 		{"short B", ErrShape, func() error { return MatMulBT(c, a, b[:11], weights.BF16, nil, 2, 3, 3) }},
 		{"short bias", ErrShape, func() error { return MatMulBT(c, a, b, weights.BF16, []float32{1}, 2, 3, 3) }},
 		{"dtype", ErrDType, func() error { return MatMulBT(c, a, b, weights.I16, nil, 2, 3, 3) }},
-		{"overflow", ErrShape, func() error { return MatMulBT(c, a, b, weights.BF16, nil, 1<<40, 1<<40, 3) }},
+		{"overflow", ErrShape, func() error { return MatMulBT(c, a, b, weights.BF16, nil, math.MaxInt/2, math.MaxInt/2, 3) }},
 		{"f32 short B", ErrShape, func() error { return MatMulBTF32(c, a, a[:5], nil, 2, 3, 3) }},
 		{"matmul short B", ErrShape, func() error { return MatMul(c, a, a[:5], 2, 3, 3) }},
 	}

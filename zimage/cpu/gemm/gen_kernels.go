@@ -94,6 +94,16 @@ func emit(w *bytes.Buffer, sp spec) {
 	p("SHLQ $2, R10")
 	p("MOVQ ldc+40(FP), R8")
 	p("SHLQ $2, R8")
+	// Prefetch the C tile: it is touched only at the end, after kc steps.
+	p("MOVQ DX, R11")
+	for i := 0; i < sp.mr; i++ {
+		for off := 0; off < sp.nr()*4; off += 64 {
+			p("PREFETCHT0 %d(R11)", off)
+		}
+		if i < sp.mr-1 {
+			p("ADDQ R8, R11")
+		}
+	}
 	for i := 0; i < nacc; i++ {
 		if sp.isa == "avx512" {
 			p("VPXORD %s, %s, %s", sp.reg(i), sp.reg(i), sp.reg(i))
