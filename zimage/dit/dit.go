@@ -196,7 +196,7 @@ func (m *Model) PrepareCaption(ctx context.Context, feats []float32, n int, tr n
 	if n <= 0 || len(feats) != n*c.CapFeatDim {
 		return nil, &ShapeError{"caption", fmt.Sprintf("%d values for %d rows of %d features", len(feats), n, c.CapFeatDim)}
 	}
-	lay, err := NewLayout(c, c.PatchSize(), c.PatchSize(), n)
+	lay, err := NewLayout(c, c.PatchSize(), c.PatchSize(), n) // caption part only; the latent size is irrelevant here
 	if err != nil {
 		return nil, err
 	}

@@ -71,9 +71,8 @@ func (l *Loader) Sub(prefix string) *Loader {
 	return &Loader{b: l.b, src: l.src, prefix: l.prefix + prefix + ".", st: l.st}
 }
 
-// Get binds the tensor prefix+name and checks its shape. Every dimension must
-// match; want may also describe a tensor stored with extra leading or trailing
-// 1-dims (e.g. a pad token [1, D] asked for as [D]) — see Loose.
+// Get binds the tensor prefix+name and checks that its stored shape is
+// exactly shape.
 func (l *Loader) Get(name string, shape ...int) compute.Tensor {
 	return l.get(name, shape, false)
 }
