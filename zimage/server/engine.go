@@ -86,6 +86,7 @@ func newEngine(ctx context.Context, db *database, cfg engineConfig, runner taskR
 // riverEngine is engine for one River driver.
 type riverEngine[TTx any, D riverdriver.Driver[TTx]] struct {
 	client   *river.Client[TTx]
+	work     bool // started only when it runs tasks: an API-only client just inserts
 	begin    func(context.Context) (TTx, dbtx, error)
 	commit   func(context.Context, TTx) error
 	rollback func(TTx)
@@ -94,7 +95,7 @@ type riverEngine[TTx any, D riverdriver.Driver[TTx]] struct {
 func buildEngine[TTx any, D riverdriver.Driver[TTx]](ctx context.Context, db *database, driver D, cfg engineConfig, runner taskRunner,
 	begin func(context.Context) (TTx, dbtx, error), commit func(context.Context, TTx) error, rollback func(TTx),
 ) (engine, error) {
-	e := &riverEngine[TTx, D]{begin: begin, commit: commit, rollback: rollback}
+	e := &riverEngine[TTx, D]{work: cfg.work, begin: begin, commit: commit, rollback: rollback}
 
 	migrator, err := rivermigrate.New[TTx](driver, &rivermigrate.Config{Logger: quietLogger(cfg.logger)})
 	if err != nil {
@@ -160,9 +161,19 @@ func (e *riverEngine[TTx, D]) submit(ctx context.Context, taskID string, fn func
 	return res.Job.ID, nil
 }
 
-func (e *riverEngine[TTx, D]) start(ctx context.Context) error { return e.client.Start(ctx) }
+func (e *riverEngine[TTx, D]) start(ctx context.Context) error {
+	if !e.work {
+		return nil
+	}
+	return e.client.Start(ctx)
+}
 
-func (e *riverEngine[TTx, D]) stop(ctx context.Context) error { return e.client.Stop(ctx) }
+func (e *riverEngine[TTx, D]) stop(ctx context.Context) error {
+	if !e.work {
+		return nil
+	}
+	return e.client.Stop(ctx)
+}
 
 func (e *riverEngine[TTx, D]) jobState(ctx context.Context, id int64) (string, error) {
 	job, err := e.client.JobGet(ctx, id)

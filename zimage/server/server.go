@@ -119,6 +119,9 @@ func (c *Config) setDefaults() error {
 	def(&c.MaxAttempts, 3)
 	defDur(&c.TaskTimeout, 10*time.Minute)
 	defDur(&c.RescueAfter, c.TaskTimeout+time.Minute)
+	if c.RescueAfter < c.TaskTimeout {
+		return fmt.Errorf("server: rescue-after %s must not be shorter than the task timeout %s", c.RescueAfter, c.TaskTimeout)
+	}
 	defDur(&c.ShutdownTimeout, 30*time.Second)
 	defDur(&c.SyncTimeout, c.TaskTimeout+time.Minute)
 	defDur(&c.PollInterval, 200*time.Millisecond)

@@ -57,6 +57,7 @@ func main() {
 	logPath := flag.String("log", "", "append a line per generated image here")
 	workers := flag.Int("workers", 1, "tasks at once")
 	rescue := flag.Duration("rescue-after", 0, "rescue stuck jobs after")
+	timeout := flag.Duration("task-timeout", 0, "task time limit")
 	flag.Parse()
 
 	gen := &fakeGen{delay: *delay}
@@ -72,7 +73,7 @@ func main() {
 	defer stop()
 	srv, err := server.New(ctx, server.Config{
 		DataDir: *data, DatabaseURL: *database, Role: server.Role(*role), Generator: gen,
-		Resolution: 64, Price: 10, Workers: *workers, RescueAfter: *rescue, MaxQueue: 1000,
+		Resolution: 64, Price: 10, Workers: *workers, RescueAfter: *rescue, TaskTimeout: *timeout, MaxQueue: 1000,
 		PollInterval: 50 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
