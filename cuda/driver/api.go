@@ -110,9 +110,9 @@ type API struct {
 	MemGetInfo func(free, total *uint64) Result `sym:"cuMemGetInfo_v2"`
 
 	// CUresult cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags);
-	MemHostAlloc func(pp *uintptr, size uint64, flags uint32) Result `sym:"cuMemHostAlloc"`
+	MemHostAlloc func(pp *unsafe.Pointer, size uint64, flags uint32) Result `sym:"cuMemHostAlloc"`
 	// CUresult cuMemFreeHost(void *p);
-	MemFreeHost func(p uintptr) Result `sym:"cuMemFreeHost"`
+	MemFreeHost func(p unsafe.Pointer) Result `sym:"cuMemFreeHost"`
 	// CUresult cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Flags);
 	MemHostRegister func(p unsafe.Pointer, size uint64, flags uint32) Result `sym:"cuMemHostRegister_v2"`
 	// CUresult cuMemHostUnregister(void *p);
@@ -125,9 +125,9 @@ type API struct {
 	// CUresult cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount);
 	MemcpyDtoD func(dst, src DevicePtr, n uint64) Result `sym:"cuMemcpyDtoD_v2"`
 	// CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount, CUstream hStream);
-	MemcpyHtoDAsync func(dst DevicePtr, src uintptr, n uint64, s Stream) Result `sym:"cuMemcpyHtoDAsync_v2"`
+	MemcpyHtoDAsync func(dst DevicePtr, src unsafe.Pointer, n uint64, s Stream) Result `sym:"cuMemcpyHtoDAsync_v2"`
 	// CUresult cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream);
-	MemcpyDtoHAsync func(dst uintptr, src DevicePtr, n uint64, s Stream) Result `sym:"cuMemcpyDtoHAsync_v2"`
+	MemcpyDtoHAsync func(dst unsafe.Pointer, src DevicePtr, n uint64, s Stream) Result `sym:"cuMemcpyDtoHAsync_v2"`
 	// CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream);
 	MemcpyDtoDAsync func(dst, src DevicePtr, n uint64, s Stream) Result `sym:"cuMemcpyDtoDAsync_v2"`
 	// CUresult cuMemsetD8Async(CUdeviceptr dstDevice, unsigned char uc, size_t N, CUstream hStream);

@@ -1,7 +1,7 @@
 // Normalisations with float32 statistics.
 #include "common.cuh"
 
-// RMSNorm and LayerNorm: one warp per row, 8 rows per 256-thread block.
+// RMSNorm and LayerNorm: one warp per row, blockDim/32 rows per block.
 // Rows are re-read from global memory for each pass (they stay in L1/L2),
 // which keeps register use independent of the row length.
 #define ZK_ROWNORM(S, T)                                                                              \
@@ -9,7 +9,7 @@
 	extern "C" __global__ void __launch_bounds__(256)                                                 \
 	    zk_rmsnorm_##S(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int rows,  \
 	                   int d, float eps) {                                                           \
-		int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;                       \
+		int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;                       \
 		if (row >= rows) return; /* whole warp leaves; no block barrier below */                      \
 		const T* xr = x + (long)row * d;                                                              \
 		T* yr = y + (long)row * d;                                                                    \
@@ -28,7 +28,7 @@
 	/* y = (x - mean) * rsqrt(var + eps), biased variance, no affine */                               \
 	extern "C" __global__ void __launch_bounds__(256)                                                 \
 	    zk_layernorm_##S(const T* __restrict__ x, T* __restrict__ y, int rows, int d, float eps) {     \
-		int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;                       \
+		int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;                       \
 		if (row >= rows) return;                                                                      \
 		const T* xr = x + (long)row * d;                                                              \
 		T* yr = y + (long)row * d;                                                                    \
