@@ -29,6 +29,7 @@ func TestParseHeaderValid(t *testing.T) {
 		{"scalar and empty", `{"s":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"e":{"dtype":"F16","shape":[0,3],"data_offsets":[4,4]},"z":{"dtype":"U8","shape":[3],"data_offsets":[4,7]}}`, 7, []string{"s", "e", "z"}},
 		{"gaps and trailing bytes", `{"a":{"dtype":"U8","shape":[1],"data_offsets":[3,4]},"b":{"dtype":"U8","shape":[1],"data_offsets":[6,7]}}`, 10, []string{"a", "b"}},
 		{"empty", `{}`, 0, nil},
+		{"whitespace", " {\n \"a\" : {\"dtype\" : \"F16\", \"shape\": [ 1 ], \"data_offsets\": [0, 2]} } \n", 2, []string{"a"}},
 		{"unknown keys ignored", `{"a":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2],"extra":1}}`, 2, []string{"a"}},
 	} {
 		h, err := parseFileBytes(c.name, rawFile(c.hdr, make([]byte, c.data)))

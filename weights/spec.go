@@ -33,8 +33,12 @@ func (c *DiTConfig) EmbedderKey(i int) string {
 func (c *DiTConfig) qkNorm() bool { return c.QKNorm == nil || *c.QKNorm }
 
 // DiTTensors lists every tensor of a ZImageTransformer2DModel checkpoint in
-// the diffusers naming, derived from cfg (521 for Z-Image-Turbo).
+// the diffusers naming, derived from cfg (521 for Z-Image-Turbo); nil if cfg
+// does not validate.
 func DiTTensors(cfg DiTConfig) []TensorSpec {
+	if cfg.Validate() != nil {
+		return nil
+	}
 	var s []TensorSpec
 	add := func(name string, shape ...int) { s = append(s, TensorSpec{Name: name, Shape: shape}) }
 	dim, hd := cfg.Dim, cfg.HeadDim()
@@ -61,8 +65,9 @@ func DiTTensors(cfg DiTConfig) []TensorSpec {
 	add("t_embedder.mlp.2.bias", ada)
 	block := func(p string, modulated bool) {
 		add(p+".attention.to_q.weight", cfg.NHeads*hd, dim)
-		add(p+".attention.to_k.weight", cfg.NKVHeads*hd, dim)
-		add(p+".attention.to_v.weight", cfg.NKVHeads*hd, dim)
+		// n_kv_heads is accepted but unused upstream: k and v have n_heads heads.
+		add(p+".attention.to_k.weight", cfg.NHeads*hd, dim)
+		add(p+".attention.to_v.weight", cfg.NHeads*hd, dim)
 		add(p+".attention.to_out.0.weight", dim, cfg.NHeads*hd)
 		if cfg.qkNorm() {
 			add(p+".attention.norm_q.weight", hd)
@@ -94,8 +99,12 @@ func DiTTensors(cfg DiTConfig) []TensorSpec {
 
 // Qwen3Tensors lists the tensors of a Qwen3 text-encoder checkpoint in the
 // Qwen3ForCausalLM naming ("model." prefix): 398 for Qwen3-4B. The final
-// norm (unused by Z-Image) and lm_head.weight (tied) are optional.
+// norm (unused by Z-Image) and lm_head.weight (tied) are optional. nil if
+// cfg does not validate.
 func Qwen3Tensors(cfg Qwen3Config) []TensorSpec {
+	if cfg.Validate() != nil {
+		return nil
+	}
 	var s []TensorSpec
 	add := func(name string, shape ...int) { s = append(s, TensorSpec{Name: name, Shape: shape}) }
 	h, hd := cfg.HiddenSize, cfg.HeadDim
@@ -129,8 +138,11 @@ func Qwen3Tensors(cfg Qwen3Config) []TensorSpec {
 // VAETensors lists the tensors of a diffusers AutoencoderKL checkpoint
 // derived from cfg: the decoder (138 for the FLUX VAE) is required, the
 // encoder (106) and quant convs are optional. post_quant_conv is required
-// when use_post_quant_conv is set.
+// when use_post_quant_conv is set. nil if cfg does not validate.
 func VAETensors(cfg VAEConfig) []TensorSpec {
+	if cfg.Validate() != nil {
+		return nil
+	}
 	var s []TensorSpec
 	optional := false
 	add := func(name string, shape ...int) {

@@ -88,6 +88,61 @@ func TestSpecCountsRealConfig(t *testing.T) {
 	}
 }
 
+func TestSpecEdgeConfigs(t *testing.T) {
+	// n_kv_heads is ignored like upstream: k/v keep n_heads heads.
+	c := DefaultDiTConfig()
+	c.NKVHeads = 1
+	for _, s := range DiTTensors(c) {
+		if s.Name == "layers.0.attention.to_k.weight" && !equalInts(s.Shape, []int{3840, 3840}) {
+			t.Errorf("to_k with n_kv_heads 1: %v", s.Shape)
+		}
+	}
+	// Invalid configs give no specs rather than a panic.
+	bad := DefaultDiTConfig()
+	bad.NHeads = 0
+	if DiTTensors(bad) != nil {
+		t.Error("DiTTensors accepted n_heads 0")
+	}
+	q := DefaultQwen3Config()
+	q.NumKeyValueHeads = 0
+	if Qwen3Tensors(q) != nil {
+		t.Error("Qwen3Tensors accepted 0 kv heads")
+	}
+	v := DefaultVAEConfig()
+	v.BlockOutChannels = nil
+	if VAETensors(v) != nil {
+		t.Error("VAETensors accepted no blocks")
+	}
+	// Options that add tensors.
+	q = DefaultQwen3Config()
+	q.AttentionBias = true
+	if n := len(Qwen3Tensors(q)); n != 399+36*4 {
+		t.Errorf("attention_bias: %d specs", n)
+	}
+	v = DefaultVAEConfig()
+	v.UsePostQuantConv = true
+	no := false
+	v.MidBlockAddAttention = &no
+	found := false
+	for _, s := range VAETensors(v) {
+		if s.Name == "post_quant_conv.weight" {
+			found = !s.Optional
+		}
+		if strings.Contains(s.Name, "attentions") {
+			t.Errorf("%s present without mid-block attention", s.Name)
+		}
+	}
+	if !found {
+		t.Error("post_quant_conv not required with use_post_quant_conv")
+	}
+	qk := false
+	c = DefaultDiTConfig()
+	c.QKNorm = &qk
+	if n := len(DiTTensors(c)); n != 521-34*2 {
+		t.Errorf("qk_norm false: %d specs", n)
+	}
+}
+
 func equalInts(a, b []int) bool {
 	if len(a) != len(b) {
 		return false

@@ -37,11 +37,12 @@ func first(errs ...error) error {
 
 // Validate checks that the config describes a transformer this package can
 // name and shape: positive sizes, heads dividing dim, RoPE axes summing to
-// head_dim, one frame patch size per patch size. It returns a *ConfigError
+// head_dim, one frame patch size per patch size. n_kv_heads is not checked:
+// the reference ignores it (k and v have n_heads heads). It returns a *ConfigError
 // naming the JSON field.
 func (c *DiTConfig) Validate() error {
 	if err := first(
-		positive("dim", c.Dim), positive("n_heads", c.NHeads), positive("n_kv_heads", c.NKVHeads),
+		positive("dim", c.Dim), positive("n_heads", c.NHeads),
 		positive("in_channels", c.InChannels), positive("cap_feat_dim", c.CapFeatDim),
 		positiveF("norm_eps", c.NormEps), positiveF("rope_theta", c.RopeTheta), positiveF("t_scale", c.TScale),
 	); err != nil {
@@ -55,9 +56,6 @@ func (c *DiTConfig) Validate() error {
 	}
 	if c.Dim%c.NHeads != 0 {
 		return fieldErr("n_heads", "%d does not divide dim %d", c.NHeads, c.Dim)
-	}
-	if c.NHeads%c.NKVHeads != 0 {
-		return fieldErr("n_kv_heads", "%d does not divide n_heads %d", c.NKVHeads, c.NHeads)
 	}
 	if len(c.AllPatchSize) == 0 {
 		return fieldErr("all_patch_size", "must not be empty")
