@@ -5,13 +5,12 @@ import "math"
 // fma32 returns a*b + c rounded once to float32, like the vfmadd*ps
 // instructions of the reference's AVX2 kernels.
 //
-// The product of two float32 is exact in float64, so only the sum rounds (and
-// a compiler fusing that product into a float64 FMA changes nothing). But
+// The product of two float32 is exact in float64, so only the sum rounds. But
 // rounding the sum to float64 and then to float32 can land on a float32 tie
 // that the exact sum was not on (double rounding); those rare sums, and sums
 // in float32's subnormal range, are redone by rounding to odd.
 func fma32(a, b, c float32) float32 {
-	p := float64(a) * float64(b) // exact
+	p := float64(float64(a) * float64(b)) // exact; the conversion also keeps it unfused
 	cc := float64(c)
 	s := p + cc
 	bits := math.Float64bits(s)
@@ -30,13 +29,13 @@ func fma32(a, b, c float32) float32 {
 // path of the Cephes kernels, whose every possible input is checked by a test
 // to give the same result as with fma32.
 func fma32d(a, b, c float32) float32 {
-	return float32(float64(a)*float64(b) + float64(c))
+	return float32(float64(float64(a)*float64(b)) + float64(c))
 }
 
 // fma32Odd rounds the float64 sum to odd (Knuth's TwoSum gives its exact
 // error), after which the conversion to float32 is correctly rounded.
 func fma32Odd(a, b, c float32) float32 {
-	p := float64(a) * float64(b) // exact
+	p := float64(float64(a) * float64(b)) // exact; the conversion also keeps it unfused
 	cc := float64(c)
 	s := p + cc
 	bb := s - p

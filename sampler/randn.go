@@ -110,8 +110,9 @@ func (g *Generator) uniform64() float64 {
 
 // normal64 is at::normal_distribution<double>: Box-Muller on two double
 // uniforms, returning the cosine half and caching the sine half. Go's
-// math.Log1p/Sin/Cos may differ from glibc's in the last bit of a float64,
-// which the final float32 rounding hides except in astronomically rare ties.
+// math.Log1p/Sin/Cos may differ from glibc's in the last bit of a float64;
+// the final float32 rounding hides that unless the value lies within one
+// float64 ulp of a float32 rounding boundary (about 1 value in 2^29).
 func (g *Generator) normal64() float64 {
 	if g.cachedValid {
 		g.cachedValid = false

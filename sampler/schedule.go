@@ -48,10 +48,12 @@ func NewSchedule(cfg weights.SchedulerConfig, steps, imageSeqLen int) (Schedule,
 		mu := calculateShift(cfg, imageSeqLen)
 		timeShift(cfg.TimeShiftType, mu, sigmas)
 	} else {
-		// numpy float32 with a Python-float shift: each op rounds to float32.
-		shift := float32(cfg.Shift)
+		// numpy: shift*s/(1 + (shift-1)*s) on a float32 array with Python
+		// floats shift and shift-1 (computed in double), which numpy casts to
+		// float32; every op rounds to float32.
+		shift, shiftM1 := float32(cfg.Shift), float32(cfg.Shift-1)
 		for i, s := range sigmas {
-			sigmas[i] = float32(shift*s) / (1 + float32((shift-1)*s))
+			sigmas[i] = float32(shift*s) / (1 + float32(shiftM1*s))
 		}
 	}
 	if cfg.ShiftTerminal != nil && *cfg.ShiftTerminal != 0 {

@@ -211,3 +211,28 @@ func TestScheduleErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestScheduleNonIntegerShift(t *testing.T) {
+	// numpy evaluates shift·s/(1 + (shift-1)·s) with shift-1 taken in double
+	// before the cast to float32; for these shifts that differs from
+	// float32(shift)-1. Expected bits from a float32-rounding emulation of
+	// numpy's ops (Python struct round trips), N = 8.
+	cases := map[float64][]uint32{
+		1.3: {0x3f800000, 0x3f66a748, 0x3f4bc14e, 0x3f2f286c, 0x3f10b216, 0x3ee05c0c, 0x3e9aca6a, 0x3e2062b2},
+		2.9: {0x3f800000, 0x3f73fb33, 0x3f659bb8, 0x3f541d42, 0x3f3e5be6, 0x3f2291c2, 0x3efba939, 0x3e95fad5},
+		6.0: {0x3f800000, 0x3f7a0be8, 0x3f7286bd, 0x3f68ba2f, 0x3f5b6db7, 0x3f48590b, 0x3f2aaaab, 0x3eec4ec5},
+	}
+	for shift, want := range cases {
+		cfg := turboConfig()
+		cfg.Shift = shift
+		s, err := NewSchedule(cfg, 8, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, w := range want {
+			if got := math.Float32bits(s.Sigmas[i]); got != w {
+				t.Errorf("shift %v: σ_%d = %#08x, want %#08x", shift, i, got, w)
+			}
+		}
+	}
+}
