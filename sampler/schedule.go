@@ -186,8 +186,8 @@ func linspace32(start, end float32, n int, k Kernel) []float32 {
 		for _, v := range [2]int{i, i + lanes} {
 			base := scalar(v)
 			out[v] = base
-			for k := 1; k < lanes; k++ {
-				out[v+k] = base + float32(float32(k)*step)
+			for l := 1; l < lanes; l++ {
+				out[v+l] = base + float32(float32(l)*step)
 			}
 		}
 	}
