@@ -82,7 +82,6 @@ type typed struct {
 	AddPrefixSpace bool            `json:"add_prefix_space"`
 	UseRegex       bool            `json:"use_regex"`
 	PreTokenizers  []typed         `json:"pretokenizers"`
-	Normalizers    []typed         `json:"normalizers"`
 }
 
 // tokenizerJSON is tokenizer.json without the vocabulary and merges, which

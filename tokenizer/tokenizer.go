@@ -29,12 +29,15 @@ func ChatTemplate(prompt string) string {
 // valid UTF-8, a token id outside the vocabulary, or a bad length limit.
 type InputError struct {
 	Op     string // "encode" or "decode"
-	Offset int    // byte offset into the text (encode) or index into the ids (decode)
+	Offset int    // byte offset into the text (encode) or index into the ids (decode); -1: none
 	Reason string
 }
 
 func (e *InputError) Error() string {
-	if e.Op == "decode" {
+	switch {
+	case e.Offset < 0:
+		return fmt.Sprintf("tokenizer: %s: %s", e.Op, e.Reason)
+	case e.Op == "decode":
 		return fmt.Sprintf("tokenizer: decode: ids[%d]: %s", e.Offset, e.Reason)
 	}
 	return fmt.Sprintf("tokenizer: encode: byte %d: %s", e.Offset, e.Reason)
@@ -148,7 +151,7 @@ func (t *Tokenizer) Encode(text string) ([]int, error) {
 // tokens were cut.
 func (t *Tokenizer) EncodeZImage(prompt string, maxLen int) (ids []int, truncated bool, err error) {
 	if maxLen < 0 {
-		return nil, false, &InputError{Op: "encode", Reason: fmt.Sprintf("negative length limit %d", maxLen)}
+		return nil, false, &InputError{Op: "encode", Offset: -1, Reason: fmt.Sprintf("negative length limit %d", maxLen)}
 	}
 	if maxLen == 0 {
 		maxLen = MaxSequenceLength
