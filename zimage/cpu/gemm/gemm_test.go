@@ -298,3 +298,48 @@ func TestPackPaths(t *testing.T) {
 		}
 	}
 }
+
+// FuzzMatMulBT feeds arbitrary sizes, buffer lengths and dtypes: every call
+// must either return an error or match the reference, never panic.
+func FuzzMatMulBT(f *testing.F) {
+	f.Add(3, 5, 7, 0, 0, 0, uint8(weights.BF16), true)
+	f.Add(1, 70, 33, 0, -1, 0, uint8(weights.F32), false)
+	f.Add(-1, 2, 2, 0, 0, 0, uint8(weights.F16), false)
+	f.Add(9, 65, 17, 1, 0, -3, uint8(weights.F8E4M3), true)
+	f.Fuzz(func(t *testing.T, m, n, k, dc, da, db int, dtRaw uint8, withBias bool) {
+		if m > 40 || n > 140 || k > 80 || m < -2 || n < -2 || k < -2 {
+			return
+		}
+		dt := weights.DType(dtRaw)
+		size := max(dt.Size(), 1)
+		lenOf := func(want, delta int) int { return max(0, want+delta%4) }
+		c := make([]float32, lenOf(max(m*n, 0), dc))
+		a := make([]float32, lenOf(max(m*k, 0), da))
+		for i := range a {
+			a[i] = float32(i%13) - 6
+		}
+		raw := make([]byte, lenOf(max(n*k, 0)*size, db))
+		for i := range raw {
+			raw[i] = byte(i*37) & 0x3f // small finite values in every dtype
+		}
+		var bias []float32
+		if withBias {
+			bias = make([]float32, max(n, 0))
+		}
+		err := MatMulBT(c, a, raw, dt, bias, m, n, k)
+		if err != nil {
+			return
+		}
+		if m*n == 0 {
+			return
+		}
+		b := make([]float32, n*k)
+		src := newBSource(raw, dt, n, k)
+		for j := 0; j < n; j++ {
+			for p := 0; p < k; p++ {
+				b[j*k+p] = bAt(&src, j, p)
+			}
+		}
+		check(t, c, a, b, true, bias, m, n, k)
+	})
+}
