@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"image"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/zimage/zimage/zimage"
+	"github.com/zimage/zimage/zimage/server"
+)
+
+func init() {
+	register("serve", "serve the Z Image Turbo HTTP API (and OpenAI images) with keys and credits", runServe)
+}
+
+// pipelineGenerator runs server jobs on a loaded pipeline.
+type pipelineGenerator struct{ p *zimage.Pipeline }
+
+func (g pipelineGenerator) Generate(ctx context.Context, job server.Job) (image.Image, int64, error) {
+	res, err := g.p.Run(ctx, zimage.Request{Prompt: job.Prompt, Width: job.Width, Height: job.Height, Seed: job.Seed})
+	if err != nil {
+		return nil, 0, err
+	}
+	return res.Image, res.Seed, nil
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "", "data directory: embedded database and images (required)")
+	model := fs.String("model", os.Getenv("ZIMAGE_MODEL"), "model directory (diffusers layout); default $ZIMAGE_MODEL; not needed with --role api")
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address HOST:PORT")
+	database := fs.String("database", "", "postgres://… to share the queue and store between processes (default: SQLite in --data)")
+	role := fs.String("role", "all", "what this process does: all, api (HTTP only) or worker (runs tasks; needs --database)")
+	resolution := fs.Int("resolution", 1024, "base image size: 1:1 is N×N, other aspect ratios scale the 1024 table")
+	price := fs.Int64("price", 15, "credits per image")
+	maxQueue := fs.Int("max-queue", 100, "queued + running tasks before requests get 429")
+	maxN := fs.Int("max-n", 4, "most images per OpenAI request")
+	workers := fs.Int("workers", 1, "tasks this process runs at once (one pipeline runs one at a time)")
+	taskTimeout := fs.Duration("task-timeout", 10*time.Minute, "time limit of one task")
+	rescueAfter := fs.Duration("rescue-after", 0, "with --database: rerun a task whose worker vanished after this long (default task-timeout+1m)")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "at SIGTERM, time running tasks get before being handed back")
+	publicURL := fs.String("public-url", "", "external base URL for image links (default: from the request's Host)")
+	device := fs.String("device", "auto", "compute device: cpu, cuda or auto")
+	threads := fs.Int("threads", 0, "CPU threads (0 = all cores)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: zimage serve --data DIR --model PATH [--addr HOST:PORT] [--resolution N] [--price CREDITS] [flags]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	usageErr := func(msg string) int {
+		fmt.Fprintf(stderr, "zimage serve: %s\n", msg)
+		fs.Usage()
+		return 2
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	case *data == "":
+		return usageErr("--data is required")
+	case *model == "" && server.Role(*role) != server.RoleAPI:
+		return usageErr("--model is required (or $ZIMAGE_MODEL)")
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usageErr(fmt.Sprintf("--log-level %q: want debug, info, warn or error", *logLevel))
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
+	switch strings.ToLower(*logFormat) {
+	case "text":
+		log = slog.New(slog.NewTextHandler(stderr, hopts))
+	case "json":
+		log = slog.New(slog.NewJSONHandler(stderr, hopts))
+	default:
+		return usageErr(fmt.Sprintf("--log-format %q: want text or json", *logFormat))
+	}
+
+	var gen server.Generator
+	if server.Role(*role) != server.RoleAPI {
+		p, err := zimage.Load(ctx, *model, zimage.WithDevice(*device), zimage.WithThreads(*threads), zimage.WithLogger(log))
+		if err != nil {
+			fmt.Fprintf(stderr, "zimage serve: %v\n", err)
+			return 1
+		}
+		defer p.Close()
+		gen = pipelineGenerator{p}
+	}
+
+	srv, err := server.New(ctx, server.Config{
+		DataDir: *data, DatabaseURL: *database, Role: server.Role(*role), Generator: gen,
+		Resolution: *resolution, Price: *price, MaxQueue: *maxQueue, MaxN: *maxN, Workers: *workers,
+		TaskTimeout: *taskTimeout, RescueAfter: *rescueAfter, ShutdownTimeout: *shutdownTimeout,
+		PublicURL: *publicURL, Logger: log,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "zimage serve: %v\n", err)
+		return 1
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		_ = srv.Shutdown(context.Background())
+		fmt.Fprintf(stderr, "zimage serve: %v\n", err)
+		return 1
+	}
+	if err := srv.Serve(ctx, ln); err != nil {
+		fmt.Fprintf(stderr, "zimage serve: %v\n", err)
+		return 1
+	}
+	return 0
+}
