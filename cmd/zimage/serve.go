@@ -41,7 +41,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	database := fs.String("database", "", "postgres://… to share the queue and store between processes (default: SQLite in --data)")
 	role := fs.String("role", "all", "what this process does: all, api (HTTP only) or worker (runs tasks; needs --database)")
 	resolution := fs.Int("resolution", 1024, "base image size: 1:1 is N×N, other aspect ratios scale the 1024 table")
-	price := fs.Int64("price", 15, "credits per image")
+	price := fs.Int64("price", 15, "credits per image (at least 1)")
 	maxQueue := fs.Int("max-queue", 100, "queued + running tasks before requests get 429")
 	maxN := fs.Int("max-n", 4, "most images per OpenAI request")
 	workers := fs.Int("workers", 1, "tasks this process runs at once (one pipeline runs one at a time)")
@@ -75,6 +75,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return usageErr("--data is required")
 	case *model == "" && server.Role(*role) != server.RoleAPI:
 		return usageErr("--model is required (or $ZIMAGE_MODEL)")
+	case *price < 1:
+		return usageErr(fmt.Sprintf("--price %d: must be at least 1", *price))
 	}
 
 	var level slog.Level

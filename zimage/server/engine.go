@@ -30,7 +30,8 @@ func (taskArgs) Kind() string { return "zimage_generate" }
 // finishFunc runs fn in a transaction that also marks the River job
 // completed, so a task's outcome (and its charge) and the job's completion
 // commit together or not at all.
-type finishFunc func(ctx context.Context, fn func(q dbtx) error) error
+// fn gets a context that outlives the job's own (which may have expired).
+type finishFunc func(ctx context.Context, fn func(ctx context.Context, q dbtx) error) error
 
 // taskRunner does the work of one attempt at a task.
 type taskRunner interface {
@@ -197,7 +198,7 @@ type taskWorker[TTx any, D riverdriver.Driver[TTx]] struct {
 }
 
 func (w *taskWorker[TTx, D]) Work(ctx context.Context, job *river.Job[taskArgs]) error {
-	finish := func(ctx context.Context, fn func(q dbtx) error) error {
+	finish := func(ctx context.Context, fn func(ctx context.Context, q dbtx) error) error {
 		// The outcome is recorded even if the job's context is being
 		// cancelled right now: the work is done, and losing it would mean
 		// running (and charging for) the task again.
@@ -207,7 +208,7 @@ func (w *taskWorker[TTx, D]) Work(ctx context.Context, job *river.Job[taskArgs])
 		if err != nil {
 			return err
 		}
-		if err := fn(q); err != nil {
+		if err := fn(ctx, q); err != nil {
 			w.e.rollback(tx)
 			return err
 		}

@@ -105,14 +105,20 @@ func startServer(t *testing.T, dir string, gen *testGen, edit func(*Config)) *te
 	srv, err := New(ctx, cfg)
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(ctx))
-	ts := httptest.NewServer(srv.Handler())
-	e := &testEnv{t: t, srv: srv, url: ts.URL, gen: gen, dir: dir}
+	e := &testEnv{t: t, srv: srv, url: newHTTPServer(t, srv), gen: gen, dir: dir}
 	e.store = &Store{db: srv.db}
+	return e
+}
+
+// newHTTPServer serves srv on a loopback port until the test ends, then
+// shuts srv down.
+func newHTTPServer(t *testing.T, srv *Server) string {
+	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		ts.Close()
 		_ = srv.Shutdown(context.Background())
 	})
-	return e
+	return ts.URL
 }
 
 func newEnv(t *testing.T, edit func(*Config)) *testEnv {

@@ -479,3 +479,15 @@ func TestDataDirLocked(t *testing.T) {
 	_, _, err = st.AddKey(context.Background(), "side", 5, 0)
 	require.NoError(t, err)
 }
+
+func TestTaskTimeout(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.TaskTimeout = 300 * time.Millisecond })
+	key, info := e.addKey(100, 0)
+	id := e.submitOK(key, "BLOCK past the deadline")
+	s := e.waitDone(key, id)
+	assert.Equal(t, "FAILED", s.Status)
+	assert.Contains(t, s.ErrorMessage, "timed out")
+	k := e.key(info.ID)
+	assert.Equal(t, int64(100), k.Credits)
+	assert.Equal(t, int64(0), k.Reserved)
+}

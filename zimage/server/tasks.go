@@ -155,7 +155,7 @@ func (s *Server) runTask(ctx context.Context, taskID string, attempt int, finish
 	t, err := getTask(ctx, s.db.q, taskID)
 	if errors.Is(err, sql.ErrNoRows) {
 		log.Error("job for an unknown task; dropped")
-		return finish(ctx, func(dbtx) error { return nil })
+		return finish(ctx, func(context.Context, dbtx) error { return nil })
 	}
 	if err != nil {
 		return fmt.Errorf("server: load task %s: %w", taskID, err)
@@ -163,7 +163,7 @@ func (s *Server) runTask(ctx context.Context, taskID string, attempt int, finish
 	if t.done() {
 		// Already settled (the job's completion was lost after the commit, or
 		// a rescuer re-ran it): nothing to do, and nothing to charge again.
-		return finish(ctx, func(dbtx) error { return nil })
+		return finish(ctx, func(context.Context, dbtx) error { return nil })
 	}
 	if attempt > s.cfg.MaxAttempts {
 		log.Error("task failed: too many attempts")
@@ -208,7 +208,7 @@ func (s *Server) runTask(ctx context.Context, taskID string, attempt int, finish
 	// Success: record it and take the credits, at most once (the state
 	// guard and the charges table's key make a second settlement a no-op).
 	finished := time.Now().UnixMilli()
-	err = finish(ctx, func(q dbtx) error {
+	err = finish(ctx, func(ctx context.Context, q dbtx) error {
 		n, err := q.exec(ctx, `UPDATE zimage_tasks SET state = ?, images = ?, consumed = price, finished_at = ?, error_message = ''
 			WHERE id = ? AND state IN (?, ?)`, stateSucceeded, int64(t.N), finished, t.ID, stateQueued, stateRunning)
 		if err != nil || n == 0 {
@@ -223,6 +223,7 @@ func (s *Server) runTask(ctx context.Context, taskID string, attempt int, finish
 		return err
 	})
 	if err != nil {
+		log.Error("recording the task's success failed; it will run again", "err", err)
 		return fmt.Errorf("server: settle task %s: %w", t.ID, err)
 	}
 	s.metrics.runTime.observe(time.Since(start).Seconds())
@@ -250,7 +251,7 @@ func (s *Server) generate(ctx context.Context, job Job) (img image.Image, seed i
 // finishFailed marks a task FAILED and releases its reservation, unbilled.
 func (s *Server) finishFailed(ctx context.Context, t *task, msg string, finish finishFunc) error {
 	finished := time.Now().UnixMilli()
-	err := finish(ctx, func(q dbtx) error {
+	err := finish(ctx, func(ctx context.Context, q dbtx) error {
 		n, err := q.exec(ctx, `UPDATE zimage_tasks SET state = ?, error_message = ?, finished_at = ? WHERE id = ? AND state IN (?, ?)`,
 			stateFailed, msg, finished, t.ID, stateQueued, stateRunning)
 		if err != nil || n == 0 {
@@ -260,6 +261,7 @@ func (s *Server) finishFailed(ctx context.Context, t *task, msg string, finish f
 		return err
 	})
 	if err != nil {
+		s.log.Error("recording the task's failure failed; it will run again", "task", t.ID, "err", err)
 		return fmt.Errorf("server: fail task %s: %w", t.ID, err)
 	}
 	s.metrics.failed.Add(1)
