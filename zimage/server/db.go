@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // dbtx is the little SQL surface the store needs. It is implemented over
@@ -73,8 +72,6 @@ type pgxQ struct {
 		Query(context.Context, string, ...any) (pgx.Rows, error)
 	}
 }
-
-var _ = (*pgxpool.Pool)(nil) // the pool is one of pgxQ's inputs
 
 func (p pgxQ) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	tag, err := p.q.Exec(ctx, rebind(query), args...)

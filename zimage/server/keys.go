@@ -87,10 +87,12 @@ func (s *Store) AddKey(ctx context.Context, name string, credits int64, ratePerM
 
 const keyColumns = `id, name, prefix, credits, reserved, rate_per_minute, revoked, created_at`
 
-func scanKey(r scanner) (KeyInfo, error) {
+// scanKey reads a row of keyColumns, then any extra columns into extra.
+func scanKey(r scanner, extra ...any) (KeyInfo, error) {
 	var k KeyInfo
 	var rate, revoked, created int64
-	if err := r.Scan(&k.ID, &k.Name, &k.Prefix, &k.Credits, &k.Reserved, &rate, &revoked, &created); err != nil {
+	dest := append([]any{&k.ID, &k.Name, &k.Prefix, &k.Credits, &k.Reserved, &rate, &revoked, &created}, extra...)
+	if err := r.Scan(dest...); err != nil {
 		return KeyInfo{}, err
 	}
 	k.RatePerMinute = int(rate)
@@ -179,7 +181,7 @@ func authenticate(ctx context.Context, q dbtx, presented string) (KeyInfo, bool,
 	}
 	h := hashKey(presented)
 	var stored string
-	k, err := scanKeyWithHash(q.queryRow(ctx, `SELECT `+keyColumns+`, hash FROM zimage_keys WHERE hash = ?`, h), &stored)
+	k, err := scanKey(q.queryRow(ctx, `SELECT `+keyColumns+`, hash FROM zimage_keys WHERE hash = ?`, h), &stored)
 	if errors.Is(err, sql.ErrNoRows) {
 		return KeyInfo{}, false, nil
 	}
@@ -190,18 +192,6 @@ func authenticate(ctx context.Context, q dbtx, presented string) (KeyInfo, bool,
 		return KeyInfo{}, false, nil
 	}
 	return k, true, nil
-}
-
-func scanKeyWithHash(r scanner, hash *string) (KeyInfo, error) {
-	var k KeyInfo
-	var rate, revoked, created int64
-	if err := r.Scan(&k.ID, &k.Name, &k.Prefix, &k.Credits, &k.Reserved, &rate, &revoked, &created, hash); err != nil {
-		return KeyInfo{}, err
-	}
-	k.RatePerMinute = int(rate)
-	k.Revoked = revoked != 0
-	k.CreatedAt = time.UnixMilli(created).UTC()
-	return k, nil
 }
 
 func hashKey(key string) string {

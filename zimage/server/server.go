@@ -2,12 +2,28 @@
 // (POST /api/generate, GET /api/status) and OpenAI's images endpoint, with
 // API keys, credits, rate limits and a persistent task queue.
 //
+// Endpoints (all but /healthz, /metrics and token-carrying image links need
+// "Authorization: Bearer KEY"):
+//
+//	POST /api/generate            {"prompt", "aspect_ratio", "seed"?, "size"?} → task_id, at once
+//	GET  /api/status?task_id=…    status, request, image URLs, consumed_credits, created_at (UTC)
+//	GET  /api/images/{task}/{n}.png?token=…   the image (token from the status URLs, or the key)
+//	POST /v1/images/generations   OpenAI shape; waits for the images; url or b64_json
+//	GET  /healthz, GET /metrics   liveness (database reachable); Prometheus text
+//
+// Hosted-API errors keep the {code, message, data} envelope with the same
+// HTTP status (400, 401, 402, 404, 405, 413, 429 with Retry-After, 500);
+// /v1 errors use OpenAI's {"error": {...}} shape with the same statuses.
+//
 // Tasks, keys and balances live in an embedded SQLite database in the data
-// directory, or in PostgreSQL where several processes share one queue. The
-// queue is River (github.com/riverqueue/river) on either. A task's result,
-// its charge and the completion of its job commit in one transaction, so a
-// task runs to an outcome at most once and is charged at most once; a task
-// whose process died is run again or marked FAILED, never lost.
+// directory (one process), or in PostgreSQL where API and worker processes
+// share one queue. The queue is River (github.com/riverqueue/river) on
+// either. Submitting reserves the price (402 when the balance cannot cover
+// it) in the same transaction that stores and enqueues the task. A task's
+// outcome, its charge and the completion of its job commit in one
+// transaction, so a task is charged at most once and only on success; a
+// task whose process died is run again (up to Config.MaxAttempts) or marked
+// FAILED unbilled, never lost.
 package server
 
 import (
