@@ -62,8 +62,8 @@ func main() {
 	for _, isa := range []string{"avx512", "avx2"} {
 		for _, dt := range []string{"F32", "BF16", "F16"} {
 			name := emitDot4(&s, isa, dt)
-			fmt.Fprintf(&d, "\n// %s accumulates, for 4 rows of %s (row stride ldb bytes) and k\n"+
-				"// values (a multiple of %d), the lane-wise products with a into out (4 vectors).\n//\n"+
+			fmt.Fprintf(&d, "\n// %s sets out[r] to the dot product of a with row r of 4 rows of %s\n"+
+				"// (row stride ldb bytes) over k values (a multiple of %d).\n//\n"+
 				"//go:noescape\nfunc %s(a *float32, b unsafe.Pointer, ldb, k int, out *float32)\n",
 				name, dt, 2*map[string]int{"avx512": 16, "avx2": 8}[isa], name)
 		}
@@ -310,10 +310,23 @@ func emitDot4(w *bytes.Buffer, isa, dt string) string {
 	p("DECQ CX")
 	p("JNE %s_loop", name)
 	fmt.Fprintf(w, "%s_reduce:\n", name)
+	// Row r's sum: add its two accumulators, fold to 128 bits, then three
+	// horizontal adds give [r0, r1, r2, r3].
+	x := func(i int) string { return fmt.Sprintf("X%d", i) }
+	y := func(i int) string { return fmt.Sprintf("Y%d", i) }
 	for r := 0; r < 4; r++ {
 		p("VADDPS %s, %s, %s", reg(2*r+1), reg(2*r), reg(2*r))
-		p("VMOVUPS %s, %d(DX)", reg(2*r), r*vl*4)
+		if isa == "avx512" {
+			p("VEXTRACTF64X4 $1, %s, %s", reg(2*r), y(8))
+			p("VADDPS %s, %s, %s", y(8), y(2*r), y(2*r))
+		}
+		p("VEXTRACTF128 $1, %s, %s", y(2*r), x(8))
+		p("VADDPS %s, %s, %s", x(8), x(2*r), x(2*r))
 	}
+	p("VHADDPS %s, %s, %s", x(2), x(0), x(8))
+	p("VHADDPS %s, %s, %s", x(6), x(4), x(9))
+	p("VHADDPS %s, %s, %s", x(9), x(8), x(10))
+	p("VMOVUPS %s, (DX)", x(10))
 	p("VZEROUPPER")
 	p("RET")
 	return name

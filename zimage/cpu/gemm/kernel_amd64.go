@@ -102,7 +102,7 @@ func dot4(sums *[4]float32, a []float32, src *bSource, j int, tmp []float32) {
 		vl = 8
 	}
 	kv := k &^ (2*vl - 1) // handled by the assembly
-	var part [4 * 16]float32
+	*sums = [4]float32{}
 	if kv > 0 {
 		var fn func(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
 		var base unsafe.Pointer
@@ -126,17 +126,12 @@ func dot4(sums *[4]float32, a []float32, src *bSource, j int, tmp []float32) {
 			}
 			fn, base, ldb = pick(dot4avx512F32, dot4avx2F32), unsafe.Pointer(&tmp[0]), k*4
 		}
-		fn(&a[0], base, ldb, kv, &part[0])
+		fn(&a[0], base, ldb, kv, &sums[0])
 	}
-	for r := 0; r < 4; r++ {
-		var s float32
-		for _, v := range part[r*vl : (r+1)*vl] {
-			s += v
+	for p := kv; p < k; p++ {
+		for r := 0; r < 4; r++ {
+			sums[r] += a[p] * bAt(src, j+r, p)
 		}
-		for p := kv; p < k; p++ {
-			s += a[p] * bAt(src, j+r, p)
-		}
-		sums[r] = s
 	}
 }
 

@@ -99,38 +99,38 @@ func tr16BF16(dst *float32, dstStride int, src unsafe.Pointer, srcStride int, nb
 //go:noescape
 func tr16F16(dst *float32, dstStride int, src unsafe.Pointer, srcStride int, nblk int)
 
-// dot4avx512F32 accumulates, for 4 rows of F32 (row stride ldb bytes) and k
-// values (a multiple of 32), the lane-wise products with a into out (4 vectors).
+// dot4avx512F32 sets out[r] to the dot product of a with row r of 4 rows of F32
+// (row stride ldb bytes) over k values (a multiple of 32).
 //
 //go:noescape
 func dot4avx512F32(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
 
-// dot4avx512BF16 accumulates, for 4 rows of BF16 (row stride ldb bytes) and k
-// values (a multiple of 32), the lane-wise products with a into out (4 vectors).
+// dot4avx512BF16 sets out[r] to the dot product of a with row r of 4 rows of BF16
+// (row stride ldb bytes) over k values (a multiple of 32).
 //
 //go:noescape
 func dot4avx512BF16(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
 
-// dot4avx512F16 accumulates, for 4 rows of F16 (row stride ldb bytes) and k
-// values (a multiple of 32), the lane-wise products with a into out (4 vectors).
+// dot4avx512F16 sets out[r] to the dot product of a with row r of 4 rows of F16
+// (row stride ldb bytes) over k values (a multiple of 32).
 //
 //go:noescape
 func dot4avx512F16(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
 
-// dot4avx2F32 accumulates, for 4 rows of F32 (row stride ldb bytes) and k
-// values (a multiple of 16), the lane-wise products with a into out (4 vectors).
+// dot4avx2F32 sets out[r] to the dot product of a with row r of 4 rows of F32
+// (row stride ldb bytes) over k values (a multiple of 16).
 //
 //go:noescape
 func dot4avx2F32(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
 
-// dot4avx2BF16 accumulates, for 4 rows of BF16 (row stride ldb bytes) and k
-// values (a multiple of 16), the lane-wise products with a into out (4 vectors).
+// dot4avx2BF16 sets out[r] to the dot product of a with row r of 4 rows of BF16
+// (row stride ldb bytes) over k values (a multiple of 16).
 //
 //go:noescape
 func dot4avx2BF16(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
 
-// dot4avx2F16 accumulates, for 4 rows of F16 (row stride ldb bytes) and k
-// values (a multiple of 16), the lane-wise products with a into out (4 vectors).
+// dot4avx2F16 sets out[r] to the dot product of a with row r of 4 rows of F16
+// (row stride ldb bytes) over k values (a multiple of 16).
 //
 //go:noescape
 func dot4avx2F16(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
