@@ -254,7 +254,13 @@ func TestSigtermFinishesRunningTask(t *testing.T) {
 	r := remote{t, p.url}
 	id := r.submit(key, "slow one")
 	queued := r.submit(key, "waits")
-	time.Sleep(300 * time.Millisecond) // the first is running now
+	st, err = OpenStore(ctx, dir, "") // beside the running server, as the keys command does
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		tk, err := getTask(ctx, st.db.q, id)
+		return err == nil && tk.State == stateRunning
+	}, 20*time.Second, 10*time.Millisecond)
+	require.NoError(t, st.Close())
 	p.stop(t)
 	perTask, _ := execLog(t, logPath)
 	require.Equal(t, 1, perTask[id], "the running task finished before exit")
