@@ -343,3 +343,24 @@ func FuzzMatMulBT(f *testing.F) {
 		check(t, c, a, b, true, bias, m, n, k)
 	})
 }
+
+// TestGEMVLongK covers the unpacked small-m path with k spanning several
+// chunks, ragged row groups and every dtype.
+func TestGEMVLongK(t *testing.T) {
+	dts := []weights.DType{weights.F32, weights.BF16, weights.F16, weights.F8E4M3, weights.F8E5M2}
+	forEachKernel(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(13, 14))
+		for _, dt := range dts {
+			for _, sh := range []shape{{1, 9, 2*gemvChunk + 37}, {3, 6, gemvChunk}, {gemvMaxM, 5, gemvChunk + 1}} {
+				a := randSlice(r, sh.m*sh.k)
+				raw, b := encode(t, randSlice(r, sh.n*sh.k), dt)
+				bias := randSlice(r, sh.n)
+				c := randSlice(r, sh.m*sh.n)
+				if err := MatMulBT(c, a, raw, dt, bias, sh.m, sh.n, sh.k); err != nil {
+					t.Fatal(err)
+				}
+				check(t, c, a, b, true, bias, sh.m, sh.n, sh.k)
+			}
+		}
+	})
+}

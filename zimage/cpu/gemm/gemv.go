@@ -12,6 +12,9 @@ import (
 // timestep/adaLN case is memory-bound; packing would only add traffic).
 var gemvMaxM = 8
 
+// gemvChunk is the k extent of one dot product call (16 KB of A).
+const gemvChunk = 4096
+
 // gemv computes C = A·Bᵀ (+ bias) for a transposed source and small m,
 // parallel over rows of B.
 func gemv(threads int, c, a []float32, src *bSource, bias []float32, m, n, k int) {
@@ -31,9 +34,18 @@ func gemv(threads int, c, a []float32, src *bSource, bias []float32, m, n, k int
 		j := j0
 		var sums [4]float32
 		for ; j+4 <= j1 && dot4Available(); j += 4 {
-			for i := 0; i < m; i++ {
-				dot4(&sums, a[i*k:(i+1)*k], src, j, tmp)
-				copy(c[i*n+j:i*n+j+4], sums[:])
+			// k in chunks so the slice of A being reused stays in L1.
+			for p0 := 0; p0 < k; p0 += gemvChunk {
+				pn := min(gemvChunk, k-p0)
+				for i := 0; i < m; i++ {
+					dot4(&sums, a[i*k+p0:i*k+p0+pn], src, j, p0, tmp)
+					cq := c[i*n+j : i*n+j+4 : i*n+j+4]
+					if p0 == 0 {
+						cq[0], cq[1], cq[2], cq[3] = sums[0], sums[1], sums[2], sums[3]
+					} else {
+						cq[0], cq[1], cq[2], cq[3] = cq[0]+sums[0], cq[1]+sums[1], cq[2]+sums[2], cq[3]+sums[3]
+					}
+				}
 			}
 		}
 		for ; j < j1; j++ {
@@ -56,37 +68,43 @@ func gemv(threads int, c, a []float32, src *bSource, bias []float32, m, n, k int
 // rowF32 returns row j of a transposed source as float32: the row itself
 // for float32 storage, else widened into tmp (k values).
 func rowF32(src *bSource, j int, tmp []float32) []float32 {
-	k := src.k
 	if src.kind == srcF32T {
-		return src.f32[j*k : (j+1)*k]
+		return src.f32[j*src.k : (j+1)*src.k]
 	}
-	tmp = tmp[:k]
+	return segF32(src, j, 0, src.k, tmp)
+}
+
+// segF32 widens values p0..p0+len(dst[:cnt]) of row j of a raw source into
+// dst and returns dst[:cnt].
+func segF32(src *bSource, j, p0, cnt int, dst []float32) []float32 {
+	dst = dst[:cnt]
+	off := j*src.k + p0
 	switch src.dt {
 	case weights.F32:
-		row := src.raw[j*k*4:][:k*4]
-		for p := range tmp {
-			tmp[p] = math.Float32frombits(binary.LittleEndian.Uint32(row[p*4:]))
+		row := src.raw[off*4:][:cnt*4]
+		for p := range dst {
+			dst[p] = math.Float32frombits(binary.LittleEndian.Uint32(row[p*4:]))
 		}
 	case weights.BF16:
-		row := src.raw[j*k*2:][:k*2]
-		for p := range tmp {
-			tmp[p] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(row[p*2:])) << 16)
+		row := src.raw[off*2:][:cnt*2]
+		for p := range dst {
+			dst[p] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(row[p*2:])) << 16)
 		}
 	case weights.F16:
-		row := src.raw[j*k*2:][:k*2]
-		for p := range tmp {
-			tmp[p] = weights.F16ToF32(binary.LittleEndian.Uint16(row[p*2:]))
+		row := src.raw[off*2:][:cnt*2]
+		for p := range dst {
+			dst[p] = weights.F16ToF32(binary.LittleEndian.Uint16(row[p*2:]))
 		}
 	case weights.F8E4M3, weights.F8E5M2:
 		tab := weights.F8E4M3Table()
 		if src.dt == weights.F8E5M2 {
 			tab = weights.F8E5M2Table()
 		}
-		for p, v := range src.raw[j*k : (j+1)*k] {
-			tmp[p] = tab[v]
+		for p, v := range src.raw[off : off+cnt] {
+			dst[p] = tab[v]
 		}
 	}
-	return tmp
+	return dst
 }
 
 // dotGo is a plain float32 dot product with four partial sums.

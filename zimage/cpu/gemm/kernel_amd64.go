@@ -93,9 +93,10 @@ func transposeRows(panel []float32, nr int, src *bSource, jbase, cols, p0, kb in
 
 func dot4Available() bool { return active.isa != "" }
 
-// dot4 sets sums[r] = a·B[j+r] for r < 4 with the active ISA's assembly
-// (tmp holds 4 widened rows for dtypes the assembly does not read).
-func dot4(sums *[4]float32, a []float32, src *bSource, j int, tmp []float32) {
+// dot4 sets sums[r] = Σ_p a[p]·B(j+r, p0+p) for r < 4 with the active
+// ISA's assembly (tmp holds 4 widened row segments for dtypes the assembly
+// does not read).
+func dot4(sums *[4]float32, a []float32, src *bSource, j, p0 int, tmp []float32) {
 	k := len(a)
 	vl := 16
 	if active.isa == "avx2" {
@@ -107,30 +108,32 @@ func dot4(sums *[4]float32, a []float32, src *bSource, j int, tmp []float32) {
 		var fn func(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
 		var base unsafe.Pointer
 		var ldb int
+		first := j*src.k + p0             // element index of the first value read
+		last := (j+3)*src.k + p0 + kv - 1 // and of the last
 		switch {
 		case src.kind == srcF32T:
-			_ = src.f32[(j+3)*src.k+kv-1]
-			fn, base, ldb = pick(dot4avx512F32, dot4avx2F32), unsafe.Pointer(&src.f32[j*src.k]), src.k*4
+			_ = src.f32[last]
+			fn, base, ldb = pick(dot4avx512F32, dot4avx2F32), unsafe.Pointer(&src.f32[first]), src.k*4
 		case src.dt == weights.F32:
-			_ = src.raw[((j+3)*src.k+kv)*4-1]
-			fn, base, ldb = pick(dot4avx512F32, dot4avx2F32), unsafe.Pointer(&src.raw[j*src.k*4]), src.k*4
+			_ = src.raw[last*4+3]
+			fn, base, ldb = pick(dot4avx512F32, dot4avx2F32), unsafe.Pointer(&src.raw[first*4]), src.k*4
 		case src.dt == weights.BF16:
-			_ = src.raw[((j+3)*src.k+kv)*2-1]
-			fn, base, ldb = pick(dot4avx512BF16, dot4avx2BF16), unsafe.Pointer(&src.raw[j*src.k*2]), src.k*2
+			_ = src.raw[last*2+1]
+			fn, base, ldb = pick(dot4avx512BF16, dot4avx2BF16), unsafe.Pointer(&src.raw[first*2]), src.k*2
 		case src.dt == weights.F16:
-			_ = src.raw[((j+3)*src.k+kv)*2-1]
-			fn, base, ldb = pick(dot4avx512F16, dot4avx2F16), unsafe.Pointer(&src.raw[j*src.k*2]), src.k*2
-		default: // F8: widen the 4 rows, then the float32 kernel
+			_ = src.raw[last*2+1]
+			fn, base, ldb = pick(dot4avx512F16, dot4avx2F16), unsafe.Pointer(&src.raw[first*2]), src.k*2
+		default: // F8: widen the 4 row segments, then the float32 kernel
 			for r := 0; r < 4; r++ {
-				rowF32(src, j+r, tmp[r*k:(r+1)*k])
+				segF32(src, j+r, p0, kv, tmp[r*kv:])
 			}
-			fn, base, ldb = pick(dot4avx512F32, dot4avx2F32), unsafe.Pointer(&tmp[0]), k*4
+			fn, base, ldb = pick(dot4avx512F32, dot4avx2F32), unsafe.Pointer(&tmp[0]), kv*4
 		}
 		fn(&a[0], base, ldb, kv, &sums[0])
 	}
 	for p := kv; p < k; p++ {
 		for r := 0; r < 4; r++ {
-			sums[r] += a[p] * bAt(src, j+r, p)
+			sums[r] += a[p] * bAt(src, j+r, p0+p)
 		}
 	}
 }

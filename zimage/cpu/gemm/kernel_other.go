@@ -12,4 +12,4 @@ func transposeRows(panel []float32, nr int, src *bSource, jbase, cols, p0, kb in
 
 func dot4Available() bool { return false }
 
-func dot4(sums *[4]float32, a []float32, src *bSource, j int, tmp []float32) {}
+func dot4(sums *[4]float32, a []float32, src *bSource, j, p0 int, tmp []float32) {}
