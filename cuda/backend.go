@@ -69,6 +69,9 @@ type Options struct {
 	Attention string
 	// Logger receives debug information; nil discards it.
 	Logger *slog.Logger
+	// BlockThreads is the block size of the 1-D kernels (0: 256). Tests that
+	// run the kernels on the host shim use 32 (one warp).
+	BlockThreads int
 
 	// Driver and BLAS replace the system libraries (tests, embedding); nil
 	// loads libcuda.so.1 and libcublasLt.
@@ -144,9 +147,15 @@ func New(opts Options) (*Backend, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if bt := opts.BlockThreads; bt != 0 && (bt%32 != 0 || bt > 1024 || bt < 0) {
+		return nil, fmt.Errorf("cuda: BlockThreads %d is not a multiple of 32 in [32, 1024]", bt)
+	}
 	d, err := openDevice(api, blas, opts.Device, opts.MemoryBudget, log)
 	if err != nil {
 		return nil, err
+	}
+	if opts.BlockThreads != 0 {
+		d.block = opts.BlockThreads
 	}
 	b := &Backend{d: d, dt: weights.BF16, esize: 2, log: log}
 	if opts.Precision == F32 {

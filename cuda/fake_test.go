@@ -32,9 +32,6 @@ func newFake(t testing.TB, prec Precision, shim bool, opts ...func(*Options, *fa
 	if err != nil {
 		t.Fatal(err)
 	}
-	if shim {
-		b.d.block = 32 // one warp: the shim runs a thread per CUDA thread
-	}
 	t.Cleanup(func() {
 		if err := b.Close(); err != nil {
 			t.Errorf("Close: %v", err)

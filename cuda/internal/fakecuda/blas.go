@@ -299,21 +299,37 @@ func (b *BLAS) matmul(h blaslt.Handle, dsc blaslt.MatmulDesc, alpha unsafe.Point
 			return blaslt.StatusInvalidValue
 		}
 	}
+	// Decode op(A) as M×K and op(B)ᵀ as N×K rows so the inner loop is a
+	// contiguous dot product.
+	opA := make([]float64, dm.m*dm.k)
+	opB := make([]float64, dm.n*dm.k)
 	for bt := 0; bt < int(dm.c.batch); bt++ {
 		oa, ob, oc := int(dm.a.stride)*bt, int(dm.bl.stride)*bt, int(dm.c.stride)*bt
+		for i := 0; i < dm.m; i++ {
+			for k := 0; k < dm.k; k++ {
+				ia := i + k*int(dm.a.ld)
+				if d.transA == 1 {
+					ia = k + i*int(dm.a.ld)
+				}
+				opA[i*dm.k+k] = get(ma, dm.a.typ, oa+ia)
+			}
+		}
 		for j := 0; j < dm.n; j++ {
+			for k := 0; k < dm.k; k++ {
+				ib := k + j*int(dm.bl.ld)
+				if d.transB == 1 {
+					ib = j + k*int(dm.bl.ld)
+				}
+				opB[j*dm.k+k] = get(mb, dm.bl.typ, ob+ib)
+			}
+		}
+		for j := 0; j < dm.n; j++ {
+			bj := opB[j*dm.k : (j+1)*dm.k]
 			for i := 0; i < dm.m; i++ {
+				ai := opA[i*dm.k : (i+1)*dm.k]
 				var acc float64
-				for k := 0; k < dm.k; k++ {
-					ia := i + k*int(dm.a.ld)
-					if d.transA == 1 {
-						ia = k + i*int(dm.a.ld)
-					}
-					ib := k + j*int(dm.bl.ld)
-					if d.transB == 1 {
-						ib = j + k*int(dm.bl.ld)
-					}
-					acc += get(ma, dm.a.typ, oa+ia) * get(mb, dm.bl.typ, ob+ib)
+				for k, av := range ai {
+					acc += av * bj[k]
 				}
 				ic := oc + i + j*int(dm.c.ld)
 				v := al * acc

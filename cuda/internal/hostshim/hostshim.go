@@ -115,7 +115,7 @@ func build() (*Lib, error) {
 			return nil, err
 		}
 		out := filepath.Join(tmp, "lib.so")
-		cmd := exec.Command(gxx, "-std=c++20", "-O2", "-shared", "-fPIC", "-pthread", "-w", "-o", out, cpp)
+		cmd := exec.Command(gxx, "-std=c++20", "-O2", "-shared", "-fPIC", "-w", "-o", out, cpp)
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("hostshim: g++ failed: %v\n%s", err, msg)
 		}

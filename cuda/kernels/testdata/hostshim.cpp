@@ -1,74 +1,215 @@
-// Host shim runtime: launches a kernel thunk over a grid on CPU threads.
-// See hostshim.h. Compiled together with the kernels into a shared object by
-// cuda/internal/hostshim at test time.
+// Host shim runtime: runs a kernel thunk over a grid with one fiber per CUDA
+// thread (hand-written stack switch on amd64 and arm64). See hostshim.h. Compiled together with the kernels into a shared
+// object by cuda/internal/hostshim at test time.
 #include "hostshim.h"
 
-thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
-thread_local unsigned char* zk_dyn_smem_ptr;
+#include <cstdio>
+#include <utility>
+
+// A fiber switch saves the callee-saved registers on the current stack and
+// swaps stack pointers (no signal-mask syscall, unlike swapcontext).
+#if defined(__x86_64__)
+extern "C" void zk_switch(void** save_sp, void* load_sp);
+asm(R"(
+.text
+.globl zk_switch
+.type zk_switch,@function
+zk_switch:
+	pushq %rbp
+	pushq %rbx
+	pushq %r12
+	pushq %r13
+	pushq %r14
+	pushq %r15
+	movq %rsp, (%rdi)
+	movq %rsi, %rsp
+	popq %r15
+	popq %r14
+	popq %r13
+	popq %r12
+	popq %rbx
+	popq %rbp
+	ret
+.size zk_switch, .-zk_switch
+)");
+#elif defined(__aarch64__)
+extern "C" void zk_switch(void** save_sp, void* load_sp);
+asm(R"(
+.text
+.globl zk_switch
+.type zk_switch,%function
+zk_switch:
+	sub sp, sp, #176
+	stp x19, x20, [sp, #0]
+	stp x21, x22, [sp, #16]
+	stp x23, x24, [sp, #32]
+	stp x25, x26, [sp, #48]
+	stp x27, x28, [sp, #64]
+	stp x29, x30, [sp, #80]
+	stp d8, d9, [sp, #96]
+	stp d10, d11, [sp, #112]
+	stp d12, d13, [sp, #128]
+	stp d14, d15, [sp, #144]
+	mov x9, sp
+	str x9, [x0]
+	mov sp, x1
+	ldp x19, x20, [sp, #0]
+	ldp x21, x22, [sp, #16]
+	ldp x23, x24, [sp, #32]
+	ldp x25, x26, [sp, #48]
+	ldp x27, x28, [sp, #64]
+	ldp x29, x30, [sp, #80]
+	ldp d8, d9, [sp, #96]
+	ldp d10, d11, [sp, #112]
+	ldp d12, d13, [sp, #128]
+	ldp d14, d15, [sp, #144]
+	add sp, sp, #176
+	ret
+.size zk_switch, .-zk_switch
+)");
+#else
+#error "hostshim: fiber switch not implemented for this architecture"
+#endif
+
+dim3 threadIdx, blockIdx, blockDim, gridDim;
+unsigned char* zk_dyn_smem_ptr;
 
 namespace {
-struct Warp {
-	std::barrier<> bar{32};
-	uint64_t buf[32];
+enum State { Ready, AtBlockBarrier, AtWarpBarrier, Done };
+
+struct Fiber {
+	void* sp;
+	dim3 tid;
+	State state;
+	std::vector<char> stack;
 };
-struct Block {
-	std::barrier<> bar;
-	std::vector<std::unique_ptr<Warp>> warps;
-	explicit Block(int n) : bar(n) {
-		for (int i = 0; i < (n + 31) / 32; i++) warps.emplace_back(new Warp);
+
+constexpr size_t kStack = 64 << 10;
+void* sched_sp;
+std::vector<Fiber> fibers;
+Fiber* cur;
+void (*cur_thunk)(void**);
+void** cur_params;
+uint64_t warp_buf[1024];
+
+[[noreturn]] void fiber_main() {
+	cur_thunk(cur_params);
+	cur->state = Done;
+	zk_switch(&cur->sp, sched_sp);  // never resumed
+	__builtin_unreachable();
+}
+
+// fiber_init prepares f's stack so that the first switch to it "returns"
+// into fiber_main with the stack aligned as after a call.
+void fiber_init(Fiber& f) {
+	uintptr_t top = reinterpret_cast<uintptr_t>(f.stack.data() + f.stack.size()) & ~uintptr_t(15);
+	void** sp = reinterpret_cast<void**>(top);
+#if defined(__x86_64__)
+	*--sp = nullptr;                                 // fake return address of fiber_main (alignment)
+	*--sp = reinterpret_cast<void*>(&fiber_main);    // popped by ret
+	for (int i = 0; i < 6; i++) *--sp = nullptr;     // rbp rbx r12-r15
+#else
+	sp -= 22;                                        // 176-byte frame: x19..x30 (x30 = lr), d8..d15
+	for (int i = 0; i < 22; i++) sp[i] = nullptr;
+	sp[11] = reinterpret_cast<void*>(&fiber_main);   // x30 at offset 88
+#endif
+	f.sp = sp;
+}
+
+void yield(State s) {
+	cur->state = s;
+	zk_switch(&cur->sp, sched_sp);
+	threadIdx = cur->tid;
+}
+
+// run_block runs every fiber of the block to completion, releasing barriers
+// when all live threads of the block (or of a warp) have reached them.
+// Returns false on a deadlock (threads waiting at different barriers).
+bool run_block() {
+	int n = (int)fibers.size();
+	for (auto& f : fibers) {
+		fiber_init(f);
+		f.state = Ready;
 	}
-};
-thread_local Block* cur_block;
-thread_local int cur_tid;
+	for (;;) {
+		bool ran = false;
+		for (auto& f : fibers) {
+			if (f.state != Ready) continue;
+			cur = &f;
+			threadIdx = f.tid;
+			zk_switch(&sched_sp, f.sp);
+			ran = true;
+		}
+		// Release complete warps first, then the block barrier.
+		bool done = true, released = false;
+		for (int w = 0; w < n; w += 32) {
+			int end = std::min(n, w + 32), at = 0, live = 0;
+			for (int i = w; i < end; i++) {
+				if (fibers[i].state != Done) live++;
+				if (fibers[i].state == AtWarpBarrier) at++;
+			}
+			if (live > 0 && at == live) {
+				for (int i = w; i < end; i++)
+					if (fibers[i].state == AtWarpBarrier) fibers[i].state = Ready;
+				released = true;
+			}
+		}
+		if (released) continue;
+		int at = 0, live = 0;
+		for (auto& f : fibers) {
+			if (f.state != Done) live++, done = false;
+			if (f.state == AtBlockBarrier) at++;
+		}
+		if (done) return true;
+		if (at == live) {
+			for (auto& f : fibers) f.state = Ready;
+			continue;
+		}
+		if (!ran) return false;
+	}
+}
 }  // namespace
 
-void zk_syncthreads() { cur_block->bar.arrive_and_wait(); }
+void zk_syncthreads() { yield(AtBlockBarrier); }
 
-void zk_syncwarp() { cur_block->warps[cur_tid / 32]->bar.arrive_and_wait(); }
+void zk_syncwarp() { yield(AtWarpBarrier); }
 
 uint64_t zk_shfl_xor(uint64_t v, int mask) {
-	Warp* w = cur_block->warps[cur_tid / 32].get();
-	int lane = cur_tid % 32;
-	w->buf[lane] = v;
-	w->bar.arrive_and_wait();
-	uint64_t r = w->buf[(lane ^ mask) & 31];
-	w->bar.arrive_and_wait();
+	int t = (int)(cur - fibers.data());
+	warp_buf[t] = v;
+	yield(AtWarpBarrier);
+	int lane = t & 31;
+	uint64_t r = warp_buf[(t & ~31) | ((lane ^ mask) & 31)];
+	yield(AtWarpBarrier);
 	return r;
 }
 
-// zk_launch runs thunk(params) for every thread of every block. Threads of a
-// block run concurrently (one OS thread each, reused across blocks); blocks
-// run in order. Returns 0, or 1 for an invalid configuration.
+// zk_launch runs thunk(params) for every thread of every block. Returns 0, 1
+// for an invalid configuration, 2 for a deadlock at barriers.
 extern "C" int zk_launch(void (*thunk)(void**), unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                          unsigned by, unsigned bz, unsigned smem, void** params) {
 	unsigned nt = bx * by * bz;
 	if (nt == 0 || nt > 1024 || gx == 0 || gy == 0 || gz == 0) return 1;
-	if ((nt % 32) != 0 && nt != 1) {
-		// Shuffles need full warps; kernels here always use multiples of 32.
-	}
-	Block blk(nt);
-	std::vector<unsigned char> dyn(smem + 16);
-	unsigned char* dynp = dyn.data() + (16 - (reinterpret_cast<uintptr_t>(dyn.data()) & 15)) % 16;
-	std::vector<std::thread> ts;
-	ts.reserve(nt);
+	fibers.resize(nt);
 	for (unsigned t = 0; t < nt; t++) {
-		ts.emplace_back([=, &blk] {
-			cur_block = &blk;
-			cur_tid = (int)t;
-			zk_dyn_smem_ptr = dynp;
-			blockDim = dim3{bx, by, bz};
-			gridDim = dim3{gx, gy, gz};
-			threadIdx = dim3{t % bx, (t / bx) % by, t / (bx * by)};
-			for (unsigned z = 0; z < gz; z++)
-				for (unsigned y = 0; y < gy; y++)
-					for (unsigned x = 0; x < gx; x++) {
-						blockIdx = dim3{x, y, z};
-						thunk(params);
-						blk.bar.arrive_and_wait();  // the block is done before the next reuses shared memory
-					}
-		});
+		fibers[t].tid = dim3{t % bx, (t / bx) % by, t / (bx * by)};
+		if (fibers[t].stack.size() != kStack) fibers[t].stack.resize(kStack);
 	}
-	for (auto& th : ts) th.join();
+	std::vector<unsigned char> dyn(smem + 16);
+	zk_dyn_smem_ptr = dyn.data() + (16 - (reinterpret_cast<uintptr_t>(dyn.data()) & 15)) % 16;
+	blockDim = dim3{bx, by, bz};
+	gridDim = dim3{gx, gy, gz};
+	cur_thunk = thunk;
+	cur_params = params;
+	for (unsigned z = 0; z < gz; z++)
+		for (unsigned y = 0; y < gy; y++)
+			for (unsigned x = 0; x < gx; x++) {
+				blockIdx = dim3{x, y, z};
+				if (!run_block()) {
+					fprintf(stderr, "hostshim: deadlock in block (%u,%u,%u)\n", x, y, z);
+					return 2;
+				}
+			}
 	return 0;
 }
 

@@ -1,25 +1,23 @@
 // Host shim: lets the CUDA kernels in cuda/kernels compile with g++ (C++20)
-// and run on the CPU, one std::thread per CUDA thread of a block, blocks run
-// one after another. __syncthreads is a std::barrier over the block, warp
-// shuffles exchange through a per-warp buffer and barrier. Only kernels
-// without inline PTX or tensor-core instructions can run here. Used by
-// go test (cuda/internal/hostshim), never shipped.
+// and run on the CPU. Each CUDA thread of a block is a fiber on
+// the calling OS thread; blocks run one after another. A fiber runs until it
+// reaches __syncthreads or a warp shuffle, where it yields to a scheduler that
+// releases the barrier once every thread of the block (or warp) has arrived.
+// Only kernels without inline PTX or tensor-core instructions can run here.
+// Used by go test (cuda/internal/hostshim), never shipped.
 #pragma once
 #define ZK_HOST_SHIM 1
-#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <algorithm>
-#include <memory>
-#include <thread>
 #include <vector>
 
 struct dim3 {
 	unsigned x = 1, y = 1, z = 1;
 };
-extern thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
-extern thread_local unsigned char* zk_dyn_smem_ptr;
+extern dim3 threadIdx, blockIdx, blockDim, gridDim;
+extern unsigned char* zk_dyn_smem_ptr;
 
 #define __global__
 #define __device__
