@@ -60,7 +60,7 @@ func fakeBackend(t *testing.T, prec cuda.Precision) *cuda.Backend {
 	f.Shim = lib
 	f.TotalMem = 4 << 30
 	bl := fakecuda.NewBLAS(f)
-	b, err := cuda.New(cuda.Options{Precision: prec, Driver: f.API, BLAS: bl.API, })
+	b, err := cuda.New(cuda.Options{Precision: prec, Driver: f.API, BLAS: bl.API})
 	if err != nil {
 		t.Fatal(err)
 	}
