@@ -17,8 +17,20 @@ func (b *Backend) blasType() blaslt.DataType {
 	return blaslt.R16BF
 }
 
-// gemm plans (cached) and enqueues one cuBLASLt product.
+// gemm plans (cached) and enqueues one cuBLASLt product. The operands'
+// alignments (address, leading dimension and batch stride) are part of the
+// plan, so offset pointers into a tensor get an algorithm that accepts them.
 func (b *Backend) gemm(s blaslt.Spec, a, bb, d, bias driver.DevicePtr, alpha float32) error {
+	es := func(t blaslt.DataType) uint64 {
+		if t == blaslt.R32F {
+			return 4
+		}
+		return 2
+	}
+	ea, eb, ed := es(s.AType), es(s.BType), es(s.DType)
+	s.AlignA = blaslt.Align(uint64(a), uint64(s.LDA)*ea, uint64(s.StrideA)*ea)
+	s.AlignB = blaslt.Align(uint64(bb), uint64(s.LDB)*eb, uint64(s.StrideB)*eb)
+	s.AlignD = blaslt.Align(uint64(d), uint64(s.LDD)*ed, uint64(s.StrideD)*ed)
 	p, err := b.d.gemm.Plan(s)
 	if err != nil {
 		return err

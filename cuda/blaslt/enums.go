@@ -71,8 +71,14 @@ const (
 // PrefAttr is a cublasLtMatmulPreferenceAttributes_t.
 type PrefAttr int32
 
-// PrefMaxWorkspaceBytes is CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES (uint64).
-const PrefMaxWorkspaceBytes PrefAttr = 1
+// Preference attributes.
+const (
+	PrefMaxWorkspaceBytes PrefAttr = 1 // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES (uint64)
+	PrefMinAlignmentA     PrefAttr = 5 // CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES (uint32, default 256)
+	PrefMinAlignmentB     PrefAttr = 6 // CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES
+	PrefMinAlignmentC     PrefAttr = 7 // CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES
+	PrefMinAlignmentD     PrefAttr = 8 // CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES
+)
 
 // Status values.
 const (

@@ -25,6 +25,22 @@ type Spec struct {
 	AType, BType   DataType
 	DType          DataType // type of C and D
 	Bias           bool     // bias epilogue, bias of type DType
+	// AlignA, AlignB, AlignD are the byte alignments (powers of two, at most
+	// 256) the operands' addresses are guaranteed to have; 0 means 256, the
+	// cuBLASLt default. Algorithms that need more are excluded.
+	AlignA, AlignB, AlignD uint32
+}
+
+// Align returns the largest power of two up to 256 that divides every value
+// (addresses, leading dimensions and batch strides in bytes).
+func Align(vals ...uint64) uint32 {
+	a := uint64(256)
+	for _, v := range vals {
+		for a > 1 && v%a != 0 {
+			a >>= 1
+		}
+	}
+	return uint32(a)
 }
 
 func (s Spec) validate() error {
@@ -53,6 +69,7 @@ type Plan struct {
 	Spec      Spec
 	desc      MatmulDesc
 	la, lb, l Layout
+	pref      Preference // own preference when alignments are below 256
 	algo      MatmulAlgo
 	wsNeeded  uint64
 }
@@ -106,6 +123,10 @@ func (g *Gemm) Close() {
 }
 
 func (p *Plan) destroy(api *API) {
+	if p.pref != 0 {
+		api.MatmulPreferenceDestroy(p.pref)
+		p.pref = 0
+	}
 	for _, l := range []Layout{p.la, p.lb, p.l} {
 		if l != 0 {
 			api.MatrixLayoutDestroy(l)
@@ -198,10 +219,18 @@ func (g *Gemm) Plan(s Spec) (*Plan, error) {
 			return nil, err
 		}
 	}
+	pref := g.pref
+	if a := [4]uint32{s.AlignA, s.AlignB, s.AlignD, s.AlignD}; a != [4]uint32{} && a != [4]uint32{256, 256, 256, 256} {
+		if err := g.alignedPref(p, a); err != nil {
+			p.destroy(g.api)
+			return nil, err
+		}
+		pref = p.pref
+	}
 	var res HeuristicResult
 	var n int32
 	if err := g.api.Check("cublasLtMatmulAlgoGetHeuristic",
-		g.api.MatmulAlgoGetHeuristic(g.h, p.desc, p.la, p.lb, p.l, p.l, g.pref, 1, &res, &n)); err != nil {
+		g.api.MatmulAlgoGetHeuristic(g.h, p.desc, p.la, p.lb, p.l, p.l, pref, 1, &res, &n)); err != nil {
 		p.destroy(g.api)
 		return nil, fmt.Errorf("%w (GEMM %+v)", err, s)
 	}
@@ -212,6 +241,31 @@ func (g *Gemm) Plan(s Spec) (*Plan, error) {
 	p.algo, p.wsNeeded = res.Algo, res.WorkspaceSize
 	g.plans[s] = p
 	return p, nil
+}
+
+// alignedPref gives p its own preference with the workspace limit and the
+// operand alignments a (A, B, C, D; 0 = 256).
+func (g *Gemm) alignedPref(p *Plan, a [4]uint32) error {
+	api := g.api
+	if err := api.Check("cublasLtMatmulPreferenceCreate", api.MatmulPreferenceCreate(&p.pref)); err != nil {
+		return err
+	}
+	ws := g.wsSize
+	if err := api.Check("cublasLtMatmulPreferenceSetAttribute",
+		api.MatmulPreferenceSetAttribute(p.pref, PrefMaxWorkspaceBytes, unsafe.Pointer(&ws), 8)); err != nil {
+		return err
+	}
+	for i, attr := range []PrefAttr{PrefMinAlignmentA, PrefMinAlignmentB, PrefMinAlignmentC, PrefMinAlignmentD} {
+		v := a[i]
+		if v == 0 {
+			v = 256
+		}
+		if err := api.Check("cublasLtMatmulPreferenceSetAttribute",
+			api.MatmulPreferenceSetAttribute(p.pref, attr, unsafe.Pointer(&v), 4)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (p *Plan) setBias(api *API, bias uint64) error {

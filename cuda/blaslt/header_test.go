@@ -67,6 +67,10 @@ func TestMirrorsMatchHeader(t *testing.T) {
 		"CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT":          int64(LayoutBatchCount),
 		"CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET": int64(LayoutStridedBatchOffset),
 		"CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES":    int64(PrefMaxWorkspaceBytes),
+		"CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES":  int64(PrefMinAlignmentA),
+		"CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES":  int64(PrefMinAlignmentB),
+		"CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES":  int64(PrefMinAlignmentC),
+		"CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES":  int64(PrefMinAlignmentD),
 	}
 	for s, name := range statusNames {
 		want[name] = int64(s)

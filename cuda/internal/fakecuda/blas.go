@@ -22,7 +22,7 @@ type BLAS struct {
 	next    uintptr
 	descs   map[uintptr]*desc
 	layouts map[uintptr]*layout
-	prefs   map[uintptr]bool
+	prefs   map[uintptr]*[4]uint32 // minimum alignments A, B, C, D
 	handles map[uintptr]bool
 	Matmuls int
 }
@@ -48,7 +48,7 @@ type layout struct {
 // NewBLAS returns a fake cuBLASLt over f's memory.
 func NewBLAS(f *Fake) *BLAS {
 	b := &BLAS{f: f, next: 0x1000, descs: map[uintptr]*desc{}, layouts: map[uintptr]*layout{},
-		prefs: map[uintptr]bool{}, handles: map[uintptr]bool{}}
+		prefs: map[uintptr]*[4]uint32{}, handles: map[uintptr]bool{}}
 	b.API = b.table()
 	return b
 }
@@ -181,7 +181,7 @@ func (b *BLAS) table() *blaslt.API {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		id := b.id()
-		b.prefs[id] = true
+		b.prefs[id] = &[4]uint32{256, 256, 256, 256}
 		*p = blaslt.Preference(id)
 		return blaslt.StatusSuccess
 	}
@@ -192,7 +192,20 @@ func (b *BLAS) table() *blaslt.API {
 		return blaslt.StatusSuccess
 	}
 	api.MatmulPreferenceSetAttribute = func(p blaslt.Preference, a blaslt.PrefAttr, buf unsafe.Pointer, n uint64) blaslt.Status {
-		if a != blaslt.PrefMaxWorkspaceBytes || n != 8 {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		al := b.prefs[uintptr(p)]
+		switch {
+		case al == nil:
+			return blaslt.StatusInvalidValue
+		case a == blaslt.PrefMaxWorkspaceBytes && n == 8:
+		case a >= blaslt.PrefMinAlignmentA && a <= blaslt.PrefMinAlignmentD && n == 4:
+			v := *(*uint32)(buf)
+			if v == 0 || v&(v-1) != 0 {
+				return blaslt.StatusInvalidValue
+			}
+			al[a-blaslt.PrefMinAlignmentA] = v
+		default:
 			return blaslt.StatusInvalidValue
 		}
 		return blaslt.StatusSuccess
@@ -201,14 +214,20 @@ func (b *BLAS) table() *blaslt.API {
 		req int32, res *blaslt.HeuristicResult, n *int32) blaslt.Status {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		if !b.handles[uintptr(h)] || b.descs[uintptr(d)] == nil || req < 1 {
+		al := b.prefs[uintptr(p)]
+		if !b.handles[uintptr(h)] || b.descs[uintptr(d)] == nil || req < 1 || al == nil {
 			return blaslt.StatusInvalidValue
 		}
 		if _, st := b.check(b.descs[uintptr(d)], la, lb, lc, ld); st != blaslt.StatusSuccess {
 			return st
 		}
 		*res = blaslt.HeuristicResult{State: blaslt.StatusSuccess, WavesCount: 1}
+		// The chosen algorithm assumes the preference's alignments; Matmul
+		// checks the operands against them.
 		res.Algo.Data[0] = 42
+		for i, v := range al {
+			res.Algo.Data[1+i] = uint64(v)
+		}
 		*n = 1
 		return blaslt.StatusSuccess
 	}
@@ -271,6 +290,14 @@ func (b *BLAS) matmul(h blaslt.Handle, dsc blaslt.MatmulDesc, alpha unsafe.Point
 	}
 	if pc != pd {
 		return blaslt.StatusNotSupported // the backend always runs in place
+	}
+	for i, p := range []uint64{pa, pb, pc, pd} {
+		if al := algo.Data[1+i]; al != 0 && p%al != 0 {
+			b.f.mu.Lock()
+			b.f.fail("matmul operand %c at %#x is not %d-byte aligned as the algorithm assumes", "ABCD"[i], p, al)
+			b.f.mu.Unlock()
+			return blaslt.StatusInvalidValue
+		}
 	}
 	al, be := float64(*(*float32)(alpha)), float64(*(*float32)(beta))
 	f := b.f
