@@ -69,6 +69,11 @@ type Options struct {
 	Attention string
 	// Logger receives debug information; nil discards it.
 	Logger *slog.Logger
+	// SyntheticWeights makes Weight accept tensors without data (see package
+	// cuda/synthetic) and fill them on the device with deterministic
+	// pseudo-random values of a plausible scale: full-size benchmarks without
+	// a checkpoint.
+	SyntheticWeights bool
 	// BlockThreads is the block size of the 1-D kernels (0: 256). Tests that
 	// run the kernels on the host shim use 32 (one warp).
 	BlockThreads int
@@ -114,6 +119,7 @@ type Backend struct {
 	esize int
 	k     kernelSet
 	flash bool
+	synth bool
 	log   *slog.Logger
 
 	mu  sync.Mutex
@@ -157,7 +163,7 @@ func New(opts Options) (*Backend, error) {
 	if opts.BlockThreads != 0 {
 		d.block = opts.BlockThreads
 	}
-	b := &Backend{d: d, dt: weights.BF16, esize: 2, log: log}
+	b := &Backend{d: d, dt: weights.BF16, esize: 2, log: log, synth: opts.SyntheticWeights}
 	if opts.Precision == F32 {
 		b.dt, b.esize = weights.F32, 4
 	}

@@ -3,6 +3,7 @@ package cuda
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"unsafe"
@@ -334,5 +335,41 @@ func TestLargeUploadChunks(t *testing.T) {
 		if got[i] != data[i] {
 			t.Fatalf("element %d: %v, want %v", i, got[i], data[i])
 		}
+	}
+}
+
+func TestSyntheticWeights(t *testing.T) {
+	b, _, _ := newFake(t, BF16, true, func(o *Options, _ *fakecuda.Fake) { o.SyntheticWeights = true })
+	mat := b.ToHost(b.Weight(&weights.Tensor{Name: "a.weight", DType: weights.BF16, Shape: []int{64, 300}}))
+	gain := b.ToHost(b.Weight(&weights.Tensor{Name: "norm.weight", DType: weights.BF16, Shape: []int{64}}))
+	if err := b.Err(); err != nil {
+		t.Fatal(err)
+	}
+	lim := math.Sqrt(3.0/300) * 1.01
+	var sum, sq float64
+	for _, v := range mat {
+		if math.Abs(float64(v)) > lim {
+			t.Fatalf("matrix value %v outside ±%v", v, lim)
+		}
+		sum += float64(v)
+		sq += float64(v) * float64(v)
+	}
+	if vr := sq / float64(len(mat)); math.Abs(vr*300-1) > 0.1 || math.Abs(sum/float64(len(mat))) > 0.01 {
+		t.Errorf("matrix mean %.3g, variance·fan-in %.3g", sum/float64(len(mat)), vr*300)
+	}
+	for _, v := range gain {
+		if v < 0.94 || v > 1.06 {
+			t.Fatalf("gain %v", v)
+		}
+	}
+	again := b.ToHost(b.Weight(&weights.Tensor{Name: "a.weight", DType: weights.BF16, Shape: []int{64, 300}}))
+	if again[123] != mat[123] {
+		t.Error("synthetic weights are not deterministic")
+	}
+
+	plain, _, _ := newFake(t, BF16, false)
+	plain.Weight(&weights.Tensor{Name: "a.weight", DType: weights.BF16, Shape: []int{4}})
+	if plain.Err() == nil {
+		t.Error("a data-less weight was accepted without SyntheticWeights")
 	}
 }

@@ -3,7 +3,10 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"math"
 	"slices"
+	"strings"
 	"unsafe"
 
 	"github.com/zimage/zimage/cuda/driver"
@@ -16,6 +19,7 @@ type kernelSet struct {
 	silu, swiglu, add, scale, modulate, gatedAdd, chanBias *kernel
 	upsample, copy2d, transpose, gather, im2col            *kernel
 	rmsnorm, layernorm, gnStats, gnApply, rope, softmax    *kernel
+	fill                                                   *kernel // synthetic weights
 	toF32                                                  *kernel // dt → f32 (nil when dt is f32)
 	cvt                                                    map[weights.DType]*kernel
 	flash                                                  *kernel // fused tensor-core attention (bf16, dh 128)
@@ -41,7 +45,7 @@ func (k *kernelSet) resolve(d *Device, dt weights.DType) error {
 	k.upsample, k.copy2d, k.transpose = get("zk_upsample2x_"+s), get("zk_copy2d_"+s), get("zk_transpose_"+s)
 	k.gather, k.im2col = get("zk_gather_"+s), get("zk_im2col_"+s)
 	k.rmsnorm, k.layernorm, k.gnStats, k.gnApply = get("zk_rmsnorm_"+s), get("zk_layernorm_"+s), get("zk_gn_stats_"+s), get("zk_gn_apply_"+s)
-	k.rope, k.softmax = get("zk_rope_"+s), get("zk_softmax_"+s)
+	k.rope, k.softmax, k.fill = get("zk_rope_"+s), get("zk_softmax_"+s), get("zk_fill_uniform_"+s)
 	k.cvt = map[weights.DType]*kernel{}
 	for src, ss := range dtypeSuffix {
 		if src != dt {
@@ -190,6 +194,9 @@ func (b *Backend) Weight(w *weights.Tensor) compute.Tensor {
 			return b.placeholder(0)
 		}
 	}
+	if w.Data == nil && b.synth {
+		return b.exec("Weight", shape, func(out *Tensor) error { return b.fillSynthetic(out, w) })
+	}
 	if want := numel(shape) * w.DType.Size(); len(w.Data) != want {
 		b.setErr(fmt.Errorf("cuda: Weight: tensor %q %v %v has %d bytes, want %d", w.Name, w.DType, shape, len(w.Data), want))
 		return b.placeholder(shape...)
@@ -205,6 +212,27 @@ func (b *Backend) Weight(w *weights.Tensor) compute.Tensor {
 		b.mu.Unlock()
 	}
 	return t
+}
+
+// fillSynthetic fills a data-less weight with uniform values: biases and pad
+// tokens small around 0, other vectors (norm gains) around 1, matrices with
+// variance 1/fan-in. The seed is a hash of the name.
+func (b *Backend) fillSynthetic(out *Tensor, w *weights.Tensor) error {
+	n := out.numel()
+	var scale, offset float32
+	switch {
+	case strings.HasSuffix(w.Name, "bias") || strings.Contains(w.Name, "pad_token"):
+		scale = 0.02
+	case len(w.Shape) == 1:
+		scale, offset = 0.05, 1
+	default:
+		fanIn := n / max(w.Shape[0], 1)
+		scale = float32(math.Sqrt(3 / float64(max(fanIn, 1))))
+	}
+	h := fnv.New32a()
+	h.Write([]byte(w.Name))
+	seed := int(int32(h.Sum32()))
+	return b.ew(b.k.fill, n, func(l *launcher) { l.p(out.ptr).i(n).i(seed).f(scale).f(offset) })
 }
 
 // FromHost copies float32 host data to a new device tensor.

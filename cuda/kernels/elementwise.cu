@@ -134,3 +134,22 @@ ZK_TYPES(ZK_EW)
 		}                                                                                              \
 	}
 ZK_TYPES(ZK_MOVE)
+
+// ---- synthetic weights ----
+
+// y[i] = offset + scale * u, u uniform in [-1, 1) from a hash of (i, seed):
+// deterministic full-size weights for benchmarks without a checkpoint.
+#define ZK_FILL(S, T)                                                                                 \
+	extern "C" __global__ void zk_fill_uniform_##S(T* __restrict__ y, int n, int seed, float scale,  \
+	                                               float offset) {                                   \
+		ZK_GRID_LOOP(i, n) {                                                                          \
+			unsigned h = (unsigned)i * 0x9E3779B9u ^ (unsigned)seed;                                  \
+			h ^= h >> 16;                                                                             \
+			h *= 0x7feb352du;                                                                         \
+			h ^= h >> 15;                                                                             \
+			h *= 0x846ca68bu;                                                                         \
+			h ^= h >> 16;                                                                             \
+			st(y, i, offset + scale * ((float)(h >> 8) * (1.0f / 8388608.0f) - 1.0f));                \
+		}                                                                                             \
+	}
+ZK_TYPES(ZK_FILL)
