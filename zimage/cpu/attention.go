@@ -15,7 +15,7 @@ import (
 // tile, a running row maximum and sum, and rescaled output accumulators.
 // Nothing of size Lq×Lk is ever allocated.
 const (
-	attnBq = 64
+	attnBq = 128
 	attnBk = 256
 )
 
@@ -118,7 +118,10 @@ func attnTile(sc *attnScratch, out, qv, kh, vh []float32, h, ld, dh, i0, i1, lk 
 	bq := i1 - i0
 	qt, o, m, l, alpha := sc.q[:bq*dh], sc.o[:bq*dh], sc.m[:bq], sc.l[:bq], sc.alpha[:bq]
 	for r := range bq {
-		copy(qt[r*dh:(r+1)*dh], qv[(i0+r)*ld+h*dh:])
+		// Scores are taken from pre-scaled queries: (scale·q)·k.
+		for j, x := range qv[(i0+r)*ld+h*dh : (i0+r)*ld+(h+1)*dh] {
+			qt[r*dh+j] = x * scale
+		}
 		m[r] = float32(math.Inf(-1))
 		l[r] = 0
 	}
@@ -146,18 +149,8 @@ func attnTile(sc *attnScratch, out, qv, kh, vh []float32, h, ld, dh, i0, i1, lk 
 				alpha[r] = 1
 				continue
 			}
-			mx := m[r]
-			for j, x := range row[:lim] {
-				x *= scale
-				row[j] = x
-				mx = max(mx, x)
-			}
-			var sum float64
-			for j, x := range row[:lim] {
-				p := expf(x - mx)
-				row[j] = p
-				sum += float64(p)
-			}
+			mx := rowMax(row[:lim], m[r])
+			sum := expSub(row[:lim], mx)
 			clear(row[lim:])
 			a := expf(m[r] - mx) // 0 on the first block (m = -Inf)
 			alpha[r] = a
@@ -170,11 +163,7 @@ func attnTile(sc *attnScratch, out, qv, kh, vh []float32, h, ld, dh, i0, i1, lk 
 			return err
 		}
 		for r := range bq {
-			a := alpha[r]
-			orow, trow := o[r*dh:(r+1)*dh], t[r*dh:(r+1)*dh]
-			for j, x := range trow {
-				orow[j] = orow[j]*a + x
-			}
+			scaleAdd(o[r*dh:(r+1)*dh], t[r*dh:(r+1)*dh], alpha[r])
 		}
 	}
 	for r := range bq {

@@ -20,6 +20,7 @@ func BenchmarkAttention(b *testing.B) {
 			k := be.FromHost(randVec(r, n), c.l, c.heads*c.dh)
 			v := be.FromHost(randVec(r, n), c.l, c.heads*c.dh)
 			b.ResetTimer()
+			c0 := cpuSeconds()
 			for range b.N {
 				be.Free(be.Attention(q, k, v, c.heads, c.heads, 0.088, false))
 			}
@@ -27,7 +28,7 @@ func BenchmarkAttention(b *testing.B) {
 				b.Fatal(err)
 			}
 			flops := 4 * float64(c.l) * float64(c.l) * float64(c.heads*c.dh) * float64(b.N)
-			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			reportFlops(b, flops, cpuSeconds()-c0)
 		})
 	}
 }
@@ -44,6 +45,7 @@ func BenchmarkConv3x3(b *testing.B) {
 			w := be.Weight(wt)
 			bias := be.FromHost(randVec(r, c.co), c.co)
 			b.ResetTimer()
+			c0 := cpuSeconds()
 			for range b.N {
 				be.Free(be.Conv2D(x, w, bias, 1))
 			}
@@ -51,7 +53,17 @@ func BenchmarkConv3x3(b *testing.B) {
 				b.Fatal(err)
 			}
 			flops := 2 * float64(c.co*c.ci*9) * float64(c.hw*c.hw) * float64(b.N)
-			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			reportFlops(b, flops, cpuSeconds()-c0)
 		})
+	}
+}
+
+// reportFlops reports GFLOP/s (wall clock) and GFLOP per CPU-second divided
+// by the thread count ("GFLOP/s-ideal": what an unshared machine would give
+// if every thread kept its core).
+func reportFlops(b *testing.B, flops, cpu float64) {
+	b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	if cpu > 0 {
+		b.ReportMetric(flops/cpu/1e9*float64(New().Threads()), "GFLOP/s-ideal")
 	}
 }

@@ -28,3 +28,45 @@ func TestExpf(t *testing.T) {
 		t.Error("expf(NaN) is not NaN")
 	}
 }
+
+// TestSoftmaxHelpers checks the (possibly vectorised) row helpers against
+// scalar loops on lengths around the vector width.
+func TestSoftmaxHelpers(t *testing.T) {
+	for _, n := range []int{1, 15, 16, 17, 33, 64, 255, 256} {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(math.Sin(float64(i)*1.7)) * 20
+		}
+		x[n/2] = -1000 // underflows to 0
+		wantMax := float32(math.Inf(-1))
+		for _, v := range x {
+			wantMax = max(wantMax, v)
+		}
+		if got := rowMax(x, float32(math.Inf(-1))); got != wantMax {
+			t.Errorf("n=%d: rowMax = %v, want %v", n, got, wantMax)
+		}
+		if got := rowMax(x, 1e9); got != 1e9 {
+			t.Errorf("n=%d: rowMax ignores the running max", n)
+		}
+		y := append([]float32(nil), x...)
+		sum := expSub(y, wantMax)
+		var wantSum float64
+		for i, v := range x {
+			want := math.Exp(float64(v - wantMax))
+			wantSum += want
+			if d := math.Abs(float64(y[i]) - want); d > 2.5e-7*want+1e-38 {
+				t.Fatalf("n=%d: exp(x[%d]-max) = %v, want %v", n, i, y[i], want)
+			}
+		}
+		if math.Abs(sum-wantSum) > 1e-6*wantSum {
+			t.Errorf("n=%d: sum %v, want %v", n, sum, wantSum)
+		}
+		o := append([]float32(nil), x...)
+		scaleAdd(o, y, 0.5)
+		for i := range o {
+			if want := x[i]*0.5 + y[i]; math.Abs(float64(o[i]-want)) > 1e-6*math.Abs(float64(want)) {
+				t.Fatalf("n=%d: scaleAdd[%d] = %v, want %v", n, i, o[i], want)
+			}
+		}
+	}
+}

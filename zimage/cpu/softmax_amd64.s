@@ -1,0 +1,117 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// Constants of expf (see exp.go), one float32 each.
+DATA expc<>+0(SB)/4, $0x3fb8aa3b  // log2(e)
+DATA expc<>+4(SB)/4, $0x3f318000  // ln2 hi = 0.693359375
+DATA expc<>+8(SB)/4, $0xb95e8083  // ln2 lo = -2.12194440e-4
+DATA expc<>+12(SB)/4, $0x39506967 // 1.9875691500e-4
+DATA expc<>+16(SB)/4, $0x3ab743ce // 1.3981999507e-3
+DATA expc<>+20(SB)/4, $0x3c088908 // 8.3334519073e-3
+DATA expc<>+24(SB)/4, $0x3d2aa9c1 // 4.1665795894e-2
+DATA expc<>+28(SB)/4, $0x3e2aaaaa // 1.6666665459e-1
+DATA expc<>+32(SB)/4, $0x3f000000 // 5.0000001201e-1
+DATA expc<>+36(SB)/4, $0x3f800000 // 1
+DATA expc<>+40(SB)/4, $0xc2aecccd // -87.4: below, the result underflows to 0
+GLOBL expc<>(SB), RODATA|NOPTR, $44
+
+// func expSubAVX512(x *float32, n int, mx float32, sums *[16]float32)
+// x[i] = exp(x[i] - mx) for i < n (n a multiple of 16); sums gets the 16
+// lane-wise sums of the results.
+TEXT ·expSubAVX512(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	MOVQ sums+24(FP), DI
+	VBROADCASTSS mx+16(FP), Z16
+	VBROADCASTSS expc<>+0(SB), Z17
+	VBROADCASTSS expc<>+4(SB), Z18
+	VBROADCASTSS expc<>+8(SB), Z19
+	VBROADCASTSS expc<>+12(SB), Z20
+	VBROADCASTSS expc<>+16(SB), Z21
+	VBROADCASTSS expc<>+20(SB), Z22
+	VBROADCASTSS expc<>+24(SB), Z23
+	VBROADCASTSS expc<>+28(SB), Z24
+	VBROADCASTSS expc<>+32(SB), Z25
+	VBROADCASTSS expc<>+36(SB), Z26
+	VBROADCASTSS expc<>+40(SB), Z27
+	VPXORD Z15, Z15, Z15
+	SHRQ $4, CX
+	JZ done
+
+loop:
+	VMOVUPS (SI), Z0
+	VSUBPS Z16, Z0, Z0           // x - mx
+	VCMPPS $1, Z27, Z0, K1       // K1 = x < -87.4 (lanes to zero)
+	VMULPS Z17, Z0, Z1
+	VRNDSCALEPS $0, Z1, Z1       // n = round(x·log2e)
+	VFNMADD231PS Z18, Z1, Z0     // r = x - n·ln2hi
+	VFNMADD231PS Z19, Z1, Z0     // r -= n·ln2lo
+	VMOVAPS Z20, Z2
+	VFMADD213PS Z21, Z0, Z2      // p = p·r + c
+	VFMADD213PS Z22, Z0, Z2
+	VFMADD213PS Z23, Z0, Z2
+	VFMADD213PS Z24, Z0, Z2
+	VFMADD213PS Z25, Z0, Z2
+	VMULPS Z0, Z0, Z3            // r²
+	VFMADD213PS Z0, Z3, Z2       // p·r² + r
+	VADDPS Z26, Z2, Z2           // + 1
+	VSCALEFPS Z1, Z2, Z2         // ·2^n
+	VPXORD Z4, Z4, Z4
+	VMOVAPS Z4, K1, Z2           // underflowed lanes = 0
+	VMOVUPS Z2, (SI)
+	VADDPS Z2, Z15, Z15
+	ADDQ $64, SI
+	DECQ CX
+	JNZ loop
+
+done:
+	VMOVUPS Z15, (DI)
+	VZEROUPPER
+	RET
+
+// func maxAVX512(x *float32, n int, maxes *[16]float32)
+// maxes gets the 16 lane-wise maxima of x[:n] (n a positive multiple of 16).
+TEXT ·maxAVX512(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	MOVQ maxes+16(FP), DI
+	VMOVUPS (SI), Z0
+	ADDQ $64, SI
+	SHRQ $4, CX
+	DECQ CX
+	JZ mdone
+
+mloop:
+	VMAXPS (SI), Z0, Z0
+	ADDQ $64, SI
+	DECQ CX
+	JNZ mloop
+
+mdone:
+	VMOVUPS Z0, (DI)
+	VZEROUPPER
+	RET
+
+// func scaleAddAVX512(o, t *float32, n int, a float32)
+// o[i] = o[i]·a + t[i] for i < n (n a multiple of 16).
+TEXT ·scaleAddAVX512(SB), NOSPLIT, $0-28
+	MOVQ o+0(FP), DI
+	MOVQ t+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS a+24(FP), Z16
+	SHRQ $4, CX
+	JZ sdone
+
+sloop:
+	VMOVUPS (DI), Z0
+	VFMADD213PS (SI), Z16, Z0    // o·a + t
+	VMOVUPS Z0, (DI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	DECQ CX
+	JNZ sloop
+
+sdone:
+	VZEROUPPER
+	RET
