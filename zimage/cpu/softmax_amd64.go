@@ -31,6 +31,8 @@ func rowMax(x []float32, m float32) float32 {
 		for _, v := range lanes {
 			m = max(m, v)
 		}
+	} else {
+		n = 0
 	}
 	for _, v := range x[n:] {
 		m = max(m, v)
