@@ -11,7 +11,8 @@ import (
 // ewGrain is the smallest chunk of an elementwise loop worth a goroutine.
 const ewGrain = 16 << 10
 
-// silu is x·sigmoid(x) = x / (1 + e^-x), rounded once to float32.
+// silu is x·sigmoid(x) = x / (1 + e^-x), rounded once to float32. The
+// vectorised siluVec (AVX-512 expf) agrees to a few ulp.
 func silu(x float32) float32 {
 	return float32(float64(x) / (1 + math.Exp(-float64(x))))
 }
@@ -62,21 +63,12 @@ func (b *Backend) binary(op string, x, y compute.Tensor, f func(dst, a, c []floa
 
 // SiLU returns x·sigmoid(x).
 func (b *Backend) SiLU(x compute.Tensor) compute.Tensor {
-	return b.unary("SiLU", x, func(dst, src []float32) {
-		for i, v := range src {
-			dst[i] = silu(v)
-		}
-	})
+	return b.unary("SiLU", x, siluVec)
 }
 
 // SwiGLU returns silu(gate)·up.
 func (b *Backend) SwiGLU(gate, up compute.Tensor) compute.Tensor {
-	return b.binary("SwiGLU", gate, up, func(dst, g, u []float32) {
-		u = u[:len(g)]
-		for i, v := range g {
-			dst[i] = silu(v) * u[i]
-		}
-	})
+	return b.binary("SwiGLU", gate, up, swigluVec)
 }
 
 // Add returns a + c.

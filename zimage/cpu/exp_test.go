@@ -70,3 +70,30 @@ func TestSoftmaxHelpers(t *testing.T) {
 		}
 	}
 }
+
+// TestSiLUVec checks the vectorised SiLU/SwiGLU against float64 on a wide
+// range of inputs (3 ulp-ish: the exp, the add and the divide each round).
+func TestSiLUVec(t *testing.T) {
+	var src []float32
+	for x := -120.0; x <= 120; x += 0.0173 {
+		src = append(src, float32(x))
+	}
+	src = append(src, 0, float32(math.Copysign(0, -1)), 1e-30, -1e-30)
+	dst := make([]float32, len(src))
+	siluVec(dst, src)
+	up := make([]float32, len(src))
+	for i := range up {
+		up[i] = float32(i%7) - 3
+	}
+	sw := make([]float32, len(src))
+	swigluVec(sw, src, up)
+	for i, x := range src {
+		want := float64(x) / (1 + math.Exp(-float64(x)))
+		if d := math.Abs(float64(dst[i]) - want); d > 4e-7*math.Abs(want)+1e-35 {
+			t.Fatalf("silu(%v) = %v, want %v", x, dst[i], want)
+		}
+		if w := want * float64(up[i]); math.Abs(float64(sw[i])-w) > 5e-7*math.Abs(w)+1e-35 {
+			t.Fatalf("swiglu(%v, %v) = %v, want %v", x, up[i], sw[i], w)
+		}
+	}
+}

@@ -110,9 +110,14 @@ func TestNorms(t *testing.T) {
 }
 
 func TestGroupNorm(t *testing.T) {
-	r := rand.New(rand.NewPCG(5, 6))
+	for _, c := range []struct{ c, h, w, groups int }{{16, 9, 11, 4}, {8, 45, 47, 2}, {6, 4, 4, 6}} {
+		testGroupNorm(t, c.c, c.h, c.w, c.groups)
+	}
+}
+
+func testGroupNorm(t *testing.T, c, h, w, groups int) {
+	r := rand.New(rand.NewPCG(5, uint64(c)))
 	b := New()
-	const c, h, w, groups = 16, 9, 11, 4
 	xv := randVec(r, c*h*w)
 	for i := range xv {
 		xv[i] = xv[i]*0.5 + 10 // large mean: checks the two-pass statistics
@@ -138,7 +143,7 @@ func TestGroupNorm(t *testing.T) {
 			want[g*cg*hw+i] = (v-mean)*inv*float64(wv[ch]) + float64(bv[ch])
 		}
 	}
-	checkClose(t, "GroupNorm", got, want, 1e-6)
+	checkClose(t, fmt.Sprintf("GroupNorm [%d,%d,%d]/%d", c, h, w, groups), got, want, 1e-6)
 }
 
 func TestRoPE(t *testing.T) {

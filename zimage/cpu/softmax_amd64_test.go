@@ -15,4 +15,7 @@ func TestPortablePaths(t *testing.T) {
 	defer func() { useAVX512 = true }()
 	t.Run("helpers", TestSoftmaxHelpers)
 	t.Run("attention", TestAttention)
+	t.Run("silu", TestSiLUVec)
+	t.Run("elementwise", TestElementwise)
+	t.Run("groupnorm", TestGroupNorm)
 }

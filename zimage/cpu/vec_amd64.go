@@ -1,0 +1,110 @@
+//go:build amd64 && !purego
+
+package cpu
+
+// siluAVX512 sets dst[i] = silu(src[i]) for i < n (n a multiple of 16).
+//
+//go:noescape
+func siluAVX512(dst, src *float32, n int)
+
+// swigluAVX512 sets dst[i] = silu(gate[i])·up[i] for i < n (n a multiple of 16).
+//
+//go:noescape
+func swigluAVX512(dst, gate, up *float32, n int)
+
+// sumAVX512 stores the 16 lane sums of x[:n] (n a multiple of 16).
+//
+//go:noescape
+func sumAVX512(x *float32, n int, lanes *[16]float32)
+
+// sqDevAVX512 stores the 16 lane sums of (x[i]-mu)² (n a multiple of 16).
+//
+//go:noescape
+func sqDevAVX512(x *float32, n int, mu float32, lanes *[16]float32)
+
+// affineAVX512 sets dst[i] = (src[i]-mu)·sc + sh (n a multiple of 16).
+//
+//go:noescape
+func affineAVX512(dst, src *float32, n int, mu, sc, sh float32)
+
+// siluVec sets dst[i] = silu(src[i]).
+func siluVec(dst, src []float32) {
+	dst = dst[:len(src)]
+	n := 0
+	if useAVX512 {
+		if n = len(src) &^ 15; n > 0 {
+			siluAVX512(&dst[0], &src[0], n)
+		}
+	}
+	for i := n; i < len(src); i++ {
+		dst[i] = silu(src[i])
+	}
+}
+
+// swigluVec sets dst[i] = silu(gate[i])·up[i].
+func swigluVec(dst, gate, up []float32) {
+	dst, up = dst[:len(gate)], up[:len(gate)]
+	n := 0
+	if useAVX512 {
+		if n = len(gate) &^ 15; n > 0 {
+			swigluAVX512(&dst[0], &gate[0], &up[0], n)
+		}
+	}
+	for i := n; i < len(gate); i++ {
+		dst[i] = silu(gate[i]) * up[i]
+	}
+}
+
+// sumBlock returns Σ x (len(x) ≤ sumBlockLen, so float32 lanes lose
+// nothing that matters before the float64 total).
+func sumBlock(x []float32) float64 {
+	var s float64
+	n := 0
+	if useAVX512 {
+		if n = len(x) &^ 15; n > 0 {
+			var lanes [16]float32
+			sumAVX512(&x[0], n, &lanes)
+			for _, v := range lanes {
+				s += float64(v)
+			}
+		}
+	}
+	for _, v := range x[n:] {
+		s += float64(v)
+	}
+	return s
+}
+
+// sqDevBlock returns Σ (x-mu)² (len(x) ≤ sumBlockLen).
+func sqDevBlock(x []float32, mu float32) float64 {
+	var s float64
+	n := 0
+	if useAVX512 {
+		if n = len(x) &^ 15; n > 0 {
+			var lanes [16]float32
+			sqDevAVX512(&x[0], n, mu, &lanes)
+			for _, v := range lanes {
+				s += float64(v)
+			}
+		}
+	}
+	for _, v := range x[n:] {
+		d := float64(v - mu)
+		s += d * d
+	}
+	return s
+}
+
+// affine sets dst[i] = (src[i]-mu)·sc + sh.
+func affine(dst, src []float32, mu, sc, sh float32) {
+	dst = dst[:len(src)]
+	n := 0
+	if useAVX512 {
+		if n = len(src) &^ 15; n > 0 {
+			affineAVX512(&dst[0], &src[0], n, mu, sc, sh)
+		}
+	}
+	for i := n; i < len(src); i++ {
+		dst[i] = float32((src[i]-mu)*sc) + sh
+	}
+}
