@@ -20,14 +20,22 @@ import (
 
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
+	"github.com/zimage/zimage/zimage/cpu/gemm"
 )
 
 // Option configures a Backend.
 type Option func(*Backend)
 
 // WithThreads sets the number of goroutines an op may use (0 = GOMAXPROCS).
+// A positive n also sets the GEMM's thread count (gemm.SetThreads), which is
+// process-wide: the last backend created with this option decides it.
 func WithThreads(n int) Option {
-	return func(b *Backend) { b.threads = n }
+	return func(b *Backend) {
+		b.threads = n
+		if n > 0 {
+			gemm.SetThreads(n)
+		}
+	}
 }
 
 // WithPoolBytes bounds the bytes of freed activation buffers kept for reuse
@@ -40,7 +48,7 @@ func WithPoolBytes(n int64) Option {
 // expansion is kept on its handle: norm gains, biases, pad tokens. Bigger
 // weights used as float32 (conv kernels, embedding rows) are converted on
 // use.
-const cacheLimit = 4 << 20
+var cacheLimit = 4 << 20 // a variable so tests can take the uncached paths
 
 // Backend is the CPU implementation of compute.Backend. Ops may be called
 // from one goroutine at a time; Err/ResetErr are safe from any goroutine.
@@ -251,6 +259,22 @@ func (b *Backend) values(op string, t *Tensor) []float32 {
 	return v
 }
 
+// tempValues is values for a large operand used once: a weight too big for
+// the cache is decoded into a pooled buffer that done returns.
+func (b *Backend) tempValues(op string, t *Tensor) (v []float32, done func()) {
+	if t.w == nil || t.f32 != nil || 4*t.numel() <= cacheLimit {
+		return b.values(op, t), func() {}
+	}
+	buf := b.alloc(t.numel())
+	v, err := decodeInto(buf, t.w, 0, t.numel())
+	if err != nil {
+		b.release(buf)
+		b.setErr(fmt.Errorf("cpu: %s: %w", op, err))
+		return nil, func() {}
+	}
+	return v, func() { b.release(buf) }
+}
+
 // rowValues returns elements [lo, hi) of t as float32 without expanding the
 // rest of a weight.
 func (b *Backend) rowValues(op string, t *Tensor, lo, hi int) []float32 {
@@ -273,8 +297,19 @@ var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 // decode converts elements [lo, hi) of a weight to float32. An aligned F32
 // weight on a little-endian machine is returned as a view of its bytes.
 func decode(w *weights.Tensor, lo, hi int) ([]float32, error) {
+	return decodeInto(nil, w, lo, hi)
+}
+
+// decodeInto is decode writing into out when it has room (and no view is
+// possible); it returns the slice holding the values.
+func decodeInto(out []float32, w *weights.Tensor, lo, hi int) ([]float32, error) {
 	n := hi - lo
 	src := w.Data[lo*w.DType.Size() : hi*w.DType.Size()]
+	if cap(out) >= n {
+		out = out[:n]
+	} else {
+		out = nil
+	}
 	switch w.DType {
 	case weights.F32:
 		if n == 0 {
@@ -283,19 +318,25 @@ func decode(w *weights.Tensor, lo, hi int) ([]float32, error) {
 		if littleEndian && uintptr(unsafe.Pointer(&src[0]))%4 == 0 {
 			return unsafe.Slice((*float32)(unsafe.Pointer(&src[0])), n), nil
 		}
-		out := make([]float32, n)
+		if out == nil {
+			out = make([]float32, n)
+		}
 		for i := range out {
 			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
 		}
 		return out, nil
 	case weights.BF16:
-		out := make([]float32, n)
+		if out == nil {
+			out = make([]float32, n)
+		}
 		for i := range out {
 			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*i:])) << 16)
 		}
 		return out, nil
 	case weights.F16:
-		out := make([]float32, n)
+		if out == nil {
+			out = make([]float32, n)
+		}
 		for i := range out {
 			out[i] = weights.F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
 		}
@@ -305,7 +346,9 @@ func decode(w *weights.Tensor, lo, hi int) ([]float32, error) {
 		if w.DType == weights.F8E5M2 {
 			tab = weights.F8E5M2Table()
 		}
-		out := make([]float32, n)
+		if out == nil {
+			out = make([]float32, n)
+		}
 		for i, v := range src {
 			out[i] = tab[v]
 		}

@@ -58,7 +58,9 @@ func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 			return ph()
 		}
 	}
-	xv, wv := b.values(op, tx), b.values(op, tw)
+	xv := b.values(op, tx)
+	wv, done := b.tempValues(op, tw)
+	defer done()
 	if xv == nil || wv == nil {
 		return ph()
 	}

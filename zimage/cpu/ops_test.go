@@ -295,6 +295,16 @@ func TestWeightsEveryDType(t *testing.T) {
 }
 
 func TestConv2D(t *testing.T) {
+	testConv2D(t)
+	// Again with every weight too big for the float32 cache (decoded into a
+	// pooled buffer per call).
+	saved := cacheLimit
+	cacheLimit = 0
+	defer func() { cacheLimit = saved }()
+	testConv2D(t)
+}
+
+func testConv2D(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	b := New()
 	type tc struct{ ci, h, w, co, k, pad int }
