@@ -179,7 +179,17 @@ func New(opts Options) (*Backend, error) {
 		d.Close()
 		return nil, err
 	}
-	if b.flash && b.k.flash == nil {
+	if b.flash && b.k.flash != nil {
+		// Opt in to the full 48 KiB of dynamic shared memory (Hopper reserves
+		// 1 KiB per block on top, which the default limit may count).
+		err := d.Do(func() error {
+			return d.api.Check("cuFuncSetAttribute", d.api.FuncSetAttribute(b.k.flash.fn, driver.FuncAttrMaxDynamicSharedSizeBytes, flashSmem))
+		})
+		if err != nil {
+			log.Warn("cuda: fused attention disabled", "err", err)
+			b.flash = false
+		}
+	} else {
 		b.flash = false
 	}
 	p := d.Props()

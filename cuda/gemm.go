@@ -290,6 +290,6 @@ func (b *Backend) flashAttention(out, tq, tk, tv *Tensor, lq, lk, heads, kvHeads
 	return b.d.launch(b.k.flash, dim3{uint32((lq + rowsPerBlock - 1) / rowsPerBlock), uint32(heads), 1}, dim3{128, 1, 1}, flashSmem)
 }
 
-// flashSmem is the dynamic shared memory of the flash kernel (set in
-// flash.go together with the kernel's tile sizes).
-var flashSmem uint32
+// flashSmem is the flash kernel's dynamic shared memory: Q, K and V tiles
+// of 64×128 bf16 (exactly the 48 KiB a launch may use without opting in).
+const flashSmem = 3 * 64 * 128 * 2

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/zimage/zimage/cuda/internal/fakecuda"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu"
@@ -210,6 +211,38 @@ func TestParityF32(t *testing.T) {
 func TestParityBF16(t *testing.T) {
 	b, _, _ := newFake(t, BF16, true)
 	runParity(t, b, parityCases)
+}
+
+// TestParityFlashDispatch runs the head-size-128 attention of both networks'
+// shapes in bf16, which dispatches to the fused tensor-core kernel (emulated
+// in Go by the fake: the host shim cannot run inline PTX), and checks the
+// result and the launch.
+func TestParityFlashDispatch(t *testing.T) {
+	b, f, _ := newFake(t, BF16, true, func(_ *Options, f *fakecuda.Fake) { f.EmulateFlash = true })
+	if !b.flash {
+		t.Fatal("fused attention not selected in bf16")
+	}
+	f.Record = true
+	runParity(t, b, []parityCase{
+		{"CausalGQA128", func(b compute.Backend, in *inputs) compute.Tensor {
+			return b.Attention(in.act(1, 70, 4*128), in.act(1, 70, 2*128), in.act(1, 70, 2*128), 4, 2, 1/float32(math.Sqrt(128)), true)
+		}},
+		{"MHA128", func(b compute.Backend, in *inputs) compute.Tensor {
+			return b.Attention(in.act(1, 65, 3*128), in.act(1, 40, 3*128), in.act(1, 40, 3*128), 3, 3, 1/float32(math.Sqrt(128)), false)
+		}},
+	})
+	n := 0
+	for _, l := range f.Launches {
+		if l.Kernel == "zk_tc_flash_attn_bf16_d128" {
+			if !l.Executed {
+				t.Error("flash launch not executed")
+			}
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d fused attention launches, want 2", n)
+	}
 }
 
 // TestParityChunked shrinks the im2col and score budgets so that convolution

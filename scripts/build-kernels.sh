@@ -34,6 +34,15 @@ cuobjdump -res-usage "$tmp/kernels.fatbin" 2>/dev/null |
 	awk '/^arch = /{arch=$3} /Function /{fn=$2; sub(":$","",fn)} /REG:/{print arch, fn, $0}' |
 	sed 's/  */ /g' | sort > "$out/kernels.resources.txt"
 
+# The tensor-core kernels must really use tensor cores on every arch.
+for a in 80 86 89 90; do
+	for k in $(cuobjdump -sass -arch "sm_$a" "$tmp/kernels.fatbin" | awk '/Function : zk_tc_/{print $3}'); do
+		n=$(cuobjdump -sass -arch "sm_$a" -fun "$k" "$tmp/kernels.fatbin" | grep -c 'HMMA.16816.F32.BF16' || true)
+		[ "$n" -gt 0 ] || { echo "build-kernels: $k has no HMMA.16816.F32.BF16 on sm_$a" >&2; exit 1; }
+		echo "sm_$a $k HMMA.16816.F32.BF16:$n" >> "$out/kernels.resources.txt"
+	done
+done
+
 # Kernel signatures from the embedded PTX: "name kinds", kinds one letter per
 # parameter: p (.u64), i (.u32/.s32), f (.f32).
 cuobjdump -ptx "$tmp/kernels.fatbin" | awk '

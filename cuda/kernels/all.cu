@@ -5,3 +5,4 @@
 #include "elementwise.cu"
 #include "norm.cu"
 #include "rope.cu"
+#include "attn_mma.cu"

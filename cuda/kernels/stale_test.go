@@ -103,9 +103,23 @@ func TestFatbinShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	hmma := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(res)), "\n") {
+		if strings.Contains(line, "HMMA.16816.F32.BF16:") {
+			hmma++
+			continue
+		}
 		if !strings.Contains(line, "STACK:0 ") || !strings.Contains(line, "LOCAL:0 ") {
 			t.Errorf("kernel uses stack or local memory: %s", line)
 		}
+	}
+	tc := 0
+	for name := range sigs {
+		if strings.HasPrefix(name, "zk_tc_") {
+			tc++
+		}
+	}
+	if hmma != 4*tc {
+		t.Errorf("%d tensor-core kernels but %d HMMA SASS checks (want one per arch)", tc, hmma)
 	}
 }

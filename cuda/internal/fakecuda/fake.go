@@ -18,6 +18,7 @@ import (
 	"github.com/zimage/zimage/cuda/driver"
 	"github.com/zimage/zimage/cuda/internal/hostshim"
 	"github.com/zimage/zimage/cuda/kernels"
+	"github.com/zimage/zimage/weights"
 )
 
 // Launch is one recorded kernel launch.
@@ -47,6 +48,9 @@ type Fake struct {
 	Shim        *hostshim.Lib // executes kernels when non-nil
 	// LaunchHook, when set, runs before each launch and may fail it.
 	LaunchHook func(l *Launch) driver.Result
+	// EmulateFlash runs the tensor-core attention kernel as Go code (the host
+	// shim cannot run it).
+	EmulateFlash bool
 
 	mu        sync.Mutex
 	allocs    []alloc // sorted by base
@@ -443,7 +447,7 @@ func (l launcher) LaunchKernel(fn driver.Function, gx, gy, gz, bx, by, bz, smem 
 		f.mu.Unlock()
 		return f.fail("%s: bad launch configuration grid (%d,%d,%d) block (%d,%d,%d)", name, gx, gy, gz, bx, by, bz)
 	}
-	record := f.Record || f.LaunchHook != nil
+	record := f.Record || f.LaunchHook != nil || (f.EmulateFlash && name == "zk_tc_flash_attn_bf16_d128")
 	var rec *Launch
 	if record {
 		f.Launches = append(f.Launches, Launch{Kernel: name, Grid: [3]uint32{gx, gy, gz}, Block: [3]uint32{bx, by, bz},
@@ -456,6 +460,15 @@ func (l launcher) LaunchKernel(fn driver.Function, gx, gy, gz, bx, by, bz, smem 
 		if r := hook(rec); r != driver.Success {
 			return r
 		}
+	}
+	if f.EmulateFlash && name == "zk_tc_flash_attn_bf16_d128" {
+		r := f.emulateFlash(rec)
+		if r == driver.Success {
+			f.mu.Lock()
+			rec.Executed = true
+			f.mu.Unlock()
+		}
+		return r
 	}
 	if shim == nil {
 		return driver.Success
@@ -488,4 +501,69 @@ func (f *Fake) F32(p driver.DevicePtr, n int) []float32 {
 		out[i] = math.Float32frombits(*(*uint32)(unsafe.Pointer(&b[4*i])))
 	}
 	return out
+}
+
+// emulateFlash computes zk_tc_flash_attn_bf16_d128 in Go from its launch
+// arguments (q, k, v, o, lq, lk, heads, kvHeads, scale, causal), so tests of
+// the backend exercise the fused path's dispatch and argument packing. It
+// follows the kernel's contract: grid (ceil(lq/64), heads), block 128, bf16
+// rounding of P and of the output; it says nothing about the PTX itself.
+func (f *Fake) emulateFlash(l *Launch) driver.Result {
+	a := l.Args
+	lq, lk, heads, kvh := int(int32(a[4])), int(int32(a[5])), int(int32(a[6])), int(int32(a[7]))
+	scale := math.Float32frombits(uint32(a[8]))
+	causal := int32(a[9]) != 0
+	const d = 128
+	if l.Grid != [3]uint32{uint32((lq + 63) / 64), uint32(heads), 1} || l.Block != [3]uint32{128, 1, 1} || l.Smem != 3*64*128*2 {
+		f.fail("flash: launch grid %v block %v smem %d do not match lq %d heads %d", l.Grid, l.Block, l.Smem, lq, heads)
+		return driver.ErrInvalidValue
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	q, okq := f.find(a[0], uint64(2*lq*heads*d))
+	k, okk := f.find(a[1], uint64(2*lk*kvh*d))
+	v, okv := f.find(a[2], uint64(2*lk*kvh*d))
+	o, oko := f.find(a[3], uint64(2*lq*heads*d))
+	if !okq || !okk || !okv || !oko {
+		f.fail("flash: operands outside live allocations")
+		return driver.ErrInvalidValue
+	}
+	bf := func(m []byte, i int) float64 {
+		return float64(weights.BF16ToF32(uint16(m[2*i]) | uint16(m[2*i+1])<<8))
+	}
+	s := make([]float64, lk)
+	for h := 0; h < heads; h++ {
+		g := h / (heads / kvh)
+		for i := 0; i < lq; i++ {
+			mx := math.Inf(-1)
+			for j := 0; j < lk; j++ {
+				s[j] = math.Inf(-1)
+				if causal && j > i {
+					continue
+				}
+				var dot float64
+				for c := 0; c < d; c++ {
+					dot += bf(q, (i*heads+h)*d+c) * bf(k, (j*kvh+g)*d+c)
+				}
+				s[j] = dot * float64(scale)
+				mx = math.Max(mx, s[j])
+			}
+			var sum float64
+			for j := range s {
+				p := math.Exp(s[j] - mx)
+				sum += p
+				s[j] = float64(weights.BF16ToF32(weights.F32ToBF16(float32(p)))) // P is bf16 in the kernel
+			}
+			for c := 0; c < d; c++ {
+				var acc float64
+				for j := 0; j < lk; j++ {
+					acc += s[j] * bf(v, (j*kvh+g)*d+c)
+				}
+				r := weights.F32ToBF16(float32(acc / sum))
+				idx := 2 * ((i*heads+h)*d + c)
+				o[idx], o[idx+1] = byte(r), byte(r>>8)
+			}
+		}
+	}
+	return driver.Success
 }
