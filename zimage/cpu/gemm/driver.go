@@ -1,6 +1,7 @@
 package gemm
 
 import (
+	"math/bits"
 	"sync"
 	"unsafe"
 )
@@ -26,25 +27,34 @@ var directMaxM = 16
 // calling goroutine only.
 var inlineFlops = 1 << 18
 
-var bufPool sync.Pool // *[]float32 scratch
+// Scratch buffers are pooled by power-of-two capacity, so a call never
+// takes (and drops) a buffer too small for it.
+var bufPools [48]sync.Pool // bucket b holds *[]float32 with cap 2^b (+ alignment slack)
 
 // getBuf returns a scratch slice of n floats starting on a 64-byte
-// boundary (so packed panels never split cache lines).
+// boundary (so packed panels never split cache lines). Release it with
+// putBuf.
 func getBuf(n int) *[]float32 {
-	if p, ok := bufPool.Get().(*[]float32); ok && cap(*p) >= n {
+	b := bits.Len(uint(max(n, 1) - 1))
+	if p, ok := bufPools[b].Get().(*[]float32); ok {
 		*p = (*p)[:n]
 		return p
 	}
-	raw := make([]float32, n+n/4+16)
+	raw := make([]float32, 1<<b+16)
 	off := 0
 	if mis := uintptr(unsafe.Pointer(&raw[0])) & 63; mis != 0 {
 		off = int(64-mis) / 4
 	}
-	s := raw[off : off+n : len(raw)]
+	s := raw[off : off+n : off+1<<b]
 	return &s
 }
 
-func putBuf(p *[]float32) { bufPool.Put(p) }
+func putBuf(p *[]float32) {
+	b := bits.Len(uint(cap(*p) - 1))
+	if 1<<b == cap(*p) {
+		bufPools[b].Put(p)
+	}
+}
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
