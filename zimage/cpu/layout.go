@@ -16,7 +16,7 @@ func (b *Backend) RoPE(x, cos, sin compute.Tensor, heads int, interleaved bool) 
 	if tx == nil || tc == nil || ts == nil {
 		return b.placeholder(shapeOf(x)...)
 	}
-	if len(tx.shape) != 2 || heads <= 0 || tx.shape[1]%heads != 0 || (tx.shape[1]/heads)%2 != 0 {
+	if len(tx.shape) != 2 || heads <= 0 || tx.shape[1] == 0 || tx.shape[1]%heads != 0 || (tx.shape[1]/heads)%2 != 0 {
 		b.shapeErr(op, fmt.Sprintf("x must be [L, heads·dh] with %d heads and even dh", heads), x, cos, sin)
 		return b.placeholder(tx.shape...)
 	}

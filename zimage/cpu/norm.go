@@ -132,7 +132,7 @@ func (b *Backend) GroupNorm(x, w, bias compute.Tensor, groups int, eps float32) 
 		return b.placeholder(tx.shape...)
 	}
 	c := tx.shape[0]
-	if groups <= 0 || c%groups != 0 {
+	if groups <= 0 || c == 0 || c%groups != 0 {
 		b.shapeErr(op, fmt.Sprintf("%d channels do not split into %d groups", c, groups), x, w, bias)
 		return b.placeholder(tx.shape...)
 	}
