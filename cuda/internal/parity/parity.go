@@ -223,4 +223,3 @@ func Run(t *testing.T, b compute.Backend, bf16 bool, cases []Case) {
 func NewInputs(b compute.Backend, seed uint64) *Inputs {
 	return &Inputs{rng: rand.New(rand.NewPCG(seed, 7)), b: b}
 }
-
