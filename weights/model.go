@@ -32,7 +32,11 @@ type Model struct {
 	TextEncoder  Qwen3Config
 	VAE          VAEConfig
 	Scheduler    SchedulerConfig
-	TokenizerDir string
+	TokenizerDir string // tokenizer directory (or tokenizer.json file for single-file models)
+
+	// sources replaces the directory's own folder for some components
+	// (single-file checkpoints, converted copies); see singlefile.go.
+	sources map[string]componentSource
 }
 
 // The components a Z-Image model directory must list and hold.
@@ -136,19 +140,19 @@ func checkTokenizerDir(dir string) error {
 
 // OpenTransformer opens transformer/ and checks it against the DiT config.
 func (m *Model) OpenTransformer() (*Set, error) {
-	return openChecked(filepath.Join(m.Dir, "transformer"), nil, func(s *Set) error { return CheckDiT(m.DiT, s) })
+	return m.openComponent(CompTransformer, nil, func(s *Set) error { return CheckDiT(m.DiT, s) })
 }
 
 // OpenTextEncoder opens text_encoder/ with names in the checkpoint form
 // "model.layers.N...." (files written without the prefix, as Qwen3Model
 // saves them, are mapped) and checks them against the Qwen3 config.
 func (m *Model) OpenTextEncoder() (*Set, error) {
-	return openChecked(filepath.Join(m.Dir, "text_encoder"), Qwen3Name, func(s *Set) error { return CheckQwen3(m.TextEncoder, s) })
+	return m.openComponent(CompTextEncoder, Qwen3Name, func(s *Set) error { return CheckQwen3(m.TextEncoder, s) })
 }
 
 // OpenVAE opens vae/ and checks the decoder tensors against the VAE config.
 func (m *Model) OpenVAE() (*Set, error) {
-	return openChecked(filepath.Join(m.Dir, "vae"), nil, func(s *Set) error { return CheckVAE(m.VAE, s) })
+	return m.openComponent(CompVAE, nil, func(s *Set) error { return CheckVAE(m.VAE, s) })
 }
 
 // Qwen3Name maps a text-encoder tensor name to the Qwen3ForCausalLM form:
