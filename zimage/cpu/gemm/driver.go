@@ -155,7 +155,7 @@ func blocked(kern kernel, threads int, c, a []float32, src *bSource, bias []floa
 				buf := *bpBufs[w]
 				bp := buf[:roundUp(nb, nr)*kb]
 				tmp := buf[nc*kc : nc*kc+mr*nr]
-				ldb := nr
+				ldb := 0 // packed panels
 				if direct {
 					// Whole panels straight from B (row stride n); only a
 					// ragged last panel is packed, into the front of bp.
@@ -175,7 +175,7 @@ func blocked(kern kernel, threads int, c, a []float32, src *bSource, bias []floa
 }
 
 // macro multiplies a packed A block (mb rows) by a B block (nb columns)
-// into C rows i0.., columns j0... B is packed panels (ldb == nr) or B in
+// into C rows i0.., columns j0... B is packed panels (ldb == 0) or B in
 // place with row stride ldb, whose ragged last panel is then packed at the
 // front of edge. first marks the first k block: C is overwritten (with bias
 // added) instead of accumulated into.
@@ -188,7 +188,7 @@ func macro(kern kernel, c []float32, ldc int, ap, bp []float32, ldb int, edge, t
 			cols := min(nr, nb-jr)
 			bpanel, bstride := bp[jr*kb:], nr
 			switch {
-			case ldb == nr:
+			case ldb == 0:
 			case cols == nr:
 				bpanel, bstride = bp[jr:], ldb
 			default:
