@@ -40,8 +40,8 @@ func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 	ci, h, wd := tx.shape[0], tx.shape[1], tx.shape[2]
 	co, kh, kw := tw.shape[0], tw.shape[2], tw.shape[3]
 	ho, wo := h+2*pad-kh+1, wd+2*pad-kw+1
-	if pad < 0 || kh < 1 || kw < 1 || ho < 1 || wo < 1 {
-		b.shapeErr(op, fmt.Sprintf("padding %d and a %d×%d kernel leave no output", pad, kh, kw), x, w, bias)
+	if pad < 0 || ci < 1 || kh < 1 || kw < 1 || ho < 1 || wo < 1 {
+		b.shapeErr(op, fmt.Sprintf("empty input, or padding %d and a %d×%d kernel leave no output", pad, kh, kw), x, w, bias)
 		return ph()
 	}
 	var bv []float32
