@@ -39,7 +39,7 @@ func newClient(t *testing.T, fake *hubtest.Server) *Client {
 	return &Client{Endpoint: fake.Endpoint(), CacheDir: t.TempDir(), Backoff: time.Millisecond, Parallel: 3}
 }
 
-// wantPipelineFiles are the files Pipeline(true) must fetch.
+// wantPipelineFiles are the files PipelineAll() must fetch.
 func wantPipelineFiles(fake *hubtest.Server) []string {
 	var out []string
 	for _, f := range fake.Files() {
@@ -167,7 +167,7 @@ func TestPullFresh(t *testing.T) {
 	var mu sync.Mutex
 	var reports []Progress
 	c.Progress = func(p Progress) { mu.Lock(); reports = append(reports, p); mu.Unlock() }
-	snap, err := c.Pull(context.Background(), Ref{Repo: testRepo}, Pipeline(true))
+	snap, err := c.Pull(context.Background(), Ref{Repo: testRepo}, PipelineAll())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,11 +217,11 @@ func TestSecondCallUsesCache(t *testing.T) {
 	fake := newFake(t)
 	c := newClient(t, fake)
 	ctx := context.Background()
-	if _, err := c.Resolve(ctx, Ref{Repo: testRepo}, Pipeline(true)); err != nil {
+	if _, err := c.Resolve(ctx, Ref{Repo: testRepo}, PipelineAll()); err != nil {
 		t.Fatal(err)
 	}
 	fake.ResetRequests()
-	snap, err := c.Resolve(ctx, Ref{Repo: testRepo}, Pipeline(true))
+	snap, err := c.Resolve(ctx, Ref{Repo: testRepo}, PipelineAll())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestSecondCallUsesCache(t *testing.T) {
 		t.Errorf("commit %s", snap.Commit)
 	}
 	// An explicit pull asks for the revision but transfers nothing.
-	snap, err = c.Pull(ctx, Ref{Repo: testRepo, Revision: "main"}, Pipeline(true))
+	snap, err = c.Pull(ctx, Ref{Repo: testRepo, Revision: "main"}, PipelineAll())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestSecondCallUsesCache(t *testing.T) {
 	}
 	// By commit, offline too.
 	c.Offline = true
-	if _, err := c.Resolve(ctx, Ref{Repo: testRepo, Revision: fake.Commit}, Pipeline(true)); err != nil {
+	if _, err := c.Resolve(ctx, Ref{Repo: testRepo, Revision: fake.Commit}, PipelineAll()); err != nil {
 		t.Error(err)
 	}
 }
@@ -253,7 +253,7 @@ func TestResumeAfterCutConnection(t *testing.T) {
 	big := "text_encoder/model.safetensors"
 	half := int64(len(fake.File(big)) / 2)
 	fake.CutAfter(big, half)
-	snap, err := c.Pull(context.Background(), Ref{Repo: testRepo}, Pipeline(true))
+	snap, err := c.Pull(context.Background(), Ref{Repo: testRepo}, PipelineAll())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestResumeFromEarlierRun(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(blobs, fake.ETag(big)+".incomplete"), data[:part], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	snap, err := c.Pull(context.Background(), Ref{Repo: testRepo}, Pipeline(true))
+	snap, err := c.Pull(context.Background(), Ref{Repo: testRepo}, PipelineAll())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestCorruptBlob(t *testing.T) {
 	c := newClient(t, fake)
 	bad := "transformer/diffusion_pytorch_model-00002-of-00003.safetensors"
 	fake.Corrupt(bad)
-	_, err := c.Pull(context.Background(), Ref{Repo: testRepo}, Pipeline(true))
+	_, err := c.Pull(context.Background(), Ref{Repo: testRepo}, PipelineAll())
 	var ce *ChecksumError
 	if !errors.As(err, &ce) || ce.File != bad || ce.Want != fake.ETag(bad) || ce.Algo != "sha256" {
 		t.Fatalf("err = %v, want a ChecksumError for %s", err, bad)
@@ -319,8 +319,8 @@ func TestOffline(t *testing.T) {
 	c.Offline = true
 	ctx := context.Background()
 	for _, call := range []func() (*Snapshot, error){
-		func() (*Snapshot, error) { return c.Resolve(ctx, Ref{Repo: testRepo}, Pipeline(true)) },
-		func() (*Snapshot, error) { return c.Pull(ctx, Ref{Repo: testRepo}, Pipeline(true)) },
+		func() (*Snapshot, error) { return c.Resolve(ctx, Ref{Repo: testRepo}, PipelineAll()) },
+		func() (*Snapshot, error) { return c.Pull(ctx, Ref{Repo: testRepo}, PipelineAll()) },
 	} {
 		_, err := call()
 		var nc *NotCachedError
@@ -332,12 +332,12 @@ func TestOffline(t *testing.T) {
 		t.Errorf("offline client made %d requests", n)
 	}
 	c.Offline = false
-	if _, err := c.Pull(ctx, Ref{Repo: testRepo}, Pipeline(true)); err != nil {
+	if _, err := c.Pull(ctx, Ref{Repo: testRepo}, PipelineAll()); err != nil {
 		t.Fatal(err)
 	}
 	fake.ResetRequests()
 	c.Offline = true
-	if _, err := c.Pull(ctx, Ref{Repo: testRepo}, Pipeline(true)); err != nil {
+	if _, err := c.Pull(ctx, Ref{Repo: testRepo}, PipelineAll()); err != nil {
 		t.Error(err)
 	}
 	if n := len(fake.Requests()); n != 0 {
@@ -345,7 +345,7 @@ func TestOffline(t *testing.T) {
 	}
 	// A snapshot with a missing blob is not complete.
 	os.Remove(filepath.Join(c.RepoDir(testRepo), "blobs", fake.ETag("vae/config.json")))
-	_, err := c.Resolve(ctx, Ref{Repo: testRepo}, Pipeline(true))
+	_, err := c.Resolve(ctx, Ref{Repo: testRepo}, PipelineAll())
 	if !errors.Is(err, ErrOffline) || !strings.Contains(err.Error(), "vae/config.json") {
 		t.Errorf("dangling pointer: %v", err)
 	}
@@ -386,7 +386,7 @@ func TestDiffusersCache(t *testing.T) {
 	os.WriteFile(filepath.Join(repoDir, "refs", "main"), []byte(commit), 0o644)
 
 	c := &Client{Endpoint: "http://127.0.0.1:1", CacheDir: cache} // nothing listens there
-	s, err := c.Resolve(context.Background(), Ref{Repo: testRepo}, Pipeline(true))
+	s, err := c.Resolve(context.Background(), Ref{Repo: testRepo}, PipelineAll())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,20 +403,40 @@ func TestRetryAndErrors(t *testing.T) {
 	c := newClient(t, fake)
 	ctx := context.Background()
 	fake.FailNext(2) // two 503s, then fine
-	if _, err := c.Pull(ctx, Ref{Repo: testRepo}, Pipeline(false)); err != nil {
+	if _, err := c.Pull(ctx, Ref{Repo: testRepo}, Pipeline()); err != nil {
 		t.Fatalf("after transient 503s: %v", err)
 	}
 	// Small-files selection: no weights fetched.
 	for _, r := range fake.Requests() {
-		if strings.Contains(r.Path, ".safetensors") && !strings.HasSuffix(r.Path, ".index.json") {
-			t.Errorf("Pipeline(false) fetched %s", r.Path)
+		if strings.Contains(r.Path, ".safetensors") {
+			t.Errorf("Pipeline() fetched %s", r.Path)
 		}
+	}
+	// One component's weights only.
+	fake.ResetRequests()
+	snap, err := c.Pull(ctx, Ref{Repo: testRepo}, Pipeline("vae"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range fake.Requests() {
+		if strings.Contains(r.Path, ".safetensors") && !strings.Contains(r.Path, "vae") && r.Server == "hub" {
+			t.Errorf("Pipeline(vae) fetched %s", r.Path)
+		}
+	}
+	if len(snap.Files) == 0 || !fileExists(filepath.Join(snap.Dir, "vae", "diffusion_pytorch_model.safetensors")) {
+		t.Errorf("vae weights not fetched: %v", snap.Files)
+	}
+	if _, err := c.Cached(Ref{Repo: testRepo}, PipelineAll()); err == nil {
+		t.Error("a vae-only snapshot passes as complete")
+	}
+	if _, err := c.Pull(ctx, Ref{Repo: testRepo}, Pipeline("unet")); err == nil || !strings.Contains(err.Error(), "unknown pipeline component") {
+		t.Errorf("unknown component: %v", err)
 	}
 
 	fake.FailNext(100)
 	c2 := newClient(t, fake)
 	c2.Retries = 3
-	_, err := c2.Pull(ctx, Ref{Repo: testRepo}, Pipeline(false))
+	_, err = c2.Pull(ctx, Ref{Repo: testRepo}, Pipeline())
 	var he *HTTPError
 	if !errors.As(err, &he) || he.Status != 503 || !strings.Contains(err.Error(), "giving up after 3 attempts") {
 		t.Errorf("persistent 503: %v", err)
@@ -426,18 +446,18 @@ func TestRetryAndErrors(t *testing.T) {
 	fake.RequireToken("right")
 	c3 := newClient(t, fake)
 	c3.Token = "wrong"
-	_, err = c3.Pull(ctx, Ref{Repo: testRepo}, Pipeline(false))
+	_, err = c3.Pull(ctx, Ref{Repo: testRepo}, Pipeline())
 	if !errors.As(err, &he) || he.Status != 401 || !strings.Contains(err.Error(), "HF_TOKEN") {
 		t.Errorf("bad token: %v", err)
 	}
 	fake.RequireToken("")
-	_, err = c3.Pull(ctx, Ref{Repo: testRepo, Revision: "nope"}, Pipeline(false))
+	_, err = c3.Pull(ctx, Ref{Repo: testRepo, Revision: "nope"}, Pipeline())
 	if !errors.As(err, &he) || he.Status != 404 {
 		t.Errorf("unknown revision: %v", err)
 	}
 	// Nothing listening: a clear network error after the retries.
 	c4 := &Client{Endpoint: "http://127.0.0.1:1", CacheDir: t.TempDir(), Backoff: time.Millisecond, Retries: 2}
-	_, err = c4.Pull(ctx, Ref{Repo: testRepo}, Pipeline(false))
+	_, err = c4.Pull(ctx, Ref{Repo: testRepo}, Pipeline())
 	if err == nil || !strings.Contains(err.Error(), "giving up after 2 attempts") {
 		t.Errorf("unreachable hub: %v", err)
 	}
@@ -449,7 +469,7 @@ func TestDiskFull(t *testing.T) {
 	saved := freeSpaceFn
 	freeSpaceFn = func(string) int64 { return 1 << 20 }
 	defer func() { freeSpaceFn = saved }()
-	_, err := c.Pull(context.Background(), Ref{Repo: testRepo}, Pipeline(true))
+	_, err := c.Pull(context.Background(), Ref{Repo: testRepo}, PipelineAll())
 	var de *DiskFullError
 	if !errors.As(err, &de) || de.Free != 1<<20 || de.Need <= 0 || !strings.Contains(err.Error(), "HF_HUB_CACHE") {
 		t.Fatalf("err = %v, want a DiskFullError", err)
@@ -471,10 +491,47 @@ func TestCancel(t *testing.T) {
 		}
 	}
 	c.ProgressEvery = time.Nanosecond
-	_, err := c.Pull(ctx, Ref{Repo: testRepo}, Pipeline(true))
+	_, err := c.Pull(ctx, Ref{Repo: testRepo}, PipelineAll())
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestCachePath(t *testing.T) {
+	c := "0123456789abcdef0123456789abcdef01234567"
+	for _, tc := range []struct {
+		in           string
+		repo, commit string
+		ok           bool
+	}{
+		{"/c/hub/models--Tongyi-MAI--Z-Image-Turbo", "Tongyi-MAI/Z-Image-Turbo", "", true},
+		{"/c/hub/models--Tongyi-MAI--Z-Image-Turbo/snapshots/" + c, "Tongyi-MAI/Z-Image-Turbo", c, true},
+		{"/c/hub/models--Tongyi-MAI--Z-Image-Turbo/snapshots/" + c + "/", "Tongyi-MAI/Z-Image-Turbo", c, true},
+		{"/c/hub/datasets--a--b", "", "", false},
+		{"/c/hub/models--a", "", "", false},
+		{"/models/Z-Image-Turbo", "", "", false},
+	} {
+		repo, commit, ok := CachePath(tc.in)
+		if repo != tc.repo || commit != tc.commit || ok != tc.ok {
+			t.Errorf("CachePath(%q) = %q, %q, %v", tc.in, repo, commit, ok)
+		}
+	}
+}
+
+func TestRepoSnapshot(t *testing.T) {
+	fake := newFake(t)
+	c := newClient(t, fake)
+	snap, err := c.Pull(context.Background(), Ref{Repo: testRepo}, Pipeline())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := RepoSnapshot(c.RepoDir(testRepo), "")
+	if err != nil || got != snap.Dir {
+		t.Errorf("RepoSnapshot = %q, %v; want %s", got, err, snap.Dir)
+	}
+	if _, err := RepoSnapshot(c.RepoDir(testRepo), "dev"); err == nil {
+		t.Error("missing ref accepted")
+	}
+}

@@ -136,3 +136,49 @@ func (c *Client) writeRef(repo, rev, commit string) error {
 	}
 	return nil
 }
+
+// CachePath tells whether dir is inside a hub cache: a repository folder
+// (models--Org--Name) or one of its snapshots
+// (models--Org--Name/snapshots/<commit>). It returns the repository id and
+// the snapshot's commit ("" for a repository folder). Only the path is
+// examined.
+func CachePath(dir string) (repo, commit string, ok bool) {
+	dir = filepath.Clean(dir)
+	base := filepath.Base(dir)
+	if commitRe.MatchString(base) && filepath.Base(filepath.Dir(dir)) == "snapshots" {
+		commit = base
+		dir = filepath.Dir(filepath.Dir(dir))
+		base = filepath.Base(dir)
+	}
+	name, found := strings.CutPrefix(base, "models--")
+	org, rest, two := strings.Cut(name, "--")
+	if !found || !two || org == "" || rest == "" || strings.Contains(rest, "--") {
+		return "", "", false
+	}
+	return org + "/" + rest, commit, true
+}
+
+// RepoSnapshot returns the snapshot directory that refs/<rev> of a
+// repository cache folder (models--Org--Name) points to, without network.
+func RepoSnapshot(repoDir, rev string) (string, error) {
+	if rev == "" {
+		rev = DefaultRevision
+	}
+	if commitRe.MatchString(rev) {
+		return filepath.Join(repoDir, "snapshots", rev), nil
+	}
+	p := filepath.Join(repoDir, "refs", filepath.FromSlash(rev))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("hub: %w", err)
+	}
+	commit := strings.TrimSpace(string(b))
+	if !commitRe.MatchString(commit) {
+		return "", fmt.Errorf("hub: %s: does not hold a commit hash", p)
+	}
+	snap := filepath.Join(repoDir, "snapshots", commit)
+	if st, err := os.Stat(snap); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("hub: %s points to %s, which is missing", p, snap)
+	}
+	return snap, nil
+}

@@ -17,24 +17,40 @@ var weightComponents = []string{"transformer", "text_encoder", "vae"}
 
 // Pipeline selects what the Z-Image pipeline reads from a diffusers-layout
 // repository: model_index.json, the scheduler config, each component's
-// config.json, the tokenizer files and, when weights is true, for each of
-// transformer/, text_encoder/ and vae/ the safetensors shards its index
-// lists (or its single weights file), chosen the way weights.Open picks
-// them in a directory. Variants, .bin files and other extras are skipped.
-func Pipeline(weights bool) Selection {
-	sel := Selection{
-		First: func(f string) bool { return pipelineSmallFile(f, weights) },
+// config.json and the tokenizer files, plus the weights of the listed
+// components (any of "transformer", "text_encoder", "vae"; none for a
+// configs-only pull, as single-file users need): the safetensors shards the
+// component's index lists (or its single weights file), chosen the way
+// weights.Open picks them in a directory. Variants, .bin files and other
+// extras are skipped.
+func Pipeline(components ...string) Selection {
+	var bad error
+	for _, c := range components {
+		if !slices.Contains(weightComponents, c) {
+			bad = fmt.Errorf("unknown pipeline component %q", c)
+		}
+	}
+	return Selection{
+		First: func(f string) bool { return pipelineSmallFile(f, components) },
+		Then: func(dir string, files []string) ([]string, error) {
+			if bad != nil {
+				return nil, bad
+			}
+			return pipelineWeights(dir, files, components)
+		},
 		Complete: func(dir string) error {
-			return pipelineComplete(dir, weights)
+			if bad != nil {
+				return bad
+			}
+			return pipelineComplete(dir, components)
 		},
 	}
-	if weights {
-		sel.Then = pipelineWeights
-	}
-	return sel
 }
 
-func pipelineSmallFile(f string, weights bool) bool {
+// PipelineAll is Pipeline with the weights of every component.
+func PipelineAll() Selection { return Pipeline(weightComponents...) }
+
+func pipelineSmallFile(f string, components []string) bool {
 	dir, name := path.Split(f)
 	dir = strings.TrimSuffix(dir, "/")
 	switch {
@@ -44,7 +60,7 @@ func pipelineSmallFile(f string, weights bool) bool {
 		ext := path.Ext(name)
 		return ext == ".json" || ext == ".txt" || ext == ".jinja"
 	case slices.Contains(weightComponents, dir):
-		return name == "config.json" || weights && strings.HasSuffix(name, ".safetensors.index.json")
+		return name == "config.json" || slices.Contains(components, dir) && strings.HasSuffix(name, ".safetensors.index.json")
 	}
 	return false
 }
@@ -139,9 +155,9 @@ func componentWeights(dir, comp string, names []string) ([]string, error) {
 	return out, nil
 }
 
-func pipelineWeights(dir string, files []string) ([]string, error) {
+func pipelineWeights(dir string, files, components []string) ([]string, error) {
 	var out []string
-	for _, comp := range weightComponents {
+	for _, comp := range components {
 		var names []string
 		for _, f := range files {
 			if d, n := path.Split(f); d == comp+"/" {
@@ -159,7 +175,7 @@ func pipelineWeights(dir string, files []string) ([]string, error) {
 
 // pipelineComplete checks a local snapshot: every config, a tokenizer and,
 // with weights, every weight file a component's index (or pick) names.
-func pipelineComplete(dir string, weights bool) error {
+func pipelineComplete(dir string, components []string) error {
 	need := []string{"model_index.json", "scheduler/scheduler_config.json"}
 	for _, c := range weightComponents {
 		need = append(need, c+"/config.json")
@@ -174,10 +190,7 @@ func pipelineComplete(dir string, weights bool) error {
 		!(fileExists(filepath.Join(tok, "vocab.json")) && fileExists(filepath.Join(tok, "merges.txt"))) {
 		return errors.New("tokenizer/tokenizer.json (or vocab.json + merges.txt) is missing")
 	}
-	if !weights {
-		return nil
-	}
-	for _, c := range weightComponents {
+	for _, c := range components {
 		ents, err := os.ReadDir(filepath.Join(dir, c))
 		if err != nil {
 			return fmt.Errorf("%s: %w", c, err)
