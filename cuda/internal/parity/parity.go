@@ -223,3 +223,39 @@ func Run(t *testing.T, b compute.Backend, bf16 bool, cases []Case) {
 func NewInputs(b compute.Backend, seed uint64) *Inputs {
 	return &Inputs{rng: rand.New(rand.NewPCG(seed, 7)), b: b}
 }
+
+// LargeCases use the networks' real widths (GPU check only: the CPU
+// reference takes seconds).
+var LargeCases = []Case{
+	{"MatMulDiT", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return b.MatMul(in.Act(1, 300, 3840), in.Weight(weights.BF16, 0.02, 3840, 3840), in.Weight(weights.BF16, 1, 3840))
+	}},
+	{"MatMulFFN", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return b.MatMul(in.Act(1, 257, 3840), in.Weight(weights.F32, 0.02, 10240, 3840), nil)
+	}},
+	{"RMSNormDiT", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return b.RMSNorm(in.Act(3, 4224, 3840), in.Weight(weights.BF16, 1, 3840), 1e-5)
+	}},
+	{"AttentionDiT", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return b.Attention(in.Act(1, 600, 30*128), in.Act(1, 600, 30*128), in.Act(1, 600, 30*128), 30, 30, 1/float32(math.Sqrt(128)), false)
+	}},
+	{"AttentionQwen3", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return b.Attention(in.Act(1, 100, 32*128), in.Act(1, 100, 8*128), in.Act(1, 100, 8*128), 32, 8, 1/float32(math.Sqrt(128)), true)
+	}},
+	{"AttentionVAE", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return b.Attention(in.Act(1, 1024, 512), in.Act(1, 1024, 512), in.Act(1, 1024, 512), 1, 1, 1/float32(math.Sqrt(512)), false)
+	}},
+	{"GroupNormVAE", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return b.GroupNorm(in.Act(2, 256, 128, 128), in.Weight(weights.BF16, 1, 256), in.Weight(weights.BF16, 1, 256), 32, 1e-6)
+	}},
+	{"Conv3x3VAE", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return b.Conv2D(in.Act(1, 128, 64, 64), in.Weight(weights.BF16, 0.03, 128, 128, 3, 3), in.Weight(weights.BF16, 1, 128), 1)
+	}},
+	{"Conv1x1VAE", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return b.Conv2D(in.Act(1, 256, 96, 80), in.Weight(weights.BF16, 0.06, 128, 256, 1, 1), in.Weight(weights.BF16, 1, 128), 0)
+	}},
+	{"RoPEDiT", func(b compute.Backend, in *Inputs) compute.Tensor {
+		c, s := cosSin(in, 4224, 64)
+		return b.RoPE(in.Act(1, 4224, 30*128), c, s, 30, true)
+	}},
+}

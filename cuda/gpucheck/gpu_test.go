@@ -1,0 +1,254 @@
+//go:build gpu
+
+package gpucheck
+
+// GPU checks, run with `go test -tags gpu ./cuda/gpucheck` on a machine with
+// an NVIDIA GPU (compute capability 8.0+); they skip when cuda.Available
+// fails. scripts/gpu-check.sh runs them step by step with time limits.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/zimage/zimage/cuda"
+	"github.com/zimage/zimage/cuda/driver"
+	"github.com/zimage/zimage/cuda/internal/parity"
+	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/weights"
+	"github.com/zimage/zimage/zimage"
+	"github.com/zimage/zimage/zimage/compute"
+)
+
+func gpuBackend(t testing.TB, o cuda.Options) *cuda.Backend {
+	t.Helper()
+	if err := cuda.Available(); err != nil {
+		t.Skipf("no usable GPU: %v", err)
+	}
+	b, err := cuda.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return b
+}
+
+func TestGPUDevice(t *testing.T) {
+	b := gpuBackend(t, cuda.Options{})
+	p := b.Device().Props()
+	free, total, err := b.MemInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, _ := driver.Probe()
+	var v int32
+	api.DriverGetVersion(&v)
+	t.Logf("%s: sm_%d, %d SMs, %.1f GB (%.1f GB free), driver CUDA %d.%d, smem opt-in %d KiB",
+		p.Name, p.CC(), p.SMs, float64(total)/1e9, float64(free)/1e9, v/1000, v%1000/10, p.MaxSharedOptin>>10)
+}
+
+func TestGPUParity(t *testing.T) {
+	for _, prec := range []cuda.Precision{cuda.F32, cuda.BF16} {
+		t.Run(prec.String(), func(t *testing.T) {
+			b := gpuBackend(t, cuda.Options{Precision: prec})
+			parity.Run(t, b, prec == cuda.BF16, parity.Cases)
+			parity.Run(t, b, prec == cuda.BF16, parity.LargeCases)
+			if err := b.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	t.Run("bf16-gemm-attention", func(t *testing.T) {
+		b := gpuBackend(t, cuda.Options{Precision: cuda.BF16, Attention: "gemm"})
+		var cases []parity.Case
+		for _, c := range parity.LargeCases {
+			if c.Name[:min(9, len(c.Name))] == "Attention" {
+				cases = append(cases, c)
+			}
+		}
+		parity.Run(t, b, true, cases)
+	})
+}
+
+// TestGPUFlashVsGemm compares the fused tensor-core attention with the
+// cuBLASLt path at the DiT's full size (no CPU reference at this size).
+func TestGPUFlashVsGemm(t *testing.T) {
+	flash := gpuBackend(t, cuda.Options{})
+	gemm := gpuBackend(t, cuda.Options{Attention: "gemm"})
+	for _, c := range []struct {
+		name              string
+		lq, lk, heads, kv int
+		causal            bool
+	}{
+		{"dit-1024", 4224, 4224, 30, 30, false},
+		{"dit-512", 1152, 1152, 30, 30, false},
+		{"qwen3", 113, 113, 32, 8, true},
+		{"ragged", 77, 200, 4, 2, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			run := func(b compute.Backend) []float32 {
+				in := parity.NewInputs(b, 3)
+				out := b.Attention(in.Act(1, c.lq, c.heads*128), in.Act(1, c.lk, c.kv*128), in.Act(1, c.lk, c.kv*128),
+					c.heads, c.kv, 1/float32(math.Sqrt(128)), c.causal)
+				return b.ToHost(out)
+			}
+			a, g := run(flash), run(gemm)
+			if err := errors.Join(flash.Err(), gemm.Err()); err != nil {
+				t.Fatal(err)
+			}
+			maxRel, l2 := parity.Compare(a, g)
+			t.Logf("flash vs gemm: max error %.3g, rel L2 %.3g", maxRel, l2)
+			if l2 > 1e-2 || maxRel > 5e-2 {
+				t.Errorf("flash and GEMM attention disagree")
+			}
+		})
+	}
+}
+
+// TestGPUMemoryErrors: an over-budget request and a request larger than the
+// device both fail with ErrOutOfMemory and leave the backend usable.
+func TestGPUMemoryErrors(t *testing.T) {
+	b := gpuBackend(t, cuda.Options{MemoryBudget: 1 << 30, SyntheticWeights: true})
+	b.Weight(&weights.Tensor{Name: "big.weight", DType: weights.BF16, Shape: []int{1 << 20, 1024}}) // 2 GiB
+	var be *cuda.BudgetError
+	if err := b.Err(); !errors.As(err, &be) || !errors.Is(err, cuda.ErrOutOfMemory) {
+		t.Fatalf("over budget: %v", err)
+	}
+	b.ResetErr()
+	huge := gpuBackend(t, cuda.Options{SyntheticWeights: true})
+	_, total, _ := huge.MemInfo()
+	rows := int(total/2/4096) + 1<<20 // more than the whole device
+	huge.Weight(&weights.Tensor{Name: "huge.weight", DType: weights.BF16, Shape: []int{rows, 4096}})
+	if err := huge.Err(); !errors.Is(err, cuda.ErrOutOfMemory) {
+		t.Fatalf("larger than the device: %v", err)
+	}
+	huge.ResetErr()
+	for _, bb := range []*cuda.Backend{b, huge} {
+		if got := bb.ToHost(bb.FromHost([]float32{1, 2, 3}, 3)); bb.Err() != nil || got[2] != 3 {
+			t.Fatalf("backend unusable after an allocation failure: %v", bb.Err())
+		}
+	}
+}
+
+type e2eCase struct {
+	Name   string `json:"name"`
+	Prompt string `json:"prompt"`
+	Height int    `json:"height"`
+	Width  int    `json:"width"`
+	Seed   int64  `json:"seed"`
+	Steps  int    `json:"num_inference_steps"`
+}
+
+// TestGPUPipeline generates every Turbo fixture image on the GPU with the
+// tiny model: in f32 within the CPU backend's criterion (≤ 0.1% of values
+// more than one level off the reference PNG), in bf16 a mean difference
+// below 3 levels.
+func TestGPUPipeline(t *testing.T) {
+	raw, err := os.ReadFile(testdata.Path(t, "fixtures/e2e/e2e.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Cases []struct {
+			e2eCase
+			Guidance float32 `json:"guidance_scale"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	dir := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	for _, prec := range []cuda.Precision{cuda.F32, cuda.BF16} {
+		t.Run(prec.String(), func(t *testing.T) {
+			b := gpuBackend(t, cuda.Options{Precision: prec})
+			p, err := zimage.Load(context.Background(), dir, zimage.WithBackend(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			for _, c := range doc.Cases {
+				if c.Guidance != 0 {
+					continue
+				}
+				res, err := p.Run(context.Background(), zimage.Request{Prompt: c.Prompt, Width: c.Width, Height: c.Height, Seed: c.Seed, Steps: c.Steps})
+				if err != nil {
+					t.Fatalf("%s: %v", c.Name, err)
+				}
+				want := pngRGB(t, filepath.Join("fixtures/e2e", c.Name+".png"))
+				img := res.Image
+				var off1, maxd int
+				var sum float64
+				i := 0
+				for y := 0; y < img.Rect.Dy(); y++ {
+					for x := 0; x < img.Rect.Dx(); x++ {
+						o := img.PixOffset(x, y)
+						for ch := 0; ch < 3; ch++ {
+							d := int(img.Pix[o+ch]) - int(want[i])
+							i++
+							d = max(d, -d)
+							if d > 1 {
+								off1++
+							}
+							maxd = max(maxd, d)
+							sum += float64(d)
+						}
+					}
+				}
+				frac, avg := float64(off1)/float64(len(want)), sum/float64(len(want))
+				t.Logf("%s %s: %.3f%% >1 level off, max %d, mean %.3f (%v total)", prec, c.Name, 100*frac, maxd, avg, res.Timings.Total)
+				if prec == cuda.F32 && (frac > 0.001 || maxd > 4) || avg > 3 {
+					t.Errorf("%s: image differs from the reference", c.Name)
+				}
+			}
+		})
+	}
+}
+
+func pngRGB(t *testing.T, rel string) []byte {
+	t.Helper()
+	f, err := os.Open(testdata.Path(t, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bd := img.Bounds()
+	var out []byte
+	for y := bd.Min.Y; y < bd.Max.Y; y++ {
+		for x := bd.Min.X; x < bd.Max.X; x++ {
+			r, g, bb, _ := img.At(x, y).RGBA()
+			out = append(out, uint8(r>>8), uint8(g>>8), uint8(bb>>8))
+		}
+	}
+	return out
+}
+
+// TestGPUBenchmark runs the full-size synthetic benchmark (Turbo config,
+// bf16, 1024² and 512², 8 steps) and writes the table to
+// $GPU_CHECK_OUT/gpu-check-bench.txt when set.
+func TestGPUBenchmark(t *testing.T) {
+	b := gpuBackend(t, cuda.Options{SyntheticWeights: true})
+	r, err := Run(context.Background(), b, DefaultConfig(), func(s string) { t.Log(s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := r.Table()
+	t.Log("\n" + tab)
+	if dir := os.Getenv("GPU_CHECK_OUT"); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, "gpu-check-bench.txt"), []byte(tab), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
