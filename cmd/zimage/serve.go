@@ -35,10 +35,10 @@ func (g pipelineGenerator) Generate(ctx context.Context, job server.Job) (image.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	data := fs.String("data", "", "data directory: embedded database and images (required)")
+	data := fs.String("data", "", "data directory: embedded database and images (required without --database)")
 	model := fs.String("model", os.Getenv("ZIMAGE_MODEL"), "model directory (diffusers layout); default $ZIMAGE_MODEL; not needed with --role api")
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address HOST:PORT")
-	database := fs.String("database", "", "postgres://… to share the queue and store between processes (default: SQLite in --data)")
+	database := fs.String("database", "", "postgres://… to share the queue and store, images included, between processes on any machines (default: SQLite in --data)")
 	role := fs.String("role", "all", "what this process does: all, api (HTTP only) or worker (runs tasks; needs --database)")
 	resolution := fs.Int("resolution", 1024, "base image size: 1:1 is N×N, other aspect ratios scale the 1024 table")
 	price := fs.Int64("price", 15, "credits per image (at least 1)")
@@ -48,6 +48,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	taskTimeout := fs.Duration("task-timeout", 10*time.Minute, "time limit of one task")
 	rescueAfter := fs.Duration("rescue-after", 0, "with --database: rerun a task whose worker vanished after this long (default task-timeout+1m)")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "at SIGTERM, time running tasks get before being handed back")
+	keepImages := fs.Duration("keep-images", 0, "delete images this long after their task finished, e.g. 720h (default 0: keep forever)")
 	publicURL := fs.String("public-url", "", "external base URL for image links (default: from the request's Host)")
 	device := fs.String("device", "auto", "compute device: cpu, cuda or auto")
 	threads := fs.Int("threads", 0, "CPU threads (0 = all cores)")
@@ -55,6 +56,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zimage serve --data DIR --model PATH [--addr HOST:PORT] [--resolution N] [--price CREDITS] [flags]")
+		fmt.Fprintln(stderr, "       zimage serve --database postgres://… [--role api|worker|all] [--model PATH] [flags]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -71,12 +73,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	switch {
 	case fs.NArg() > 0:
 		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
-	case *data == "":
-		return usageErr("--data is required")
+	case *data == "" && !strings.HasPrefix(*database, "postgres://") && !strings.HasPrefix(*database, "postgresql://"):
+		return usageErr("--data is required (or --database postgres://…)")
 	case *model == "" && server.Role(*role) != server.RoleAPI:
 		return usageErr("--model is required (or $ZIMAGE_MODEL)")
 	case *price < 1:
 		return usageErr(fmt.Sprintf("--price %d: must be at least 1", *price))
+	case *keepImages < 0:
+		return usageErr(fmt.Sprintf("--keep-images %s: must not be negative (0 keeps images forever)", *keepImages))
 	}
 
 	var level slog.Level
@@ -109,7 +113,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		DataDir: *data, DatabaseURL: *database, Role: server.Role(*role), Generator: gen,
 		Resolution: *resolution, Price: *price, MaxQueue: *maxQueue, MaxN: *maxN, Workers: *workers,
 		TaskTimeout: *taskTimeout, RescueAfter: *rescueAfter, ShutdownTimeout: *shutdownTimeout,
-		PublicURL: *publicURL, Logger: log,
+		KeepImages: *keepImages, PublicURL: *publicURL, Logger: log,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "zimage serve: %v\n", err)

@@ -185,7 +185,8 @@ var appSchema = []string{
 		job_id        BIGINT NOT NULL DEFAULT 0,
 		created_at    BIGINT NOT NULL,
 		started_at    BIGINT NOT NULL DEFAULT 0,
-		finished_at   BIGINT NOT NULL DEFAULT 0
+		finished_at   BIGINT NOT NULL DEFAULT 0,
+		` + imagesDeletedColumn + `
 	)`,
 	`CREATE INDEX IF NOT EXISTS zimage_tasks_key_created ON zimage_tasks (key_id, created_at)`,
 	`CREATE INDEX IF NOT EXISTS zimage_tasks_state ON zimage_tasks (state)`,
@@ -199,6 +200,29 @@ var appSchema = []string{
 	)`,
 }
 
+// imagesDeletedColumn records when retention deleted a task's images (Unix
+// ms; 0 = still there). Added to databases made before image retention.
+const imagesDeletedColumn = `images_deleted_at BIGINT NOT NULL DEFAULT 0`
+
+// laterSchema runs after the columns of older databases are added.
+var laterSchema = []string{
+	// The retention sweep's lookup: succeeded tasks whose images remain,
+	// oldest first, without reading the ones already swept.
+	`CREATE INDEX IF NOT EXISTS zimage_tasks_images ON zimage_tasks (state, images_deleted_at, finished_at)`,
+}
+
+// pgSchema is PostgreSQL's alone: the images, shared by every process. The
+// row of a task's images is written in the transaction that marks it SUCCESS.
+var pgSchema = []string{
+	`CREATE TABLE IF NOT EXISTS zimage_task_images (
+		task_id    TEXT NOT NULL,
+		idx        BIGINT NOT NULL,
+		png        BYTEA NOT NULL,
+		created_at BIGINT NOT NULL,
+		PRIMARY KEY (task_id, idx)
+	)`,
+}
+
 func migrateApp(ctx context.Context, d *database) error {
 	return d.inTx(ctx, func(q dbtx) error {
 		for _, stmt := range appSchema {
@@ -206,6 +230,40 @@ func migrateApp(ctx context.Context, d *database) error {
 				return fmt.Errorf("server: create schema: %w", err)
 			}
 		}
+		if err := addColumn(ctx, q, d.engine, "zimage_tasks", "images_deleted_at", imagesDeletedColumn); err != nil {
+			return err
+		}
+		later := laterSchema
+		if d.engine == enginePostgres {
+			later = append(later[:len(later):len(later)], pgSchema...)
+		}
+		for _, stmt := range later {
+			if _, err := q.exec(ctx, stmt); err != nil {
+				return fmt.Errorf("server: create schema: %w", err)
+			}
+		}
 		return nil
 	})
+}
+
+// addColumn adds a column to a table of an older database unless it is
+// there already. SQLite has no ADD COLUMN IF NOT EXISTS, so it is asked.
+func addColumn(ctx context.Context, q dbtx, engine, table, column, def string) error {
+	if engine == enginePostgres {
+		if _, err := q.exec(ctx, `ALTER TABLE `+table+` ADD COLUMN IF NOT EXISTS `+def); err != nil {
+			return fmt.Errorf("server: upgrade schema: add %s.%s: %w", table, column, err)
+		}
+		return nil
+	}
+	var n int64
+	if err := q.queryRow(ctx, `SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?`, table, column).Scan(&n); err != nil {
+		return fmt.Errorf("server: upgrade schema: inspect %s: %w", table, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := q.exec(ctx, `ALTER TABLE `+table+` ADD COLUMN `+def); err != nil {
+		return fmt.Errorf("server: upgrade schema: add %s.%s: %w", table, column, err)
+	}
+	return nil
 }

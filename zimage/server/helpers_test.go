@@ -225,6 +225,8 @@ type statusResp struct {
 	ConsumedCredits int64    `json:"consumed_credits"`
 	CreatedAt       string   `json:"created_at"`
 	ErrorMessage    string   `json:"error_message"`
+	ImagesExpireAt  string   `json:"images_expire_at"`
+	ImagesDeletedAt string   `json:"images_deleted_at"`
 }
 
 func (e *testEnv) status(key, id string) (*response, statusResp) {

@@ -267,6 +267,12 @@ type statusData struct {
 	ConsumedCredits int64         `json:"consumed_credits"`
 	CreatedAt       string        `json:"created_at"`
 	ErrorMessage    string        `json:"error_message"`
+
+	// Extensions, present only with image retention (Config.KeepImages):
+	// when the images will be deleted, or when they were (the task stays
+	// SUCCESS, "response" is empty and error_message says so).
+	ImagesExpireAt  string `json:"images_expire_at,omitempty"`
+	ImagesDeletedAt string `json:"images_deleted_at,omitempty"`
 }
 
 type statusRequest struct {
@@ -306,15 +312,29 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) statusOf(r *http.Request, t *task) statusData {
-	return statusData{
+	d := statusData{
 		Status:          t.apiStatus(),
 		TaskID:          t.ID,
 		Request:         statusRequest{Prompt: t.Prompt, Size: sizeText(t.Width, t.Height), Seed: t.Seed},
 		Response:        s.imageURLs(r, t),
 		ConsumedCredits: t.Consumed,
-		CreatedAt:       time.UnixMilli(t.CreatedAt).UTC().Format(time.DateTime),
+		CreatedAt:       apiTime(t.CreatedAt),
 		ErrorMessage:    t.Error,
 	}
+	switch {
+	case t.State != stateSucceeded:
+	case t.ImagesDeletedAt != 0:
+		d.ImagesDeletedAt = apiTime(t.ImagesDeletedAt)
+		d.ErrorMessage = fmt.Sprintf("the images were deleted at %s (UTC): the server keeps images for a limited time", d.ImagesDeletedAt)
+	case s.cfg.KeepImages > 0:
+		d.ImagesExpireAt = apiTime(t.FinishedAt + s.cfg.KeepImages.Milliseconds())
+	}
+	return d
+}
+
+// apiTime formats Unix milliseconds as the API's "YYYY-MM-DD HH:MM:SS" (UTC).
+func apiTime(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format(time.DateTime)
 }
 
 // baseURL is where this server is reached from outside.
@@ -329,11 +349,12 @@ func (s *Server) baseURL(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
-// imageURLs are a finished task's image links. Each carries the task's
-// unguessable token, so it works in a browser without the API key.
+// imageURLs are a finished task's image links (none once retention deleted
+// them). Each carries the task's unguessable token, so it works in a
+// browser without the API key.
 func (s *Server) imageURLs(r *http.Request, t *task) []string {
 	urls := []string{}
-	if t.State != stateSucceeded {
+	if t.State != stateSucceeded || t.ImagesDeletedAt != 0 {
 		return urls
 	}
 	base := s.baseURL(r)
@@ -387,10 +408,21 @@ func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound)
 		return
 	}
-	data, err := s.files.read(t.ID, idx)
-	if err != nil {
-		s.log.Error("image file missing", "task", t.ID, "index", idx, "err", err)
+	if t.ImagesDeletedAt != 0 {
+		writeError(w, errorf(http.StatusNotFound, "the image was deleted at %s (UTC): the server keeps images for a limited time",
+			apiTime(t.ImagesDeletedAt)))
+		return
+	}
+	data, err := s.images.load(r.Context(), t.ID, idx)
+	if errors.Is(err, errImageMissing) {
+		// Retention may be deleting it right now; otherwise it is a fault.
+		s.log.Warn("image missing", "task", t.ID, "index", idx, "err", err)
 		writeError(w, notFound)
+		return
+	}
+	if err != nil {
+		s.logInternal(r, err)
+		writeError(w, asAPIError(err))
 		return
 	}
 	w.Header().Set("Content-Type", "image/png")
@@ -447,7 +479,7 @@ func (s *Server) handleOpenAI(w http.ResponseWriter, r *http.Request) {
 			data = append(data, map[string]string{"url": u})
 			continue
 		}
-		png, err := s.files.read(t.ID, i)
+		png, err := s.images.load(r.Context(), t.ID, i)
 		if err != nil {
 			s.logInternal(r, err)
 			writeOpenAIError(w, errorf(http.StatusInternalServerError, "internal error"))

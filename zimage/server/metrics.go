@@ -18,6 +18,8 @@ type metrics struct {
 	failed    atomic.Int64
 	running   atomic.Int64
 
+	imagesDeleted atomic.Int64 // tasks whose images retention deleted
+
 	queueWait *histogram // seconds from submission to start of the attempt
 	runTime   *histogram // seconds a task ran (to success or failure)
 
@@ -66,6 +68,7 @@ func (m *metrics) write(w io.Writer, queued, running int64) {
 	counter("zimage_tasks_submitted_total", "Tasks accepted by this process.", m.submitted.Load())
 	counter("zimage_tasks_succeeded_total", "Tasks completed by this process.", m.succeeded.Load())
 	counter("zimage_tasks_failed_total", "Tasks that failed in this process.", m.failed.Load())
+	counter("zimage_task_images_deleted_total", "Tasks whose images this process deleted for retention.", m.imagesDeleted.Load())
 	m.queueWait.write(w, "zimage_task_queue_seconds", "Time from submission to the start of a task attempt.")
 	m.runTime.write(w, "zimage_task_run_seconds", "Time a task attempt ran, to success or failure.")
 

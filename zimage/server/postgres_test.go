@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image"
+	"image/png"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -73,15 +76,17 @@ func TestPostgresAPI(t *testing.T) {
 }
 
 // TestPostgresTwoWorkers runs an API process (in the test) and two worker
-// processes on one PostgreSQL queue, and checks that every task runs
-// exactly once, on one of the workers, and is charged once.
+// processes on one PostgreSQL queue, each with its own data directory as on
+// separate machines, and checks that every task runs exactly once, on one
+// of the workers, is charged once, and that the API process serves the
+// image the worker made (from the database: no process shares files).
 func TestPostgresTwoWorkers(t *testing.T) {
 	dbURL := postgresURL(t)
 	if testing.Short() {
 		t.Skip("runs subprocesses")
 	}
-	shared := t.TempDir() // images: the API serves what the workers write
-	e := startServer(t, shared, nil, func(c *Config) {
+	apiDir := t.TempDir()
+	e := startServer(t, apiDir, nil, func(c *Config) {
 		c.DatabaseURL = dbURL
 		c.Role = RoleAPI
 		c.Price = 10
@@ -90,9 +95,10 @@ func TestPostgresTwoWorkers(t *testing.T) {
 	key, info := e.addKey(10_000, 0)
 
 	logPath := filepath.Join(t.TempDir(), "exec.log")
-	args := []string{"--role", "worker", "--database", dbURL, "--data", shared, "--delay", "20ms", "--log", logPath}
-	w1 := startProc(t, args...)
-	w2 := startProc(t, args...)
+	args := []string{"--role", "worker", "--database", dbURL, "--delay", "20ms", "--log", logPath}
+	w1Dir, w2Dir := t.TempDir(), t.TempDir()
+	w1 := startProc(t, append(args, "--data", w1Dir)...)
+	w2 := startProc(t, append(args, "--data", w2Dir)...)
 
 	const n = 60
 	ids := make([]string, n)
@@ -110,10 +116,18 @@ func TestPostgresTwoWorkers(t *testing.T) {
 	for _, id := range ids {
 		s := e.waitDone(key, id)
 		require.Equal(t, "SUCCESS", s.Status, s.ErrorMessage)
-		require.Equal(t, 200, do(t, "GET", s.Response[0], "", nil).Status)
+		checkFakeImage(t, s)
 	}
 	w1.stop(t)
 	w2.stop(t)
+	// The images went to the database, not to any data directory.
+	for _, dir := range []string{apiDir, w1Dir, w2Dir} {
+		_, err := os.Stat(filepath.Join(dir, "images"))
+		assert.True(t, os.IsNotExist(err), "%s/images exists: %v", dir, err)
+	}
+	var stored int64
+	require.NoError(t, e.srv.db.q.queryRow(context.Background(), `SELECT COUNT(*) FROM zimage_task_images`).Scan(&stored))
+	assert.Equal(t, int64(n), stored)
 
 	perTask, perPID := execLog(t, logPath)
 	for _, id := range ids {
@@ -139,16 +153,15 @@ func TestPostgresWorkerDies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs subprocesses")
 	}
-	shared := t.TempDir()
-	e := startServer(t, shared, nil, func(c *Config) {
+	e := startServer(t, t.TempDir(), nil, func(c *Config) {
 		c.DatabaseURL = dbURL
 		c.Role = RoleAPI
 		c.Price = 10
 	})
 	key, info := e.addKey(1000, 0)
 	logPath := filepath.Join(t.TempDir(), "exec.log")
-	args := []string{"--role", "worker", "--database", dbURL, "--data", shared, "--log", logPath, "--rescue-after", "5s", "--task-timeout", "5s"}
-	w1 := startProc(t, append(args, "--delay", "30s")...)
+	args := []string{"--role", "worker", "--database", dbURL, "--log", logPath, "--rescue-after", "5s", "--task-timeout", "5s"}
+	w1 := startProc(t, append(args, "--delay", "30s", "--data", t.TempDir())...)
 	id := e.submitOK(key, "long")
 	require.Eventually(t, func() bool {
 		tk, err := getTask(context.Background(), e.srv.db.q, id)
@@ -156,7 +169,7 @@ func TestPostgresWorkerDies(t *testing.T) {
 	}, 20*time.Second, 20*time.Millisecond)
 	w1.kill(t)
 
-	w2 := startProc(t, append(args, "--delay", "10ms")...)
+	w2 := startProc(t, append(args, "--delay", "10ms", "--data", t.TempDir())...)
 	deadline := time.Now().Add(60 * time.Second)
 	var s statusResp
 	for time.Now().Before(deadline) {
@@ -167,9 +180,57 @@ func TestPostgresWorkerDies(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	require.Equal(t, "SUCCESS", s.Status, s.ErrorMessage)
+	checkFakeImage(t, s)
 	w2.stop(t)
 	perTask, _ := execLog(t, logPath)
 	assert.Equal(t, 1, perTask[id])
 	assert.Equal(t, int64(990), e.key(info.ID).Credits)
 	assert.Equal(t, int64(1), charges(t, e.srv.db.q, id))
+}
+
+// checkFakeImage fetches a task's image through its URL and checks that it
+// is the one testserve's generator draws for the task's seed.
+func checkFakeImage(t *testing.T, s statusResp) {
+	t.Helper()
+	require.Len(t, s.Response, 1)
+	r := do(t, "GET", s.Response[0], "", nil)
+	require.Equal(t, 200, r.Status, "%s", r.Body)
+	img, err := png.Decode(bytes.NewReader(r.Body))
+	require.NoError(t, err)
+	require.Equal(t, image.Rect(0, 0, 64, 64), img.Bounds())
+	cr, cg, cb, _ := img.At(31, 17).RGBA()
+	want := [3]uint8{uint8(s.Request.Seed), uint8(s.Request.Seed >> 8), 0}
+	require.Equal(t, want, [3]uint8{uint8(cr >> 8), uint8(cg >> 8), uint8(cb >> 8)}, "image of task %s", s.TaskID)
+}
+
+// TestPostgresImageRetention is the retention protocol on the database
+// store, in a process without a data directory.
+func TestPostgresImageRetention(t *testing.T) {
+	dbURL := postgresURL(t)
+	e := startServer(t, "", newTestGen(), func(c *Config) {
+		c.DatabaseURL = dbURL
+		c.KeepImages = time.Hour
+	})
+	checkRetention(t, e, func(id string) bool {
+		_, err := e.srv.images.load(context.Background(), id, 0)
+		if err != nil {
+			require.ErrorIs(t, err, errImageMissing)
+		}
+		return err == nil
+	})
+}
+
+// TestPostgresUpgradeOldSchema opens a database made before image
+// retention (and before images were kept in it).
+func TestPostgresUpgradeOldSchema(t *testing.T) {
+	dbURL := postgresURL(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, oldTasksTable)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, oldTaskRow)
+	require.NoError(t, err)
+	require.NoError(t, conn.Close(ctx))
+	checkUpgrade(t, "", dbURL)
 }

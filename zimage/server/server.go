@@ -16,14 +16,19 @@
 // /v1 errors use OpenAI's {"error": {...}} shape with the same statuses.
 //
 // Tasks, keys and balances live in an embedded SQLite database in the data
-// directory (one process), or in PostgreSQL where API and worker processes
-// share one queue. The queue is River (github.com/riverqueue/river) on
+// directory (one process), or in PostgreSQL where API and worker processes,
+// on any number of machines, share one queue and one store. The images are
+// files in the data directory with SQLite, and rows of the database with
+// PostgreSQL, so any API process serves the images of any worker. With
+// Config.KeepImages, images older than that are deleted: their URLs answer
+// 404 and the status (still SUCCESS) says when they went. The queue is River (github.com/riverqueue/river) on
 // either. Submitting reserves the price (402 when the balance cannot cover
 // it) in the same transaction that stores and enqueues the task. A task's
 // outcome, its charge and the completion of its job commit in one
 // transaction, so a task is charged at most once and only on success; a
 // task whose process died is run again (up to Config.MaxAttempts) or marked
-// FAILED unbilled, never lost.
+// FAILED unbilled, never lost. With PostgreSQL, a task's images commit in
+// that same transaction: a task is never SUCCESS without them.
 package server
 
 import (
@@ -68,8 +73,8 @@ const (
 
 // Config configures a Server. Zero fields take the defaults noted.
 type Config struct {
-	DataDir     string // required: the embedded database and the images
-	DatabaseURL string // "" = SQLite in DataDir; "postgres://…" = shared PostgreSQL
+	DataDir     string // the embedded database and the images; required unless DatabaseURL is PostgreSQL
+	DatabaseURL string // "" = SQLite in DataDir; "postgres://…" = shared PostgreSQL, images included
 	Role        Role   // default RoleAll
 	Generator   Generator
 
@@ -87,6 +92,12 @@ type Config struct {
 	PollInterval    time.Duration // queue poll interval; default 200ms
 	MaxBodyBytes    int64         // request body limit; default 64 KiB
 
+	// KeepImages is how long images are kept after their task finished;
+	// older ones are deleted (checked every KeepImages/20, between 1 s and
+	// 10 min). 0 keeps them forever. With PostgreSQL, any process with it
+	// set deletes the old images of all.
+	KeepImages time.Duration
+
 	// PublicURL is the server's external base URL for image links, e.g.
 	// "https://img.example.com". Default: from the request's Host header.
 	PublicURL string
@@ -100,8 +111,11 @@ func (c *Config) setDefaults() error {
 	if c.Role != RoleAll && c.Role != RoleAPI && c.Role != RoleWorker {
 		return fmt.Errorf("server: role %q: want all, api or worker", c.Role)
 	}
-	if c.DataDir == "" {
-		return errors.New("server: a data directory is required")
+	if c.DataDir == "" && !isPostgresURL(c.DatabaseURL) {
+		return errors.New("server: a data directory is required for the embedded database")
+	}
+	if c.KeepImages < 0 {
+		return fmt.Errorf("server: keep-images %s: must not be negative (0 keeps images forever)", c.KeepImages)
 	}
 	if c.Role != RoleAll && !isPostgresURL(c.DatabaseURL) {
 		return fmt.Errorf("server: role %q needs a shared PostgreSQL database (--database postgres://…); the embedded database serves one process", c.Role)
@@ -157,7 +171,7 @@ type Server struct {
 	log     *slog.Logger
 	db      *database
 	eng     engine
-	files   *fileStore
+	images  imageStore
 	metrics *metrics
 	unlock  func() // releases the data directory lock (SQLite)
 
@@ -173,6 +187,9 @@ type Server struct {
 	drained chan struct{}
 	waiters sync.WaitGroup
 
+	sweepStop context.CancelFunc // ends the retention sweep at shutdown
+	sweepDone chan struct{}
+
 	started  bool
 	stopOnce sync.Once
 	stopErr  error
@@ -185,13 +202,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("server: data directory: %w", err)
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("server: data directory: %w", err)
+		}
 	}
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		files:   &fileStore{dir: filepath.Join(cfg.DataDir, "images")},
 		metrics: newMetrics(),
 		changed: make(chan struct{}),
 		drained: make(chan struct{}),
@@ -212,6 +230,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.db = db
+	if db.pgPool != nil {
+		s.images = &dbImageStore{db: db}
+	} else {
+		s.images = &fileStore{dir: filepath.Join(cfg.DataDir, "images")}
+	}
 	eng, err := newEngine(ctx, db, engineConfig{
 		work:            cfg.Role != RoleAPI,
 		workers:         cfg.Workers,
@@ -265,8 +288,17 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("server: start queue: %w", err)
 	}
 	s.started = true
+	if s.cfg.KeepImages > 0 {
+		sweepCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		s.sweepStop, s.sweepDone = cancel, make(chan struct{})
+		go func() {
+			defer close(s.sweepDone)
+			s.sweepLoop(sweepCtx, sweepInterval(s.cfg.KeepImages))
+		}()
+	}
 	s.log.Info("server started", "role", s.cfg.Role, "database", s.db.engine,
-		"resolution", s.cfg.Resolution, "price", s.cfg.Price, "max_queue", s.cfg.MaxQueue)
+		"resolution", s.cfg.Resolution, "price", s.cfg.Price, "max_queue", s.cfg.MaxQueue,
+		"keep_images", keepText(s.cfg.KeepImages))
 	return nil
 }
 
@@ -282,6 +314,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				s.stopErr = fmt.Errorf("server: stop queue: %w", err)
 			}
 			cancel()
+		}
+		if s.sweepStop != nil {
+			s.sweepStop()
+			<-s.sweepDone
 		}
 		s.mu.Lock()
 		s.closing = true
@@ -340,6 +376,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return serveErr
 	}
 	return err
+}
+
+func keepText(d time.Duration) string {
+	if d <= 0 {
+		return "forever"
+	}
+	return d.String()
 }
 
 // notifyChanged wakes the waiters of synchronous requests.

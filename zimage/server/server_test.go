@@ -454,6 +454,7 @@ func TestHealthAndMetrics(t *testing.T) {
 		`zimage_task_queue_seconds_bucket{le="+Inf"} 2`,
 		"zimage_task_run_seconds_count 2",
 		`zimage_http_requests_total{route="/api/generate",code="200"} 2`,
+		"zimage_task_images_deleted_total 0",
 	} {
 		assert.Contains(t, body, want)
 	}

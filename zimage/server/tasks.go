@@ -42,6 +42,8 @@ type task struct {
 	CreatedAt   int64 // Unix ms
 	StartedAt   int64
 	FinishedAt  int64
+	// ImagesDeletedAt is when retention deleted the images (0 = kept).
+	ImagesDeletedAt int64
 }
 
 func (t *task) done() bool { return t.State == stateSucceeded || t.State == stateFailed }
@@ -58,13 +60,13 @@ func (t *task) apiStatus() string {
 }
 
 const taskColumns = `id, key_id, source, prompt, aspect_ratio, width, height, seed, n, price, state, images, token,
-	error_message, consumed, attempts, job_id, created_at, started_at, finished_at`
+	error_message, consumed, attempts, job_id, created_at, started_at, finished_at, images_deleted_at`
 
 func scanTask(r scanner) (*task, error) {
 	var t task
 	var w, h, n, images, attempts int64
 	err := r.Scan(&t.ID, &t.KeyID, &t.Source, &t.Prompt, &t.AspectRatio, &w, &h, &t.Seed, &n, &t.Price, &t.State,
-		&images, &t.Token, &t.Error, &t.Consumed, &attempts, &t.JobID, &t.CreatedAt, &t.StartedAt, &t.FinishedAt)
+		&images, &t.Token, &t.Error, &t.Consumed, &attempts, &t.JobID, &t.CreatedAt, &t.StartedAt, &t.FinishedAt, &t.ImagesDeletedAt)
 	if err != nil {
 		return nil, err
 	}
@@ -179,13 +181,16 @@ func (s *Server) runTask(ctx context.Context, taskID string, attempt int, finish
 	defer s.metrics.running.Add(-1)
 	log.Info("task started", "size", sizeText(t.Width, t.Height), "n", t.N)
 
+	pngs := make([][]byte, 0, t.N)
 	for i := range t.N {
 		job := Job{TaskID: t.ID, Index: i, Prompt: t.Prompt, Width: t.Width, Height: t.Height, Seed: t.Seed + int64(i)}
 		img, _, err := s.generate(ctx, job)
+		var data []byte
 		if err == nil {
-			err = s.files.save(t.ID, i, img)
+			data, err = encodePNG(t.ID, i, img)
 		}
 		if err == nil {
+			pngs = append(pngs, data)
 			continue
 		}
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -205,13 +210,17 @@ func (s *Server) runTask(ctx context.Context, taskID string, attempt int, finish
 		return s.finishFailed(ctx, t, msg, finish)
 	}
 
-	// Success: record it and take the credits, at most once (the state
-	// guard and the charges table's key make a second settlement a no-op).
+	// Success: record it, store the images and take the credits in one
+	// transaction, at most once (the state guard and the charges table's key
+	// make a second settlement a no-op).
 	finished := time.Now().UnixMilli()
 	err = finish(ctx, func(ctx context.Context, q dbtx) error {
 		n, err := q.exec(ctx, `UPDATE zimage_tasks SET state = ?, images = ?, consumed = price, finished_at = ?, error_message = ''
 			WHERE id = ? AND state IN (?, ?)`, stateSucceeded, int64(t.N), finished, t.ID, stateQueued, stateRunning)
 		if err != nil || n == 0 {
+			return err
+		}
+		if err := s.images.save(ctx, q, t.ID, pngs); err != nil {
 			return err
 		}
 		if _, err := q.exec(ctx, `INSERT INTO zimage_charges (task_id, key_id, amount, created_at) VALUES (?, ?, ?, ?)`,
