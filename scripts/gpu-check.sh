@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# GPU check for the CUDA backend, meant for ONE call on a lent H100/H200
+# (no network there, ~8 minutes). Every step is time-boxed; a failing step
+# does not stop the others; a summary table comes last and is also written to
+# $OUT/gpu-check.txt (full log: $OUT/gpu-check.log) when $OUT is set.
+#
+#   scripts/gpu-check.sh --build   # here, with Go and the module cache: builds
+#                                  # .gpucheck/gpucheck.test (go test -c -tags gpu)
+#   scripts/gpu-check.sh           # there: runs the steps with that binary
+#                                  # (carry .gpucheck); builds it first if Go and
+#                                  # the module cache are available
+#
+# Steps: device info; op-by-op parity against the CPU backend (f32 tight,
+# bf16 ≤ 1e-2 relative L2; small cases and real widths); fused attention vs
+# the cuBLASLt path at full DiT size; allocation failures; the whole pipeline
+# on the fixture model (every Turbo case, f32 and bf16); the full-size
+# synthetic benchmark (Turbo config, bf16, 1024² and 512², 8 steps).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$root/.gpucheck
+test=$bin/gpucheck.test
+budget=${GPU_CHECK_BUDGET:-450} # seconds for all steps together
+out=${OUT:-}
+
+if [ "${1:-}" = "--build" ]; then
+	mkdir -p "$bin"
+	(cd "$root" && CGO_ENABLED=0 go test -c -tags gpu -o "$test" ./cuda/gpucheck) || exit 1
+	ls -l "$test"
+	grep -qx '/.gpucheck/' "$root/.git/info/exclude" 2>/dev/null || echo '/.gpucheck/' >>"$root/.git/info/exclude"
+	echo "built $test; carry .gpucheck to the GPU machine"
+	exit 0
+fi
+
+log=${out:+$out/gpu-check.log}
+log=${log:-$(mktemp)}
+start=$(date +%s)
+results=()
+say() { echo "$@" | tee -a "$log"; }
+
+step() { # name timeout command...
+	local name=$1 limit=$2
+	shift 2
+	local now left t0 rc status
+	now=$(date +%s)
+	left=$((budget - (now - start)))
+	if [ "$left" -le 5 ]; then
+		results+=("$(printf '%-10s %-8s %6s' "$name" SKIPPED "-")")
+		say "== $name: skipped (time budget spent)"
+		return
+	fi
+	[ "$limit" -gt "$left" ] && limit=$left
+	say "== $name (limit ${limit}s): $*"
+	t0=$(date +%s)
+	local so
+	so=$(mktemp)
+	timeout -k 10 "$limit" "$@" 2>&1 | tee -a "$log" "$so"
+	rc=${PIPESTATUS[0]}
+	case $rc in
+	0) status=PASS ;;
+	124 | 137) status=TIMEOUT ;;
+	*) status="FAIL($rc)" ;;
+	esac
+	# A top-level test that skipped (no GPU) is not a pass.
+	if [ "$status" = PASS ] && grep -q '^--- SKIP: TestGPU' "$so"; then status=SKIP; fi
+	if [ "$status" = PASS ] && grep -q '^    --- SKIP: TestGPU' "$so" && ! grep -q '^    --- PASS: TestGPU' "$so"; then status=SKIP; fi
+	rm -f "$so"
+	results+=("$(printf '%-10s %-8s %5ss' "$name" "$status" $(($(date +%s) - t0)))")
+}
+
+# Libraries: the driver is on the loader path on GPU machines; cuBLASLt may
+# live in the toolkit or a pip wheel.
+if [ -z "${ZIMAGE_LIBCUBLASLT:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libcublasLt\.so\.1[123]'; then
+	lt=$(find /usr/local /opt /usr/lib /usr/lib64 -name 'libcublasLt.so.1[321]*' 2>/dev/null | sort -r | head -1)
+	[ -n "$lt" ] && export ZIMAGE_LIBCUBLASLT=$lt
+fi
+if [ -z "${ZIMAGE_LIBCUDA:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1'; then
+	lc=$(find /usr/local/nvidia /usr/lib /usr/lib64 /usr/local -name 'libcuda.so.1' 2>/dev/null | head -1)
+	[ -n "$lc" ] && export ZIMAGE_LIBCUDA=$lc
+fi
+say "gpu-check: $(date -u +%FT%TZ) root=$root"
+say "libcuda: ${ZIMAGE_LIBCUDA:-libcuda.so.1 (loader path)}; cuBLASLt: ${ZIMAGE_LIBCUBLASLT:-loader path}"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv,noheader 2>&1 | tee -a "$log"
+
+# The test binary resolves fixtures through the source path it was built
+# at; make that path reach this checkout.
+if [ ! -x "$test" ] && command -v go >/dev/null; then
+	step build 240 env CGO_ENABLED=0 go test -c -tags gpu -o "$test" "$root/cuda/gpucheck"
+fi
+if [ ! -x "$test" ]; then
+	say "gpu-check: no $test (run scripts/gpu-check.sh --build where Go is, and carry .gpucheck)"
+	results+=("$(printf '%-10s %-8s' build MISSING)")
+else
+	built=$(grep -a -o -m1 '/[[:alnum:]_./-]*/internal/testdata/testdata.go' "$test" | head -1 | sed 's|/internal/testdata/testdata.go||')
+	if [ -n "$built" ] && [ "$built" != "$root" ] && [ ! -e "$built" ]; then
+		mkdir -p "$(dirname "$built")" && ln -s "$root" "$built" && say "linked $built -> $root"
+	fi
+	export GPU_CHECK_OUT=${out:-$(mktemp -d)}
+	t() { step "$1" "$2" "$test" -test.v -test.count=1 -test.run "$3" -test.timeout "$(($2 + 5))s"; }
+	t device 30 '^TestGPUDevice$'
+	t parity 100 '^TestGPUParity$'
+	t flash 45 '^TestGPUFlashVsGemm$'
+	t memory 30 '^TestGPUMemoryErrors$'
+	t pipeline 90 '^TestGPUPipeline$'
+	t bench 150 '^TestGPUBenchmark$'
+fi
+
+summary=$(
+	echo "== gpu-check summary ($(($(date +%s) - start))s)"
+	printf '%s\n' "${results[@]}"
+	echo
+	grep -E -- '--- (FAIL|PASS|SKIP): TestGPU[A-Za-z]+/?[^ ]* ' "$log" | grep -v -- '--- PASS: TestGPUParity/' | head -40
+	grep -E 'flash vs gemm|%.*>1 level off|level off' "$log" | sed 's/^ *//' | head -30
+	echo
+	if [ -f "$GPU_CHECK_OUT/gpu-check-bench.txt" ]; then
+		cat "$GPU_CHECK_OUT/gpu-check-bench.txt"
+	else
+		echo "(no benchmark table)"
+	fi
+)
+echo "$summary" | tee -a "$log"
+[ -n "$out" ] && echo "$summary" >"$out/gpu-check.txt"
+exit 0
