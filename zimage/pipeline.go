@@ -2,10 +2,12 @@
 // text encoder, diffusion transformer with a flow-match Euler sampler, and
 // VAE decoder, on a compute backend (pure Go CPU today).
 //
-// Load opens a diffusers-layout model directory; Pipeline.Run turns a Request
+// Load opens a model — a diffusers-layout directory, a Hugging Face
+// repository id (downloaded into the hub cache on first use), or single
+// checkpoint files as ComfyUI users have them; Pipeline.Run turns a Request
 // into an image:
 //
-//	p, err := zimage.Load(ctx, "/models/Z-Image-Turbo")
+//	p, err := zimage.Load(ctx, "Tongyi-MAI/Z-Image-Turbo")
 //	res, err := p.Generate(ctx, "a red fox in the snow", 1024, 1024, -1)
 //	png.Encode(w, res.Image)
 package zimage
@@ -127,9 +129,18 @@ type Pipeline struct {
 	closed bool
 }
 
-// Load opens the diffusers-layout model directory at path: configs,
-// tokenizer, and a check of every component's tensor names and shapes (the
-// weights are only mapped, not read). ctx bounds the loading work.
+// Load opens the model path refers to and checks it: configs, tokenizer,
+// and every component's tensor names and shapes (the weights are only
+// mapped, not read). ctx bounds the loading work, downloads included.
+//
+// path is a model reference: a diffusers-layout directory (also a
+// snapshot, or a models--Org--Name folder, of the Hugging Face cache); a
+// repository id "Org/Name" or "Org/Name@revision", looked up in the
+// Hugging Face cache (HF_HOME, HF_HUB_CACHE) and downloaded when missing
+// (see WithPull, WithDownloadProgress, WithHub); a single-file or
+// all-in-one checkpoint; or "" for DefaultModel, or for no model directory
+// at all when WithSingleFiles names every part. Float32 transformer and
+// text-encoder weights are converted to bfloat16 once (WithF32Conversion).
 func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 	var o options
 	for _, opt := range opts {
@@ -139,10 +150,14 @@ func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	m, err := weights.OpenModel(path)
+	m, err := openModel(ctx, path, &o, log)
 	if err != nil {
-		return nil, fmt.Errorf("zimage: load %s: %w", path, err)
+		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+			return nil, ctxErr
+		}
+		return nil, fmt.Errorf("zimage: load %s: %w", loadName(path, &o), err)
 	}
+	path = loadName(path, &o)
 	if m.DiT.InChannels != m.VAE.LatentChannels {
 		return nil, fmt.Errorf("zimage: load %s: transformer in_channels %d != vae latent_channels %d", path, m.DiT.InChannels, m.VAE.LatentChannels)
 	}
@@ -187,7 +202,18 @@ func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 	return p, nil
 }
 
-// Model returns the model directory's configs.
+// loadName names what Load was asked to open, for error messages.
+func loadName(path string, o *options) string {
+	switch {
+	case path != "":
+		return path
+	case o.single.transformer != "":
+		return o.single.transformer
+	}
+	return DefaultModel
+}
+
+// Model returns the model's configs (and where its weights come from).
 func (p *Pipeline) Model() *weights.Model { return p.model }
 
 // Backend returns the compute backend the pipeline runs on.
@@ -204,7 +230,7 @@ func (p *Pipeline) openDiT() error {
 	d, err := dit.New(p.b, p.model.DiT, s)
 	if err != nil {
 		s.Close()
-		return fmt.Errorf("zimage: %s: %w", p.model.Dir, err)
+		return fmt.Errorf("zimage: %s: %w", p.model.Name(), err)
 	}
 	p.ditSet, p.dit = s, d
 	return nil
@@ -221,7 +247,7 @@ func (p *Pipeline) openVAE() error {
 	d, err := vae.New(p.b, p.model.VAE, s)
 	if err != nil {
 		s.Close()
-		return fmt.Errorf("zimage: %s: %w", p.model.Dir, err)
+		return fmt.Errorf("zimage: %s: %w", p.model.Name(), err)
 	}
 	p.vaeSet, p.vae = s, d
 	return nil
@@ -429,7 +455,7 @@ func (p *Pipeline) encode(ctx context.Context, ids, negIDs []int) (caps [2][]flo
 	defer set.Close()
 	enc, err := qwen3.New(p.b, p.model.TextEncoder, set)
 	if err != nil {
-		return caps, fmt.Errorf("zimage: %s: %w", p.model.Dir, err)
+		return caps, fmt.Errorf("zimage: %s: %w", p.model.Name(), err)
 	}
 	defer enc.Close()
 	if caps[0], err = enc.Encode(ctx, ids, nil); err != nil {

@@ -1,0 +1,234 @@
+package zimage
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/weights"
+	"github.com/zimage/zimage/weights/hub"
+	"github.com/zimage/zimage/weights/hub/hubtest"
+)
+
+// refRequest is the 64×64 e2e case the model-reference tests generate.
+var refRequest = Request{Prompt: "a red fox in the snow", Width: 64, Height: 64, Seed: 42, Steps: 2}
+
+var (
+	refImageOnce sync.Once
+	refImage     []byte
+)
+
+// referenceImage is refRequest generated from the diffusers directory.
+func referenceImage(t *testing.T) []byte {
+	t.Helper()
+	refImageOnce.Do(func() {
+		res, err := tinyPipeline(t).Run(context.Background(), refRequest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refImage = res.Image.Pix
+	})
+	if refImage == nil {
+		t.Fatal("no reference image")
+	}
+	return refImage
+}
+
+// sameImage loads a pipeline, generates refRequest and compares the pixels
+// with the diffusers-directory image: they must be identical.
+func sameImage(t *testing.T, ref string, opts ...Option) *Pipeline {
+	t.Helper()
+	p, err := Load(context.Background(), ref, append([]Option{WithDevice("cpu")}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	res, err := p.Run(context.Background(), refRequest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(res.Image.Pix, referenceImage(t)) {
+		t.Error("image differs from the one generated from the diffusers directory")
+	}
+	return p
+}
+
+// comfyFiles writes single-file versions of the tiny model: a ComfyUI-style
+// transformer (fused qkv), text encoder (no "model." prefix) and FLUX VAE,
+// and an all-in-one checkpoint holding all three under their prefixes.
+func comfyFiles(t *testing.T) (dit, te, vae, aio string) {
+	t.Helper()
+	m, err := weights.OpenModel(testdata.Path(t, "fixtures/tiny-z-image-turbo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var all []*weights.Tensor
+	write := func(name, comp, prefix string, layout weights.Layout, open func() (*weights.Set, error)) string {
+		s, err := open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		ts, err := weights.SingleFileTensors(s, comp, layout, "", "2-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, name)
+		if err := weights.WriteFile(path, ts, nil); err != nil {
+			t.Fatal(err)
+		}
+		aioTs, _ := weights.SingleFileTensors(s, comp, layout, prefix, "2-1")
+		for _, x := range aioTs { // copy the bytes: s is closed on return
+			c := *x
+			c.Data = append([]byte(nil), x.Data...)
+			all = append(all, &c)
+		}
+		return path
+	}
+	dit = write("z_image_turbo_bf16.safetensors", weights.CompTransformer, "model.diffusion_model.", weights.LayoutOriginal, m.OpenTransformer)
+	te = write("qwen_3_4b.safetensors", weights.CompTextEncoder, "text_encoders.qwen3_4b.transformer.", weights.LayoutOriginal, m.OpenTextEncoder)
+	vae = write("ae.safetensors", weights.CompVAE, "vae.", weights.LayoutOriginal, m.OpenVAE)
+	aio = filepath.Join(dir, "aio.safetensors")
+	if err := weights.WriteFile(aio, all, nil); err != nil {
+		t.Fatal(err)
+	}
+	return dit, te, vae, aio
+}
+
+// TestSingleFilesSameImage: the ComfyUI-style files and an all-in-one
+// checkpoint of the fixture model generate the same image as its diffusers
+// directory (configs and tokenizer from that directory).
+func TestSingleFilesSameImage(t *testing.T) {
+	dit, te, vae, aio := comfyFiles(t)
+	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	p := sameImage(t, model, WithSingleFiles(dit, te, vae, ""))
+	for c, want := range map[string]string{weights.CompTransformer: dit, weights.CompTextEncoder: te, weights.CompVAE: vae} {
+		if path, part, _ := p.Model().Source(c); path != want || c != weights.CompTextEncoder && part.Layout != weights.LayoutOriginal {
+			t.Errorf("%s from %s (%s)", c, path, part.Layout)
+		}
+	}
+	sameImage(t, model, WithSingleFiles(aio, "", "", filepath.Join(model, "tokenizer", "tokenizer.json")))
+
+	// Every part as a file but Z-Image-Turbo configs: the tiny shapes do not fit.
+	_, err := Load(context.Background(), "", WithSingleFiles(dit, te, vae, model))
+	var tse *weights.TensorSetError
+	if !errors.As(err, &tse) || !strings.Contains(err.Error(), "zimage: load "+dit) {
+		t.Errorf("tiny files with default configs: %v", err)
+	}
+	if _, err := Load(context.Background(), "./no/such/dir"); err == nil || !strings.Contains(err.Error(), "not a Hugging Face repository id") {
+		t.Errorf("missing dir: %v", err)
+	}
+}
+
+// fakeHubClient serves the fixture model as DefaultModel.
+func fakeHubClient(t *testing.T) (*hubtest.Server, *hub.Client) {
+	fake := hubtest.New(t, DefaultModel, testdata.Path(t, "fixtures/tiny-z-image-turbo"),
+		map[string][]byte{"transformer/diffusion_pytorch_model.fp16.safetensors": []byte("unused")})
+	return fake, &hub.Client{Endpoint: fake.Endpoint(), CacheDir: t.TempDir(), Backoff: time.Millisecond}
+}
+
+// TestLoadFromHub generates from a repository id served by a fake hub: the
+// first Load downloads (with progress), later ones use the cache without a
+// request; a hub cache folder and snapshot work as paths.
+func TestLoadFromHub(t *testing.T) {
+	fake, c := fakeHubClient(t)
+	var mu sync.Mutex
+	var last hub.Progress
+	progress := func(p hub.Progress) { mu.Lock(); last = p; mu.Unlock() }
+
+	if _, err := Load(context.Background(), DefaultModel, WithHub(c), WithPull(false)); err == nil || !strings.Contains(err.Error(), "zimage pull") {
+		t.Errorf("WithPull(false) on an empty cache: %v", err)
+	}
+	if len(fake.Requests()) != 0 {
+		t.Error("WithPull(false) made requests")
+	}
+
+	p := sameImage(t, DefaultModel+"@main", WithHub(c), WithDownloadProgress(progress))
+	if !last.Finished || last.Done != last.Total || last.Total == 0 {
+		t.Errorf("last progress %+v", last)
+	}
+	snap := p.Model().Dir
+	if filepath.Base(filepath.Dir(snap)) != "snapshots" {
+		t.Errorf("model dir %s is not a snapshot", snap)
+	}
+	for _, r := range fake.Requests() {
+		if strings.Contains(r.Path, ".fp16.") {
+			t.Errorf("fetched %s", r.Path)
+		}
+	}
+
+	fake.ResetRequests()
+	sameImage(t, DefaultModel, WithHub(c), WithPull(false))
+	// The environment configures the default client.
+	t.Setenv("HF_HUB_CACHE", c.CacheDir)
+	t.Setenv("HF_ENDPOINT", fake.Endpoint())
+	t.Setenv("HF_HUB_OFFLINE", "1")
+	sameImage(t, "")
+	sameImage(t, c.RepoDir(DefaultModel))
+	sameImage(t, snap)
+	if n := len(fake.Requests()); n != 0 {
+		t.Errorf("loads from a complete cache made %d requests", n)
+	}
+	t.Setenv("HF_HUB_CACHE", t.TempDir())
+	if _, err := Load(context.Background(), DefaultModel); !errors.Is(err, hub.ErrOffline) {
+		t.Errorf("offline, empty cache: %v", err)
+	}
+}
+
+// TestLoadConfigsFromHub: single files without a tokenizer take configs and
+// tokenizer from the default repository, which downloads no weights.
+func TestLoadConfigsFromHub(t *testing.T) {
+	fake, c := fakeHubClient(t)
+	dit, te, vae, _ := comfyFiles(t)
+	sameImage(t, "", WithHub(c), WithSingleFiles(dit, te, vae, ""))
+	for _, r := range fake.Requests() {
+		if strings.Contains(r.Path, ".safetensors") {
+			t.Errorf("configs-only pull fetched %s %s", r.Method, r.Path)
+		}
+	}
+}
+
+// TestLoadConvertsF32: a float32 transformer is converted to bf16 once (an
+// exact round trip for the bf16 fixture, so the image is identical) and the
+// copy reused; WithF32Conversion(false) keeps float32.
+func TestLoadConvertsF32(t *testing.T) {
+	src := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := t.TempDir()
+	for _, d := range []string{"scheduler", "text_encoder", "tokenizer", "vae", "model_index.json"} {
+		if err := os.Symlink(filepath.Join(src, d), filepath.Join(model, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Join(model, "transformer"), 0o755)
+	cfg, _ := os.ReadFile(filepath.Join(src, "transformer", "config.json"))
+	os.WriteFile(filepath.Join(model, "transformer", "config.json"), cfg, 0o644)
+	if err := weights.Convert(filepath.Join(src, "transformer"), filepath.Join(model, "transformer", "diffusion_pytorch_model.safetensors"), weights.F32); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	for range 2 {
+		p := sameImage(t, model, WithConvertCache(cache))
+		path, _, converted := p.Model().Source(weights.CompTransformer)
+		if !converted || filepath.Dir(path) != cache {
+			t.Errorf("transformer from %s (converted %v)", path, converted)
+		}
+		if _, _, c := p.Model().Source(weights.CompTextEncoder); c {
+			t.Error("bf16 text encoder converted")
+		}
+	}
+	if ents, _ := os.ReadDir(cache); len(ents) != 1 {
+		t.Errorf("%d entries in the conversion cache, want 1", len(ents))
+	}
+	p := sameImage(t, model, WithF32Conversion(false))
+	if _, _, converted := p.Model().Source(weights.CompTransformer); converted {
+		t.Error("converted despite WithF32Conversion(false)")
+	}
+}
