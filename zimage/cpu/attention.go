@@ -14,9 +14,14 @@ import (
 // walks the keys in blocks of attnBk, FlashAttention style: scores of the
 // tile, a running row maximum and sum, and rescaled output accumulators.
 // Nothing of size Lq×Lk is ever allocated.
+//
+// Two inner engines: with AVX-512 and dh a multiple of 64 the tile products
+// run on an in-place 6×64 register kernel (keys pre-transposed per block,
+// values head-major, nothing packed per tile); otherwise on gemm calls.
 const (
-	attnBq = 128
+	attnBq = 120 // a multiple of 6, the kernel's row count
 	attnBk = 256
+	ktLd   = attnBk + 16 // row stride of a transposed key block (breaks 1 KB cache aliasing)
 )
 
 // attnScratch is one task's working set (a few hundred KB: stays in L2).
@@ -71,13 +76,23 @@ func (b *Backend) Attention(q, k, v compute.Tensor, heads, kvHeads int, scale fl
 		return ph()
 	}
 
-	// Head-major copies of K and V, [kvHeads, Lk, dh], so a key block of one
-	// head is a contiguous GEMM operand.
-	kh, vh := b.alloc(kvHeads*lk*dh), b.alloc(kvHeads*lk*dh)
-	defer b.release(kh)
+	// Values head-major [kvHeads, Lk, dh]; keys either the same (gemm path)
+	// or transposed per key block [kvHeads, blocks, dh, ktLd] (tile kernel).
+	fast := fastAttention(dh)
+	nkb := (lk + attnBk - 1) / attnBk
+	vh := b.alloc(kvHeads * lk * dh)
 	defer b.release(vh)
-	splitHeads(b.threads, kh, kv, lk, kvHeads, dh)
 	splitHeads(b.threads, vh, vv, lk, kvHeads, dh)
+	var kh []float32
+	if fast {
+		kh = b.alloc(kvHeads * nkb * dh * ktLd)
+		transposeKeys(b.threads, kh, kv, lk, kvHeads, dh, nkb)
+	} else {
+		kh = b.alloc(kvHeads * lk * dh)
+		splitHeads(b.threads, kh, kv, lk, kvHeads, dh)
+	}
+	defer b.release(kh)
+	khLen := len(kh) / kvHeads
 
 	out := b.newTensor(lq, heads*dh)
 	nqb := (lq + attnBq - 1) / attnBq
@@ -90,8 +105,12 @@ func (b *Backend) Attention(q, k, v compute.Tensor, heads, kvHeads int, scale fl
 			h, qb := t/nqb, t%nqb
 			g := h / group
 			i0, i1 := qb*attnBq, min(qb*attnBq+attnBq, lq)
-			err := attnTile(sc, out.data, qv, kh[g*lk*dh:(g+1)*lk*dh], vh[g*lk*dh:(g+1)*lk*dh],
-				h, heads*dh, dh, i0, i1, lk, scale, causal)
+			khg, vhg := kh[g*khLen:(g+1)*khLen], vh[g*lk*dh:(g+1)*lk*dh]
+			if fast {
+				attnTileFast(sc, out.data, qv, khg, vhg, h, heads*dh, dh, i0, i1, lk, scale, causal)
+				continue
+			}
+			err := attnTile(sc, out.data, qv, khg, vhg, h, heads*dh, dh, i0, i1, lk, scale, causal)
 			if err != nil {
 				errOnce.Do(func() { b.setErr(fmt.Errorf("cpu: %s: %w", op, err)) })
 				return
@@ -99,6 +118,24 @@ func (b *Backend) Attention(q, k, v compute.Tensor, heads, kvHeads int, scale fl
 		}
 	})
 	return out
+}
+
+// transposeKeys copies k [L, H·dh] into dst [H, nkb, dh, ktLd]: block kb
+// of head g holds keys kb·attnBk.. as columns, zero past the last key.
+func transposeKeys(threads int, dst, k []float32, l, h, dh, nkb int) {
+	parallelFor(threads, h*nkb, 1, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			g, kb := t/nkb, t%nkb
+			blk := dst[t*dh*ktLd : (t+1)*dh*ktLd]
+			clear(blk)
+			j0, j1 := kb*attnBk, min(kb*attnBk+attnBk, l)
+			for j := j0; j < j1; j++ {
+				for c, x := range k[(j*h+g)*dh : (j*h+g+1)*dh] {
+					blk[c*ktLd+j-j0] = x
+				}
+			}
+		}
+	})
 }
 
 // splitHeads copies x [L, H·dh] into dst [H, L, dh].
@@ -174,4 +211,69 @@ func attnTile(sc *attnScratch, out, qv, kh, vh []float32, h, ld, dh, i0, i1, lk 
 		}
 	}
 	return nil
+}
+
+// attnTileFast is attnTile on the in-place tile kernel: kt is this head's
+// transposed key blocks [nkb, dh, ktLd], vh its values [Lk, dh]; dh is a
+// multiple of 64. Tile rows are padded to a multiple of 6 with zero
+// queries whose results are discarded.
+func attnTileFast(sc *attnScratch, out, qv, kt, vh []float32, h, ld, dh, i0, i1, lk int, scale float32, causal bool) {
+	bq := i1 - i0
+	bq6 := (bq + 5) / 6 * 6
+	qt, o, m, l, alpha := sc.q[:bq6*dh], sc.o[:bq*dh], sc.m[:bq], sc.l[:bq], sc.alpha[:bq]
+	for r := range bq {
+		for j, x := range qv[(i0+r)*ld+h*dh : (i0+r)*ld+(h+1)*dh] {
+			qt[r*dh+j] = x * scale
+		}
+		m[r] = float32(math.Inf(-1))
+		l[r] = 0
+	}
+	clear(qt[bq*dh:])
+	clear(o)
+	kEnd := lk
+	if causal {
+		kEnd = min(lk, i1)
+	}
+	const lds = attnBk
+	s := sc.s[:bq6*lds]
+	t := sc.t[:bq6*dh]
+	for j0 := 0; j0 < kEnd; j0 += attnBk {
+		j1 := min(j0+attnBk, kEnd)
+		bk := j1 - j0
+		bkp := (bk + 63) / 64 * 64
+		// Scores [bq6, bkp] = (scale·Q)·Kᵀ from the transposed key block.
+		blk := kt[(j0/attnBk)*dh*ktLd : (j0/attnBk+1)*dh*ktLd]
+		tileMatMul(s, lds, qt, dh, blk, ktLd, bq6, bkp, dh)
+		for r := range bq {
+			row := s[r*lds : r*lds+bk]
+			lim := bk
+			if causal {
+				lim = min(bk, i0+r-j0+1)
+			}
+			if lim <= 0 {
+				clear(row)
+				alpha[r] = 1
+				continue
+			}
+			mx := rowMax(row[:lim], m[r])
+			sum := expSub(row[:lim], mx)
+			clear(row[lim:])
+			a := expf(m[r] - mx)
+			alpha[r] = a
+			l[r] = l[r]*float64(a) + sum
+			m[r] = mx
+		}
+		// T [bq6, dh] = P·V; padded rows hold zero scores and are ignored.
+		tileMatMul(t, dh, s, lds, vh[j0*dh:j1*dh], dh, bq6, dh, bk)
+		for r := range bq {
+			scaleAdd(o[r*dh:(r+1)*dh], t[r*dh:(r+1)*dh], alpha[r])
+		}
+	}
+	for r := range bq {
+		inv := float32(1 / l[r])
+		dst := out[(i0+r)*ld+h*dh : (i0+r)*ld+(h+1)*dh]
+		for j, x := range o[r*dh : (r+1)*dh] {
+			dst[j] = x * inv
+		}
+	}
 }

@@ -350,6 +350,13 @@ func TestAttention(t *testing.T) {
 		{300, 300, 8, 2, 16, true},   // causal GQA (Qwen3-like 4:1)
 		{64, 513, 6, 3, 48, false},   // GQA full
 		{100, 100, 1, 1, 512, false}, // VAE-like single wide head
+		// dh a multiple of 64: the in-place tile kernel on AVX-512.
+		{250, 250, 4, 1, 64, true},   // causal GQA, Lq not a multiple of the 6-row tile
+		{121, 700, 3, 3, 128, false}, // DiT-like heads, ragged key block
+		{1, 5, 2, 1, 128, true},      // single query
+		{7, 1, 2, 2, 64, false},      // single key
+		{300, 300, 8, 2, 128, true},  // Qwen3-like
+		{130, 260, 1, 1, 512, false}, // VAE-like
 	}
 	for _, c := range cases {
 		r := rand.New(rand.NewPCG(uint64(c.lq), uint64(c.lk)))
