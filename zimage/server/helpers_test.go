@@ -93,6 +93,13 @@ func testLogger(t testing.TB) *slog.Logger {
 // startServer starts a server; edit may adjust the config.
 func startServer(t *testing.T, dir string, gen *testGen, edit func(*Config)) *testEnv {
 	t.Helper()
+	return startServerHook(t, dir, gen, edit, nil)
+}
+
+// startServerHook is startServer with a hook that may change the server
+// between New and Start.
+func startServerHook(t *testing.T, dir string, gen *testGen, edit func(*Config), hook func(*Server)) *testEnv {
+	t.Helper()
 	cfg := Config{
 		DataDir: dir, Generator: gen, Resolution: 64, Price: 15,
 		PollInterval: 50 * time.Millisecond, ShutdownTimeout: 2 * time.Second,
@@ -104,6 +111,9 @@ func startServer(t *testing.T, dir string, gen *testGen, edit func(*Config)) *te
 	ctx := context.Background()
 	srv, err := New(ctx, cfg)
 	require.NoError(t, err)
+	if hook != nil {
+		hook(srv)
+	}
 	require.NoError(t, srv.Start(ctx))
 	e := &testEnv{t: t, srv: srv, url: newHTTPServer(t, srv), gen: gen, dir: dir}
 	e.store = &Store{db: srv.db}

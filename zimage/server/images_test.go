@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,4 +147,67 @@ func TestUpgradeOldSchema(t *testing.T) {
 	require.NoError(t, err)
 	db.close()
 	checkUpgrade(t, dir, "")
+}
+
+// failingImages is an imageStore whose first save does its work and then
+// fails, as if the disk or the database broke just before the commit.
+type failingImages struct {
+	imageStore
+	failed chan string // gets the task ID of the failed save
+	once   sync.Once
+}
+
+func (f *failingImages) save(ctx context.Context, q dbtx, taskID string, pngs [][]byte) error {
+	if err := f.imageStore.save(ctx, q, taskID, pngs); err != nil {
+		return err
+	}
+	var fail bool
+	f.once.Do(func() { fail = true })
+	if !fail {
+		return nil
+	}
+	f.failed <- taskID
+	return errors.New("injected: storing the images failed")
+}
+
+// checkSettleAtomic checks that a task whose images could not be stored is
+// neither SUCCESS nor charged, and succeeds on its next attempt.
+func checkSettleAtomic(t *testing.T, dir, dbURL string) {
+	t.Helper()
+	ctx := context.Background()
+	fail := &failingImages{failed: make(chan string, 1)}
+	e := startServerHook(t, dir, newTestGen(), func(c *Config) { c.DatabaseURL = dbURL },
+		func(s *Server) { fail.imageStore = s.images; s.images = fail })
+	key, info := e.addKey(100, 0)
+	id := e.submitOK(key, "unlucky")
+	select {
+	case got := <-fail.failed:
+		require.Equal(t, id, got)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the store was never asked to save")
+	}
+	// The failed settlement rolled back as one: not SUCCESS, not charged,
+	// and (in the database store) no images.
+	tk, err := getTask(ctx, e.srv.db.q, id)
+	require.NoError(t, err)
+	assert.NotEqual(t, stateSucceeded, tk.State)
+	assert.Equal(t, int64(0), charges(t, e.srv.db.q, id))
+	if e.srv.db.pgPool != nil {
+		var rows int64
+		require.NoError(t, e.srv.db.q.queryRow(ctx, `SELECT COUNT(*) FROM zimage_task_images WHERE task_id = ?`, id).Scan(&rows))
+		assert.Equal(t, int64(0), rows)
+	}
+
+	s := e.waitDone(key, id)
+	require.Equal(t, "SUCCESS", s.Status, s.ErrorMessage)
+	assert.Equal(t, 2, e.gen.callsFor(id), "generated again on the retry")
+	assert.Equal(t, 200, do(t, "GET", s.Response[0], "", nil).Status)
+	assert.Equal(t, int64(1), charges(t, e.srv.db.q, id))
+	k := e.key(info.ID)
+	assert.Equal(t, int64(85), k.Credits)
+	assert.Equal(t, int64(0), k.Reserved)
+}
+
+func TestSettleAtomicWithImages(t *testing.T) {
+	checkSettleAtomic(t, t.TempDir(), "")
 }

@@ -234,3 +234,7 @@ func TestPostgresUpgradeOldSchema(t *testing.T) {
 	require.NoError(t, conn.Close(ctx))
 	checkUpgrade(t, "", dbURL)
 }
+
+func TestPostgresSettleAtomicWithImages(t *testing.T) {
+	checkSettleAtomic(t, t.TempDir(), postgresURL(t))
+}
