@@ -21,8 +21,8 @@
 // files in the data directory with SQLite, and rows of the database with
 // PostgreSQL, so any API process serves the images of any worker. With
 // Config.KeepImages, images older than that are deleted: their URLs answer
-// 404 and the status (still SUCCESS) says when they went. The queue is River (github.com/riverqueue/river) on
-// either. Submitting reserves the price (402 when the balance cannot cover
+// 404 and the status (still SUCCESS) says when they went. The queue is
+// River (github.com/riverqueue/river) on either. Submitting reserves the price (402 when the balance cannot cover
 // it) in the same transaction that stores and enqueues the task. A task's
 // outcome, its charge and the completion of its job commit in one
 // transaction, so a task is charged at most once and only on success; a
@@ -95,7 +95,8 @@ type Config struct {
 	// KeepImages is how long images are kept after their task finished;
 	// older ones are deleted (checked every KeepImages/20, between 1 s and
 	// 10 min). 0 keeps them forever. With PostgreSQL, any process with it
-	// set deletes the old images of all.
+	// set deletes the old images of all, so give every process the same
+	// value (the API process's value is the expiry the status shows).
 	KeepImages time.Duration
 
 	// PublicURL is the server's external base URL for image links, e.g.
