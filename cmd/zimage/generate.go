@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zimage/zimage/weights/hub"
 	"github.com/zimage/zimage/zimage"
 )
 
@@ -26,7 +27,11 @@ func init() {
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	model := fs.String("model", os.Getenv("ZIMAGE_MODEL"), "model directory (diffusers layout); default $ZIMAGE_MODEL")
+	model := fs.String("model", os.Getenv("ZIMAGE_MODEL"), "model: a diffusers directory, a Hugging Face repo id (Org/Name[@revision], downloaded on first use) or a checkpoint file; default $ZIMAGE_MODEL, else "+zimage.DefaultModel)
+	transformer := fs.String("transformer", "", "transformer weights from a single file (ComfyUI z_image_turbo_*.safetensors, or an all-in-one checkpoint)")
+	textEncoder := fs.String("text-encoder", "", "text encoder weights from a single file (ComfyUI qwen_3_4b.safetensors)")
+	vaeFile := fs.String("vae", "", "VAE weights from a single file (FLUX ae.safetensors)")
+	tokenizerPath := fs.String("tokenizer", "", "tokenizer directory or tokenizer.json (with single files; else taken from --model)")
 	prompt := fs.String("prompt", "", "text prompt (required)")
 	neg := fs.String("negative-prompt", "", "negative prompt (used with --guidance > 0)")
 	width := fs.Int("width", 1024, "image width in pixels (multiple of 16)")
@@ -38,7 +43,9 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	threads := fs.Int("threads", 0, "CPU threads (0 = all cores)")
 	out := fs.String("out", "", "output PNG file (required)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: zimage generate --model PATH --prompt TEXT --out FILE.png [flags]")
+		fmt.Fprintln(stderr, "usage: zimage generate [--model MODEL] --prompt TEXT --out FILE.png [flags]")
+		fmt.Fprintln(stderr, "MODEL defaults to "+zimage.DefaultModel+", downloaded into the Hugging Face cache on first use")
+		fmt.Fprintln(stderr, "(see \"zimage pull -h\"); ComfyUI users pass --transformer, --text-encoder, --vae and --tokenizer.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -61,8 +68,6 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return usageErr("--prompt is required")
 	case *out == "":
 		return usageErr("--out is required")
-	case *model == "":
-		return usageErr("--model is required (or set ZIMAGE_MODEL)")
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "zimage generate: %s\n", oneLine(err))
@@ -70,7 +75,10 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 
 	start := time.Now()
-	p, err := zimage.Load(ctx, *model, zimage.WithDevice(*device), zimage.WithThreads(*threads))
+	dl := newDownloadBar(stderr)
+	p, err := zimage.Load(ctx, *model, zimage.WithDevice(*device), zimage.WithThreads(*threads),
+		zimage.WithSingleFiles(*transformer, *textEncoder, *vaeFile, *tokenizerPath), zimage.WithDownloadProgress(dl.update))
+	dl.finish()
 	if err != nil {
 		return fail(err)
 	}
@@ -95,7 +103,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		{"steps", strconv.Itoa(res.Steps)},
 		{"guidance", strconv.FormatFloat(*guidance, 'g', -1, 32)},
 		{"size", fmt.Sprintf("%dx%d", res.Width, res.Height)},
-		{"model", filepath.Base(filepath.Clean(*model))},
+		{"model", modelLabel(*model, *transformer)},
 		{"Software", "zimage"},
 	}
 	if *neg != "" {
@@ -130,6 +138,21 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fmt.Fprintf(stdout, "total         %s\n", round(t.Total))
 	fmt.Fprintf(stdout, "wrote %s (%dx%d)\n", *out, res.Width, res.Height)
 	return 0
+}
+
+// modelLabel names the model in the PNG metadata: a repository id as given,
+// otherwise the base name of the directory or checkpoint file.
+func modelLabel(model, transformer string) string {
+	switch {
+	case model == "" && transformer != "":
+		return filepath.Base(transformer)
+	case model == "":
+		return zimage.DefaultModel
+	}
+	if _, err := os.Stat(model); err != nil && hub.LooksLikeRef(model) {
+		return model
+	}
+	return filepath.Base(filepath.Clean(model))
 }
 
 // oneLine flattens an error message to a single line (without the library's

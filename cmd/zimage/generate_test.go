@@ -90,6 +90,10 @@ func TestGenerateUTF8Prompt(t *testing.T) {
 func TestGenerateUsageErrors(t *testing.T) {
 	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
 	t.Setenv("ZIMAGE_MODEL", "")
+	// Without --model the default repository is used: offline, on an
+	// empty cache, that fails without touching the network.
+	t.Setenv("HF_HUB_OFFLINE", "1")
+	t.Setenv("HF_HUB_CACHE", t.TempDir())
 	out := filepath.Join(t.TempDir(), "x.png")
 	for _, tc := range []struct {
 		args []string
@@ -98,7 +102,7 @@ func TestGenerateUsageErrors(t *testing.T) {
 	}{
 		{[]string{"--model", model, "--out", out}, 2, "--prompt is required"},
 		{[]string{"--model", model, "--prompt", "x"}, 2, "--out is required"},
-		{[]string{"--prompt", "x", "--out", out}, 2, "--model is required"},
+		{[]string{"--prompt", "x", "--out", out}, 1, "Tongyi-MAI/Z-Image-Turbo is not in the cache"},
 		{[]string{"--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"--model", model, "--prompt", "x", "--out", out, "extra"}, 2, "unexpected argument"},
 		{[]string{"--model", model, "--prompt", "x", "--out", out, "--width", "100"}, 1, "request width"},

@@ -9,11 +9,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/zimage/zimage/weights"
+	"github.com/zimage/zimage/weights/hub"
 )
 
 func init() {
@@ -60,9 +62,23 @@ func (in *inspector) printf(format string, args ...any) { fmt.Fprintf(in.w, form
 func (in *inspector) inspect(path string) error {
 	st, err := os.Stat(path)
 	if err != nil {
-		return err
+		if !errors.Is(err, os.ErrNotExist) || !hub.LooksLikeRef(path) {
+			return err
+		}
+		return in.cached(path)
 	}
 	if st.IsDir() {
+		if repo, commit, ok := hub.CachePath(path); ok {
+			snap := path
+			if commit == "" {
+				if snap, err = hub.RepoSnapshot(path, ""); err != nil {
+					return err
+				}
+				commit = filepath.Base(snap)
+			}
+			in.printf("hub cache   %s, commit %s\n", repo, commit)
+			path = snap
+		}
 		if _, err := os.Stat(filepath.Join(path, "model_index.json")); err == nil {
 			return in.model(path)
 		}
@@ -79,7 +95,121 @@ func (in *inspector) inspect(path string) error {
 	}
 	in.printf("%s %s\n", kind, path)
 	in.set(s)
+	in.parts(s)
 	return nil
+}
+
+// cached describes a repository id from the hub cache, without network.
+func (in *inspector) cached(name string) error {
+	ref, err := hub.ParseRef(name)
+	if err != nil {
+		return err
+	}
+	c := hub.FromEnv()
+	snap, err := c.Cached(ref, hub.Pipeline())
+	if err != nil {
+		return fmt.Errorf("%w (run \"zimage pull %s\")", err, ref)
+	}
+	in.printf("hub cache   %s, commit %s\n", ref, snap.Commit)
+	return in.model(snap.Dir)
+}
+
+// shardName matches the files of a sharded checkpoint.
+var shardName = regexp.MustCompile(`-\d{5}-of-\d{5}\.safetensors$`)
+
+// parts reports which Z-Image components a checkpoint file holds, in which
+// layout, and checks each against the Z-Image-Turbo config.
+func (in *inspector) parts(s *weights.Set) {
+	parts := weights.DetectParts(s)
+	if len(parts) == 0 {
+		in.printf("  layout      no Z-Image component recognised\n")
+		return
+	}
+	kind := "single file"
+	if len(parts) > 1 {
+		kind = "all-in-one checkpoint"
+	}
+	var descr []string
+	for _, p := range parts {
+		d := p.Component + " (" + layoutName(p) + ")"
+		if p.Prefix != "" {
+			d += " under " + strings.TrimSuffix(p.Prefix, ".")
+		}
+		descr = append(descr, d)
+	}
+	in.printf("  layout      %s: %s\n", kind, strings.Join(descr, ", "))
+	if s.Index() == "" && shardName.MatchString(s.Path()) {
+		in.printf("  note        one shard of a sharded checkpoint; inspect its index or directory to check it\n")
+		return
+	}
+	ditCfg := weights.DefaultDiTConfig()
+	have := map[string]bool{}
+	for _, p := range parts {
+		have[p.Component] = true
+		mapped, err := weights.MapPart(s, p, ditCfg.EmbedderKey(0))
+		if err == nil && p.Component == weights.CompTextEncoder {
+			mapped, err = mapped.Rename(weights.Qwen3Name)
+		}
+		if err == nil {
+			switch p.Component {
+			case weights.CompTransformer:
+				err = weights.CheckDiT(ditCfg, mapped)
+			case weights.CompTextEncoder:
+				err = weights.CheckQwen3(weights.DefaultQwen3Config(), mapped)
+			case weights.CompVAE:
+				err = weights.CheckVAE(weights.DefaultVAEConfig(), mapped)
+			}
+		}
+		in.printf("  %-11s %d tensors stored, %s\n", p.Component, p.Tensors, dtypeSummary(mapped))
+		var se *weights.TensorSetError
+		switch {
+		case errors.As(err, &se):
+			in.printf("  (vs the Z-Image-Turbo config)\n")
+			in.checkFailure(se)
+		case err != nil:
+			in.printf("  check       FAILED: %s\n", flatLine(err.Error()))
+		default:
+			in.printf("  check       ok against the Z-Image-Turbo config\n")
+		}
+	}
+	var missing []string
+	for _, c := range []struct{ comp, flag string }{{weights.CompTransformer, "--transformer"}, {weights.CompTextEncoder, "--text-encoder"}, {weights.CompVAE, "--vae"}} {
+		if !have[c.comp] {
+			missing = append(missing, c.flag)
+		}
+	}
+	missing = append(missing, "--tokenizer")
+	in.printf("  missing     for generate also pass %s (or --model for the rest)\n", strings.Join(missing, ", "))
+}
+
+func layoutName(p weights.Part) string {
+	switch {
+	case p.Layout == weights.LayoutDiffusers:
+		return "diffusers names"
+	case p.Component == weights.CompTransformer:
+		return "ComfyUI/original names, fused qkv"
+	case p.Component == weights.CompVAE:
+		return "FLUX ae names"
+	}
+	return string(p.Layout)
+}
+
+// dtypeSummary lists the dtypes of a set ("BF16", "BF16+F32").
+func dtypeSummary(s *weights.Set) string {
+	if s == nil {
+		return "unreadable"
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, name := range s.Names() {
+		t, _ := s.Tensor(name)
+		if d := t.DType.String(); !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, "+")
 }
 
 // model describes a diffusers model directory and checks every component.
@@ -89,6 +219,7 @@ func (in *inspector) model(dir string) error {
 		return err
 	}
 	in.printf("model directory %s\n", dir)
+	in.printf("layout: diffusers\n")
 	in.printf("pipeline: %s (diffusers %s)\n", m.Index.ClassName, m.Index.DiffusersVersion)
 	class := func(name string) string {
 		c := m.Index.Components[name]
@@ -117,7 +248,12 @@ func (in *inspector) model(dir string) error {
 			s, err = weights.Open(filepath.Join(dir, c.name))
 		}
 		if err != nil {
-			return err
+			// Report what is missing and go on with the other components.
+			in.printf("  weights     MISSING: %s\n", flatLine(strings.TrimPrefix(err.Error(), "weights: ")))
+			if failed == nil {
+				failed = err
+			}
+			continue
 		}
 		p, b := in.set(s)
 		params += p
