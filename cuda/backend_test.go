@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/zimage/zimage/cuda/driver"
@@ -371,5 +372,18 @@ func TestSyntheticWeights(t *testing.T) {
 	plain.Weight(&weights.Tensor{Name: "a.weight", DType: weights.BF16, Shape: []int{4}})
 	if plain.Err() == nil {
 		t.Error("a data-less weight was accepted without SyntheticWeights")
+	}
+}
+
+func TestTimer(t *testing.T) {
+	b, _, _ := newFake(t, F32, false)
+	tm, err := b.StartTimer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SiLU(b.FromHost([]float32{1}, 1))
+	d, err := tm.Stop()
+	if err != nil || d != 500*time.Microsecond { // the fake reports 0.5 ms
+		t.Fatalf("%v %v", d, err)
 	}
 }
