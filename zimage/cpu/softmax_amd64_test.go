@@ -4,18 +4,29 @@ package cpu
 
 import "testing"
 
-// TestPortablePaths reruns the softmax helpers and attention with the
-// AVX-512 routines switched off, so the portable code is covered on
-// machines that have AVX-512.
-func TestPortablePaths(t *testing.T) {
-	if !useAVX512 {
-		t.Skip("no AVX-512: the portable path is what every test runs")
+// TestVectorPaths reruns the vector helpers and the ops built on them with
+// AVX-512 off (AVX2 where present) and with both off (portable Go), so
+// every path is covered on a machine that has them all.
+func TestVectorPaths(t *testing.T) {
+	save512, save2 := useAVX512, useAVX2
+	defer func() { useAVX512, useAVX2 = save512, save2 }()
+	for _, p := range []struct {
+		name         string
+		avx512, avx2 bool
+		have         bool
+	}{
+		{"avx2", false, true, save2},
+		{"portable", false, false, true},
+	} {
+		if !p.have {
+			t.Logf("%s: not available on this machine", p.name)
+			continue
+		}
+		useAVX512, useAVX2 = p.avx512, p.avx2
+		t.Run(p.name+"/helpers", TestSoftmaxHelpers)
+		t.Run(p.name+"/attention", TestAttention)
+		t.Run(p.name+"/silu", TestSiLUVec)
+		t.Run(p.name+"/elementwise", TestElementwise)
+		t.Run(p.name+"/groupnorm", TestGroupNorm)
 	}
-	useAVX512 = false
-	defer func() { useAVX512 = true }()
-	t.Run("helpers", TestSoftmaxHelpers)
-	t.Run("attention", TestAttention)
-	t.Run("silu", TestSiLUVec)
-	t.Run("elementwise", TestElementwise)
-	t.Run("groupnorm", TestGroupNorm)
 }

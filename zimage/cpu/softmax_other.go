@@ -2,7 +2,10 @@
 
 package cpu
 
-const useAVX512 = false
+const (
+	useAVX512 = false
+	useAVX2   = false
+)
 
 // rowMax returns max(m, max(x)).
 func rowMax(x []float32, m float32) float32 {

@@ -27,13 +27,44 @@ func sqDevAVX512(x *float32, n int, mu float32, lanes *[16]float32)
 //go:noescape
 func affineAVX512(dst, src *float32, n int, mu, sc, sh float32)
 
+// The AVX2 versions work on multiples of 8.
+//
+//go:noescape
+func siluAVX2(dst, src *float32, n int)
+
+//go:noescape
+func swigluAVX2(dst, gate, up *float32, n int)
+
+//go:noescape
+func sumAVX2(x *float32, n int, lanes *[8]float32)
+
+//go:noescape
+func sqDevAVX2(x *float32, n int, mu float32, lanes *[8]float32)
+
+//go:noescape
+func affineAVX2(dst, src *float32, n int, mu, sc, sh float32)
+
+// vecLen returns how many leading elements of an n-element run the active
+// vector path handles (0 when none).
+func vecLen(n int) int {
+	switch {
+	case useAVX512:
+		return n &^ 15
+	case useAVX2:
+		return n &^ 7
+	}
+	return 0
+}
+
 // siluVec sets dst[i] = silu(src[i]).
 func siluVec(dst, src []float32) {
 	dst = dst[:len(src)]
-	n := 0
-	if useAVX512 {
-		if n = len(src) &^ 15; n > 0 {
+	n := vecLen(len(src))
+	if n > 0 {
+		if useAVX512 {
 			siluAVX512(&dst[0], &src[0], n)
+		} else {
+			siluAVX2(&dst[0], &src[0], n)
 		}
 	}
 	for i := n; i < len(src); i++ {
@@ -44,10 +75,12 @@ func siluVec(dst, src []float32) {
 // swigluVec sets dst[i] = silu(gate[i])·up[i].
 func swigluVec(dst, gate, up []float32) {
 	dst, up = dst[:len(gate)], up[:len(gate)]
-	n := 0
-	if useAVX512 {
-		if n = len(gate) &^ 15; n > 0 {
+	n := vecLen(len(gate))
+	if n > 0 {
+		if useAVX512 {
 			swigluAVX512(&dst[0], &gate[0], &up[0], n)
+		} else {
+			swigluAVX2(&dst[0], &gate[0], &up[0], n)
 		}
 	}
 	for i := n; i < len(gate); i++ {
@@ -59,14 +92,16 @@ func swigluVec(dst, gate, up []float32) {
 // nothing that matters before the float64 total).
 func sumBlock(x []float32) float64 {
 	var s float64
-	n := 0
-	if useAVX512 {
-		if n = len(x) &^ 15; n > 0 {
-			var lanes [16]float32
+	n := vecLen(len(x))
+	if n > 0 {
+		var lanes [16]float32
+		if useAVX512 {
 			sumAVX512(&x[0], n, &lanes)
-			for _, v := range lanes {
-				s += float64(v)
-			}
+		} else {
+			sumAVX2(&x[0], n, (*[8]float32)(lanes[:8]))
+		}
+		for _, v := range lanes {
+			s += float64(v)
 		}
 	}
 	for _, v := range x[n:] {
@@ -78,14 +113,16 @@ func sumBlock(x []float32) float64 {
 // sqDevBlock returns Σ (x-mu)² (len(x) ≤ sumBlockLen).
 func sqDevBlock(x []float32, mu float32) float64 {
 	var s float64
-	n := 0
-	if useAVX512 {
-		if n = len(x) &^ 15; n > 0 {
-			var lanes [16]float32
+	n := vecLen(len(x))
+	if n > 0 {
+		var lanes [16]float32
+		if useAVX512 {
 			sqDevAVX512(&x[0], n, mu, &lanes)
-			for _, v := range lanes {
-				s += float64(v)
-			}
+		} else {
+			sqDevAVX2(&x[0], n, mu, (*[8]float32)(lanes[:8]))
+		}
+		for _, v := range lanes {
+			s += float64(v)
 		}
 	}
 	for _, v := range x[n:] {
@@ -98,10 +135,12 @@ func sqDevBlock(x []float32, mu float32) float64 {
 // affine sets dst[i] = (src[i]-mu)·sc + sh.
 func affine(dst, src []float32, mu, sc, sh float32) {
 	dst = dst[:len(src)]
-	n := 0
-	if useAVX512 {
-		if n = len(src) &^ 15; n > 0 {
+	n := vecLen(len(src))
+	if n > 0 {
+		if useAVX512 {
 			affineAVX512(&dst[0], &src[0], n, mu, sc, sh)
+		} else {
+			affineAVX2(&dst[0], &src[0], n, mu, sc, sh)
 		}
 	}
 	for i := n; i < len(src); i++ {
