@@ -2,11 +2,21 @@
 // used in their storage dtype straight from the checkpoint mapping, every op
 // split over all cores.
 //
+// Matrix products go to package gemm (weights widened panel by panel while
+// packing, never as a whole matrix). Attention is fused FlashAttention-style
+// (online softmax over key blocks, no Lq×Lk matrix); on AVX-512 its tile
+// products use an in-place register kernel of this package. The softmax
+// exponential, SiLU/SwiGLU and GroupNorm have AVX-512 and AVX2 assembly
+// paths chosen at start-up, with portable Go for everything else (build tag
+// purego forces it).
+//
 // Tensor memory: activations are Go slices. Free returns an activation's
 // buffer to a bounded per-backend free list (reused by later ops of the same
 // size, which avoids re-zeroing and GC churn in the repeated block shapes of
 // the networks); Trim empties it. A freed handle, and every view of it,
 // reports an error when used again instead of reading recycled memory.
+//
+// Ops take no context: cancellation is the caller's, checked between ops.
 package cpu
 
 import (
