@@ -267,8 +267,7 @@ func (b *Backend) gemmAttention(out, tq, tk, tv *Tensor, lq, lk, dh, heads, kvHe
 			if err := b.gemm(s1, kp, qp, sbuf, 0, scale); err != nil {
 				return err
 			}
-			b.d.args.reset().p(sbuf).p(pbuf).i(lk).i(n).i(i0).i(cz)
-			if err := b.d.launch(b.k.softmax, dim3{uint32(batch * n), 1, 1}, b.d.threads(), 0); err != nil {
+			if err := b.softmax(sbuf, pbuf, batch*n, lk, n, i0, cz); err != nil {
 				return err
 			}
 			if err := b.gemm(s2, vp, pbuf, op, 0, 1); err != nil {
@@ -277,6 +276,18 @@ func (b *Backend) gemmAttention(out, tq, tk, tv *Tensor, lq, lk, dh, heads, kvHe
 		}
 	}
 	return nil
+}
+
+// softmax normalises rows of float32 scores into P: a warp per row for short
+// rows, a block per row for long ones.
+func (b *Backend) softmax(s, p driver.DevicePtr, rows, cols, rowsPerBatch, q0, causal int) error {
+	if cols <= 1024 {
+		wpb := b.d.block / 32
+		b.d.args.reset().p(s).p(p).i(rows).i(cols).i(rowsPerBatch).i(q0).i(causal)
+		return b.d.launch(b.k.softmaxWarp, dim3{uint32((rows + wpb - 1) / wpb), 1, 1}, b.d.threads(), 0)
+	}
+	b.d.args.reset().p(s).p(p).i(cols).i(rowsPerBatch).i(q0).i(causal)
+	return b.d.launch(b.k.softmax, dim3{uint32(rows), 1, 1}, b.d.threads(), 0)
 }
 
 // flashAttention runs the fused tensor-core kernel (bf16, head size 128).

@@ -20,6 +20,7 @@ type kernelSet struct {
 	upsample, copy2d, transpose, gather, im2col            *kernel
 	rmsnorm, layernorm, gnStats, gnApply, rope, softmax    *kernel
 	fill                                                   *kernel // synthetic weights
+	softmaxWarp                                            *kernel // one warp per row
 	toF32                                                  *kernel // dt → f32 (nil when dt is f32)
 	cvt                                                    map[weights.DType]*kernel
 	flash                                                  *kernel // fused tensor-core attention (bf16, dh 128)
@@ -46,6 +47,7 @@ func (k *kernelSet) resolve(d *Device, dt weights.DType) error {
 	k.gather, k.im2col = get("zk_gather_"+s), get("zk_im2col_"+s)
 	k.rmsnorm, k.layernorm, k.gnStats, k.gnApply = get("zk_rmsnorm_"+s), get("zk_layernorm_"+s), get("zk_gn_stats_"+s), get("zk_gn_apply_"+s)
 	k.rope, k.softmax, k.fill = get("zk_rope_"+s), get("zk_softmax_"+s), get("zk_fill_uniform_"+s)
+	k.softmaxWarp = get("zk_softmax_warp_" + s)
 	k.cvt = map[weights.DType]*kernel{}
 	for src, ss := range dtypeSuffix {
 		if src != dt {

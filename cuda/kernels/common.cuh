@@ -47,7 +47,9 @@ ZK_DEV float ld(const bf16* p, long i) { return bf2f(p[i]); }
 ZK_DEV void st(float* p, long i, float v) { p[i] = v; }
 ZK_DEV void st(bf16* p, long i, float v) { p[i] = f2bf(v); }
 
-// Reductions across a full warp (all 32 lanes must participate).
+// Reductions across a full warp (all 32 lanes must participate). The host
+// shim computes the same butterfly in one exchange (same float results).
+#ifndef ZK_HOST_SHIM
 ZK_DEV float warp_sum(float v) {
 	for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
 	return v;
@@ -56,6 +58,10 @@ ZK_DEV float warp_max(float v) {
 	for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
 	return v;
 }
+#else
+ZK_DEV float warp_sum(float v) { return zk_warp_butterfly(v, false); }
+ZK_DEV float warp_max(float v) { return zk_warp_butterfly(v, true); }
+#endif
 
 // Block-wide reductions for blocks of up to 1024 threads (a multiple of 32).
 // scratch holds 32 floats; every thread gets the result. The leading

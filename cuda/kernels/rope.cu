@@ -42,3 +42,25 @@ ZK_TYPES(ZK_ROPE)
 		for (int j = threadIdx.x; j < cols; j += blockDim.x) st(pr, j, j < n ? expf(sr[j] - m) * inv : 0.f); \
 	}
 ZK_TYPES(ZK_SOFTMAX)
+
+// The same with one warp per row (blockDim/32 rows per block), for rows short
+// enough that a whole block per row would idle.
+#define ZK_SOFTMAX_WARP(S, T)                                                                          \
+	extern "C" __global__ void __launch_bounds__(256)                                                  \
+	    zk_softmax_warp_##S(const float* __restrict__ s, T* __restrict__ p, int rows, int cols,        \
+	                        int rows_per_batch, int q0, int causal) {                                 \
+		int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;        \
+		if (row >= rows) return; /* whole warp leaves */                                               \
+		const float* sr = s + (long)row * cols;                                                        \
+		T* pr = p + (long)row * cols;                                                                  \
+		int n = cols;                                                                                  \
+		if (causal) n = min(cols, q0 + row % rows_per_batch + 1);                                      \
+		float m = -INFINITY;                                                                           \
+		for (int j = lane; j < n; j += 32) m = fmaxf(m, sr[j]);                                        \
+		m = warp_max(m);                                                                               \
+		float sum = 0.f;                                                                               \
+		for (int j = lane; j < n; j += 32) sum += expf(sr[j] - m);                                     \
+		float inv = 1.0f / warp_sum(sum);                                                              \
+		for (int j = lane; j < cols; j += 32) st(pr, j, j < n ? expf(sr[j] - m) * inv : 0.f);          \
+	}
+ZK_TYPES(ZK_SOFTMAX_WARP)

@@ -156,6 +156,12 @@ var Cases = []Case{
 	{"AttentionCausalGQA", func(b compute.Backend, in *Inputs) compute.Tensor {
 		return b.Attention(in.Act(1, 21, 4*16), in.Act(1, 21, 2*16), in.Act(1, 21, 2*16), 4, 2, 0.25, true)
 	}},
+	{"AttentionLongKeys", func(b compute.Backend, in *Inputs) compute.Tensor { // block-per-row softmax
+		return b.Attention(in.Act(1, 5, 2*16), in.Act(1, 1100, 2*16), in.Act(1, 1100, 2*16), 2, 2, 0.25, false)
+	}},
+	{"AttentionLongKeysCausal", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return b.Attention(in.Act(1, 4, 16), in.Act(1, 1100, 16), in.Act(1, 1100, 16), 1, 1, 0.25, true)
+	}},
 	{"AttentionOneHead", func(b compute.Backend, in *Inputs) compute.Tensor {
 		return b.Attention(in.Act(1, 30, 64), in.Act(1, 30, 64), in.Act(1, 30, 64), 1, 1, 0.125, false)
 	}},

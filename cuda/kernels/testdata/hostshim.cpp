@@ -184,6 +184,22 @@ uint64_t zk_shfl_xor(uint64_t v, int mask) {
 	return r;
 }
 
+float zk_warp_butterfly(float v, bool mx) {
+	int t = (int)(cur - fibers.data()), base = t & ~31, lane = t & 31;
+	uint64_t u = 0;
+	std::memcpy(&u, &v, 4);
+	warp_buf[t] = u;
+	yield(AtWarpBarrier);
+	float x[32], y[32];
+	for (int i = 0; i < 32; i++) std::memcpy(&x[i], &warp_buf[base + i], 4);
+	for (int o = 16; o > 0; o >>= 1) {
+		for (int i = 0; i < 32; i++) y[i] = mx ? fmaxf(x[i], x[i ^ o]) : x[i] + x[i ^ o];
+		std::memcpy(x, y, sizeof x);
+	}
+	yield(AtWarpBarrier);
+	return x[lane];
+}
+
 // zk_launch runs thunk(params) for every thread of every block. Returns 0, 1
 // for an invalid configuration, 2 for a deadlock at barriers.
 extern "C" int zk_launch(void (*thunk)(void**), unsigned gx, unsigned gy, unsigned gz, unsigned bx,

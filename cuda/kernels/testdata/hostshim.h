@@ -32,6 +32,9 @@ extern unsigned char* zk_dyn_smem_ptr;
 void zk_syncthreads();
 void zk_syncwarp();
 uint64_t zk_shfl_xor(uint64_t v, int mask);
+// zk_warp_butterfly returns lane's result of the xor-shuffle reduction
+// (offsets 16, 8, 4, 2, 1) of v over the warp: sum, or max when max is set.
+float zk_warp_butterfly(float v, bool max);
 #define __syncthreads() zk_syncthreads()
 #define __syncwarp(...) zk_syncwarp()
 
