@@ -232,3 +232,96 @@ func TestLoadConvertsF32(t *testing.T) {
 		t.Error("converted despite WithF32Conversion(false)")
 	}
 }
+
+// toF8E4M3 rounds v to the nearest float8 e4m3fn value (ties to the even
+// code), saturating at ±448.
+func toF8E4M3(v float32) byte {
+	tab := weights.F8E4M3Table()
+	sign := byte(0)
+	if v < 0 {
+		sign, v = 0x80, -v
+	}
+	lo, hi := 0, 0x7e // codes 0..0x7e are the non-negative finite values, ascending
+	if v >= tab[hi] {
+		return sign | byte(hi)
+	}
+	for hi-lo > 1 {
+		if mid := (lo + hi) / 2; tab[mid] <= v {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	c := lo
+	if d0, d1 := v-tab[lo], tab[hi]-v; d1 < d0 || d1 == d0 && hi%2 == 0 {
+		c = hi
+	}
+	return sign | byte(c)
+}
+
+// TestLoadFP8: a single-file transformer whose matrices are float8 e4m3fn
+// (norms and biases kept in bf16, as such files do) loads as is — the CPU
+// backend dequantises while packing — and generates an image close to the
+// bf16 one.
+func TestLoadFP8(t *testing.T) {
+	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	m, err := weights.OpenModel(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.OpenTransformer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ts, err := weights.SingleFileTensors(s, weights.CompTransformer, weights.LayoutOriginal, "", "2-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range ts {
+		if len(x.Shape) != 2 || x.Shape[0] == 1 { // matrices only (not the pad tokens)
+			continue
+		}
+		v, err := x.Float32()
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := make([]byte, len(v))
+		for j, f := range v {
+			q[j] = toF8E4M3(f)
+		}
+		ts[i] = &weights.Tensor{Name: x.Name, DType: weights.F8E4M3, Shape: x.Shape, Data: q}
+	}
+	file := filepath.Join(t.TempDir(), "z_image_turbo_fp8_e4m3fn.safetensors")
+	if err := weights.WriteFile(file, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Load(context.Background(), model, WithDevice("cpu"), WithSingleFiles(file, "", "", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	set, err := p.Model().OpenTransformer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := set.Tensor("layers.0.attention.to_k.weight"); q.DType != weights.F8E4M3 {
+		t.Errorf("to_k is %s, want F8_E4M3 views", q.DType)
+	}
+	set.Close()
+	res, err := p.Run(context.Background(), refRequest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := referenceImage(t)
+	var sum float64
+	for i := range ref {
+		d := float64(res.Image.Pix[i]) - float64(ref[i])
+		sum += max(d, -d)
+	}
+	mean := sum / float64(len(ref))
+	t.Logf("fp8 vs bf16 image: mean |Δ| %.2f levels", mean)
+	if mean > 20 {
+		t.Errorf("fp8 image too far from the bf16 one: mean |Δ| %.2f", mean)
+	}
+}
