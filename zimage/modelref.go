@@ -179,6 +179,10 @@ func resolveRef(ctx context.Context, ref string, need []string, o *options, log 
 	} else {
 		snap, err = c.Resolve(ctx, r, sel)
 	}
+	var he *hub.HTTPError
+	if errors.As(err, &he) && (he.Status == 401 || he.Status == 404) {
+		return "", "", &ModelError{Ref: ref, Reason: "not a local directory, and the hub does not give access to such a repository", Err: err}
+	}
 	if err != nil {
 		return "", "", err
 	}

@@ -139,8 +139,10 @@ type Pipeline struct {
 // Hugging Face cache (HF_HOME, HF_HUB_CACHE) and downloaded when missing
 // (see WithPull, WithDownloadProgress, WithHub); a single-file or
 // all-in-one checkpoint; or "" for DefaultModel, or for no model directory
-// at all when WithSingleFiles names every part. Float32 transformer and
-// text-encoder weights are converted to bfloat16 once (WithF32Conversion).
+// at all when WithSingleFiles names every part. A repository revision found
+// complete in the cache is used without asking the hub (`zimage pull`
+// updates it). Float32 transformer and text-encoder weights are converted
+// to bfloat16 once (WithF32Conversion).
 func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 	var o options
 	for _, opt := range opts {

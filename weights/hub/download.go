@@ -135,6 +135,10 @@ func retryable(err error) bool {
 	if errors.As(err, &he) {
 		return he.temporary()
 	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) && dns.IsNotFound {
+		return false // no such host: retrying will not help
+	}
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errStalled):
