@@ -680,6 +680,8 @@ func writeConverted(s *Set, dir string, to DType, cfg convertConfig) (err error)
 	if err != nil {
 		return fmt.Errorf("weights: convert: %w", err)
 	}
+	os.Chmod(tmp, 0o755) // MkdirTemp makes it private; the cache may be shared
+
 	defer func() {
 		if err != nil {
 			os.RemoveAll(tmp)
