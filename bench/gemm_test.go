@@ -144,13 +144,14 @@ func BenchmarkGEMM(b *testing.B) {
 	}
 }
 
-// BenchmarkGEMV is the M = 1 case with a bf16 matrix (timestep MLP, adaLN):
+// BenchmarkGEMV is the M = 1 case with a bf16 matrix (timestep MLP, adaLN —
+// 1×256×15360 per DiT block):
 // memory-bound, reported as GB/s of weight bytes read.
 func BenchmarkGEMV(b *testing.B) {
 	threads := gemmThreads()
 	gemm.SetThreads(threads)
 	defer gemm.SetThreads(0)
-	for _, sh := range [][2]int{{3840, 15360}, {3840, 10240}, {10240, 3840}, {256, 3840}} {
+	for _, sh := range [][2]int{{3840, 15360}, {3840, 10240}, {10240, 3840}, {256, 15360}} {
 		k, n := sh[0], sh[1]
 		a := make([]float32, k)
 		w := make([]float32, n*k)
