@@ -175,6 +175,10 @@ func store(w *bytes.Buffer, sp spec, acc bool) {
 // emitTranspose writes tr16<dt>: per block, load 16 rows of 16 values
 // (widened to float32), transpose the 16×16 tile in registers (unpack ps,
 // unpack pd, two rounds of 128-bit lane shuffles) and store 16 rows.
+// prefetchAhead is how far ahead (bytes) the transposing pack prefetches
+// each source row.
+const prefetchAhead = 256
+
 func emitTranspose(w *bytes.Buffer, dt string) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
 	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
@@ -198,6 +202,9 @@ func emitTranspose(w *bytes.Buffer, dt string) {
 			p("LEAQ (BX)(R8*4), BX")
 		}
 		addr := []string{"(BX)", "(BX)(R8*1)", "(BX)(R8*2)", "(BX)(R9*1)"}[r%4]
+		// 16 row streams are more than the hardware prefetcher follows:
+		// fetch each row a few lines ahead.
+		p("PREFETCHT0 %d%s", prefetchAhead, addr)
 		switch dt {
 		case "F32":
 			p("VMOVUPS %s, %s", addr, z(r))

@@ -165,7 +165,7 @@ func BenchmarkSmallM(b *testing.B) {
 	for i := range raw {
 		raw[i] = byte(i*7 + i>>9)
 	}
-	for _, m := range []int{1, 2, 4, 6, 8, 12, 16} {
+	for _, m := range []int{1, 4, 8, 12, 16, 32, 64} {
 		a := make([]float32, m*k)
 		c := make([]float32, m*n)
 		for _, path := range []string{"dot", "packed"} {
