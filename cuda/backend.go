@@ -4,9 +4,10 @@
 //
 // Activations and weights live on the device in one dtype: bfloat16 (the
 // default; float32 accumulation and float32 norm statistics) or float32
-// (for tight parity tests). GEMMs, convolutions (im2col + GEMM) and
-// attention run through cuBLASLt; the bf16 attention of head size 128 uses a
-// fused tensor-core kernel.
+// (for tight parity tests). GEMMs and convolutions (im2col + GEMM) run
+// through cuBLASLt. Attention is fused (no score matrix): tensor-core
+// kernels for the bf16 head sizes 128 (DiT, Qwen3), 256 and 512 (VAE
+// mid-block), a generic float32-arithmetic kernel for everything else.
 //
 // All CUDA work runs on one goroutine locked to its OS thread with the
 // device's primary context current (Device.Do). Ops may be called from one
@@ -64,8 +65,11 @@ type Options struct {
 	// matches ErrOutOfMemory; the backend stays usable.
 	MemoryBudget uint64
 	// Attention selects the attention implementation: "" or "auto" (fused
-	// tensor-core kernel where it applies, else cuBLASLt), "gemm" (always
-	// cuBLASLt GEMMs with a row softmax, in query chunks).
+	// kernels: on tensor cores for bf16 head sizes 128, 256 and 512, the
+	// generic fused kernel otherwise), "generic" (the generic fused kernel,
+	// float32 arithmetic, for every head size; comparisons), "gemm" (always
+	// cuBLASLt GEMMs with a row softmax, in query chunks, which materialises
+	// a chunk of the score matrix).
 	Attention string
 	// Logger receives debug information; nil discards it.
 	Logger *slog.Logger
@@ -118,9 +122,14 @@ type Backend struct {
 	dt    weights.DType // BF16 or F32
 	esize int
 	k     kernelSet
-	flash bool
-	synth bool
-	log   *slog.Logger
+	flash bool // some tensor-core attention kernel is enabled
+	// attention: the mode (attnAuto, ...), the enabled tensor-core kernels
+	// by head size, the generic kernel's shared-memory limit
+	attn           int
+	tc             map[int]*kernel
+	genericSmemMax int
+	synth          bool
+	log            *slog.Logger
 
 	mu  sync.Mutex
 	err error
@@ -167,33 +176,24 @@ func New(opts Options) (*Backend, error) {
 	if opts.Precision == F32 {
 		b.dt, b.esize = weights.F32, 4
 	}
+	mode := attnAuto
 	switch opts.Attention {
 	case "", "auto":
-		b.flash = b.dt == weights.BF16
 	case "gemm":
+		mode = attnGemm
+	case "generic":
+		mode = attnGeneric
 	default:
 		d.Close()
-		return nil, fmt.Errorf("cuda: unknown attention implementation %q (want auto or gemm)", opts.Attention)
+		return nil, fmt.Errorf("cuda: unknown attention implementation %q (want auto, generic or gemm)", opts.Attention)
 	}
 	if err := b.k.resolve(d, b.dt); err != nil {
 		d.Close()
 		return nil, err
 	}
-	if b.flash && b.k.flash != nil {
-		// Opt in to the full 48 KiB of dynamic shared memory (Hopper reserves
-		// 1 KiB per block on top, which the default limit may count).
-		err := d.Do(func() error {
-			return d.api.Check("cuFuncSetAttribute", d.api.FuncSetAttribute(b.k.flash.fn, driver.FuncAttrMaxDynamicSharedSizeBytes, flashSmem))
-		})
-		if err != nil {
-			log.Warn("cuda: fused attention disabled", "err", err)
-			b.flash = false
-		}
-	} else {
-		b.flash = false
-	}
+	b.setupAttention(mode)
 	p := d.Props()
-	log.Debug("cuda: device ready", "name", p.Name, "cc", p.CC(), "sms", p.SMs, "mem", p.TotalMem, "precision", opts.Precision.String(), "flash", b.flash)
+	log.Debug("cuda: device ready", "name", p.Name, "cc", p.CC(), "sms", p.SMs, "mem", p.TotalMem, "precision", opts.Precision.String(), "flash", b.flash, "tc", len(b.tc))
 	return b, nil
 }
 

@@ -1,9 +1,14 @@
 package cuda
 
 import (
+	"fmt"
+	"maps"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/zimage/zimage/cuda/driver"
 	"github.com/zimage/zimage/cuda/internal/fakecuda"
 	"github.com/zimage/zimage/cuda/internal/parity"
 	"github.com/zimage/zimage/zimage/compute"
@@ -23,18 +28,46 @@ func TestParityF32(t *testing.T) {
 	runParity(t, b, parity.Cases)
 }
 
+// TestParityBF16 runs every case in bf16; attention of head size 128, 256
+// and 512 dispatches to the tensor-core kernels, which the fake emulates in
+// Go (the host shim cannot run inline PTX).
 func TestParityBF16(t *testing.T) {
-	b, _, _ := newFake(t, BF16, true)
+	b, _, _ := newFake(t, BF16, true, func(_ *Options, f *fakecuda.Fake) { f.EmulateFlash = true })
 	runParity(t, b, parity.Cases)
 }
 
-// TestParityFlashDispatch runs head-size-128 attention in bf16, which
-// dispatches to the fused tensor-core kernel (emulated in Go by the fake: the
-// host shim cannot run inline PTX), and checks the result and the launch.
+// attentionCases returns the attention cases of parity.Cases.
+func attentionCases() []parity.Case {
+	var cs []parity.Case
+	for _, c := range parity.Cases {
+		if strings.HasPrefix(c.Name, "Attention") {
+			cs = append(cs, c)
+		}
+	}
+	return cs
+}
+
+// TestParityAttentionModes runs the attention cases through the generic
+// fused kernel (every head size, both precisions) and the GEMM path.
+func TestParityAttentionModes(t *testing.T) {
+	for _, mode := range []string{"generic", "gemm"} {
+		for _, prec := range []Precision{F32, BF16} {
+			t.Run(mode+"-"+prec.String(), func(t *testing.T) {
+				b, _, _ := newFake(t, prec, true, func(o *Options, _ *fakecuda.Fake) { o.Attention = mode })
+				runParity(t, b, attentionCases())
+			})
+		}
+	}
+}
+
+// TestParityFlashDispatch runs bf16 attention of head sizes 128, 256 and 512,
+// which dispatches to the tensor-core kernels (emulated in Go by the fake,
+// which also checks their launch contract: the host shim cannot run inline
+// PTX), and checks the results and the launches.
 func TestParityFlashDispatch(t *testing.T) {
 	b, f, _ := newFake(t, BF16, true, func(_ *Options, f *fakecuda.Fake) { f.EmulateFlash = true })
-	if !b.flash {
-		t.Fatal("fused attention not selected in bf16")
+	if !b.flash || len(b.tc) != 3 {
+		t.Fatalf("tensor-core attention enabled for %v in bf16", slices.Sorted(maps.Keys(b.tc)))
 	}
 	f.Record = true
 	runParity(t, b, []parity.Case{
@@ -44,18 +77,25 @@ func TestParityFlashDispatch(t *testing.T) {
 		{Name: "MHA128", Run: func(b compute.Backend, in *parity.Inputs) compute.Tensor {
 			return b.Attention(in.Act(1, 65, 3*128), in.Act(1, 40, 3*128), in.Act(1, 40, 3*128), 3, 3, 1/float32(math.Sqrt(128)), false)
 		}},
+		{Name: "GQA256", Run: func(b compute.Backend, in *parity.Inputs) compute.Tensor {
+			return b.Attention(in.Act(1, 33, 4*256), in.Act(1, 50, 2*256), in.Act(1, 50, 2*256), 4, 2, 1/float32(math.Sqrt(256)), false)
+		}},
+		{Name: "VAE512", Run: func(b compute.Backend, in *parity.Inputs) compute.Tensor {
+			return b.Attention(in.Act(1, 100, 512), in.Act(1, 100, 512), in.Act(1, 100, 512), 1, 1, 1/float32(math.Sqrt(512)), false)
+		}},
 	})
-	n := 0
+	n := map[string]int{}
 	for _, l := range f.Launches {
-		if l.Kernel == "zk_tc_flash_attn_bf16_d128" {
+		if strings.HasPrefix(l.Kernel, "zk_tc_") {
 			if !l.Executed {
-				t.Error("flash launch not executed")
+				t.Errorf("%s launch not executed", l.Kernel)
 			}
-			n++
+			n[l.Kernel]++
 		}
 	}
-	if n != 2 {
-		t.Errorf("%d fused attention launches, want 2", n)
+	want := map[string]int{"zk_tc_flash_attn_bf16_d128": 2, "zk_tc_flash_attn_bf16_d256": 1, "zk_tc_flash_attn_bf16_d512": 1}
+	if !maps.Equal(n, want) {
+		t.Errorf("tensor-core launches %v, want %v", n, want)
 	}
 }
 
@@ -65,7 +105,7 @@ func TestParityChunked(t *testing.T) {
 	oc, os := colBudget, scoreBudget
 	colBudget, scoreBudget = 6*9*4*13, 4*3*23*5
 	defer func() { colBudget, scoreBudget = oc, os }()
-	b, _, _ := newFake(t, F32, true)
+	b, _, _ := newFake(t, F32, true, func(o *Options, _ *fakecuda.Fake) { o.Attention = "gemm" })
 	var cases []parity.Case
 	for _, c := range parity.Cases {
 		switch c.Name {
@@ -74,4 +114,83 @@ func TestParityChunked(t *testing.T) {
 		}
 	}
 	runParity(t, b, cases)
+}
+
+// TestAttentionDispatch checks which kernel each precision, mode and head
+// size runs, and the launch shape of the generic kernel.
+func TestAttentionDispatch(t *testing.T) {
+	cases := []struct {
+		mode string
+		prec Precision
+		dh   int
+		want string
+	}{
+		{"", BF16, 128, "zk_tc_flash_attn_bf16_d128"},
+		{"", BF16, 256, "zk_tc_flash_attn_bf16_d256"},
+		{"auto", BF16, 512, "zk_tc_flash_attn_bf16_d512"},
+		{"", BF16, 64, "zk_flash_attn_bf16"},
+		{"", F32, 128, "zk_flash_attn_f32"},
+		{"", F32, 1000, "zk_flash_attn_f32"},
+		{"generic", BF16, 512, "zk_flash_attn_bf16"},
+		{"gemm", BF16, 128, "zk_softmax_warp_bf16"},
+		{"", F32, 4096, "zk_softmax_warp_f32"}, // too wide for the generic kernel's shared memory
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%s-%s-%d", c.mode, c.prec, c.dh), func(t *testing.T) {
+			b, f, _ := newFake(t, c.prec, false, func(o *Options, f *fakecuda.Fake) {
+				o.Attention = c.mode
+				f.EmulateFlash = true
+			})
+			const heads, lq, lk = 2, 21, 9
+			q := b.FromHost(make([]float32, lq*heads*c.dh), lq, heads*c.dh)
+			kv := b.FromHost(make([]float32, lk*heads*c.dh), lk, heads*c.dh)
+			f.Record = true
+			b.Attention(q, kv, kv, heads, heads, 0.1, false)
+			if err := b.Err(); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, l := range f.Launches {
+				got = append(got, l.Kernel)
+				if l.Kernel == c.want && strings.HasPrefix(l.Kernel, "zk_flash_attn_") {
+					wantGrid := [3]uint32{(lq + 15) / 16, heads, uint32((c.dh + 511) / 512)}
+					if l.Grid != wantGrid || l.Block != [3]uint32{128, 1, 1} || l.Smem != uint32(genericSmem(c.dh)) {
+						t.Errorf("generic launch grid %v block %v smem %d", l.Grid, l.Block, l.Smem)
+					}
+				}
+			}
+			if !slices.Contains(got, c.want) {
+				t.Errorf("launched %v, want %s", got, c.want)
+			}
+		})
+	}
+}
+
+// TestAttentionOptInFailure: a tensor-core kernel whose shared-memory opt-in
+// fails (as on a GPU with too little shared memory) is left out and its head
+// size runs the generic kernel.
+func TestAttentionOptInFailure(t *testing.T) {
+	b, f, _ := newFake(t, BF16, false, func(_ *Options, f *fakecuda.Fake) {
+		f.API.FuncSetAttribute = func(_ driver.Function, _ driver.FuncAttribute, v int32) driver.Result {
+			if v > 64<<10 {
+				return driver.ErrInvalidValue
+			}
+			return driver.Success
+		}
+	})
+	if b.tc[512] != nil || b.tc[128] == nil || b.tc[256] == nil {
+		t.Fatalf("tensor-core kernels enabled for head sizes %v", slices.Sorted(maps.Keys(b.tc)))
+	}
+	if b.genericSmemMax != 48<<10 {
+		t.Errorf("generic kernel shared-memory limit %d, want 48 KiB after a failed opt-in", b.genericSmemMax)
+	}
+	f.Record = true
+	x := b.FromHost(make([]float32, 3*512), 3, 512)
+	b.Attention(x, x, x, 1, 1, 0.1, false)
+	if err := b.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.Launches); n == 0 || f.Launches[n-1].Kernel != "zk_flash_attn_bf16" {
+		t.Errorf("launches %v", f.Launches)
+	}
 }

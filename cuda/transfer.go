@@ -23,7 +23,8 @@ type kernelSet struct {
 	softmaxWarp                                            *kernel // one warp per row
 	toF32                                                  *kernel // dt → f32 (nil when dt is f32)
 	cvt                                                    map[weights.DType]*kernel
-	flash                                                  *kernel // fused tensor-core attention (bf16, dh 128)
+	flashGeneric                                           *kernel         // fused attention, any head size
+	tc                                                     map[int]*kernel // tensor-core attention by head size (bf16; optional)
 }
 
 var dtypeSuffix = map[weights.DType]string{
@@ -57,8 +58,14 @@ func (k *kernelSet) resolve(d *Device, dt weights.DType) error {
 	if dt != weights.F32 {
 		k.toF32 = get("zk_cvt_" + s + "_f32")
 	}
+	k.flashGeneric = get("zk_flash_attn_" + s)
+	k.tc = map[int]*kernel{}
 	if dt == weights.BF16 {
-		k.flash = d.kernel("zk_tc_flash_attn_bf16_d128") // optional
+		for _, dh := range []int{128, 256, 512} {
+			if kk := d.kernel(tcKernelName(dh)); kk != nil {
+				k.tc[dh] = kk
+			}
+		}
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("cuda: the embedded fatbin lacks kernels %v", missing)

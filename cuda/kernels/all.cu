@@ -5,4 +5,5 @@
 #include "elementwise.cu"
 #include "norm.cu"
 #include "rope.cu"
+#include "attn.cu"
 #include "attn_mma.cu"

@@ -1,25 +1,35 @@
 // Fused flash attention on tensor cores (sm_80+): bf16 inputs, float32
-// accumulation and softmax statistics, head size 128, grouped-query heads and
-// an optional causal mask. GPU only (inline PTX): the host shim skips zk_tc_*.
+// accumulation and softmax statistics, grouped-query heads and an optional
+// causal mask. GPU only (inline PTX): the host shim skips zk_tc_*.
 //
-// Block: 4 warps, 64 query rows (16 per warp) of one head. The block's Q
-// tile and each 64-key K and V tile live in shared memory (XOR-swizzled
-// 16-byte chunks so ldmatrix is conflict-free). Per key tile a warp computes
-// S = Q·Kᵀ with mma.m16n8k16 (fragments by ldmatrix), updates the running
-// row max and sum (online softmax, exp2 domain), rescales its O accumulator
-// and adds P·V, P taken straight from the S accumulators as the A operand.
+// Common scheme: Q·Kᵀ with mma.m16n8k16 (fragments by ldmatrix from
+// XOR-swizzled tiles, 16-byte chunks, so ldmatrix and the copies are
+// conflict-free), online softmax in the exp2 domain, P taken straight from
+// the S accumulators as the A operand of P·V. Tiles are copied with cp.async
+// (sm_80) and overlapped FlashAttention-2 style: the V tile loads while S and
+// the softmax are computed, the next K tile while P·V is.
+//
+// zk_tc_flash_attn_bf16_d128 (DiT, Qwen3): 4 warps, 64 query rows (16 per
+// warp), 64-key tiles, Q/K/V tiles in 48 KiB of shared memory.
+//
+// zk_tc_flash_attn_bf16_d256/_d512 (VAE mid-block): a warp cannot hold a
+// 16×512 float accumulator, so d is split into 128-dim slices. Block: two
+// row groups of 16 query rows × d/128 slice warps (256 threads for d=512),
+// 32-key tiles. A warp keeps its Q slice in registers, computes the partial
+// scores of its slice, and the row group sums the partials through shared
+// memory (same order in every warp, so the softmax statistics are identical
+// and each warp updates only its slice of O). Shared memory: K and V tiles
+// of 32×d bf16 plus the partial scores: 80 KiB for d=512 (fits the 99 KiB
+// of sm_86/sm_89).
 #include "common.cuh"
 
 #ifndef ZK_HOST_SHIM
 
-#define TC_D 128   // head size
-#define TC_BQ 64   // query rows per block
-#define TC_BK 64   // keys per tile
-#define TC_CH 16   // 16-byte chunks per row (128 bf16)
-
-// Element offset of (row, col) in a swizzled [rows][128] bf16 tile.
+// Element offset of (row, col) in a swizzled [rows][D] bf16 tile: the 16-byte
+// chunk index is XORed with row&7 within each group of 8 chunks.
+template <int D>
 __device__ __forceinline__ int tc_swz(int row, int col) {
-	return row * TC_D + ((((col >> 3) ^ (row & 7)) << 3) | (col & 7));
+	return row * D + ((((col >> 3) ^ (row & 7)) << 3) | (col & 7));
 }
 
 __device__ __forceinline__ unsigned tc_smem(const void* p) {
@@ -55,16 +65,97 @@ __device__ __forceinline__ unsigned tc_pack(float lo, float hi) {
 	return r;
 }
 
-// Copies rows [r0, r0+64) of a [n][ld] bf16 matrix (128 columns from col0)
-// into a swizzled tile, zero-filling rows past n.
-__device__ __forceinline__ void tc_load_tile(bf16* tile, const bf16* __restrict__ g, int r0, int n, long ld) {
-	for (int c = threadIdx.x; c < TC_BQ * TC_CH; c += blockDim.x) {
-		int row = c / TC_CH, ch = c % TC_CH;
-		uint4 v = make_uint4(0, 0, 0, 0);
-		if (r0 + row < n) v = *reinterpret_cast<const uint4*>(g + (long)(r0 + row) * ld + ch * 8);
-		*reinterpret_cast<uint4*>(tile + tc_swz(row, ch * 8)) = v;
+// 16-byte asynchronous copy global → shared; bytes < 16 zero-fills the rest
+// (0: the whole chunk, for rows past the end).
+__device__ __forceinline__ void tc_cp16(void* dst, const void* src, int bytes) {
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(tc_smem(dst)), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void tc_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most N of the most recently committed copy groups are
+// still in flight.
+template <int N>
+__device__ __forceinline__ void tc_cp_wait() {
+	asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Starts copying rows [r0, r0+rows) of a [n][ld] bf16 matrix (D columns from
+// g) into a swizzled tile; rows past n become zeros.
+template <int D>
+__device__ __forceinline__ void tc_load_async(bf16* tile, const bf16* __restrict__ g, int r0, int rows, int n,
+                                              long ld) {
+	constexpr int CH = D / 8;  // 16-byte chunks per row
+	for (int c = threadIdx.x; c < rows * CH; c += blockDim.x) {
+		int row = c / CH, ch = c % CH;
+		bool in = r0 + row < n;
+		const bf16* src = in ? g + (long)(r0 + row) * ld + ch * 8 : g;
+		tc_cp16(tile + tc_swz<D>(row, ch * 8), src, in ? 16 : 0);
 	}
 }
+
+// Masks, scales and folds one tile of scores s[NT][4] (NT n-tiles of 8 keys
+// from k0; s[j][0..1] row qa, keys k0+8j+2t4+{0,1}; s[j][2..3] row qb) into
+// the running max mrow and sum lrow, leaving P (unnormalised) in s and the
+// factor that rescales the O accumulator in alpha.
+template <int NT>
+__device__ __forceinline__ void tc_softmax_tile(float (&s)[NT][4], float (&mrow)[2], float (&lrow)[2],
+                                                float (&alpha)[2], int k0, int lk, int qa, int qb, int causal,
+                                                float sl2, int t4) {
+	float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+	for (int j = 0; j < NT; j++) {
+#pragma unroll
+		for (int e = 0; e < 4; e++) {
+			int key = k0 + j * 8 + t4 * 2 + (e & 1);
+			int qi = (e < 2) ? qa : qb;
+			bool ok = key < lk && !(causal && key > qi);
+			s[j][e] = ok ? s[j][e] * sl2 : -INFINITY;
+			mx[e >> 1] = fmaxf(mx[e >> 1], s[j][e]);
+		}
+	}
+#pragma unroll
+	for (int r = 0; r < 2; r++) {
+		mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+		mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+		float mnew = fmaxf(mrow[r], mx[r]);
+		float muse = mnew == -INFINITY ? 0.f : mnew;  // row fully masked so far
+		alpha[r] = exp2f(mrow[r] - muse);
+		mrow[r] = mnew;
+		mx[r] = muse;
+		lrow[r] *= alpha[r];
+	}
+#pragma unroll
+	for (int j = 0; j < NT; j++) {
+		s[j][0] = exp2f(s[j][0] - mx[0]);
+		s[j][1] = exp2f(s[j][1] - mx[0]);
+		s[j][2] = exp2f(s[j][2] - mx[1]);
+		s[j][3] = exp2f(s[j][3] - mx[1]);
+		lrow[0] += s[j][0] + s[j][1];
+		lrow[1] += s[j][2] + s[j][3];
+	}
+}
+
+// Normalises the 16 accumulator tiles (128 dims from col0) by the row sums
+// and stores rows qa, qb of o (row stride ld) as bf16.
+__device__ __forceinline__ void tc_store_rows(bf16* __restrict__ o, long ld, int col0, float (&oacc)[16][4],
+                                              float (&lrow)[2], int qa, int qb, int lq, int t4) {
+#pragma unroll
+	for (int r = 0; r < 2; r++) {
+		lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+		lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+		lrow[r] = lrow[r] > 0.f ? 1.f / lrow[r] : 0.f;
+	}
+#pragma unroll
+	for (int j = 0; j < 16; j++) {
+		int col = col0 + j * 8 + t4 * 2;
+		if (qa < lq)
+			*reinterpret_cast<unsigned*>(o + (long)qa * ld + col) = tc_pack(oacc[j][0] * lrow[0], oacc[j][1] * lrow[0]);
+		if (qb < lq)
+			*reinterpret_cast<unsigned*>(o + (long)qb * ld + col) = tc_pack(oacc[j][2] * lrow[1], oacc[j][3] * lrow[1]);
+	}
+}
+
+#define TC_BQ 64  // d=128: query rows per block
+#define TC_BK 64  // d=128: keys per tile
 
 // q [lq, heads*128], k and v [lk, kv_heads*128], o like q. Grid (ceil(lq/64),
 // heads), block 128, dynamic shared memory 3·64·128·2 = 48 KiB.
@@ -72,19 +163,25 @@ extern "C" __global__ void __launch_bounds__(128)
     zk_tc_flash_attn_bf16_d128(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                                bf16* __restrict__ o, int lq, int lk, int heads, int kv_heads, float scale,
                                int causal) {
+	constexpr int D = 128;
 	ZK_DYN_SMEM(bf16, smem);
 	bf16* sq = smem;
-	bf16* sk = smem + TC_BQ * TC_D;
-	bf16* sv = smem + 2 * TC_BQ * TC_D;
+	bf16* sk = smem + TC_BQ * D;
+	bf16* sv = smem + 2 * TC_BQ * D;
 
 	const int head = blockIdx.y, kvh = head / (heads / kv_heads);
 	const int q0 = blockIdx.x * TC_BQ;
-	const long ldq = (long)heads * TC_D, ldk = (long)kv_heads * TC_D;
+	const long ldq = (long)heads * D, ldk = (long)kv_heads * D;
 	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const int g = lane >> 2, t4 = lane & 3;
 	const float sl2 = scale * 1.4426950408889634f;  // scores in the exp2 domain
+	const bf16* kh = k + kvh * D;
+	const bf16* vh = v + kvh * D;
+	const int kend = causal ? min(lk, q0 + TC_BQ) : lk;
 
-	tc_load_tile(sq, q + head * TC_D, q0, lq, ldq);
+	tc_load_async<D>(sq, q + head * D, q0, TC_BQ, lq, ldq);
+	tc_load_async<D>(sk, kh, 0, TC_BK, lk, ldk);
+	tc_cp_commit();
 
 	float oacc[16][4];
 #pragma unroll
@@ -93,71 +190,36 @@ extern "C" __global__ void __launch_bounds__(128)
 
 	// Query rows of this thread: qa (fragment rows g) and qb (g + 8).
 	const int qa = q0 + warp * 16 + g, qb = qa + 8;
-	int kend = lk;
-	if (causal) kend = min(lk, q0 + TC_BQ);
 
 	for (int k0 = 0; k0 < kend; k0 += TC_BK) {
-		__syncthreads();  // previous tile fully consumed (and Q stored, first time)
-		tc_load_tile(sk, k + kvh * TC_D, k0, lk, ldk);
-		tc_load_tile(sv, v + kvh * TC_D, k0, lk, ldk);
-		__syncthreads();
+		tc_cp_wait<0>();
+		__syncthreads();  // K tile (and Q) landed; every warp is done with the previous V tile
+		tc_load_async<D>(sv, vh, k0, TC_BK, lk, ldk);
+		tc_cp_commit();
 
-		// S[16 rows, 64 keys] = Q_w · K_tileᵀ
+		// S[16 rows, 64 keys] = Q_w · K_tileᵀ, while V loads
 		float s[8][4];
 #pragma unroll
 		for (int j = 0; j < 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
 #pragma unroll
-		for (int kk = 0; kk < TC_D; kk += 16) {
+		for (int kk = 0; kk < D; kk += 16) {
 			unsigned a0, a1, a2, a3;
 			{
 				int row = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, col = kk + (lane >> 4) * 8;
-				tc_ldsm_x4(tc_smem(sq + tc_swz(row, col)), a0, a1, a2, a3);
+				tc_ldsm_x4(tc_smem(sq + tc_swz<D>(row, col)), a0, a1, a2, a3);
 			}
 #pragma unroll
 			for (int n = 0; n < 8; n += 2) {
 				unsigned b0, b1, b2, b3;
 				int key = n * 8 + (lane & 7) + (lane >> 4) * 8, col = kk + ((lane >> 3) & 1) * 8;
-				tc_ldsm_x4(tc_smem(sk + tc_swz(key, col)), b0, b1, b2, b3);
+				tc_ldsm_x4(tc_smem(sk + tc_swz<D>(key, col)), b0, b1, b2, b3);
 				tc_mma(s[n], a0, a1, a2, a3, b0, b1);
 				tc_mma(s[n + 1], a0, a1, a2, a3, b2, b3);
 			}
 		}
 
-		// Mask, scale, online softmax. s[j][0..1] are row qa, keys k0+8j+2t4+{0,1};
-		// s[j][2..3] row qb.
-		float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-		for (int j = 0; j < 8; j++) {
-#pragma unroll
-			for (int e = 0; e < 4; e++) {
-				int key = k0 + j * 8 + t4 * 2 + (e & 1);
-				int qi = (e < 2) ? qa : qb;
-				bool ok = key < lk && !(causal && key > qi);
-				s[j][e] = ok ? s[j][e] * sl2 : -INFINITY;
-				mx[e >> 1] = fmaxf(mx[e >> 1], s[j][e]);
-			}
-		}
 		float alpha[2];
-#pragma unroll
-		for (int r = 0; r < 2; r++) {
-			mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-			mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-			float mnew = fmaxf(mrow[r], mx[r]);
-			float muse = mnew == -INFINITY ? 0.f : mnew;  // row fully masked so far
-			alpha[r] = exp2f(mrow[r] - muse);
-			mrow[r] = mnew;
-			mx[r] = muse;
-			lrow[r] *= alpha[r];
-		}
-#pragma unroll
-		for (int j = 0; j < 8; j++) {
-			s[j][0] = exp2f(s[j][0] - mx[0]);
-			s[j][1] = exp2f(s[j][1] - mx[0]);
-			s[j][2] = exp2f(s[j][2] - mx[1]);
-			s[j][3] = exp2f(s[j][3] - mx[1]);
-			lrow[0] += s[j][0] + s[j][1];
-			lrow[1] += s[j][2] + s[j][3];
-		}
+		tc_softmax_tile<8>(s, mrow, lrow, alpha, k0, lk, qa, qb, causal, sl2, t4);
 #pragma unroll
 		for (int j = 0; j < 16; j++) {
 			oacc[j][0] *= alpha[0];
@@ -166,7 +228,14 @@ extern "C" __global__ void __launch_bounds__(128)
 			oacc[j][3] *= alpha[1];
 		}
 
-		// O[16, 128] += P[16, 64] · V_tile[64, 128]
+		tc_cp_wait<0>();
+		__syncthreads();  // V tile landed; every warp is done with the K tile
+		if (k0 + TC_BK < kend) {
+			tc_load_async<D>(sk, kh, k0 + TC_BK, TC_BK, lk, ldk);
+			tc_cp_commit();
+		}
+
+		// O[16, 128] += P[16, 64] · V_tile[64, 128], while the next K loads
 #pragma unroll
 		for (int kb = 0; kb < 4; kb++) {  // 16 keys per step
 			unsigned a0 = tc_pack(s[2 * kb][0], s[2 * kb][1]);
@@ -177,29 +246,158 @@ extern "C" __global__ void __launch_bounds__(128)
 			for (int n = 0; n < 16; n += 2) {  // 8 dims per tile, two tiles per ldmatrix
 				unsigned b0, b1, b2, b3;
 				int key = kb * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, col = n * 8 + (lane >> 4) * 8;
-				tc_ldsm_x4_t(tc_smem(sv + tc_swz(key, col)), b0, b1, b2, b3);
+				tc_ldsm_x4_t(tc_smem(sv + tc_swz<D>(key, col)), b0, b1, b2, b3);
 				tc_mma(oacc[n], a0, a1, a2, a3, b0, b1);
 				tc_mma(oacc[n + 1], a0, a1, a2, a3, b2, b3);
 			}
 		}
 	}
 
-	// Normalise by the row sums (reduced over the quad) and store bf16.
-#pragma unroll
-	for (int r = 0; r < 2; r++) {
-		lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
-		lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
-		lrow[r] = lrow[r] > 0.f ? 1.f / lrow[r] : 0.f;
-	}
-	bf16* oh = o + head * TC_D;
-#pragma unroll
-	for (int j = 0; j < 16; j++) {
-		int col = j * 8 + t4 * 2;
-		if (qa < lq)
-			*reinterpret_cast<unsigned*>(oh + (long)qa * ldq + col) = tc_pack(oacc[j][0] * lrow[0], oacc[j][1] * lrow[0]);
-		if (qb < lq)
-			*reinterpret_cast<unsigned*>(oh + (long)qb * ldq + col) = tc_pack(oacc[j][2] * lrow[1], oacc[j][3] * lrow[1]);
-	}
+	tc_store_rows(o + head * D, ldq, 0, oacc, lrow, qa, qb, lq, t4);
 }
+
+#define TS_BQ 32  // split-d: query rows per block (two row groups of 16)
+#define TS_BK 32  // split-d: keys per tile
+
+// Split-d kernel for head size D (256 or 512): see the top of the file.
+template <int D>
+__device__ __forceinline__ void tc_flash_split(const bf16* __restrict__ q, const bf16* __restrict__ k,
+                                               const bf16* __restrict__ v, bf16* __restrict__ o, int lq, int lk,
+                                               int heads, int kv_heads, float scale, int causal) {
+	constexpr int SL = D / 128;  // slices = warps per row group
+	ZK_DYN_SMEM(bf16, smem);
+	bf16* sk = smem;               // [32][D], swizzled
+	bf16* sv = smem + TS_BK * D;   // [32][D], swizzled; holds Q before the first V tile
+	// Partial scores [row group][slice][n-tile][lane], in the accumulator
+	// layout (every lane reads back exactly the elements it holds).
+	float4* sp = reinterpret_cast<float4*>(smem + 2 * TS_BK * D);
+
+	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	const int rg = warp / SL, sl = warp % SL;
+	const int g = lane >> 2, t4 = lane & 3;
+	const int head = blockIdx.y, kvh = head / (heads / kv_heads);
+	const int q0 = blockIdx.x * TS_BQ;
+	const long ldq = (long)heads * D, ldk = (long)kv_heads * D;
+	const float sl2 = scale * 1.4426950408889634f;
+	const bf16* kh = k + kvh * D;
+	const bf16* vh = v + kvh * D;
+	const int kend = causal ? min(lk, q0 + TS_BQ) : lk;
+	const int col0 = sl * 128;  // this warp's dims
+
+	tc_load_async<D>(sv, q + head * D, q0, TS_BQ, lq, ldq);
+	tc_cp_commit();
+	tc_load_async<D>(sk, kh, 0, TS_BK, lk, ldk);
+	tc_cp_commit();
+	tc_cp_wait<1>();
+	__syncthreads();  // Q landed
+
+	// The warp's Q slice as A fragments: 16 rows × 128 dims, 8 k-steps.
+	unsigned qf[8][4];
+#pragma unroll
+	for (int kk = 0; kk < 8; kk++) {
+		int row = rg * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, col = col0 + kk * 16 + (lane >> 4) * 8;
+		tc_ldsm_x4(tc_smem(sv + tc_swz<D>(row, col)), qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+	}
+
+	float oacc[16][4];
+#pragma unroll
+	for (int j = 0; j < 16; j++) oacc[j][0] = oacc[j][1] = oacc[j][2] = oacc[j][3] = 0.f;
+	float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+	const int qa = q0 + rg * 16 + g, qb = qa + 8;
+
+	for (int k0 = 0; k0 < kend; k0 += TS_BK) {
+		tc_cp_wait<0>();
+		__syncthreads();  // K tile landed; every warp is done with sv (Q fragments or the previous V)
+		tc_load_async<D>(sv, vh, k0, TS_BK, lk, ldk);
+		tc_cp_commit();
+
+		// Partial S[16 rows, 32 keys] over this warp's 128 dims, while V loads.
+		float s[4][4];
+#pragma unroll
+		for (int j = 0; j < 4; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+		for (int kk = 0; kk < 8; kk++) {
+#pragma unroll
+			for (int n = 0; n < 4; n += 2) {
+				unsigned b0, b1, b2, b3;
+				int key = n * 8 + (lane & 7) + (lane >> 4) * 8, col = col0 + kk * 16 + ((lane >> 3) & 1) * 8;
+				tc_ldsm_x4(tc_smem(sk + tc_swz<D>(key, col)), b0, b1, b2, b3);
+				tc_mma(s[n], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b0, b1);
+				tc_mma(s[n + 1], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b2, b3);
+			}
+		}
+#pragma unroll
+		for (int n = 0; n < 4; n++) sp[((rg * SL + sl) * 4 + n) * 32 + lane] = make_float4(s[n][0], s[n][1], s[n][2], s[n][3]);
+		__syncthreads();  // partial scores visible; every warp is done with the K tile
+		if (k0 + TS_BK < kend) {
+			tc_load_async<D>(sk, kh, k0 + TS_BK, TS_BK, lk, ldk);
+			tc_cp_commit();
+		}
+
+		// Full scores: the row group's partials summed in slice order.
+#pragma unroll
+		for (int n = 0; n < 4; n++) {
+			float4 t = sp[((rg * SL) * 4 + n) * 32 + lane];
+#pragma unroll
+			for (int c = 1; c < SL; c++) {
+				float4 u = sp[((rg * SL + c) * 4 + n) * 32 + lane];
+				t.x += u.x;
+				t.y += u.y;
+				t.z += u.z;
+				t.w += u.w;
+			}
+			s[n][0] = t.x;
+			s[n][1] = t.y;
+			s[n][2] = t.z;
+			s[n][3] = t.w;
+		}
+		float alpha[2];
+		tc_softmax_tile<4>(s, mrow, lrow, alpha, k0, lk, qa, qb, causal, sl2, t4);
+#pragma unroll
+		for (int j = 0; j < 16; j++) {
+			oacc[j][0] *= alpha[0];
+			oacc[j][1] *= alpha[0];
+			oacc[j][2] *= alpha[1];
+			oacc[j][3] *= alpha[1];
+		}
+
+		if (k0 + TS_BK < kend)
+			tc_cp_wait<1>();  // the next K tile may stay in flight
+		else
+			tc_cp_wait<0>();
+		__syncthreads();  // V tile landed
+
+		// O[16, slice] += P[16, 32] · V_tile[32, slice], while the next K loads
+#pragma unroll
+		for (int kb = 0; kb < 2; kb++) {
+			unsigned a0 = tc_pack(s[2 * kb][0], s[2 * kb][1]);
+			unsigned a1 = tc_pack(s[2 * kb][2], s[2 * kb][3]);
+			unsigned a2 = tc_pack(s[2 * kb + 1][0], s[2 * kb + 1][1]);
+			unsigned a3 = tc_pack(s[2 * kb + 1][2], s[2 * kb + 1][3]);
+#pragma unroll
+			for (int n = 0; n < 16; n += 2) {
+				unsigned b0, b1, b2, b3;
+				int key = kb * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, col = col0 + n * 8 + (lane >> 4) * 8;
+				tc_ldsm_x4_t(tc_smem(sv + tc_swz<D>(key, col)), b0, b1, b2, b3);
+				tc_mma(oacc[n], a0, a1, a2, a3, b0, b1);
+				tc_mma(oacc[n + 1], a0, a1, a2, a3, b2, b3);
+			}
+		}
+	}
+
+	tc_store_rows(o + head * D, ldq, col0, oacc, lrow, qa, qb, lq, t4);
+}
+
+// q [lq, heads*D], k and v [lk, kv_heads*D], o like q. Grid (ceil(lq/32),
+// heads), block 64·D/128, dynamic shared memory 2·32·D·2 + (D/128)·2·16·32·4
+// bytes (80 KiB for D=512: needs the opt-in attribute).
+#define ZK_TC_SPLIT(D)                                                                                       \
+	extern "C" __global__ void __launch_bounds__(64 * (D / 128)) zk_tc_flash_attn_bf16_d##D(                 \
+	    const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, bf16* __restrict__ o, \
+	    int lq, int lk, int heads, int kv_heads, float scale, int causal) {                                    \
+		tc_flash_split<D>(q, k, v, o, lq, lk, heads, kv_heads, scale, causal);                               \
+	}
+ZK_TC_SPLIT(256)
+ZK_TC_SPLIT(512)
 
 #endif  // ZK_HOST_SHIM

@@ -6,10 +6,10 @@
 #ifndef ZK_HOST_SHIM
 #include <stdint.h>
 #define ZK_DEV __device__ __forceinline__
-// ZK_DYN_SMEM(T, name) declares name as the block's dynamic shared memory.
-#define ZK_DYN_SMEM(T, name)                                       \
-	extern __shared__ __align__(16) unsigned char zk_dyn_smem_[]; \
-	T* name = reinterpret_cast<T*>(zk_dyn_smem_)
+// ZK_DYN_SMEM(T, name) declares name as the block's dynamic shared memory
+// (one file-scope declaration, so kernels of C and C++ linkage share it).
+extern __shared__ __align__(16) unsigned char zk_dyn_smem_[];
+#define ZK_DYN_SMEM(T, name) T* name = reinterpret_cast<T*>(zk_dyn_smem_)
 #else
 #define ZK_DEV inline
 #endif

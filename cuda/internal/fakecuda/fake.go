@@ -48,8 +48,8 @@ type Fake struct {
 	Shim        *hostshim.Lib // executes kernels when non-nil
 	// LaunchHook, when set, runs before each launch and may fail it.
 	LaunchHook func(l *Launch) driver.Result
-	// EmulateFlash runs the tensor-core attention kernel as Go code (the host
-	// shim cannot run it).
+	// EmulateFlash runs the tensor-core attention kernels as Go code (the
+	// host shim cannot run them); see FlashContract.
 	EmulateFlash bool
 
 	mu        sync.Mutex
@@ -447,7 +447,8 @@ func (l launcher) LaunchKernel(fn driver.Function, gx, gy, gz, bx, by, bz, smem 
 		f.mu.Unlock()
 		return f.fail("%s: bad launch configuration grid (%d,%d,%d) block (%d,%d,%d)", name, gx, gy, gz, bx, by, bz)
 	}
-	record := f.Record || f.LaunchHook != nil || (f.EmulateFlash && name == "zk_tc_flash_attn_bf16_d128")
+	_, tc := flashHeadSize[name]
+	record := f.Record || f.LaunchHook != nil || (f.EmulateFlash && tc)
 	var rec *Launch
 	if record {
 		f.Launches = append(f.Launches, Launch{Kernel: name, Grid: [3]uint32{gx, gy, gz}, Block: [3]uint32{bx, by, bz},
@@ -461,7 +462,7 @@ func (l launcher) LaunchKernel(fn driver.Function, gx, gy, gz, bx, by, bz, smem 
 			return r
 		}
 	}
-	if f.EmulateFlash && name == "zk_tc_flash_attn_bf16_d128" {
+	if f.EmulateFlash && tc {
 		r := f.emulateFlash(rec)
 		if r == driver.Success {
 			f.mu.Lock()
@@ -503,19 +504,43 @@ func (f *Fake) F32(p driver.DevicePtr, n int) []float32 {
 	return out
 }
 
-// emulateFlash computes zk_tc_flash_attn_bf16_d128 in Go from its launch
-// arguments (q, k, v, o, lq, lk, heads, kvHeads, scale, causal), so tests of
-// the backend exercise the fused path's dispatch and argument packing. It
-// follows the kernel's contract: grid (ceil(lq/64), heads), block 128, bf16
-// rounding of P and of the output; it says nothing about the PTX itself.
+// flashHeadSize maps the tensor-core attention kernels to their head size.
+var flashHeadSize = map[string]int{
+	"zk_tc_flash_attn_bf16_d128": 128,
+	"zk_tc_flash_attn_bf16_d256": 256,
+	"zk_tc_flash_attn_bf16_d512": 512,
+}
+
+// FlashContract returns the launch shape the tensor-core attention kernel
+// for head size d requires for lq query rows and heads heads: grid, block
+// and dynamic shared memory. d=128: 64 rows and 4 warps per block, Q/K/V
+// tiles of 64×128 bf16. d=256, 512 (split-d): 32 rows per block, one warp
+// per 128-dim slice and row group of 16, K/V tiles of 32×d bf16 plus the
+// warps' float32 partial scores.
+func FlashContract(d, lq, heads int) (grid, block [3]uint32, smem uint32) {
+	if d == 128 {
+		return [3]uint32{uint32((lq + 63) / 64), uint32(heads), 1}, [3]uint32{128, 1, 1}, 3 * 64 * 128 * 2
+	}
+	sl := d / 128
+	return [3]uint32{uint32((lq + 31) / 32), uint32(heads), 1}, [3]uint32{uint32(64 * sl), 1, 1},
+		uint32(2*32*d*2 + sl*2*16*32*4)
+}
+
+// emulateFlash computes a tensor-core attention kernel (zk_tc_flash_attn_
+// bf16_d*) in Go from its launch arguments (q, k, v, o, lq, lk, heads,
+// kvHeads, scale, causal), so tests of the backend exercise the fused
+// path's dispatch and argument packing. It follows the kernel's contract:
+// the launch shape of FlashContract, bf16 rounding of P and of the output;
+// it says nothing about the PTX itself.
 func (f *Fake) emulateFlash(l *Launch) driver.Result {
 	a := l.Args
 	lq, lk, heads, kvh := int(int32(a[4])), int(int32(a[5])), int(int32(a[6])), int(int32(a[7]))
 	scale := math.Float32frombits(uint32(a[8]))
 	causal := int32(a[9]) != 0
-	const d = 128
-	if l.Grid != [3]uint32{uint32((lq + 63) / 64), uint32(heads), 1} || l.Block != [3]uint32{128, 1, 1} || l.Smem != 3*64*128*2 {
-		f.fail("flash: launch grid %v block %v smem %d do not match lq %d heads %d", l.Grid, l.Block, l.Smem, lq, heads)
+	d := flashHeadSize[l.Kernel]
+	grid, block, smem := FlashContract(d, lq, heads)
+	if l.Grid != grid || l.Block != block || l.Smem != smem {
+		f.fail("%s: launch grid %v block %v smem %d; want %v %v %d for lq %d heads %d", l.Kernel, l.Grid, l.Block, l.Smem, grid, block, smem, lq, heads)
 		return driver.ErrInvalidValue
 	}
 	f.mu.Lock()

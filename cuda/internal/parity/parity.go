@@ -165,6 +165,26 @@ var Cases = []Case{
 	{"AttentionOneHead", func(b compute.Backend, in *Inputs) compute.Tensor {
 		return b.Attention(in.Act(1, 30, 64), in.Act(1, 30, 64), in.Act(1, 30, 64), 1, 1, 0.125, false)
 	}},
+	{"AttentionHead20", func(b compute.Backend, in *Inputs) compute.Tensor { // head size not a multiple of 32
+		return b.Attention(in.Act(1, 13, 3*20), in.Act(1, 29, 3*20), in.Act(1, 29, 3*20), 3, 3, 0.2, false)
+	}},
+	// Head sizes of the tensor-core kernels (bf16 on a GPU): 128 (DiT, Qwen3),
+	// 256 and 512 (VAE mid-block, split-d), ragged lengths.
+	{"AttentionD128CausalGQA", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return b.Attention(in.Act(1, 70, 4*128), in.Act(1, 70, 2*128), in.Act(1, 70, 2*128), 4, 2, 1/float32(math.Sqrt(128)), true)
+	}},
+	{"AttentionD256GQA", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return b.Attention(in.Act(1, 33, 2*256), in.Act(1, 45, 256), in.Act(1, 45, 256), 2, 1, 1/float32(math.Sqrt(256)), false)
+	}},
+	{"AttentionD512", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return b.Attention(in.Act(1, 40, 512), in.Act(1, 70, 512), in.Act(1, 70, 512), 1, 1, 1/float32(math.Sqrt(512)), false)
+	}},
+	{"AttentionD512Causal", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return b.Attention(in.Act(1, 37, 2*512), in.Act(1, 37, 2*512), in.Act(1, 37, 2*512), 2, 2, 1/float32(math.Sqrt(512)), true)
+	}},
+	{"AttentionD640", func(b compute.Backend, in *Inputs) compute.Tensor { // two 512-dim output chunks
+		return b.Attention(in.Act(1, 20, 640), in.Act(1, 33, 640), in.Act(1, 33, 640), 1, 1, 1/float32(math.Sqrt(640)), false)
+	}},
 }
 
 // Compare returns the max absolute error relative to the reference's max
