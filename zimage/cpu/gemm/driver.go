@@ -3,6 +3,7 @@ package gemm
 import (
 	"math/bits"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -61,7 +62,9 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 func roundUp(a, b int) int { return ceilDiv(a, b) * b }
 
 // run is the checked entry of every public MatMul: C = A·op(B) (+ bias).
-func run(c, a []float32, src bSource, bias []float32, m, n, k int) {
+// stop (nil when the call cannot be cancelled) abandons the work between
+// tasks once set, leaving C partially written.
+func run(stop *atomic.Bool, c, a []float32, src bSource, bias []float32, m, n, k int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -82,18 +85,20 @@ func run(c, a []float32, src bSource, bias []float32, m, n, k int) {
 		threads = 1
 	}
 	if m <= gemvMaxM && src.kind != srcF32N {
-		gemv(threads, c, a, &src, bias, m, n, k)
+		gemv(threads, stop, c, a, &src, bias, m, n, k)
 		return
 	}
 	kern := active
 	if m < kern.mr && m <= len(kern.narrow) {
 		kern = kern.narrow[m-1]
 	}
-	blocked(kern, threads, c, a, &src, bias, m, n, k)
+	blocked(kern, threads, stop, c, a, &src, bias, m, n, k)
 }
 
-// blocked is the Goto/BLIS loop nest.
-func blocked(kern kernel, threads int, c, a []float32, src *bSource, bias []float32, m, n, k int) {
+// blocked is the Goto/BLIS loop nest. A task (one B block against the
+// shared A block, ≲ 400 MFLOP at the default blocking) is the unit of
+// cancellation.
+func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *bSource, bias []float32, m, n, k int) {
 	mr, nr := kern.mr, kern.nr
 	direct := src.kind == srcF32N && m <= directMaxM
 
@@ -133,20 +138,23 @@ func blocked(kern kernel, threads int, c, a []float32, src *bSource, bias []floa
 	for i0 := 0; i0 < m; i0 += mc {
 		mb := min(mc, m-i0)
 		for p0 := 0; p0 < k; p0 += kc {
+			if stop != nil && stop.Load() {
+				return
+			}
 			kb := min(kc, k-p0)
 			first := p0 == 0
 
 			// Pack the A block, a few micro-panels per task.
 			npanels := ceilDiv(mb, mr)
 			const perTask = 8
-			parallelFor(threads, ceilDiv(npanels, perTask), func(_, t int) {
+			parallelFor(threads, ceilDiv(npanels, perTask), stop, func(_, t int) {
 				for r := t * perTask; r < min(npanels, (t+1)*perTask); r++ {
 					packAPanel(ap[r*mr*kb:(r+1)*mr*kb], a, k, i0+r*mr, min(mr, mb-r*mr), p0, kb, mr)
 				}
 			})
 
 			mpan := ceilDiv(mb, mr)
-			parallelFor(threads, ntaskN*ntaskM, func(w, t int) {
+			parallelFor(threads, ntaskN*ntaskM, stop, func(w, t int) {
 				tn, tm := t%ntaskN, t/ntaskN
 				j0 := tn * npan / ntaskN * nr
 				nb := min(n, (tn+1)*npan/ntaskN*nr) - j0

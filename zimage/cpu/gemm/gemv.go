@@ -3,6 +3,7 @@ package gemm
 import (
 	"encoding/binary"
 	"math"
+	"sync/atomic"
 
 	"github.com/zimage/zimage/weights"
 )
@@ -17,11 +18,11 @@ const gemvChunk = 4096
 
 // gemv computes C = A·Bᵀ (+ bias) for a transposed source and small m,
 // parallel over rows of B.
-func gemv(threads int, c, a []float32, src *bSource, bias []float32, m, n, k int) {
+func gemv(threads int, stop *atomic.Bool, c, a []float32, src *bSource, bias []float32, m, n, k int) {
 	// About 8 tasks per thread for balance, each a multiple of 4 rows.
 	rowsPer := max(16, roundUp(ceilDiv(n, 8*threads), 4))
 	ntask := ceilDiv(n, rowsPer)
-	parallelFor(threads, ntask, func(_, t int) {
+	parallelFor(threads, ntask, stop, func(_, t int) {
 		j0 := t * rowsPer
 		j1 := min(n, j0+rowsPer)
 		var tmpBuf *[]float32

@@ -47,11 +47,16 @@ func ensureWorkers(n int) {
 
 // parallelFor runs fn(worker, task) for task in [0, ntasks) on up to threads
 // goroutines (the caller included), handing tasks out in order. worker is in
-// [0, threads) and identifies per-goroutine scratch space.
-func parallelFor(threads, ntasks int, fn func(worker, task int)) {
+// [0, threads) and identifies per-goroutine scratch space. Once stop (which
+// may be nil) is set, tasks not yet started are skipped: a cancelled call
+// drains within one task per thread.
+func parallelFor(threads, ntasks int, stop *atomic.Bool, fn func(worker, task int)) {
 	threads = min(threads, ntasks)
 	if threads <= 1 {
 		for t := 0; t < ntasks; t++ {
+			if stop != nil && stop.Load() {
+				return
+			}
 			fn(0, t)
 		}
 		return
@@ -62,7 +67,7 @@ func parallelFor(threads, ntasks int, fn func(worker, task int)) {
 	loop := func(w int) {
 		for {
 			t := int(next.Add(1) - 1)
-			if t >= ntasks {
+			if t >= ntasks || (stop != nil && stop.Load()) {
 				return
 			}
 			fn(w, t)
