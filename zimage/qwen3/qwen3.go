@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/zimage/zimage/weights"
@@ -22,12 +23,20 @@ const Prefix = "model."
 // Encoder is the Qwen3 text encoder bound to a backend. Only the layers that
 // feed hidden_states[-2] are bound (layers 0..N-2); the last layer and the
 // final norm are never read.
+//
+// The embedding table stays in the checkpoint: only the rows of a prompt's
+// tokens are read and uploaded (the table is 0.78 GB for Qwen3-4B). A source
+// without tensor data (synthetic weights filled by the backend) binds the
+// table and gathers on the backend instead.
 type Encoder struct {
-	cfg    weights.Qwen3Config
-	b      compute.Backend
-	ld     *nn.Loader
-	embed  compute.Tensor // model.embed_tokens.weight [V, D]; rows gathered per prompt
-	layers []*layer
+	cfg       weights.Qwen3Config
+	b         compute.Backend
+	src       nn.Source
+	ld        *nn.Loader
+	embedHost *weights.Tensor // model.embed_tokens.weight [V, D], read row by row
+	embed     compute.Tensor  // the bound table when embedHost is nil
+	layers    []*layer        // nil when streaming
+	stream    bool
 }
 
 // layer is one decoder layer (model.layers.i.*).
@@ -91,28 +100,44 @@ func headDim(c weights.Qwen3Config) int {
 // Weights stay in their storage dtype; nothing is copied to float32 except
 // the embedding rows gathered per prompt.
 func New(b compute.Backend, cfg weights.Qwen3Config, src nn.Source) (*Encoder, error) {
+	return newEncoder(b, cfg, src, false)
+}
+
+// NewStreaming is New for a device that cannot hold every layer: only the
+// embedding is set up here, and each Encode binds the layers one at a time,
+// issuing the upload of layer i+1 as soon as layer i's work is queued (on a
+// backend that queues work, such as CUDA, the copy overlaps layer i; on the
+// CPU the same code runs synchronously) and releasing layer i after it. At
+// most two layers' weights are held. Every layer tensor's name, dtype and
+// shape is checked here, so a broken checkpoint fails before any encoding.
+// Results are identical to New's.
+func NewStreaming(b compute.Backend, cfg weights.Qwen3Config, src nn.Source) (*Encoder, error) {
+	return newEncoder(b, cfg, src, true)
+}
+
+func newEncoder(b compute.Backend, cfg weights.Qwen3Config, src nn.Source, stream bool) (*Encoder, error) {
 	if err := checkConfig(cfg); err != nil {
 		return nil, err
 	}
-	D, H, KV, hd, I := cfg.HiddenSize, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, headDim(cfg), cfg.IntermediateSize
-	e := &Encoder{cfg: cfg, b: b, ld: nn.NewLoader(b, src)}
+	e := &Encoder{cfg: cfg, b: b, src: src, ld: nn.NewLoader(b, src), stream: stream}
 	m := e.ld.Sub("model")
-	e.embed = m.Get("embed_tokens.weight", cfg.VocabSize, D)
+	if t, err := embedTable(cfg, src); err != nil {
+		return nil, fmt.Errorf("qwen3: %w", err)
+	} else if t.Data != nil {
+		e.embedHost = t
+	} else {
+		e.embed = m.Get("embed_tokens.weight", cfg.VocabSize, cfg.HiddenSize)
+	}
 	for i := 0; i < cfg.NumHiddenLayers-1; i++ {
 		p := m.Sub("layers." + strconv.Itoa(i))
-		e.layers = append(e.layers, &layer{
-			inputNorm: p.Get("input_layernorm.weight", D),
-			q:         p.Get("self_attn.q_proj.weight", H*hd, D),
-			k:         p.Get("self_attn.k_proj.weight", KV*hd, D),
-			v:         p.Get("self_attn.v_proj.weight", KV*hd, D),
-			o:         p.Get("self_attn.o_proj.weight", D, H*hd),
-			qNorm:     p.Get("self_attn.q_norm.weight", hd),
-			kNorm:     p.Get("self_attn.k_norm.weight", hd),
-			postNorm:  p.Get("post_attention_layernorm.weight", D),
-			gate:      p.Get("mlp.gate_proj.weight", I, D),
-			up:        p.Get("mlp.up_proj.weight", I, D),
-			down:      p.Get("mlp.down_proj.weight", D, I),
-		})
+		if stream {
+			if err := checkLayer(cfg, src, Prefix+"layers."+strconv.Itoa(i)+"."); err != nil {
+				e.ld.Free()
+				return nil, fmt.Errorf("qwen3: %w", err)
+			}
+			continue
+		}
+		e.layers = append(e.layers, bindLayer(cfg, p))
 	}
 	if err := e.ld.Err(); err != nil {
 		e.ld.Free()
@@ -120,6 +145,82 @@ func New(b compute.Backend, cfg weights.Qwen3Config, src nn.Source) (*Encoder, e
 	}
 	return e, nil
 }
+
+// embedTable looks up and checks the embedding table.
+func embedTable(cfg weights.Qwen3Config, src nn.Source) (*weights.Tensor, error) {
+	name := Prefix + "embed_tokens.weight"
+	want := []int{cfg.VocabSize, cfg.HiddenSize}
+	t, ok := src.Tensor(name)
+	switch {
+	case !ok:
+		return nil, &nn.TensorError{Name: name, Want: want, Reason: "missing from the checkpoint"}
+	case !t.DType.IsFloat():
+		return nil, &nn.TensorError{Name: name, Reason: fmt.Sprintf("dtype %s is not a float type", t.DType)}
+	case !slices.Equal(t.Shape, want):
+		return nil, &nn.TensorError{Name: name, Want: want, Got: t.Shape}
+	case t.Data != nil && len(t.Data) != cfg.VocabSize*cfg.HiddenSize*t.DType.Size():
+		return nil, &nn.TensorError{Name: name, Reason: fmt.Sprintf("%d bytes of data for shape %v", len(t.Data), t.Shape)}
+	}
+	return t, nil
+}
+
+// layerTensors lists one decoder layer's tensors: name under the layer
+// prefix, shape, and where the bound handle goes.
+func layerTensors(cfg weights.Qwen3Config) []struct {
+	name  string
+	shape []int
+	field func(*layer) *compute.Tensor
+} {
+	D, H, KV, hd, I := cfg.HiddenSize, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, headDim(cfg), cfg.IntermediateSize
+	type spec = struct {
+		name  string
+		shape []int
+		field func(*layer) *compute.Tensor
+	}
+	return []spec{
+		{"input_layernorm.weight", []int{D}, func(l *layer) *compute.Tensor { return &l.inputNorm }},
+		{"self_attn.q_proj.weight", []int{H * hd, D}, func(l *layer) *compute.Tensor { return &l.q }},
+		{"self_attn.k_proj.weight", []int{KV * hd, D}, func(l *layer) *compute.Tensor { return &l.k }},
+		{"self_attn.v_proj.weight", []int{KV * hd, D}, func(l *layer) *compute.Tensor { return &l.v }},
+		{"self_attn.o_proj.weight", []int{D, H * hd}, func(l *layer) *compute.Tensor { return &l.o }},
+		{"self_attn.q_norm.weight", []int{hd}, func(l *layer) *compute.Tensor { return &l.qNorm }},
+		{"self_attn.k_norm.weight", []int{hd}, func(l *layer) *compute.Tensor { return &l.kNorm }},
+		{"post_attention_layernorm.weight", []int{D}, func(l *layer) *compute.Tensor { return &l.postNorm }},
+		{"mlp.gate_proj.weight", []int{I, D}, func(l *layer) *compute.Tensor { return &l.gate }},
+		{"mlp.up_proj.weight", []int{I, D}, func(l *layer) *compute.Tensor { return &l.up }},
+		{"mlp.down_proj.weight", []int{D, I}, func(l *layer) *compute.Tensor { return &l.down }},
+	}
+}
+
+// bindLayer binds one layer's tensors through p (model.layers.i).
+func bindLayer(cfg weights.Qwen3Config, p *nn.Loader) *layer {
+	l := &layer{}
+	for _, t := range layerTensors(cfg) {
+		*t.field(l) = p.Get(t.name, t.shape...)
+	}
+	return l
+}
+
+// checkLayer checks one layer's tensors in src without binding them, as
+// nn.Loader.Get would.
+func checkLayer(cfg weights.Qwen3Config, src nn.Source, prefix string) error {
+	for _, s := range layerTensors(cfg) {
+		name := prefix + s.name
+		t, ok := src.Tensor(name)
+		switch {
+		case !ok:
+			return &nn.TensorError{Name: name, Want: s.shape, Reason: "missing from the checkpoint"}
+		case !t.DType.IsFloat():
+			return &nn.TensorError{Name: name, Reason: fmt.Sprintf("dtype %s is not a float type", t.DType)}
+		case !slices.Equal(t.Shape, s.shape):
+			return &nn.TensorError{Name: name, Want: s.shape, Got: t.Shape}
+		}
+	}
+	return nil
+}
+
+// Streaming reports whether the encoder binds its layers per Encode.
+func (e *Encoder) Streaming() bool { return e.stream }
 
 // Config returns the configuration the encoder was built with.
 func (e *Encoder) Config() weights.Qwen3Config { return e.cfg }
@@ -147,74 +248,174 @@ func (e *IDError) Error() string {
 // tr (may be nil) receives "hidden_states.k" for k = 0..N-1 ([n, hidden]).
 // ctx is checked after every layer.
 func (e *Encoder) Encode(ctx context.Context, ids []int, tr nn.Trace) ([]float32, error) {
-	n := len(ids)
-	if n == 0 {
-		return nil, fmt.Errorf("qwen3: no tokens to encode")
+	out, err := e.encode(ctx, [][]int{ids}, tr)
+	if err != nil {
+		return nil, err
 	}
-	for i, id := range ids {
-		if id < 0 || id >= e.cfg.VocabSize {
-			return nil, &IDError{Index: i, ID: id, Vocab: e.cfg.VocabSize}
+	return out[0], nil
+}
+
+// EncodeAll is Encode for several prompts (a prompt and its negative) in one
+// pass over the layers: each layer runs every prompt while it is bound,
+// which halves the uploads of a streaming encoder.
+func (e *Encoder) EncodeAll(ctx context.Context, prompts ...[]int) ([][]float32, error) {
+	return e.encode(ctx, prompts, nil)
+}
+
+func (e *Encoder) encode(ctx context.Context, prompts [][]int, tr nn.Trace) ([][]float32, error) {
+	if len(prompts) == 0 {
+		return nil, fmt.Errorf("qwen3: no prompts to encode")
+	}
+	for _, ids := range prompts {
+		if len(ids) == 0 {
+			return nil, fmt.Errorf("qwen3: no tokens to encode")
+		}
+		for i, id := range ids {
+			if id < 0 || id >= e.cfg.VocabSize {
+				return nil, &IDError{Index: i, ID: id, Vocab: e.cfg.VocabSize}
+			}
 		}
 	}
 	b := e.b
 	c := e.cfg
-	H, KV, hd := c.NumAttentionHeads, c.NumKeyValueHeads, headDim(c)
-	eps := float32(c.RMSNormEps)
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	hd := headDim(c)
+	hs := make([]compute.Tensor, len(prompts))  // residual streams [n, D]
+	cos := make([]compute.Tensor, len(prompts)) // [n, hd/2]
+	sin := make([]compute.Tensor, len(prompts)) // [n, hd/2]
+	defer func() { b.Free(cos...); b.Free(sin...); b.Free(hs...) }()
+	for s, ids := range prompts {
+		n := len(ids)
+		cosH, sinH := RopeTables(n, hd, c.RopeTheta)
+		cos[s], sin[s] = b.FromHost(cosH, n, hd/2), b.FromHost(sinH, n, hd/2)
+		hs[s] = e.embedRows(ids) // [n, D]
+	}
+	tr.Emit("hidden_states.0", hs[0])
 
-	cosH, sinH := RopeTables(n, hd, c.RopeTheta)
-	cos := b.FromHost(cosH, n, hd/2) // [n, hd/2]
-	sin := b.FromHost(sinH, n, hd/2) // [n, hd/2]
-	defer b.Free(cos, sin)
-
-	h := b.Embedding(e.embed, ids) // [n, D]
-	tr.Emit("hidden_states.0", h)
-	for i, l := range e.layers {
-		x := b.RMSNorm(h, l.inputNorm, eps) // [n, D]
-		q := b.MatMul(x, l.q, nil)          // [n, H*hd]
-		k := b.MatMul(x, l.k, nil)          // [n, KV*hd]
-		v := b.MatMul(x, l.v, nil)          // [n, KV*hd]
-		b.Free(x)
-		qn := b.RMSNorm(b.Reshape(q, n*H, hd), l.qNorm, eps)  // per-head norm [n*H, hd]
-		kn := b.RMSNorm(b.Reshape(k, n*KV, hd), l.kNorm, eps) // [n*KV, hd]
-		b.Free(q, k)
-		qr := b.RoPE(b.Reshape(qn, n, H*hd), cos, sin, H, false)   // half-split rotation [n, H*hd]
-		kr := b.RoPE(b.Reshape(kn, n, KV*hd), cos, sin, KV, false) // [n, KV*hd]
-		b.Free(qn, kn)
-		a := b.Attention(qr, kr, v, H, KV, scale, true) // causal GQA [n, H*hd]
-		b.Free(qr, kr, v)
-		o := b.MatMul(a, l.o, nil) // [n, D]
-		b.Free(a)
-		h1 := b.Add(h, o) // [n, D]
-		b.Free(h, o)
-
-		x = b.RMSNorm(h1, l.postNorm, eps) // [n, D]
-		g := b.MatMul(x, l.gate, nil)      // [n, I]
-		u := b.MatMul(x, l.up, nil)        // [n, I]
-		b.Free(x)
-		m := b.SwiGLU(g, u) // silu(g) ⊙ u [n, I]
-		b.Free(g, u)
-		d := b.MatMul(m, l.down, nil) // [n, D]
-		b.Free(m)
-		h = b.Add(h1, d) // [n, D]
-		b.Free(h1, d)
-		tr.Emit("hidden_states."+strconv.Itoa(i+1), h)
-
+	nl := c.NumHiddenLayers - 1
+	l, err := e.layer(0)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < nl; i++ {
+		for s := range prompts {
+			h := e.block(l.layer, hs[s], cos[s], sin[s])
+			b.Free(hs[s])
+			hs[s] = h
+		}
+		tr.Emit("hidden_states."+strconv.Itoa(i+1), hs[0])
+		// Bind the next layer now: its upload runs while this layer's queued
+		// work executes. Only then release this layer (stream-ordered).
+		var next boundLayer
+		if i+1 < nl && b.Err() == nil && ctx.Err() == nil {
+			next, err = e.layer(i + 1)
+		}
+		l.free()
+		if err != nil {
+			return nil, err
+		}
 		if err := b.Err(); err != nil {
-			b.Free(h)
+			next.free()
 			return nil, fmt.Errorf("qwen3: layer %d: %w", i, err)
 		}
 		if err := ctx.Err(); err != nil {
-			b.Free(h)
+			next.free()
 			return nil, err
 		}
+		l = next
 	}
-	out := b.ToHost(h) // [n, D]
-	b.Free(h)
+	out := make([][]float32, len(prompts))
+	for s := range prompts {
+		out[s] = b.ToHost(hs[s]) // [n, D]
+	}
 	if err := b.Err(); err != nil {
 		return nil, fmt.Errorf("qwen3: %w", err)
 	}
 	return out, nil
+}
+
+// boundLayer is a layer ready to run; free releases it when it was bound
+// for this use only (streaming).
+type boundLayer struct {
+	*layer
+	ld *nn.Loader
+}
+
+func (l boundLayer) free() {
+	if l.ld != nil {
+		l.ld.Free()
+	}
+}
+
+// layer returns layer i: the resident one, or freshly bound when streaming.
+func (e *Encoder) layer(i int) (boundLayer, error) {
+	if !e.stream {
+		return boundLayer{layer: e.layers[i]}, nil
+	}
+	ld := nn.NewLoader(e.b, e.src)
+	l := bindLayer(e.cfg, ld.Sub("model").Sub("layers."+strconv.Itoa(i)))
+	if err := ld.Err(); err != nil {
+		ld.Free()
+		return boundLayer{}, fmt.Errorf("qwen3: layer %d: %w", i, err)
+	}
+	return boundLayer{layer: l, ld: ld}, nil
+}
+
+// embedRows returns the embedding rows of ids [n, D]: read from the
+// checkpoint on the host, or gathered from the bound table.
+func (e *Encoder) embedRows(ids []int) compute.Tensor {
+	D := e.cfg.HiddenSize
+	if e.embedHost == nil {
+		return e.b.Embedding(e.embed, ids)
+	}
+	t := e.embedHost
+	rb := D * t.DType.Size()
+	rows := make([]float32, len(ids)*D)
+	for r, id := range ids {
+		// Cannot fail: the table's dtype and size were checked in New.
+		_ = weights.DecodeF32(rows[r*D:(r+1)*D], t.Data[id*rb:(id+1)*rb], t.DType)
+	}
+	return e.b.FromHost(rows, len(ids), D)
+}
+
+// block runs decoder layer l on the residual stream h [n, D] and returns the
+// new stream (h is not freed).
+func (e *Encoder) block(l *layer, h, cos, sin compute.Tensor) compute.Tensor {
+	b := e.b
+	c := e.cfg
+	n := h.Shape()[0]
+	H, KV, hd := c.NumAttentionHeads, c.NumKeyValueHeads, headDim(c)
+	eps := float32(c.RMSNormEps)
+	scale := float32(1 / math.Sqrt(float64(hd)))
+
+	x := b.RMSNorm(h, l.inputNorm, eps) // [n, D]
+	q := b.MatMul(x, l.q, nil)          // [n, H*hd]
+	k := b.MatMul(x, l.k, nil)          // [n, KV*hd]
+	v := b.MatMul(x, l.v, nil)          // [n, KV*hd]
+	b.Free(x)
+	qn := b.RMSNorm(b.Reshape(q, n*H, hd), l.qNorm, eps)  // per-head norm [n*H, hd]
+	kn := b.RMSNorm(b.Reshape(k, n*KV, hd), l.kNorm, eps) // [n*KV, hd]
+	b.Free(q, k)
+	qr := b.RoPE(b.Reshape(qn, n, H*hd), cos, sin, H, false)   // half-split rotation [n, H*hd]
+	kr := b.RoPE(b.Reshape(kn, n, KV*hd), cos, sin, KV, false) // [n, KV*hd]
+	b.Free(qn, kn)
+	a := b.Attention(qr, kr, v, H, KV, scale, true) // causal GQA [n, H*hd]
+	b.Free(qr, kr, v)
+	o := b.MatMul(a, l.o, nil) // [n, D]
+	b.Free(a)
+	h1 := b.Add(h, o) // [n, D]
+	b.Free(o)
+
+	x = b.RMSNorm(h1, l.postNorm, eps) // [n, D]
+	g := b.MatMul(x, l.gate, nil)      // [n, I]
+	u := b.MatMul(x, l.up, nil)        // [n, I]
+	b.Free(x)
+	m := b.SwiGLU(g, u) // silu(g) ⊙ u [n, I]
+	b.Free(g, u)
+	d := b.MatMul(m, l.down, nil) // [n, D]
+	b.Free(m)
+	out := b.Add(h1, d) // [n, D]
+	b.Free(h1, d)
+	return out
 }
 
 // RopeTables returns the half-split RoPE cosines and sines [n, hd/2] for
