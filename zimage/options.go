@@ -1,13 +1,10 @@
 package zimage
 
 import (
-	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/zimage/zimage/weights/hub"
 	"github.com/zimage/zimage/zimage/compute"
-	"github.com/zimage/zimage/zimage/cpu"
 )
 
 // Option configures Load.
@@ -18,6 +15,7 @@ type options struct {
 	backend compute.Backend
 	logger  *slog.Logger
 	threads int
+	budget  uint64 // WithMemoryBudget (residency.go)
 
 	// Model references (model.go).
 	noPull     bool
@@ -28,10 +26,12 @@ type options struct {
 	convertDir string
 }
 
-// WithDevice selects the compute device: "cpu", "cuda" or "auto" (the best
-// available; today that is the CPU). The default is "auto". An unknown name,
-// or a device this build or machine cannot use, makes Load fail with a
-// *DeviceError.
+// WithDevice selects the compute device: "cpu", "cuda" (or "cuda:N" for
+// device N) or "auto": the CUDA GPU when one is usable, else the CPU, with
+// an Info log line saying which and why. The default is "auto". An unknown
+// name, or "cuda" on a machine without a usable GPU, makes Load fail with a
+// *DeviceError (errors.Is(err, ErrNoDevice) when no GPU or driver is
+// present). See device.go.
 func WithDevice(name string) Option { return func(o *options) { o.device = name } }
 
 // WithBackend runs the pipeline on b instead of a device chosen by name. The
@@ -44,31 +44,6 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 
 // WithThreads bounds the CPU threads the CPU backend uses (0 = all cores).
 func WithThreads(n int) Option { return func(o *options) { o.threads = n } }
-
-// DeviceError reports a device that cannot be used.
-type DeviceError struct {
-	Device string
-	Reason string
-}
-
-func (e *DeviceError) Error() string {
-	return fmt.Sprintf("zimage: device %q: %s", e.Device, e.Reason)
-}
-
-// newBackend builds the backend for o.device.
-func newBackend(o *options) (compute.Backend, error) {
-	name := strings.ToLower(strings.TrimSpace(o.device))
-	if o.threads < 0 {
-		return nil, &DeviceError{Device: name, Reason: fmt.Sprintf("negative thread count %d", o.threads)}
-	}
-	switch name {
-	case "", "auto", "cpu":
-		return cpu.New(cpu.WithThreads(o.threads)), nil
-	case "cuda", "gpu":
-		return nil, &DeviceError{Device: name, Reason: "no CUDA backend in this build yet (use cpu)"}
-	}
-	return nil, &DeviceError{Device: o.device, Reason: "unknown device (want cpu, cuda or auto)"}
-}
 
 // WithPull says whether Load may download a model named by a repository id
 // that the Hugging Face cache lacks (default true). With false, or with
