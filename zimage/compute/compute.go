@@ -16,9 +16,13 @@
 //     is straight-line and checks Err at stage boundaries.
 //   - Every op returns a new tensor that the caller owns and must Free; views
 //     (Reshape) share storage with their source and must not outlive it.
+//   - Cancellation: a backend that implements Cancellable is given each
+//     request's context; once it is done, long ops stop part-way and the
+//     backend records ctx.Err() as its sticky error.
 package compute
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/zimage/zimage/weights"
@@ -121,6 +125,19 @@ type Backend interface {
 	Repeat(row Tensor, n int) Tensor
 	// Slice returns a copy of columns [start, end) of x [M, N] → [M, end-start].
 	Slice(x Tensor, start, end int) Tensor
+}
+
+// Cancellable is implemented by backends whose ops observe a request's
+// context (both the CPU and the CUDA backend do). After SetContext(ctx),
+// once ctx is done, ops in progress abandon their work at their next
+// internal check (between GEMM tasks, attention query blocks, conv row
+// tiles, or kernel launches) and the backend records ctx.Err() as its
+// sticky error, so the graph stops at its next Err check; every later op
+// returns a placeholder until ResetErr. SetContext(nil) detaches the
+// context. The pipeline sets it at the start of each request and clears it
+// at the end; it is safe to call from any goroutine.
+type Cancellable interface {
+	SetContext(ctx context.Context)
 }
 
 // ShapeError reports an op called with incompatible shapes. Backends record

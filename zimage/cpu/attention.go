@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu/gemm"
@@ -80,19 +81,23 @@ func (b *Backend) Attention(q, k, v compute.Tensor, heads, kvHeads int, scale fl
 	// or transposed per key block [kvHeads, blocks, dh, ktLd] (tile kernel).
 	fast := fastAttention(dh)
 	nkb := (lk + attnBk - 1) / attnBk
+	cw := b.current()
 	vh := b.alloc(kvHeads * lk * dh)
 	defer b.release(vh)
-	splitHeads(b.threads, vh, vv, lk, kvHeads, dh)
+	splitHeads(b.threads, &cw.stop, vh, vv, lk, kvHeads, dh)
 	var kh []float32
 	if fast {
 		kh = b.alloc(kvHeads * nkb * dh * ktLd)
-		transposeKeys(b.threads, kh, kv, lk, kvHeads, dh, nkb)
+		transposeKeys(b.threads, &cw.stop, kh, kv, lk, kvHeads, dh, nkb)
 	} else {
 		kh = b.alloc(kvHeads * lk * dh)
-		splitHeads(b.threads, kh, kv, lk, kvHeads, dh)
+		splitHeads(b.threads, &cw.stop, kh, kv, lk, kvHeads, dh)
 	}
 	defer b.release(kh)
 	khLen := len(kh) / kvHeads
+	if b.cancelled(cw) { // the re-layout takes ~60 ms at 1024²
+		return ph()
+	}
 
 	out := b.newTensor(lq, heads*dh)
 	nqb := (lq + attnBq - 1) / attnBq
@@ -102,6 +107,9 @@ func (b *Backend) Attention(q, k, v compute.Tensor, heads, kvHeads int, scale fl
 		sc := getAttnScratch(dh)
 		defer attnPool.Put(sc)
 		for t := lo; t < hi; t++ {
+			if cw.stop.Load() { // cancelled: leave the remaining query blocks
+				return
+			}
 			h, qb := t/nqb, t%nqb
 			g := h / group
 			i0, i1 := qb*attnBq, min(qb*attnBq+attnBq, lq)
@@ -117,14 +125,22 @@ func (b *Backend) Attention(q, k, v compute.Tensor, heads, kvHeads int, scale fl
 			}
 		}
 	})
+	if b.cancelled(cw) {
+		b.Free(out)
+		return ph()
+	}
 	return out
 }
 
 // transposeKeys copies k [L, H·dh] into dst [H, nkb, dh, ktLd]: block kb
-// of head g holds keys kb·attnBk.. as columns, zero past the last key.
-func transposeKeys(threads int, dst, k []float32, l, h, dh, nkb int) {
+// of head g holds keys kb·attnBk.. as columns, zero past the last key. It
+// gives up (leaving dst partial) once stop is set.
+func transposeKeys(threads int, stop *atomic.Bool, dst, k []float32, l, h, dh, nkb int) {
 	parallelFor(threads, h*nkb, 1, func(lo, hi int) {
 		for t := lo; t < hi; t++ {
+			if stop.Load() {
+				return
+			}
 			g, kb := t/nkb, t%nkb
 			blk := dst[t*dh*ktLd : (t+1)*dh*ktLd]
 			clear(blk)
@@ -138,10 +154,14 @@ func transposeKeys(threads int, dst, k []float32, l, h, dh, nkb int) {
 	})
 }
 
-// splitHeads copies x [L, H·dh] into dst [H, L, dh].
-func splitHeads(threads int, dst, x []float32, l, h, dh int) {
+// splitHeads copies x [L, H·dh] into dst [H, L, dh]. It gives up (leaving
+// dst partial) once stop is set.
+func splitHeads(threads int, stop *atomic.Bool, dst, x []float32, l, h, dh int) {
 	parallelFor(threads, l, max(1, ewGrain/(h*dh)), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
+			if stop.Load() {
+				return
+			}
 			for g := range h {
 				copy(dst[(g*l+i)*dh:(g*l+i+1)*dh], x[(i*h+g)*dh:(i*h+g+1)*dh])
 			}

@@ -16,7 +16,11 @@
 // the networks); Trim empties it. A freed handle, and every view of it,
 // reports an error when used again instead of reading recycled memory.
 //
-// Ops take no context: cancellation is the caller's, checked between ops.
+// Cancellation: SetContext gives the backend a request's context
+// (compute.Cancellable). Once it is done, the long ops stop part-way —
+// the GEMM between tasks, Attention between query blocks, Conv2D between
+// row tiles, each an atomic load per unit of work (tens of milliseconds at
+// most at 1024²) — and every op records ctx.Err() as the sticky error.
 package cpu
 
 import (
@@ -66,8 +70,9 @@ type Backend struct {
 	threads int
 	poolCap int64
 
-	mu  sync.Mutex
-	err error
+	mu    sync.Mutex
+	err   error
+	watch *watch // SetContext's registration (nil: none)
 
 	bufMu     sync.Mutex
 	bufs      map[int][][]float32
@@ -108,9 +113,14 @@ func (b *Backend) ResetErr() {
 	b.mu.Unlock()
 }
 
+// failed reports a recorded error, recording the context's first when it
+// is done.
 func (b *Backend) failed() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.err == nil && b.watch != nil && b.watch.stop.Load() {
+		b.err = b.watch.ctx.Err()
+	}
 	return b.err != nil
 }
 

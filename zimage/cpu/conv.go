@@ -66,15 +66,17 @@ func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 	}
 	out := b.newTensor(co, ho, wo)
 	k := ci * kh * kw
+	cw := b.current()
+	ctx := cw.context()
 	fail := func(err error) compute.Tensor {
-		b.setErr(fmt.Errorf("cpu: %s: %w", op, err))
+		b.opErr(op, cw, err)
 		b.Free(out)
 		return ph()
 	}
 
 	if kh == 1 && kw == 1 && pad == 0 {
 		// [Co, Ci]·[Ci, H·W]
-		if err := gemm.MatMul(out.data, wv, xv, co, h*wd, ci); err != nil {
+		if err := gemm.MatMulCtx(ctx, out.data, wv, xv, co, h*wd, ci); err != nil {
 			return fail(err)
 		}
 		b.addChannelBias(out.data, bv, co, h*wd)
@@ -90,17 +92,21 @@ func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 		defer b.release(tmp)
 	}
 	for y0 := 0; y0 < ho; y0 += rows {
+		if b.cancelled(cw) {
+			b.Free(out)
+			return ph()
+		}
 		y1 := min(y0+rows, ho)
 		n := (y1 - y0) * wo
 		im2col(b.threads, col[:k*n], xv, ci, h, wd, kh, kw, pad, y0, y1, wo)
 		if tmp == nil {
-			if err := gemm.MatMul(out.data, wv, col[:k*n], co, n, k); err != nil {
+			if err := gemm.MatMulCtx(ctx, out.data, wv, col[:k*n], co, n, k); err != nil {
 				return fail(err)
 			}
 			continue
 		}
 		c := tmp[:co*n]
-		if err := gemm.MatMul(c, wv, col[:k*n], co, n, k); err != nil {
+		if err := gemm.MatMulCtx(ctx, c, wv, col[:k*n], co, n, k); err != nil {
 			return fail(err)
 		}
 		parallelFor(b.threads, co, max(1, ewGrain/n), func(lo, hi int) {

@@ -50,19 +50,20 @@ func (b *Backend) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 		return ph()
 	}
 	out := b.newTensor(m, n)
+	cw := b.current()
 	var err error
 	if tw.w != nil && tw.f32 == nil {
-		err = gemm.MatMulBT(out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
+		err = gemm.MatMulBTCtx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
 	} else {
 		wv := b.values(op, tw)
 		if wv == nil {
 			b.Free(out)
 			return ph()
 		}
-		err = gemm.MatMulBTF32(out.data, xv, wv, bv, m, n, k)
+		err = gemm.MatMulBTF32Ctx(cw.context(), out.data, xv, wv, bv, m, n, k)
 	}
 	if err != nil {
-		b.setErr(fmt.Errorf("cpu: %s: %w", op, err))
+		b.opErr(op, cw, err)
 		b.Free(out)
 		return ph()
 	}
