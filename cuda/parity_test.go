@@ -10,6 +10,7 @@ import (
 
 	"github.com/zimage/zimage/cuda/driver"
 	"github.com/zimage/zimage/cuda/internal/fakecuda"
+	"github.com/zimage/zimage/cuda/internal/hostshim"
 	"github.com/zimage/zimage/cuda/internal/parity"
 	"github.com/zimage/zimage/zimage/compute"
 )
@@ -29,11 +30,27 @@ func TestParityF32(t *testing.T) {
 }
 
 // TestParityBF16 runs every case in bf16; attention of head size 128, 256
-// and 512 dispatches to the tensor-core kernels, which the fake emulates in
-// Go (the host shim cannot run inline PTX).
+// and 512 dispatches to the tensor-core kernels, which run on the host shim
+// through its emulation of ldmatrix, mma.sync and cp.async.
 func TestParityBF16(t *testing.T) {
-	b, _, _ := newFake(t, BF16, true, func(_ *Options, f *fakecuda.Fake) { f.EmulateFlash = true })
+	b, _, _ := newFake(t, BF16, true)
 	runParity(t, b, parity.Cases)
+}
+
+// TestParityWarpsAhead runs every case with one warp at a time running ahead
+// (hostshim.WarpLast) and deferred cp.async copies, which exposes missing
+// barriers around shared memory in any kernel.
+func TestParityWarpsAhead(t *testing.T) {
+	for _, prec := range []Precision{F32, BF16} {
+		t.Run(prec.String(), func(t *testing.T) {
+			b, f, _ := newFake(t, prec, true)
+			shimMode(t, f.Shim, func(l *hostshim.Lib) {
+				l.SetSchedule(hostshim.WarpLast)
+				l.SetDeferredCopies(true)
+			})
+			runParity(t, b, parity.Cases)
+		})
+	}
 }
 
 // attentionCases returns the attention cases of parity.Cases.
@@ -61,11 +78,44 @@ func TestParityAttentionModes(t *testing.T) {
 }
 
 // TestParityFlashDispatch runs bf16 attention of head sizes 128, 256 and 512,
-// which dispatches to the tensor-core kernels (emulated in Go by the fake,
-// which also checks their launch contract: the host shim cannot run inline
-// PTX), and checks the results and the launches.
+// which dispatches to the tensor-core kernels, both on the host shim (the
+// kernel source, PTX helpers emulated) and as the fake's independent Go
+// model of the kernels' contract; the fake checks every launch's shape.
+// On the shim the kernels run under every thread schedule and with cp.async
+// copies landing either at once or only when the issuing thread waits for
+// them: a kernel that reads a tile before its wait and barrier sees poisoned
+// shared memory (deferred), one that overwrites a tile another warp still
+// reads computes garbage (eager copies with a warp running ahead).
 func TestParityFlashDispatch(t *testing.T) {
-	b, f, _ := newFake(t, BF16, true, func(_ *Options, f *fakecuda.Fake) { f.EmulateFlash = true })
+	for _, sched := range []hostshim.Schedule{hostshim.Lockstep, hostshim.WarpFirst, hostshim.WarpLast} {
+		for _, deferred := range []bool{false, true} {
+			t.Run(fmt.Sprintf("shim-schedule%d-deferred=%v", sched, deferred), func(t *testing.T) {
+				testFlashDispatch(t, false, func(l *hostshim.Lib) {
+					l.SetSchedule(sched)
+					l.SetDeferredCopies(deferred)
+				})
+			})
+		}
+	}
+	t.Run("go-model", func(t *testing.T) { testFlashDispatch(t, true, nil) })
+}
+
+// shimMode runs the rest of the test with the shim's schedule and copy mode
+// set by set, and restores the defaults at the end.
+func shimMode(t *testing.T, l *hostshim.Lib, set func(*hostshim.Lib)) {
+	if set == nil {
+		return
+	}
+	set(l)
+	t.Cleanup(func() {
+		l.SetSchedule(hostshim.Lockstep)
+		l.SetDeferredCopies(false)
+	})
+}
+
+func testFlashDispatch(t *testing.T, emulate bool, set func(*hostshim.Lib)) {
+	b, f, _ := newFake(t, BF16, true, func(_ *Options, f *fakecuda.Fake) { f.EmulateFlash = emulate })
+	shimMode(t, f.Shim, set)
 	if !b.flash || len(b.tc) != 3 {
 		t.Fatalf("tensor-core attention enabled for %v in bf16", slices.Sorted(maps.Keys(b.tc)))
 	}

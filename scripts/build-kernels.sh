@@ -34,12 +34,16 @@ cuobjdump -res-usage "$tmp/kernels.fatbin" 2>/dev/null |
 	awk '/^arch = /{arch=$3} /Function /{fn=$2; sub(":$","",fn)} /REG:/{print arch, fn, $0}' |
 	sed 's/  */ /g' | sort > "$out/kernels.resources.txt"
 
-# The tensor-core kernels must really use tensor cores on every arch.
+# The tensor-core kernels must really use tensor cores (HMMA) and
+# asynchronous copies (LDGSTS, from cp.async) on every arch.
 for a in 80 86 89 90; do
 	for k in $(cuobjdump -sass -arch "sm_$a" "$tmp/kernels.fatbin" | awk '/Function : zk_tc_/{print $3}'); do
-		n=$(cuobjdump -sass -arch "sm_$a" -fun "$k" "$tmp/kernels.fatbin" | grep -c 'HMMA.16816.F32.BF16' || true)
-		[ "$n" -gt 0 ] || { echo "build-kernels: $k has no HMMA.16816.F32.BF16 on sm_$a" >&2; exit 1; }
-		echo "sm_$a $k HMMA.16816.F32.BF16:$n" >> "$out/kernels.resources.txt"
+		sass=$(cuobjdump -sass -arch "sm_$a" -fun "$k" "$tmp/kernels.fatbin")
+		for op in HMMA.16816.F32.BF16 LDGSTS; do
+			n=$(grep -c "$op" <<<"$sass" || true)
+			[ "$n" -gt 0 ] || { echo "build-kernels: $k has no $op on sm_$a" >&2; exit 1; }
+			echo "sm_$a $k $op:$n" >> "$out/kernels.resources.txt"
+		done
 	done
 done
 

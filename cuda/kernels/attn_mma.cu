@@ -1,6 +1,10 @@
 // Fused flash attention on tensor cores (sm_80+): bf16 inputs, float32
 // accumulation and softmax statistics, grouped-query heads and an optional
-// causal mask. GPU only (inline PTX): the host shim skips zk_tc_*.
+// causal mask. The PTX helpers (ldmatrix, mma.sync, cvt, cp.async) have host
+// versions for the host shim that emulate the instructions' warp-level
+// semantics (as documented in the PTX ISA) with warp exchanges, so go test
+// runs the unchanged kernel bodies on the CPU; the PTX itself is checked by
+// ptxas and the SASS check of the build, and runs only on a GPU.
 //
 // Common scheme: Q·Kᵀ with mma.m16n8k16 (fragments by ldmatrix from
 // XOR-swizzled tiles, 16-byte chunks, so ldmatrix and the copies are
@@ -23,8 +27,6 @@
 // of sm_86/sm_89).
 #include "common.cuh"
 
-#ifndef ZK_HOST_SHIM
-
 // Element offset of (row, col) in a swizzled [rows][D] bf16 tile: the 16-byte
 // chunk index is XORed with row&7 within each group of 8 chunks.
 template <int D>
@@ -32,17 +34,20 @@ __device__ __forceinline__ int tc_swz(int row, int col) {
 	return row * D + ((((col >> 3) ^ (row & 7)) << 3) | (col & 7));
 }
 
-__device__ __forceinline__ unsigned tc_smem(const void* p) {
-	return (unsigned)__cvta_generic_to_shared(p);
-}
+#ifndef ZK_HOST_SHIM
 
-__device__ __forceinline__ void tc_ldsm_x4(unsigned addr, unsigned& r0, unsigned& r1, unsigned& r2, unsigned& r3) {
+// tc_saddr is a shared-memory address as the PTX instructions take it.
+typedef unsigned tc_saddr;
+
+__device__ __forceinline__ tc_saddr tc_smem(const void* p) { return (tc_saddr)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void tc_ldsm_x4(tc_saddr addr, unsigned& r0, unsigned& r1, unsigned& r2, unsigned& r3) {
 	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
 	             : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
 	             : "r"(addr));
 }
 
-__device__ __forceinline__ void tc_ldsm_x4_t(unsigned addr, unsigned& r0, unsigned& r1, unsigned& r2, unsigned& r3) {
+__device__ __forceinline__ void tc_ldsm_x4_t(tc_saddr addr, unsigned& r0, unsigned& r1, unsigned& r2, unsigned& r3) {
 	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
 	             : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
 	             : "r"(addr));
@@ -77,6 +82,78 @@ template <int N>
 __device__ __forceinline__ void tc_cp_wait() {
 	asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
+
+#else  // ZK_HOST_SHIM: the same helpers emulated on the host shim's fibers.
+
+typedef const unsigned char* tc_saddr;
+
+inline tc_saddr tc_smem(const void* p) { return static_cast<tc_saddr>(p); }
+
+// ldmatrix .x4: lanes 8i..8i+7 give the row addresses of 8×8 matrix i; lane
+// t receives in register i the elements (row t/4, cols 2(t%4), 2(t%4)+1) of
+// matrix i, or with .trans (rows 2(t%4), 2(t%4)+1, col t/4); the lower
+// column (row) sits in the low half.
+inline void tc_ldsm_emul(tc_saddr addr, unsigned* r, bool trans) {
+	tc_saddr all[32];
+	zk_warp_exchange(&addr, all, sizeof addr);
+	int t = zk_lane();
+	for (int i = 0; i < 4; i++) {
+		unsigned short lo, hi;
+		if (!trans) {
+			const unsigned short* row = reinterpret_cast<const unsigned short*>(all[8 * i + t / 4]);
+			lo = row[2 * (t % 4)];
+			hi = row[2 * (t % 4) + 1];
+		} else {
+			lo = reinterpret_cast<const unsigned short*>(all[8 * i + 2 * (t % 4)])[t / 4];
+			hi = reinterpret_cast<const unsigned short*>(all[8 * i + 2 * (t % 4) + 1])[t / 4];
+		}
+		r[i] = lo | (unsigned)hi << 16;
+	}
+}
+inline void tc_ldsm_x4(tc_saddr addr, unsigned& r0, unsigned& r1, unsigned& r2, unsigned& r3) {
+	unsigned r[4];
+	tc_ldsm_emul(addr, r, false);
+	r0 = r[0], r1 = r[1], r2 = r[2], r3 = r[3];
+}
+inline void tc_ldsm_x4_t(tc_saddr addr, unsigned& r0, unsigned& r1, unsigned& r2, unsigned& r3) {
+	unsigned r[4];
+	tc_ldsm_emul(addr, r, true);
+	r0 = r[0], r1 = r[1], r2 = r[2], r3 = r[3];
+}
+
+// mma.m16n8k16.row.col bf16 → f32 over the warp's fragments: A (16×16) row
+// g, g+8 and cols 2t4(+1), 2t4+8(+9) in a0..a3 of lane 4g+t4; B (16×8) rows
+// 2t4(+1), 2t4+8(+9) and col g in b0, b1; C rows g, g+8, cols 2t4(+1).
+inline void tc_mma(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
+	struct Frag {
+		unsigned a[4], b[2];
+	} mine = {{a0, a1, a2, a3}, {b0, b1}}, all[32];
+	zk_warp_exchange(&mine, all, sizeof mine);
+	auto half = [](unsigned w, int hi) { return bf2f(bf16{(unsigned short)(hi ? w >> 16 : w & 0xffffu)}); };
+	auto A = [&](int row, int k) {
+		return half(all[(row & 7) * 4 + ((k & 7) >> 1)].a[(row >> 3) + 2 * (k >> 3)], k & 1);
+	};
+	auto B = [&](int k, int n) { return half(all[n * 4 + ((k & 7) >> 1)].b[k >> 3], k & 1); };
+	int t = zk_lane(), g = t >> 2, t4 = t & 3;
+	for (int e = 0; e < 4; e++) {
+		int row = g + (e >> 1) * 8, col = 2 * t4 + (e & 1);
+		float acc = c[e];
+		for (int k = 0; k < 16; k++) acc += A(row, k) * B(k, col);
+		c[e] = acc;
+	}
+}
+
+inline unsigned tc_pack(float lo, float hi) { return f2bf(lo).x | (unsigned)f2bf(hi).x << 16; }
+
+// cp.async through the shim (eager or deferred; see hostshim.h).
+inline void tc_cp16(void* dst, const void* src, int bytes) { zk_cp_async(dst, src, bytes); }
+inline void tc_cp_commit() { zk_cp_commit(); }
+template <int N>
+inline void tc_cp_wait() {
+	zk_cp_wait(N);
+}
+
+#endif  // ZK_HOST_SHIM
 
 // Starts copying rows [r0, r0+rows) of a [n][ld] bf16 matrix (D columns from
 // g) into a swizzled tile; rows past n become zeros.
@@ -399,5 +476,3 @@ __device__ __forceinline__ void tc_flash_split(const bf16* __restrict__ q, const
 	}
 ZK_TC_SPLIT(256)
 ZK_TC_SPLIT(512)
-
-#endif  // ZK_HOST_SHIM

@@ -103,10 +103,14 @@ func TestFatbinShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hmma := 0
+	hmma, ldgsts := 0, 0
 	for _, line := range strings.Split(strings.TrimSpace(string(res)), "\n") {
 		if strings.Contains(line, "HMMA.16816.F32.BF16:") {
 			hmma++
+			continue
+		}
+		if strings.Contains(line, " LDGSTS:") {
+			ldgsts++
 			continue
 		}
 		if !strings.Contains(line, "STACK:0 ") || !strings.Contains(line, "LOCAL:0 ") {
@@ -119,7 +123,7 @@ func TestFatbinShape(t *testing.T) {
 			tc++
 		}
 	}
-	if hmma != 4*tc {
-		t.Errorf("%d tensor-core kernels but %d HMMA SASS checks (want one per arch)", tc, hmma)
+	if hmma != 4*tc || ldgsts != 4*tc {
+		t.Errorf("%d tensor-core kernels but %d HMMA and %d LDGSTS SASS checks (want one each per arch)", tc, hmma, ldgsts)
 	}
 }

@@ -1,8 +1,10 @@
 // Package hostshim compiles the CUDA kernels of cuda/kernels for the CPU with
 // g++ and the thread-per-CUDA-thread shim in cuda/kernels/testdata, loads the
-// result with purego and launches kernels on it. Tests use it to run the
-// non-tensor-core kernels without a GPU. Kernels named zk_tc_* (inline PTX,
-// tensor cores) are left out.
+// result with purego and launches kernels on it, so tests run the kernels
+// without a GPU. The tensor-core kernels (zk_tc_*) run too: their inline-PTX
+// helpers (ldmatrix, mma.sync, cvt, cp.async) have host versions that
+// emulate the instructions' warp-level semantics; the PTX text itself only
+// ever runs on a GPU.
 package hostshim
 
 import (
@@ -30,9 +32,11 @@ var ErrNoCompiler = errors.New("hostshim: g++ not found")
 
 // Lib is the loaded shim library.
 type Lib struct {
-	handle uintptr
-	launch uintptr
-	thunks map[string]uintptr
+	handle      uintptr
+	launch      uintptr
+	setCopyMode uintptr
+	setSchedule uintptr
+	thunks      map[string]uintptr
 }
 
 var (
@@ -53,14 +57,12 @@ func kernelDir() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "kernels")
 }
 
-// Names returns the kernels the shim provides (every kernel of the fatbin
-// except zk_tc_*), sorted.
+// Names returns the kernels the shim provides (every kernel of the fatbin),
+// sorted.
 func Names() []string {
 	var names []string
 	for n := range kernels.Signatures() {
-		if !strings.HasPrefix(n, "zk_tc_") {
-			names = append(names, n)
-		}
+		names = append(names, n)
 	}
 	sort.Strings(names)
 	return names
@@ -131,6 +133,12 @@ func build() (*Lib, error) {
 	if l.launch, err = purego.Dlsym(handle, "zk_launch"); err != nil {
 		return nil, err
 	}
+	if l.setCopyMode, err = purego.Dlsym(handle, "zk_set_async_copy_mode"); err != nil {
+		return nil, err
+	}
+	if l.setSchedule, err = purego.Dlsym(handle, "zk_set_schedule"); err != nil {
+		return nil, err
+	}
 	for _, n := range names {
 		p, err := purego.Dlsym(handle, n+"__thunk")
 		if err != nil {
@@ -140,6 +148,37 @@ func build() (*Lib, error) {
 	}
 	return l, nil
 }
+
+// SetDeferredCopies makes the shim's cp.async copies land only when the
+// issuing thread waits for their group (true), the latest a GPU may complete
+// them, or at once (false, the default). Kernels that overlap copies with
+// compute must give the same results either way.
+func (l *Lib) SetDeferredCopies(deferred bool) {
+	v := uintptr(0)
+	if deferred {
+		v = 1
+	}
+	purego.SyscallN(l.setCopyMode, v)
+}
+
+// Schedule is the order in which the shim runs a block's threads.
+type Schedule int
+
+const (
+	// Lockstep runs every ready thread one step per round, warps in order
+	// (the default).
+	Lockstep Schedule = iota
+	// WarpFirst runs each warp, first to last, until it waits at a block
+	// barrier (or ends) before the next starts: one warp runs ahead of the
+	// others, so a missing barrier before overwriting shared memory that
+	// another warp still reads shows up as wrong results.
+	WarpFirst
+	// WarpLast is WarpFirst with the last warp first.
+	WarpLast
+)
+
+// SetSchedule selects the thread order for later launches.
+func (l *Lib) SetSchedule(s Schedule) { purego.SyscallN(l.setSchedule, uintptr(s)) }
 
 // Thunk returns the entry point of kernel name (0 if the shim lacks it).
 func (l *Lib) Thunk(name string) uintptr { return l.thunks[name] }

@@ -77,12 +77,22 @@ unsigned char* zk_dyn_smem_ptr;
 namespace {
 enum State { Ready, AtBlockBarrier, AtWarpBarrier, Done };
 
+struct PendingCopy {
+	void* dst;
+	unsigned char data[16];
+	int group;
+};
+
 struct Fiber {
 	void* sp;
 	dim3 tid;
 	State state;
 	std::vector<char> stack;
+	std::vector<PendingCopy> copies;  // deferred cp.async copies
+	int commits;                      // cp.async groups committed so far
 };
+
+int cp_deferred;  // zk_set_async_copy_mode
 
 constexpr size_t kStack = 64 << 10;
 void* sched_sp;
@@ -122,45 +132,66 @@ void yield(State s) {
 	threadIdx = cur->tid;
 }
 
+// sched selects the order fibers run in (zk_set_schedule): 0 lockstep
+// (every ready fiber one step per round, warps in order), 1 warp-first (each
+// warp, first to last, runs until it waits at a block barrier or ends before
+// the next starts), 2 warp-last (the same, last warp first). The greedy
+// orders let one warp run ahead, so a kernel that overwrites shared memory
+// another warp still needs (a missing barrier) computes wrong results.
+int sched;
+
+// release_warp makes the fibers of warp w ready when every live one waits at
+// the warp barrier.
+bool release_warp(int w) {
+	int n = (int)fibers.size(), end = std::min(n, 32 * w + 32), at = 0, live = 0;
+	for (int i = 32 * w; i < end; i++) {
+		if (fibers[i].state != Done) live++;
+		if (fibers[i].state == AtWarpBarrier) at++;
+	}
+	if (live == 0 || at != live) return false;
+	for (int i = 32 * w; i < end; i++)
+		if (fibers[i].state == AtWarpBarrier) fibers[i].state = Ready;
+	return true;
+}
+
 // run_block runs every fiber of the block to completion, releasing barriers
 // when all live threads of the block (or of a warp) have reached them.
 // Returns false on a deadlock (threads waiting at different barriers).
 bool run_block() {
-	int n = (int)fibers.size();
+	int n = (int)fibers.size(), nw = (n + 31) / 32;
 	for (auto& f : fibers) {
 		fiber_init(f);
 		f.state = Ready;
+		f.copies.clear();
+		f.commits = 0;
 	}
 	for (;;) {
-		bool ran = false;
-		for (auto& f : fibers) {
-			if (f.state != Ready) continue;
-			cur = &f;
-			threadIdx = f.tid;
-			zk_switch(&sched_sp, f.sp);
-			ran = true;
-		}
-		// Release complete warps first, then the block barrier.
-		bool done = true, released = false;
-		for (int w = 0; w < n; w += 32) {
-			int end = std::min(n, w + 32), at = 0, live = 0;
-			for (int i = w; i < end; i++) {
-				if (fibers[i].state != Done) live++;
-				if (fibers[i].state == AtWarpBarrier) at++;
-			}
-			if (live > 0 && at == live) {
-				for (int i = w; i < end; i++)
-					if (fibers[i].state == AtWarpBarrier) fibers[i].state = Ready;
-				released = true;
+		bool ran = false, released = false;
+		for (int wi = 0; wi < nw; wi++) {
+			int w = sched == 2 ? nw - 1 - wi : wi;
+			for (;;) {
+				bool any = false;
+				for (int i = 32 * w; i < std::min(n, 32 * w + 32); i++) {
+					Fiber& f = fibers[i];
+					if (f.state != Ready) continue;
+					cur = &f;
+					threadIdx = f.tid;
+					zk_switch(&sched_sp, f.sp);
+					any = true;
+				}
+				bool rel = release_warp(w);
+				ran |= any;
+				released |= rel;
+				if (sched == 0 || !(any || rel)) break;
 			}
 		}
 		if (released) continue;
 		int at = 0, live = 0;
 		for (auto& f : fibers) {
-			if (f.state != Done) live++, done = false;
+			if (f.state != Done) live++;
 			if (f.state == AtBlockBarrier) at++;
 		}
-		if (done) return true;
+		if (live == 0) return true;
 		if (at == live) {
 			for (auto& f : fibers) f.state = Ready;
 			continue;
@@ -183,6 +214,50 @@ uint64_t zk_shfl_xor(uint64_t v, int mask) {
 	yield(AtWarpBarrier);
 	return r;
 }
+
+int zk_lane() { return (int)(cur - fibers.data()) & 31; }
+
+namespace {
+unsigned char xchg_buf[1024][64];
+}
+
+void zk_warp_exchange(const void* mine, void* all, int bytes) {
+	int t = (int)(cur - fibers.data()), base = t & ~31;
+	std::memcpy(xchg_buf[t], mine, bytes);
+	yield(AtWarpBarrier);
+	for (int i = 0; i < 32; i++) std::memcpy(static_cast<unsigned char*>(all) + i * bytes, xchg_buf[base + i], bytes);
+	yield(AtWarpBarrier);
+}
+
+void zk_cp_async(void* dst, const void* src, int bytes) {
+	PendingCopy c{dst, {}, cur->commits};
+	std::memcpy(c.data, src, bytes);
+	if (!cp_deferred) {
+		std::memcpy(dst, c.data, 16);
+		return;
+	}
+	cur->copies.push_back(c);
+}
+
+void zk_cp_commit() { cur->commits++; }
+
+void zk_cp_wait(int pending) {
+	auto& cs = cur->copies;
+	size_t keep = 0;
+	for (size_t i = 0; i < cs.size(); i++) {
+		if (cs[i].group < cur->commits - pending)
+			std::memcpy(cs[i].dst, cs[i].data, 16);
+		else
+			cs[keep++] = cs[i];
+	}
+	cs.resize(keep);
+}
+
+// zk_set_async_copy_mode selects eager (0) or deferred (1) cp.async copies.
+extern "C" void zk_set_async_copy_mode(int deferred) { cp_deferred = deferred; }
+
+// zk_set_schedule selects the fiber order (see sched).
+extern "C" void zk_set_schedule(int mode) { sched = mode; }
 
 float zk_warp_butterfly(float v, bool mx) {
 	int t = (int)(cur - fibers.data()), base = t & ~31, lane = t & 31;
@@ -221,6 +296,9 @@ extern "C" int zk_launch(void (*thunk)(void**), unsigned gx, unsigned gy, unsign
 		for (unsigned y = 0; y < gy; y++)
 			for (unsigned x = 0; x < gx; x++) {
 				blockIdx = dim3{x, y, z};
+				// Poison: a kernel must not read shared memory it did not write
+				// (0xff bytes are NaN in float32 and bf16).
+				std::memset(zk_dyn_smem_ptr, 0xff, smem);
 				if (!run_block()) {
 					fprintf(stderr, "hostshim: deadlock in block (%u,%u,%u)\n", x, y, z);
 					return 2;

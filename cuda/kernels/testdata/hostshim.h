@@ -3,7 +3,9 @@
 // the calling OS thread; blocks run one after another. A fiber runs until it
 // reaches __syncthreads or a warp shuffle, where it yields to a scheduler that
 // releases the barrier once every thread of the block (or warp) has arrived.
-// Only kernels without inline PTX or tensor-core instructions can run here.
+// Inline PTX cannot run here: kernels keep it in small helpers with host
+// versions (see attn_mma.cu, which emulates ldmatrix, mma.sync and cp.async
+// on top of zk_warp_exchange).
 // Used by go test (cuda/internal/hostshim), never shipped.
 #pragma once
 #define ZK_HOST_SHIM 1
@@ -31,6 +33,19 @@ extern unsigned char* zk_dyn_smem_ptr;
 
 void zk_syncthreads();
 void zk_syncwarp();
+// zk_lane returns the calling thread's lane (linear thread index mod 32).
+int zk_lane();
+// zk_warp_exchange gathers bytes (≤ 64) from every lane of the caller's warp
+// into all[32·bytes], lane order (the tensor-core emulation's collective).
+void zk_warp_exchange(const void* mine, void* all, int bytes);
+// Asynchronous copies (cp.async): 16 bytes, the first bytes from src, the
+// rest zeros. In eager mode a copy lands at once; in deferred mode it lands
+// when the issuing thread waits for its group (zk_cp_wait), the latest a GPU
+// may complete it, so a consumer that skips the wait or the barrier after it
+// reads stale (poisoned) shared memory.
+void zk_cp_async(void* dst, const void* src, int bytes);
+void zk_cp_commit();
+void zk_cp_wait(int pending);
 uint64_t zk_shfl_xor(uint64_t v, int mask);
 // zk_warp_butterfly returns lane's result of the xor-shuffle reduction
 // (offsets 16, 8, 4, 2, 1) of v over the warp: sum, or max when max is set.
@@ -48,6 +63,11 @@ inline T __shfl_xor_sync(unsigned, T v, int mask) {
 	std::memcpy(&r, &u, sizeof(T));
 	return r;
 }
+
+struct float4 {
+	float x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 
 inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
 inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
