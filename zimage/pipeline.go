@@ -352,9 +352,10 @@ func (p *Pipeline) validate(req Request) (plan, error) {
 }
 
 // Run generates one image. It returns a *RequestError for invalid fields,
-// ctx.Err() when ctx is cancelled (checked between steps and between layers;
-// the pipeline stays usable), and wrapped tokenizer/weights/backend errors
-// otherwise.
+// ctx.Err() when ctx is cancelled (checked between steps and layers, and
+// inside long ops by a compute.Cancellable backend: within a second on the
+// CPU; the pipeline stays usable), and wrapped tokenizer/weights/backend
+// errors otherwise.
 func (p *Pipeline) Run(ctx context.Context, req Request) (*Result, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -366,6 +367,10 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	p.b.ResetErr()
+	if c, ok := p.b.(compute.Cancellable); ok {
+		c.SetContext(ctx)
+		defer c.SetContext(nil)
+	}
 	res, err := p.run(ctx, pl)
 	// Leave the backend clean for the next Run whatever happened.
 	p.b.ResetErr()
