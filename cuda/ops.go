@@ -216,7 +216,17 @@ func (b *Backend) LayerNorm(x compute.Tensor, eps float32) compute.Tensor {
 // GroupNorm normalises x [C, ...] in groups of C/groups channels, then
 // applies w[c], bias[c].
 func (b *Backend) GroupNorm(x, w, bias compute.Tensor, groups int, eps float32) compute.Tensor {
-	const op = "GroupNorm"
+	return b.groupNorm("GroupNorm", x, w, bias, groups, eps, 0)
+}
+
+// GroupNormSiLU returns SiLU(GroupNorm(x, w, bias, groups, eps)) in one pass
+// over x after the statistics (fused.Ops).
+func (b *Backend) GroupNormSiLU(x, w, bias compute.Tensor, groups int, eps float32) compute.Tensor {
+	return b.groupNorm("GroupNormSiLU", x, w, bias, groups, eps, 1)
+}
+
+// groupNorm is GroupNorm, followed by SiLU when act is 1.
+func (b *Backend) groupNorm(op string, x, w, bias compute.Tensor, groups int, eps float32, act int) compute.Tensor {
 	if b.failed() {
 		return b.placeholder(shapeOf(x)...)
 	}
@@ -256,7 +266,7 @@ func (b *Backend) GroupNorm(x, w, bias compute.Tensor, groups int, eps float32) 
 		if err := b.d.launch(b.k.gnStats, dim3{uint32(chunks), uint32(groups), 1}, b.d.threads(), 0); err != nil {
 			return err
 		}
-		b.d.args.reset().p(tx.ptr).p(part).p(tw.ptr).p(tb.ptr).p(out.ptr).i(c).i(hw).i(groups).i(chunks).f(eps)
+		b.d.args.reset().p(tx.ptr).p(part).p(tw.ptr).p(tb.ptr).p(out.ptr).i(c).i(hw).i(groups).i(chunks).f(eps).i(act)
 		return b.d.launch(b.k.gnApply, dim3{uint32(apply), uint32(groups), 1}, b.d.threads(), 0)
 	})
 }

@@ -19,6 +19,7 @@ type kernelSet struct {
 	silu, swiglu, add, scale, modulate, gatedAdd, chanBias *kernel
 	upsample, copy2d, transpose, gather, im2col            *kernel
 	rmsnorm, layernorm, gnStats, gnApply, rope, softmax    *kernel
+	rmsnormEx, headNormRoPE                                *kernel // fused chains (fusedops.go)
 	fill                                                   *kernel // synthetic weights
 	softmaxWarp                                            *kernel // one warp per row
 	toF32                                                  *kernel // dt → f32 (nil when dt is f32)
@@ -49,6 +50,7 @@ func (k *kernelSet) resolve(d *Device, dt weights.DType) error {
 	k.rmsnorm, k.layernorm, k.gnStats, k.gnApply = get("zk_rmsnorm_"+s), get("zk_layernorm_"+s), get("zk_gn_stats_"+s), get("zk_gn_apply_"+s)
 	k.rope, k.softmax, k.fill = get("zk_rope_"+s), get("zk_softmax_"+s), get("zk_fill_uniform_"+s)
 	k.softmaxWarp = get("zk_softmax_warp_" + s)
+	k.rmsnormEx, k.headNormRoPE = get("zk_rmsnorm_ex_"+s), get("zk_head_norm_rope_"+s)
 	k.cvt = map[weights.DType]*kernel{}
 	for src, ss := range dtypeSuffix {
 		if src != dt {

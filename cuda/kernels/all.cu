@@ -6,4 +6,5 @@
 #include "norm.cu"
 #include "rope.cu"
 #include "attn.cu"
+#include "fused.cu"
 #include "attn_mma.cu"

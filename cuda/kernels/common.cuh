@@ -47,6 +47,13 @@ ZK_DEV float ld(const bf16* p, long i) { return bf2f(p[i]); }
 ZK_DEV void st(float* p, long i, float v) { p[i] = v; }
 ZK_DEV void st(bf16* p, long i, float v) { p[i] = f2bf(v); }
 
+// rnd rounds v to the storage type of p's tensor (what a store and a load
+// give back).
+ZK_DEV float rnd(const float*, float v) { return v; }
+ZK_DEV float rnd(const bf16*, float v) { return bf2f(f2bf(v)); }
+
+ZK_DEV float silu(float v) { return v / (1.0f + expf(-v)); }
+
 // Reductions across a full warp (all 32 lanes must participate). The host
 // shim computes the same butterfly in one exchange (same float results).
 #ifndef ZK_HOST_SHIM

@@ -35,8 +35,6 @@ ZK_CVT(zk_cvt_f8e5m2_bf16, unsigned char, f8e5m2_to_f32(x[i]), bf16)
 
 // ---- activations and arithmetic ----
 
-ZK_DEV float silu(float v) { return v / (1.0f + expf(-v)); }
-
 #define ZK_EW(S, T)                                                                                   \
 	extern "C" __global__ void zk_silu_##S(const T* __restrict__ x, T* __restrict__ y, int n) {       \
 		ZK_GRID_LOOP(i, n) { st(y, i, silu(ld(x, i))); }                                               \

@@ -49,7 +49,9 @@ ZK_TYPES(ZK_ROWNORM)
 // channels. Pass 1 (gn_stats, grid chunks x groups) writes each chunk's mean
 // and sum of squared deviations (two passes over the chunk, exact in float);
 // pass 2 (gn_apply, grid blocks x groups) merges a group's chunks with Chan's
-// formula and normalises.
+// formula, normalises and, with act set, applies SiLU (the VAE's
+// GroupNorm → SiLU in one pass). gn_apply states a minimum of 4 blocks per SM:
+// with the bare block size, ptxas 11.8 spilled the f32 variant on sm_90.
 // Chunk k of chunks over len elements is [gn_lo(k), gn_lo(k+1)).
 ZK_DEV int gn_lo(int len, int chunks, int k) { return (int)(((long long)len * k) / chunks); }
 
@@ -75,10 +77,10 @@ ZK_DEV int gn_lo(int len, int chunks, int k) { return (int)(((long long)len * k)
 			part[2 * (g * chunks + ch) + 1] = m2;                                                      \
 		}                                                                                              \
 	}                                                                                                  \
-	extern "C" __global__ void __launch_bounds__(256)                                                  \
+	extern "C" __global__ void __launch_bounds__(256, 4)                                                  \
 	    zk_gn_apply_##S(const T* __restrict__ x, const float* __restrict__ part,                       \
 	                    const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y, int c,  \
-	                    int hw, int groups, int chunks, float eps) {                                  \
+	                    int hw, int groups, int chunks, float eps, int act) {                         \
 		__shared__ float stat[2];                                                                      \
 		int g = blockIdx.y, cpg = c / groups, len = cpg * hw;                                          \
 		if (threadIdx.x == 0) {                                                                        \
@@ -100,7 +102,8 @@ ZK_DEV int gn_lo(int len, int chunks, int k) { return (int)(((long long)len * k)
 		T* yg = y + (long)g * len;                                                                     \
 		for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < len; i += gridDim.x * blockDim.x) {    \
 			int ch = g * cpg + i / hw;                                                                 \
-			st(yg, i, (ld(xg, i) - mean) * r * ld(w, ch) + ld(bias, ch));                              \
+			float v = (ld(xg, i) - mean) * r * ld(w, ch) + ld(bias, ch);                               \
+			st(yg, i, act ? silu(v) : v);                                                              \
 		}                                                                                              \
 	}
 ZK_TYPES(ZK_GN)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/zimage/zimage/cuda/fused"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu"
@@ -184,6 +185,41 @@ var Cases = []Case{
 	}},
 	{"AttentionD640", func(b compute.Backend, in *Inputs) compute.Tensor { // two 512-dim output chunks
 		return b.Attention(in.Act(1, 20, 640), in.Act(1, 33, 640), in.Act(1, 33, 640), 1, 1, 1/float32(math.Sqrt(640)), false)
+	}},
+	// Fused chains (package cuda/fused): the CUDA backend's fused kernels
+	// against the CPU backend's op sequence.
+	{"FusedRMSNormModulate", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return fused.RMSNormModulate(b, in.Act(3, 9, 200), in.Weight(weights.BF16, 1, 200), in.Act(0.5, 200), 1e-6)
+	}},
+	{"FusedRMSNormModulateNoScale", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return fused.RMSNormModulate(b, in.Act(3, 9, 70), in.Weight(weights.BF16, 1, 70), nil, 1e-6)
+	}},
+	{"FusedRMSNormGatedAdd", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return fused.RMSNormGatedAdd(b, in.Act(1, 7, 96), in.Act(4, 7, 96), in.Weight(weights.BF16, 1, 96), in.Weight(weights.BF16, 1, 1, 96), 1e-5)
+	}},
+	{"FusedRMSNormGatedAddNoGate", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return fused.RMSNormGatedAdd(b, in.Act(1, 7, 96), in.Act(4, 7, 96), in.Weight(weights.F32, 1, 96), nil, 1e-5)
+	}},
+	{"FusedAddRMSNorm", func(b compute.Backend, in *Inputs) compute.Tensor {
+		sum, norm := fused.AddRMSNorm(b, in.Act(2, 6, 130), in.Act(1, 6, 130), in.Weight(weights.BF16, 1, 130), 1e-6)
+		out := b.Concat(sum, norm)
+		b.Free(sum, norm)
+		return out
+	}},
+	{"FusedHeadRMSNormRoPEInterleaved", func(b compute.Backend, in *Inputs) compute.Tensor {
+		c, s := cosSin(in, 5, 24)
+		return fused.HeadRMSNormRoPE(b, in.Act(2, 5, 3*48), in.Weight(weights.BF16, 1, 48), c, s, 3, 1e-5, true)
+	}},
+	{"FusedHeadRMSNormRoPEHalf", func(b compute.Backend, in *Inputs) compute.Tensor {
+		c, s := cosSin(in, 4, 64)
+		return fused.HeadRMSNormRoPE(b, in.Act(2, 4, 2*128), in.Weight(weights.BF16, 1, 128), c, s, 2, 1e-6, false)
+	}},
+	{"FusedHeadRMSNormRoPENoGain", func(b compute.Backend, in *Inputs) compute.Tensor {
+		c, s := cosSin(in, 3, 8)
+		return fused.HeadRMSNormRoPE(b, in.Act(2, 3, 4*16), nil, c, s, 4, 1e-6, true)
+	}},
+	{"FusedGroupNormSiLU", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return fused.GroupNormSiLU(b, in.Act(2, 64, 9, 7), in.Weight(weights.F32, 1, 64), in.Weight(weights.BF16, 1, 64), 32, 1e-6)
 	}},
 }
 
