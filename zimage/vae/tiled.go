@@ -152,25 +152,23 @@ func tileGrid(h, w, t int) []region {
 // tile o needs, and the output region that input covers (o plus a halo,
 // cropped afterwards).
 func (s *segment) inputRegion(o region, ih, iw int) (in, out region) {
+	in.y0, in.y1, out.y0, out.y1 = s.axis(o.y0, o.y1, ih)
+	in.x0, in.x1, out.x0, out.x1 = s.axis(o.x0, o.x1, iw)
+	return in, out
+}
+
+// axis is inputRegion along one axis: output [o0, o1) of an input of length n.
+func (s *segment) axis(o0, o1, n int) (i0, i1, c0, c1 int) {
 	if s.up {
-		// Upsampled row r is input row r/2; the conv needs rows o.y0−1 .. o.y1.
-		lo := func(v int) int { return max(0, (v-1)/2) }
-		if o.y0 == 0 {
-			in.y0 = 0
-		} else {
-			in.y0 = lo(o.y0)
+		// Upsampled row r is input row r/2; the conv reads rows o0−1 .. o1.
+		if o0 > 0 {
+			i0 = (o0 - 1) / 2
 		}
-		if o.x0 == 0 {
-			in.x0 = 0
-		} else {
-			in.x0 = lo(o.x0)
-		}
-		in.y1, in.x1 = min(ih, o.y1/2+1), min(iw, o.x1/2+1)
-		return in, region{2 * in.y0, 2 * in.y1, 2 * in.x0, 2 * in.x1}
+		i1 = min(n, o1/2+1)
+		return i0, i1, 2 * i0, 2 * i1
 	}
-	p := s.pad
-	in = region{max(0, o.y0-p), min(ih, o.y1+p), max(0, o.x0-p), min(iw, o.x1+p)}
-	return in, in
+	i0, i1 = max(0, o0-s.pad), min(n, o1+s.pad)
+	return i0, i1, i0, i1
 }
 
 // hostMap is a feature map [C, H, W] kept on the host between segments,
@@ -487,11 +485,15 @@ func DecodeBytes(cfg weights.VAEConfig, h, w, elem int) uint64 {
 	return uint64(peak) * uint64(elem)
 }
 
-// tiledWalk visits every tile of DecodeTiled's schedule: seg is the segment,
-// ir and or the input and output regions of the tile (or is what is
-// computed; the halo is cropped), resC the residual's channels (0: none).
-// For the global attention it is called once with the whole map.
-func tiledWalk(cfg weights.VAEConfig, h, w, tile int, fn func(s *segment, ir, or region, resC int)) {
+// extent sums up a segment's tiles: the largest tile's input and computed
+// output areas, and the totals over all tiles (in pixels of the map).
+type extent struct{ maxIn, maxOut, sumIn, sumOut int }
+
+// tiledWalk calls fn for every segment of DecodeTiled's schedule with the
+// extent of its tiles and the residual's channels (0: none). Tiles are
+// products of a row range and a column range, so the extents come from the
+// two axes separately. The global attention has one tile, the whole map.
+func tiledWalk(cfg weights.VAEConfig, h, w, tile int, fn func(s *segment, e extent, resC int)) {
 	segs := segments(cfg, nil)
 	spatial := 1 << (len(cfg.BlockOutChannels) - 1)
 	H := h * spatial
@@ -502,6 +504,16 @@ func tiledWalk(cfg weights.VAEConfig, h, w, tile int, fn func(s *segment, ir, or
 		}
 		return segs[m].co
 	}
+	// along returns the largest and total input and output lengths of the
+	// tiles of an axis of n output values (in input values).
+	along := func(s *segment, n, t, in int) (maxI, maxO, sumI, sumO int) {
+		for a := 0; a < n; a += t {
+			i0, i1, c0, c1 := s.axis(a, min(a+t, n), in)
+			maxI, maxO = max(maxI, i1-i0), max(maxO, c1-c0)
+			sumI, sumO = sumI+i1-i0, sumO+c1-c0
+		}
+		return
+	}
 	for i := range segs {
 		s := &segs[i]
 		ih, iw := mh, mw
@@ -509,8 +521,8 @@ func tiledWalk(cfg weights.VAEConfig, h, w, tile int, fn func(s *segment, ir, or
 			mh, mw = 2*mh, 2*mw
 		}
 		if s.attn {
-			all := region{0, mh, 0, mw}
-			fn(s, all, all, 0)
+			a := mh * mw
+			fn(s, extent{a, a, a, a}, 0)
 			continue
 		}
 		resC := 0
@@ -518,10 +530,9 @@ func tiledWalk(cfg weights.VAEConfig, h, w, tile int, fn func(s *segment, ir, or
 			resC = chOf(s.res)
 		}
 		t := max(1, tile*mh/H)
-		for _, o := range tileGrid(mh, mw, t) {
-			ir, or := s.inputRegion(o, ih, iw)
-			fn(s, ir, or, resC)
-		}
+		yi, yo, ysi, yso := along(s, mh, t, ih)
+		xi, xo, xsi, xso := along(s, mw, t, iw)
+		fn(s, extent{yi * xi, yo * xo, ysi * xsi, yso * xso}, resC)
 	}
 }
 
@@ -531,8 +542,8 @@ func tiledWalk(cfg weights.VAEConfig, h, w, tile int, fn func(s *segment, ir, or
 // whole latent-resolution map.
 func TiledBytes(cfg weights.VAEConfig, h, w, tile, elem int) uint64 {
 	peak := 0
-	tiledWalk(cfg, h, w, tile, func(s *segment, ir, or region, resC int) {
-		in, out := ir.h()*ir.w(), or.h()*or.w()
+	tiledWalk(cfg, h, w, tile, func(s *segment, e extent, resC int) {
+		in, out := e.maxIn, e.maxOut
 		if s.attn {
 			peak = max(peak, 5*s.ci*in)
 			return
@@ -564,8 +575,8 @@ func TiledBytes(cfg weights.VAEConfig, h, w, tile, elem int) uint64 {
 // price of tiling on a GPU, where each byte crosses the PCIe bus.
 func TiledTraffic(cfg weights.VAEConfig, h, w, tile int) uint64 {
 	var n uint64
-	tiledWalk(cfg, h, w, tile, func(s *segment, ir, or region, resC int) {
-		n += uint64(s.ci*ir.h()*ir.w() + (s.co+resC)*or.h()*or.w())
+	tiledWalk(cfg, h, w, tile, func(s *segment, e extent, resC int) {
+		n += uint64(s.ci*e.sumIn + (s.co+resC)*e.sumOut)
 	})
 	return 4 * n
 }
