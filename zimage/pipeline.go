@@ -86,6 +86,7 @@ type Result struct {
 	Tokens        int  // prompt tokens fed to the text encoder (template included)
 	Truncated     bool // the prompt was cut to MaxSequenceLength, as the reference does
 	Timings       Timings
+	Memory        Memory // the residency plan and the measured device-memory peak (residency.go)
 }
 
 // RequestError reports an invalid Request field.
@@ -111,7 +112,12 @@ var ErrClosed = errors.New("zimage: pipeline is closed")
 // before the DiT is touched, so the two big networks (8 GB and 12.3 GB for
 // the real model) are never in use at the same time. The DiT and VAE stay
 // bound between Runs once opened (on the CPU their pages are clean file cache
-// the kernel may reclaim while the text encoder runs).
+// the kernel may reclaim while the text encoder runs). On a device with its
+// own memory (CUDA) each Run is planned from the free device memory and
+// WithMemoryBudget instead: which networks stay resident, whether the text
+// encoder is loaded whole or streamed layer by layer, and whether the VAE
+// decodes in tiles (PlanResidency; logged at Info level, reported with the
+// measured peak in Result.Memory).
 type Pipeline struct {
 	mu      sync.Mutex
 	model   *weights.Model
@@ -126,6 +132,7 @@ type Pipeline struct {
 	dit    *dit.Model
 	vaeSet *weights.Set
 	vae    *vae.Decoder
+	rs     residency // residency planning state (residency.go)
 	closed bool
 }
 
@@ -187,7 +194,7 @@ func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 		}
 	}
 
-	p := &Pipeline{model: m, log: log, tok: tok}
+	p := &Pipeline{model: m, log: log, tok: tok, rs: residency{budget: o.budget}}
 	p.spatial = 1 << (len(m.VAE.BlockOutChannels) - 1)
 	p.mult = p.spatial * m.DiT.PatchSize()
 	if o.backend != nil {
@@ -265,6 +272,7 @@ func (p *Pipeline) Close() error {
 	}
 	p.closed = true
 	var errs []error
+	p.releaseTextEncoder()
 	if p.dit != nil {
 		p.dit.Close()
 		p.dit = nil
@@ -381,7 +389,7 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (*Result, error) {
 		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
 			return nil, ctxErr
 		}
-		return nil, err
+		return nil, p.runError(err)
 	}
 	return res, nil
 }
@@ -414,10 +422,17 @@ func (p *Pipeline) run(ctx context.Context, pl plan) (*Result, error) {
 		p.log.Warn("zimage: prompt truncated", "max_tokens", pl.maxLen)
 	}
 
-	// Text encoder: opened for this stage only.
+	// Residency: which networks stay on the device, how the text encoder
+	// runs, full or tiled VAE (residency.go).
+	rp, err := p.planRequest(pl, max(len(ids), len(negIDs)))
+	if err != nil {
+		return nil, err
+	}
+
+	// Text encoder, as planned.
 	progress("text_encoder", 0, 0)
 	t0 = time.Now()
-	caps, err := p.encode(ctx, ids, negIDs)
+	caps, err := p.encodePlanned(ctx, rp, ids, negIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -433,15 +448,18 @@ func (p *Pipeline) run(ctx context.Context, pl plan) (*Result, error) {
 		return nil, err
 	}
 	res.Timings.Denoise, res.Timings.Steps = time.Since(t0), stepTimes
+	p.afterStage(rp, "denoise")
 	p.log.Debug("zimage: denoise", "steps", pl.steps, "elapsed", res.Timings.Denoise)
 
 	// VAE decode and post-processing.
 	progress("vae", 0, 0)
 	t0 = time.Now()
-	img, err := p.decode(ctx, latents, pl.hl, pl.wl)
+	img, err := p.decodePlanned(ctx, rp, latents, pl.hl, pl.wl)
 	if err != nil {
 		return nil, err
 	}
+	p.afterStage(rp, "vae")
+	res.Memory = p.memoryReport()
 	res.Image = img
 	res.Timings.VAE = time.Since(t0)
 	res.Timings.Total = time.Since(start)
