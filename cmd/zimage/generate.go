@@ -136,6 +136,9 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fmt.Fprintf(stdout, "denoise       %s (%d steps, %s/step)\n", round(t.Denoise), len(t.Steps), round(perStep))
 	fmt.Fprintf(stdout, "vae           %s\n", round(t.VAE))
 	fmt.Fprintf(stdout, "total         %s\n", round(t.Total))
+	if m := res.Memory; m.Peak > 0 { // device backends only (residency.go)
+		fmt.Fprintf(stdout, "memory        peak %.2f GB on the device (%s)\n", float64(m.Peak)/1e9, m.Plan)
+	}
 	fmt.Fprintf(stdout, "wrote %s (%dx%d)\n", *out, res.Width, res.Height)
 	return 0
 }
