@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/zimage/zimage/cuda"
 	"github.com/zimage/zimage/cuda/driver"
@@ -22,7 +23,6 @@ import (
 	"github.com/zimage/zimage/internal/testdata"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage"
-	"github.com/zimage/zimage/zimage/compute"
 )
 
 func gpuBackend(t testing.TB, o cuda.Options) *cuda.Backend {
@@ -79,37 +79,62 @@ func TestGPUParity(t *testing.T) {
 	})
 }
 
-// TestGPUFlashVsGemm compares the fused tensor-core attention with the
-// cuBLASLt path at the DiT's full size (no CPU reference at this size).
+// TestGPUFlashVsGemm compares the fused attention kernels (tensor-core and
+// generic) with the cuBLASLt path at the networks' full sizes (no CPU
+// reference at this size) and logs each one's device time.
 func TestGPUFlashVsGemm(t *testing.T) {
 	flash := gpuBackend(t, cuda.Options{})
+	generic := gpuBackend(t, cuda.Options{Attention: "generic"})
 	gemm := gpuBackend(t, cuda.Options{Attention: "gemm"})
 	for _, c := range []struct {
-		name              string
-		lq, lk, heads, kv int
-		causal            bool
+		name                  string
+		lq, lk, heads, kv, dh int
+		causal                bool
 	}{
-		{"dit-1024", 4224, 4224, 30, 30, false},
-		{"dit-512", 1152, 1152, 30, 30, false},
-		{"qwen3", 113, 113, 32, 8, true},
-		{"ragged", 77, 200, 4, 2, false},
+		{"dit-1024", 4224, 4224, 30, 30, 128, false},
+		{"dit-512", 1152, 1152, 30, 30, 128, false},
+		{"qwen3", 113, 113, 32, 8, 128, true},
+		{"ragged", 77, 200, 4, 2, 128, false},
+		{"vae-1024", 16384, 16384, 1, 1, 512, false},
+		{"vae-512", 4096, 4096, 1, 1, 512, false},
+		{"ragged-512", 1000, 777, 2, 1, 512, true},
+		{"d256", 900, 900, 4, 4, 256, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			run := func(b compute.Backend) []float32 {
+			run := func(b *cuda.Backend) ([]float32, time.Duration) {
 				in := parity.NewInputs(b, 3)
-				out := b.Attention(in.Act(1, c.lq, c.heads*128), in.Act(1, c.lk, c.kv*128), in.Act(1, c.lk, c.kv*128),
-					c.heads, c.kv, 1/float32(math.Sqrt(128)), c.causal)
-				return b.ToHost(out)
+				q, k, v := in.Act(1, c.lq, c.heads*c.dh), in.Act(1, c.lk, c.kv*c.dh), in.Act(1, c.lk, c.kv*c.dh)
+				b.Sync()
+				tm, err := b.StartTimer()
+				if err != nil {
+					t.Fatal(err)
+				}
+				out := b.Attention(q, k, v, c.heads, c.kv, 1/float32(math.Sqrt(float64(c.dh))), c.causal)
+				d, err := tm.Stop()
+				if err != nil {
+					t.Fatal(err)
+				}
+				res := b.ToHost(out)
+				b.Free(q, k, v, out)
+				return res, d
 			}
-			a, g := run(flash), run(gemm)
-			if err := errors.Join(flash.Err(), gemm.Err()); err != nil {
+			a, ta := run(flash)
+			g, tg := run(generic)
+			r, tr := run(gemm)
+			if err := errors.Join(flash.Err(), generic.Err(), gemm.Err()); err != nil {
 				t.Fatal(err)
 			}
-			maxRel, l2 := parity.Compare(a, g)
-			t.Logf("flash vs gemm: max error %.3g, rel L2 %.3g", maxRel, l2)
-			if l2 > 1e-2 || maxRel > 5e-2 {
-				t.Errorf("flash and GEMM attention disagree")
+			for _, cmp := range []struct {
+				name string
+				got  []float32
+			}{{"flash", a}, {"generic", g}} {
+				maxRel, l2 := parity.Compare(cmp.got, r)
+				t.Logf("%s vs gemm: max error %.3g, rel L2 %.3g", cmp.name, maxRel, l2)
+				if l2 > 1e-2 || maxRel > 5e-2 {
+					t.Errorf("%s and GEMM attention disagree", cmp.name)
+				}
 			}
+			t.Logf("attention %s device time: auto (tensor cores for d=128/256/512) %v, generic %v, gemm %v", c.name, ta, tg, tr)
 		})
 	}
 }

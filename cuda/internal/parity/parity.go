@@ -320,4 +320,30 @@ var LargeCases = []Case{
 		c, s := cosSin(in, 4224, 64)
 		return b.RoPE(in.Act(1, 4224, 30*128), c, s, 30, true)
 	}},
+	{"AttentionVAE4096", func(b compute.Backend, in *Inputs) compute.Tensor { // VAE mid-block at 512²
+		return b.Attention(in.Act(1, 4096, 512), in.Act(1, 4096, 512), in.Act(1, 4096, 512), 1, 1, 1/float32(math.Sqrt(512)), false)
+	}},
+	{"FusedRMSNormModulateDiT", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return fused.RMSNormModulate(b, in.Act(3, 4224, 3840), in.Weight(weights.BF16, 1, 3840), in.Act(0.5, 3840), 1e-5)
+	}},
+	{"FusedRMSNormGatedAddDiT", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return fused.RMSNormGatedAdd(b, in.Act(1, 4224, 3840), in.Act(3, 4224, 3840), in.Weight(weights.BF16, 1, 3840), in.Act(1, 3840), 1e-5)
+	}},
+	{"FusedHeadRMSNormRoPEDiT", func(b compute.Backend, in *Inputs) compute.Tensor {
+		c, s := cosSin(in, 4224, 64)
+		return fused.HeadRMSNormRoPE(b, in.Act(2, 4224, 30*128), in.Weight(weights.BF16, 1, 128), c, s, 30, 1e-5, true)
+	}},
+	{"FusedHeadRMSNormRoPEQwen3", func(b compute.Backend, in *Inputs) compute.Tensor {
+		c, s := cosSin(in, 100, 64)
+		return fused.HeadRMSNormRoPE(b, in.Act(2, 100, 32*128), in.Weight(weights.BF16, 1, 128), c, s, 32, 1e-6, false)
+	}},
+	{"FusedAddRMSNormQwen3", func(b compute.Backend, in *Inputs) compute.Tensor {
+		sum, norm := fused.AddRMSNorm(b, in.Act(4, 100, 2560), in.Act(1, 100, 2560), in.Weight(weights.BF16, 1, 2560), 1e-6)
+		out := b.Concat(sum, norm)
+		b.Free(sum, norm)
+		return out
+	}},
+	{"FusedGroupNormSiLUVAE", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return fused.GroupNormSiLU(b, in.Act(2, 256, 128, 128), in.Weight(weights.BF16, 1, 256), in.Weight(weights.BF16, 1, 256), 32, 1e-6)
+	}},
 }
