@@ -101,6 +101,19 @@ var colBudget = 256 << 20
 // Conv2D is a stride-1 cross-correlation with zero padding: im2col in chunks
 // of output positions, each a cuBLASLt GEMM writing straight into the
 // [Co, H'·W'] output, then a per-channel bias.
+//
+// Cost of im2col (kept on purpose): a
+// 3×3 conv writes its 9·Ci·H·W column matrix and the GEMM reads it back, at
+// least 36·Ci·H·W bytes in bf16 beyond the conv's own input and output. For
+// the VAE decoder at 1024² (spec §2.4: 10 convs with Ci=512 at 128², 7 at
+// 256², 2 with Ci=512 and 5 with Ci=256 at 512², 2 with Ci=256 and 6 with
+// Ci=128 at 1024²) that is ≈ 82 GB of extra memory traffic: ≈ 24 ms at
+// H100's 3.35 TB/s (≈ 17 ms on H200), next to the decoder's ≈ 13 ms compute
+// bound (spec §6.6), i.e. the decode takes roughly twice its bound — a few
+// percent of a 1024² image. An implicit-GEMM kernel (input tiles with a halo
+// in shared memory, mma.sync) would remove it; cuBLASLt cannot express the
+// 9 shifted input views as one operand, and per-tap GEMMs accumulating into
+// the output move about as many bytes as im2col does.
 func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 	const op = "Conv2D"
 	xs, ws := shapeOf(x), shapeOf(w)
