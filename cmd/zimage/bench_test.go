@@ -79,3 +79,21 @@ func TestBenchUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryBudgetFlags: generate and serve take --memory-budget.
+func TestMemoryBudgetFlags(t *testing.T) {
+	for _, cmd := range []string{"generate", "serve"} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), []string{cmd, "--memory-budget", "lots"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "--memory-budget") {
+			t.Errorf("%s: exit %d, stderr %q", cmd, code, stderr.String())
+		}
+	}
+	// A budget the fixture model cannot fit in fails the request clearly.
+	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"generate", "--model", model, "--device", "cpu", "--prompt", "x",
+		"--width", "64", "--height", "64", "--steps", "1", "--memory-budget", "1000", "--out", t.TempDir() + "/x.png"}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "does not fit in device memory") {
+		t.Errorf("tiny budget: exit %d, stderr %q", code, stderr.String())
+	}
+}

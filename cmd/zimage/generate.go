@@ -41,6 +41,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	guidance := fs.Float64("guidance", 0, "classifier-free guidance scale (0 = off, the Turbo setting)")
 	device := fs.String("device", "auto", "compute device: cpu, cuda or auto")
 	threads := fs.Int("threads", 0, "CPU threads (0 = all cores)")
+	memBudget := fs.String("memory-budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: the free device memory)")
 	out := fs.String("out", "", "output PNG file (required)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zimage generate [--model MODEL] --prompt TEXT --out FILE.png [flags]")
@@ -61,6 +62,10 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fs.Usage()
 		return 2
 	}
+	budgetBytes, err := parseBytes(*memBudget)
+	if err != nil {
+		return usageErr(fmt.Sprintf("--memory-budget: %v", err))
+	}
 	switch {
 	case fs.NArg() > 0:
 		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
@@ -76,7 +81,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 
 	start := time.Now()
 	dl := newDownloadBar(stderr)
-	p, err := zimage.Load(ctx, *model, zimage.WithDevice(*device), zimage.WithThreads(*threads),
+	p, err := zimage.Load(ctx, *model, zimage.WithDevice(*device), zimage.WithThreads(*threads), zimage.WithMemoryBudget(budgetBytes),
 		zimage.WithSingleFiles(*transformer, *textEncoder, *vaeFile, *tokenizerPath), zimage.WithDownloadProgress(dl.update))
 	dl.finish()
 	if err != nil {

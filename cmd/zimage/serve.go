@@ -52,6 +52,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	publicURL := fs.String("public-url", "", "external base URL for image links (default: from the request's Host)")
 	device := fs.String("device", "auto", "compute device: cpu, cuda or auto")
 	threads := fs.Int("threads", 0, "CPU threads (0 = all cores)")
+	memBudget := fs.String("memory-budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: the free device memory)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -69,6 +70,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "zimage serve: %s\n", msg)
 		fs.Usage()
 		return 2
+	}
+	budgetBytes, err := parseBytes(*memBudget)
+	if err != nil {
+		return usageErr(fmt.Sprintf("--memory-budget: %v", err))
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -100,7 +105,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	var gen server.Generator
 	if server.Role(*role) != server.RoleAPI {
-		p, err := zimage.Load(ctx, *model, zimage.WithDevice(*device), zimage.WithThreads(*threads), zimage.WithLogger(log))
+		p, err := zimage.Load(ctx, *model, zimage.WithDevice(*device), zimage.WithThreads(*threads), zimage.WithLogger(log),
+			zimage.WithMemoryBudget(budgetBytes))
 		if err != nil {
 			fmt.Fprintf(stderr, "zimage serve: %v\n", err)
 			return 1
