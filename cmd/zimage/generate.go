@@ -131,7 +131,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if res.Truncated {
 		fmt.Fprintf(stdout, "prompt truncated to %d tokens\n", res.Tokens)
 	}
-	fmt.Fprintf(stdout, "load          %s\n", round(loadTime))
+	fmt.Fprintf(stdout, "load          %s (device %s)\n", round(loadTime), p.Backend().Name())
 	fmt.Fprintf(stdout, "tokenize      %s (%d tokens)\n", round(t.Tokenize), res.Tokens)
 	fmt.Fprintf(stdout, "text encoder  %s\n", round(t.TextEncoder))
 	perStep := time.Duration(0)
