@@ -226,6 +226,9 @@ func TextActivation(c weights.Qwen3Config, n, elem int) uint64 {
 // tensors in attention, three [L, dim] and three [L, ffn] in the FFN), the
 // RoPE tables and the prepared captions.
 func DiTActivation(c weights.DiTConfig, spatial, width, height, tokens int, cfg bool, elem int) uint64 {
+	if len(c.AllPatchSize) == 0 || c.NHeads <= 0 || spatial <= 0 {
+		return 0 // not a usable config (PlanResidency validates first)
+	}
 	p := max(c.PatchSize(), 1)
 	hl, wl := height/spatial, width/spatial
 	ceil := func(n int) int { return (n + dit.SeqMultiple - 1) / dit.SeqMultiple * dit.SeqMultiple }
@@ -317,6 +320,15 @@ func better(a, b candidate) bool {
 // *MemoryError when not even the leanest plan fits.
 func PlanResidency(in PlanInput) (Plan, error) {
 	m := in.Model
+	dc, tc, vc := m.DiTC, m.Text, m.VAEC
+	for _, err := range []error{dc.Validate(), tc.Validate(), vc.Validate()} {
+		if err != nil {
+			return Plan{}, fmt.Errorf("zimage: residency plan: %w", err)
+		}
+	}
+	if in.Width <= 0 || in.Height <= 0 || in.Tokens < 0 {
+		return Plan{}, fmt.Errorf("zimage: residency plan: size %dx%d, %d tokens", in.Width, in.Height, in.Tokens)
+	}
 	elem := max(m.Elem, 1)
 	// Streaming holds two layers; either way the embedding table may be bound.
 	t, tl, d, v := m.TextEncoder+m.TextEmbed, 2*m.TextLayer+m.TextEmbed, m.DiT, m.VAE

@@ -206,3 +206,17 @@ func TestPlanHost(t *testing.T) {
 		t.Errorf("host, 1 GB budget: got %v", err)
 	}
 }
+
+// TestPlanBadInput: bad inputs are errors, never panics.
+func TestPlanBadInput(t *testing.T) {
+	if _, err := PlanResidency(PlanInput{}); err == nil {
+		t.Error("zero input: want an error")
+	}
+	in := PlanInput{Free: 100 * gib, Model: turboFootprint(), Width: 0, Height: 1024}
+	if _, err := PlanResidency(in); err == nil {
+		t.Error("zero width: want an error")
+	}
+	if n := DiTActivation(weights.DiTConfig{}, 8, 64, 64, 10, false, 2); n != 0 {
+		t.Errorf("empty DiT config: %d", n)
+	}
+}

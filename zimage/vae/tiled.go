@@ -459,6 +459,9 @@ func (d *Decoder) tiledAttention(in, out *hostMap, buf *[]float32) error {
 // largest set of tensors Decode holds at once, not counting weights or a
 // backend's op scratch (im2col buffers, attention score chunks).
 func DecodeBytes(cfg weights.VAEConfig, h, w, elem int) uint64 {
+	if checkConfig(cfg) != nil || h <= 0 || w <= 0 {
+		return 0
+	}
 	segs := segments(cfg, nil)
 	n := h * w
 	peak := (cfg.LatentChannels + segs[0].co) * n // z + conv_in
@@ -494,6 +497,9 @@ type extent struct{ maxIn, maxOut, sumIn, sumOut int }
 // products of a row range and a column range, so the extents come from the
 // two axes separately. The global attention has one tile, the whole map.
 func tiledWalk(cfg weights.VAEConfig, h, w, tile int, fn func(s *segment, e extent, resC int)) {
+	if checkConfig(cfg) != nil || h <= 0 || w <= 0 {
+		return
+	}
 	segs := segments(cfg, nil)
 	spatial := 1 << (len(cfg.BlockOutChannels) - 1)
 	H := h * spatial
