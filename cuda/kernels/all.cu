@@ -1,7 +1,7 @@
 // Unity translation unit: every kernel source, compiled into one fatbin
 // (one CUmodule) by scripts/build-kernels.sh. The host shim used by go test
-// compiles this file with g++ too, minus the tensor-core kernels (prefix
-// zk_tc_), which only a GPU can run.
+// compiles this file with g++ too; the tensor-core kernels (prefix zk_tc_)
+// run there through host versions of their inline-PTX helpers.
 #include "elementwise.cu"
 #include "norm.cu"
 #include "rope.cu"
