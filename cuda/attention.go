@@ -93,13 +93,18 @@ func (b *Backend) setupAttention(mode int) {
 		}
 	}
 	b.flash = len(b.tc) > 0
-	// The generic kernel may use up to the device's opt-in limit.
+	// The generic kernel may use up to the device's opt-in limit (or 1 KiB
+	// less, should the block's reserved shared memory count against it).
 	if b.k.flashGeneric != nil {
-		if err := setSmem(b.k.flashGeneric, optin); err != nil {
-			b.log.Warn("cuda: generic fused attention limited to 48 KiB of shared memory", "err", err)
-			optin = 48 << 10
+		b.genericSmemMax = 48 << 10
+		for _, n := range []int{optin, optin - 1<<10} {
+			err := setSmem(b.k.flashGeneric, n)
+			if err == nil {
+				b.genericSmemMax = n
+				break
+			}
+			b.log.Debug("cuda: generic attention shared-memory opt-in refused", "bytes", n, "err", err)
 		}
-		b.genericSmemMax = optin
 	}
 }
 

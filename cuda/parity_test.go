@@ -232,7 +232,7 @@ func TestAttentionOptInFailure(t *testing.T) {
 		t.Fatalf("tensor-core kernels enabled for head sizes %v", slices.Sorted(maps.Keys(b.tc)))
 	}
 	if b.genericSmemMax != 48<<10 {
-		t.Errorf("generic kernel shared-memory limit %d, want 48 KiB after a failed opt-in", b.genericSmemMax)
+		t.Errorf("generic kernel shared-memory limit %d, want 48 KiB after failed opt-ins", b.genericSmemMax)
 	}
 	f.Record = true
 	x := b.FromHost(make([]float32, 3*512), 3, 512)
@@ -242,5 +242,22 @@ func TestAttentionOptInFailure(t *testing.T) {
 	}
 	if n := len(f.Launches); n == 0 || f.Launches[n-1].Kernel != "zk_flash_attn_bf16" {
 		t.Errorf("launches %v", f.Launches)
+	}
+}
+
+// TestGenericOptInMinusReserved: when the full opt-in limit is refused (the
+// block's reserved 1 KiB counted against it), the generic kernel takes 1 KiB
+// less.
+func TestGenericOptInMinusReserved(t *testing.T) {
+	b, _, _ := newFake(t, F32, false, func(_ *Options, f *fakecuda.Fake) {
+		f.API.FuncSetAttribute = func(_ driver.Function, _ driver.FuncAttribute, v int32) driver.Result {
+			if v >= 227<<10 {
+				return driver.ErrInvalidValue
+			}
+			return driver.Success
+		}
+	})
+	if b.genericSmemMax != 226<<10 {
+		t.Errorf("generic kernel shared-memory limit %d, want 226 KiB", b.genericSmemMax)
 	}
 }
