@@ -292,7 +292,13 @@ func TestCancellationBetweenLaunches(t *testing.T) {
 }
 
 func TestUploadConversions(t *testing.T) {
-	b, _, _ := newFake(t, F32, true)
+	for _, prec := range []Precision{F32, BF16} {
+		t.Run(prec.String(), func(t *testing.T) { testUploadConversions(t, prec) })
+	}
+}
+
+func testUploadConversions(t *testing.T, prec Precision) {
+	b, _, _ := newFake(t, prec, true)
 	// F16 1.5, -2; F8E4M3 0x38 = 1.0, 0xC0 = -2; BF16 0x3FC0 = 1.5
 	cases := []struct {
 		dt   weights.DType
@@ -366,6 +372,16 @@ func TestSyntheticWeights(t *testing.T) {
 	again := b.ToHost(b.Weight(&weights.Tensor{Name: "a.weight", DType: weights.BF16, Shape: []int{64, 300}}))
 	if again[123] != mat[123] {
 		t.Error("synthetic weights are not deterministic")
+	}
+
+	// The float32 fill: same distribution and seed, not rounded to bf16.
+	f32, _, _ := newFake(t, F32, true, func(o *Options, _ *fakecuda.Fake) { o.SyntheticWeights = true })
+	wide := f32.ToHost(f32.Weight(&weights.Tensor{Name: "a.weight", DType: weights.BF16, Shape: []int{64, 300}}))
+	if err := f32.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if d := math.Abs(float64(wide[123] - mat[123])); d > 1e-2*lim || wide[123] == 0 {
+		t.Errorf("f32 synthetic value %v, bf16 %v", wide[123], mat[123])
 	}
 
 	plain, _, _ := newFake(t, BF16, false)
