@@ -8,6 +8,9 @@
 // through cuBLASLt. Attention is fused (no score matrix): tensor-core
 // kernels for the bf16 head sizes 128 (DiT, Qwen3), 256 and 512 (VAE
 // mid-block), a generic float32-arithmetic kernel for everything else.
+// Beyond compute.Backend, the backend implements fused.Ops (package
+// cuda/fused): one-pass kernels for the networks' norm and elementwise
+// chains, which graphs reach through the helpers of that package.
 //
 // All CUDA work runs on one goroutine locked to its OS thread with the
 // device's primary context current (Device.Do). Ops may be called from one
