@@ -11,6 +11,13 @@
 // does not (its ops are not bound by memory passes in the same way); the
 // helpers give it the sequence. The package depends only on compute.
 //
+// Why explicit calls rather than fusion behind compute.Backend: every op
+// returns a materialised tensor that the graphs may free or read at once (the
+// DiT frees q and k right after their RMSNorm), so a backend that deferred
+// an op to fuse it with the next would have to keep freed inputs alive and
+// guess what comes next; the chains are few and fixed, so naming them is
+// simpler and checkable.
+//
 // Where the Z-Image graphs would use them (per DiT block at 1024², each
 // saves a write and a read of an [L, D] = 4224×3840 activation, ~32 MB in
 // bf16):
