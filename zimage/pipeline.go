@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -314,6 +315,11 @@ type plan struct {
 
 func (p *Pipeline) validate(req Request) (plan, error) {
 	pl := plan{req: req, steps: req.Steps, maxLen: req.MaxSequenceLength, truncation: req.CFGTruncation}
+	// The reference pipeline would encode an empty prompt (8 template tokens),
+	// but an image from no text is almost always a caller's mistake.
+	if strings.TrimSpace(req.Prompt) == "" {
+		return pl, &RequestError{"prompt", "empty"}
+	}
 	for _, d := range []struct {
 		field string
 		v     int

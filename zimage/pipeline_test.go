@@ -260,6 +260,7 @@ func TestRequestErrors(t *testing.T) {
 		{Request{Width: 64, Height: 64, MaxSequenceLength: 513}, "max_sequence_length"},
 		{Request{Width: 64, Height: 64, CFGTruncation: -0.5}, "cfg_truncation"},
 	} {
+		tc.req.Prompt = "a cat"
 		_, err := p.Run(context.Background(), tc.req)
 		var re *RequestError
 		if !errors.As(err, &re) || re.Field != tc.field {
@@ -433,6 +434,21 @@ func TestConcurrentRuns(t *testing.T) {
 	for err := range errs {
 		if err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+func TestEmptyPromptRejected(t *testing.T) {
+	p, err := Load(context.Background(), testdata.Path(t, "fixtures/tiny-z-image-turbo"), WithDevice("cpu"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, prompt := range []string{"", "  \n\t"} {
+		_, err := p.Generate(context.Background(), prompt, 64, 64, 1)
+		var re *RequestError
+		if !errors.As(err, &re) || re.Field != "prompt" {
+			t.Errorf("prompt %q: got %v, want a RequestError for field prompt", prompt, err)
 		}
 	}
 }
