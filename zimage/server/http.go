@@ -155,6 +155,49 @@ func (s *Server) logInternal(r *http.Request, err error) {
 	}
 }
 
+// errorWriter answers with an error in one of the API's shapes (writeError
+// or writeOpenAIError).
+type errorWriter func(http.ResponseWriter, *apiError)
+
+// fail logs err when it is the server's fault and answers with what the
+// client may see of it.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, write errorWriter, err error) {
+	s.logInternal(r, err)
+	write(w, asAPIError(err))
+}
+
+// submitPost is the shared front of the generation endpoints: it checks
+// the method, authenticates, reads and decodes the body, and queues the
+// task. When it returns nil it has already answered.
+func (s *Server) submitPost(w http.ResponseWriter, r *http.Request, write errorWriter, source string,
+	decode func(body []byte) (generateRequest, *apiError)) *task {
+	if r.Method != http.MethodPost {
+		write(w, methodNotAllowed("POST"))
+		return nil
+	}
+	key, err := s.auth(r)
+	if err != nil {
+		s.fail(w, r, write, err)
+		return nil
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		s.fail(w, r, write, err)
+		return nil
+	}
+	req, ae := decode(body)
+	if ae != nil {
+		write(w, ae)
+		return nil
+	}
+	t, err := s.submit(r.Context(), key, req, source)
+	if err != nil {
+		s.fail(w, r, write, err)
+		return nil
+	}
+	return t
+}
+
 // bearer extracts the token of an "Authorization: Bearer …" header.
 func bearer(r *http.Request) string {
 	h := r.Header.Get("Authorization")
@@ -227,30 +270,10 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 // handleGenerate is POST /api/generate: validate, reserve, queue, answer at
 // once with the task ID.
 func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		writeError(w, methodNotAllowed("POST"))
-		return
-	}
-	key, err := s.auth(r)
-	if err != nil {
-		s.logInternal(r, err)
-		writeError(w, asAPIError(err))
-		return
-	}
-	body, err := s.readBody(w, r)
-	if err != nil {
-		writeError(w, asAPIError(err))
-		return
-	}
-	req, ae := decodeGenerateRequest(body, s.cfg.Resolution)
-	if ae != nil {
-		writeError(w, ae)
-		return
-	}
-	t, err := s.submit(r.Context(), key, req, "api")
-	if err != nil {
-		s.logInternal(r, err)
-		writeError(w, asAPIError(err))
+	t := s.submitPost(w, r, writeError, "api", func(body []byte) (generateRequest, *apiError) {
+		return decodeGenerateRequest(body, s.cfg.Resolution)
+	})
+	if t == nil {
 		return
 	}
 	writeJSON(w, http.StatusOK, envelope{Code: 200, Message: "success", Data: map[string]any{
@@ -289,8 +312,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	key, err := s.auth(r)
 	if err != nil {
-		s.logInternal(r, err)
-		writeError(w, asAPIError(err))
+		s.fail(w, r, writeError, err)
 		return
 	}
 	id := r.URL.Query().Get("task_id")
@@ -304,8 +326,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		s.logInternal(r, err)
-		writeError(w, asAPIError(err))
+		s.fail(w, r, writeError, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, envelope{Code: 200, Message: "success", Data: s.statusOf(r, t)})
@@ -385,8 +406,7 @@ func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		s.logInternal(r, err)
-		writeError(w, asAPIError(err))
+		s.fail(w, r, writeError, err)
 		return
 	}
 	allowed := false
@@ -395,8 +415,7 @@ func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
 	} else if bearer(r) != "" {
 		k, err := s.auth(r)
 		if err != nil {
-			s.logInternal(r, err)
-			writeError(w, asAPIError(err))
+			s.fail(w, r, writeError, err)
 			return
 		}
 		allowed = k.ID == t.KeyID
@@ -421,8 +440,7 @@ func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		s.logInternal(r, err)
-		writeError(w, asAPIError(err))
+		s.fail(w, r, writeError, err)
 		return
 	}
 	w.Header().Set("Content-Type", "image/png")
@@ -437,36 +455,18 @@ func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
 // handleOpenAI is POST /v1/images/generations: OpenAI's request and
 // response shapes, answered when the images are ready.
 func (s *Server) handleOpenAI(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		writeOpenAIError(w, methodNotAllowed("POST"))
+	var format string
+	t := s.submitPost(w, r, writeOpenAIError, "openai", func(body []byte) (generateRequest, *apiError) {
+		req, f, ae := decodeOpenAIRequest(body, s.cfg.Resolution, s.cfg.MaxN)
+		format = f
+		return req, ae
+	})
+	if t == nil {
 		return
 	}
-	key, err := s.auth(r)
+	t, err := s.waitTask(r.Context(), t.ID)
 	if err != nil {
-		s.logInternal(r, err)
-		writeOpenAIError(w, asAPIError(err))
-		return
-	}
-	body, err := s.readBody(w, r)
-	if err != nil {
-		writeOpenAIError(w, asAPIError(err))
-		return
-	}
-	req, format, ae := decodeOpenAIRequest(body, s.cfg.Resolution, s.cfg.MaxN)
-	if ae != nil {
-		writeOpenAIError(w, ae)
-		return
-	}
-	t, err := s.submit(r.Context(), key, req, "openai")
-	if err != nil {
-		s.logInternal(r, err)
-		writeOpenAIError(w, asAPIError(err))
-		return
-	}
-	t, err = s.waitTask(r.Context(), t.ID)
-	if err != nil {
-		s.logInternal(r, err)
-		writeOpenAIError(w, asAPIError(err))
+		s.fail(w, r, writeOpenAIError, err)
 		return
 	}
 	if t.State == stateFailed {
