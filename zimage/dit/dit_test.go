@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu"
@@ -17,17 +15,7 @@ import (
 )
 
 func load(t *testing.T) (*dit.Model, compute.Backend) {
-	t.Helper()
-	dir := testdata.Path(t, "fixtures/tiny-z-image-turbo")
-	cfg := weights.DefaultDiTConfig()
-	src := fixture.Component(t, filepath.Join(dir, "transformer"), &cfg)
-	b := cpu.New()
-	m, err := dit.New(b, cfg, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	return m, b
+	return fixture.LoadTiny(t, "transformer", weights.DefaultDiTConfig(), dit.New)
 }
 
 // item is one batch item of a dit.safetensors case and where its rows sit in

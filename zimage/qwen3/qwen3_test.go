@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu"
@@ -17,17 +15,7 @@ import (
 )
 
 func load(t *testing.T) (*qwen3.Encoder, compute.Backend) {
-	t.Helper()
-	dir := testdata.Path(t, "fixtures/tiny-z-image-turbo")
-	cfg := weights.DefaultQwen3Config()
-	src := fixture.Component(t, filepath.Join(dir, "text_encoder"), &cfg)
-	b := cpu.New()
-	e, err := qwen3.New(b, cfg, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	return e, b
+	return fixture.LoadTiny(t, "text_encoder", weights.DefaultQwen3Config(), qwen3.New)
 }
 
 // TestEncodeFixtures checks every hidden state the encoder computes and the
@@ -80,9 +68,8 @@ func TestEncodeErrors(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	dir := testdata.Path(t, "fixtures/tiny-z-image-turbo")
 	cfg := weights.DefaultQwen3Config()
-	src := fixture.Component(t, filepath.Join(dir, "text_encoder"), &cfg)
+	src := fixture.TinyComponent(t, "text_encoder", &cfg)
 	b := cpu.New()
 
 	bad := cfg

@@ -6,7 +6,6 @@ import (
 	"image/png"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -19,17 +18,7 @@ import (
 )
 
 func load(t *testing.T) (*vae.Decoder, compute.Backend) {
-	t.Helper()
-	dir := testdata.Path(t, "fixtures/tiny-z-image-turbo")
-	cfg := weights.DefaultVAEConfig()
-	src := fixture.Component(t, filepath.Join(dir, "vae"), &cfg)
-	b := cpu.New()
-	d, err := vae.New(b, cfg, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Close)
-	return d, b
+	return fixture.LoadTiny(t, "vae", weights.DefaultVAEConfig(), vae.New)
 }
 
 // TestDecodeFixtures compares every intermediate, the image (rel_l2 ≤ 2e-5,
