@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,23 +37,10 @@ func TestGenerateMatchesFixture(t *testing.T) {
 
 	got := readPNG(t, out)
 	want := readPNG(t, testdata.Path(t, "fixtures/e2e/en_64x96_seed7_cfg.png"))
-	if len(got) != len(want) {
-		t.Fatalf("image size %d values, want %d", len(got), len(want))
-	}
-	off1, maxDiff := 0, 0
-	for i := range want {
-		d := int(got[i]) - int(want[i])
-		if d < 0 {
-			d = -d
-		}
-		if d > 1 {
-			off1++
-		}
-		maxDiff = max(maxDiff, d)
-	}
-	t.Logf("%d of %d values more than 1 off, max diff %d", off1, len(want), maxDiff)
-	if float64(off1) > 0.001*float64(len(want)) || maxDiff > 4 {
-		t.Errorf("PNG differs from the reference: %d values > 1 off, max %d", off1, maxDiff)
+	d := testdata.ComparePixels(t, got, want)
+	t.Logf("%d of %d values more than 1 off, max diff %d", d.Off1, d.Total, d.Max)
+	if float64(d.Off1) > 0.001*float64(d.Total) || d.Max > 4 {
+		t.Errorf("PNG differs from the reference: %d values > 1 off, max %d", d.Off1, d.Max)
 	}
 
 	chunks := textChunks(t, out)
@@ -125,26 +111,10 @@ func TestGenerateUsageErrors(t *testing.T) {
 	}
 }
 
+// readPNG returns a PNG file's RGB values.
 func readPNG(t *testing.T, path string) []byte {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := img.Bounds()
-	var out []byte
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r, g, bb, _ := img.At(x, y).RGBA()
-			out = append(out, uint8(r>>8), uint8(g>>8), uint8(bb>>8))
-		}
-	}
-	return out
+	return testdata.ReadPNG(t, path)
 }
 
 // textChunks returns the tEXt and iTXt entries of a PNG file.

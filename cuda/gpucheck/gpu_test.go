@@ -8,9 +8,7 @@ package gpucheck
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"image/png"
 	"math"
 	"os"
 	"path/filepath"
@@ -165,33 +163,12 @@ func TestGPUMemoryErrors(t *testing.T) {
 	}
 }
 
-type e2eCase struct {
-	Name   string `json:"name"`
-	Prompt string `json:"prompt"`
-	Height int    `json:"height"`
-	Width  int    `json:"width"`
-	Seed   int64  `json:"seed"`
-	Steps  int    `json:"num_inference_steps"`
-}
-
 // TestGPUPipeline generates every Turbo fixture image on the GPU with the
 // tiny model: in f32 within the CPU backend's criterion (≤ 0.1% of values
 // more than one level off the reference PNG), in bf16 a mean difference
 // below 3 levels.
 func TestGPUPipeline(t *testing.T) {
-	raw, err := os.ReadFile(testdata.Path(t, "fixtures/e2e/e2e.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Cases []struct {
-			e2eCase
-			Guidance float32 `json:"guidance_scale"`
-		} `json:"cases"`
-	}
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
-	}
+	cases := testdata.E2ECases(t)
 	dir := testdata.Path(t, "fixtures/tiny-z-image-turbo")
 	for _, prec := range []cuda.Precision{cuda.F32, cuda.BF16} {
 		t.Run(prec.String(), func(t *testing.T) {
@@ -201,7 +178,7 @@ func TestGPUPipeline(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.Close()
-			for _, c := range doc.Cases {
+			for _, c := range cases {
 				if c.Guidance != 0 {
 					continue
 				}
@@ -209,56 +186,15 @@ func TestGPUPipeline(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", c.Name, err)
 				}
-				want := pngRGB(t, filepath.Join("fixtures/e2e", c.Name+".png"))
-				img := res.Image
-				var off1, maxd int
-				var sum float64
-				i := 0
-				for y := 0; y < img.Rect.Dy(); y++ {
-					for x := 0; x < img.Rect.Dx(); x++ {
-						o := img.PixOffset(x, y)
-						for ch := 0; ch < 3; ch++ {
-							d := int(img.Pix[o+ch]) - int(want[i])
-							i++
-							d = max(d, -d)
-							if d > 1 {
-								off1++
-							}
-							maxd = max(maxd, d)
-							sum += float64(d)
-						}
-					}
-				}
-				frac, avg := float64(off1)/float64(len(want)), sum/float64(len(want))
-				t.Logf("%s %s: %.3f%% >1 level off, max %d, mean %.3f (%v total)", prec, c.Name, 100*frac, maxd, avg, res.Timings.Total)
-				if prec == cuda.F32 && (frac > 0.001 || maxd > 4) || avg > 3 {
+				want := testdata.ReadPNG(t, testdata.Path(t, filepath.Join("fixtures/e2e", c.Name+".png")))
+				d := testdata.ComparePixels(t, testdata.RGB(res.Image), want)
+				t.Logf("%s %s: %.3f%% >1 level off, max %d, mean %.3f (%v total)", prec, c.Name, 100*d.FracOff1(), d.Max, d.Mean, res.Timings.Total)
+				if prec == cuda.F32 && (d.FracOff1() > 0.001 || d.Max > 4) || d.Mean > 3 {
 					t.Errorf("%s: image differs from the reference", c.Name)
 				}
 			}
 		})
 	}
-}
-
-func pngRGB(t *testing.T, rel string) []byte {
-	t.Helper()
-	f, err := os.Open(testdata.Path(t, rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bd := img.Bounds()
-	var out []byte
-	for y := bd.Min.Y; y < bd.Max.Y; y++ {
-		for x := bd.Min.X; x < bd.Max.X; x++ {
-			r, g, bb, _ := img.At(x, y).RGBA()
-			out = append(out, uint8(r>>8), uint8(g>>8), uint8(bb>>8))
-		}
-	}
-	return out
 }
 
 // TestGPUBenchmark runs the full-size synthetic benchmark (Turbo config,

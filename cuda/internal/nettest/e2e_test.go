@@ -2,10 +2,7 @@ package nettest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"image/png"
-	"os"
 	"testing"
 
 	"github.com/zimage/zimage/cuda"
@@ -15,35 +12,15 @@ import (
 	"github.com/zimage/zimage/zimage"
 )
 
-type e2eCase struct {
-	Name   string  `json:"name"`
-	Prompt string  `json:"prompt"`
-	Height int     `json:"height"`
-	Width  int     `json:"width"`
-	Seed   int64   `json:"seed"`
-	Steps  int     `json:"num_inference_steps"`
-	Guid   float32 `json:"guidance_scale"`
-}
-
-func loadCase(t *testing.T, name string) e2eCase {
+func loadCase(t *testing.T, name string) testdata.E2ECase {
 	t.Helper()
-	b, err := os.ReadFile(testdata.Path(t, "fixtures/e2e/e2e.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Cases []e2eCase `json:"cases"`
-	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range doc.Cases {
+	for _, c := range testdata.E2ECases(t) {
 		if c.Name == name {
 			return c
 		}
 	}
 	t.Fatalf("no e2e case %s", name)
-	return e2eCase{}
+	return testdata.E2ECase{}
 }
 
 // fakeBackend returns a CUDA backend on a fake GPU running kernels on the CPU.
@@ -78,28 +55,6 @@ func fakeBackend(t *testing.T, prec cuda.Precision) *cuda.Backend {
 	return b
 }
 
-func pngRGB(t *testing.T, rel string) []byte {
-	t.Helper()
-	f, err := os.Open(testdata.Path(t, rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bd := img.Bounds()
-	var out []byte
-	for y := bd.Min.Y; y < bd.Max.Y; y++ {
-		for x := bd.Min.X; x < bd.Max.X; x++ {
-			r, g, b, _ := img.At(x, y).RGBA()
-			out = append(out, uint8(r>>8), uint8(g>>8), uint8(b>>8))
-		}
-	}
-	return out
-}
-
 // TestPipelineOnFakeGPU generates a fixture image through the whole pipeline
 // on the CUDA backend and compares it with the reference PNG: in f32 the same
 // criterion as the CPU backend (≤ 0.1% of values more than one level off); in
@@ -110,7 +65,7 @@ func TestPipelineOnFakeGPU(t *testing.T) {
 	}
 	c := loadCase(t, "en_64x64_seed42")
 	dir := testdata.Path(t, "fixtures/tiny-z-image-turbo")
-	want := pngRGB(t, "fixtures/e2e/"+c.Name+".png")
+	want := testdata.ReadPNG(t, testdata.Path(t, "fixtures/e2e/"+c.Name+".png"))
 	for _, prec := range []cuda.Precision{cuda.F32, cuda.BF16} {
 		t.Run(prec.String(), func(t *testing.T) {
 			b := fakeBackend(t, prec)
@@ -123,37 +78,16 @@ func TestPipelineOnFakeGPU(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			img := res.Image
-			var got []byte
-			for y := 0; y < img.Rect.Dy(); y++ {
-				for x := 0; x < img.Rect.Dx(); x++ {
-					o := img.PixOffset(x, y)
-					got = append(got, img.Pix[o], img.Pix[o+1], img.Pix[o+2])
-				}
-			}
-			var off1, maxd int
-			var sum float64
-			for i := range want {
-				d := int(got[i]) - int(want[i])
-				if d < 0 {
-					d = -d
-				}
-				if d > 1 {
-					off1++
-				}
-				maxd = max(maxd, d)
-				sum += float64(d)
-			}
-			frac := float64(off1) / float64(len(want))
-			t.Logf("%s: %.3f%% values >1 level off, max %d, mean |Δ| %.3f; peak device memory %d B", prec, 100*frac, maxd, sum/float64(len(want)), b.PeakBytes())
+			d := testdata.ComparePixels(t, testdata.RGB(res.Image), want)
+			t.Logf("%s: %.3f%% values >1 level off, max %d, mean |Δ| %.3f; peak device memory %d B", prec, 100*d.FracOff1(), d.Max, d.Mean, b.PeakBytes())
 			switch prec {
 			case cuda.F32:
-				if frac > 0.001 || maxd > 4 {
+				if d.FracOff1() > 0.001 || d.Max > 4 {
 					t.Errorf("f32 image differs from the reference")
 				}
 			default:
-				if sum/float64(len(want)) > 3 {
-					t.Errorf("bf16 image differs from the reference by a mean of %.2f levels", sum/float64(len(want)))
+				if d.Mean > 3 {
+					t.Errorf("bf16 image differs from the reference by a mean of %.2f levels", d.Mean)
 				}
 			}
 		})
