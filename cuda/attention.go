@@ -121,25 +121,12 @@ var scoreBudget = 256 << 20
 // shared memory.
 func (b *Backend) Attention(q, k, v compute.Tensor, heads, kvHeads int, scale float32, causal bool) compute.Tensor {
 	const op = "Attention"
-	qs := shapeOf(q)
-	ph := func() compute.Tensor { return b.placeholder(qs...) }
-	if b.failed() {
-		return ph()
+	lq, lk, dh, rule := compute.AttentionShape(q, k, v, heads, kvHeads)
+	ts, ok := b.operands(op, rule, q, k, v)
+	if !ok {
+		return b.placeholder(shapeOf(q)...)
 	}
-	tq, tk, tv := b.get(op, q), b.get(op, k), b.get(op, v)
-	if tq == nil || tk == nil || tv == nil {
-		return ph()
-	}
-	if len(tq.shape) != 2 || len(tk.shape) != 2 || len(tv.shape) != 2 || heads <= 0 || kvHeads <= 0 ||
-		heads%kvHeads != 0 || tq.shape[1]%heads != 0 {
-		b.shapeErr(op, fmt.Sprintf("want q [Lq, %d·dh], k, v [Lk, %d·dh]", heads, kvHeads), q, k, v)
-		return ph()
-	}
-	lq, lk, dh := tq.shape[0], tk.shape[0], tq.shape[1]/heads
-	if tk.shape[1] != kvHeads*dh || tv.shape[1] != kvHeads*dh || tv.shape[0] != lk {
-		b.shapeErr(op, fmt.Sprintf("k and v must be [Lk, %d]", kvHeads*dh), q, k, v)
-		return ph()
-	}
+	tq, tk, tv := ts[0], ts[1], ts[2]
 	return b.exec(op, tq.shape, func(out *Tensor) error {
 		if lq == 0 || dh == 0 {
 			return nil

@@ -62,8 +62,9 @@ func (b *Backend) rmsnormEx(op string, a normEx, eps float32) (sum, out compute.
 	if tx == nil {
 		return ph()
 	}
-	m, d, ok := b.rows(op, tx, given...)
-	if !ok {
+	m, d, err := compute.NormShape(op, a.x, nil)
+	if err != nil {
+		b.setErr(err)
 		return ph()
 	}
 	// Same-shape operands and [D] vectors; absent ones stay 0 (null).

@@ -1,8 +1,6 @@
 package cuda
 
 import (
-	"fmt"
-
 	"github.com/zimage/zimage/cuda/blaslt"
 	"github.com/zimage/zimage/cuda/driver"
 	"github.com/zimage/zimage/weights"
@@ -41,35 +39,15 @@ func (b *Backend) gemm(s blaslt.Spec, a, bb, d, bias driver.DevicePtr, alpha flo
 // MatMul returns x·Wᵀ (+ bias): x [M, K], w [N, K], bias [N] or nil.
 func (b *Backend) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 	const op = "MatMul"
-	xs, ws := shapeOf(x), shapeOf(w)
-	ph := func() compute.Tensor {
-		if len(xs) == 2 && len(ws) == 2 {
-			return b.placeholder(xs[0], ws[0])
-		}
-		return b.placeholder(0, 0)
+	shape, rule := compute.MatMulShape(x, w, bias)
+	ts, ok := b.operands(op, rule, x, w, bias)
+	if !ok {
+		return b.placeholder(shape...)
 	}
-	if b.failed() {
-		return ph()
-	}
-	tx, tw := b.get(op, x), b.get(op, w)
-	if tx == nil || tw == nil {
-		return ph()
-	}
-	if len(tx.shape) != 2 || len(tw.shape) != 2 || tx.shape[1] != tw.shape[1] {
-		b.shapeErr(op, "want x [M, K] and w [N, K]", x, w, bias)
-		return ph()
-	}
+	tx, tw, tb := ts[0], ts[1], ts[2]
 	m, k, n := tx.shape[0], tx.shape[1], tw.shape[0]
 	var bp driver.DevicePtr
-	if bias != nil {
-		tb := b.get(op, bias)
-		if tb == nil {
-			return ph()
-		}
-		if tb.numel() != n || len(tb.shape) != 1 {
-			b.shapeErr(op, fmt.Sprintf("bias must be [%d]", n), x, w, bias)
-			return ph()
-		}
+	if tb != nil {
 		bp = tb.ptr
 	}
 	return b.exec(op, []int{m, n}, func(out *Tensor) error {
@@ -116,41 +94,17 @@ var colBudget = 256 << 20
 // the output move about as many bytes as im2col does.
 func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 	const op = "Conv2D"
-	xs, ws := shapeOf(x), shapeOf(w)
-	ph := func() compute.Tensor {
-		if len(xs) == 3 && len(ws) == 4 {
-			return b.placeholder(ws[0], xs[1]+2*pad-ws[2]+1, xs[2]+2*pad-ws[3]+1)
-		}
-		return b.placeholder(0, 0, 0)
+	shape, rule := compute.Conv2DShape(x, w, bias, pad)
+	ts, ok := b.operands(op, rule, x, w, bias)
+	if !ok {
+		return b.placeholder(shape...)
 	}
-	if b.failed() {
-		return ph()
-	}
-	tx, tw := b.get(op, x), b.get(op, w)
-	if tx == nil || tw == nil {
-		return ph()
-	}
-	if len(tx.shape) != 3 || len(tw.shape) != 4 || tw.shape[1] != tx.shape[0] {
-		b.shapeErr(op, "want x [Ci, H, W] and w [Co, Ci, kh, kw]", x, w, bias)
-		return ph()
-	}
+	tx, tw, tb := ts[0], ts[1], ts[2]
 	ci, h, wd := tx.shape[0], tx.shape[1], tx.shape[2]
 	co, kh, kw := tw.shape[0], tw.shape[2], tw.shape[3]
-	ho, wo := h+2*pad-kh+1, wd+2*pad-kw+1
-	if pad < 0 || kh < 1 || kw < 1 || ho < 1 || wo < 1 {
-		b.shapeErr(op, fmt.Sprintf("padding %d and a %d×%d kernel leave no output", pad, kh, kw), x, w, bias)
-		return ph()
-	}
+	ho, wo := shape[1], shape[2]
 	var bp driver.DevicePtr
-	if bias != nil {
-		tb := b.get(op, bias)
-		if tb == nil {
-			return ph()
-		}
-		if tb.numel() != co || len(tb.shape) != 1 {
-			b.shapeErr(op, fmt.Sprintf("bias must be [%d]", co), x, w, bias)
-			return ph()
-		}
+	if tb != nil {
 		bp = tb.ptr
 	}
 	kk := ci * kh * kw

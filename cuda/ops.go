@@ -1,9 +1,6 @@
 package cuda
 
 import (
-	"fmt"
-	"slices"
-
 	"github.com/zimage/zimage/cuda/driver"
 	"github.com/zimage/zimage/zimage/compute"
 )
@@ -39,17 +36,12 @@ func (b *Backend) unary(op string, k *kernel, x compute.Tensor) compute.Tensor {
 }
 
 func (b *Backend) binary(op string, k *kernel, x, y compute.Tensor) compute.Tensor {
-	if b.failed() {
-		return b.placeholder(shapeOf(x)...)
+	shape, rule := compute.SameShape(op, x, y)
+	ts, ok := b.operands(op, rule, x, y)
+	if !ok {
+		return b.placeholder(shape...)
 	}
-	tx, ty := b.get(op, x), b.get(op, y)
-	if tx == nil || ty == nil {
-		return b.placeholder(shapeOf(x)...)
-	}
-	if !slices.Equal(tx.shape, ty.shape) {
-		b.shapeErr(op, "shapes differ", x, y)
-		return b.placeholder(tx.shape...)
-	}
+	tx, ty := ts[0], ts[1]
 	return b.exec(op, tx.shape, func(out *Tensor) error {
 		n := tx.numel()
 		return b.ew(k, n, func(l *launcher) { l.p(tx.ptr).p(ty.ptr).p(out.ptr).i(n) })
@@ -83,34 +75,15 @@ func (b *Backend) Scale(x compute.Tensor, s, c float32) compute.Tensor {
 	})
 }
 
-// rowBroadcast checks x [M, D] against a vector [D] or [1, D].
-func (b *Backend) rowBroadcast(op string, x, vec *Tensor, ts ...compute.Tensor) (d int, ok bool) {
-	if len(x.shape) != 2 {
-		b.shapeErr(op, "x must be 2-D [M, D]", ts...)
-		return 0, false
-	}
-	d = x.shape[1]
-	if vec.numel() != d || (len(vec.shape) != 1 && !(len(vec.shape) == 2 && vec.shape[0] == 1)) {
-		b.shapeErr(op, fmt.Sprintf("vector must be [%d] or [1, %d]", d, d), ts...)
-		return 0, false
-	}
-	return d, true
-}
-
 // Modulate returns x·(1 + scale) with scale broadcast over rows.
 func (b *Backend) Modulate(x, scale compute.Tensor) compute.Tensor {
 	const op = "Modulate"
-	if b.failed() {
-		return b.placeholder(shapeOf(x)...)
-	}
-	tx, ts := b.get(op, x), b.get(op, scale)
-	if tx == nil || ts == nil {
-		return b.placeholder(shapeOf(x)...)
-	}
-	d, ok := b.rowBroadcast(op, tx, ts, x, scale)
+	_, d, rule := compute.RowBroadcastShape(op, x, scale)
+	in, ok := b.operands(op, rule, x, scale)
 	if !ok {
-		return b.placeholder(tx.shape...)
+		return b.placeholder(shapeOf(x)...)
 	}
+	tx, ts := in[0], in[1]
 	return b.exec(op, tx.shape, func(out *Tensor) error {
 		n := tx.numel()
 		return b.ew(b.k.modulate, n, func(l *launcher) { l.p(tx.ptr).p(ts.ptr).p(out.ptr).i(n).i(d) })
@@ -123,62 +96,30 @@ func (b *Backend) GatedAdd(x, y, gate compute.Tensor) compute.Tensor {
 	if gate == nil {
 		return b.binary(op, b.k.add, x, y)
 	}
-	if b.failed() {
-		return b.placeholder(shapeOf(x)...)
-	}
-	tx, ty, tg := b.get(op, x), b.get(op, y), b.get(op, gate)
-	if tx == nil || ty == nil || tg == nil {
-		return b.placeholder(shapeOf(x)...)
-	}
-	if !slices.Equal(tx.shape, ty.shape) {
-		b.shapeErr(op, "x and y shapes differ", x, y, gate)
-		return b.placeholder(tx.shape...)
-	}
-	d, ok := b.rowBroadcast(op, tx, tg, x, y, gate)
+	_, rule := compute.GatedAddShape(x, y, gate)
+	in, ok := b.operands(op, rule, x, y, gate)
 	if !ok {
-		return b.placeholder(tx.shape...)
+		return b.placeholder(shapeOf(x)...)
 	}
+	tx, ty, tg := in[0], in[1], in[2]
+	d := tx.shape[1]
 	return b.exec(op, tx.shape, func(out *Tensor) error {
 		n := tx.numel()
 		return b.ew(b.k.gatedAdd, n, func(l *launcher) { l.p(tx.ptr).p(ty.ptr).p(tg.ptr).p(out.ptr).i(n).i(d) })
 	})
 }
 
-// rows returns the row count and length of x viewed as [M, D] (D the last
-// dimension).
-func (b *Backend) rows(op string, x *Tensor, ts ...compute.Tensor) (m, d int, ok bool) {
-	if len(x.shape) < 1 || x.shape[len(x.shape)-1] == 0 {
-		b.shapeErr(op, "x must have a non-empty last dimension", ts...)
-		return 0, 0, false
-	}
-	d = x.shape[len(x.shape)-1]
-	return x.numel() / d, d, true
-}
-
 // RMSNorm returns x·rsqrt(mean(x²)+eps)·w per row (float32 statistics).
 func (b *Backend) RMSNorm(x, w compute.Tensor, eps float32) compute.Tensor {
 	const op = "RMSNorm"
-	if b.failed() {
-		return b.placeholder(shapeOf(x)...)
-	}
-	tx := b.get(op, x)
-	if tx == nil {
-		return b.placeholder(shapeOf(x)...)
-	}
-	m, d, ok := b.rows(op, tx, x, w)
+	m, d, rule := compute.NormShape(op, x, w)
+	ts, ok := b.operands(op, rule, x, w)
 	if !ok {
-		return b.placeholder(tx.shape...)
+		return b.placeholder(shapeOf(x)...)
 	}
+	tx, tw := ts[0], ts[1]
 	var wp driver.DevicePtr
-	if w != nil {
-		tw := b.get(op, w)
-		if tw == nil {
-			return b.placeholder(tx.shape...)
-		}
-		if tw.numel() != d {
-			b.shapeErr(op, fmt.Sprintf("weight must have %d elements", d), x, w)
-			return b.placeholder(tx.shape...)
-		}
+	if tw != nil {
 		wp = tw.ptr
 	}
 	return b.exec(op, tx.shape, func(out *Tensor) error {
@@ -193,17 +134,12 @@ func (b *Backend) RMSNorm(x, w compute.Tensor, eps float32) compute.Tensor {
 // LayerNorm returns (x-mean)·rsqrt(var+eps) per row, no affine.
 func (b *Backend) LayerNorm(x compute.Tensor, eps float32) compute.Tensor {
 	const op = "LayerNorm"
-	if b.failed() {
-		return b.placeholder(shapeOf(x)...)
-	}
-	tx := b.get(op, x)
-	if tx == nil {
-		return b.placeholder(shapeOf(x)...)
-	}
-	m, d, ok := b.rows(op, tx, x)
+	m, d, rule := compute.NormShape(op, x, nil)
+	ts, ok := b.operands(op, rule, x)
 	if !ok {
-		return b.placeholder(tx.shape...)
+		return b.placeholder(shapeOf(x)...)
 	}
+	tx := ts[0]
 	return b.exec(op, tx.shape, func(out *Tensor) error {
 		if m == 0 {
 			return nil
@@ -227,26 +163,12 @@ func (b *Backend) GroupNormSiLU(x, w, bias compute.Tensor, groups int, eps float
 
 // groupNorm is GroupNorm, followed by SiLU when act is 1.
 func (b *Backend) groupNorm(op string, x, w, bias compute.Tensor, groups int, eps float32, act int) compute.Tensor {
-	if b.failed() {
+	c, rule := compute.GroupNormShape(op, x, w, bias, groups)
+	ts, ok := b.operands(op, rule, x, w, bias)
+	if !ok {
 		return b.placeholder(shapeOf(x)...)
 	}
-	tx, tw, tb := b.get(op, x), b.get(op, w), b.get(op, bias)
-	if tx == nil || tw == nil || tb == nil {
-		return b.placeholder(shapeOf(x)...)
-	}
-	if len(tx.shape) < 2 {
-		b.shapeErr(op, "x must be [C, H, W]", x, w, bias)
-		return b.placeholder(tx.shape...)
-	}
-	c := tx.shape[0]
-	if groups <= 0 || c%groups != 0 {
-		b.shapeErr(op, fmt.Sprintf("%d channels do not split into %d groups", c, groups), x, w, bias)
-		return b.placeholder(tx.shape...)
-	}
-	if tw.numel() != c || tb.numel() != c || len(tw.shape) != 1 || len(tb.shape) != 1 {
-		b.shapeErr(op, fmt.Sprintf("weight and bias must be [%d]", c), x, w, bias)
-		return b.placeholder(tx.shape...)
-	}
+	tx, tw, tb := ts[0], ts[1], ts[2]
 	hw := tx.numel() / c
 	glen := c / groups * hw
 	if glen == 0 {
@@ -274,23 +196,13 @@ func (b *Backend) groupNorm(op string, x, w, bias compute.Tensor, groups int, ep
 // RoPE rotates each head of x [L, heads·dh] by cos, sin [L, dh/2].
 func (b *Backend) RoPE(x, cos, sin compute.Tensor, heads int, interleaved bool) compute.Tensor {
 	const op = "RoPE"
-	if b.failed() {
+	l, dh, rule := compute.RoPEShape(x, cos, sin, heads)
+	in, ok := b.operands(op, rule, x, cos, sin)
+	if !ok {
 		return b.placeholder(shapeOf(x)...)
 	}
-	tx, tc, ts := b.get(op, x), b.get(op, cos), b.get(op, sin)
-	if tx == nil || tc == nil || ts == nil {
-		return b.placeholder(shapeOf(x)...)
-	}
-	if len(tx.shape) != 2 || heads <= 0 || tx.shape[1]%heads != 0 || (tx.shape[1]/heads)%2 != 0 {
-		b.shapeErr(op, fmt.Sprintf("x must be [L, heads·dh] with %d heads and even dh", heads), x, cos, sin)
-		return b.placeholder(tx.shape...)
-	}
-	l, dh := tx.shape[0], tx.shape[1]/heads
+	tx, tc, ts := in[0], in[1], in[2]
 	half := dh / 2
-	if len(tc.shape) != 2 || tc.shape[0] != l || tc.shape[1] != half || len(ts.shape) != 2 || ts.shape[0] != l || ts.shape[1] != half {
-		b.shapeErr(op, fmt.Sprintf("cos and sin must be [%d, %d]", l, half), x, cos, sin)
-		return b.placeholder(tx.shape...)
-	}
 	il := 0
 	if interleaved {
 		il = 1
@@ -305,21 +217,12 @@ func (b *Backend) RoPE(x, cos, sin compute.Tensor, heads int, interleaved bool) 
 // Upsample2x is nearest-neighbour upsampling [C, H, W] → [C, 2H, 2W].
 func (b *Backend) Upsample2x(x compute.Tensor) compute.Tensor {
 	const op = "Upsample2x"
-	s := shapeOf(x)
-	if b.failed() {
-		if len(s) == 3 {
-			return b.placeholder(s[0], 2*s[1], 2*s[2])
-		}
-		return b.placeholder(s...)
+	shape, rule := compute.Upsample2xShape(x)
+	xs, ok := b.operands(op, rule, x)
+	if !ok {
+		return b.placeholder(shape...)
 	}
-	tx := b.get(op, x)
-	if tx == nil {
-		return b.placeholder(s...)
-	}
-	if len(tx.shape) != 3 {
-		b.shapeErr(op, "x must be [C, H, W]", x)
-		return b.placeholder(tx.shape...)
-	}
+	tx := xs[0]
 	c, h, w := tx.shape[0], tx.shape[1], tx.shape[2]
 	return b.exec(op, []int{c, 2 * h, 2 * w}, func(out *Tensor) error {
 		return b.ew(b.k.upsample, 4*c*h*w, func(l *launcher) { l.p(tx.ptr).p(out.ptr).i(c).i(h).i(w) })
@@ -329,21 +232,12 @@ func (b *Backend) Upsample2x(x compute.Tensor) compute.Tensor {
 // Transpose returns the transpose of a 2-D tensor.
 func (b *Backend) Transpose(x compute.Tensor) compute.Tensor {
 	const op = "Transpose"
-	s := shapeOf(x)
-	if b.failed() {
-		if len(s) == 2 {
-			return b.placeholder(s[1], s[0])
-		}
-		return b.placeholder(s...)
+	shape, rule := compute.TransposeShape(x)
+	xs, ok := b.operands(op, rule, x)
+	if !ok {
+		return b.placeholder(shape...)
 	}
-	tx := b.get(op, x)
-	if tx == nil {
-		return b.placeholder(s...)
-	}
-	if len(tx.shape) != 2 {
-		b.shapeErr(op, "x must be 2-D", x)
-		return b.placeholder(tx.shape...)
-	}
+	tx := xs[0]
 	r, c := tx.shape[0], tx.shape[1]
 	return b.exec(op, []int{c, r}, func(out *Tensor) error {
 		if r == 0 || c == 0 {
@@ -362,29 +256,12 @@ func (b *Backend) copy2d(src, dst driver.DevicePtr, rows, cols, lds, ldd int) er
 // Embedding gathers rows ids of table [V, D].
 func (b *Backend) Embedding(table compute.Tensor, ids []int) compute.Tensor {
 	const op = "Embedding"
-	s := shapeOf(table)
-	d := 0
-	if len(s) == 2 {
-		d = s[1]
+	shape, rule := compute.EmbeddingShape(table, ids)
+	ts, ok := b.operands(op, rule, table)
+	if !ok {
+		return b.placeholder(shape...)
 	}
-	if b.failed() {
-		return b.placeholder(len(ids), d)
-	}
-	tt := b.get(op, table)
-	if tt == nil {
-		return b.placeholder(len(ids), d)
-	}
-	if len(tt.shape) != 2 {
-		b.shapeErr(op, "table must be [V, D]", table)
-		return b.placeholder(len(ids), 0)
-	}
-	v := tt.shape[0]
-	for i, id := range ids {
-		if id < 0 || id >= v {
-			b.setErr(fmt.Errorf("cuda: %s: id %d at position %d is outside the table's %d rows", op, id, i, v))
-			return b.placeholder(len(ids), d)
-		}
-	}
+	tt, d := ts[0], shape[1]
 	return b.exec(op, []int{len(ids), d}, func(out *Tensor) error {
 		n := len(ids)
 		if n == 0 || d == 0 {
@@ -424,21 +301,12 @@ func (b *Backend) dtod(dst, src driver.DevicePtr, n int) error {
 // Rows returns a copy of rows [start, end) of x [M, ...].
 func (b *Backend) Rows(x compute.Tensor, start, end int) compute.Tensor {
 	const op = "Rows"
-	s := slices.Clone(shapeOf(x))
-	if len(s) > 0 {
-		s[0] = max(end-start, 0)
-	}
-	if b.failed() {
+	s, rule := compute.RowsShape(x, start, end)
+	xs, ok := b.operands(op, rule, x)
+	if !ok {
 		return b.placeholder(s...)
 	}
-	tx := b.get(op, x)
-	if tx == nil {
-		return b.placeholder(s...)
-	}
-	if len(tx.shape) < 1 || start < 0 || end < start || end > tx.shape[0] {
-		b.shapeErr(op, fmt.Sprintf("rows [%d, %d) out of range", start, end), x)
-		return b.placeholder(s...)
-	}
+	tx := xs[0]
 	row := tx.numel() / max(tx.shape[0], 1)
 	return b.exec(op, s, func(out *Tensor) error {
 		return b.dtod(out.ptr, b.off(tx, start*row), (end-start)*row)
@@ -448,41 +316,10 @@ func (b *Backend) Rows(x compute.Tensor, start, end int) compute.Tensor {
 // Concat stacks tensors along their first axis.
 func (b *Backend) Concat(ts ...compute.Tensor) compute.Tensor {
 	const op = "Concat"
-	if len(ts) == 0 {
-		b.shapeErr(op, "no tensors")
-		return b.placeholder(0)
-	}
-	s := slices.Clone(shapeOf(ts[0]))
-	if len(s) > 0 {
-		s[0] = 0
-		for _, t := range ts {
-			if ts := shapeOf(t); len(ts) > 0 {
-				s[0] += ts[0]
-			}
-		}
-	}
-	if b.failed() {
+	s, rule := compute.ConcatShape(ts...)
+	xs, ok := b.operands(op, rule, ts...)
+	if !ok {
 		return b.placeholder(s...)
-	}
-	xs := make([]*Tensor, len(ts))
-	for i, t := range ts {
-		if xs[i] = b.get(op, t); xs[i] == nil {
-			return b.placeholder(s...)
-		}
-	}
-	if len(xs[0].shape) < 1 {
-		b.shapeErr(op, "tensors must have at least one dimension", ts...)
-		return b.placeholder(s...)
-	}
-	for _, x := range xs[1:] {
-		if len(x.shape) != len(xs[0].shape) {
-			b.shapeErr(op, "ranks differ", ts...)
-			return b.placeholder(s...)
-		}
-		if !slices.Equal(x.shape[1:], xs[0].shape[1:]) {
-			b.shapeErr(op, "trailing dimensions differ", ts...)
-			return b.placeholder(s...)
-		}
 	}
 	return b.exec(op, s, func(out *Tensor) error {
 		at := 0
@@ -499,22 +336,12 @@ func (b *Backend) Concat(ts ...compute.Tensor) compute.Tensor {
 // Repeat stacks n copies of row [D] or [1, D] → [n, D].
 func (b *Backend) Repeat(row compute.Tensor, n int) compute.Tensor {
 	const op = "Repeat"
-	s := shapeOf(row)
-	d := 0
-	if len(s) > 0 {
-		d = s[len(s)-1]
+	shape, rule := compute.RepeatShape(row, n)
+	rs, ok := b.operands(op, rule, row)
+	if !ok {
+		return b.placeholder(shape...)
 	}
-	if b.failed() {
-		return b.placeholder(n, d)
-	}
-	tr := b.get(op, row)
-	if tr == nil {
-		return b.placeholder(n, d)
-	}
-	if n < 0 || !(len(tr.shape) == 1 || (len(tr.shape) == 2 && tr.shape[0] == 1)) {
-		b.shapeErr(op, fmt.Sprintf("row must be [D] or [1, D] and n ≥ 0 (n = %d)", n), row)
-		return b.placeholder(max(n, 0), d)
-	}
+	tr, d := rs[0], shape[1]
 	return b.exec(op, []int{n, d}, func(out *Tensor) error {
 		return b.copy2d(tr.ptr, out.ptr, n, d, 0, d)
 	})
@@ -523,22 +350,12 @@ func (b *Backend) Repeat(row compute.Tensor, n int) compute.Tensor {
 // Slice returns columns [start, end) of x [M, N].
 func (b *Backend) Slice(x compute.Tensor, start, end int) compute.Tensor {
 	const op = "Slice"
-	s := shapeOf(x)
-	m := 0
-	if len(s) == 2 {
-		m = s[0]
+	shape, rule := compute.SliceShape(x, start, end)
+	xs, ok := b.operands(op, rule, x)
+	if !ok {
+		return b.placeholder(shape...)
 	}
-	if b.failed() {
-		return b.placeholder(m, max(end-start, 0))
-	}
-	tx := b.get(op, x)
-	if tx == nil {
-		return b.placeholder(m, max(end-start, 0))
-	}
-	if len(tx.shape) != 2 || start < 0 || end < start || end > tx.shape[1] {
-		b.shapeErr(op, fmt.Sprintf("columns [%d, %d) out of range of a 2-D tensor", start, end), x)
-		return b.placeholder(m, max(end-start, 0))
-	}
+	tx, m := xs[0], shape[0]
 	nc := tx.shape[1]
 	return b.exec(op, []int{m, end - start}, func(out *Tensor) error {
 		return b.copy2d(b.off(tx, start), out.ptr, m, end-start, nc, end-start)

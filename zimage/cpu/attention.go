@@ -3,7 +3,6 @@ package cpu
 import (
 	"fmt"
 	"math"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -49,29 +48,13 @@ func getAttnScratch(dh int) *attnScratch {
 // Attention is fused scaled-dot-product attention (see compute.Backend).
 func (b *Backend) Attention(q, k, v compute.Tensor, heads, kvHeads int, scale float32, causal bool) compute.Tensor {
 	const op = "Attention"
-	qs := shapeOf(q)
-	ph := func() compute.Tensor { return b.placeholder(qs...) }
-	if b.failed() {
+	lq, lk, dh, rule := compute.AttentionShape(q, k, v, heads, kvHeads)
+	ph := func() compute.Tensor { return b.placeholder(shapeOf(q)...) }
+	ts, ok := b.operands(op, rule, q, k, v)
+	if !ok {
 		return ph()
 	}
-	tq, tk, tv := b.get(op, q), b.get(op, k), b.get(op, v)
-	if tq == nil || tk == nil || tv == nil {
-		return ph()
-	}
-	if heads <= 0 || kvHeads <= 0 || heads%kvHeads != 0 {
-		b.shapeErr(op, fmt.Sprintf("%d query heads do not group over %d kv heads", heads, kvHeads), q, k, v)
-		return ph()
-	}
-	if len(tq.shape) != 2 || tq.shape[1]%heads != 0 || tq.shape[1] == 0 {
-		b.shapeErr(op, fmt.Sprintf("q must be [Lq, %d·dh]", heads), q, k, v)
-		return ph()
-	}
-	lq, dh := tq.shape[0], tq.shape[1]/heads
-	if len(tk.shape) != 2 || tk.shape[1] != kvHeads*dh || !slices.Equal(tk.shape, tv.shape) || tk.shape[0] == 0 {
-		b.shapeErr(op, fmt.Sprintf("k and v must both be [Lk ≥ 1, %d]", kvHeads*dh), q, k, v)
-		return ph()
-	}
-	lk := tk.shape[0]
+	tq, tk, tv := ts[0], ts[1], ts[2]
 	qv, kv, vv := b.values(op, tq), b.values(op, tk), b.values(op, tv)
 	if qv == nil || kv == nil || vv == nil {
 		return ph()

@@ -133,10 +133,6 @@ func (b *Backend) setErr(err error) {
 	b.mu.Unlock()
 }
 
-func (b *Backend) shapeErr(op, reason string, ts ...compute.Tensor) {
-	b.setErr(&compute.ShapeError{Op: op, Shapes: compute.Shapes(ts...), Reason: reason})
-}
-
 // Trim drops the free list of activation buffers.
 func (b *Backend) Trim() {
 	b.bufMu.Lock()
@@ -222,29 +218,36 @@ func (b *Backend) newTensor(shape ...int) *Tensor {
 	return &Tensor{shape: s, data: b.alloc(numel(s))}
 }
 
-var errNil = errors.New("cpu: nil tensor")
-
 // get checks that t is a live CPU tensor. It records an error and returns
 // nil otherwise.
 func (b *Backend) get(op string, t compute.Tensor) *Tensor {
-	if t == nil {
-		b.setErr(fmt.Errorf("cpu: %s: nil tensor", op))
-		return nil
-	}
-	ct, ok := t.(*Tensor)
-	if !ok || ct == nil {
-		b.setErr(fmt.Errorf("cpu: %s: tensor of type %T does not belong to the cpu backend", op, t))
-		return nil
-	}
-	switch {
-	case ct.placeholder:
-		b.setErr(fmt.Errorf("cpu: %s: placeholder tensor (result of an op after an error)", op))
-		return nil
-	case ct.freed || (ct.base != nil && ct.base.freed):
-		b.setErr(fmt.Errorf("cpu: %s: use of a freed tensor %v", op, ct.shape))
+	ct, err := compute.Handle("cpu", op, t, (*Tensor).state)
+	if err != nil {
+		b.setErr(err)
 		return nil
 	}
 	return ct
+}
+
+// state reports whether t is a placeholder or freed (itself or its base).
+func (t *Tensor) state() (placeholder, freed bool) {
+	return t.placeholder, t.freed || (t.base != nil && t.base.freed)
+}
+
+// operands returns the live tensors behind an op's operands ts, in order
+// (nil for an absent optional one), or false with an error recorded: an
+// earlier one, an operand get would reject, or else rule, the op's shape
+// rule from package compute (nil when it holds).
+func (b *Backend) operands(op string, rule error, ts ...compute.Tensor) ([]*Tensor, bool) {
+	if b.failed() {
+		return nil, false
+	}
+	out, err := compute.Operands("cpu", op, rule, (*Tensor).state, ts...)
+	if err != nil {
+		b.setErr(err)
+		return nil, false
+	}
+	return out, true
 }
 
 // shapeOf returns t's shape for placeholders, or nil.
@@ -468,24 +471,12 @@ func (b *Backend) Free(ts ...compute.Tensor) {
 
 // Reshape returns a view with a new shape of the same element count.
 func (b *Backend) Reshape(t compute.Tensor, shape ...int) compute.Tensor {
-	if b.failed() {
+	shape, rule := compute.ReshapeShape(t, shape)
+	ts, ok := b.operands("Reshape", rule, t)
+	if !ok {
 		return b.placeholder(shape...)
 	}
-	x := b.get("Reshape", t)
-	if x == nil {
-		return b.placeholder(shape...)
-	}
-	for _, d := range shape {
-		if d < 0 {
-			b.shapeErr("Reshape", fmt.Sprintf("negative dimension in %v", shape), t)
-			return b.placeholder(shape...)
-		}
-	}
-	if numel(shape) != x.numel() {
-		b.shapeErr("Reshape", fmt.Sprintf("cannot view %d elements as %v", x.numel(), shape), t)
-		return b.placeholder(shape...)
-	}
-	s := append([]int(nil), shape...)
+	x, s := ts[0], shape
 	if x.w != nil {
 		// A weight view shares the mapping; it is itself a weight handle.
 		w := *x.w

@@ -1,8 +1,6 @@
 package cpu
 
 import (
-	"fmt"
-
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu/gemm"
 )
@@ -19,41 +17,18 @@ var colBudget = 64 << 20 // a variable so tests can force tiling
 // widened to float32 once per call).
 func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 	const op = "Conv2D"
-	xs, ws := shapeOf(x), shapeOf(w)
-	ph := func() compute.Tensor {
-		if len(xs) == 3 && len(ws) == 4 {
-			return b.placeholder(ws[0], xs[1]+2*pad-ws[2]+1, xs[2]+2*pad-ws[3]+1)
-		}
-		return b.placeholder(0, 0, 0)
-	}
-	if b.failed() {
+	shape, rule := compute.Conv2DShape(x, w, bias, pad)
+	ph := func() compute.Tensor { return b.placeholder(shape...) }
+	ts, ok := b.operands(op, rule, x, w, bias)
+	if !ok {
 		return ph()
 	}
-	tx, tw := b.get(op, x), b.get(op, w)
-	if tx == nil || tw == nil {
-		return ph()
-	}
-	if len(tx.shape) != 3 || len(tw.shape) != 4 || tw.shape[1] != tx.shape[0] {
-		b.shapeErr(op, "want x [Ci, H, W] and w [Co, Ci, kh, kw]", x, w, bias)
-		return ph()
-	}
+	tx, tw, tb := ts[0], ts[1], ts[2]
 	ci, h, wd := tx.shape[0], tx.shape[1], tx.shape[2]
 	co, kh, kw := tw.shape[0], tw.shape[2], tw.shape[3]
-	ho, wo := h+2*pad-kh+1, wd+2*pad-kw+1
-	if pad < 0 || ci < 1 || kh < 1 || kw < 1 || ho < 1 || wo < 1 {
-		b.shapeErr(op, fmt.Sprintf("empty input, or padding %d and a %d×%d kernel leave no output", pad, kh, kw), x, w, bias)
-		return ph()
-	}
+	ho, wo := shape[1], shape[2]
 	var bv []float32
-	if bias != nil {
-		tb := b.get(op, bias)
-		if tb == nil {
-			return ph()
-		}
-		if tb.numel() != co || len(tb.shape) != 1 {
-			b.shapeErr(op, fmt.Sprintf("bias must be [%d]", co), x, w, bias)
-			return ph()
-		}
+	if tb != nil {
 		if bv = b.values(op, tb); bv == nil {
 			return ph()
 		}

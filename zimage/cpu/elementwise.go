@@ -1,9 +1,7 @@
 package cpu
 
 import (
-	"fmt"
 	"math"
-	"slices"
 
 	"github.com/zimage/zimage/zimage/compute"
 )
@@ -39,17 +37,12 @@ func (b *Backend) unary(op string, x compute.Tensor, f func(dst, src []float32))
 
 // binary applies f elementwise to x and y of equal shapes.
 func (b *Backend) binary(op string, x, y compute.Tensor, f func(dst, a, c []float32)) compute.Tensor {
-	if b.failed() {
-		return b.placeholder(shapeOf(x)...)
+	shape, rule := compute.SameShape(op, x, y)
+	ts, ok := b.operands(op, rule, x, y)
+	if !ok {
+		return b.placeholder(shape...)
 	}
-	tx, ty := b.get(op, x), b.get(op, y)
-	if tx == nil || ty == nil {
-		return b.placeholder(shapeOf(x)...)
-	}
-	if !slices.Equal(tx.shape, ty.shape) {
-		b.shapeErr(op, "shapes differ", x, y)
-		return b.placeholder(tx.shape...)
-	}
+	tx, ty := ts[0], ts[1]
 	a, c := b.values(op, tx), b.values(op, ty)
 	if a == nil || c == nil {
 		return b.placeholder(tx.shape...)
@@ -90,35 +83,15 @@ func (b *Backend) Scale(x compute.Tensor, s, c float32) compute.Tensor {
 	})
 }
 
-// rowBroadcast checks x [M, D] against a vector [D] (or [1, D]) and returns
-// M, D.
-func (b *Backend) rowBroadcast(op string, x, vec *Tensor, xs, vs compute.Tensor) (m, d int, ok bool) {
-	if len(x.shape) != 2 {
-		b.shapeErr(op, "x must be 2-D [M, D]", xs, vs)
-		return 0, 0, false
-	}
-	m, d = x.shape[0], x.shape[1]
-	if vec.numel() != d || (len(vec.shape) != 1 && !(len(vec.shape) == 2 && vec.shape[0] == 1)) {
-		b.shapeErr(op, fmt.Sprintf("vector must be [%d] or [1, %d]", d, d), xs, vs)
-		return 0, 0, false
-	}
-	return m, d, true
-}
-
 // Modulate returns x·(1 + scale) with scale [D] broadcast over rows.
 func (b *Backend) Modulate(x, scale compute.Tensor) compute.Tensor {
 	const op = "Modulate"
-	if b.failed() {
-		return b.placeholder(shapeOf(x)...)
-	}
-	tx, ts := b.get(op, x), b.get(op, scale)
-	if tx == nil || ts == nil {
-		return b.placeholder(shapeOf(x)...)
-	}
-	m, d, ok := b.rowBroadcast(op, tx, ts, x, scale)
+	m, d, rule := compute.RowBroadcastShape(op, x, scale)
+	in, ok := b.operands(op, rule, x, scale)
 	if !ok {
-		return b.placeholder(tx.shape...)
+		return b.placeholder(shapeOf(x)...)
 	}
+	tx, ts := in[0], in[1]
 	xv, sv := b.values(op, tx), b.values(op, ts)
 	if xv == nil || sv == nil {
 		return b.placeholder(tx.shape...)
@@ -150,21 +123,13 @@ func (b *Backend) GatedAdd(x, y, gate compute.Tensor) compute.Tensor {
 			}
 		})
 	}
-	if b.failed() {
-		return b.placeholder(shapeOf(x)...)
-	}
-	tx, ty, tg := b.get(op, x), b.get(op, y), b.get(op, gate)
-	if tx == nil || ty == nil || tg == nil {
-		return b.placeholder(shapeOf(x)...)
-	}
-	if !slices.Equal(tx.shape, ty.shape) {
-		b.shapeErr(op, "x and y shapes differ", x, y, gate)
-		return b.placeholder(tx.shape...)
-	}
-	m, d, ok := b.rowBroadcast(op, tx, tg, x, gate)
+	_, rule := compute.GatedAddShape(x, y, gate)
+	in, ok := b.operands(op, rule, x, y, gate)
 	if !ok {
-		return b.placeholder(tx.shape...)
+		return b.placeholder(shapeOf(x)...)
 	}
+	tx, ty, tg := in[0], in[1], in[2]
+	m, d := tx.shape[0], tx.shape[1]
 	xv, yv, gv := b.values(op, tx), b.values(op, ty), b.values(op, tg)
 	if xv == nil || yv == nil || gv == nil {
 		return b.placeholder(tx.shape...)

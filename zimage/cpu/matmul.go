@@ -1,8 +1,6 @@
 package cpu
 
 import (
-	"fmt"
-
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu/gemm"
 )
@@ -12,35 +10,16 @@ import (
 // panel while packing); an activation w is used as float32.
 func (b *Backend) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 	const op = "MatMul"
-	xs, ws := shapeOf(x), shapeOf(w)
-	ph := func() compute.Tensor {
-		if len(xs) == 2 && len(ws) == 2 {
-			return b.placeholder(xs[0], ws[0])
-		}
-		return b.placeholder(0, 0)
-	}
-	if b.failed() {
+	shape, rule := compute.MatMulShape(x, w, bias)
+	ph := func() compute.Tensor { return b.placeholder(shape...) }
+	ts, ok := b.operands(op, rule, x, w, bias)
+	if !ok {
 		return ph()
 	}
-	tx, tw := b.get(op, x), b.get(op, w)
-	if tx == nil || tw == nil {
-		return ph()
-	}
-	if len(tx.shape) != 2 || len(tw.shape) != 2 || tx.shape[1] != tw.shape[1] {
-		b.shapeErr(op, "want x [M, K] and w [N, K]", x, w, bias)
-		return ph()
-	}
+	tx, tw, tb := ts[0], ts[1], ts[2]
 	m, k, n := tx.shape[0], tx.shape[1], tw.shape[0]
 	var bv []float32
-	if bias != nil {
-		tb := b.get(op, bias)
-		if tb == nil {
-			return ph()
-		}
-		if tb.numel() != n || len(tb.shape) != 1 {
-			b.shapeErr(op, fmt.Sprintf("bias must be [%d]", n), x, w, bias)
-			return ph()
-		}
+	if tb != nil {
 		if bv = b.values(op, tb); bv == nil {
 			return ph()
 		}

@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"fmt"
 	"math"
 
 	"github.com/zimage/zimage/zimage/compute"
@@ -10,40 +9,17 @@ import (
 // Row statistics are accumulated in float64: at least as accurate as torch's
 // float32 reductions, and independent of the summation order.
 
-// rowsOf returns M, D for a row-wise op on x (D = last dimension).
-func (b *Backend) rowsOf(op string, x *Tensor, xs compute.Tensor) (m, d int, ok bool) {
-	if len(x.shape) < 1 || x.shape[len(x.shape)-1] == 0 {
-		b.shapeErr(op, "x must have a non-empty last dimension", xs)
-		return 0, 0, false
-	}
-	d = x.shape[len(x.shape)-1]
-	return x.numel() / d, d, true
-}
-
 // RMSNorm returns x·rsqrt(mean(x²)+eps)·w per row.
 func (b *Backend) RMSNorm(x, w compute.Tensor, eps float32) compute.Tensor {
 	const op = "RMSNorm"
-	if b.failed() {
-		return b.placeholder(shapeOf(x)...)
-	}
-	tx := b.get(op, x)
-	if tx == nil {
-		return b.placeholder(shapeOf(x)...)
-	}
-	m, d, ok := b.rowsOf(op, tx, x)
+	m, d, rule := compute.NormShape(op, x, w)
+	ts, ok := b.operands(op, rule, x, w)
 	if !ok {
-		return b.placeholder(tx.shape...)
+		return b.placeholder(shapeOf(x)...)
 	}
+	tx, tw := ts[0], ts[1]
 	var wv []float32
-	if w != nil {
-		tw := b.get(op, w)
-		if tw == nil {
-			return b.placeholder(tx.shape...)
-		}
-		if tw.numel() != d || len(tw.shape) != 1 {
-			b.shapeErr(op, fmt.Sprintf("weight must be [%d]", d), x, w)
-			return b.placeholder(tx.shape...)
-		}
+	if tw != nil {
 		if wv = b.values(op, tw); wv == nil {
 			return b.placeholder(tx.shape...)
 		}
@@ -78,17 +54,12 @@ func (b *Backend) RMSNorm(x, w compute.Tensor, eps float32) compute.Tensor {
 // LayerNorm returns (x-mean)·rsqrt(var+eps) per row, biased variance.
 func (b *Backend) LayerNorm(x compute.Tensor, eps float32) compute.Tensor {
 	const op = "LayerNorm"
-	if b.failed() {
-		return b.placeholder(shapeOf(x)...)
-	}
-	tx := b.get(op, x)
-	if tx == nil {
-		return b.placeholder(shapeOf(x)...)
-	}
-	m, d, ok := b.rowsOf(op, tx, x)
+	m, d, rule := compute.NormShape(op, x, nil)
+	ts, ok := b.operands(op, rule, x)
 	if !ok {
-		return b.placeholder(tx.shape...)
+		return b.placeholder(shapeOf(x)...)
 	}
+	tx := ts[0]
 	xv := b.values(op, tx)
 	if xv == nil {
 		return b.placeholder(tx.shape...)
@@ -120,26 +91,12 @@ func (b *Backend) LayerNorm(x compute.Tensor, eps float32) compute.Tensor {
 // applies ·w[c] + b[c]. Statistics are two-pass in float64.
 func (b *Backend) GroupNorm(x, w, bias compute.Tensor, groups int, eps float32) compute.Tensor {
 	const op = "GroupNorm"
-	if b.failed() {
+	c, rule := compute.GroupNormShape(op, x, w, bias, groups)
+	ts, ok := b.operands(op, rule, x, w, bias)
+	if !ok {
 		return b.placeholder(shapeOf(x)...)
 	}
-	tx, tw, tb := b.get(op, x), b.get(op, w), b.get(op, bias)
-	if tx == nil || tw == nil || tb == nil {
-		return b.placeholder(shapeOf(x)...)
-	}
-	if len(tx.shape) < 2 {
-		b.shapeErr(op, "x must be [C, H, W]", x, w, bias)
-		return b.placeholder(tx.shape...)
-	}
-	c := tx.shape[0]
-	if groups <= 0 || c == 0 || c%groups != 0 {
-		b.shapeErr(op, fmt.Sprintf("%d channels do not split into %d groups", c, groups), x, w, bias)
-		return b.placeholder(tx.shape...)
-	}
-	if tw.numel() != c || tb.numel() != c || len(tw.shape) != 1 || len(tb.shape) != 1 {
-		b.shapeErr(op, fmt.Sprintf("weight and bias must be [%d]", c), x, w, bias)
-		return b.placeholder(tx.shape...)
-	}
+	tx, tw, tb := ts[0], ts[1], ts[2]
 	xv, wv, bv := b.values(op, tx), b.values(op, tw), b.values(op, tb)
 	if xv == nil || wv == nil || bv == nil {
 		return b.placeholder(tx.shape...)
