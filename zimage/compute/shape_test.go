@@ -267,3 +267,51 @@ func TestHandleError(t_ *testing.T) {
 		}
 	}
 }
+
+// handle is a backend tensor type for the Handle and Operands tests.
+type handle struct {
+	s                  []int
+	placeholder, freed bool
+}
+
+func (h *handle) Shape() []int                     { return h.s }
+func (h *handle) DType() weights.DType             { return weights.F32 }
+func (h *handle) state() (placeholder, freed bool) { return h.placeholder, h.freed }
+
+func TestHandleAndOperands(t_ *testing.T) {
+	live := &handle{s: []int{2, 3}}
+	for _, c := range []struct {
+		name string
+		t    Tensor
+		want string
+	}{
+		{"live", live, ""},
+		{"nil", nil, "x: Op: nil tensor"},
+		{"typed nil", (*handle)(nil), "x: Op: tensor of type *compute.handle does not belong to the x backend"},
+		{"foreign", t(2), "x: Op: tensor of type compute.fake does not belong to the x backend"},
+		{"placeholder", &handle{s: []int{1}, placeholder: true}, "x: Op: placeholder tensor (result of an op after an error)"},
+		{"freed", &handle{s: []int{4}, freed: true}, "x: Op: use of a freed tensor [4]"},
+	} {
+		h, err := Handle("x", "Op", c.t, (*handle).state)
+		if c.want == "" {
+			if err != nil || h != live {
+				t_.Errorf("%s: got %v, %v", c.name, h, err)
+			}
+		} else if err == nil || err.Error() != c.want || h != nil {
+			t_.Errorf("%s: got %v, %v; want error %q", c.name, h, err, c.want)
+		}
+	}
+
+	rule := errors.New("rule")
+	hs, err := Operands("x", "Op", nil, (*handle).state, live, nil)
+	if err != nil || len(hs) != 2 || hs[0] != live || hs[1] != nil {
+		t_.Errorf("optional operand: got %v, %v", hs, err)
+	}
+	if _, err := Operands("x", "Op", rule, (*handle).state, live); err != rule {
+		t_.Errorf("rule: got %v", err)
+	}
+	// An unusable operand is reported before the shape rule.
+	if _, err := Operands("x", "Op", rule, (*handle).state, live, t(1)); err == rule || err == nil {
+		t_.Errorf("foreign before rule: got %v", err)
+	}
+}
