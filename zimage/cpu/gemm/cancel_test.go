@@ -14,7 +14,9 @@ import (
 // cancelLatency is the longest accepted time from cancel to return. A task
 // is ≲ 0.4 GFLOP (a few ms on one core); the margin is for a loaded machine
 // and the race detector.
-const cancelLatency = 100 * time.Millisecond
+// cancelLatency is the bound asserted (typical: a few ms); generous so a
+// loaded CI machine does not make the test flaky.
+const cancelLatency = time.Second
 
 // TestCtxMatchesPlain: a context that is never cancelled gives the plain
 // results (every entry point, packed and GEMV paths).
