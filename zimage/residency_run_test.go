@@ -15,6 +15,7 @@ import (
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu"
 	"github.com/zimage/zimage/zimage/dit"
+	"github.com/zimage/zimage/zimage/internal/computetest"
 	"github.com/zimage/zimage/zimage/qwen3"
 )
 
@@ -24,7 +25,7 @@ import (
 // total (or after failNext is set) records an error matching
 // ErrOutOfMemory, as the CUDA backend does.
 type fakeDevice struct {
-	compute.Backend
+	computetest.Observed
 	total, overhead uint64
 	failNext        bool
 	// weightScale, when set, multiplies the bytes a weight counts (to
@@ -39,8 +40,10 @@ type fakeDevice struct {
 }
 
 func newFakeDevice(total, overhead uint64) *fakeDevice {
-	return &fakeDevice{Backend: cpu.New(), total: total, overhead: overhead, live: map[compute.Tensor]uint64{},
-		cur: overhead, peak: overhead}
+	f := &fakeDevice{Observed: computetest.Observed{Backend: cpu.New()}, total: total, overhead: overhead,
+		live: map[compute.Tensor]uint64{}, cur: overhead, peak: overhead}
+	f.OnResult = f.tr
+	return f
 }
 
 func (f *fakeDevice) Name() string         { return "fake-gpu" }
@@ -114,62 +117,6 @@ func (f *fakeDevice) Weight(w *weights.Tensor) compute.Tensor {
 }
 func (f *fakeDevice) FromHost(d []float32, s ...int) compute.Tensor {
 	return f.tr(f.Backend.FromHost(d, s...))
-}
-func (f *fakeDevice) MatMul(x, w, b compute.Tensor) compute.Tensor {
-	return f.tr(f.Backend.MatMul(x, w, b))
-}
-func (f *fakeDevice) Attention(q, k, v compute.Tensor, h, kv int, s float32, c bool) compute.Tensor {
-	return f.tr(f.Backend.Attention(q, k, v, h, kv, s, c))
-}
-func (f *fakeDevice) RMSNorm(x, w compute.Tensor, e float32) compute.Tensor {
-	return f.tr(f.Backend.RMSNorm(x, w, e))
-}
-func (f *fakeDevice) LayerNorm(x compute.Tensor, e float32) compute.Tensor {
-	return f.tr(f.Backend.LayerNorm(x, e))
-}
-func (f *fakeDevice) GroupNorm(x, w, b compute.Tensor, g int, e float32) compute.Tensor {
-	return f.tr(f.Backend.GroupNorm(x, w, b, g, e))
-}
-func (f *fakeDevice) RoPE(x, c, s compute.Tensor, h int, il bool) compute.Tensor {
-	return f.tr(f.Backend.RoPE(x, c, s, h, il))
-}
-func (f *fakeDevice) SiLU(x compute.Tensor) compute.Tensor { return f.tr(f.Backend.SiLU(x)) }
-func (f *fakeDevice) SwiGLU(g, u compute.Tensor) compute.Tensor {
-	return f.tr(f.Backend.SwiGLU(g, u))
-}
-func (f *fakeDevice) Add(a, b compute.Tensor) compute.Tensor { return f.tr(f.Backend.Add(a, b)) }
-func (f *fakeDevice) Scale(x compute.Tensor, s, c float32) compute.Tensor {
-	return f.tr(f.Backend.Scale(x, s, c))
-}
-func (f *fakeDevice) Modulate(x, s compute.Tensor) compute.Tensor {
-	return f.tr(f.Backend.Modulate(x, s))
-}
-func (f *fakeDevice) GatedAdd(x, y, g compute.Tensor) compute.Tensor {
-	return f.tr(f.Backend.GatedAdd(x, y, g))
-}
-func (f *fakeDevice) Conv2D(x, w, b compute.Tensor, p int) compute.Tensor {
-	return f.tr(f.Backend.Conv2D(x, w, b, p))
-}
-func (f *fakeDevice) Upsample2x(x compute.Tensor) compute.Tensor {
-	return f.tr(f.Backend.Upsample2x(x))
-}
-func (f *fakeDevice) Transpose(x compute.Tensor) compute.Tensor {
-	return f.tr(f.Backend.Transpose(x))
-}
-func (f *fakeDevice) Embedding(t compute.Tensor, ids []int) compute.Tensor {
-	return f.tr(f.Backend.Embedding(t, ids))
-}
-func (f *fakeDevice) Rows(x compute.Tensor, s, e int) compute.Tensor {
-	return f.tr(f.Backend.Rows(x, s, e))
-}
-func (f *fakeDevice) Concat(ts ...compute.Tensor) compute.Tensor {
-	return f.tr(f.Backend.Concat(ts...))
-}
-func (f *fakeDevice) Repeat(r compute.Tensor, n int) compute.Tensor {
-	return f.tr(f.Backend.Repeat(r, n))
-}
-func (f *fakeDevice) Slice(x compute.Tensor, s, e int) compute.Tensor {
-	return f.tr(f.Backend.Slice(x, s, e))
 }
 
 const fakeOverhead = 1 << 20

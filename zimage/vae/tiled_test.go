@@ -10,6 +10,7 @@ import (
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu"
+	"github.com/zimage/zimage/zimage/internal/computetest"
 	"github.com/zimage/zimage/zimage/internal/fixture"
 	"github.com/zimage/zimage/zimage/vae"
 )
@@ -18,7 +19,7 @@ import (
 // tensor an op returns counts numel·4 bytes (the CPU backend's float32)
 // until it is freed; weights and views count nothing.
 type counter struct {
-	compute.Backend
+	computetest.Observed
 	live      map[compute.Tensor]int64
 	cur, peak int64
 	traffic   int64 // FromHost and ToHost bytes (float32)
@@ -30,7 +31,9 @@ func (c *counter) ToHost(t compute.Tensor) []float32 {
 }
 
 func newCounter(b compute.Backend) *counter {
-	return &counter{Backend: b, live: map[compute.Tensor]int64{}}
+	c := &counter{Observed: computetest.Observed{Backend: b}, live: map[compute.Tensor]int64{}}
+	c.OnResult = c.track
+	return c
 }
 
 func (c *counter) track(t compute.Tensor) compute.Tensor {
@@ -58,62 +61,6 @@ func (c *counter) Free(ts ...compute.Tensor) {
 func (c *counter) FromHost(d []float32, s ...int) compute.Tensor {
 	c.traffic += int64(4 * len(d))
 	return c.track(c.Backend.FromHost(d, s...))
-}
-func (c *counter) MatMul(x, w, b compute.Tensor) compute.Tensor {
-	return c.track(c.Backend.MatMul(x, w, b))
-}
-func (c *counter) Attention(q, k, v compute.Tensor, h, kv int, s float32, causal bool) compute.Tensor {
-	return c.track(c.Backend.Attention(q, k, v, h, kv, s, causal))
-}
-func (c *counter) RMSNorm(x, w compute.Tensor, e float32) compute.Tensor {
-	return c.track(c.Backend.RMSNorm(x, w, e))
-}
-func (c *counter) LayerNorm(x compute.Tensor, e float32) compute.Tensor {
-	return c.track(c.Backend.LayerNorm(x, e))
-}
-func (c *counter) GroupNorm(x, w, b compute.Tensor, g int, e float32) compute.Tensor {
-	return c.track(c.Backend.GroupNorm(x, w, b, g, e))
-}
-func (c *counter) RoPE(x, cs, sn compute.Tensor, h int, il bool) compute.Tensor {
-	return c.track(c.Backend.RoPE(x, cs, sn, h, il))
-}
-func (c *counter) SiLU(x compute.Tensor) compute.Tensor { return c.track(c.Backend.SiLU(x)) }
-func (c *counter) SwiGLU(g, u compute.Tensor) compute.Tensor {
-	return c.track(c.Backend.SwiGLU(g, u))
-}
-func (c *counter) Add(a, b compute.Tensor) compute.Tensor { return c.track(c.Backend.Add(a, b)) }
-func (c *counter) Scale(x compute.Tensor, s, k float32) compute.Tensor {
-	return c.track(c.Backend.Scale(x, s, k))
-}
-func (c *counter) Modulate(x, s compute.Tensor) compute.Tensor {
-	return c.track(c.Backend.Modulate(x, s))
-}
-func (c *counter) GatedAdd(x, y, g compute.Tensor) compute.Tensor {
-	return c.track(c.Backend.GatedAdd(x, y, g))
-}
-func (c *counter) Conv2D(x, w, b compute.Tensor, p int) compute.Tensor {
-	return c.track(c.Backend.Conv2D(x, w, b, p))
-}
-func (c *counter) Upsample2x(x compute.Tensor) compute.Tensor {
-	return c.track(c.Backend.Upsample2x(x))
-}
-func (c *counter) Transpose(x compute.Tensor) compute.Tensor {
-	return c.track(c.Backend.Transpose(x))
-}
-func (c *counter) Embedding(t compute.Tensor, ids []int) compute.Tensor {
-	return c.track(c.Backend.Embedding(t, ids))
-}
-func (c *counter) Rows(x compute.Tensor, s, e int) compute.Tensor {
-	return c.track(c.Backend.Rows(x, s, e))
-}
-func (c *counter) Concat(ts ...compute.Tensor) compute.Tensor {
-	return c.track(c.Backend.Concat(ts...))
-}
-func (c *counter) Repeat(r compute.Tensor, n int) compute.Tensor {
-	return c.track(c.Backend.Repeat(r, n))
-}
-func (c *counter) Slice(x compute.Tensor, s, e int) compute.Tensor {
-	return c.track(c.Backend.Slice(x, s, e))
 }
 
 // randomVAE is a decoder with seeded random bf16 weights for cfg.
