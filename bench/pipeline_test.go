@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/zimage"
 )
 
@@ -29,7 +29,7 @@ import (
 func BenchmarkPipeline(b *testing.B) {
 	model := os.Getenv("ZIMAGE_BENCH_MODEL")
 	if model == "" {
-		p, err := testdata.Materialize("fixtures/tiny-z-image-turbo")
+		p, err := fixturefs.Materialize("fixtures/tiny-z-image-turbo")
 		if err != nil {
 			b.Fatal(err)
 		}

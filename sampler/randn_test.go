@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 )
 
 func TestMT19937FirstOutputs(t *testing.T) {
@@ -125,7 +125,7 @@ type rngRef struct {
 
 func loadRNGJSON(t *testing.T) rngJSON {
 	t.Helper()
-	raw, err := os.ReadFile(testdata.Path(t, "fixtures/rng.json"))
+	raw, err := os.ReadFile(fixturefs.Path(t, "fixtures/rng.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 )
 
 // stFile is a minimal test-only safetensors reader (header JSON + offsets),
@@ -29,7 +29,7 @@ type stTensor struct {
 // "fixtures/rng.safetensors".
 func openFixture(t testing.TB, rel string) *stFile {
 	t.Helper()
-	path := testdata.Path(t, rel)
+	path := fixturefs.Path(t, rel)
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

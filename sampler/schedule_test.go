@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/weights"
 )
 
@@ -69,7 +69,7 @@ func TestScheduleSpecTable(t *testing.T) {
 // linspace kernels disagree; the two emulations must disagree at exactly
 // those n (a check of the vector blocking beyond the five stored schedules).
 func TestLinspaceKernelsDifferAt(t *testing.T) {
-	raw, err := os.ReadFile(testdata.Path(t, "fixtures/scheduler.json"))
+	raw, err := os.ReadFile(fixturefs.Path(t, "fixtures/scheduler.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

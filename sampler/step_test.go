@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 )
 
 func TestStepFixture(t *testing.T) {
@@ -43,7 +43,7 @@ type e2eCase struct {
 // with the stored DiT outputs: noise from the seed, the schedule, CFG and
 // every Euler step must reproduce the stored latents bit for bit.
 func TestE2ESampling(t *testing.T) {
-	raw, err := os.ReadFile(testdata.Path(t, "fixtures/e2e/e2e.json"))
+	raw, err := os.ReadFile(fixturefs.Path(t, "fixtures/e2e/e2e.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,7 @@ if [ ! -x "$test" ]; then
 	say "gpu-check: no $test (run scripts/gpu-check.sh --build where Go is, and carry .gpucheck)"
 	results+=("$(printf '%-10s %-8s' build MISSING)")
 else
-	built=$(grep -a -o -m1 '/[[:alnum:]_./-]*/internal/testdata/testdata.go' "$test" | head -1 | sed 's|/internal/testdata/testdata.go||')
+	built=$(grep -a -o -m1 '/[[:alnum:]_./-]*/internal/fixturefs/fixturefs.go' "$test" | head -1 | sed 's|/internal/fixturefs/fixturefs.go||')
 	if [ -n "$built" ] && [ "$built" != "$root" ] && [ ! -e "$built" ]; then
 		mkdir -p "$(dirname "$built")" && ln -s "$root" "$built" && say "linked $built -> $root"
 	fi

@@ -3,12 +3,12 @@ package tokenizer
 import (
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 )
 
 // BenchmarkLoad measures Load of the 11 MB tokenizer.json.
 func BenchmarkLoad(b *testing.B) {
-	path := testdata.Path(b, "tokenizer/qwen3/tokenizer.json")
+	path := fixturefs.Path(b, "tokenizer/qwen3/tokenizer.json")
 	for b.Loop() {
 		if _, err := Load(path); err != nil {
 			b.Fatal(err)
@@ -18,7 +18,7 @@ func BenchmarkLoad(b *testing.B) {
 
 // BenchmarkLoadVocabMerges measures Load of vocab.json + merges.txt.
 func BenchmarkLoadVocabMerges(b *testing.B) {
-	path := testdata.Path(b, "tokenizer/qwen3")
+	path := fixturefs.Path(b, "tokenizer/qwen3")
 	for b.Loop() {
 		if _, err := loadVocabMerges(path); err != nil {
 			b.Fatal(err)

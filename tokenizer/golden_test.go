@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 )
 
 // goldenRow is one line of golden_public.jsonl (ids from the Rust reference).
@@ -26,7 +26,7 @@ type goldenRow struct {
 
 func readGolden(tb testing.TB) []goldenRow {
 	tb.Helper()
-	f, err := os.Open(testdata.Path(tb, "tokenizer/golden_public.jsonl"))
+	f, err := os.Open(fixturefs.Path(tb, "tokenizer/golden_public.jsonl"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -57,7 +57,7 @@ var (
 // binary.
 func qwen(tb testing.TB) *Tokenizer {
 	tb.Helper()
-	dir := testdata.Path(tb, "tokenizer/qwen3")
+	dir := fixturefs.Path(tb, "tokenizer/qwen3")
 	qwenOnce.Do(func() { qwenTok, qwenErr = Load(dir + "/tokenizer.json") })
 	if qwenErr != nil {
 		tb.Fatal(qwenErr)

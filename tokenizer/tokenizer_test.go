@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 )
 
 func TestVocabSize(t *testing.T) {
@@ -27,8 +27,8 @@ func TestVocabSize(t *testing.T) {
 // TestLoadForms loads the same tokenizer from every accepted path form and
 // checks that all encode alike.
 func TestLoadForms(t *testing.T) {
-	qdir := testdata.Path(t, "tokenizer/qwen3")
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	qdir := fixturefs.Path(t, "tokenizer/qwen3")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	// A directory with only the slow-tokenizer files.
 	slow := t.TempDir()
 	for _, f := range []string{"vocab.json", "merges.txt", "tokenizer_config.json"} {
@@ -62,7 +62,7 @@ func TestLoadForms(t *testing.T) {
 }
 
 func TestLoadErrors(t *testing.T) {
-	qdir := testdata.Path(t, "tokenizer/qwen3")
+	qdir := fixturefs.Path(t, "tokenizer/qwen3")
 	full, err := os.ReadFile(filepath.Join(qdir, "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)

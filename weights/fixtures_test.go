@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 )
 
 // fixtureTensors is the "tensors" listing of a fixture JSON file.
@@ -53,7 +53,7 @@ func checkAgainstListing(t *testing.T, file string, want fixtureTensors) {
 }
 
 func TestGoldenFixtures(t *testing.T) {
-	dir := testdata.Path(t, "fixtures")
+	dir := fixturefs.Path(t, "fixtures")
 	for _, name := range []string{"text_encoder", "dit", "scheduler", "vae", "rng"} {
 		var listing struct{ Tensors fixtureTensors }
 		b, err := os.ReadFile(filepath.Join(dir, name+".json"))

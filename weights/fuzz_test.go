@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 )
 
 // fixtureHeaders returns the length prefix + header of some fixture files
@@ -14,7 +14,7 @@ import (
 // the end, which exercises that check too) and one complete small file.
 func fixtureHeaders(f *testing.F) [][]byte {
 	var out [][]byte
-	root := testdata.Path(f, "fixtures")
+	root := fixturefs.Path(f, "fixtures")
 	for _, rel := range []string{
 		"scheduler.safetensors",
 		"vae.safetensors",
@@ -73,7 +73,7 @@ func FuzzParseHeader(f *testing.F) {
 }
 
 func FuzzParseIndex(f *testing.F) {
-	b, err := os.ReadFile(filepath.Join(testdata.Path(f, "fixtures/tiny-z-image-turbo/transformer"), "diffusion_pytorch_model.safetensors.index.json"))
+	b, err := os.ReadFile(filepath.Join(fixturefs.Path(f, "fixtures/tiny-z-image-turbo/transformer"), "diffusion_pytorch_model.safetensors.index.json"))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -7,12 +7,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 )
 
 func tinyModel(t *testing.T) string {
 	t.Helper()
-	return testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	return fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 }
 
 func TestOpenModelTiny(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/weights/hub"
 	"github.com/zimage/zimage/weights/hub/hubtest"
@@ -65,7 +65,7 @@ func sameImage(t *testing.T, ref string, opts ...Option) *Pipeline {
 // and an all-in-one checkpoint holding all three under their prefixes.
 func comfyFiles(t *testing.T) (dit, te, vae, aio string) {
 	t.Helper()
-	m, err := weights.OpenModel(testdata.Path(t, "fixtures/tiny-z-image-turbo"))
+	m, err := weights.OpenModel(fixturefs.Path(t, "fixtures/tiny-z-image-turbo"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func comfyFiles(t *testing.T) (dit, te, vae, aio string) {
 // directory (configs and tokenizer from that directory).
 func TestSingleFilesSameImage(t *testing.T) {
 	dit, te, vae, aio := comfyFiles(t)
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	p := sameImage(t, model, WithSingleFiles(dit, te, vae, ""))
 	for c, want := range map[string]string{weights.CompTransformer: dit, weights.CompTextEncoder: te, weights.CompVAE: vae} {
 		if path, part, _ := p.Model().Source(c); path != want || c != weights.CompTextEncoder && part.Layout != weights.LayoutOriginal {
@@ -130,7 +130,7 @@ func TestSingleFilesSameImage(t *testing.T) {
 
 // fakeHubClient serves the fixture model as DefaultModel.
 func fakeHubClient(t *testing.T) (*hubtest.Server, *hub.Client) {
-	fake := hubtest.New(t, DefaultModel, testdata.Path(t, "fixtures/tiny-z-image-turbo"),
+	fake := hubtest.New(t, DefaultModel, fixturefs.Path(t, "fixtures/tiny-z-image-turbo"),
 		map[string][]byte{"transformer/diffusion_pytorch_model.fp16.safetensors": []byte("unused")})
 	return fake, &hub.Client{Endpoint: fake.Endpoint(), CacheDir: t.TempDir(), Backoff: time.Millisecond}
 }
@@ -200,7 +200,7 @@ func TestLoadConfigsFromHub(t *testing.T) {
 // exact round trip for the bf16 fixture, so the image is identical) and the
 // copy reused; WithF32Conversion(false) keeps float32.
 func TestLoadConvertsF32(t *testing.T) {
-	src := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	src := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	model := t.TempDir()
 	for _, d := range []string{"scheduler", "text_encoder", "tokenizer", "vae", "model_index.json"} {
 		if err := os.Symlink(filepath.Join(src, d), filepath.Join(model, d)); err != nil {
@@ -264,7 +264,7 @@ func toF8E4M3(v float32) byte {
 // backend dequantises while packing — and generates an image close to the
 // bf16 one.
 func TestLoadFP8(t *testing.T) {
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	m, err := weights.OpenModel(model)
 	if err != nil {
 		t.Fatal(err)

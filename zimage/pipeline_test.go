@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/sampler"
 	"github.com/zimage/zimage/zimage/internal/fixture"
 )
@@ -39,7 +39,7 @@ func (c e2eCase) request() Request {
 
 func e2eCases(t testing.TB) []e2eCase {
 	t.Helper()
-	data, err := os.ReadFile(testdata.Path(t, "fixtures/e2e/e2e.json"))
+	data, err := os.ReadFile(fixturefs.Path(t, "fixtures/e2e/e2e.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ var (
 // tinyPipeline loads the fixture model once per test binary.
 func tinyPipeline(t testing.TB) *Pipeline {
 	t.Helper()
-	dir := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	loadOnce.Do(func() { shared, loadErr = Load(context.Background(), dir, WithDevice("cpu")) })
 	if loadErr != nil {
 		t.Fatal(loadErr)
@@ -225,7 +225,7 @@ func TestRunMatchesPNG(t *testing.T) {
 
 func pngRGB(t *testing.T, rel string) []byte {
 	t.Helper()
-	f, err := os.Open(testdata.Path(t, rel))
+	f, err := os.Open(fixturefs.Path(t, rel))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func TestLoadErrors(t *testing.T) {
 	if _, err := Load(context.Background(), t.TempDir()); err == nil {
 		t.Error("empty directory: want an error")
 	}
-	dir := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	var de *DeviceError
 	if _, err := Load(context.Background(), dir, WithDevice("tpu")); !errors.As(err, &de) {
 		t.Errorf("unknown device: %v", err)
@@ -335,7 +335,7 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
-	dir := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	p, err := Load(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +356,7 @@ func TestClose(t *testing.T) {
 // long prompt truncated to 512 like the reference).
 func TestTokenizerMatchesTextEncoderFixture(t *testing.T) {
 	p := tinyPipeline(t)
-	data, err := os.ReadFile(testdata.Path(t, "fixtures/text_encoder.json"))
+	data, err := os.ReadFile(fixturefs.Path(t, "fixtures/text_encoder.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func TestTokenizerMatchesTextEncoderFixture(t *testing.T) {
 // (kept for the next Run) while the text encoder is bound only inside its
 // stage.
 func TestLazyResidency(t *testing.T) {
-	p, err := Load(context.Background(), testdata.Path(t, "fixtures/tiny-z-image-turbo"))
+	p, err := Load(context.Background(), fixturefs.Path(t, "fixtures/tiny-z-image-turbo"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +439,7 @@ func TestConcurrentRuns(t *testing.T) {
 }
 
 func TestEmptyPromptRejected(t *testing.T) {
-	p, err := Load(context.Background(), testdata.Path(t, "fixtures/tiny-z-image-turbo"), WithDevice("cpu"))
+	p, err := Load(context.Background(), fixturefs.Path(t, "fixtures/tiny-z-image-turbo"), WithDevice("cpu"))
 	if err != nil {
 		t.Fatal(err)
 	}

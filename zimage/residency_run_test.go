@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu"
@@ -130,7 +130,7 @@ func residencyRequest() Request {
 func fakePipeline(t *testing.T, total uint64, opts ...Option) (*Pipeline, *fakeDevice) {
 	t.Helper()
 	fd := newFakeDevice(total, fakeOverhead)
-	p, err := Load(context.Background(), testdata.Path(t, "fixtures/tiny-z-image-turbo"), append(opts, WithBackend(fd))...)
+	p, err := Load(context.Background(), fixturefs.Path(t, "fixtures/tiny-z-image-turbo"), append(opts, WithBackend(fd))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +326,7 @@ func TestResidencyBudget(t *testing.T) {
 	if fd.CurrentBytes() != fakeOverhead {
 		t.Errorf("%d B held after refused requests", fd.CurrentBytes())
 	}
-	c, err := Load(context.Background(), testdata.Path(t, "fixtures/tiny-z-image-turbo"), WithDevice("cpu"), WithMemoryBudget(1000))
+	c, err := Load(context.Background(), fixturefs.Path(t, "fixtures/tiny-z-image-turbo"), WithDevice("cpu"), WithMemoryBudget(1000))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,12 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 )
 
 // TestBenchModel runs `zimage bench` on the fixture model on the CPU.
 func TestBenchModel(t *testing.T) {
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"bench", "--model", model, "--device", "cpu", "--size", "64x64,96x64",
 		"--steps", "2", "--runs", "2", "--warmup", "1"}, &stdout, &stderr)
@@ -89,7 +89,7 @@ func TestMemoryBudgetFlags(t *testing.T) {
 		}
 	}
 	// A budget the fixture model cannot fit in fails the request clearly.
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"generate", "--model", model, "--device", "cpu", "--prompt", "x",
 		"--width", "64", "--height", "64", "--steps", "1", "--memory-budget", "1000", "--out", t.TempDir() + "/x.png"}, &stdout, &stderr)

@@ -6,12 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/weights"
 )
 
 func TestConvertCommand(t *testing.T) {
-	src := filepath.Join(testdata.Path(t, "fixtures/tiny-z-image-turbo"), "transformer")
+	src := filepath.Join(fixturefs.Path(t, "fixtures/tiny-z-image-turbo"), "transformer")
 	dir := t.TempDir()
 	f32 := filepath.Join(dir, "f32.safetensors")
 	code, out, errOut := runCmd(t, "convert", "--to", "f32", src, f32)

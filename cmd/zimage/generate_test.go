@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 )
 
 // TestGenerateMatchesFixture runs `zimage generate` on the fixture model for
@@ -17,7 +17,7 @@ import (
 // and compares the PNG with the reference PNG (≥ 99.9% of values within ±1,
 // none more than 4 off), then checks the text chunks.
 func TestGenerateMatchesFixture(t *testing.T) {
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	out := filepath.Join(t.TempDir(), "img.png")
 	prompt := "A red fox sitting in a snowy forest at dawn, photorealistic, 35mm photo, shallow depth of field, soft golden light"
 	t.Setenv("ZIMAGE_MODEL", model)
@@ -36,8 +36,8 @@ func TestGenerateMatchesFixture(t *testing.T) {
 	}
 
 	got := readPNG(t, out)
-	want := readPNG(t, testdata.Path(t, "fixtures/e2e/en_64x96_seed7_cfg.png"))
-	d := testdata.ComparePixels(t, got, want)
+	want := readPNG(t, fixturefs.Path(t, "fixtures/e2e/en_64x96_seed7_cfg.png"))
+	d := fixturefs.ComparePixels(t, got, want)
 	t.Logf("%d of %d values more than 1 off, max diff %d", d.Off1, d.Total, d.Max)
 	if float64(d.Off1) > 0.001*float64(d.Total) || d.Max > 4 {
 		t.Errorf("PNG differs from the reference: %d values > 1 off, max %d", d.Off1, d.Max)
@@ -59,7 +59,7 @@ func TestGenerateMatchesFixture(t *testing.T) {
 
 // TestGenerateUTF8Prompt writes a non-Latin-1 prompt as an iTXt chunk.
 func TestGenerateUTF8Prompt(t *testing.T) {
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	out := filepath.Join(t.TempDir(), "zh.png")
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"generate", "--model", model, "--prompt", "熊猫", "--negative-prompt", "模糊",
@@ -74,7 +74,7 @@ func TestGenerateUTF8Prompt(t *testing.T) {
 }
 
 func TestGenerateUsageErrors(t *testing.T) {
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	t.Setenv("ZIMAGE_MODEL", "")
 	// Without --model the default repository is used: offline, on an
 	// empty cache, that fails without touching the network.
@@ -114,7 +114,7 @@ func TestGenerateUsageErrors(t *testing.T) {
 // readPNG returns a PNG file's RGB values.
 func readPNG(t *testing.T, path string) []byte {
 	t.Helper()
-	return testdata.ReadPNG(t, path)
+	return fixturefs.ReadPNG(t, path)
 }
 
 // textChunks returns the tEXt and iTXt entries of a PNG file.

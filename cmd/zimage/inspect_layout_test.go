@@ -5,14 +5,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/weights"
 )
 
 // TestInspectLayouts: inspect names the layout of single files, all-in-one
 // checkpoints, hub cache folders and repository ids, and what is missing.
 func TestInspectLayouts(t *testing.T) {
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	m, err := weights.OpenModel(model)
 	if err != nil {
 		t.Fatal(err)

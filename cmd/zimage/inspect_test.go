@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/weights"
 )
 
@@ -21,7 +21,7 @@ func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 }
 
 func TestInspectModel(t *testing.T) {
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	code, out, errOut := runCmd(t, "inspect", model)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -52,7 +52,7 @@ func TestInspectModel(t *testing.T) {
 }
 
 func TestInspectFileIndexComponent(t *testing.T) {
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	shard := filepath.Join(model, "transformer", "diffusion_pytorch_model-00002-of-00003.safetensors")
 	code, out, errOut := runCmd(t, "inspect", "-tensors", shard)
 	if code != 0 || !strings.Contains(out, "safetensors file") || !strings.Contains(out, "tensors     35,") ||
@@ -81,7 +81,7 @@ func forged(hdr string, data int) []byte {
 }
 
 func TestInspectCorrupt(t *testing.T) {
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	shard, err := os.ReadFile(filepath.Join(model, "transformer", "diffusion_pytorch_model-00003-of-00003.safetensors"))
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +121,7 @@ func TestInspectCorrupt(t *testing.T) {
 
 // A model directory whose VAE lacks a tensor: the report names it, exit 1.
 func TestInspectModelCheckFailure(t *testing.T) {
-	src := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	src := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	dir := t.TempDir()
 	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
 		if err != nil {

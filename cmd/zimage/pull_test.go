@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/weights/hub"
 	"github.com/zimage/zimage/weights/hub/hubtest"
@@ -17,7 +17,7 @@ import (
 // fakeHubEnv serves the fixture model as the default repository and points
 // the HF_* environment at it, with an empty cache and a token.
 func fakeHubEnv(t *testing.T) (*hubtest.Server, string) {
-	fake := hubtest.New(t, hub.DefaultRepo, testdata.Path(t, "fixtures/tiny-z-image-turbo"), nil)
+	fake := hubtest.New(t, hub.DefaultRepo, fixturefs.Path(t, "fixtures/tiny-z-image-turbo"), nil)
 	fake.RequireToken("hf_test")
 	cache := t.TempDir()
 	t.Setenv("HF_ENDPOINT", fake.Endpoint())
@@ -81,7 +81,7 @@ func TestPull(t *testing.T) {
 // repository from the (fake) hub and draws the same image as the local
 // directory gives.
 func TestGenerateFromHub(t *testing.T) {
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	fakeHubEnv(t)
 	dir := t.TempDir()
 	args := []string{"generate", "--prompt", "a lighthouse", "--width", "64", "--height", "64", "--steps", "2", "--seed", "3", "--device", "cpu"}
@@ -103,7 +103,7 @@ func TestGenerateFromHub(t *testing.T) {
 // TestGenerateSingleFiles: ComfyUI-style files with the fixture's configs
 // give the same image as the diffusers directory.
 func TestGenerateSingleFiles(t *testing.T) {
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	t.Setenv("ZIMAGE_MODEL", "")
 	m, err := weights.OpenModel(model)
 	if err != nil {

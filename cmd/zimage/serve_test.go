@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 )
 
 // syncBuffer is a bytes.Buffer safe for a server goroutine writing logs
@@ -137,7 +137,7 @@ func rgbOf(t *testing.T, data []byte) (image.Rectangle, []byte) {
 // more than 4 off.
 func assertMatchesFixture(t *testing.T, got []byte, name string) {
 	t.Helper()
-	ref, err := os.ReadFile(testdata.Path(t, "fixtures/e2e/"+name+".png"))
+	ref, err := os.ReadFile(fixturefs.Path(t, "fixtures/e2e/"+name+".png"))
 	require.NoError(t, err)
 	gb, g := rgbOf(t, got)
 	wb, w := rgbOf(t, ref)
@@ -157,7 +157,7 @@ func assertMatchesFixture(t *testing.T, got []byte, name string) {
 // TestServeTinyModel runs `zimage serve` on the tiny fixture model (CPU) and
 // checks both APIs end to end against the reference images.
 func TestServeTinyModel(t *testing.T) {
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	data := t.TempDir()
 	key := addKeyCmd(t, data, "100")
 	url := startServe(t, "--data", data, "--model", model, "--device", "cpu", "--resolution", "64", "--price", "10")

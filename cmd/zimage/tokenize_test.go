@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 )
 
 func runTokenizeCmd(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -23,7 +23,7 @@ func runTokenizeCmd(t *testing.T, stdin string, args ...string) (code int, stdou
 }
 
 func TestTokenizeCommand(t *testing.T) {
-	model := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	tokJSON := filepath.Join(model, "tokenizer", "tokenizer.json")
 	const hello = "[151644,872,198,9707,151645,198,151644,77091,198]\n"
 
@@ -67,7 +67,7 @@ func TestTokenizeCommand(t *testing.T) {
 }
 
 func TestTokenizeDefaultModel(t *testing.T) {
-	t.Setenv("ZIMAGE_MODEL", testdata.Path(t, "fixtures/tiny-z-image-turbo"))
+	t.Setenv("ZIMAGE_MODEL", fixturefs.Path(t, "fixtures/tiny-z-image-turbo"))
 	if code, out, errOut := runTokenizeCmd(t, "", "Hello"); code != 0 || out != "[9707]\n" {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/zimage/zimage/cuda"
 	"github.com/zimage/zimage/cuda/internal/fakecuda"
 	"github.com/zimage/zimage/cuda/internal/hostshim"
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/weights"
 )
 
@@ -26,7 +26,7 @@ func TestRunOnFakeGPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := weights.OpenModel(testdata.Path(t, "fixtures/tiny-z-image-turbo"))
+	m, err := weights.OpenModel(fixturefs.Path(t, "fixtures/tiny-z-image-turbo"))
 	if err != nil {
 		t.Fatal(err)
 	}

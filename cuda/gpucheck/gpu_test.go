@@ -18,7 +18,7 @@ import (
 	"github.com/zimage/zimage/cuda"
 	"github.com/zimage/zimage/cuda/driver"
 	"github.com/zimage/zimage/cuda/internal/parity"
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage"
 )
@@ -168,8 +168,8 @@ func TestGPUMemoryErrors(t *testing.T) {
 // more than one level off the reference PNG), in bf16 a mean difference
 // below 3 levels.
 func TestGPUPipeline(t *testing.T) {
-	cases := testdata.E2ECases(t)
-	dir := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	cases := fixturefs.E2ECases(t)
+	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	for _, prec := range []cuda.Precision{cuda.F32, cuda.BF16} {
 		t.Run(prec.String(), func(t *testing.T) {
 			b := gpuBackend(t, cuda.Options{Precision: prec})
@@ -186,8 +186,8 @@ func TestGPUPipeline(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", c.Name, err)
 				}
-				want := testdata.ReadPNG(t, testdata.Path(t, filepath.Join("fixtures/e2e", c.Name+".png")))
-				d := testdata.ComparePixels(t, testdata.RGB(res.Image), want)
+				want := fixturefs.ReadPNG(t, fixturefs.Path(t, filepath.Join("fixtures/e2e", c.Name+".png")))
+				d := fixturefs.ComparePixels(t, fixturefs.RGB(res.Image), want)
 				t.Logf("%s %s: %.3f%% >1 level off, max %d, mean %.3f (%v total)", prec, c.Name, 100*d.FracOff1(), d.Max, d.Mean, res.Timings.Total)
 				if prec == cuda.F32 && (d.FracOff1() > 0.001 || d.Max > 4) || d.Mean > 3 {
 					t.Errorf("%s: image differs from the reference", c.Name)

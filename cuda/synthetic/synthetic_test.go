@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/weights"
 )
 
@@ -14,7 +14,7 @@ import (
 // generator lists must exist with the same shape, and vice versa, except the
 // VAE encoder).
 func TestMatchesFixtureCheckpoint(t *testing.T) {
-	m, err := weights.OpenModel(testdata.Path(t, "fixtures/tiny-z-image-turbo"))
+	m, err := weights.OpenModel(fixturefs.Path(t, "fixtures/tiny-z-image-turbo"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/weights/hub/hubtest"
 )
@@ -31,7 +31,7 @@ var extras = map[string][]byte{
 
 // newFake serves the tiny fixture model (plus extras) as testRepo.
 func newFake(t *testing.T) *hubtest.Server {
-	return hubtest.New(t, testRepo, testdata.Path(t, "fixtures/tiny-z-image-turbo"), extras)
+	return hubtest.New(t, testRepo, fixturefs.Path(t, "fixtures/tiny-z-image-turbo"), extras)
 }
 
 // newClient returns a client on an empty cache talking to fake.
@@ -355,7 +355,7 @@ func TestOffline(t *testing.T) {
 // (blobs named by etag, relative symlinks, refs/main) and finds it without
 // any network.
 func TestDiffusersCache(t *testing.T) {
-	src := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	src := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	cache := t.TempDir()
 	commit := "0123456789abcdef0123456789abcdef01234567"
 	repoDir := filepath.Join(cache, "models--Tongyi-MAI--Z-Image-Turbo")

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu"
@@ -42,7 +42,7 @@ func (w *weightCounter) Free(ts ...compute.Tensor) {
 }
 
 func source(t *testing.T) (weights.Qwen3Config, nn.Source) {
-	dir := testdata.Path(t, "fixtures/tiny-z-image-turbo")
+	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	cfg := weights.DefaultQwen3Config()
 	src := fixture.Component(t, filepath.Join(dir, "text_encoder"), &cfg)
 	return cfg, src

@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/zimage"
 )
 
@@ -30,7 +30,7 @@ func TestLoadTinyModel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
 	}
-	p, err := zimage.Load(context.Background(), testdata.Path(t, "fixtures/tiny-z-image-turbo"), zimage.WithDevice("cpu"))
+	p, err := zimage.Load(context.Background(), fixturefs.Path(t, "fixtures/tiny-z-image-turbo"), zimage.WithDevice("cpu"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close() })
 

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu"
@@ -79,7 +79,7 @@ func TestDecodeFixtures(t *testing.T) {
 				}
 			}
 			// And the PNG holds the same pixels.
-			f, err := os.Open(testdata.Path(t, "fixtures/vae_"+id+".png"))
+			f, err := os.Open(fixturefs.Path(t, "fixtures/vae_"+id+".png"))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -15,7 +15,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/tokenizer"
 )
 
@@ -27,7 +27,7 @@ func main() {
 }
 
 func paths() (tokJSON, corpus string, err error) {
-	dir, err := testdata.Materialize("tokenizer")
+	dir, err := fixturefs.Materialize("tokenizer")
 	if err != nil {
 		return "", "", err
 	}

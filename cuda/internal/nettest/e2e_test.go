@@ -8,19 +8,19 @@ import (
 	"github.com/zimage/zimage/cuda"
 	"github.com/zimage/zimage/cuda/internal/fakecuda"
 	"github.com/zimage/zimage/cuda/internal/hostshim"
-	"github.com/zimage/zimage/internal/testdata"
+	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/zimage"
 )
 
-func loadCase(t *testing.T, name string) testdata.E2ECase {
+func loadCase(t *testing.T, name string) fixturefs.E2ECase {
 	t.Helper()
-	for _, c := range testdata.E2ECases(t) {
+	for _, c := range fixturefs.E2ECases(t) {
 		if c.Name == name {
 			return c
 		}
 	}
 	t.Fatalf("no e2e case %s", name)
-	return testdata.E2ECase{}
+	return fixturefs.E2ECase{}
 }
 
 // fakeBackend returns a CUDA backend on a fake GPU running kernels on the CPU.
@@ -64,8 +64,8 @@ func TestPipelineOnFakeGPU(t *testing.T) {
 		t.Skip("slow: the kernels run on CPU threads")
 	}
 	c := loadCase(t, "en_64x64_seed42")
-	dir := testdata.Path(t, "fixtures/tiny-z-image-turbo")
-	want := testdata.ReadPNG(t, testdata.Path(t, "fixtures/e2e/"+c.Name+".png"))
+	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
+	want := fixturefs.ReadPNG(t, fixturefs.Path(t, "fixtures/e2e/"+c.Name+".png"))
 	for _, prec := range []cuda.Precision{cuda.F32, cuda.BF16} {
 		t.Run(prec.String(), func(t *testing.T) {
 			b := fakeBackend(t, prec)
@@ -78,7 +78,7 @@ func TestPipelineOnFakeGPU(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := testdata.ComparePixels(t, testdata.RGB(res.Image), want)
+			d := fixturefs.ComparePixels(t, fixturefs.RGB(res.Image), want)
 			t.Logf("%s: %.3f%% values >1 level off, max %d, mean |Δ| %.3f; peak device memory %d B", prec, 100*d.FracOff1(), d.Max, d.Mean, b.PeakBytes())
 			switch prec {
 			case cuda.F32:

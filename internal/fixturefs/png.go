@@ -1,4 +1,4 @@
-package testdata
+package fixturefs
 
 import (
 	"image"

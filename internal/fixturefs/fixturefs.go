@@ -1,7 +1,7 @@
-// Package testdata gives tests the project's reference fixtures as plain files.
+// Package fixturefs gives tests the project's reference fixtures as plain files.
 // Large fixtures are committed zstd-compressed under testdata/ at the module
 // root; Path decompresses them once per machine into a cache directory.
-package testdata
+package fixturefs
 
 import (
 	"crypto/sha256"
@@ -13,7 +13,9 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -43,14 +45,16 @@ func Materialize(rel string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// The cache key covers names, sizes and mtimes of the committed files, so an
-	// updated fixture never reuses a stale copy.
-	h := sha256.New()
-	for _, f := range files {
-		fmt.Fprintf(h, "%s\x00%d\x00%d\n", f.rel, f.size, f.mtime)
+	// The cache key covers the names and contents of the committed files, so
+	// every clone at the same fixtures shares one copy and an updated fixture
+	// never reuses a stale one.
+	key, err := cacheKey(files)
+	if err != nil {
+		return "", err
 	}
-	key := hex.EncodeToString(h.Sum(nil))[:16]
-	base := filepath.Join(os.TempDir(), "zimage-testdata", key)
+	prefix := strings.NewReplacer("/", "_", "\\", "_", ".", "_").Replace(filepath.ToSlash(rel)) + "-"
+	cache := filepath.Join(os.TempDir(), "zimage-testdata")
+	base := filepath.Join(cache, prefix+key)
 	dst := filepath.Join(base, filepath.FromSlash(rel))
 	if _, err := os.Stat(filepath.Join(base, ".complete")); err == nil {
 		return dst, nil
@@ -80,12 +84,64 @@ func Materialize(rel string) (string, error) {
 			return "", err
 		}
 	}
+	pruneStale(cache, prefix, base)
 	return dst, nil
+}
+
+func cacheKey(files []entry) (string, error) {
+	h := sha256.New()
+	for _, f := range files {
+		sum, err := contentHash(f.abs)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s\x00%s\n", f.rel, sum)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// pruneStale removes older copies of the same fixture path (other contents)
+// that no test has created in the last hour, so the cache keeps one copy per
+// path instead of growing with every fixture update.
+func pruneStale(cache, prefix, keep string) {
+	entries, err := os.ReadDir(cache)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		p := filepath.Join(cache, e.Name())
+		if !e.IsDir() || p == keep || !strings.HasPrefix(e.Name(), prefix) || strings.Contains(e.Name()[len(prefix):], "-") {
+			continue
+		}
+		if info, err := os.Stat(filepath.Join(p, ".complete")); err == nil && time.Since(info.ModTime()) > time.Hour {
+			os.RemoveAll(p)
+		}
+	}
+}
+
+var hashes sync.Map // absolute path → hex sha256 of its bytes (per process)
+
+func contentHash(path string) (string, error) {
+	if v, ok := hashes.Load(path); ok {
+		return v.(string), nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	hashes.Store(path, sum)
+	return sum, nil
 }
 
 type entry struct {
 	abs, rel, out string
-	size, mtime   int64
+	size          int64
 }
 
 func listing(src, rel string) ([]entry, error) {
@@ -93,7 +149,7 @@ func listing(src, rel string) ([]entry, error) {
 	add := func(abs string, info os.FileInfo) {
 		r, _ := filepath.Rel(Root(), abs)
 		r = filepath.ToSlash(r)
-		files = append(files, entry{abs: abs, rel: r, out: strings.TrimSuffix(r, ".zst"), size: info.Size(), mtime: info.ModTime().UnixNano()})
+		files = append(files, entry{abs: abs, rel: r, out: strings.TrimSuffix(r, ".zst"), size: info.Size()})
 	}
 	info, err := os.Stat(src)
 	if err != nil {
