@@ -67,6 +67,12 @@ type Fake struct {
 	events    int
 	lastErr   error
 	argsBuf   [32]uint64
+
+	// Fault injection (inject.go).
+	faults     map[string]Fault
+	launched   map[string]int
+	sticky     driver.Result
+	ctxCreated int
 }
 
 type alloc struct {
@@ -77,8 +83,9 @@ type alloc struct {
 // New returns a fake GPU (Hopper, 1 GiB) with its API table filled.
 func New() *Fake {
 	f := &Fake{Version: 12020, Devices: 1, CCMajor: 9, TotalMem: 1 << 30, MemoryPools: true,
-		hostAlloc: map[uintptr][]byte{}, Calls: map[string]int{}, sigs: kernels.Signatures()}
+		hostAlloc: map[uintptr][]byte{}, Calls: map[string]int{}, sigs: kernels.Signatures(), launched: map[string]int{}}
 	f.API = f.table()
+	f.wrapSticky(f.API)
 	return f
 }
 
@@ -459,6 +466,12 @@ func (l launcher) LaunchKernel(fn driver.Function, gx, gy, gz, bx, by, bz, smem 
 				name, gx, gy, gz, bx, by, bz, smem, g, b, sm, lq, heads)
 		}
 	}
+	fault, snap, r, run := f.injectBefore(name, sig)
+	if !run {
+		f.mu.Unlock()
+		return r
+	}
+	defer f.injectAfter(fault, snap)
 	record := f.Record || f.LaunchHook != nil || (f.EmulateFlash && tc)
 	var rec *Launch
 	if record {
