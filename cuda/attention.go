@@ -127,6 +127,11 @@ func (b *Backend) Attention(q, k, v compute.Tensor, heads, kvHeads int, scale fl
 		return b.placeholder(shapeOf(q)...)
 	}
 	tq, tk, tv := ts[0], ts[1], ts[2]
+	if lq > 0 && lk > 0 && dh > 0 && b.attnPath(dh) == "" {
+		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor {
+			return c.Attention(in[0], in[1], in[2], heads, kvHeads, scale, causal)
+		}, q, k, v)
+	}
 	return b.exec(op, tq.shape, func(out *Tensor) error {
 		if lq == 0 || dh == 0 {
 			return nil
@@ -139,13 +144,12 @@ func (b *Backend) Attention(q, k, v compute.Tensor, heads, kvHeads int, scale fl
 			cz = 1
 		}
 		a := attnArgs{out, tq, tk, tv, lq, lk, dh, heads, kvHeads, scale, cz}
-		if k := b.tc[dh]; k != nil && aligned16(tq, tk, tv, out) {
-			if dh == 128 {
-				return b.flashAttention(k, a)
-			}
-			return b.splitAttention(k, a)
-		}
-		if b.attn != attnGemm && b.k.flashGeneric != nil && genericSmem(dh) <= b.genericSmemMax {
+		switch b.attnPath(dh, tq, tk, tv, out) {
+		case FamAttnTC128:
+			return b.flashAttention(b.tc[dh], a)
+		case FamAttnTC256, FamAttnTC512:
+			return b.splitAttention(b.tc[dh], a)
+		case FamAttnGeneric:
 			return b.genericAttention(a)
 		}
 		return b.gemmAttention(a)
@@ -260,4 +264,22 @@ func (b *Backend) genericAttention(a attnArgs) error {
 	b.d.args.reset().p(a.q.ptr).p(a.k.ptr).p(a.v.ptr).p(a.out.ptr).i(a.lq).i(a.lk).i(a.heads).i(a.kvHeads).i(a.dh).f(a.scale).i(a.causal)
 	grid := dim3{uint32((a.lq + genericRows - 1) / genericRows), uint32(a.heads), uint32((a.dh + genericChunk - 1) / genericChunk)}
 	return b.d.launch(b.k.flashGeneric, grid, dim3{128, 1, 1}, uint32(genericSmem(a.dh)))
+}
+
+// attnPath picks the attention family for head size dh, given the operands
+// (none: before the output exists, alignment is not checked): a tensor-core
+// kernel when one applies and is enabled, else the generic kernel when it
+// is enabled and its shared memory fits, else the GEMM path when enabled;
+// "" means the host fallback.
+func (b *Backend) attnPath(dh int, ts ...*Tensor) Family {
+	if f := tcFamily(dh); b.tc[dh] != nil && b.on(f) && aligned16(ts...) {
+		return f
+	}
+	if b.attn != attnGemm && b.k.flashGeneric != nil && genericSmem(dh) <= b.genericSmemMax && b.on(FamAttnGeneric) {
+		return FamAttnGeneric
+	}
+	if b.on(FamAttnGemm) {
+		return FamAttnGemm
+	}
+	return ""
 }

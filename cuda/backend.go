@@ -29,6 +29,7 @@ import (
 	"github.com/zimage/zimage/cuda/driver"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
+	"github.com/zimage/zimage/zimage/cpu"
 )
 
 // Re-exported errors of the initialisation ladder (errors.Is).
@@ -85,6 +86,12 @@ type Options struct {
 	// run the kernels on the host shim use 32 (one warp).
 	BlockThreads int
 
+	// SelfTest says whether New runs the kernel self-test (selftest.go);
+	// SelfTestCache is the directory of its cached results ("":
+	// os.UserCacheDir()/zimage/selftest).
+	SelfTest      SelfTestMode
+	SelfTestCache string
+
 	// Driver and BLAS replace the system libraries (tests, embedding); nil
 	// loads libcuda.so.1 and libcublasLt.
 	Driver *driver.API
@@ -133,6 +140,14 @@ type Backend struct {
 	genericSmemMax int
 	synth          bool
 	log            *slog.Logger
+
+	// Kernel families turned off by the self-test (families.go,
+	// selftest.go), the CPU backend of their host fallbacks, and the
+	// self-test's outcome.
+	fam      families
+	hostOnce sync.Once
+	hostCPU  *cpu.Backend
+	selfTest *SelfTestReport
 
 	mu  sync.Mutex
 	err error
@@ -195,8 +210,16 @@ func New(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	b.setupAttention(mode)
-	p := d.Props()
-	log.Debug("cuda: device ready", "name", p.Name, "cc", p.CC(), "sms", p.SMs, "mem", p.TotalMem, "precision", opts.Precision.String(), "flash", b.flash, "tc", len(b.tc))
+	if err := b.startSelfTest(opts); err != nil {
+		b.d.Close()
+		return nil, err
+	}
+	if err := b.Err(); err != nil { // the device could not be reopened after a fault
+		b.d.Close()
+		return nil, err
+	}
+	p := b.d.Props()
+	log.Debug("cuda: device ready", "name", p.Name, "cc", p.CC(), "sms", p.SMs, "mem", p.TotalMem, "precision", opts.Precision.String(), "flash", b.flash, "tc", len(b.tc), "disabled", fmt.Sprint(b.Disabled()))
 	return b, nil
 }
 

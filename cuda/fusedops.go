@@ -17,6 +17,9 @@ var _ fused.Ops = (*Backend)(nil)
 // RMSNormModulate returns RMSNorm(x, w, eps)·(1 + scale) in one pass: x
 // [M, D], w [D] or nil, scale [D] (or [1, D]) or nil.
 func (b *Backend) RMSNormModulate(x, w, scale compute.Tensor, eps float32) compute.Tensor {
+	if !b.on(FamFusedNorm) {
+		return fused.RMSNormModulate(unfused{b}, x, w, scale, eps)
+	}
 	_, out := b.rmsnormEx("RMSNormModulate", normEx{x: x, w: w, scale: scale}, eps)
 	return out
 }
@@ -24,6 +27,9 @@ func (b *Backend) RMSNormModulate(x, w, scale compute.Tensor, eps float32) compu
 // RMSNormGatedAdd returns x + tanh(gate)·RMSNorm(y, w, eps) in one pass (gate
 // nil: x + RMSNorm(y, w, eps)).
 func (b *Backend) RMSNormGatedAdd(x, y, w, gate compute.Tensor, eps float32) compute.Tensor {
+	if !b.on(FamFusedNorm) {
+		return fused.RMSNormGatedAdd(unfused{b}, x, y, w, gate, eps)
+	}
 	_, out := b.rmsnormEx("RMSNormGatedAdd", normEx{x: y, w: w, res: x, gate: gate}, eps)
 	return out
 }
@@ -31,8 +37,15 @@ func (b *Backend) RMSNormGatedAdd(x, y, w, gate compute.Tensor, eps float32) com
 // AddRMSNorm returns sum = x + y and RMSNorm(sum, w, eps) in one pass (the
 // norm sees the sum as stored).
 func (b *Backend) AddRMSNorm(x, y, w compute.Tensor, eps float32) (sum, norm compute.Tensor) {
+	if !b.on(FamFusedNorm) {
+		return fused.AddRMSNorm(unfused{b}, x, y, w, eps)
+	}
 	return b.rmsnormEx("AddRMSNorm", normEx{x: x, xadd: y, w: w, sum: true}, eps)
 }
+
+// unfused hides the backend's fused ops, so the helpers of package fused
+// run the plain op sequence on it (the fallback of a disabled fused family).
+type unfused struct{ compute.Backend }
 
 // normEx are the operands of zk_rmsnorm_ex (see fused.cu); nil is absent.
 type normEx struct {
@@ -138,6 +151,9 @@ func (b *Backend) exec2(op string, shape []int, fn func(a, c *Tensor) error) (co
 // half-split pairs, as RoPE), in one pass.
 func (b *Backend) HeadRMSNormRoPE(x, w, cos, sin compute.Tensor, heads int, eps float32, interleaved bool) compute.Tensor {
 	const op = "HeadRMSNormRoPE"
+	if !b.on(FamFusedHeadRoPE) {
+		return fused.HeadRMSNormRoPE(unfused{b}, x, w, cos, sin, heads, eps, interleaved)
+	}
 	if b.failed() {
 		return b.placeholder(shapeOf(x)...)
 	}

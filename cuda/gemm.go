@@ -94,6 +94,9 @@ var colBudget = 256 << 20
 // the output move about as many bytes as im2col does.
 func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 	const op = "Conv2D"
+	if !b.on(FamConv) {
+		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.Conv2D(in[0], in[1], in[2], pad) }, x, w, bias)
+	}
 	shape, rule := compute.Conv2DShape(x, w, bias, pad)
 	ts, ok := b.operands(op, rule, x, w, bias)
 	if !ok {

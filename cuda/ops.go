@@ -21,7 +21,13 @@ func (b *Backend) ew(k *kernel, n int, pack func(l *launcher)) error {
 	return b.d.launch(k, g, bl, 0)
 }
 
-func (b *Backend) unary(op string, k *kernel, x compute.Tensor) compute.Tensor {
+// hostFn computes an op with backend c on operands in (host fallbacks).
+type hostFn = func(c compute.Backend, in []compute.Tensor) compute.Tensor
+
+func (b *Backend) unary(op string, k *kernel, x compute.Tensor, host hostFn) compute.Tensor {
+	if !b.on(FamElementwise) {
+		return b.onHost(op, host, x)
+	}
 	if b.failed() {
 		return b.placeholder(shapeOf(x)...)
 	}
@@ -35,7 +41,10 @@ func (b *Backend) unary(op string, k *kernel, x compute.Tensor) compute.Tensor {
 	})
 }
 
-func (b *Backend) binary(op string, k *kernel, x, y compute.Tensor) compute.Tensor {
+func (b *Backend) binary(op string, k *kernel, x, y compute.Tensor, host hostFn) compute.Tensor {
+	if !b.on(FamElementwise) {
+		return b.onHost(op, host, x, y)
+	}
 	shape, rule := compute.SameShape(op, x, y)
 	ts, ok := b.operands(op, rule, x, y)
 	if !ok {
@@ -49,19 +58,27 @@ func (b *Backend) binary(op string, k *kernel, x, y compute.Tensor) compute.Tens
 }
 
 // SiLU returns x·sigmoid(x).
-func (b *Backend) SiLU(x compute.Tensor) compute.Tensor { return b.unary("SiLU", b.k.silu, x) }
+func (b *Backend) SiLU(x compute.Tensor) compute.Tensor {
+	return b.unary("SiLU", b.k.silu, x, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.SiLU(in[0]) })
+}
 
 // SwiGLU returns silu(gate)·up.
 func (b *Backend) SwiGLU(gate, up compute.Tensor) compute.Tensor {
-	return b.binary("SwiGLU", b.k.swiglu, gate, up)
+	return b.binary("SwiGLU", b.k.swiglu, gate, up, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.SwiGLU(in[0], in[1]) })
 }
 
 // Add returns a + c.
-func (b *Backend) Add(a, c compute.Tensor) compute.Tensor { return b.binary("Add", b.k.add, a, c) }
+func (b *Backend) Add(a, c compute.Tensor) compute.Tensor {
+	return b.binary("Add", b.k.add, a, c, func(h compute.Backend, in []compute.Tensor) compute.Tensor { return h.Add(in[0], in[1]) })
+}
 
 // Scale returns x·s + c.
 func (b *Backend) Scale(x compute.Tensor, s, c float32) compute.Tensor {
+	c0 := c
 	const op = "Scale"
+	if !b.on(FamElementwise) {
+		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.Scale(in[0], s, c0) }, x)
+	}
 	if b.failed() {
 		return b.placeholder(shapeOf(x)...)
 	}
@@ -78,6 +95,9 @@ func (b *Backend) Scale(x compute.Tensor, s, c float32) compute.Tensor {
 // Modulate returns x·(1 + scale) with scale broadcast over rows.
 func (b *Backend) Modulate(x, scale compute.Tensor) compute.Tensor {
 	const op = "Modulate"
+	if !b.on(FamElementwise) {
+		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.Modulate(in[0], in[1]) }, x, scale)
+	}
 	_, d, rule := compute.RowBroadcastShape(op, x, scale)
 	in, ok := b.operands(op, rule, x, scale)
 	if !ok {
@@ -93,8 +113,11 @@ func (b *Backend) Modulate(x, scale compute.Tensor) compute.Tensor {
 // GatedAdd returns x + tanh(gate)·y (gate broadcast over rows; nil is 1).
 func (b *Backend) GatedAdd(x, y, gate compute.Tensor) compute.Tensor {
 	const op = "GatedAdd"
+	if !b.on(FamElementwise) {
+		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.GatedAdd(in[0], in[1], in[2]) }, x, y, gate)
+	}
 	if gate == nil {
-		return b.binary(op, b.k.add, x, y)
+		return b.binary(op, b.k.add, x, y, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.Add(in[0], in[1]) })
 	}
 	_, rule := compute.GatedAddShape(x, y, gate)
 	in, ok := b.operands(op, rule, x, y, gate)
@@ -112,6 +135,9 @@ func (b *Backend) GatedAdd(x, y, gate compute.Tensor) compute.Tensor {
 // RMSNorm returns x·rsqrt(mean(x²)+eps)·w per row (float32 statistics).
 func (b *Backend) RMSNorm(x, w compute.Tensor, eps float32) compute.Tensor {
 	const op = "RMSNorm"
+	if !b.on(FamNorm) {
+		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.RMSNorm(in[0], in[1], eps) }, x, w)
+	}
 	m, d, rule := compute.NormShape(op, x, w)
 	ts, ok := b.operands(op, rule, x, w)
 	if !ok {
@@ -134,6 +160,9 @@ func (b *Backend) RMSNorm(x, w compute.Tensor, eps float32) compute.Tensor {
 // LayerNorm returns (x-mean)·rsqrt(var+eps) per row, no affine.
 func (b *Backend) LayerNorm(x compute.Tensor, eps float32) compute.Tensor {
 	const op = "LayerNorm"
+	if !b.on(FamNorm) {
+		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.LayerNorm(in[0], eps) }, x)
+	}
 	m, d, rule := compute.NormShape(op, x, nil)
 	ts, ok := b.operands(op, rule, x)
 	if !ok {
@@ -163,6 +192,23 @@ func (b *Backend) GroupNormSiLU(x, w, bias compute.Tensor, groups int, eps float
 
 // groupNorm is GroupNorm, followed by SiLU when act is 1.
 func (b *Backend) groupNorm(op string, x, w, bias compute.Tensor, groups int, eps float32, act int) compute.Tensor {
+	if act == 1 && !b.on(FamFusedGNSiLU) {
+		n := b.groupNorm("GroupNorm", x, w, bias, groups, eps, 0)
+		out := b.SiLU(n)
+		b.Free(n)
+		return out
+	}
+	if !b.on(FamGroupNorm) {
+		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor {
+			n := c.GroupNorm(in[0], in[1], in[2], groups, eps)
+			if act == 0 {
+				return n
+			}
+			out := c.SiLU(n)
+			c.Free(n)
+			return out
+		}, x, w, bias)
+	}
 	c, rule := compute.GroupNormShape(op, x, w, bias, groups)
 	ts, ok := b.operands(op, rule, x, w, bias)
 	if !ok {
@@ -196,6 +242,11 @@ func (b *Backend) groupNorm(op string, x, w, bias compute.Tensor, groups int, ep
 // RoPE rotates each head of x [L, heads·dh] by cos, sin [L, dh/2].
 func (b *Backend) RoPE(x, cos, sin compute.Tensor, heads int, interleaved bool) compute.Tensor {
 	const op = "RoPE"
+	if !b.on(FamRoPE) {
+		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor {
+			return c.RoPE(in[0], in[1], in[2], heads, interleaved)
+		}, x, cos, sin)
+	}
 	l, dh, rule := compute.RoPEShape(x, cos, sin, heads)
 	in, ok := b.operands(op, rule, x, cos, sin)
 	if !ok {
@@ -217,6 +268,9 @@ func (b *Backend) RoPE(x, cos, sin compute.Tensor, heads int, interleaved bool) 
 // Upsample2x is nearest-neighbour upsampling [C, H, W] → [C, 2H, 2W].
 func (b *Backend) Upsample2x(x compute.Tensor) compute.Tensor {
 	const op = "Upsample2x"
+	if !b.on(FamElementwise) {
+		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.Upsample2x(in[0]) }, x)
+	}
 	shape, rule := compute.Upsample2xShape(x)
 	xs, ok := b.operands(op, rule, x)
 	if !ok {
@@ -232,6 +286,9 @@ func (b *Backend) Upsample2x(x compute.Tensor) compute.Tensor {
 // Transpose returns the transpose of a 2-D tensor.
 func (b *Backend) Transpose(x compute.Tensor) compute.Tensor {
 	const op = "Transpose"
+	if !b.on(FamElementwise) {
+		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.Transpose(in[0]) }, x)
+	}
 	shape, rule := compute.TransposeShape(x)
 	xs, ok := b.operands(op, rule, x)
 	if !ok {
@@ -256,6 +313,9 @@ func (b *Backend) copy2d(src, dst driver.DevicePtr, rows, cols, lds, ldd int) er
 // Embedding gathers rows ids of table [V, D].
 func (b *Backend) Embedding(table compute.Tensor, ids []int) compute.Tensor {
 	const op = "Embedding"
+	if !b.on(FamElementwise) {
+		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.Embedding(in[0], ids) }, table)
+	}
 	shape, rule := compute.EmbeddingShape(table, ids)
 	ts, ok := b.operands(op, rule, table)
 	if !ok {
@@ -336,6 +396,9 @@ func (b *Backend) Concat(ts ...compute.Tensor) compute.Tensor {
 // Repeat stacks n copies of row [D] or [1, D] → [n, D].
 func (b *Backend) Repeat(row compute.Tensor, n int) compute.Tensor {
 	const op = "Repeat"
+	if !b.on(FamElementwise) {
+		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.Repeat(in[0], n) }, row)
+	}
 	shape, rule := compute.RepeatShape(row, n)
 	rs, ok := b.operands(op, rule, row)
 	if !ok {
@@ -350,6 +413,9 @@ func (b *Backend) Repeat(row compute.Tensor, n int) compute.Tensor {
 // Slice returns columns [start, end) of x [M, N].
 func (b *Backend) Slice(x compute.Tensor, start, end int) compute.Tensor {
 	const op = "Slice"
+	if !b.on(FamElementwise) {
+		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.Slice(in[0], start, end) }, x)
+	}
 	shape, rule := compute.SliceShape(x, start, end)
 	xs, ok := b.operands(op, rule, x)
 	if !ok {

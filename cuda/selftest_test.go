@@ -1,0 +1,213 @@
+package cuda
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zimage/zimage/cuda/internal/fakecuda"
+	"github.com/zimage/zimage/cuda/internal/hostshim"
+	"github.com/zimage/zimage/cuda/internal/parity"
+)
+
+// selfTested returns a backend on a fake GPU (kernels on the host shim)
+// whose New ran the self-test in mode, with its cache in dir, its log and
+// the fake. inject runs before New.
+func selfTested(t *testing.T, prec Precision, mode SelfTestMode, dir string, inject func(f *fakecuda.Fake)) (*Backend, *fakecuda.Fake, *bytes.Buffer) {
+	t.Helper()
+	var log bytes.Buffer
+	b, f, _ := newFake(t, prec, true, func(o *Options, f *fakecuda.Fake) {
+		o.SelfTest, o.SelfTestCache = mode, dir
+		o.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		if inject != nil {
+			inject(f)
+		}
+	})
+	return b, f, &log
+}
+
+func TestSelfTestPassesAndCaches(t *testing.T) {
+	for _, prec := range []Precision{F32, BF16} {
+		t.Run(prec.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			start := time.Now()
+			b, f, log := selfTested(t, prec, SelfTestAuto, dir, nil)
+			took := time.Since(start)
+			r := b.SelfTest()
+			if r == nil || r.Cached {
+				t.Fatalf("report %+v", r)
+			}
+			t.Logf("self-test on the host shim: %v (report says %v), %d launches\n%s", took, r.Duration, f.TotalLaunches(), r.Table())
+			if d := b.Disabled(); len(d) != 0 {
+				t.Fatalf("families disabled on a correct fake GPU: %v\n%s", d, r.Table())
+			}
+			for _, fr := range r.Families {
+				tc := tcHead(fr.Family) != 0
+				want := "pass"
+				if tc && prec == F32 {
+					want = "n/a"
+				}
+				if fr.Status != want || (want == "pass" && fr.Cases == 0) {
+					t.Errorf("%s: %s after %d cases, want %s", fr.Family, fr.Status, fr.Cases, want)
+				}
+			}
+			files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+			if len(files) != 1 || r.Path != files[0] {
+				t.Fatalf("cache files %v, report path %q", files, r.Path)
+			}
+			if !strings.Contains(log.String(), "cuda: self-test") {
+				t.Errorf("no self-test log line:\n%s", log)
+			}
+
+			// A second start on the same device takes the cached result and
+			// launches nothing.
+			b2, f2, log2 := selfTested(t, prec, SelfTestAuto, dir, nil)
+			if r2 := b2.SelfTest(); r2 == nil || !r2.Cached || len(r2.Families) != len(r.Families) {
+				t.Fatalf("second start: %+v", r2)
+			}
+			if n := f2.TotalLaunches(); n != 0 {
+				t.Errorf("second start launched %d kernels", n)
+			}
+			if !strings.Contains(log2.String(), "cached=true") {
+				t.Errorf("log does not say the result was cached:\n%s", log2)
+			}
+			// Force runs it again.
+			_, f3, _ := selfTested(t, prec, SelfTestForce, dir, nil)
+			if f3.TotalLaunches() == 0 {
+				t.Error("force did not run the self-test")
+			}
+		})
+	}
+}
+
+func TestSelfTestCorruptCacheReruns(t *testing.T) {
+	dir := t.TempDir()
+	b, _, _ := selfTested(t, F32, SelfTestAuto, dir, nil)
+	path := b.SelfTest().Path
+	for _, junk := range []string{"{not json", `{"version":1,"key":"other","families":[{"family":"gemm","status":"pass"}]}`, ""} {
+		if err := os.WriteFile(path, []byte(junk), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		b2, f2, _ := selfTested(t, F32, SelfTestAuto, dir, nil)
+		if b2.SelfTest().Cached || f2.TotalLaunches() == 0 {
+			t.Errorf("cache %q was used", junk)
+		}
+	}
+	// The rerun rewrote a good cache.
+	if r := loadSelfTest(path, b.SelfTest().Key); r == nil {
+		t.Error("cache not rewritten")
+	}
+}
+
+func TestSelfTestOffByDefaultWithInjectedDriver(t *testing.T) {
+	b, f, _ := newFake(t, F32, true)
+	if b.SelfTest() != nil || f.TotalLaunches() != 0 {
+		t.Errorf("self-test ran with an injected driver and no SelfTest option")
+	}
+	for s, want := range map[string]SelfTestMode{"": SelfTestDefault, "off": SelfTestOff, "FORCE": SelfTestForce, "auto": SelfTestAuto} {
+		if m, err := ParseSelfTestMode(s); err != nil || m != want {
+			t.Errorf("ParseSelfTestMode(%q) = %v, %v", s, m, err)
+		}
+	}
+	if _, err := ParseSelfTestMode("sometimes"); err == nil {
+		t.Error("bad mode accepted")
+	}
+}
+
+// TestSelfTestFaults injects each kind of fault into one kernel and checks
+// that exactly that kernel's family is disabled (the log says which, and
+// why), that the backend still computes the op right through the fallback,
+// and that the cached result disables it again without a launch.
+func TestSelfTestFaults(t *testing.T) {
+	cases := []struct {
+		prec   Precision
+		kernel string
+		fault  fakecuda.Fault
+		family Family
+		op     string // a parity case that goes through the family
+		logs   string
+	}{
+		{BF16, "zk_tc_flash_attn_bf16_d128", fakecuda.FaultWrong, FamAttnTC128, "AttentionD128CausalGQA", "max_err="},
+		{BF16, "zk_tc_flash_attn_bf16_d512", fakecuda.FaultNaN, FamAttnTC512, "AttentionD512", "non-finite"},
+		{BF16, "zk_rmsnorm_ex_bf16", fakecuda.FaultIllegalAddress, FamFusedNorm, "FusedRMSNormModulate", "CUDA_ERROR_ILLEGAL_ADDRESS"},
+		{F32, "zk_head_norm_rope_f32", fakecuda.FaultLaunch, FamFusedHeadRoPE, "FusedHeadRMSNormRoPEHalf", "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES"},
+		{F32, "zk_flash_attn_f32", fakecuda.FaultWrong, FamAttnGeneric, "AttentionMHA", "max_err="},
+		{F32, "zk_rope_f32", fakecuda.FaultNaN, FamRoPE, "RoPEInterleaved", "non-finite"},
+		{BF16, "zk_gn_stats_bf16", fakecuda.FaultWrong, FamGroupNorm, "GroupNorm", "max_err="},
+		{F32, "zk_im2col_f32", fakecuda.FaultIllegalAddress, FamConv, "Conv3x3", "CUDA_ERROR_ILLEGAL_ADDRESS"},
+		{F32, "zk_silu_f32", fakecuda.FaultWrong, FamElementwise, "SiLU", "max_err="},
+		{BF16, "zk_softmax_warp_bf16", fakecuda.FaultNaN, FamAttnGemm, "AttentionCausalGQA", "non-finite"},
+	}
+	for _, c := range cases {
+		t.Run(c.family.String()+"-"+c.fault.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			b, f, log := selfTested(t, c.prec, SelfTestAuto, dir, func(f *fakecuda.Fake) { f.Inject(c.kernel, c.fault) })
+			if d := b.Disabled(); !slices.Equal(d, []Family{c.family}) {
+				t.Fatalf("disabled %v, want [%s]\n%s", d, c.family, b.SelfTest().Table())
+			}
+			l := log.String()
+			if !strings.Contains(l, "kernel family disabled by the self-test") || !strings.Contains(l, "family="+string(c.family)) || !strings.Contains(l, c.logs) {
+				t.Errorf("log does not name the family and why:\n%s", l)
+			}
+			if c.fault == fakecuda.FaultIllegalAddress {
+				if f.Contexts() < 2 || !strings.Contains(l, "reopening the device") {
+					t.Errorf("context not recreated after the fault (%d contexts)", f.Contexts())
+				}
+			}
+			t.Logf("\n%s", b.SelfTest().Table())
+
+			// The op is still right: the fallback runs, not the kernel.
+			before := f.Launched(c.kernel)
+			runParityCase(t, b, c.prec, c.op)
+			if c.family != FamAttnGemm && f.Launched(c.kernel) != before {
+				t.Errorf("%s launched after its family was disabled", c.kernel)
+			}
+
+			// Cached: disabled again, nothing launched.
+			b2, f2, _ := selfTested(t, c.prec, SelfTestAuto, dir, nil)
+			if !slices.Equal(b2.Disabled(), []Family{c.family}) || f2.TotalLaunches() != 0 {
+				t.Errorf("cached start: disabled %v, %d launches", b2.Disabled(), f2.TotalLaunches())
+			}
+		})
+	}
+}
+
+// runParityCase runs the named parity case on b against the CPU backend.
+func runParityCase(t *testing.T, b *Backend, prec Precision, name string) {
+	t.Helper()
+	for _, pc := range parity.Cases {
+		if pc.Name == name {
+			parity.Run(t, b, prec == BF16, []parity.Case{pc})
+			return
+		}
+	}
+	t.Fatalf("no parity case %s", name)
+}
+
+func TestSelfTestFatalFamily(t *testing.T) {
+	f := fakecuda.New()
+	lib, err := hostshim.Load()
+	if errors.Is(err, hostshim.ErrNoCompiler) {
+		t.Skip("g++ not installed: host shim unavailable")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Shim = lib
+	f.Inject("zk_cvt_f32_bf16", fakecuda.FaultWrong)
+	dir := t.TempDir()
+	_, err = New(Options{Driver: f.API, BLAS: fakecuda.NewBLAS(f).API, SelfTest: SelfTestAuto, SelfTestCache: dir})
+	var se *SelfTestError
+	if !errors.As(err, &se) || se.Result.Family != FamConvert || !strings.Contains(err.Error(), "cannot be used") {
+		t.Fatalf("got %v", err)
+	}
+	if l := f.Leaks(); l != "" {
+		t.Errorf("failed New leaked: %s", l)
+	}
+}
