@@ -134,6 +134,7 @@ type Pipeline struct {
 	vaeSet *weights.Set
 	vae    *vae.Decoder
 	rs     residency // residency planning state (residency.go)
+	guard  guard     // output guards and the CPU retry (guard.go)
 	closed bool
 }
 
@@ -195,7 +196,7 @@ func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 		}
 	}
 
-	p := &Pipeline{model: m, log: log, tok: tok, rs: residency{budget: o.budget}}
+	p := &Pipeline{model: m, log: log, tok: tok, rs: residency{budget: o.budget}, guard: newGuard(&o)}
 	p.spatial = 1 << (len(m.VAE.BlockOutChannels) - 1)
 	p.mult = p.spatial * m.DiT.PatchSize()
 	if o.backend != nil {
@@ -386,6 +387,7 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (*Result, error) {
 		defer c.SetContext(nil)
 	}
 	res, err := p.run(ctx, pl)
+	res, err = p.retryOnCPU(ctx, pl, res, err)
 	// Leave the backend clean for the next Run whatever happened.
 	p.b.ResetErr()
 	if t, ok := p.b.(interface{ Trim() }); ok {
@@ -441,6 +443,11 @@ func (p *Pipeline) run(ctx context.Context, pl plan) (*Result, error) {
 	caps, err := p.encodePlanned(ctx, rp, ids, negIDs)
 	if err != nil {
 		return nil, err
+	}
+	for _, c := range caps {
+		if err := p.checkFinite("text_encoder", 0, 0, c); err != nil {
+			return nil, err
+		}
 	}
 	res.Timings.TextEncoder = time.Since(t0)
 	p.log.Debug("zimage: text encoder", "tokens", len(ids), "elapsed", res.Timings.TextEncoder)
@@ -549,6 +556,9 @@ func (p *Pipeline) denoise(ctx context.Context, pl plan, noise, pos, neg []float
 		}
 		sampler.NoisePred(pred, v, vNeg, g, pl.req.CFGNormalization)
 		sampler.Step(x, pred, sched.Sigmas[i], sched.Sigmas[i+1])
+		if err := p.checkFinite("denoise", i+1, pl.steps, x); err != nil {
+			return nil, nil, err
+		}
 		times = append(times, time.Since(ts))
 		if onStep != nil {
 			onStep(i+1, x)
@@ -567,6 +577,9 @@ func (p *Pipeline) decode(ctx context.Context, latents []float32, hl, wl int) (*
 	}
 	img, err := p.vae.Decode(ctx, latents, hl, wl, nil)
 	if err != nil {
+		return nil, err
+	}
+	if err := p.checkFinite("vae", 0, 0, img); err != nil {
 		return nil, err
 	}
 	return vae.ToImage(img, hl*p.spatial, wl*p.spatial)

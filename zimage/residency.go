@@ -678,6 +678,9 @@ func (p *Pipeline) decodePlanned(ctx context.Context, rp Plan, latents []float32
 	if err != nil {
 		return nil, err
 	}
+	if err := p.checkFinite("vae", 0, 0, img); err != nil {
+		return nil, err
+	}
 	return vae.ToImage(img, hl*p.spatial, wl*p.spatial)
 }
 
