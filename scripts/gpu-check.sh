@@ -10,11 +10,14 @@
 #                                  # (carry .gpucheck); builds it first if Go and
 #                                  # the module cache are available
 #
-# Steps: device info; op-by-op parity against the CPU backend (f32 tight,
+# Steps: the startup kernel self-test (every kernel family against the CPU
+# backend, bf16 and f32; its table is printed at once); device info; op-by-op parity against the CPU backend (f32 tight,
 # bf16 ≤ 1e-2 relative L2; small cases and real widths); fused attention vs
 # the cuBLASLt path at full DiT size; allocation failures; the whole pipeline
 # on the fixture model (every Turbo case, f32 and bf16); the full-size
 # synthetic benchmark (Turbo config, bf16, 1024² and 512², 8 steps).
+# The summary is markdown (bench/RESULTS.md rows): steps, self-test table,
+# per-check details, benchmark — paste it as it is.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/.gpucheck
@@ -26,7 +29,8 @@ if [ "${1:-}" = "--build" ]; then
 	mkdir -p "$bin"
 	(cd "$root" && CGO_ENABLED=0 go test -c -tags gpu -o "$test" ./cuda/gpucheck) || exit 1
 	ls -l "$test"
-	grep -qx '/.gpucheck/' "$root/.git/info/exclude" 2>/dev/null || echo '/.gpucheck/' >>"$root/.git/info/exclude"
+	excl=$(cd "$root" && git rev-parse --path-format=absolute --git-path info/exclude 2>/dev/null) || excl=$root/.git/info/exclude
+	grep -qx '/.gpucheck/' "$excl" 2>/dev/null || echo '/.gpucheck/' >>"$excl"
 	echo "built $test; carry .gpucheck to the GPU machine"
 	exit 0
 fi
@@ -44,7 +48,7 @@ step() { # name timeout command...
 	now=$(date +%s)
 	left=$((budget - (now - start)))
 	if [ "$left" -le 5 ]; then
-		results+=("$(printf '%-10s %-8s %6s' "$name" SKIPPED "-")")
+		results+=("$(printf '| %s | SKIPPED | - |' "$name")")
 		say "== $name: skipped (time budget spent)"
 		return
 	fi
@@ -64,7 +68,7 @@ step() { # name timeout command...
 	if [ "$status" = PASS ] && grep -q '^--- SKIP: TestGPU' "$so"; then status=SKIP; fi
 	if [ "$status" = PASS ] && grep -q '^    --- SKIP: TestGPU' "$so" && ! grep -q '^    --- PASS: TestGPU' "$so"; then status=SKIP; fi
 	rm -f "$so"
-	results+=("$(printf '%-10s %-8s %5ss' "$name" "$status" $(($(date +%s) - t0)))")
+	results+=("$(printf '| %s | %s | %ss |' "$name" "$status" $(($(date +%s) - t0)))")
 }
 
 # Libraries: the driver is on the loader path on GPU machines; cuBLASLt may
@@ -88,7 +92,7 @@ if [ ! -x "$test" ] && command -v go >/dev/null; then
 fi
 if [ ! -x "$test" ]; then
 	say "gpu-check: no $test (run scripts/gpu-check.sh --build where Go is, and carry .gpucheck)"
-	results+=("$(printf '%-10s %-8s' build MISSING)")
+	results+=("| build | MISSING | - |")
 else
 	built=$(grep -a -o -m1 '/[[:alnum:]_./-]*/internal/fixturefs/fixturefs.go' "$test" | head -1 | sed 's|/internal/fixturefs/fixturefs.go||')
 	if [ -n "$built" ] && [ "$built" != "$root" ] && [ ! -e "$built" ]; then
@@ -96,6 +100,8 @@ else
 	fi
 	export GPU_CHECK_OUT=${out:-$(mktemp -d)}
 	t() { step "$1" "$2" "$test" -test.v -test.count=1 -test.run "$3" -test.timeout "$(($2 + 5))s"; }
+	t selftest 40 '^TestGPUSelfTest$'
+	[ -f "$GPU_CHECK_OUT/gpu-check-selftest.md" ] && tee -a "$log" <"$GPU_CHECK_OUT/gpu-check-selftest.md"
 	t device 30 '^TestGPUDevice$'
 	t parity 100 '^TestGPUParity$'
 	t flash 45 '^TestGPUFlashVsGemm$'
@@ -105,13 +111,29 @@ else
 fi
 
 summary=$(
-	echo "== gpu-check summary ($(($(date +%s) - start))s)"
+	echo "## gpu-check $(date -u +%F) ($(($(date +%s) - start))s)"
+	command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/card: /'
+	echo
+	echo "| step | result | time |"
+	echo "| --- | --- | --- |"
 	printf '%s\n' "${results[@]}"
 	echo
-	grep -E -- '--- (FAIL|PASS|SKIP): TestGPU[A-Za-z]+/?[^ ]* ' "$log" | grep -v -- '--- PASS: TestGPUParity/' | head -40
-	grep -E 'flash vs gemm|%.*>1 level off|level off' "$log" | sed 's/^ *//' | head -30
+	if [ -f "${GPU_CHECK_OUT:-/nonexistent}/gpu-check-selftest.md" ]; then
+		cat "$GPU_CHECK_OUT/gpu-check-selftest.md"
+	else
+		echo "(no self-test table)"
+	fi
 	echo
-	if [ -f "$GPU_CHECK_OUT/gpu-check-bench.txt" ]; then
+	echo "| check | result |"
+	echo "| --- | --- |"
+	grep -E -- '--- (FAIL|PASS|SKIP): TestGPU[A-Za-z]+/?[^ ]* ' "$log" | grep -v -- '--- PASS: TestGPUParity/' | head -40 |
+		sed -E 's/^ *--- (FAIL|PASS|SKIP): ([^ ]+) (.*)$/| \2 | \1 \3 |/'
+	grep -E 'flash vs gemm|%.*>1 level off|level off' "$log" | sed 's/^ *//; s/^[a-z_]*_test\.go:[0-9]*: //' | head -30 |
+		sed -E 's/\|/\//g; s/^([^:]*): (.*)$/| \1 | \2 |/'
+	echo
+	if [ -f "${GPU_CHECK_OUT:-/nonexistent}/gpu-check-bench.md" ]; then
+		cat "$GPU_CHECK_OUT/gpu-check-bench.md"
+	elif [ -f "${GPU_CHECK_OUT:-/nonexistent}/gpu-check-bench.txt" ]; then
 		cat "$GPU_CHECK_OUT/gpu-check-bench.txt"
 	else
 		echo "(no benchmark table)"

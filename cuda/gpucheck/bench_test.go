@@ -54,4 +54,7 @@ func TestRunOnFakeGPU(t *testing.T) {
 	if !strings.Contains(tab, "64x32") {
 		t.Error("table lacks the size row")
 	}
+	if md := r.Markdown(); !strings.Contains(md, "| 64x32 | ") || !strings.Contains(md, "| DiT | ") {
+		t.Errorf("markdown rows:\n%s", md)
+	}
 }

@@ -28,6 +28,11 @@ func gpuBackend(t testing.TB, o cuda.Options) *cuda.Backend {
 	if err := cuda.Available(); err != nil {
 		t.Skipf("no usable GPU: %v", err)
 	}
+	// The checks test the kernels themselves, not the self-test's
+	// fallbacks (TestGPUSelfTest runs the self-test).
+	if o.SelfTest == cuda.SelfTestDefault {
+		o.SelfTest = cuda.SelfTestOff
+	}
 	b, err := cuda.New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -210,6 +215,9 @@ func TestGPUBenchmark(t *testing.T) {
 	t.Log("\n" + tab)
 	if dir := os.Getenv("GPU_CHECK_OUT"); dir != "" {
 		if err := os.WriteFile(filepath.Join(dir, "gpu-check-bench.txt"), []byte(tab), 0o644); err != nil {
+			t.Error(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "gpu-check-bench.md"), []byte(r.Markdown()), 0o644); err != nil {
 			t.Error(err)
 		}
 	}
