@@ -12,6 +12,12 @@
 // cuda/fused): one-pass kernels for the networks' norm and elementwise
 // chains, which graphs reach through the helpers of that package.
 //
+// Before first use on a device New runs a kernel self-test (selftest.go):
+// every kernel family against the CPU backend on small inputs; a family
+// that fails is disabled for the backend's life and its ops take a
+// fallback (families.go). The outcome is cached on disk per device, driver
+// and fatbin; Options.SelfTest and ZIMAGE_SELFTEST=off|force|auto control it.
+//
 // All CUDA work runs on one goroutine locked to its OS thread with the
 // device's primary context current (Device.Do). Ops may be called from one
 // goroutine at a time; Err, ResetErr and SetContext are safe from any.

@@ -238,3 +238,15 @@ func FuzzLoadSelfTest(f *testing.F) {
 		}
 	})
 }
+
+func TestSelfTestModeFromEnv(t *testing.T) {
+	for env, want := range map[string]SelfTestMode{"": SelfTestAuto, "off": SelfTestOff, "force": SelfTestForce, "junk": SelfTestAuto} {
+		t.Setenv("ZIMAGE_SELFTEST", env)
+		if got := selfTestMode(Options{}); got != want {
+			t.Errorf("ZIMAGE_SELFTEST=%q: %v, want %v", env, got, want)
+		}
+		if got := selfTestMode(Options{SelfTest: SelfTestOff}); got != SelfTestOff {
+			t.Errorf("explicit option overridden by ZIMAGE_SELFTEST=%q", env)
+		}
+	}
+}
