@@ -97,6 +97,10 @@ type Options struct {
 	// os.UserCacheDir()/zimage/selftest).
 	SelfTest      SelfTestMode
 	SelfTestCache string
+	// Disable turns kernel families off from the start, whatever the
+	// self-test finds (a workaround for a kernel bug it misses); with the
+	// system driver, ZIMAGE_CUDA_DISABLE=fam1,fam2 adds to it.
+	Disable []Family
 
 	// Driver and BLAS replace the system libraries (tests, embedding); nil
 	// loads libcuda.so.1 and libcublasLt.
@@ -216,6 +220,10 @@ func New(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	b.setupAttention(mode)
+	if err := b.disableFamilies(opts); err != nil {
+		b.d.Close()
+		return nil, err
+	}
 	if err := b.startSelfTest(opts); err != nil {
 		b.d.Close()
 		return nil, err

@@ -2,7 +2,9 @@ package cuda
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/zimage/zimage/zimage/compute"
@@ -198,6 +200,26 @@ func firstNonNil(ts []compute.Tensor) compute.Tensor {
 		if t != nil {
 			return t
 		}
+	}
+	return nil
+}
+
+// disableFamilies applies Options.Disable and, with the system driver,
+// ZIMAGE_CUDA_DISABLE (comma-separated family names).
+func (b *Backend) disableFamilies(o Options) error {
+	fams := slices.Clone(o.Disable)
+	if env := os.Getenv("ZIMAGE_CUDA_DISABLE"); env != "" && o.Driver == nil {
+		for _, f := range strings.Split(env, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				fams = append(fams, Family(f))
+			}
+		}
+	}
+	for _, f := range fams {
+		if err := b.DisableFamily(f); err != nil {
+			return err
+		}
+		b.log.Info("cuda: kernel family disabled by the caller", "family", f, "fallback", f.Fallback())
 	}
 	return nil
 }

@@ -250,3 +250,25 @@ func TestSelfTestModeFromEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestDisableOption(t *testing.T) {
+	b, f, _ := newFake(t, BF16, true, func(o *Options, _ *fakecuda.Fake) { o.Disable = []Family{FamAttnTC128, FamFusedNorm} })
+	if d := b.Disabled(); !slices.Equal(d, []Family{FamFusedNorm, FamAttnTC128}) {
+		t.Fatalf("disabled %v", d)
+	}
+	runParityCase(t, b, BF16, "AttentionD128CausalGQA")
+	runParityCase(t, b, BF16, "FusedRMSNormModulate")
+	if n := f.Launched("zk_tc_flash_attn_bf16_d128") + f.Launched("zk_rmsnorm_ex_bf16"); n != 0 {
+		t.Errorf("disabled kernels launched %d times", n)
+	}
+	for _, bad := range []Family{"nope", FamConvert} {
+		fk := fakecuda.New()
+		_, err := New(Options{Driver: fk.API, BLAS: fakecuda.NewBLAS(fk).API, Disable: []Family{bad}})
+		if err == nil {
+			t.Errorf("Disable %q accepted", bad)
+		}
+		if l := fk.Leaks(); l != "" {
+			t.Errorf("failed New leaked: %s", l)
+		}
+	}
+}
