@@ -368,7 +368,7 @@ func (b *Backend) runSelfTest(r *SelfTestReport) *FamilyResult {
 				res.Err = "non-finite output " + where
 			}
 			if err != nil {
-				b.recover()
+				b.reopenIfFaulted()
 			}
 			break
 		}
@@ -483,13 +483,13 @@ func coords(i int, shape []int) string {
 	return "[" + strings.Join(c, ", ") + "]"
 }
 
-// recover makes the backend usable after a case failed with a device
+// reopenIfFaulted makes the backend usable after a case failed with a device
 // error: when a small round trip fails too, the context is faulted
 // (CUDA_ERROR_ILLEGAL_ADDRESS and the like are sticky), so the device is
 // closed and opened again (its primary context is destroyed when no one
 // else holds it). Nothing is uploaded yet at this point, so nothing is
 // lost.
-func (b *Backend) recover() {
+func (b *Backend) reopenIfFaulted() {
 	if b.alive() {
 		return
 	}
