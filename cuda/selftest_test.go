@@ -77,10 +77,12 @@ func TestSelfTestPassesAndCaches(t *testing.T) {
 			if !strings.Contains(log2.String(), "cached=true") {
 				t.Errorf("log does not say the result was cached:\n%s", log2)
 			}
-			// Force runs it again.
-			_, f3, _ := selfTested(t, prec, SelfTestForce, dir, nil)
-			if f3.TotalLaunches() == 0 {
-				t.Error("force did not run the self-test")
+			// Force runs it again (f32 only: it is the same code).
+			if prec == F32 {
+				_, f3, _ := selfTested(t, prec, SelfTestForce, dir, nil)
+				if f3.TotalLaunches() == 0 {
+					t.Error("force did not run the self-test")
+				}
 			}
 		})
 	}
