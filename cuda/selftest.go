@@ -185,7 +185,7 @@ func fatbinSHA() string {
 }
 
 // selfTestKey identifies what the result depends on: the device (name,
-// compute capability, SMs, memory, ordinal), the driver and cuBLASLt
+// UUID, compute capability, SMs, memory, ordinal), the driver and cuBLASLt
 // versions, the kernels, the precision and the 1-D block size.
 func (b *Backend) selfTestKey() (key string, driverVer int, blasVer uint64) {
 	var v int32
@@ -194,7 +194,11 @@ func (b *Backend) selfTestKey() (key string, driverVer int, blasVer uint64) {
 		blasVer = b.d.blas.GetVersion()
 	}
 	p := b.d.props
-	s := fmt.Sprintf("v%d|%s|%d|%d|%d|%d|%d|%d|%s|%s|%d", selfTestVersion, p.Name, p.Ordinal, p.CC(), p.SMs, p.TotalMem,
+	var uuid [16]byte
+	if b.d.api.DeviceGetUuid != nil {
+		b.d.api.DeviceGetUuid(&uuid, b.d.dev)
+	}
+	s := fmt.Sprintf("v%d|%s|%x|%d|%d|%d|%d|%d|%d|%s|%s|%d", selfTestVersion, p.Name, uuid, p.Ordinal, p.CC(), p.SMs, p.TotalMem,
 		v, blasVer, fatbinSHA(), b.Precision(), b.d.block)
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:]), int(v), blasVer

@@ -66,6 +66,7 @@ type doctorCUDA struct {
 type doctorDevice struct {
 	Ordinal   int    `json:"ordinal"`
 	Name      string `json:"name"`
+	UUID      string `json:"uuid,omitempty"`
 	CC        int    `json:"cc"`
 	SMs       int    `json:"sms"`
 	Total     uint64 `json:"total_bytes"`
@@ -320,7 +321,7 @@ func (r *doctorReport) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "cuBLASLt    %s\n", lt)
 	for _, d := range c.Devices {
-		s := fmt.Sprintf("device %d    %s, sm_%d, %d SMs, %s", d.Ordinal, d.Name, d.CC, d.SMs, gb(d.Total))
+		s := fmt.Sprintf("device %d    %s %s, sm_%d, %d SMs, %s", d.Ordinal, d.Name, d.UUID, d.CC, d.SMs, gb(d.Total))
 		if d.Free > 0 {
 			s += fmt.Sprintf(" (%s free)", gb(d.Free))
 		}

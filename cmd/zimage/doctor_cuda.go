@@ -35,6 +35,10 @@ func doctorGPU(ctx context.Context, r *doctorReport, o doctorOptions, teC weight
 			d := doctorDevice{Ordinal: i, Supported: true}
 			_, p, err := driver.DeviceProps(api, i)
 			d.Name, d.CC, d.SMs, d.Total = p.Name, p.CC(), p.SMs, p.TotalMem
+			var u [16]byte
+			if dev, err := deviceHandle(api, i); err == nil && api.DeviceGetUuid(&u, dev) == driver.Success {
+				d.UUID = fmt.Sprintf("GPU-%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+			}
 			if err != nil {
 				d.Supported, d.Err = false, flatLine(err.Error())
 			}
@@ -86,4 +90,9 @@ func doctorGPU(ctx context.Context, r *doctorReport, o doctorOptions, teC weight
 		r.Timed = t
 	}
 	return true
+}
+
+func deviceHandle(api *driver.API, ordinal int) (driver.Device, error) {
+	var d driver.Device
+	return d, api.Check("cuDeviceGet", api.DeviceGet(&d, int32(ordinal)))
 }

@@ -56,6 +56,8 @@ type API struct {
 	DeviceGetName func(name *byte, n int32, dev Device) Result `sym:"cuDeviceGetName"`
 	// CUresult cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevice dev);
 	DeviceGetAttribute func(v *int32, attr DeviceAttribute, dev Device) Result `sym:"cuDeviceGetAttribute"`
+	// CUresult cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev);
+	DeviceGetUuid func(uuid *[16]byte, dev Device) Result `sym:"cuDeviceGetUuid_v2"`
 	// CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev);
 	DeviceTotalMem func(bytes *uint64, dev Device) Result `sym:"cuDeviceTotalMem_v2"`
 	// CUresult cuDeviceGetDefaultMemPool(CUmemoryPool *pool_out, CUdevice dev);

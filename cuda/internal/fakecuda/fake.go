@@ -232,6 +232,11 @@ func (f *Fake) table() *driver.API {
 		}
 		return driver.Success
 	}
+	api.DeviceGetUuid = func(u *[16]byte, d driver.Device) driver.Result {
+		copy(u[:], "fake-gpu-uuid-00")
+		u[15] = byte('0' + d)
+		return driver.Success
+	}
 	api.DeviceTotalMem = func(n *uint64, _ driver.Device) driver.Result { *n = f.TotalMem; return driver.Success }
 	api.DeviceGetDefaultMemPool = func(p *driver.MemPool, _ driver.Device) driver.Result { *p = 1; return driver.Success }
 	api.DevicePrimaryCtxRetain = func(c *driver.Context, _ driver.Device) driver.Result {
