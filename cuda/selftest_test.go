@@ -274,3 +274,32 @@ func TestDisableOption(t *testing.T) {
 		}
 	}
 }
+
+// TestParityAllFallbacks runs every parity case with every family that has
+// a fallback turned off: the host ops, the unfused sequences and the
+// attention fallbacks all give the CPU backend's results, and none of the
+// disabled kernels runs.
+func TestParityAllFallbacks(t *testing.T) {
+	var all []Family
+	for _, f := range Families {
+		if f.Fallback() != "" {
+			all = append(all, f)
+		}
+	}
+	for _, prec := range []Precision{F32, BF16} {
+		t.Run(prec.String(), func(t *testing.T) {
+			b, f, _ := newFake(t, prec, true, func(o *Options, _ *fakecuda.Fake) { o.Disable = all })
+			parity.Run(t, b, prec == BF16, parity.Cases)
+			s := dtypeSuffix[b.dt]
+			for _, k := range []string{"zk_silu_", "zk_rmsnorm_", "zk_rope_", "zk_gn_stats_", "zk_im2col_", "zk_rmsnorm_ex_",
+				"zk_head_norm_rope_", "zk_flash_attn_", "zk_softmax_warp_", "zk_transpose_", "zk_copy2d_", "zk_gather_"} {
+				if n := f.Launched(k + s); n != 0 {
+					t.Errorf("%s%s launched %d times with its family off", k, s, n)
+				}
+			}
+			if n := f.Launched("zk_tc_flash_attn_bf16_d128"); n != 0 {
+				t.Errorf("tensor-core attention launched %d times with its family off", n)
+			}
+		})
+	}
+}
