@@ -11,7 +11,9 @@
 #                                  # the module cache are available
 #
 # Steps: the startup kernel self-test (every kernel family against the CPU
-# backend, bf16 and f32; its table is printed at once); device info; op-by-op parity against the CPU backend (f32 tight,
+# backend, bf16 and f32; its table is printed at once); zimage doctor (when
+# --build made .gpucheck/zimage: driver, devices, plans, one timed DiT step);
+# device info; op-by-op parity against the CPU backend (f32 tight,
 # bf16 ≤ 1e-2 relative L2; small cases and real widths); fused attention vs
 # the cuBLASLt path at full DiT size; allocation failures; the whole pipeline
 # on the fixture model (every Turbo case, f32 and bf16); the full-size
@@ -28,9 +30,8 @@ out=${OUT:-}
 if [ "${1:-}" = "--build" ]; then
 	mkdir -p "$bin"
 	(cd "$root" && CGO_ENABLED=0 go test -c -tags gpu -o "$test" ./cuda/gpucheck) || exit 1
-	ls -l "$test"
-	excl=$(cd "$root" && git rev-parse --path-format=absolute --git-path info/exclude 2>/dev/null) || excl=$root/.git/info/exclude
-	grep -qx '/.gpucheck/' "$excl" 2>/dev/null || echo '/.gpucheck/' >>"$excl"
+	(cd "$root" && CGO_ENABLED=0 go build -o "$bin/zimage" ./cmd/zimage) || exit 1
+	ls -l "$test" "$bin/zimage"
 	echo "built $test; carry .gpucheck to the GPU machine"
 	exit 0
 fi
@@ -102,6 +103,9 @@ else
 	t() { step "$1" "$2" "$test" -test.v -test.count=1 -test.run "$3" -test.timeout "$(($2 + 5))s"; }
 	t selftest 40 '^TestGPUSelfTest$'
 	[ -f "$GPU_CHECK_OUT/gpu-check-selftest.md" ] && tee -a "$log" <"$GPU_CHECK_OUT/gpu-check-selftest.md"
+	if [ -x "$bin/zimage" ]; then
+		step doctor 90 sh -c "'$bin/zimage' doctor --selftest auto --json >'$GPU_CHECK_OUT/doctor.json'; rc=\$?; '$bin/zimage' doctor --selftest auto --run=false >'$GPU_CHECK_OUT/doctor.txt'; exit \$rc"
+	fi
 	t device 30 '^TestGPUDevice$'
 	t parity 100 '^TestGPUParity$'
 	t flash 45 '^TestGPUFlashVsGemm$'
@@ -124,6 +128,13 @@ summary=$(
 		echo "(no self-test table)"
 	fi
 	echo
+	if [ -f "${GPU_CHECK_OUT:-/nonexistent}/doctor.txt" ]; then
+		echo '```'
+		grep -E '^(system|CUDA driver|cuBLASLt|device|GPU|plan)' "$GPU_CHECK_OUT/doctor.txt"
+		grep -h -o '"step_ns": [0-9]*' "$GPU_CHECK_OUT/doctor.json" 2>/dev/null | sed 's/"step_ns": /doctor: DiT step at 512x512 (ns): /'
+		echo '```'
+		echo
+	fi
 	echo "| check | result |"
 	echo "| --- | --- |"
 	grep -E -- '--- (FAIL|PASS|SKIP): TestGPU[A-Za-z]+/?[^ ]* ' "$log" | grep -v -- '--- PASS: TestGPUParity/' | head -40 |
