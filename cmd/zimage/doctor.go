@@ -90,6 +90,7 @@ type doctorModel struct {
 
 type doctorTiming struct {
 	Device   string        `json:"device"`
+	Size     string        `json:"size"`
 	What     string        `json:"what"`
 	Measured time.Duration `json:"measured_ns"`
 	// Step is the time of one DiT step at the size (Measured on a GPU, an
@@ -105,6 +106,7 @@ type doctorOptions struct {
 	selfTest string
 	run      bool
 	config   string // turbo (real shapes) or tiny (tests)
+	size     int    // side of the timed run's image (512)
 	threads  int
 }
 
@@ -115,9 +117,10 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&o.model, "model", os.Getenv("ZIMAGE_MODEL"), "model to check (as for generate); default $ZIMAGE_MODEL, none when empty")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	fs.StringVar(&o.selfTest, "selftest", "force", "CUDA kernel self-test: force (run it now), auto (use the cached result) or off")
-	fs.BoolVar(&o.run, "run", true, "time one DiT step at 512x512 on synthetic weights of the real shapes")
+	fs.BoolVar(&o.run, "run", true, "time one DiT step (--size) on synthetic weights of the real shapes")
 	fs.StringVar(&o.config, "config", "turbo", "network shapes of the timed run and plans when no --model: turbo or tiny")
 	fs.IntVar(&o.threads, "threads", 0, "CPU threads (0 = all cores)")
+	fs.IntVar(&o.size, "size", 512, "image side of the timed run (a multiple of 16)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zimage doctor [--model M] [--json] [--selftest force|auto|off] [--run=false]")
 		fmt.Fprintln(stderr, "Reports Go, OS and CPU features; the CUDA driver, cuBLASLt and devices; the kernel self-test;")
@@ -130,7 +133,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		return 2
 	}
-	if fs.NArg() > 0 || (o.config != "turbo" && o.config != "tiny") {
+	if fs.NArg() > 0 || (o.config != "turbo" && o.config != "tiny") || o.size < zimage.MinSize || o.size > zimage.MaxSize || o.size%16 != 0 {
 		fs.Usage()
 		return 2
 	}
@@ -198,7 +201,7 @@ func doctor(ctx context.Context, o doctorOptions) *doctorReport {
 		fp := zimage.MeasureFootprint(synthetic.TextEncoder(teC), synthetic.DiT(ditC), synthetic.VAE(vaeC), teC, ditC, vaeC, 4)
 		r.Plans = plans(zimage.PlanInput{Host: true, Model: fp})
 		if o.run {
-			r.Timed = cpuTimedStep(ctx, ditC, 1<<(len(vaeC.BlockOutChannels)-1), o.threads)
+			r.Timed = cpuTimedStep(ctx, ditC, 1<<(len(vaeC.BlockOutChannels)-1), o.size, o.threads)
 		}
 	}
 	if r.Timed != nil && r.Timed.Err != "" {
@@ -262,12 +265,13 @@ func ditStep(ctx context.Context, b compute.Backend, cfg weights.DiTConfig, src 
 // cpuTimedStep times one DiT block at 512² on the CPU (the embedders and
 // final layer included) and extrapolates to the whole network: a full step
 // takes minutes on a few cores.
-func cpuTimedStep(ctx context.Context, cfg weights.DiTConfig, spatial, threads int) *doctorTiming {
+func cpuTimedStep(ctx context.Context, cfg weights.DiTConfig, spatial, size, threads int) *doctorTiming {
 	one := cfg
 	one.NLayers, one.NRefinerLayers = 1, 0
-	t := &doctorTiming{Device: "cpu", What: "one DiT block at 512x512, 100 caption tokens, random bf16 weights of the model's shapes"}
+	t := &doctorTiming{Device: "cpu", Size: fmt.Sprintf("%dx%d", size, size),
+		What: fmt.Sprintf("one DiT block at %dx%d, 100 caption tokens, random bf16 weights of the model's shapes", size, size)}
 	src := fillRandom(synthetic.DiT(one), 2)
-	d, err := ditStep(ctx, newCPU(threads), one, src, spatial, 512, 512, 100, 0)
+	d, err := ditStep(ctx, newCPU(threads), one, src, spatial, size, size, 100, 0)
 	if err != nil {
 		t.Err = flatLine(err.Error())
 		return t
@@ -359,8 +363,8 @@ func (r *doctorReport) print(w io.Writer) {
 		if t.Err != "" {
 			fmt.Fprintf(w, "timed run   %s on %s failed: %s\n", t.What, t.Device, t.Err)
 		} else {
-			fmt.Fprintf(w, "timed run   %s on %s: %.1f ms; DiT step at 512x512 ≈ %.1f ms\n", t.What, t.Device,
-				float64(t.Measured)/1e6, float64(t.Step)/1e6)
+			fmt.Fprintf(w, "timed run   %s on %s: %.1f ms; DiT step at %s ≈ %.1f ms\n", t.What, t.Device,
+				float64(t.Measured)/1e6, t.Size, float64(t.Step)/1e6)
 			if t.Note != "" {
 				fmt.Fprintf(w, "            (%s)\n", t.Note)
 			}

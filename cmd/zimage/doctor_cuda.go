@@ -65,6 +65,15 @@ func doctorGPU(ctx context.Context, r *doctorReport, o doctorOptions, teC weight
 		return false
 	}
 	defer b.Close()
+	doctorBackend(ctx, r, o, b, teC, ditC, vaeC)
+	return true
+}
+
+// doctorBackend fills the sections that need the opened GPU backend b
+// (made with SyntheticWeights): the self-test, the free memory, the
+// residency plans and the timed DiT step.
+func doctorBackend(ctx context.Context, r *doctorReport, o doctorOptions, b *cuda.Backend, teC weights.Qwen3Config, ditC weights.DiTConfig, vaeC weights.VAEConfig) {
+	c := &r.CUDA
 	c.Usable = true
 	if st := b.SelfTest(); st != nil {
 		r.SelfTest, r.SelfTestTable = st, st.Table()
@@ -80,16 +89,15 @@ func doctorGPU(ctx context.Context, r *doctorReport, o doctorOptions, teC weight
 	fp := zimage.MeasureFootprint(synthetic.TextEncoder(teC), synthetic.DiT(ditC), synthetic.VAE(vaeC), teC, ditC, vaeC, elem)
 	r.Plans = plans(zimage.PlanInput{Free: free, Overhead: b.CurrentBytes(), Scratch: zimage.CUDAScratch, Model: fp})
 	if o.run {
-		t := &doctorTiming{Device: "cuda (" + b.Device().Props().Name + ")",
-			What: "one DiT step at 512x512 (after one warm-up), 100 caption tokens, synthetic bf16 weights of the model's shapes"}
-		d, err := ditStep(ctx, b, ditC, synthetic.DiT(ditC), 1<<(len(vaeC.BlockOutChannels)-1), 512, 512, 100, 1)
+		t := &doctorTiming{Device: "cuda (" + b.Device().Props().Name + ")", Size: fmt.Sprintf("%dx%d", o.size, o.size),
+			What: fmt.Sprintf("one DiT step at %dx%d (after one warm-up), 100 caption tokens, synthetic weights of the model's shapes", o.size, o.size)}
+		d, err := ditStep(ctx, b, ditC, synthetic.DiT(ditC), 1<<(len(vaeC.BlockOutChannels)-1), o.size, o.size, 100, 1)
 		if err != nil {
 			t.Err = flatLine(err.Error())
 		}
 		t.Measured, t.Step = d, d
 		r.Timed = t
 	}
-	return true
 }
 
 func deviceHandle(api *driver.API, ordinal int) (driver.Device, error) {
