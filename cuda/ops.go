@@ -313,9 +313,6 @@ func (b *Backend) copy2d(src, dst driver.DevicePtr, rows, cols, lds, ldd int) er
 // Embedding gathers rows ids of table [V, D].
 func (b *Backend) Embedding(table compute.Tensor, ids []int) compute.Tensor {
 	const op = "Embedding"
-	if !b.on(FamElementwise) {
-		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.Embedding(in[0], ids) }, table)
-	}
 	shape, rule := compute.EmbeddingShape(table, ids)
 	ts, ok := b.operands(op, rule, table)
 	if !ok {
@@ -325,6 +322,16 @@ func (b *Backend) Embedding(table compute.Tensor, ids []int) compute.Tensor {
 	return b.exec(op, []int{len(ids), d}, func(out *Tensor) error {
 		n := len(ids)
 		if n == 0 || d == 0 {
+			return nil
+		}
+		if !b.on(FamElementwise) {
+			// Fallback without the gather kernel: a row copy per id (the
+			// table may be the text encoder's 1.5 GB, too big to fetch).
+			for i, id := range ids {
+				if err := b.dtod(b.off(out, i*d), b.off(tt, id*d), d); err != nil {
+					return err
+				}
+			}
 			return nil
 		}
 		buf, err := b.d.alloc(uint64(4 * n))
