@@ -346,6 +346,10 @@ func (b *Backend) runSelfTest(r *SelfTestReport) *FamilyResult {
 		case FamAttnGemm:
 			prefer = []Family{FamAttnTC128, FamAttnTC256, FamAttnTC512, FamAttnGeneric}
 		}
+		// A family the caller turned off (Options.Disable) is tested all
+		// the same, so the cached result holds for starts without it.
+		manual := !b.on(fam)
+		b.setFamily(fam, true)
 		var restore []Family
 		for _, p := range prefer {
 			if b.on(p) {
@@ -379,7 +383,7 @@ func (b *Backend) runSelfTest(r *SelfTestReport) *FamilyResult {
 		for _, p := range restore {
 			b.setFamily(p, true)
 		}
-		if res.Status == "FAIL" {
+		if res.Status == "FAIL" || manual {
 			b.setFamily(fam, false)
 		}
 		r.Families = append(r.Families, res)

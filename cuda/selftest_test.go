@@ -303,3 +303,22 @@ func TestParityAllFallbacks(t *testing.T) {
 		})
 	}
 }
+
+// TestSelfTestWithDisabledFamily: a family the caller disables is still
+// tested (the cache must hold for starts without the option) and stays off.
+func TestSelfTestWithDisabledFamily(t *testing.T) {
+	dir := t.TempDir()
+	b, f, _ := newFake(t, F32, true, func(o *Options, _ *fakecuda.Fake) {
+		o.Disable, o.SelfTest, o.SelfTestCache = []Family{FamRoPE}, SelfTestAuto, dir
+	})
+	if f.Launched("zk_rope_f32") == 0 {
+		t.Error("the disabled family was not tested")
+	}
+	if !slices.Equal(b.Disabled(), []Family{FamRoPE}) || len(b.SelfTest().Disabled()) != 0 {
+		t.Errorf("backend disabled %v, self-test failed %v", b.Disabled(), b.SelfTest().Disabled())
+	}
+	b2, _, _ := selfTested(t, F32, SelfTestAuto, dir, nil)
+	if !b2.SelfTest().Cached || len(b2.Disabled()) != 0 {
+		t.Errorf("cached start without Disable: %v", b2.Disabled())
+	}
+}
