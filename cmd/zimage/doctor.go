@@ -8,9 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +36,9 @@ type doctorReport struct {
 	OS          string   `json:"os"`
 	CPUs        int      `json:"cpus"`
 	CPUFeatures []string `json:"cpu_features"`
+	// Env holds the set variables that change what zimage does on this
+	// machine (ZIMAGE_*, CUDA_VISIBLE_DEVICES, HF_*).
+	Env map[string]string `json:"env"`
 
 	CUDA doctorCUDA `json:"cuda"`
 
@@ -163,7 +168,16 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 // doctor gathers the report. Every section is independent: a failure is
 // noted and the next one runs.
 func doctor(ctx context.Context, o doctorOptions) *doctorReport {
-	r := &doctorReport{Problems: []string{}, Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, CPUs: runtime.NumCPU(), CPUFeatures: cpuFeatures()}
+	r := &doctorReport{Problems: []string{}, Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, CPUs: runtime.NumCPU(), CPUFeatures: cpuFeatures(), Env: map[string]string{}}
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "ZIMAGE_") || strings.HasPrefix(k, "HF_") || k == "CUDA_VISIBLE_DEVICES" {
+			if strings.Contains(k, "TOKEN") || strings.Contains(k, "KEY") {
+				v = "(set)"
+			}
+			r.Env[k] = v
+		}
+	}
 	teC, ditC, vaeC := weights.DefaultQwen3Config(), weights.DefaultDiTConfig(), weights.DefaultVAEConfig()
 	if o.config == "tiny" {
 		teC, ditC, vaeC = tinyConfigs()
@@ -313,6 +327,14 @@ func cpuFeatures() []string {
 func (r *doctorReport) print(w io.Writer) {
 	gb := func(n uint64) string { return fmt.Sprintf("%.2f GB", float64(n)/1e9) }
 	fmt.Fprintf(w, "system      %s, %s, %d CPUs, features %s\n", r.Go, r.OS, r.CPUs, strings.Join(r.CPUFeatures, " "))
+	if len(r.Env) > 0 {
+		keys := slices.Sorted(maps.Keys(r.Env))
+		var kv []string
+		for _, k := range keys {
+			kv = append(kv, k+"="+r.Env[k])
+		}
+		fmt.Fprintf(w, "environment %s\n", strings.Join(kv, " "))
+	}
 	c := r.CUDA
 	drv := c.DriverVersion
 	if c.DriverErr != "" {
