@@ -74,10 +74,9 @@ func (b *Backend) Add(a, c compute.Tensor) compute.Tensor {
 
 // Scale returns x·s + c.
 func (b *Backend) Scale(x compute.Tensor, s, c float32) compute.Tensor {
-	c0 := c
 	const op = "Scale"
 	if !b.on(FamElementwise) {
-		return b.onHost(op, func(c compute.Backend, in []compute.Tensor) compute.Tensor { return c.Scale(in[0], s, c0) }, x)
+		return b.onHost(op, func(h compute.Backend, in []compute.Tensor) compute.Tensor { return h.Scale(in[0], s, c) }, x)
 	}
 	if b.failed() {
 		return b.placeholder(shapeOf(x)...)
