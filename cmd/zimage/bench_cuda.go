@@ -35,10 +35,15 @@ func openBenchBackend(device string, threads int, budget uint64) (compute.Backen
 	return b, nil
 }
 
-// deviceName is the GPU's name, "" for other backends.
+// deviceName is the GPU's name, "" for other backends. Kernel families the
+// self-test disabled are named too: their fallbacks are slower.
 func deviceName(b compute.Backend) string {
 	if c, ok := b.(*cuda.Backend); ok {
-		return c.Device().Props().Name
+		name := c.Device().Props().Name
+		if d := c.Disabled(); len(d) > 0 {
+			name += fmt.Sprintf("; kernel families disabled: %v", d)
+		}
+		return name
 	}
 	return ""
 }
