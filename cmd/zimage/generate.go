@@ -242,6 +242,9 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			return 2
 		}
 		fmt.Fprintf(stderr, "zimage generate: %s\n", oneLine(err))
+		if hint := hubHint(err, g.model); hint != "" {
+			fmt.Fprintf(stderr, "zimage generate: hint: %s\n", hint)
+		}
 		return 1
 	}
 	if err := g.check(); err != nil {
