@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"image"
 	"image/jpeg"
 	"image/png"
 	"os"
@@ -210,5 +211,28 @@ func TestWriteErrorNamesTheUserPath(t *testing.T) {
 	err := writeFileAtomic(path, []byte("x"))
 	if err == nil || !strings.HasPrefix(err.Error(), "write "+path+": ") || strings.Contains(err.Error(), ".tmp-") {
 		t.Errorf("got %v", err)
+	}
+}
+
+// TestGenerateNotSafetensors: an image passed as the model or a component
+// is named as an image.
+func TestGenerateNotSafetensors(t *testing.T) {
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
+	dir := t.TempDir()
+	pngFile := filepath.Join(dir, "cat.png")
+	var buf bytes.Buffer
+	png.Encode(&buf, image.NewGray(image.Rect(0, 0, 8, 8)))
+	if err := os.WriteFile(pngFile, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "x.png")
+	for _, args := range [][]string{
+		{"--model", pngFile},
+		{"--model", model, "--transformer", pngFile},
+	} {
+		code, _, stderr := runProcess(t, zimageCmd(t, append([]string{"generate", "--prompt", "x", "--device", "cpu", "--out", out}, args...)...))
+		if code != 1 || !strings.Contains(stderr, pngFile+": is a PNG image, not a safetensors file") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
+		}
 	}
 }
