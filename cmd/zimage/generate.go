@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -46,10 +47,12 @@ type generateArgs struct {
 
 	out     string
 	quality int
+
+	log *slog.Logger // the library's warnings, on stderr
 }
 
 func newGenerateArgs(stderr io.Writer) *generateArgs {
-	g := &generateArgs{fs: flag.NewFlagSet("generate", flag.ContinueOnError)}
+	g := &generateArgs{fs: flag.NewFlagSet("generate", flag.ContinueOnError), log: newWarnLogger(stderr, "zimage generate")}
 	fs := g.fs
 	fs.SetOutput(stderr)
 	fs.StringVar(&g.model, "model", os.Getenv("ZIMAGE_MODEL"), "model: a diffusers directory, a Hugging Face repo id (Org/Name[@revision], downloaded on first use) or a checkpoint file; default $ZIMAGE_MODEL, else "+zimage.DefaultModel)
@@ -190,6 +193,7 @@ func (g *generateArgs) loadOptions(dev zimage.DeviceChoice, onDownload func(hub.
 		zimage.WithDevice(device), zimage.WithThreads(g.threads), zimage.WithMemoryBudget(budget),
 		zimage.WithSingleFiles(g.transformer, g.textEncoder, g.vae, g.tokenizer),
 		zimage.WithDownloadProgress(onDownload),
+		zimage.WithLogger(g.log),
 	}
 }
 
