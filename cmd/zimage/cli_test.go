@@ -134,6 +134,9 @@ func TestGenerateOutputs(t *testing.T) {
 	if img, err := jpeg.Decode(f); err != nil || img.Bounds().Dx() != 48 || img.Bounds().Dy() != 32 {
 		t.Errorf("--out .JPG: not a 48x32 JPEG: %v", err)
 	}
+	if data, _ := os.ReadFile(jpg); !bytes.Contains(data, []byte("prompt: a fox\nseed: 3\n")) {
+		t.Errorf("--out .JPG: no parameters in a COM segment")
+	}
 	if !strings.Contains(string(stdout), "wrote "+jpg+" (48x32 JPEG)") {
 		t.Errorf("stdout %q", stdout)
 	}

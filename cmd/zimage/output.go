@@ -97,7 +97,7 @@ func (o *output) write(img image.Image, meta []textChunk) error {
 		if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: o.quality}); err != nil {
 			return err
 		}
-		data = buf.Bytes()
+		data = insertJPEGComment(buf.Bytes(), meta)
 	default:
 		if err := png.Encode(&buf, img); err != nil {
 			return err
@@ -114,4 +114,27 @@ func (o *output) write(img image.Image, meta []textChunk) error {
 		return nil
 	}
 	return writeFileAtomic(o.path, data)
+}
+
+// insertJPEGComment records the parameters in a COM segment right after the
+// SOI marker, one "key: value" line each (UTF-8), cut to the segment's
+// 65533-byte limit.
+func insertJPEGComment(jpg []byte, meta []textChunk) []byte {
+	if len(jpg) < 2 || jpg[0] != 0xff || jpg[1] != 0xd8 {
+		return jpg
+	}
+	var text strings.Builder
+	for _, c := range meta {
+		text.WriteString(c.key + ": " + strings.ReplaceAll(c.value, "\n", " ") + "\n")
+	}
+	body := []byte(text.String())
+	if len(body) > 65533 {
+		body = body[:65533]
+	}
+	n := len(body) + 2
+	out := make([]byte, 0, len(jpg)+4+len(body))
+	out = append(out, jpg[:2]...)
+	out = append(out, 0xff, 0xfe, byte(n>>8), byte(n))
+	out = append(out, body...)
+	return append(out, jpg[2:]...)
 }
