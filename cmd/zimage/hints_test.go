@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/zimage/zimage/weights/hub"
@@ -72,5 +73,34 @@ func TestGenerateHubFailureHints(t *testing.T) {
 		if code != 1 || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "--model DIR") {
 			t.Errorf("status %d offline %v: exit %d, stderr %q; want a hint %q", tc.status, tc.offline, code, stderr, tc.want)
 		}
+	}
+}
+
+// TestGenerateChecksBeforeDownload: bad values are refused before the hub
+// is asked for anything (a bad --width must not download 33 GB first).
+func TestGenerateChecksBeforeDownload(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(500)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"--width", "1000"},
+		{"--steps", "0"},
+		{"--seed", "-5"},
+		{"--device", "npu"},
+		{"--out", filepath.Join(dir, "no-such-dir", "x.png")},
+		{"--out", filepath.Join(dir, "x.gif")},
+	} {
+		cmd := zimageCmd(t, append([]string{"generate", "--prompt", "x", "--out", filepath.Join(dir, "x.png")}, args...)...)
+		cmd.Env = append(cmd.Env, "HF_ENDPOINT="+srv.URL, "HF_HUB_OFFLINE=")
+		if code, _, stderr := runProcess(t, cmd); code != 2 {
+			t.Errorf("%v: exit %d, want 2: %s", args, code, stderr)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the hub was asked %d time(s) before the flags were checked", n)
 	}
 }
