@@ -73,6 +73,8 @@ func TestGenerateProcessExitStatus(t *testing.T) {
 		{[]string{"generate", "--model", model, "--prompt", "x", "--out", out, "--width", "1e3"}, 2, "invalid value"},
 		{[]string{"generate", "--prompt", "x", "--out", out}, 1, "not in the cache"},
 		{[]string{"nonsense"}, 2, "unknown command"},
+		// No driver: refused before the (default, uncached) model is looked up.
+		{[]string{"generate", "--prompt", "x", "--out", out, "--device", "cuda"}, 1, `device "cuda": no usable CUDA GPU`},
 	} {
 		code, _, stderr := runProcess(t, zimageCmd(t, tc.args...))
 		if code != tc.code || !strings.Contains(stderr, tc.msg) {
