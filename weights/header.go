@@ -37,8 +37,18 @@ type header struct {
 }
 
 // readHeader reads and validates the header of a safetensors file of the
-// given size. It reads only the length prefix and the header bytes.
+// given size. It reads only the length prefix and the header bytes (and, on
+// a file-level error, the first bytes again to name the file's real format).
 func readHeader(file string, r io.ReaderAt, size int64) (*header, error) {
+	h, err := readHeaderBytes(file, r, size)
+	var he *HeaderError
+	if err != nil && errors.As(err, &he) {
+		return nil, sniffError(he, r, size)
+	}
+	return h, err
+}
+
+func readHeaderBytes(file string, r io.ReaderAt, size int64) (*header, error) {
 	if size < 8 {
 		return nil, &HeaderError{File: file, Reason: fmt.Sprintf("file is %d bytes, too short for the 8-byte header length", size)}
 	}

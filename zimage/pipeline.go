@@ -198,7 +198,7 @@ func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 
 	p := &Pipeline{model: m, log: log, tok: tok, rs: residency{budget: o.budget}, guard: newGuard(&o)}
 	p.spatial = 1 << (len(m.VAE.BlockOutChannels) - 1)
-	p.mult = p.spatial * m.DiT.PatchSize()
+	p.mult = SizeMultiple(m)
 	if o.backend != nil {
 		p.b = o.backend
 	} else {

@@ -8,14 +8,17 @@ import (
 	"flag"
 	"fmt"
 	"hash/crc32"
-	"image/png"
 	"io"
+	"io/fs"
+	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/weights/hub"
 	"github.com/zimage/zimage/zimage"
 )
@@ -24,65 +27,265 @@ func init() {
 	register("generate", "generate an image from a text prompt", runGenerate)
 }
 
-func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+// generateArgs are generate's flags. A feature that needs more (LoRA,
+// img2img) adds its flags in newGenerateArgs, its checks in check and its
+// fields in request or loadOptions.
+type generateArgs struct {
+	fs  *flag.FlagSet
+	set map[string]bool // flags given on the command line
+
+	model, transformer, textEncoder, vae, tokenizer string
+
+	prompt, negative string
+	width, height    int
+	seed             int64
+	steps            int
+	guidance         float64
+
+	device, memoryBudget string
+	threads              int
+
+	out     string
+	quality int
+
+	log *slog.Logger // the library's warnings, on stderr
+}
+
+func newGenerateArgs(stderr io.Writer) *generateArgs {
+	g := &generateArgs{fs: flag.NewFlagSet("generate", flag.ContinueOnError), log: newWarnLogger(stderr, "zimage generate")}
+	fs := g.fs
 	fs.SetOutput(stderr)
-	model := fs.String("model", os.Getenv("ZIMAGE_MODEL"), "model: a diffusers directory, a Hugging Face repo id (Org/Name[@revision], downloaded on first use) or a checkpoint file; default $ZIMAGE_MODEL, else "+zimage.DefaultModel)
-	transformer := fs.String("transformer", "", "transformer weights from a single file (ComfyUI z_image_turbo_*.safetensors, or an all-in-one checkpoint)")
-	textEncoder := fs.String("text-encoder", "", "text encoder weights from a single file (ComfyUI qwen_3_4b.safetensors)")
-	vaeFile := fs.String("vae", "", "VAE weights from a single file (FLUX ae.safetensors)")
-	tokenizerPath := fs.String("tokenizer", "", "tokenizer directory or tokenizer.json (with single files; else taken from --model)")
-	prompt := fs.String("prompt", "", "text prompt (required)")
-	neg := fs.String("negative-prompt", "", "negative prompt (used with --guidance > 0)")
-	width := fs.Int("width", 1024, "image width in pixels (multiple of 16)")
-	height := fs.Int("height", 1024, "image height in pixels (multiple of 16)")
-	seed := fs.Int64("seed", -1, "random seed (-1 = random; the seed used is printed)")
-	steps := fs.Int("steps", zimage.DefaultSteps, "denoising steps")
-	guidance := fs.Float64("guidance", 0, "classifier-free guidance scale (0 = off, the Turbo setting)")
-	device := fs.String("device", "auto", "compute device: cpu, cuda or auto")
-	threads := fs.Int("threads", 0, "CPU threads (0 = all cores)")
-	memBudget := fs.String("memory-budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: the free device memory)")
-	out := fs.String("out", "", "output PNG file (required)")
+	fs.StringVar(&g.model, "model", os.Getenv("ZIMAGE_MODEL"), "model: a diffusers directory, a Hugging Face repo id (Org/Name[@revision], downloaded on first use) or a checkpoint file; default $ZIMAGE_MODEL, else "+zimage.DefaultModel)
+	fs.StringVar(&g.transformer, "transformer", "", "transformer weights from a single file (ComfyUI z_image_turbo_*.safetensors, or an all-in-one checkpoint)")
+	fs.StringVar(&g.textEncoder, "text-encoder", "", "text encoder weights from a single file (ComfyUI qwen_3_4b.safetensors)")
+	fs.StringVar(&g.vae, "vae", "", "VAE weights from a single file (FLUX ae.safetensors)")
+	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer directory or tokenizer.json (with single files; else taken from --model)")
+	fs.StringVar(&g.prompt, "prompt", "", "text prompt (required)")
+	fs.StringVar(&g.negative, "negative-prompt", "", "negative prompt (used with --guidance > 0)")
+	fs.IntVar(&g.width, "width", gpuDefaultSize, fmt.Sprintf("image width in pixels (multiple of 16; default %d on a GPU, %d on the CPU)", gpuDefaultSize, cpuDefaultSize))
+	fs.IntVar(&g.height, "height", gpuDefaultSize, fmt.Sprintf("image height in pixels (multiple of 16; default %d on a GPU, %d on the CPU)", gpuDefaultSize, cpuDefaultSize))
+	fs.Int64Var(&g.seed, "seed", -1, "random seed (-1 = random; the seed used is printed)")
+	fs.IntVar(&g.steps, "steps", zimage.DefaultSteps, "denoising steps (≥ 1)")
+	fs.Float64Var(&g.guidance, "guidance", 0, "classifier-free guidance scale (0 = off, the Turbo setting)")
+	fs.StringVar(&g.device, "device", "auto", "compute device: cpu, cuda, cuda:N or auto")
+	fs.IntVar(&g.threads, "threads", 0, "CPU threads (0 = all cores)")
+	fs.StringVar(&g.memoryBudget, "memory-budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: the free device memory)")
+	fs.StringVar(&g.out, "out", "", "output file: .png, .jpg/.jpeg, or - for a PNG on standard output (required)")
+	fs.IntVar(&g.quality, "quality", 90, "JPEG quality (1-100)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: zimage generate [--model MODEL] --prompt TEXT --out FILE.png [flags]")
+		fmt.Fprintln(stderr, "usage: zimage generate [--model MODEL] --prompt TEXT --out FILE.png|FILE.jpg|- [flags]")
 		fmt.Fprintln(stderr, "MODEL defaults to "+zimage.DefaultModel+", downloaded into the Hugging Face cache on first use")
 		fmt.Fprintln(stderr, "(see \"zimage pull -h\"); ComfyUI users pass --transformer, --text-encoder, --vae and --tokenizer.")
+		fmt.Fprintln(stderr, "Flags go before any other argument. Exit status: 0 done, 1 failed, 2 usage error, 130 interrupted.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	return g
+}
+
+// Default image sizes: the model's native 1024² on a GPU; on the CPU, where
+// 1024² takes about 43 minutes, 512² (about 8 minutes) unless asked.
+const (
+	gpuDefaultSize = 1024
+	cpuDefaultSize = 512
+)
+
+// usageError is a bad command line: exit status 2.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+// check validates everything that needs no model, before anything slow.
+func (g *generateArgs) check() error {
+	if g.fs.NArg() > 0 {
+		return positionalError(g.fs.Args())
+	}
+	if _, err := parseBytes(g.memoryBudget); err != nil {
+		return usageError(fmt.Sprintf("--memory-budget: %v", err))
+	}
+	switch {
+	case !g.set["prompt"]:
+		return usageError("--prompt is required")
+	case strings.TrimSpace(g.prompt) == "":
+		return usageError("--prompt is empty")
+	case g.out == "":
+		return usageError("--out is required")
+	case g.steps < 1 || g.steps > zimage.MaxSteps:
+		return usageError(fmt.Sprintf("--steps %d: want 1 to %d", g.steps, zimage.MaxSteps))
+	case g.seed < -1:
+		return usageError(fmt.Sprintf("--seed %d: want ≥ 0, or -1 for a random seed", g.seed))
+	case math.IsNaN(g.guidance) || math.IsInf(g.guidance, 0) || g.guidance < 0:
+		return usageError(fmt.Sprintf("--guidance %v: want a finite value ≥ 0", g.guidance))
+	case g.threads < 0:
+		return usageError(fmt.Sprintf("--threads %d: want ≥ 0 (0 = all cores)", g.threads))
+	case g.quality < 1 || g.quality > 100:
+		return usageError(fmt.Sprintf("--quality %d: want 1 to 100", g.quality))
+	}
+	mult := g.sizeMultiple()
+	for _, d := range []struct {
+		name string
+		v    int
+	}{{"width", g.width}, {"height", g.height}} {
+		if g.set[d.name] && (d.v < zimage.MinSize || d.v > zimage.MaxSize || d.v%mult != 0) {
+			return usageError(fmt.Sprintf("--%s %d: want a multiple of %d from %d to %d", d.name, d.v, mult, zimage.MinSize, zimage.MaxSize))
+		}
+	}
+	return nil
+}
+
+// sizeMultiple is the multiple image sizes must be: read from the configs
+// of a local model directory (cheap: no weights), else Z-Image's 16.
+func (g *generateArgs) sizeMultiple() int {
+	if st, err := os.Stat(g.model); err == nil && st.IsDir() {
+		if m, err := weights.OpenModel(g.model); err == nil {
+			return zimage.SizeMultiple(m)
+		}
+	}
+	return 16
+}
+
+// fallbackReason shortens the CUDA probe's error for the fallback note:
+// "no CUDA driver: libcuda.so.1: cannot open shared object file: …".
+func fallbackReason(err error) string {
+	msg := strings.ReplaceAll(oneLine(err), "cuda: ", "")
+	if rest, ok := strings.CutPrefix(msg, "no CUDA device: "); ok && rest != "" {
+		msg = rest
+	}
+	if msg == "" {
+		msg = "no reason given"
+	}
+	return msg
+}
+
+// positionalError explains a leftover argument: Go's flag parsing stops at
+// the first argument that is not a flag, so flags after it are not read.
+func positionalError(args []string) error {
+	for _, a := range args[1:] {
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			return usageError(fmt.Sprintf("flags must come before other arguments: %s follows the argument %q (quote a prompt and pass it with --prompt)", a, args[0]))
+		}
+	}
+	return usageError(fmt.Sprintf("unexpected argument %q (the prompt goes in --prompt \"…\", quoted)", args[0]))
+}
+
+// resolveSize fills in the sizes not given: gpuDefaultSize on a GPU,
+// cpuDefaultSize on the CPU. It reports whether a CPU default was used.
+func (g *generateArgs) resolveSize(dev zimage.DeviceChoice) (cpuDefault bool) {
+	def := gpuDefaultSize
+	if dev.Kind == "cpu" {
+		def = cpuDefaultSize
+	}
+	if !g.set["width"] {
+		g.width, cpuDefault = def, dev.Kind == "cpu"
+	}
+	if !g.set["height"] {
+		g.height, cpuDefault = def, cpuDefault || dev.Kind == "cpu"
+	}
+	return cpuDefault
+}
+
+func (g *generateArgs) loadOptions(dev zimage.DeviceChoice, onDownload func(hub.Progress)) []zimage.Option {
+	device := g.device
+	if dev.Kind == "cpu" {
+		device = "cpu" // "auto" already fell back; do not probe again
+	}
+	budget, _ := parseBytes(g.memoryBudget) // checked in check
+	return []zimage.Option{
+		zimage.WithDevice(device), zimage.WithThreads(g.threads), zimage.WithMemoryBudget(budget),
+		zimage.WithSingleFiles(g.transformer, g.textEncoder, g.vae, g.tokenizer),
+		zimage.WithDownloadProgress(onDownload),
+		zimage.WithLogger(g.log),
+	}
+}
+
+func (g *generateArgs) request() zimage.Request {
+	return zimage.Request{
+		Prompt: g.prompt, NegativePrompt: g.negative, Width: g.width, Height: g.height,
+		Seed: g.seed, Steps: g.steps, Guidance: float32(g.guidance),
+	}
+}
+
+// metadata is what the PNG's text chunks record.
+func (g *generateArgs) metadata(res *zimage.Result) []textChunk {
+	meta := []textChunk{{"prompt", g.prompt}}
+	if g.negative != "" {
+		meta = append(meta, textChunk{"negative_prompt", g.negative})
+	}
+	return append(meta,
+		textChunk{"seed", strconv.FormatInt(res.Seed, 10)},
+		textChunk{"steps", strconv.Itoa(res.Steps)},
+		textChunk{"guidance", strconv.FormatFloat(g.guidance, 'g', -1, 32)},
+		textChunk{"size", fmt.Sprintf("%dx%d", res.Width, res.Height)},
+		textChunk{"model", modelLabel(g.model, g.transformer)},
+		textChunk{"Software", "zimage"},
+	)
+}
+
+func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := newGenerateArgs(stderr)
+	if err := g.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	usageErr := func(msg string) int {
-		fmt.Fprintf(stderr, "zimage generate: %s\n", msg)
-		fs.Usage()
-		return 2
-	}
-	budgetBytes, err := parseBytes(*memBudget)
-	if err != nil {
-		return usageErr(fmt.Sprintf("--memory-budget: %v", err))
-	}
-	switch {
-	case fs.NArg() > 0:
-		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
-	case !set["prompt"]:
-		return usageErr("--prompt is required")
-	case *out == "":
-		return usageErr("--out is required")
-	}
+	g.set = map[string]bool{}
+	g.fs.Visit(func(f *flag.Flag) { g.set[f.Name] = true })
 	fail := func(err error) int {
+		var ue usageError
+		var re *zimage.RequestError
+		switch {
+		case errors.As(err, &ue):
+			fmt.Fprintf(stderr, "zimage generate: %s\n", ue)
+			fmt.Fprintln(stderr, "Run \"zimage generate -h\" for the flags.")
+			return 2
+		case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+			fmt.Fprintln(stderr, "zimage generate: interrupted; no image written")
+			return 1 // main turns this into 128+signal
+		case errors.As(err, &re):
+			fmt.Fprintf(stderr, "zimage generate: %s\n", oneLine(err))
+			return 2
+		}
 		fmt.Fprintf(stderr, "zimage generate: %s\n", oneLine(err))
+		if hint := hubHint(err, g.model); hint != "" {
+			fmt.Fprintf(stderr, "zimage generate: hint: %s\n", hint)
+		}
 		return 1
+	}
+	if err := g.check(); err != nil {
+		return fail(err)
+	}
+	out, err := parseOutput(g.out, g.quality, stdout)
+	if err != nil {
+		return fail(err)
+	}
+	dev, err := zimage.ResolveDevice(g.device)
+	if err != nil {
+		if errors.Is(err, zimage.ErrNoDevice) {
+			return fail(err)
+		}
+		return fail(usageError(fmt.Sprintf("--device %q: want cpu, cuda, cuda:N or auto", g.device)))
+	}
+	if err := out.check(); err != nil {
+		return fail(err)
+	}
+	// Messages go to stderr; with --out - so does the report.
+	report := stdout
+	if out.stdout {
+		report = stderr
+	}
+	if g.negative != "" && g.guidance == 0 {
+		fmt.Fprintln(stderr, "zimage generate: warning: --negative-prompt has no effect without --guidance > 0 (Turbo runs without classifier-free guidance)")
+	}
+	if dev.Fallback != nil {
+		fmt.Fprintf(stderr, "zimage generate: no usable CUDA GPU (%s); running on the CPU\n", fallbackReason(dev.Fallback))
+	}
+	if g.resolveSize(dev) {
+		fmt.Fprintf(stderr, "zimage generate: %dx%d, the CPU default size (1024x1024 takes about 5 times as long); pass --width and --height to choose\n", g.width, g.height)
 	}
 
 	start := time.Now()
 	dl := newDownloadBar(stderr)
-	p, err := zimage.Load(ctx, *model, zimage.WithDevice(*device), zimage.WithThreads(*threads), zimage.WithMemoryBudget(budgetBytes),
-		zimage.WithSingleFiles(*transformer, *textEncoder, *vaeFile, *tokenizerPath), zimage.WithDownloadProgress(dl.update))
+	p, err := zimage.Load(ctx, g.model, g.loadOptions(dev, dl.update)...)
 	dl.finish()
 	if err != nil {
 		return fail(err)
@@ -90,10 +293,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	defer p.Close()
 	loadTime := time.Since(start)
 
-	req := zimage.Request{
-		Prompt: *prompt, NegativePrompt: *neg, Width: *width, Height: *height,
-		Seed: *seed, Steps: *steps, Guidance: float32(*guidance),
-	}
+	req := g.request()
 	bar := newProgressBar(stderr)
 	req.Progress = bar.update
 	res, err := p.Run(ctx, req)
@@ -101,50 +301,29 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if err != nil {
 		return fail(err)
 	}
-
-	meta := []textChunk{
-		{"prompt", *prompt},
-		{"seed", strconv.FormatInt(res.Seed, 10)},
-		{"steps", strconv.Itoa(res.Steps)},
-		{"guidance", strconv.FormatFloat(*guidance, 'g', -1, 32)},
-		{"size", fmt.Sprintf("%dx%d", res.Width, res.Height)},
-		{"model", modelLabel(*model, *transformer)},
-		{"Software", "zimage"},
-	}
-	if *neg != "" {
-		meta = append(meta[:1], append([]textChunk{{"negative_prompt", *neg}}, meta[1:]...)...)
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, res.Image); err != nil {
-		return fail(err)
-	}
-	data, err := insertTextChunks(buf.Bytes(), meta)
-	if err != nil {
-		return fail(err)
-	}
-	if err := writeFileAtomic(*out, data); err != nil {
+	if err := out.write(res.Image, g.metadata(res)); err != nil {
 		return fail(err)
 	}
 
 	t := res.Timings
-	fmt.Fprintf(stdout, "seed %d\n", res.Seed)
+	fmt.Fprintf(report, "seed %d\n", res.Seed)
 	if res.Truncated {
-		fmt.Fprintf(stdout, "prompt truncated to %d tokens\n", res.Tokens)
+		fmt.Fprintf(report, "prompt truncated to %d tokens\n", res.Tokens)
 	}
-	fmt.Fprintf(stdout, "load          %s (device %s)\n", round(loadTime), p.Backend().Name())
-	fmt.Fprintf(stdout, "tokenize      %s (%d tokens)\n", round(t.Tokenize), res.Tokens)
-	fmt.Fprintf(stdout, "text encoder  %s\n", round(t.TextEncoder))
+	fmt.Fprintf(report, "load          %s (device %s)\n", round(loadTime), p.Backend().Name())
+	fmt.Fprintf(report, "tokenize      %s (%d tokens)\n", round(t.Tokenize), res.Tokens)
+	fmt.Fprintf(report, "text encoder  %s\n", round(t.TextEncoder))
 	perStep := time.Duration(0)
 	if len(t.Steps) > 0 {
 		perStep = t.Denoise / time.Duration(len(t.Steps))
 	}
-	fmt.Fprintf(stdout, "denoise       %s (%d steps, %s/step)\n", round(t.Denoise), len(t.Steps), round(perStep))
-	fmt.Fprintf(stdout, "vae           %s\n", round(t.VAE))
-	fmt.Fprintf(stdout, "total         %s\n", round(t.Total))
+	fmt.Fprintf(report, "denoise       %s (%d steps, %s/step)\n", round(t.Denoise), len(t.Steps), round(perStep))
+	fmt.Fprintf(report, "vae           %s\n", round(t.VAE))
+	fmt.Fprintf(report, "total         %s\n", round(t.Total))
 	if m := res.Memory; m.Peak > 0 { // device backends only (residency.go)
-		fmt.Fprintf(stdout, "memory        peak %.2f GB on the device (%s)\n", float64(m.Peak)/1e9, m.Plan)
+		fmt.Fprintf(report, "memory        peak %.2f GB on the device (%s)\n", float64(m.Peak)/1e9, m.Plan)
 	}
-	fmt.Fprintf(stdout, "wrote %s (%dx%d)\n", *out, res.Width, res.Height)
+	fmt.Fprintf(report, "wrote %s (%dx%d %s)\n", out.name(), res.Width, res.Height, strings.ToUpper(out.format))
 	return 0
 }
 
@@ -185,7 +364,7 @@ func writeFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", path, bareError(err))
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
@@ -203,9 +382,19 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, bareError(err))
 	}
 	return nil
+}
+
+// bareError drops the file name of a *fs.PathError (the temporary file's,
+// which the user never named).
+func bareError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // textChunk is one PNG text entry.

@@ -91,19 +91,35 @@ func TestGenerateUsageErrors(t *testing.T) {
 		{[]string{"--prompt", "x", "--out", out}, 1, "Tongyi-MAI/Z-Image-Turbo is not in the cache"},
 		{[]string{"--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"--model", model, "--prompt", "x", "--out", out, "extra"}, 2, "unexpected argument"},
-		{[]string{"--model", model, "--prompt", "x", "--out", out, "--width", "100"}, 1, "request width"},
-		{[]string{"--model", model, "--prompt", "x", "--out", out, "--device", "tpu"}, 1, "unknown device"},
+		{[]string{"--model", model, "--prompt", "x", "--out", out, "--width", "100"}, 2, "--width 100: want a multiple of 16 from 16 to 4096"},
+		{[]string{"--model", model, "--prompt", "x", "--out", out, "--height", "8192"}, 2, "--height 8192"},
+		{[]string{"--model", model, "--prompt", "x", "--out", out, "--device", "tpu"}, 2, `--device "tpu": want cpu, cuda, cuda:N or auto`},
 		{[]string{"--model", t.TempDir(), "--prompt", "x", "--out", out}, 1, "zimage generate:"},
 		{[]string{"--model", model, "--prompt", "x", "--width", "32", "--height", "32", "--steps", "1",
-			"--out", filepath.Join(t.TempDir(), "missing", "x.png")}, 1, "zimage generate:"},
+			"--out", filepath.Join(t.TempDir(), "missing", "x.png")}, 2, "missing/x.png: directory"},
+		{[]string{"--model", model, "--prompt", "x", "--out", out, "--steps", "0"}, 2, "--steps 0: want 1 to"},
+		{[]string{"--model", model, "--prompt", "x", "--out", out, "--seed", "-2"}, 2, "--seed -2"},
+		{[]string{"--model", model, "--prompt", "  ", "--out", out}, 2, "--prompt is empty"},
+		{[]string{"--model", model, "--prompt", "x", "--out", out, "--guidance", "-1"}, 2, "--guidance -1"},
+		{[]string{"--model", model, "--prompt", "x", "--out", out, "--width", "abc"}, 2, "invalid value"},
+		{[]string{"--model", model, "--prompt", "x", "--out", out, "--memory-budget", "lots"}, 2, "--memory-budget"},
+		{[]string{"--model", model, "--prompt", "x", "--out", out, "--quality", "0"}, 2, "--quality 0"},
+		{[]string{"--model", model, "--prompt", "x", "--out", strings.TrimSuffix(out, ".png") + ".webp"}, 2, "unknown image type .webp"},
+		{[]string{"--model", model, "--prompt", "x", "--out", strings.TrimSuffix(out, ".png")}, 2, "no file extension"},
+		{[]string{"--model", model, "--prompt", "x", "--out", t.TempDir() + "/"}, 2, "no file extension"},
+		{[]string{"--model", model, "a fox", "--out", out}, 2, `flags must come before other arguments: --out follows the argument "a fox"`},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), append([]string{"generate"}, tc.args...), &stdout, &stderr)
 		if code != tc.code || !strings.Contains(stderr.String(), tc.msg) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr.String(), tc.code, tc.msg)
 		}
-		if code == 1 && strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
-			t.Errorf("%v: failure message is not one line: %q", tc.args, stderr.String())
+		// Each message is one line of its own (notes about the device may
+		// precede the failure).
+		for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+			if code == 1 && !strings.HasPrefix(line, "zimage generate: ") {
+				t.Errorf("%v: a message spans lines: %q", tc.args, stderr.String())
+			}
 		}
 	}
 	if _, err := os.Stat(out); err == nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -27,10 +28,42 @@ func register(name, summary string, run func(ctx context.Context, args []string,
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, caught, stop := notifySignals()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	if sig := caught(); sig != 0 && code != 0 {
+		// Interrupted: the conventional 128+signal (130 for Ctrl-C).
+		code = 128 + int(sig)
+	}
 	os.Exit(code)
+}
+
+// notifySignals returns a context cancelled by the first SIGINT or SIGTERM
+// and a function that says which one arrived (0: none). After the first,
+// the signals get their default action again, so a second Ctrl-C ends the
+// process at once.
+func notifySignals() (ctx context.Context, caught func() syscall.Signal, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	var got atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-ch:
+			signal.Reset(os.Interrupt, syscall.SIGTERM)
+			if n, ok := s.(syscall.Signal); ok {
+				got.Store(int32(n))
+			}
+			cancel()
+		case <-done:
+		}
+	}()
+	return ctx, func() syscall.Signal { return syscall.Signal(got.Load()) }, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel()
+	}
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {

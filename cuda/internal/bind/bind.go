@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 
 	"github.com/ebitengine/purego"
@@ -116,7 +117,7 @@ func Bind(library string, table any, lookup Lookup) (err error) {
 func Open(names ...string) (handle uintptr, name string, err error) {
 	var errs []error
 	for _, n := range names {
-		h, derr := purego.Dlopen(n, purego.RTLD_NOW|purego.RTLD_LOCAL)
+		h, derr := dlopen(n)
 		if derr == nil {
 			return h, n, nil
 		}
@@ -131,4 +132,26 @@ func Open(names ...string) (handle uintptr, name string, err error) {
 // DlsymLookup returns a Lookup on a dlopen handle.
 func DlsymLookup(handle uintptr) Lookup {
 	return func(name string) (uintptr, error) { return purego.Dlsym(handle, name) }
+}
+
+// dlopen opens one library. dlerror's message is thread-local: purego reads
+// it in a second call, and a goroutine that moved to another OS thread in
+// between got another thread's (usually empty) message, so both calls run
+// on one locked thread. An empty message still gets a reason that names the
+// library.
+func dlopen(name string) (uintptr, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_LOCAL)
+	if err == nil {
+		return h, nil
+	}
+	msg := strings.TrimSpace(err.Error())
+	switch {
+	case msg == "":
+		return 0, fmt.Errorf("dlopen %s failed (no dlerror message)", name)
+	case !strings.Contains(msg, name):
+		return 0, fmt.Errorf("dlopen %s: %s", name, msg)
+	}
+	return 0, err
 }
