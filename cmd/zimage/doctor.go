@@ -16,8 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/cpu"
-
 	"github.com/zimage/zimage/cuda/synthetic"
 	"github.com/zimage/zimage/sampler"
 	"github.com/zimage/zimage/weights"
@@ -168,7 +166,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 // doctor gathers the report. Every section is independent: a failure is
 // noted and the next one runs.
 func doctor(ctx context.Context, o doctorOptions) *doctorReport {
-	r := &doctorReport{Problems: []string{}, Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, CPUs: runtime.NumCPU(), CPUFeatures: cpuFeatures(), Env: map[string]string{}}
+	r := &doctorReport{Problems: []string{}, Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, CPUs: runtime.NumCPU(), CPUFeatures: cpuFeatureNames(), Env: map[string]string{}}
 	for _, kv := range os.Environ() {
 		k, v, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(k, "ZIMAGE_") || strings.HasPrefix(k, "HF_") || k == "CUDA_VISIBLE_DEVICES" {
@@ -297,33 +295,6 @@ func cpuTimedStep(ctx context.Context, cfg weights.DiTConfig, spatial, size, thr
 	return t
 }
 
-// cpuFeatures lists the CPU features the GEMM kernels care about.
-func cpuFeatures() []string {
-	var out []string
-	add := func(ok bool, name string) {
-		if ok {
-			out = append(out, name)
-		}
-	}
-	switch runtime.GOARCH {
-	case "amd64":
-		add(cpu.X86.HasAVX, "avx")
-		add(cpu.X86.HasAVX2, "avx2")
-		add(cpu.X86.HasFMA, "fma")
-		add(cpu.X86.HasF16C, "f16c")
-		add(cpu.X86.HasAVX512F, "avx512f")
-		add(cpu.X86.HasAVX512BF16, "avx512bf16")
-		add(cpu.X86.HasAMXBF16, "amx-bf16")
-	case "arm64":
-		add(cpu.ARM64.HasASIMD, "asimd")
-		add(cpu.ARM64.HasFPHP, "fphp")
-		add(cpu.ARM64.HasASIMDHP, "asimdhp")
-		add(cpu.ARM64.HasSVE, "sve")
-		add(cpu.ARM64.HasI8MM, "i8mm")
-	}
-	return out
-}
-
 func (r *doctorReport) print(w io.Writer) {
 	gb := func(n uint64) string { return fmt.Sprintf("%.2f GB", float64(n)/1e9) }
 	fmt.Fprintf(w, "system      %s, %s, %d CPUs, features %s\n", r.Go, r.OS, r.CPUs, strings.Join(r.CPUFeatures, " "))
@@ -400,4 +371,10 @@ func (r *doctorReport) print(w io.Writer) {
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "  - %s\n", p)
 	}
+}
+
+// cpuFeatureNames is the present half of cpuFeatures (version.go).
+func cpuFeatureNames() []string {
+	have, _ := cpuFeatures()
+	return have
 }
