@@ -20,8 +20,10 @@ func init() {
 const keysUsage = `usage:
   zimage keys add    --data DIR --credits N [--rate-per-minute R] [--name S]   prints the new key on stdout
   zimage keys list   --data DIR
-  zimage keys revoke --data DIR KEY_ID
-  zimage keys credit --data DIR KEY_ID N        (N may be negative)
+  zimage keys revoke --data DIR KEY_ID|KEY
+  zimage keys credit --data DIR KEY_ID|KEY N    (N may be negative)
+KEY_ID is the key_… id that add and list show; the key itself (zk_…) works too.
+Only add creates the database; the others need an existing one.
 Every subcommand also takes --database postgres://… to use a shared database.`
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -42,7 +44,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var rate *int
 	var name *string
 	if sub == "add" {
-		credits = fs.Int64("credits", 0, "starting balance")
+		credits = fs.Int64("credits", 0, "starting balance (required)")
 		rate = fs.Int("rate-per-minute", 60, "generation requests per minute (0 = unlimited)")
 		name = fs.String("name", "", "a label for the key")
 	}
@@ -66,9 +68,24 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageErr(fmt.Sprintf("want %d argument(s), got %d", n, len(pos)))
 	case *data == "" && *database == "":
 		return usageErr("--data is required")
+	case sub == "add" && !flagSet(fs, "credits"):
+		return usageErr("--credits is required (the starting balance, e.g. --credits 1000)")
 	}
 
-	st, err := server.OpenStore(ctx, *data, *database)
+	var delta int64
+	if sub == "credit" {
+		d, err := strconv.ParseInt(pos[1], 10, 64)
+		if err != nil {
+			return usageErr(fmt.Sprintf("credits %q: not an integer", pos[1]))
+		}
+		delta = d
+	}
+
+	open := server.OpenExistingStore
+	if sub == "add" {
+		open = server.OpenStore // a new server's first key creates its database
+	}
+	st, err := open(ctx, *data, *database)
 	if err != nil {
 		fmt.Fprintf(stderr, "zimage keys: %v\n", err)
 		return 1
@@ -105,22 +122,33 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		_ = tw.Flush()
 	case "revoke":
-		if err := st.RevokeKey(ctx, pos[0]); err != nil {
+		id, err := st.ResolveKey(ctx, pos[0])
+		if err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(stderr, "revoked %s\n", pos[0])
-	case "credit":
-		delta, err := strconv.ParseInt(pos[1], 10, 64)
-		if err != nil {
-			return usageErr(fmt.Sprintf("credits %q: not an integer", pos[1]))
+		if err := st.RevokeKey(ctx, id); err != nil {
+			return fail(err)
 		}
-		k, err := st.AddCredits(ctx, pos[0], delta)
+		fmt.Fprintf(stderr, "revoked %s\n", id)
+	case "credit":
+		id, err := st.ResolveKey(ctx, pos[0])
+		if err != nil {
+			return fail(err)
+		}
+		k, err := st.AddCredits(ctx, id, delta)
 		if err != nil {
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "%s %d\n", k.ID, k.Credits)
 	}
 	return 0
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func rateText(r int) string {

@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -50,6 +52,43 @@ func OpenStore(ctx context.Context, dataDir, databaseURL string) (*Store, error)
 		return nil, err
 	}
 	return &Store{db: db}, nil
+}
+
+// ErrNoDatabase is returned by OpenExistingStore for a data directory that
+// holds no zimage database.
+var ErrNoDatabase = errors.New("server: no zimage database")
+
+// OpenExistingStore is OpenStore for a database that must exist already: it
+// never creates a data directory or an empty database (a mistyped --data
+// must not look like a server without keys).
+func OpenExistingStore(ctx context.Context, dataDir, databaseURL string) (*Store, error) {
+	if !isPostgresURL(databaseURL) && dataDir != "" {
+		path := filepath.Join(dataDir, sqliteFile)
+		if _, err := os.Stat(path); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("%w in %s (no file %s; \"zimage keys add\" or \"zimage serve\" creates it)", ErrNoDatabase, dataDir, path)
+			}
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	return OpenStore(ctx, dataDir, databaseURL)
+}
+
+// ResolveKey returns the ID of a key given either its ID or the key itself
+// ("zk_…", as a customer would quote it). The key is looked up by its hash.
+func (s *Store) ResolveKey(ctx context.Context, idOrKey string) (string, error) {
+	if !strings.HasPrefix(idOrKey, keyPrefix) {
+		return idOrKey, nil
+	}
+	var id string
+	err := s.db.q.queryRow(ctx, `SELECT id FROM zimage_keys WHERE hash = ?`, hashKey(idOrKey)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("%w: the key %s… is not in this database", ErrKeyNotFound, idOrKey[:min(len(idOrKey), len(keyPrefix)+6)])
+	}
+	if err != nil {
+		return "", fmt.Errorf("server: look up key: %w", err)
+	}
+	return id, nil
 }
 
 // Close releases the database.
