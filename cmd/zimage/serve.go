@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -32,6 +33,28 @@ func (g pipelineGenerator) Generate(ctx context.Context, job server.Job) (image.
 	return res.Image, res.Seed, nil
 }
 
+// proxyList is the repeatable --trusted-proxy flag.
+type proxyList []netip.Prefix
+
+func (l *proxyList) String() string {
+	parts := make([]string, len(*l))
+	for i, p := range *l {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l *proxyList) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		p, err := server.ParseTrustedProxy(part)
+		if err != nil {
+			return err
+		}
+		*l = append(*l, p)
+	}
+	return nil
+}
+
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -50,6 +73,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "at SIGTERM, time running tasks get before being handed back")
 	keepImages := fs.Duration("keep-images", 0, "delete images this long after their task finished, e.g. 720h (default 0: keep forever)")
 	publicURL := fs.String("public-url", "", "external base URL for image links (default: from the request's Host)")
+	var proxies proxyList
+	fs.Var(&proxies, "trusted-proxy", "CIDR or IP of a reverse proxy whose X-Forwarded-Proto/-Host build the image links (repeatable)")
+	modelID := fs.String("model-id", server.DefaultModelID, "the model's name in GET /v1/models")
 	device := fs.String("device", "auto", "compute device: cpu, cuda or auto")
 	threads := fs.Int("threads", 0, "CPU threads (0 = all cores)")
 	memBudget := fs.String("memory-budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: the free device memory)")
@@ -119,7 +145,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		DataDir: *data, DatabaseURL: *database, Role: server.Role(*role), Generator: gen,
 		Resolution: *resolution, Price: *price, MaxQueue: *maxQueue, MaxN: *maxN, Workers: *workers,
 		TaskTimeout: *taskTimeout, RescueAfter: *rescueAfter, ShutdownTimeout: *shutdownTimeout,
-		KeepImages: *keepImages, PublicURL: *publicURL, Logger: log,
+		KeepImages: *keepImages, PublicURL: *publicURL, TrustedProxies: proxies, ModelID: *modelID, Logger: log,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "zimage serve: %v\n", err)

@@ -243,6 +243,7 @@ func TestServeFlags(t *testing.T) {
 		{[]string{"serve", "--data", t.TempDir(), "--role", "api", "--log-format", "xml"}, 2, "log-format"},
 		{[]string{"serve", "extra"}, 2, "unexpected argument"},
 		{[]string{"serve", "--data", t.TempDir(), "--model", "m", "--price", "0"}, 2, "at least 1"},
+		{[]string{"serve", "--data", t.TempDir(), "--model", "m", "--trusted-proxy", "everyone"}, 2, "trusted proxy"},
 	} {
 		t.Setenv("ZIMAGE_MODEL", "")
 		var out, errOut bytes.Buffer

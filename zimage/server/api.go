@@ -21,7 +21,8 @@ const MaxPromptChars = 1000
 type apiError struct {
 	status     int
 	msg        string
-	retryAfter int // seconds; sent as Retry-After when > 0
+	retryAfter int    // seconds; sent as Retry-After when > 0
+	allow      string // methods, sent as Allow (405)
 }
 
 func (e *apiError) Error() string { return e.msg }

@@ -27,6 +27,8 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("/api/status", s.handleStatus)
 		mux.HandleFunc("/api/images/{task}/{file}", s.handleImage)
 		mux.HandleFunc("/v1/images/generations", s.handleOpenAI)
+		mux.HandleFunc("/v1/models", s.handleModels)
+		mux.HandleFunc("/v1/models/{id...}", s.handleModels)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/v1/") {
@@ -87,8 +89,10 @@ func (s *Server) observe(next http.Handler) http.Handler {
 func routeOf(path string) string {
 	switch {
 	case path == "/healthz", path == "/metrics", path == "/api/generate", path == "/api/status",
-		path == "/v1/images/generations":
+		path == "/v1/images/generations", path == "/v1/models":
 		return path
+	case strings.HasPrefix(path, "/v1/models/"):
+		return "/v1/models/{id}"
 	case strings.HasPrefix(path, "/api/images/"):
 		return "/api/images"
 	}
@@ -120,6 +124,9 @@ func setRetryAfter(w http.ResponseWriter, e *apiError) {
 	}
 	if e.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="zimage"`)
+	}
+	if e.allow != "" {
+		w.Header().Set("Allow", e.allow)
 	}
 }
 
@@ -236,8 +243,15 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	return body, nil
 }
 
+// methodNotAllowed is a 405 whose Allow header lists the methods (GET
+// implies HEAD).
 func methodNotAllowed(allowed string) *apiError {
-	return errorf(http.StatusMethodNotAllowed, "method not allowed; use %s", allowed)
+	e := errorf(http.StatusMethodNotAllowed, "method not allowed; use %s", allowed)
+	e.allow = allowed
+	if allowed == "GET" {
+		e.allow = "GET, HEAD"
+	}
+	return e
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
@@ -356,18 +370,6 @@ func (s *Server) statusOf(r *http.Request, t *task) statusData {
 // apiTime formats Unix milliseconds as the API's "YYYY-MM-DD HH:MM:SS" (UTC).
 func apiTime(ms int64) string {
 	return time.UnixMilli(ms).UTC().Format(time.DateTime)
-}
-
-// baseURL is where this server is reached from outside.
-func (s *Server) baseURL(r *http.Request) string {
-	if s.cfg.PublicURL != "" {
-		return s.cfg.PublicURL
-	}
-	scheme := "http"
-	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
 }
 
 // imageURLs are a finished task's image links (none once retention deleted

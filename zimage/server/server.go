@@ -9,6 +9,7 @@
 //	GET  /api/status?task_id=…    status, request, image URLs, consumed_credits, created_at (UTC)
 //	GET  /api/images/{task}/{n}.png?token=…   the image (token from the status URLs, or the key)
 //	POST /v1/images/generations   OpenAI shape; waits for the images; url or b64_json
+//	GET  /v1/models[/{id}]        the model served, as OpenAI's SDKs expect
 //	GET  /healthz, GET /metrics   liveness (database reachable); Prometheus text
 //
 // Hosted-API errors keep the {code, message, data} envelope with the same
@@ -39,6 +40,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,7 +104,17 @@ type Config struct {
 	// PublicURL is the server's external base URL for image links, e.g.
 	// "https://img.example.com". Default: from the request's Host header.
 	PublicURL string
-	Logger    *slog.Logger // default: discard
+	// TrustedProxies are the peers (reverse proxies) whose X-Forwarded-Proto
+	// and X-Forwarded-Host build the image links when PublicURL is empty;
+	// from anyone else those headers are ignored.
+	TrustedProxies []netip.Prefix
+
+	// ModelID is the model's name in GET /v1/models; default DefaultModelID.
+	// ModelCreated is its "created" time; default when New ran.
+	ModelID      string
+	ModelCreated time.Time
+
+	Logger *slog.Logger // default: discard
 }
 
 func (c *Config) setDefaults() error {
@@ -160,6 +172,12 @@ func (c *Config) setDefaults() error {
 		c.MaxBodyBytes = 64 << 10
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.ModelID == "" {
+		c.ModelID = DefaultModelID
+	}
+	if c.ModelCreated.IsZero() {
+		c.ModelCreated = time.Now()
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
