@@ -25,7 +25,7 @@ func init() {
 // pipelineGenerator runs server jobs on a loaded pipeline.
 type pipelineGenerator struct{ p *zimage.Pipeline }
 
-func (g pipelineGenerator) Generate(ctx context.Context, job server.Job) (image.Image, int64, error) {
+func (g *pipelineGenerator) Generate(ctx context.Context, job server.Job) (image.Image, int64, error) {
 	res, err := g.p.Run(ctx, zimage.Request{Prompt: job.Prompt, Width: job.Width, Height: job.Height, Seed: job.Seed})
 	if err != nil {
 		return nil, 0, err
@@ -129,20 +129,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return usageErr(fmt.Sprintf("--log-format %q: want text or json", *logFormat))
 	}
 
-	var gen server.Generator
-	if server.Role(*role) != server.RoleAPI {
-		p, err := zimage.Load(ctx, *model, zimage.WithDevice(*device), zimage.WithThreads(*threads), zimage.WithLogger(log),
-			zimage.WithMemoryBudget(budgetBytes))
-		if err != nil {
-			fmt.Fprintf(stderr, "zimage serve: %v\n", err)
-			return 1
-		}
-		defer p.Close()
-		gen = pipelineGenerator{p}
+	// Everything that can fail without the model is checked before it loads
+	// (minutes for the real one): the listen address is bound, then New
+	// takes the data directory's lock, opens the database and checks the
+	// role against it.
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "zimage serve: %v\n", err)
+		return 1
 	}
-
+	defer ln.Close() // Serve closes it too; this covers the early returns
 	srv, err := server.New(ctx, server.Config{
-		DataDir: *data, DatabaseURL: *database, Role: server.Role(*role), Generator: gen,
+		DataDir: *data, DatabaseURL: *database, Role: server.Role(*role),
 		Resolution: *resolution, Price: *price, MaxQueue: *maxQueue, MaxN: *maxN, Workers: *workers,
 		TaskTimeout: *taskTimeout, RescueAfter: *rescueAfter, ShutdownTimeout: *shutdownTimeout,
 		KeepImages: *keepImages, PublicURL: *publicURL, TrustedProxies: proxies, ModelID: *modelID, Logger: log,
@@ -151,11 +149,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "zimage serve: %v\n", err)
 		return 1
 	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		_ = srv.Shutdown(context.Background())
-		fmt.Fprintf(stderr, "zimage serve: %v\n", err)
-		return 1
+	if server.Role(*role) != server.RoleAPI {
+		log.Info("loading the model", "model", *model, "device", *device)
+		p, err := zimage.Load(ctx, *model, zimage.WithDevice(*device), zimage.WithThreads(*threads), zimage.WithLogger(log),
+			zimage.WithMemoryBudget(budgetBytes))
+		if err == nil {
+			defer p.Close()
+			err = srv.SetGenerator(&pipelineGenerator{p}, 0)
+		}
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			fmt.Fprintf(stderr, "zimage serve: %v\n", err)
+			return 1
+		}
 	}
 	if err := srv.Serve(ctx, ln); err != nil {
 		fmt.Fprintf(stderr, "zimage serve: %v\n", err)

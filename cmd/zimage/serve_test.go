@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/zimage/zimage/internal/fixturefs"
+	"github.com/zimage/zimage/zimage/server"
 )
 
 // syncBuffer is a bytes.Buffer safe for a server goroutine writing logs
@@ -247,7 +249,9 @@ func TestServeFlags(t *testing.T) {
 	} {
 		t.Setenv("ZIMAGE_MODEL", "")
 		var out, errOut bytes.Buffer
-		code := run(context.Background(), tc.args, &out, &errOut)
+		// Never the default port: serve binds its address before anything slow.
+		args := append([]string{"serve", "--addr", "127.0.0.1:0"}, tc.args[1:]...)
+		code := run(context.Background(), args, &out, &errOut)
 		assert.Equal(t, tc.code, code, "%v: %s", tc.args, errOut.String())
 		assert.Contains(t, errOut.String(), tc.msg, "%v", tc.args)
 	}
@@ -260,4 +264,49 @@ func TestServeAPIRoleNoModel(t *testing.T) {
 	code := run(context.Background(), []string{"serve", "--data", t.TempDir(), "--role", "api"}, &out, &errOut)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut.String(), "PostgreSQL")
+}
+
+// TestServeChecksBeforeLoad: a locked data directory, a busy listen address
+// and a role the database cannot serve are reported before the model loads
+// (here a model path that does not exist: its error must not be the one seen).
+func TestServeChecksBeforeLoad(t *testing.T) {
+	t.Setenv("ZIMAGE_MODEL", "")
+	missing := filepath.Join(t.TempDir(), "no-model-here")
+	serve := func(args ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), append([]string{"serve", "--model", missing}, args...), &out, &errOut)
+		return code, errOut.String()
+	}
+
+	locked := t.TempDir()
+	holder, err := server.New(context.Background(), server.Config{DataDir: locked})
+	require.NoError(t, err)
+	defer holder.Shutdown(context.Background())
+	code, msg := serve("--data", locked, "--addr", "127.0.0.1:0")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, msg, "in use by another zimage serve")
+	assert.NotContains(t, msg, "no-model-here")
+
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	code, msg = serve("--data", t.TempDir(), "--addr", busy.Addr().String())
+	assert.Equal(t, 1, code)
+	assert.Contains(t, msg, "address already in use")
+	assert.NotContains(t, msg, "no-model-here")
+
+	code, msg = serve("--data", t.TempDir(), "--addr", "127.0.0.1:0", "--role", "worker")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, msg, "PostgreSQL")
+	assert.NotContains(t, msg, "no-model-here")
+
+	// With every check passed, the model is what fails, and the data
+	// directory is released for the next try.
+	data := t.TempDir()
+	code, msg = serve("--data", data, "--addr", "127.0.0.1:0")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, msg, "no-model-here")
+	again, err := server.New(context.Background(), server.Config{DataDir: data})
+	require.NoError(t, err, "the lock was released")
+	require.NoError(t, again.Shutdown(context.Background()))
 }

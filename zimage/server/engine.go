@@ -84,6 +84,33 @@ func newEngine(ctx context.Context, db *database, cfg engineConfig, runner taskR
 		func(tx pgx.Tx) { _ = tx.Rollback(context.Background()) })
 }
 
+// migrateRiver brings River's own tables up to date. New runs it, so that
+// a database that cannot be used is found before the model loads; the
+// client itself is built at Start, when the timeouts are final.
+func migrateRiver(ctx context.Context, db *database, logger *slog.Logger) error {
+	var err error
+	if db.sqlDB != nil {
+		err = runRiverMigrations[*sql.Tx](ctx, db, riversqlite.New(db.sqlDB), logger)
+	} else {
+		err = runRiverMigrations[pgx.Tx](ctx, db, riverpgxv5.New(db.pgPool), logger)
+	}
+	if err != nil {
+		return fmt.Errorf("server: river migrations: %w", err)
+	}
+	return nil
+}
+
+func runRiverMigrations[TTx any](ctx context.Context, db *database, driver riverdriver.Driver[TTx], logger *slog.Logger) error {
+	migrator, err := rivermigrate.New[TTx](driver, &rivermigrate.Config{Logger: quietLogger(logger)})
+	if err != nil {
+		return err
+	}
+	return db.withMigrationLock(ctx, func() error {
+		_, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
+		return err
+	})
+}
+
 // riverEngine is engine for one River driver.
 type riverEngine[TTx any, D riverdriver.Driver[TTx]] struct {
 	client   *river.Client[TTx]
@@ -93,22 +120,10 @@ type riverEngine[TTx any, D riverdriver.Driver[TTx]] struct {
 	rollback func(TTx)
 }
 
-func buildEngine[TTx any, D riverdriver.Driver[TTx]](ctx context.Context, db *database, driver D, cfg engineConfig, runner taskRunner,
+func buildEngine[TTx any, D riverdriver.Driver[TTx]](_ context.Context, _ *database, driver D, cfg engineConfig, runner taskRunner,
 	begin func(context.Context) (TTx, dbtx, error), commit func(context.Context, TTx) error, rollback func(TTx),
 ) (engine, error) {
 	e := &riverEngine[TTx, D]{work: cfg.work, begin: begin, commit: commit, rollback: rollback}
-
-	migrator, err := rivermigrate.New[TTx](driver, &rivermigrate.Config{Logger: quietLogger(cfg.logger)})
-	if err != nil {
-		return nil, fmt.Errorf("server: river migrations: %w", err)
-	}
-	err = db.withMigrationLock(ctx, func() error {
-		_, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("server: river migrations: %w", err)
-	}
 
 	rc := &river.Config{
 		Logger:               quietLogger(cfg.logger),

@@ -133,9 +133,6 @@ func (c *Config) setDefaults() error {
 	if c.Role != RoleAll && !isPostgresURL(c.DatabaseURL) {
 		return fmt.Errorf("server: role %q needs a shared PostgreSQL database (--database postgres://…); the embedded database serves one process", c.Role)
 	}
-	if c.Role != RoleAPI && c.Generator == nil {
-		return errors.New("server: a Generator is required to run tasks")
-	}
 	def := func(v *int, d int) {
 		if *v <= 0 {
 			*v = d
@@ -187,6 +184,7 @@ func (c *Config) setDefaults() error {
 // Server is the API server and, depending on its Role, a queue worker.
 type Server struct {
 	cfg     Config
+	orig    Config // as given to New, before defaults (SetGenerator redoes them)
 	log     *slog.Logger
 	db      *database
 	eng     engine
@@ -217,7 +215,13 @@ type Server struct {
 // New opens the database (creating or upgrading its tables), recovers what
 // a previous process left running, and prepares the queue. Call Start to
 // begin running tasks, and Shutdown when done.
+//
+// New makes every check that needs no model (configuration, the data
+// directory's lock, the database and its schema): a server that loads a
+// model for minutes may pass a nil Config.Generator here and hand the
+// generator over with SetGenerator before Start.
 func New(ctx context.Context, cfg Config) (*Server, error) {
+	orig := cfg
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -228,6 +232,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:     cfg,
+		orig:    orig,
 		log:     cfg.Logger,
 		metrics: newMetrics(),
 		changed: make(chan struct{}),
@@ -254,21 +259,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	} else {
 		s.images = &fileStore{dir: filepath.Join(cfg.DataDir, "images")}
 	}
-	eng, err := newEngine(ctx, db, engineConfig{
-		work:            cfg.Role != RoleAPI,
-		workers:         cfg.Workers,
-		taskTimeout:     cfg.TaskTimeout,
-		rescueAfter:     cfg.RescueAfter,
-		softStopTimeout: cfg.ShutdownTimeout,
-		pollInterval:    cfg.PollInterval,
-		logger:          cfg.Logger,
-	}, s)
-	if err != nil {
+	if err := migrateRiver(ctx, db, cfg.Logger); err != nil {
 		db.close()
 		s.unlock()
 		return nil, err
 	}
-	s.eng = eng
 	if db.sqlDB != nil {
 		if err := s.recoverOrphans(ctx); err != nil {
 			db.close()
@@ -278,6 +273,29 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	return s, nil
 }
+
+// SetGenerator gives a server made without one its Generator, and the task
+// timeout when it is known only now (0 keeps Config.TaskTimeout; the
+// defaults derived from it follow). Call it before Start.
+func (s *Server) SetGenerator(g Generator, taskTimeout time.Duration) error {
+	if s.started {
+		return errors.New("server: SetGenerator after Start")
+	}
+	c := s.orig
+	c.Generator = g
+	if taskTimeout > 0 {
+		c.TaskTimeout = taskTimeout
+	}
+	c.ModelCreated = s.cfg.ModelCreated
+	if err := c.setDefaults(); err != nil {
+		return err
+	}
+	s.cfg = c
+	return nil
+}
+
+// Config returns the server's configuration with its defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
 
 // recoverOrphans hands back the jobs that a killed process left running in
 // the embedded database. Only one process uses that database (the data
@@ -302,6 +320,22 @@ func (s *Server) recoverOrphans(ctx context.Context) error {
 // Start starts the queue client; in the worker roles it begins running
 // tasks. It returns once started.
 func (s *Server) Start(ctx context.Context) error {
+	if s.cfg.Role != RoleAPI && s.cfg.Generator == nil {
+		return errors.New("server: a Generator is required to run tasks (Config.Generator or SetGenerator)")
+	}
+	eng, err := newEngine(ctx, s.db, engineConfig{
+		work:            s.cfg.Role != RoleAPI,
+		workers:         s.cfg.Workers,
+		taskTimeout:     s.cfg.TaskTimeout,
+		rescueAfter:     s.cfg.RescueAfter,
+		softStopTimeout: s.cfg.ShutdownTimeout,
+		pollInterval:    s.cfg.PollInterval,
+		logger:          s.cfg.Logger,
+	}, s)
+	if err != nil {
+		return err
+	}
+	s.eng = eng
 	// River stops when its start context ends; Shutdown stops it instead.
 	if err := s.eng.start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("server: start queue: %w", err)

@@ -463,8 +463,19 @@ func TestHealthAndMetrics(t *testing.T) {
 func TestRoleChecks(t *testing.T) {
 	_, err := New(context.Background(), Config{DataDir: t.TempDir(), Role: RoleWorker, Generator: newTestGen()})
 	assert.ErrorContains(t, err, "PostgreSQL")
-	_, err = New(context.Background(), Config{DataDir: t.TempDir()})
-	assert.ErrorContains(t, err, "Generator")
+	// Without a Generator, New makes its checks and Start refuses; a
+	// generator handed over later (the model loads after the checks) works,
+	// and the timeouts derived from the task timeout follow it.
+	srv, err := New(context.Background(), Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	assert.ErrorContains(t, srv.Start(context.Background()), "Generator")
+	require.NoError(t, srv.SetGenerator(newTestGen(), 42*time.Minute))
+	assert.Equal(t, 42*time.Minute, srv.Config().TaskTimeout)
+	assert.Equal(t, 43*time.Minute, srv.Config().RescueAfter)
+	assert.Equal(t, 43*time.Minute, srv.Config().SyncTimeout)
+	require.NoError(t, srv.Start(context.Background()))
+	assert.Error(t, srv.SetGenerator(newTestGen(), 0), "after Start")
+	require.NoError(t, srv.Shutdown(context.Background()))
 	_, err = New(context.Background(), Config{DataDir: t.TempDir(), Generator: newTestGen(), Resolution: 20})
 	assert.ErrorContains(t, err, "resolution")
 }
