@@ -70,6 +70,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	workers := fs.Int("workers", 1, "tasks this process runs at once (one pipeline runs one at a time)")
 	taskTimeout := fs.Duration("task-timeout", 10*time.Minute, "time limit of one task")
 	rescueAfter := fs.Duration("rescue-after", 0, "with --database: rerun a task whose worker vanished after this long (default task-timeout+1m)")
+	retryGrace := fs.Duration("retry-grace", 10*time.Second, "when a retrying client (Idempotency-Key, OpenAI SDK) disconnects from /v1/images/generations, keep its task this long for the retry before cancelling it unbilled")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "at SIGTERM, time running tasks get before being handed back")
 	keepImages := fs.Duration("keep-images", 0, "delete images this long after their task finished, e.g. 720h (default 0: keep forever)")
 	publicURL := fs.String("public-url", "", "external base URL for image links (default: from the request's Host)")
@@ -142,7 +143,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	srv, err := server.New(ctx, server.Config{
 		DataDir: *data, DatabaseURL: *database, Role: server.Role(*role),
 		Resolution: *resolution, Price: *price, MaxQueue: *maxQueue, MaxN: *maxN, Workers: *workers,
-		TaskTimeout: *taskTimeout, RescueAfter: *rescueAfter, ShutdownTimeout: *shutdownTimeout,
+		TaskTimeout: *taskTimeout, RescueAfter: *rescueAfter, ShutdownTimeout: *shutdownTimeout, RetryGrace: *retryGrace,
 		KeepImages: *keepImages, PublicURL: *publicURL, TrustedProxies: proxies, ModelID: *modelID, Logger: log,
 	})
 	if err != nil {

@@ -23,6 +23,7 @@ type apiError struct {
 	msg        string
 	retryAfter int    // seconds; sent as Retry-After when > 0
 	allow      string // methods, sent as Allow (405)
+	noRetry    bool   // sent as "x-should-retry: false": the OpenAI SDKs would retry a 409
 }
 
 func (e *apiError) Error() string { return e.msg }

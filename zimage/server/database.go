@@ -186,12 +186,24 @@ var appSchema = []string{
 		created_at    BIGINT NOT NULL,
 		started_at    BIGINT NOT NULL DEFAULT 0,
 		finished_at   BIGINT NOT NULL DEFAULT 0,
-		` + imagesDeletedColumn + `
+		` + imagesDeletedColumn + `,
+		` + fingerprintColumn + `,
+		` + waitersColumn + `,
+		` + cancelAtColumn + `
 	)`,
 	`CREATE INDEX IF NOT EXISTS zimage_tasks_key_created ON zimage_tasks (key_id, created_at)`,
 	`CREATE INDEX IF NOT EXISTS zimage_tasks_state ON zimage_tasks (state)`,
 	// One row per charged task: the primary key makes a second charge for the
 	// same task impossible, whatever happens to the worker.
+	// Idempotency-Key → the task it started (see idempotency.go).
+	`CREATE TABLE IF NOT EXISTS zimage_idempotency (
+		key_id      TEXT NOT NULL,
+		idem_key    TEXT NOT NULL,
+		fingerprint TEXT NOT NULL,
+		task_id     TEXT NOT NULL,
+		created_at  BIGINT NOT NULL,
+		PRIMARY KEY (key_id, idem_key)
+	)`,
 	`CREATE TABLE IF NOT EXISTS zimage_charges (
 		task_id    TEXT PRIMARY KEY,
 		key_id     TEXT NOT NULL,
@@ -204,11 +216,22 @@ var appSchema = []string{
 // ms; 0 = still there). Added to databases made before image retention.
 const imagesDeletedColumn = `images_deleted_at BIGINT NOT NULL DEFAULT 0`
 
+// Columns added for idempotency and abandoned synchronous requests: the
+// request body's fingerprint, the synchronous requests waiting for the task,
+// and when a task whose waiters all left is to be cancelled (Unix ms; 0 = not).
+const (
+	fingerprintColumn = `fingerprint TEXT NOT NULL DEFAULT ''`
+	waitersColumn     = `waiters BIGINT NOT NULL DEFAULT 0`
+	cancelAtColumn    = `cancel_at BIGINT NOT NULL DEFAULT 0`
+)
+
 // laterSchema runs after the columns of older databases are added.
 var laterSchema = []string{
 	// The retention sweep's lookup: succeeded tasks whose images remain,
 	// oldest first, without reading the ones already swept.
 	`CREATE INDEX IF NOT EXISTS zimage_tasks_images ON zimage_tasks (state, images_deleted_at, finished_at)`,
+	// An OpenAI SDK retry finds the task it repeats.
+	`CREATE INDEX IF NOT EXISTS zimage_tasks_fingerprint ON zimage_tasks (key_id, fingerprint, created_at)`,
 }
 
 // pgSchema is PostgreSQL's alone: the images, shared by every process. The
@@ -230,8 +253,13 @@ func migrateApp(ctx context.Context, d *database) error {
 				return fmt.Errorf("server: create schema: %w", err)
 			}
 		}
-		if err := addColumn(ctx, q, d.engine, "zimage_tasks", "images_deleted_at", imagesDeletedColumn); err != nil {
-			return err
+		for _, c := range [][2]string{
+			{"images_deleted_at", imagesDeletedColumn}, {"fingerprint", fingerprintColumn},
+			{"waiters", waitersColumn}, {"cancel_at", cancelAtColumn},
+		} {
+			if err := addColumn(ctx, q, d.engine, "zimage_tasks", c[0], c[1]); err != nil {
+				return err
+			}
 		}
 		later := laterSchema
 		if d.engine == enginePostgres {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -81,6 +82,33 @@ func FuzzOpenAIRequest(f *testing.F) {
 		}
 		if req.N < 1 || req.N > 4 || strings.TrimSpace(req.Prompt) == "" || req.Width%16 != 0 || req.Height%16 != 0 {
 			t.Fatalf("accepted %+v", req)
+		}
+	})
+}
+
+// FuzzFingerprint: any body fingerprints without panicking, and a JSON
+// body re-encoded (keys sorted) has the fingerprint of the original.
+func FuzzFingerprint(f *testing.F) {
+	for _, s := range []string{`{"prompt":"x","seed":1}`, `{"b":[1,2,{"z":null,"a":1e3}],"a":"é"}`, `nope`, ``, `{} {}`, `[1,2]`, `"s"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fp := fingerprint("openai", body)
+		if len(fp) != 64 {
+			t.Fatalf("fingerprint %q", fp)
+		}
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if dec.Decode(&v) != nil || dec.More() {
+			return
+		}
+		again, err := json.Marshal(v)
+		if err != nil {
+			return
+		}
+		if fingerprint("openai", again) != fp {
+			t.Fatalf("re-encoded %s fingerprints differently from %s", again, body)
 		}
 	})
 }

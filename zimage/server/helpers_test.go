@@ -22,25 +22,45 @@ import (
 )
 
 // testGen is a fast, deterministic Generator. A prompt containing "FAIL"
-// fails, "PANIC" panics, and "BLOCK" waits until released (or cancelled).
+// fails, "PANIC" panics, "BLOCK" waits until released (or cancelled), and
+// "SLOW" takes the time slow.
 type testGen struct {
 	delay   time.Duration
+	slow    time.Duration
 	release chan struct{} // closed to let BLOCK prompts finish
 
-	mu    sync.Mutex
-	calls map[string]int // task ID → images generated
+	mu          sync.Mutex
+	calls       map[string]int // task ID → images generated
+	started     map[string]int // task ID → generations started
+	interrupted map[string]int // task ID → generations ended by their context
 }
 
 func newTestGen() *testGen {
-	return &testGen{release: make(chan struct{}), calls: map[string]int{}}
+	return &testGen{release: make(chan struct{}), calls: map[string]int{}, started: map[string]int{}, interrupted: map[string]int{}}
 }
 
 func (g *testGen) Generate(ctx context.Context, job Job) (image.Image, int64, error) {
+	g.mu.Lock()
+	g.started[job.TaskID]++
+	g.mu.Unlock()
+	stopped := func() (image.Image, int64, error) {
+		g.mu.Lock()
+		g.interrupted[job.TaskID]++
+		g.mu.Unlock()
+		return nil, 0, ctx.Err()
+	}
+	if strings.Contains(job.Prompt, "SLOW") {
+		select {
+		case <-time.After(g.slow):
+		case <-ctx.Done():
+			return stopped()
+		}
+	}
 	if strings.Contains(job.Prompt, "BLOCK") {
 		select {
 		case <-g.release:
 		case <-ctx.Done():
-			return nil, 0, ctx.Err()
+			return stopped()
 		}
 	}
 	if g.delay > 0 {
@@ -65,6 +85,13 @@ func (g *testGen) Generate(ctx context.Context, job Job) (image.Image, int64, er
 		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = c.R, c.G, c.B, c.A
 	}
 	return img, job.Seed, nil
+}
+
+// counts returns the generations started, completed and interrupted.
+func (g *testGen) counts(id string) (started, done, interrupted int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.started[id], g.calls[id], g.interrupted[id]
 }
 
 func (g *testGen) callsFor(id string) int {

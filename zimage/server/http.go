@@ -128,6 +128,9 @@ func setRetryAfter(w http.ResponseWriter, e *apiError) {
 	if e.allow != "" {
 		w.Header().Set("Allow", e.allow)
 	}
+	if e.noRetry {
+		w.Header().Set("X-Should-Retry", "false")
+	}
 }
 
 // writeError writes the hosted API's error envelope.
@@ -175,34 +178,82 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, write errorWriter,
 
 // submitPost is the shared front of the generation endpoints: it checks
 // the method, authenticates, reads and decodes the body, and queues the
-// task. When it returns nil it has already answered.
-func (s *Server) submitPost(w http.ResponseWriter, r *http.Request, write errorWriter, source string,
-	decode func(body []byte) (generateRequest, *apiError)) *task {
+// task, or finds the one that this request repeats (Idempotency-Key, SDK
+// retry). A waiting (synchronous) request is a waiter of the task it gets
+// and must end with waitTask. When it returns nil it has already answered.
+func (s *Server) submitPost(w http.ResponseWriter, r *http.Request, write errorWriter, source string, waiting bool,
+	decode func(body []byte) (generateRequest, *apiError)) (*task, submitMeta) {
 	if r.Method != http.MethodPost {
 		write(w, methodNotAllowed("POST"))
-		return nil
+		return nil, submitMeta{}
 	}
 	key, err := s.auth(r)
 	if err != nil {
 		s.fail(w, r, write, err)
-		return nil
+		return nil, submitMeta{}
 	}
 	body, err := s.readBody(w, r)
 	if err != nil {
 		s.fail(w, r, write, err)
-		return nil
+		return nil, submitMeta{}
+	}
+	meta, ae := readSubmitMeta(r, source, body, waiting)
+	if ae != nil {
+		write(w, ae)
+		return nil, meta
 	}
 	req, ae := decode(body)
 	if ae != nil {
 		write(w, ae)
-		return nil
+		return nil, meta
 	}
-	t, err := s.submit(r.Context(), key, req, source)
+	t, err := s.submitOrReplay(r.Context(), key, req, source, meta)
 	if err != nil {
 		s.fail(w, r, write, err)
-		return nil
+		return nil, meta
 	}
-	return t
+	return t, meta
+}
+
+// submitOrReplay queues a new task, or returns the task that the request
+// repeats: the one holding its Idempotency-Key (409 for another body), or
+// for an OpenAI SDK retry the one its earlier attempt started. A waiting
+// request is attached to the task it gets.
+func (s *Server) submitOrReplay(ctx context.Context, key KeyInfo, req generateRequest, source string, meta submitMeta) (*task, error) {
+	reuse := func(t *task) (bool, error) {
+		if !meta.waiting {
+			return true, nil
+		}
+		return s.attach(ctx, t.ID)
+	}
+	if meta.idemKey == "" && meta.sdkRetry > 0 {
+		prev, err := s.findRetried(ctx, key, meta)
+		if err != nil {
+			return nil, err
+		}
+		if prev != nil {
+			if ok, err := reuse(prev); err != nil || ok {
+				s.log.Info("SDK retry attached to its task", "task", prev.ID, "retry", meta.sdkRetry)
+				return prev, err
+			}
+		}
+	}
+	for range 3 {
+		t, err := s.submit(ctx, key, req, source, meta)
+		if !errors.As(err, new(idempotentReplay)) {
+			return t, err
+		}
+		prev, err := s.replayIdempotent(ctx, key, meta)
+		if err != nil {
+			return nil, err
+		}
+		if ok, err := reuse(prev); err != nil || ok {
+			s.log.Info("idempotent replay", "task", prev.ID)
+			return prev, err
+		}
+		// Cancelled meanwhile: the key may start a new task.
+	}
+	return nil, &apiError{status: http.StatusConflict, msg: "a request with this Idempotency-Key is being cancelled; retry"}
 }
 
 // bearer extracts the token of an "Authorization: Bearer …" header.
@@ -284,7 +335,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 // handleGenerate is POST /api/generate: validate, reserve, queue, answer at
 // once with the task ID.
 func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
-	t := s.submitPost(w, r, writeError, "api", func(body []byte) (generateRequest, *apiError) {
+	t, _ := s.submitPost(w, r, writeError, "api", false, func(body []byte) (generateRequest, *apiError) {
 		return decodeGenerateRequest(body, s.cfg.Resolution)
 	})
 	if t == nil {
@@ -458,7 +509,7 @@ func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
 // response shapes, answered when the images are ready.
 func (s *Server) handleOpenAI(w http.ResponseWriter, r *http.Request) {
 	var format string
-	t := s.submitPost(w, r, writeOpenAIError, "openai", func(body []byte) (generateRequest, *apiError) {
+	t, meta := s.submitPost(w, r, writeOpenAIError, "openai", true, func(body []byte) (generateRequest, *apiError) {
 		req, f, ae := decodeOpenAIRequest(body, s.cfg.Resolution, s.cfg.MaxN)
 		format = f
 		return req, ae
@@ -466,9 +517,17 @@ func (s *Server) handleOpenAI(w http.ResponseWriter, r *http.Request) {
 	if t == nil {
 		return
 	}
-	t, err := s.waitTask(r.Context(), t.ID)
+	grace := time.Duration(0)
+	if meta.retryable() {
+		grace = s.cfg.RetryGrace
+	}
+	t, err := s.waitTask(r.Context(), t.ID, grace)
 	if err != nil {
 		s.fail(w, r, writeOpenAIError, err)
+		return
+	}
+	if t.State == stateCancelled {
+		writeOpenAIError(w, errorf(http.StatusConflict, "%s (task %s); send the request again", t.Error, t.ID))
 		return
 	}
 	if t.State == stateFailed {
@@ -492,9 +551,12 @@ func (s *Server) handleOpenAI(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"created": t.CreatedAt / 1000, "data": data})
 }
 
-// waitTask waits until a task is finished. It wakes when this process
-// finishes a task and otherwise polls, since another process may run it.
-func (s *Server) waitTask(ctx context.Context, id string) (*task, error) {
+// waitTask waits until a task is finished, as one of its waiters. It wakes
+// when this process finishes a task and otherwise polls, since another
+// process may run it. When the client goes away first (ctx ends), it
+// leaves the task, which is cancelled after grace if no other waiter
+// remains.
+func (s *Server) waitTask(reqCtx context.Context, id string, grace time.Duration) (*task, error) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -503,8 +565,10 @@ func (s *Server) waitTask(ctx context.Context, id string) (*task, error) {
 	s.waiters.Add(1)
 	s.mu.Unlock()
 	defer s.waiters.Done()
+	// Runs before Done: the database is still open.
+	defer func() { s.leave(id, reqCtx.Err() != nil, grace) }()
 
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)
+	ctx, cancel := context.WithTimeout(reqCtx, s.cfg.SyncTimeout)
 	defer cancel()
 	poll := time.NewTicker(max(s.cfg.PollInterval, 100*time.Millisecond))
 	defer poll.Stop()

@@ -16,6 +16,7 @@ type metrics struct {
 	submitted atomic.Int64
 	succeeded atomic.Int64
 	failed    atomic.Int64
+	cancelled atomic.Int64 // tasks cancelled because their clients went away
 	running   atomic.Int64
 
 	imagesDeleted atomic.Int64 // tasks whose images retention deleted
@@ -68,6 +69,7 @@ func (m *metrics) write(w io.Writer, queued, running int64) {
 	counter("zimage_tasks_submitted_total", "Tasks accepted by this process.", m.submitted.Load())
 	counter("zimage_tasks_succeeded_total", "Tasks completed by this process.", m.succeeded.Load())
 	counter("zimage_tasks_failed_total", "Tasks that failed in this process.", m.failed.Load())
+	counter("zimage_tasks_cancelled_total", "Tasks cancelled unbilled by this process because their clients went away.", m.cancelled.Load())
 	counter("zimage_task_images_deleted_total", "Tasks whose images this process deleted for retention.", m.imagesDeleted.Load())
 	m.queueWait.write(w, "zimage_task_queue_seconds", "Time from submission to the start of a task attempt.")
 	m.runTime.write(w, "zimage_task_run_seconds", "Time a task attempt ran, to success or failure.")

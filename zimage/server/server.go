@@ -26,7 +26,10 @@
 // River (github.com/riverqueue/river) on either. Submitting reserves the price (402 when the balance cannot cover
 // it) in the same transaction that stores and enqueues the task. A task's
 // outcome, its charge and the completion of its job commit in one
-// transaction, so a task is charged at most once and only on success; a
+// transaction, so a task is charged at most once and only on success
+// (Idempotency-Key and OpenAI SDK retries reuse the task they repeat, and a
+// synchronous task whose clients went away is cancelled unbilled: see
+// idempotency.go); a
 // task whose process died is run again (up to Config.MaxAttempts) or marked
 // FAILED unbilled, never lost. With PostgreSQL, a task's images commit in
 // that same transaction: a task is never SUCCESS without them.
@@ -91,8 +94,14 @@ type Config struct {
 	RescueAfter     time.Duration // when a running job of a dead process is retried; default TaskTimeout+1m
 	ShutdownTimeout time.Duration // time running tasks get to finish at shutdown; default 30s
 	SyncTimeout     time.Duration // how long /v1/images/generations waits; default TaskTimeout+1m
-	PollInterval    time.Duration // queue poll interval; default 200ms
-	MaxBodyBytes    int64         // request body limit; default 64 KiB
+	// RetryGrace is how long a task whose synchronous clients all went away
+	// is kept before it is cancelled (unbilled), when the client may retry
+	// (it sent an Idempotency-Key or OpenAI SDK retry headers): the retry
+	// then attaches to it. Other clients' tasks are cancelled at once.
+	// Default 10s (the OpenAI SDKs back off at most 8 s between tries).
+	RetryGrace   time.Duration
+	PollInterval time.Duration // queue poll interval; default 200ms
+	MaxBodyBytes int64         // request body limit; default 64 KiB
 
 	// KeepImages is how long images are kept after their task finished;
 	// older ones are deleted (checked every KeepImages/20, between 1 s and
@@ -165,6 +174,7 @@ func (c *Config) setDefaults() error {
 	defDur(&c.ShutdownTimeout, 30*time.Second)
 	defDur(&c.SyncTimeout, c.TaskTimeout+time.Minute)
 	defDur(&c.PollInterval, 200*time.Millisecond)
+	defDur(&c.RetryGrace, 10*time.Second)
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 64 << 10
 	}
@@ -204,6 +214,10 @@ type Server struct {
 	drained chan struct{}
 	waiters sync.WaitGroup
 
+	// runningTasks are the cancel functions of the tasks running here, by ID.
+	runMu        sync.Mutex
+	runningTasks map[string]context.CancelCauseFunc
+
 	sweepStop context.CancelFunc // ends the retention sweep at shutdown
 	sweepDone chan struct{}
 
@@ -238,6 +252,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		changed: make(chan struct{}),
 		drained: make(chan struct{}),
 		unlock:  func() {},
+
+		runningTasks: map[string]context.CancelCauseFunc{},
 	}
 	if !isPostgresURL(cfg.DatabaseURL) {
 		// The embedded database belongs to one server process: that is what
@@ -263,6 +279,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		db.close()
 		s.unlock()
 		return nil, err
+	}
+	if err := s.purgeIdempotencyKeys(ctx); err != nil {
+		s.log.Warn("purging expired idempotency keys", "err", err)
 	}
 	if db.sqlDB != nil {
 		if err := s.recoverOrphans(ctx); err != nil {
@@ -301,7 +320,15 @@ func (s *Server) Config() Config { return s.cfg }
 // the embedded database. Only one process uses that database (the data
 // directory is locked), so none of them can still be running. PostgreSQL
 // deployments rely on River's rescuer instead (Config.RescueAfter).
-func (s *Server) recoverOrphans(ctx context.Context) error {
+func (s *Server) recoverOrphans(ctx context.Context) (err error) {
+	var orphans []string
+	defer func() {
+		for _, id := range orphans {
+			if err == nil {
+				s.scheduleCancel(id, s.cfg.RetryGrace)
+			}
+		}
+	}()
 	return s.db.inTx(ctx, func(q dbtx) error {
 		n, err := q.exec(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running' AND queue = ?`, queueName)
 		if err != nil {
@@ -309,6 +336,23 @@ func (s *Server) recoverOrphans(ctx context.Context) error {
 		}
 		if _, err := q.exec(ctx, `UPDATE zimage_tasks SET state = ? WHERE state = ?`, stateQueued, stateRunning); err != nil {
 			return fmt.Errorf("server: recover running tasks: %w", err)
+		}
+		// The synchronous requests that waited died with the process: their
+		// tasks are cancelled unless a retry attaches within the grace.
+		rows, err := q.query(ctx, `SELECT id FROM zimage_tasks WHERE state = ? AND waiters > 0`, stateQueued)
+		if err != nil {
+			return fmt.Errorf("server: recover waiters: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err == nil {
+				orphans = append(orphans, id)
+			}
+		}
+		rows.Close()
+		if _, err := q.exec(ctx, `UPDATE zimage_tasks SET waiters = 0, cancel_at = ? WHERE state = ? AND waiters > 0`,
+			time.Now().Add(s.cfg.RetryGrace).UnixMilli(), stateQueued); err != nil {
+			return fmt.Errorf("server: recover waiters: %w", err)
 		}
 		if n > 0 {
 			s.log.Warn("tasks interrupted by the previous process are queued again", "tasks", n)

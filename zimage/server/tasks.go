@@ -44,29 +44,36 @@ type task struct {
 	FinishedAt  int64
 	// ImagesDeletedAt is when retention deleted the images (0 = kept).
 	ImagesDeletedAt int64
+	Fingerprint     string // of the request body (idempotency.go)
+	Waiters         int64  // synchronous requests waiting for it
+	CancelAt        int64  // when to cancel it, its waiters gone (Unix ms; 0 = not)
 }
 
-func (t *task) done() bool { return t.State == stateSucceeded || t.State == stateFailed }
+func (t *task) done() bool {
+	return t.State == stateSucceeded || t.State == stateFailed || t.State == stateCancelled
+}
 
 // apiStatus is the hosted API's name for the state.
 func (t *task) apiStatus() string {
 	switch t.State {
 	case stateSucceeded:
 		return "SUCCESS"
-	case stateFailed:
+	case stateFailed, stateCancelled:
 		return "FAILED"
 	}
 	return "IN_PROGRESS"
 }
 
 const taskColumns = `id, key_id, source, prompt, aspect_ratio, width, height, seed, n, price, state, images, token,
-	error_message, consumed, attempts, job_id, created_at, started_at, finished_at, images_deleted_at`
+	error_message, consumed, attempts, job_id, created_at, started_at, finished_at, images_deleted_at,
+	fingerprint, waiters, cancel_at`
 
 func scanTask(r scanner) (*task, error) {
 	var t task
 	var w, h, n, images, attempts int64
 	err := r.Scan(&t.ID, &t.KeyID, &t.Source, &t.Prompt, &t.AspectRatio, &w, &h, &t.Seed, &n, &t.Price, &t.State,
-		&images, &t.Token, &t.Error, &t.Consumed, &attempts, &t.JobID, &t.CreatedAt, &t.StartedAt, &t.FinishedAt, &t.ImagesDeletedAt)
+		&images, &t.Token, &t.Error, &t.Consumed, &attempts, &t.JobID, &t.CreatedAt, &t.StartedAt, &t.FinishedAt, &t.ImagesDeletedAt,
+		&t.Fingerprint, &t.Waiters, &t.CancelAt)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +89,10 @@ func getTask(ctx context.Context, q dbtx, id string) (*task, error) {
 // submit reserves the task's credits, checks the key's rate and the queue's
 // bound, and stores and enqueues the task, all in one transaction: either
 // the task is queued with its credits held, or nothing changed.
-func (s *Server) submit(ctx context.Context, key KeyInfo, req generateRequest, source string) (*task, error) {
+//
+// With an Idempotency-Key already held by an earlier request, it changes
+// nothing and returns idempotentReplay (see submitOrReplay).
+func (s *Server) submit(ctx context.Context, key KeyInfo, req generateRequest, source string, meta submitMeta) (*task, error) {
 	now := time.Now().UnixMilli()
 	seed := req.Seed
 	if seed < 0 {
@@ -91,9 +101,18 @@ func (s *Server) submit(ctx context.Context, key KeyInfo, req generateRequest, s
 	t := &task{
 		ID: "task_" + randomHex(16), KeyID: key.ID, Source: source, Prompt: req.Prompt, AspectRatio: req.AspectRatio,
 		Width: req.Width, Height: req.Height, Seed: seed, N: req.N, Price: s.cfg.Price * int64(req.N),
-		State: stateQueued, Token: randomHex(24), CreatedAt: now,
+		State: stateQueued, Token: randomHex(24), CreatedAt: now, Fingerprint: meta.fingerprint,
+	}
+	if meta.waiting {
+		t.Waiters = 1
 	}
 	jobID, err := s.eng.submit(ctx, t.ID, func(q dbtx) error {
+		if meta.idemKey != "" {
+			// First: a replay must not be refused for credits or rate.
+			if err := claimIdempotencyKey(ctx, q, t, meta); err != nil {
+				return err
+			}
+		}
 		// Reserve first: the row lock this takes (PostgreSQL) serializes a
 		// key's submissions, which makes the rate count below exact.
 		n, err := q.exec(ctx, `UPDATE zimage_keys SET reserved = reserved + ?
@@ -132,9 +151,9 @@ func (s *Server) submit(ctx context.Context, key KeyInfo, req generateRequest, s
 				msg: fmt.Sprintf("the queue is full (%d tasks); try again later", depth)}
 		}
 		_, err = q.exec(ctx, `INSERT INTO zimage_tasks (id, key_id, source, prompt, aspect_ratio, width, height, seed, n,
-			price, state, token, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			price, state, token, created_at, fingerprint, waiters) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			t.ID, t.KeyID, t.Source, t.Prompt, t.AspectRatio, int64(t.Width), int64(t.Height), t.Seed, int64(t.N),
-			t.Price, t.State, t.Token, t.CreatedAt)
+			t.Price, t.State, t.Token, t.CreatedAt, t.Fingerprint, t.Waiters)
 		if err != nil {
 			return fmt.Errorf("server: store task: %w", err)
 		}
@@ -162,6 +181,15 @@ func (s *Server) runTask(ctx context.Context, taskID string, attempt int, finish
 	if err != nil {
 		return fmt.Errorf("server: load task %s: %w", taskID, err)
 	}
+	if !t.done() && t.abandonedNow() {
+		// Its clients went away while it was queued (and the process that
+		// was to cancel it may be gone): cancel it instead of running it.
+		if ok, err := s.cancelAbandoned(ctx, t.ID); err != nil {
+			return fmt.Errorf("server: cancel task %s: %w", taskID, err)
+		} else if ok {
+			t.State = stateCancelled
+		}
+	}
 	if t.done() {
 		// Already settled (the job's completion was lost after the commit, or
 		// a rescuer re-ran it): nothing to do, and nothing to charge again.
@@ -181,6 +209,15 @@ func (s *Server) runTask(ctx context.Context, taskID string, attempt int, finish
 	defer s.metrics.running.Add(-1)
 	log.Info("task started", "size", sizeText(t.Width, t.Height), "n", t.N)
 
+	// A task whose clients all went away is cancelled (cancelAbandoned):
+	// here directly, from another process through the watcher.
+	ctx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	defer s.trackRunning(t.ID, cancelRun)()
+	if s.db.pgPool != nil {
+		go s.watchCancel(ctx, t.ID, cancelRun)
+	}
+
 	pngs := make([][]byte, 0, t.N)
 	for i := range t.N {
 		job := Job{TaskID: t.ID, Index: i, Prompt: t.Prompt, Width: t.Width, Height: t.Height, Seed: t.Seed + int64(i)}
@@ -192,6 +229,12 @@ func (s *Server) runTask(ctx context.Context, taskID string, attempt int, finish
 		if err == nil {
 			pngs = append(pngs, data)
 			continue
+		}
+		if errors.Is(context.Cause(ctx), errTaskCancelled) {
+			// Already recorded as cancelled (unbilled): complete the job.
+			log.Info("generation interrupted: the task was cancelled")
+			s.metrics.runTime.observe(time.Since(start).Seconds())
+			return finish(ctx, func(context.Context, dbtx) error { return nil })
 		}
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			// Cancelled by shutdown: hand the task back, unbilled.
