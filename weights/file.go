@@ -45,6 +45,7 @@ func OpenFile(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("weights: %s: %w", path, err)
 	}
+	registerMapping(mapping, path)
 	sf := &File{path: path, hdr: hdr, data: data, mapping: mapping}
 	sf.tensors = make(map[string]*Tensor, len(hdr.entries))
 	sf.names = make([]string, len(hdr.entries))
@@ -97,6 +98,7 @@ func (f *File) DataOffset() int64 { return f.hdr.dataOff }
 func (f *File) Close() error {
 	f.closeOnce.Do(func() {
 		if f.mapping != nil {
+			unregisterMapping(f.mapping)
 			f.closeErr = unmap(f.mapping)
 		}
 		f.mapping, f.data = nil, nil

@@ -89,7 +89,7 @@ func (p *Pipeline) retryOnCPU(ctx context.Context, pl plan, res *Result, err err
 		c.SetContext(ctx)
 		defer c.SetContext(nil)
 	}
-	res, err = p.run(ctx, pl)
+	res, err = p.runGuarded(ctx, pl)
 	if err != nil {
 		return nil, fmt.Errorf("zimage: retry on the CPU after %v: %w", nf, err)
 	}

@@ -386,7 +386,7 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (*Result, error) {
 		c.SetContext(ctx)
 		defer c.SetContext(nil)
 	}
-	res, err := p.run(ctx, pl)
+	res, err := p.runGuarded(ctx, pl)
 	res, err = p.retryOnCPU(ctx, pl, res, err)
 	// Leave the backend clean for the next Run whatever happened.
 	p.b.ResetErr()

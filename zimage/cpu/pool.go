@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -24,6 +25,13 @@ type job struct {
 	chunks int64 // number of chunks
 	next   atomic.Int64
 	wg     sync.WaitGroup
+
+	// A chunk's panic (a memory fault reading a weight file truncated while
+	// mapped, which SetPanicOnFault turns into a panic) skips the rest of
+	// the job and is raised again in the caller's goroutine.
+	failed atomic.Bool
+	pmu    sync.Mutex
+	pval   any
 }
 
 // run claims and executes chunks until none are left.
@@ -33,11 +41,30 @@ func (j *job) run() {
 		if c >= j.chunks {
 			return
 		}
-		lo := int(c) * j.grain
-		hi := min(lo+j.grain, j.n)
-		j.fn(lo, hi)
-		j.wg.Done()
+		if j.failed.Load() {
+			j.wg.Done()
+			continue
+		}
+		j.chunk(int(c))
 	}
+}
+
+// chunk runs chunk c, recording a panic instead of dying of it.
+func (j *job) chunk(c int) {
+	defer j.wg.Done()
+	defer func() {
+		if p := recover(); p != nil {
+			j.pmu.Lock()
+			if j.pval == nil {
+				j.pval = p
+			}
+			j.pmu.Unlock()
+			j.failed.Store(true)
+		}
+	}()
+	lo := c * j.grain
+	hi := min(lo+j.grain, j.n)
+	j.fn(lo, hi)
 }
 
 func startPool() {
@@ -45,6 +72,9 @@ func startPool() {
 	poolCh = make(chan *job, 64*n)
 	for range n {
 		go func() {
+			// Workers read mapped weights: a fault is a panic (recorded by
+			// job.chunk), not a crash. Set once for the goroutine's life.
+			debug.SetPanicOnFault(true)
 			for j := range poolCh {
 				j.run()
 			}
@@ -86,4 +116,7 @@ func parallelFor(threads, n, grain int, fn func(lo, hi int)) {
 	}
 	j.run()
 	j.wg.Wait()
+	if j.failed.Load() {
+		panic(j.pval) // in the caller's goroutine, where Pipeline.Run recovers it
+	}
 }

@@ -2,6 +2,7 @@ package gemm
 
 import (
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -38,6 +39,9 @@ func ensureWorkers(n int) {
 	defer poolMu.Unlock()
 	for ; poolWorkers < n; poolWorkers++ {
 		go func() {
+			// Workers read mapped weights: a fault is a panic (recorded by
+			// parallelFor's loop), not a crash. Set once for the goroutine's life.
+			debug.SetPanicOnFault(true)
 			for job := range poolJobs {
 				job()
 			}
@@ -64,10 +68,26 @@ func parallelFor(threads, ntasks int, stop *atomic.Bool, fn func(worker, task in
 	ensureWorkers(threads - 1)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	// A task's panic (a memory fault reading a weight file truncated while
+	// mapped, with SetPanicOnFault) stops the loop and is raised again in
+	// the caller's goroutine once every helper is done.
+	var failed atomic.Bool
+	var pmu sync.Mutex
+	var pval any
 	loop := func(w int) {
+		defer func() {
+			if p := recover(); p != nil {
+				pmu.Lock()
+				if pval == nil {
+					pval = p
+				}
+				pmu.Unlock()
+				failed.Store(true)
+			}
+		}()
 		for {
 			t := int(next.Add(1) - 1)
-			if t >= ntasks || (stop != nil && stop.Load()) {
+			if t >= ntasks || (stop != nil && stop.Load()) || failed.Load() {
 				return
 			}
 			fn(w, t)
@@ -84,4 +104,7 @@ func parallelFor(threads, ntasks int, stop *atomic.Bool, fn func(worker, task in
 	}
 	loop(0)
 	wg.Wait()
+	if failed.Load() {
+		panic(pval)
+	}
 }
