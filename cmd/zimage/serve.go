@@ -26,7 +26,7 @@ func init() {
 type pipelineGenerator struct{ p *zimage.Pipeline }
 
 func (g *pipelineGenerator) Generate(ctx context.Context, job server.Job) (image.Image, int64, error) {
-	res, err := g.p.Run(ctx, zimage.Request{Prompt: job.Prompt, Width: job.Width, Height: job.Height, Seed: job.Seed})
+	res, err := g.p.Run(ctx, zimage.Request{Prompt: job.Prompt, Width: job.Width, Height: job.Height, Seed: job.Seed, Steps: job.Steps})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -64,11 +64,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	database := fs.String("database", "", "postgres://… to share the queue and store, images included, between processes on any machines (default: SQLite in --data)")
 	role := fs.String("role", "all", "what this process does: all, api (HTTP only) or worker (runs tasks; needs --database)")
 	resolution := fs.Int("resolution", 1024, "base image size: 1:1 is N×N, other aspect ratios scale the 1024 table")
-	price := fs.Int64("price", 15, "credits per image (at least 1)")
+	price := fs.Int64("price", 15, "credits per image (at least 1); with --price-by pixels, per 1024x1024 image at 8 steps")
+	priceBy := fs.String("price-by", "image", "image: --price per image; pixels: ceil(price × W×H/1024² × steps/8), at least 1")
+	steps := fs.Int("steps", 8, "denoising steps of every image (1 to 100)")
+	maxPixels := fs.Int("max-pixels", 2048*2048, "largest width×height a request may ask for (size, aspect ratio, OpenAI size)")
+	maxSize := fs.String("max-size", "", "largest WIDTHxHEIGHT a request may ask for, each side (default: 4096x4096)")
 	maxQueue := fs.Int("max-queue", 100, "queued + running tasks before requests get 429")
 	maxN := fs.Int("max-n", 4, "most images per OpenAI request")
 	workers := fs.Int("workers", 1, "tasks this process runs at once (one pipeline runs one at a time)")
-	taskTimeout := fs.Duration("task-timeout", 10*time.Minute, "time limit of one task")
+	taskTimeout := fs.Duration("task-timeout", 0, "time limit of one task (default: derived at start from one timed step: twice the largest task the limits allow, at least 10m)")
 	rescueAfter := fs.Duration("rescue-after", 0, "with --database: rerun a task whose worker vanished after this long (default task-timeout+1m)")
 	retryGrace := fs.Duration("retry-grace", 10*time.Second, "when a retrying client (Idempotency-Key, OpenAI SDK) disconnects from /v1/images/generations, keep its task this long for the retry before cancelling it unbilled")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "at SIGTERM, time running tasks get before being handed back")
@@ -101,6 +105,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	budgetBytes, err := parseBytes(*memBudget)
 	if err != nil {
 		return usageErr(fmt.Sprintf("--memory-budget: %v", err))
+	}
+	var maxW, maxH int
+	if *maxSize != "" {
+		if maxW, maxH, err = parseMaxSize(*maxSize); err != nil {
+			return usageErr(err.Error())
+		}
+	}
+	switch {
+	case *priceBy != "image" && *priceBy != "pixels":
+		return usageErr(fmt.Sprintf("--price-by %q: want image or pixels", *priceBy))
+	case *steps < 1 || *steps > 100:
+		return usageErr(fmt.Sprintf("--steps %d: want 1 to 100", *steps))
+	case *maxPixels < 64*64:
+		return usageErr(fmt.Sprintf("--max-pixels %d: at least %d (64x64)", *maxPixels, 64*64))
+	case *taskTimeout < 0:
+		return usageErr(fmt.Sprintf("--task-timeout %s: must not be negative", *taskTimeout))
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -143,6 +163,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	srv, err := server.New(ctx, server.Config{
 		DataDir: *data, DatabaseURL: *database, Role: server.Role(*role),
 		Resolution: *resolution, Price: *price, MaxQueue: *maxQueue, MaxN: *maxN, Workers: *workers,
+		PriceByPixels: *priceBy == "pixels", Steps: *steps, MaxPixels: *maxPixels, MaxWidth: maxW, MaxHeight: maxH,
 		TaskTimeout: *taskTimeout, RescueAfter: *rescueAfter, ShutdownTimeout: *shutdownTimeout, RetryGrace: *retryGrace,
 		KeepImages: *keepImages, PublicURL: *publicURL, TrustedProxies: proxies, ModelID: *modelID, Logger: log,
 	})
@@ -154,9 +175,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		log.Info("loading the model", "model", *model, "device", *device)
 		p, err := zimage.Load(ctx, *model, zimage.WithDevice(*device), zimage.WithThreads(*threads), zimage.WithLogger(log),
 			zimage.WithMemoryBudget(budgetBytes))
+		var timeout time.Duration
 		if err == nil {
 			defer p.Close()
-			err = srv.SetGenerator(&pipelineGenerator{p}, 0)
+			if *taskTimeout == 0 {
+				timeout, err = autoTaskTimeout(ctx, p, srv.Config(), log)
+			}
+		}
+		if err == nil {
+			err = srv.SetGenerator(&pipelineGenerator{p}, timeout)
 		}
 		if err != nil {
 			_ = srv.Shutdown(context.Background())

@@ -207,6 +207,10 @@ func (s *Server) submitPost(w http.ResponseWriter, r *http.Request, write errorW
 		write(w, ae)
 		return nil, meta
 	}
+	if err := s.cfg.checkCaps(req.Width, req.Height); err != nil {
+		write(w, errorf(http.StatusBadRequest, "field \"size\": %v", err))
+		return nil, meta
+	}
 	t, err := s.submitOrReplay(r.Context(), key, req, source, meta)
 	if err != nil {
 		s.fail(w, r, write, err)

@@ -59,6 +59,7 @@ type Job struct {
 	Width  int
 	Height int
 	Seed   int64 // always ≥ 0: random seeds are drawn at submission
+	Steps  int   // denoising steps (Config.Steps)
 }
 
 // Generator makes images. It must honour ctx: the server cancels it on
@@ -84,11 +85,21 @@ type Config struct {
 	Generator   Generator
 
 	Resolution  int   // base size of the aspect ratios; default 1024
-	Price       int64 // credits per image; default 15
+	Price       int64 // credits per image (per 1024² image at 8 steps with PriceByPixels); default 15
 	MaxQueue    int   // queued + running tasks before 429; default 100
 	MaxN        int   // most images per OpenAI request; default 4
 	Workers     int   // tasks run at once by this process; default 1
 	MaxAttempts int   // tries of a task whose worker died or stopped; default 3
+
+	// PriceByPixels scales the price with the image: an image costs
+	// ceil(Price × width×height/1024² × Steps/8) credits (at least 1).
+	PriceByPixels bool
+	// Steps is the denoising steps of every image; default 8 (Turbo).
+	Steps int
+	// MaxPixels caps width×height of a request (hosted size and aspect
+	// ratio, OpenAI size); MaxWidth and MaxHeight cap each side. 0 = only
+	// the API's own limit (4096 a side).
+	MaxPixels, MaxWidth, MaxHeight int
 
 	TaskTimeout     time.Duration // one task's time limit; default 10m
 	RescueAfter     time.Duration // when a running job of a dead process is retried; default TaskTimeout+1m
@@ -161,6 +172,22 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Price == 0 {
 		c.Price = 15
+	}
+	def(&c.Steps, 8)
+	if c.Steps > 100 {
+		return fmt.Errorf("server: steps %d: at most 100", c.Steps)
+	}
+	def(&c.MaxPixels, maxSide*maxSide)
+	def(&c.MaxWidth, maxSide)
+	def(&c.MaxHeight, maxSide)
+	if c.MaxPixels < minSide*minSide || c.MaxWidth < minSide || c.MaxHeight < minSide {
+		return fmt.Errorf("server: max pixels %d / max size %dx%d: below the smallest image (%dx%d)", c.MaxPixels, c.MaxWidth, c.MaxHeight, minSide, minSide)
+	}
+	for _, a := range AspectRatios() {
+		w, h, _ := SizeFor(a, c.Resolution)
+		if err := c.checkCaps(w, h); err != nil {
+			return fmt.Errorf("server: resolution %d makes %s requests %dx%d, which the limits refuse (%v): lower the resolution or raise the limit", c.Resolution, a, w, h, err)
+		}
 	}
 	def(&c.MaxQueue, 100)
 	def(&c.MaxN, 4)

@@ -78,3 +78,27 @@ func checkSize(w, h int) error {
 }
 
 func sizeText(w, h int) string { return strconv.Itoa(w) + "*" + strconv.Itoa(h) }
+
+// checkCaps applies the operator's limits (Config.MaxPixels, MaxWidth,
+// MaxHeight) to an image size.
+func (c *Config) checkCaps(w, h int) error {
+	if w > c.MaxWidth || h > c.MaxHeight {
+		return fmt.Errorf("%dx%d is larger than this server's maximum size %dx%d", w, h, c.MaxWidth, c.MaxHeight)
+	}
+	if w*h > c.MaxPixels {
+		return fmt.Errorf("%dx%d is %d pixels; this server allows at most %d", w, h, w*h, c.MaxPixels)
+	}
+	return nil
+}
+
+// imagePrice is the credits one image of w×h costs: Price, or with
+// PriceByPixels ceil(Price × w×h/1024² × Steps/8), at least 1.
+func (c *Config) imagePrice(w, h int) int64 {
+	if !c.PriceByPixels {
+		return c.Price
+	}
+	// Exact integer ceiling: Price×w×h×Steps / (1024²×8).
+	num := c.Price * int64(w) * int64(h) * int64(c.Steps)
+	const den = 1024 * 1024 * 8
+	return max((num+den-1)/den, 1)
+}

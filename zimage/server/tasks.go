@@ -100,7 +100,7 @@ func (s *Server) submit(ctx context.Context, key KeyInfo, req generateRequest, s
 	}
 	t := &task{
 		ID: "task_" + randomHex(16), KeyID: key.ID, Source: source, Prompt: req.Prompt, AspectRatio: req.AspectRatio,
-		Width: req.Width, Height: req.Height, Seed: seed, N: req.N, Price: s.cfg.Price * int64(req.N),
+		Width: req.Width, Height: req.Height, Seed: seed, N: req.N, Price: s.cfg.imagePrice(req.Width, req.Height) * int64(req.N),
 		State: stateQueued, Token: randomHex(24), CreatedAt: now, Fingerprint: meta.fingerprint,
 	}
 	if meta.waiting {
@@ -220,7 +220,7 @@ func (s *Server) runTask(ctx context.Context, taskID string, attempt int, finish
 
 	pngs := make([][]byte, 0, t.N)
 	for i := range t.N {
-		job := Job{TaskID: t.ID, Index: i, Prompt: t.Prompt, Width: t.Width, Height: t.Height, Seed: t.Seed + int64(i)}
+		job := Job{TaskID: t.ID, Index: i, Prompt: t.Prompt, Width: t.Width, Height: t.Height, Seed: t.Seed + int64(i), Steps: s.cfg.Steps}
 		img, _, err := s.generate(ctx, job)
 		var data []byte
 		if err == nil {
