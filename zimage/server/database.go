@@ -189,7 +189,8 @@ var appSchema = []string{
 		` + imagesDeletedColumn + `,
 		` + fingerprintColumn + `,
 		` + waitersColumn + `,
-		` + cancelAtColumn + `
+		` + cancelAtColumn + `,
+		` + deliveredColumn + `
 	)`,
 	`CREATE INDEX IF NOT EXISTS zimage_tasks_key_created ON zimage_tasks (key_id, created_at)`,
 	`CREATE INDEX IF NOT EXISTS zimage_tasks_state ON zimage_tasks (state)`,
@@ -223,6 +224,9 @@ const (
 	fingerprintColumn = `fingerprint TEXT NOT NULL DEFAULT ''`
 	waitersColumn     = `waiters BIGINT NOT NULL DEFAULT 0`
 	cancelAtColumn    = `cancel_at BIGINT NOT NULL DEFAULT 0`
+	// delivered: a synchronous request received the outcome (1), so an SDK
+	// retry with the same body is a new call, not a repeat of this one.
+	deliveredColumn = `delivered BIGINT NOT NULL DEFAULT 0`
 )
 
 // laterSchema runs after the columns of older databases are added.
@@ -255,7 +259,7 @@ func migrateApp(ctx context.Context, d *database) error {
 		}
 		for _, c := range [][2]string{
 			{"images_deleted_at", imagesDeletedColumn}, {"fingerprint", fingerprintColumn},
-			{"waiters", waitersColumn}, {"cancel_at", cancelAtColumn},
+			{"waiters", waitersColumn}, {"cancel_at", cancelAtColumn}, {"delivered", deliveredColumn},
 		} {
 			if err := addColumn(ctx, q, d.engine, "zimage_tasks", c[0], c[1]); err != nil {
 				return err

@@ -161,7 +161,9 @@ func (s *Server) replayIdempotent(ctx context.Context, key KeyInfo, m submitMeta
 
 // findRetried returns the task that an OpenAI SDK retry repeats: the latest
 // task of the key with the same fingerprint created within the SDK call's
-// span and not cancelled. nil when there is none.
+// span, neither cancelled nor delivered (a delivered outcome ended an
+// earlier call: this retry's first try got no task, e.g. a 429). nil when
+// there is none.
 func (s *Server) findRetried(ctx context.Context, key KeyInfo, m submitMeta) (*task, error) {
 	per := m.sdkTimeout
 	if per <= 0 {
@@ -173,7 +175,7 @@ func (s *Server) findRetried(ctx context.Context, key KeyInfo, m submitMeta) (*t
 	span = min(span, idempotencyTTL)
 	since := time.Now().Add(-span).UnixMilli()
 	t, err := scanTask(s.db.q.queryRow(ctx, `SELECT `+taskColumns+` FROM zimage_tasks
-		WHERE key_id = ? AND fingerprint = ? AND created_at >= ? AND state != ?
+		WHERE key_id = ? AND fingerprint = ? AND created_at >= ? AND state != ? AND delivered = 0
 		ORDER BY created_at DESC LIMIT 1`, key.ID, m.fingerprint, since, stateCancelled))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -198,7 +200,10 @@ func (s *Server) leave(id string, gone bool, grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if !gone {
-		if _, err := s.db.q.exec(ctx, `UPDATE zimage_tasks SET waiters = waiters - 1 WHERE id = ?`, id); err != nil {
+		// A finished task's outcome is about to be written to this client.
+		if _, err := s.db.q.exec(ctx, `UPDATE zimage_tasks SET waiters = waiters - 1,
+			delivered = CASE WHEN state IN (?, ?) THEN 1 ELSE delivered END WHERE id = ?`,
+			stateSucceeded, stateFailed, id); err != nil {
 			s.log.Error("leave task", "task", id, "err", err)
 		}
 		return

@@ -392,3 +392,41 @@ func TestPostgresCancelAcrossProcesses(t *testing.T) {
 	assert.Equal(t, int64(100), k.Credits)
 	assert.Equal(t, int64(0), k.Reserved)
 }
+
+// TestSDKRetryAfterDelivery: an SDK retry is matched only with a task whose
+// outcome no client received: after a call that got its image, a retry
+// with the same body (its first try got no task, e.g. a 429) starts a new one.
+func TestSDKRetryAfterDelivery(t *testing.T) {
+	e := newEnv(t, nil)
+	key, info := e.addKey(100, 0)
+	c := &sdkClient{timeout: 30 * time.Second, maxRetries: 2}
+	body := map[string]any{"prompt": "a lighthouse"}
+	res := c.post(t, e.url+"/v1/images/generations", key, body)
+	require.Equal(t, 200, res.status, "%s", res.body)
+	r, _ := c.once(e.url+"/v1/images/generations", key, mustJSON(t, body), 1)
+	require.Equal(t, 200, r.status, "%s", r.body)
+	ids, _ := tasksOf(t, e.srv.db.q, info.ID)
+	assert.Len(t, ids, 2)
+	assert.Equal(t, int64(70), e.key(info.ID).Credits)
+}
+
+// TestFinishedThenGone: a task that finished before its client went away
+// is charged once and not cancelled.
+func TestFinishedThenGone(t *testing.T) {
+	e := newEnv(t, nil)
+	key, info := e.addKey(100, 0)
+	id := e.submitOK(key, "done first")
+	require.Equal(t, "SUCCESS", e.waitDone(key, id).Status)
+	ok, err := e.srv.attach(context.Background(), id)
+	require.NoError(t, err)
+	require.True(t, ok)
+	e.srv.leave(id, true, 0)
+	tk := mustTask(t, e, id)
+	assert.Equal(t, stateSucceeded, tk.State)
+	assert.Equal(t, int64(0), tk.CancelAt)
+	cancelled, err := e.srv.cancelAbandoned(context.Background(), id)
+	require.NoError(t, err)
+	assert.False(t, cancelled)
+	assert.Equal(t, int64(1), charges(t, e.srv.db.q, id))
+	assert.Equal(t, int64(85), e.key(info.ID).Credits)
+}
