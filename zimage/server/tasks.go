@@ -93,6 +93,9 @@ func getTask(ctx context.Context, q dbtx, id string) (*task, error) {
 // With an Idempotency-Key already held by an earlier request, it changes
 // nothing and returns idempotentReplay (see submitOrReplay).
 func (s *Server) submit(ctx context.Context, key KeyInfo, req generateRequest, source string, meta submitMeta) (*task, error) {
+	if s.eng == nil {
+		return nil, errorf(http.StatusServiceUnavailable, "the server is not started yet")
+	}
 	now := time.Now().UnixMilli()
 	seed := req.Seed
 	if seed < 0 {
