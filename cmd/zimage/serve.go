@@ -74,7 +74,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	workers := fs.Int("workers", 1, "tasks this process runs at once (one pipeline runs one at a time)")
 	taskTimeout := fs.Duration("task-timeout", 0, "time limit of one task (default: derived at start from one timed step: twice the largest task the limits allow, at least 10m)")
 	rescueAfter := fs.Duration("rescue-after", 0, "with --database: rerun a task whose worker vanished after this long (default task-timeout+1m)")
-	retryGrace := fs.Duration("retry-grace", 10*time.Second, "when a retrying client (Idempotency-Key, OpenAI SDK) disconnects from /v1/images/generations, keep its task this long for the retry before cancelling it unbilled")
+	retryGrace := fs.Duration("retry-grace", 10*time.Second, "when a retrying client (Idempotency-Key, OpenAI SDK) disconnects from /v1/images/generations, keep its task this long for the retry before cancelling it unbilled (0: at once)")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "at SIGTERM, time running tasks get before being handed back")
 	keepImages := fs.Duration("keep-images", 0, "delete images this long after their task finished, e.g. 720h (default 0: keep forever)")
 	publicURL := fs.String("public-url", "", "external base URL for image links (default: from the request's Host)")
@@ -119,6 +119,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return usageErr(fmt.Sprintf("--steps %d: want 1 to 100", *steps))
 	case *maxPixels < 64*64:
 		return usageErr(fmt.Sprintf("--max-pixels %d: at least %d (64x64)", *maxPixels, 64*64))
+	case *retryGrace < 0:
+		return usageErr(fmt.Sprintf("--retry-grace %s: must not be negative", *retryGrace))
 	case *taskTimeout < 0:
 		return usageErr(fmt.Sprintf("--task-timeout %s: must not be negative", *taskTimeout))
 	}
@@ -164,7 +166,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		DataDir: *data, DatabaseURL: *database, Role: server.Role(*role),
 		Resolution: *resolution, Price: *price, MaxQueue: *maxQueue, MaxN: *maxN, Workers: *workers,
 		PriceByPixels: *priceBy == "pixels", Steps: *steps, MaxPixels: *maxPixels, MaxWidth: maxW, MaxHeight: maxH,
-		TaskTimeout: *taskTimeout, RescueAfter: *rescueAfter, ShutdownTimeout: *shutdownTimeout, RetryGrace: *retryGrace,
+		TaskTimeout: *taskTimeout, RescueAfter: *rescueAfter, ShutdownTimeout: *shutdownTimeout, RetryGrace: graceConfig(*retryGrace),
 		KeepImages: *keepImages, PublicURL: *publicURL, TrustedProxies: proxies, ModelID: *modelID, Logger: log,
 	})
 	if err != nil {

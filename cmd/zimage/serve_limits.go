@@ -102,3 +102,12 @@ func autoTaskTimeout(ctx context.Context, p *zimage.Pipeline, cfg server.Config,
 		"largest_image_estimate", one.Round(time.Second), "largest_image_pixels", px, "steps", cfg.Steps, "max_n", cfg.MaxN)
 	return d, nil
 }
+
+// graceConfig maps --retry-grace to server.Config.RetryGrace, where 0 means
+// the default and a negative value "at once".
+func graceConfig(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}

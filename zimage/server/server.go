@@ -105,14 +105,16 @@ type Config struct {
 	RescueAfter     time.Duration // when a running job of a dead process is retried; default TaskTimeout+1m
 	ShutdownTimeout time.Duration // time running tasks get to finish at shutdown; default 30s
 	SyncTimeout     time.Duration // how long /v1/images/generations waits; default TaskTimeout+1m
+	PollInterval    time.Duration // queue poll interval; default 200ms
+	MaxBodyBytes    int64         // request body limit; default 64 KiB
+
 	// RetryGrace is how long a task whose synchronous clients all went away
 	// is kept before it is cancelled (unbilled), when the client may retry
 	// (it sent an Idempotency-Key or OpenAI SDK retry headers): the retry
 	// then attaches to it. Other clients' tasks are cancelled at once.
-	// Default 10s (the OpenAI SDKs back off at most 8 s between tries).
-	RetryGrace   time.Duration
-	PollInterval time.Duration // queue poll interval; default 200ms
-	MaxBodyBytes int64         // request body limit; default 64 KiB
+	// Default 10s (the OpenAI SDKs back off at most 8 s between tries);
+	// negative cancels at once.
+	RetryGrace time.Duration
 
 	// KeepImages is how long images are kept after their task finished;
 	// older ones are deleted (checked every KeepImages/20, between 1 s and
@@ -124,6 +126,8 @@ type Config struct {
 	// PublicURL is the server's external base URL for image links, e.g.
 	// "https://img.example.com". Default: from the request's Host header.
 	PublicURL string
+	Logger    *slog.Logger // default: discard
+
 	// TrustedProxies are the peers (reverse proxies) whose X-Forwarded-Proto
 	// and X-Forwarded-Host build the image links when PublicURL is empty;
 	// from anyone else those headers are ignored.
@@ -133,8 +137,6 @@ type Config struct {
 	// ModelCreated is its "created" time; default when New ran.
 	ModelID      string
 	ModelCreated time.Time
-
-	Logger *slog.Logger // default: discard
 }
 
 func (c *Config) setDefaults() error {
@@ -201,7 +203,12 @@ func (c *Config) setDefaults() error {
 	defDur(&c.ShutdownTimeout, 30*time.Second)
 	defDur(&c.SyncTimeout, c.TaskTimeout+time.Minute)
 	defDur(&c.PollInterval, 200*time.Millisecond)
-	defDur(&c.RetryGrace, 10*time.Second)
+	switch {
+	case c.RetryGrace == 0:
+		c.RetryGrace = 10 * time.Second
+	case c.RetryGrace < 0:
+		c.RetryGrace = 0
+	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 64 << 10
 	}
