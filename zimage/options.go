@@ -15,7 +15,8 @@ type options struct {
 	backend compute.Backend
 	logger  *slog.Logger
 	threads int
-	budget  uint64 // WithMemoryBudget (residency.go)
+	budget  uint64     // WithMemoryBudget (residency.go)
+	loras   []loraSpec // WithLoRA (lora.go)
 
 	// Model references (model.go).
 	noPull     bool

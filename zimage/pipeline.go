@@ -57,6 +57,7 @@ type Request struct {
 	CFGTruncation     float32
 	MaxSequenceLength int            // prompt token limit incl. the chat template; 0 = 512
 	Progress          func(Progress) // called from Run's goroutine; may be nil
+	LoRAs             []LoRA         // run-time adapters for this request, stacked in order (lora.go)
 }
 
 // Progress reports where a Run is. Stage is one of "tokenize",
@@ -135,6 +136,7 @@ type Pipeline struct {
 	vae    *vae.Decoder
 	rs     residency // residency planning state (residency.go)
 	guard  guard     // output guards and the CPU retry (guard.go)
+	lora   loraState // LoRA adapters (lora.go)
 	closed bool
 }
 
@@ -208,6 +210,12 @@ func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 		}
 		p.b, p.ownB = b, true
 	}
+	if err := p.prepareMerge(o.loras); err != nil {
+		if c, ok := p.b.(io.Closer); ok && p.ownB {
+			c.Close()
+		}
+		return nil, fmt.Errorf("zimage: load %s: %w", path, err)
+	}
 	log.Info("zimage: loaded", "model", path, "backend", p.b.Name(),
 		"dit_dim", m.DiT.Dim, "dit_layers", m.DiT.NLayers, "text_layers", m.TextEncoder.NumHiddenLayers)
 	return p, nil
@@ -238,7 +246,12 @@ func (p *Pipeline) openDiT() error {
 	if err != nil {
 		return fmt.Errorf("zimage: %w", err)
 	}
-	d, err := dit.New(p.b, p.model.DiT, s)
+	src, err := p.mergedSource(context.Background(), s)
+	if err != nil {
+		s.Close()
+		return err
+	}
+	d, err := dit.New(p.b, p.model.DiT, src)
 	if err != nil {
 		s.Close()
 		return fmt.Errorf("zimage: %s: %w", p.model.Name(), err)
@@ -275,6 +288,7 @@ func (p *Pipeline) Close() error {
 	p.closed = true
 	var errs []error
 	p.releaseTextEncoder()
+	p.releaseLoRADevice()
 	if p.dit != nil {
 		p.dit.Close()
 		p.dit = nil
@@ -312,6 +326,7 @@ type plan struct {
 	truncation  float32
 	hl, wl      int // latent size
 	imageTokens int
+	loras       []activeLoRA // Request.LoRAs, validated (lora.go)
 }
 
 func (p *Pipeline) validate(req Request) (plan, error) {
@@ -359,6 +374,9 @@ func (p *Pipeline) validate(req Request) (plan, error) {
 		return pl, &RequestError{"seed", err.Error()}
 	}
 	pl.seed = seed
+	if pl.loras, err = p.validateLoRAs(req.LoRAs); err != nil {
+		return pl, err
+	}
 	pl.cfg = req.Guidance > 0
 	pl.hl, pl.wl = req.Height/p.spatial, req.Width/p.spatial
 	ps := p.model.DiT.PatchSize()
@@ -515,6 +533,11 @@ func (p *Pipeline) denoise(ctx context.Context, pl plan, noise, pos, neg []float
 	if err := p.openDiT(); err != nil {
 		return nil, nil, err
 	}
+	undoLoRAs, err := p.applyLoRAs(pl.loras)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer undoLoRAs()
 	cfgD := p.model.DiT
 	sched, err := sampler.NewSchedule(p.model.Scheduler, pl.steps, pl.imageTokens)
 	if err != nil {

@@ -575,6 +575,7 @@ func (p *Pipeline) planRequest(pl plan, tokens int) (Plan, error) {
 	}
 	in := PlanInput{Budget: p.rs.budget, Resident: p.resident(), Model: *fp,
 		Width: pl.req.Width, Height: pl.req.Height, Tokens: tokens, CFG: pl.cfg}
+	in.Model.DiT += loraDeviceBytes(pl.loras, fp.Elem) // run-time LoRA matrices live beside the DiT
 	p.rs.mem = Memory{Budget: p.rs.budget}
 	dev, isDev := p.b.(deviceMemory)
 	if isDev {
@@ -734,6 +735,7 @@ func (p *Pipeline) releaseTextEncoder() {
 }
 
 func (p *Pipeline) releaseDiT() {
+	p.releaseLoRADevice()
 	if p.dit != nil {
 		p.dit.Close()
 		p.dit = nil

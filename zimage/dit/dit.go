@@ -43,6 +43,8 @@ type Model struct {
 	noiseRefiner   []*block // modulated, image tokens only
 	contextRefiner []*block // unmodulated, caption tokens only
 	layers         []*block // modulated, unified sequence
+
+	lora map[compute.Tensor][]LoRA // run-time LoRA updates by weight handle (lora.go)
 }
 
 // block is one ZImageTransformerBlock (P = noise_refiner.i, context_refiner.i or layers.i).
@@ -205,7 +207,7 @@ func (m *Model) PrepareCaption(ctx context.Context, feats []float32, n int, tr n
 
 	capIn := b.FromHost(lay.PadCaption(feats, c.CapFeatDim), lay.Lcp, c.CapFeatDim) // [Lcp, capdim]
 	cn := b.RMSNorm(capIn, m.capNorm, eps)                                          // [Lcp, capdim]
-	ce := b.MatMul(cn, m.capW, m.capB)                                              // [Lcp, dim]
+	ce := m.linear(cn, m.capW, m.capB)                                              // [Lcp, dim]
 	b.Free(capIn, cn)
 	tr.Emit("cap_embed", ce)
 	x := m.substitutePads(ce, n, lay.Lcp, m.capPad) // [Lcp, dim]
@@ -263,9 +265,9 @@ func (m *Model) substitutePads(x compute.Tensor, n, rows int, pad compute.Tensor
 func (m *Model) TimestepEmbedding(t float32) compute.Tensor {
 	b := m.b
 	e := b.FromHost(TimestepFeatures(t, m.cfg.TScale, FreqEmbedDim), 1, FreqEmbedDim) // [1, 256]
-	h := b.MatMul(e, m.tMLP0W, m.tMLP0B)                                              // [1, 1024]
+	h := m.linear(e, m.tMLP0W, m.tMLP0B)                                              // [1, 1024]
 	hs := b.SiLU(h)
-	out := b.MatMul(hs, m.tMLP2W, m.tMLP2B) // [1, A]
+	out := m.linear(hs, m.tMLP2W, m.tMLP2B) // [1, A]
 	b.Free(e, h, hs)
 	return out
 }
@@ -297,7 +299,7 @@ func (m *Model) Forward(ctx context.Context, x []float32, hl, wl int, t float32,
 
 	// (b) patchify + embed; pad rows become x_pad_token.
 	patches := b.FromHost(lay.Patchify(x), lay.Nip, lay.PatchDim()) // [Nip, P·P·C]
-	xe := b.MatMul(patches, m.xEmbW, m.xEmbB)                       // [Nip, dim]
+	xe := m.linear(patches, m.xEmbW, m.xEmbB)                       // [Nip, dim]
 	b.Free(patches)
 	tr.Emit("x_embed", xe)
 	h := m.substitutePads(xe, lay.Ni, lay.Nip, m.xPad) // [Nip, dim]
@@ -344,10 +346,10 @@ func (m *Model) Forward(ctx context.Context, x []float32, hl, wl int, t float32,
 		img = b.Rows(u, 0, lay.Ni) // [Ni, dim]: only image rows are read back
 	}
 	ts := b.SiLU(temb)
-	scale := b.MatMul(ts, m.finModW, m.finModB) // [1, dim]
+	scale := m.linear(ts, m.finModW, m.finModB) // [1, dim]
 	ln := b.LayerNorm(img, finalLNEps)          // [Ni|L, dim]
 	mod := b.Modulate(ln, b.Reshape(scale, c.Dim))
-	y := b.MatMul(mod, m.finW, m.finB) // [Ni|L, P·P·C]
+	y := m.linear(mod, m.finW, m.finB) // [Ni|L, P·P·C]
 	b.Free(ts, scale, ln, mod)
 	if img != u {
 		b.Free(img)
@@ -372,7 +374,7 @@ func (m *Model) block(bl *block, x, cos, sin, temb compute.Tensor) compute.Tenso
 
 	var sAttn, gAttn, sFFN, gFFN compute.Tensor // [D] views; nil when unmodulated
 	if bl.modW != nil {
-		mod := b.MatMul(temb, bl.modW, bl.modB) // [1, 4·D]: scale_msa | gate_msa | scale_mlp | gate_mlp
+		mod := m.linear(temb, bl.modW, bl.modB) // [1, 4·D]: scale_msa | gate_msa | scale_mlp | gate_mlp
 		chunks := [4]compute.Tensor{}
 		for i := range chunks {
 			chunks[i] = b.Slice(mod, i*D, (i+1)*D) // [1, D]
@@ -404,12 +406,12 @@ func (m *Model) block(bl *block, x, cos, sin, temb compute.Tensor) compute.Tenso
 		b.Free(n2)
 		n2 = t
 	}
-	g := b.MatMul(n2, bl.w1, nil) // [L, F]
-	u := b.MatMul(n2, bl.w3, nil) // [L, F]
+	g := m.linear(n2, bl.w1, nil) // [L, F]
+	u := m.linear(n2, bl.w3, nil) // [L, F]
 	b.Free(n2)
 	s := b.SwiGLU(g, u)
 	b.Free(g, u)
-	f := b.MatMul(s, bl.w2, nil) // [L, D]
+	f := m.linear(s, bl.w2, nil) // [L, D]
 	b.Free(s)
 	f2 := b.RMSNorm(f, bl.ffnNorm2, eps)
 	b.Free(f)
@@ -426,9 +428,9 @@ func (m *Model) attention(bl *block, h, cos, sin compute.Tensor) compute.Tensor 
 	c := m.cfg
 	H, hd := c.NHeads, c.HeadDim()
 	L := h.Shape()[0]
-	q := b.MatMul(h, bl.q, nil) // [L, H·hd]
-	k := b.MatMul(h, bl.k, nil)
-	v := b.MatMul(h, bl.v, nil)
+	q := m.linear(h, bl.q, nil) // [L, H·hd]
+	k := m.linear(h, bl.k, nil)
+	v := m.linear(h, bl.v, nil)
 	if bl.normQ != nil {
 		qn := b.RMSNorm(b.Reshape(q, L*H, hd), bl.normQ, qkNormEps) // per-head norm [L·H, hd]
 		kn := b.RMSNorm(b.Reshape(k, L*H, hd), bl.normK, qkNormEps)
@@ -441,7 +443,7 @@ func (m *Model) attention(bl *block, h, cos, sin compute.Tensor) compute.Tensor 
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	a := b.Attention(qr, kr, v, H, H, scale, false) // [L, H·hd]
 	b.Free(qr, kr, v)
-	out := b.MatMul(a, bl.o, nil) // [L, D]
+	out := m.linear(a, bl.o, nil) // [L, D]
 	b.Free(a)
 	return out
 }

@@ -179,3 +179,9 @@ func MergeInto(ctx context.Context, w, scratch []float32, d *Delta, scale float3
 	}
 	return nil
 }
+
+// On returns the same merged copies over another opening of the same
+// transformer (the pipeline re-binds the DiT after releasing it).
+func (m *Merged) On(base Source) *Merged {
+	return &Merged{base: base, over: m.over, bytes: m.bytes}
+}

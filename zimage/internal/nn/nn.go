@@ -56,8 +56,9 @@ type Loader struct {
 }
 
 type loaderState struct {
-	err   error
-	owned []compute.Tensor
+	err    error
+	owned  []compute.Tensor
+	byName map[string]compute.Tensor // full name → handle, for Get'd tensors
 }
 
 // NewLoader returns a Loader reading names from src (no prefix).
@@ -112,10 +113,22 @@ func (l *Loader) get(name string, shape []int, loose bool) compute.Tensor {
 		return nil
 	}
 	l.st.owned = append(l.st.owned, h)
+	if l.st.byName == nil {
+		l.st.byName = map[string]compute.Tensor{}
+	}
+	l.st.byName[full] = h
 	if !slices.Equal(t.Shape, shape) {
 		h = l.b.Reshape(h, shape...)
 	}
 	return h
+}
+
+// Bound returns the handle bound for the full checkpoint name (through
+// this Loader or any Sub), so run-time additions such as LoRA updates can
+// find a weight by its name.
+func (l *Loader) Bound(name string) (compute.Tensor, bool) {
+	h, ok := l.st.byName[name]
+	return h, ok
 }
 
 // Err returns the first lookup problem.
@@ -125,6 +138,7 @@ func (l *Loader) Err() error { return l.st.err }
 func (l *Loader) Free() {
 	l.b.Free(l.st.owned...)
 	l.st.owned = nil
+	l.st.byName = nil
 }
 
 func squeeze(s []int) []int {
