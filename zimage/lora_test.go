@@ -203,3 +203,124 @@ func TestLoRAErrors(t *testing.T) {
 func posInf() float64 { return 1 / zero }
 
 var zero float64
+
+// fusedQKVLoRA rewrites lora_diffusers.safetensors in the ComfyUI
+// single-file naming: attention.qkv with A = [A_q; A_k; A_v] and a
+// block-diagonal B (the exact fused equivalent, rank 3r), attention.out for
+// to_out.0, under diffusion_model.
+func fusedQKVLoRA(t *testing.T) string {
+	t.Helper()
+	src, err := weights.OpenFile(loraPath(t, "lora_diffusers.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	get := func(name string) ([]float32, []int) {
+		x, ok := src.Tensor(name)
+		if !ok {
+			t.Fatalf("missing %s", name)
+		}
+		v, err := x.Float32()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v, x.Shape
+	}
+	mk := func(name string, v []float32, shape ...int) *weights.Tensor {
+		x := &weights.Tensor{Name: name, DType: weights.F32, Shape: shape, Data: make([]byte, 4*len(v))}
+		weights.EncodeF32(x.Data, v)
+		return x
+	}
+	var out []*weights.Tensor
+	for _, name := range src.Names() {
+		mod, ok := strings.CutSuffix(strings.TrimPrefix(name, "transformer."), ".lora_A.weight")
+		if !ok {
+			continue
+		}
+		p, isQ := strings.CutSuffix(mod, ".attention.to_q")
+		switch {
+		case isQ:
+			var as, bs [][]float32
+			var r, in, d int
+			for _, pr := range []string{"to_q", "to_k", "to_v"} {
+				a, as0 := get("transformer." + p + ".attention." + pr + ".lora_A.weight")
+				b, bs0 := get("transformer." + p + ".attention." + pr + ".lora_B.weight")
+				r, in, d = as0[0], as0[1], bs0[0]
+				as, bs = append(as, a), append(bs, b)
+			}
+			var aCat []float32
+			for _, a := range as {
+				aCat = append(aCat, a...)
+			}
+			bBlk := make([]float32, 3*d*3*r)
+			for i, b := range bs {
+				for o := 0; o < d; o++ {
+					copy(bBlk[(i*d+o)*3*r+i*r:], b[o*r:(o+1)*r])
+				}
+			}
+			out = append(out, mk("diffusion_model."+p+".attention.qkv.lora_A.weight", aCat, 3*r, in),
+				mk("diffusion_model."+p+".attention.qkv.lora_B.weight", bBlk, 3*d, 3*r))
+		case strings.HasSuffix(mod, ".attention.to_k") || strings.HasSuffix(mod, ".attention.to_v"):
+		default:
+			dst := strings.Replace(mod, ".attention.to_out.0", ".attention.out", 1)
+			a, as := get(name)
+			b, bs := get("transformer." + mod + ".lora_B.weight")
+			out = append(out, mk("diffusion_model."+dst+".lora_A.weight", a, as...), mk("diffusion_model."+dst+".lora_B.weight", b, bs...))
+		}
+	}
+	path := filepath.Join(t.TempDir(), "lora_qkv.safetensors")
+	if err := weights.WriteFile(path, out, nil); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestLoRALayouts: a LoRA made for the ComfyUI single-file layout (fused
+// qkv, attention.out) applies to the diffusers-layout model, and both it and
+// the diffusers LoRA apply to a ComfyUI single-file model, all giving the
+// reference image of the diffusers LoRA.
+func TestLoRALayouts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("four tiny-model runs")
+	}
+	var c fixturefs.LoRACase
+	for _, x := range fixturefs.LoRACases(t) {
+		if x.Name == "en_64x64_seed42_diffusers_s1.0" {
+			c = x
+		}
+	}
+	want := pngRGB(t, "fixtures/e2e_lora/"+c.Name+".png")
+	qkv := fusedQKVLoRA(t)
+	f, err := lora.Open(qkv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Format != lora.FormatComfyUI || len(f.Modules) != 42/7*5 { // per block: qkv, out, w1, w2, w3
+		t.Errorf("fused file: %s, %d modules", f.Format, len(f.Modules))
+	}
+	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
+	dit, te, vae, _ := comfyFiles(t)
+	for _, m := range []struct {
+		name string
+		opts []Option
+	}{{"diffusers-layout", nil}, {"single-file", []Option{WithSingleFiles(dit, te, vae, "")}}} {
+		p, err := Load(context.Background(), model, append(m.opts, WithDevice("cpu"))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		for _, file := range []string{loraPath(t, "lora_diffusers.safetensors"), qkv} {
+			req := loraRequest(c, false)
+			req.LoRAs = []LoRA{{Path: file, Scale: 1}}
+			res, err := p.Run(context.Background(), req)
+			if err != nil {
+				t.Fatalf("%s, %s: %v", m.name, filepath.Base(file), err)
+			}
+			ps := fixture.ComparePixels(rgbBytes(res), want)
+			t.Logf("%s, %s: %d/%d differ (max %d)", m.name, filepath.Base(file), ps.Differ, ps.Total, ps.MaxDiff)
+			if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
+				t.Errorf("%s, %s: image vs reference PNG: %+v", m.name, filepath.Base(file), ps)
+			}
+		}
+	}
+}
