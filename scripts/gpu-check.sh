@@ -116,6 +116,7 @@ else
 	t flash 45 '^TestGPUFlashVsGemm$'
 	t memory 30 '^TestGPUMemoryErrors$'
 	t pipeline 90 '^TestGPUPipeline$'
+	t lora 60 '^TestGPULoRA$'
 	t bench 150 '^TestGPUBenchmark$'
 fi
 
