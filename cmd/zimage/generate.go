@@ -48,6 +48,8 @@ type generateArgs struct {
 	out     string
 	quality int
 
+	loras loraFlags // --lora, merged at load (lora.go)
+
 	log *slog.Logger // the library's warnings, on stderr
 }
 
@@ -72,6 +74,7 @@ func newGenerateArgs(stderr io.Writer) *generateArgs {
 	fs.StringVar(&g.memoryBudget, "memory-budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: the free device memory)")
 	fs.StringVar(&g.out, "out", "", "output file: .png, .jpg/.jpeg, or - for a PNG on standard output (required)")
 	fs.IntVar(&g.quality, "quality", 90, "JPEG quality (1-100)")
+	fs.Var(&g.loras, "lora", "LoRA file FILE[:SCALE] merged into the transformer (repeatable, applied in order; SCALE defaults to 1)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zimage generate [--model MODEL] --prompt TEXT --out FILE.png|FILE.jpg|- [flags]")
 		fmt.Fprintln(stderr, "MODEL defaults to "+zimage.DefaultModel+", downloaded into the Hugging Face cache on first use")
@@ -189,12 +192,12 @@ func (g *generateArgs) loadOptions(dev zimage.DeviceChoice, onDownload func(hub.
 		device = "cpu" // "auto" already fell back; do not probe again
 	}
 	budget, _ := parseBytes(g.memoryBudget) // checked in check
-	return []zimage.Option{
+	return append([]zimage.Option{
 		zimage.WithDevice(device), zimage.WithThreads(g.threads), zimage.WithMemoryBudget(budget),
 		zimage.WithSingleFiles(g.transformer, g.textEncoder, g.vae, g.tokenizer),
 		zimage.WithDownloadProgress(onDownload),
 		zimage.WithLogger(g.log),
-	}
+	}, g.loras.mergeOptions()...)
 }
 
 func (g *generateArgs) request() zimage.Request {
@@ -210,14 +213,14 @@ func (g *generateArgs) metadata(res *zimage.Result) []textChunk {
 	if g.negative != "" {
 		meta = append(meta, textChunk{"negative_prompt", g.negative})
 	}
-	return append(meta,
+	return append(append(meta,
 		textChunk{"seed", strconv.FormatInt(res.Seed, 10)},
 		textChunk{"steps", strconv.Itoa(res.Steps)},
 		textChunk{"guidance", strconv.FormatFloat(g.guidance, 'g', -1, 32)},
 		textChunk{"size", fmt.Sprintf("%dx%d", res.Width, res.Height)},
 		textChunk{"model", modelLabel(g.model, g.transformer)},
 		textChunk{"Software", "zimage"},
-	)
+	), g.loras.chunks()...)
 }
 
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) int {

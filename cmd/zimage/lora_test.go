@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/zimage/zimage/internal/fixturefs"
+)
+
+func TestParseLoRAArg(t *testing.T) {
+	for _, c := range []struct {
+		in    string
+		named bool
+		want  loraArg
+		bad   bool
+	}{
+		{in: "a.safetensors", want: loraArg{path: "a.safetensors", scale: 1}},
+		{in: "a.safetensors:0.6", want: loraArg{path: "a.safetensors", scale: 0.6}},
+		{in: `C:\loras\a.safetensors`, want: loraArg{path: `C:\loras\a.safetensors`, scale: 1}},
+		{in: "x=/l/a.safetensors:-0.5", named: true, want: loraArg{name: "x", path: "/l/a.safetensors", scale: -0.5}},
+		{in: "/l/a.safetensors", named: true, bad: true},
+		{in: ":0.5", bad: true},
+		{in: "a:NaN", bad: true},
+	} {
+		got, err := parseLoRAArg(c.in, c.named)
+		if (err != nil) != c.bad || !c.bad && got != c.want {
+			t.Errorf("%q: %+v, %v", c.in, got, err)
+		}
+	}
+}
+
+// TestGenerateWithLoRA generates the stacked e2e_lora case with two --lora
+// flags (merged at load) and compares with the reference PNG.
+func TestGenerateWithLoRA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a tiny-model run")
+	}
+	var c fixturefs.LoRACase
+	for _, x := range fixturefs.LoRACases(t) {
+		if len(x.LoRAs) == 2 {
+			c = x
+		}
+	}
+	out := filepath.Join(t.TempDir(), "img.png")
+	args := []string{"generate", "--model", fixturefs.Path(t, "fixtures/tiny-z-image-turbo"), "--prompt", c.Prompt,
+		"--width", "64", "--height", "64", "--seed", "42", "--device", "cpu", "--out", out}
+	for _, l := range c.LoRAs {
+		args = append(args, "--lora", fixturefs.Path(t, "fixtures/e2e_lora/"+l.File)+":"+strconv.FormatFloat(float64(l.Scale), 'g', -1, 32))
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	d := fixturefs.ComparePixels(t, readPNG(t, out), readPNG(t, fixturefs.Path(t, "fixtures/e2e_lora/"+c.Name+".png")))
+	if float64(d.Off1) > 0.001*float64(d.Total) || d.Max > 4 {
+		t.Errorf("PNG differs from the reference: %+v", d)
+	}
+	if ch := textChunks(t, out); !strings.Contains(ch["lora"], "lora_kohya.safetensors:0.5") {
+		t.Errorf("lora text chunk %q", ch["lora"])
+	}
+
+	// A LoRA that does not fit fails before generating, naming the problem.
+	stderr.Reset()
+	bad := append(args[:len(args):len(args)], "--lora", fixturefs.Path(t, "fixtures/e2e_lora/en_64x64_seed42_kohya_s1.0.safetensors"))
+	if code := run(context.Background(), bad, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "lora") {
+		t.Errorf("bad LoRA: exit %d: %s", code, stderr.String())
+	}
+}
