@@ -95,6 +95,10 @@ func (in *inspector) inspect(path string) error {
 	}
 	in.printf("%s %s\n", kind, path)
 	in.set(s)
+	if looksLikeLoRA(s.Names()) { // inspect_lora.go
+		in.lora(path)
+		return nil
+	}
 	in.parts(s)
 	return nil
 }

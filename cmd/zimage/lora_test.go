@@ -70,3 +70,21 @@ func TestGenerateWithLoRA(t *testing.T) {
 		t.Errorf("bad LoRA: exit %d: %s", code, stderr.String())
 	}
 }
+
+func TestInspectLoRA(t *testing.T) {
+	for file, want := range map[string][]string{
+		"lora_kohya.safetensors":     {"kohya format, F32, 42 modules, rank 4", "alpha       1 on 42 modules", "noise_refiner 0-1, context_refiner 0-1, layers 0-1", "model dim   288", "fits        not Z-Image-Turbo"},
+		"lora_comfyui.safetensors":   {"comfyui format, BF16, 14 modules, rank 4", "alpha       none", "in layers 0-1"},
+		"lora_diffusers.safetensors": {"diffusers format, F32, 42 modules"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), []string{"inspect", fixturefs.Path(t, "fixtures/e2e_lora/"+file)}, &stdout, &stderr); code != 0 {
+			t.Fatalf("%s: exit %d: %s", file, code, stderr.String())
+		}
+		for _, w := range want {
+			if !strings.Contains(stdout.String(), w) {
+				t.Errorf("%s: output lacks %q:\n%s", file, w, stdout.String())
+			}
+		}
+	}
+}
