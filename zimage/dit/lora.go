@@ -57,7 +57,7 @@ func (m *Model) linear(x, w, bias compute.Tensor) compute.Tensor {
 	b := m.b
 	y := b.MatMul(x, w, bias)
 	for _, l := range m.lora[w] {
-		t := b.MatMul(x, l.A, nil) // [M, r]
+		t := m.loraDown(x, l.A) // [M, r]
 		ts := b.Scale(t, l.Scale, 0)
 		u := b.MatMul(ts, l.B, nil) // [M, out]
 		sum := b.Add(y, u)
@@ -65,4 +65,19 @@ func (m *Model) linear(x, w, bias compute.Tensor) compute.Tensor {
 		y = sum
 	}
 	return y
+}
+
+// loraDown is x·Aᵀ [M, r]. With many rows it is computed as (A·xᵀ)ᵀ: a
+// GEMM with only r output columns leaves a column-blocked GEMM (the CPU
+// backend's) one task, while M output columns spread over every thread;
+// the transpose of the [r, M] result is cheap.
+func (m *Model) loraDown(x, a compute.Tensor) compute.Tensor {
+	b := m.b
+	if x.Shape()[0] <= 8*a.Shape()[0] {
+		return b.MatMul(x, a, nil)
+	}
+	tt := b.MatMul(a, x, nil) // [r, M]
+	t := b.Transpose(tt)
+	b.Free(tt)
+	return t
 }
