@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/zimage/zimage/zimage"
+	"github.com/zimage/zimage/zimage/server"
 )
 
 // loraArg is one --lora value: FILE[:SCALE], or NAME=FILE[:SCALE] for serve.
@@ -112,4 +114,59 @@ func (l *loraFlags) chunks() []textChunk {
 		parts = append(parts, fmt.Sprintf("%s:%g", filepath.Base(a.path), a.scale))
 	}
 	return []textChunk{{"lora", strings.Join(parts, ", ")}}
+}
+
+// serveLoRAs gathers serve's --lora and --lora-dir adapters; a name given
+// twice is an error.
+func serveLoRAs(flags *loraFlags, dir string) ([]loraArg, error) {
+	args := slices.Clone(flags.args)
+	if dir != "" {
+		more, err := loraDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("--lora-dir: %w", err)
+		}
+		args = append(args, more...)
+	}
+	seen := map[string]bool{}
+	for _, a := range args {
+		if seen[a.name] {
+			return nil, fmt.Errorf("--lora: the name %q is registered twice", a.name)
+		}
+		seen[a.name] = true
+	}
+	return args, nil
+}
+
+// registerLoRAs loads every serve adapter into the pipeline (run-time
+// mode, selected per request by name).
+func registerLoRAs(p *zimage.Pipeline, args []loraArg, log *slog.Logger) error {
+	for _, a := range args {
+		if err := p.LoadLoRA(a.name, a.path); err != nil {
+			return fmt.Errorf("LoRA %s: %w", a.name, err)
+		}
+		log.Info("LoRA available", "name", a.name, "file", a.path, "default_scale", a.scale)
+	}
+	return nil
+}
+
+// loraScales is the server's name → default scale map.
+func loraScales(args []loraArg) map[string]float32 {
+	m := make(map[string]float32, len(args))
+	for _, a := range args {
+		m[a.name] = a.scale
+	}
+	return m
+}
+
+// jobLoRAs turns a server job's adapters into request LoRAs (a zero scale
+// is no update at all; zimage.LoRA would read it as the default 1).
+func jobLoRAs(job server.Job) []zimage.LoRA {
+	var out []zimage.LoRA
+	for _, l := range job.LoRAs {
+		if l.Scale == 0 {
+			continue
+		}
+		out = append(out, zimage.LoRA{Name: l.Name, Scale: l.Scale})
+	}
+	return out
 }

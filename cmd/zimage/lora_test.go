@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/zimage/zimage/internal/fixturefs"
+	"github.com/zimage/zimage/zimage"
+	"github.com/zimage/zimage/zimage/server"
 )
 
 func TestParseLoRAArg(t *testing.T) {
@@ -86,5 +89,35 @@ func TestInspectLoRA(t *testing.T) {
 				t.Errorf("%s: output lacks %q:\n%s", file, w, stdout.String())
 			}
 		}
+	}
+}
+
+func TestServeLoRAs(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"b.safetensors", "a.safetensors", "notes.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fl := loraFlags{named: true}
+	if err := fl.Set("x=/l/x.safetensors:0.7"); err != nil {
+		t.Fatal(err)
+	}
+	args, err := serveLoRAs(&fl, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := loraScales(args); len(got) != 3 || got["x"] != 0.7 || got["a"] != 1 || got["b"] != 1 {
+		t.Errorf("scales %v", got)
+	}
+	if err := fl.Set("a=/l/other.safetensors"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := serveLoRAs(&fl, dir); err == nil || !strings.Contains(err.Error(), `"a" is registered twice`) {
+		t.Errorf("duplicate name: %v", err)
+	}
+	got := jobLoRAs(server.Job{LoRAs: []server.LoRA{{Name: "a", Scale: 0}, {Name: "b", Scale: 0.5}}})
+	if len(got) != 1 || got[0] != (zimage.LoRA{Name: "b", Scale: 0.5}) {
+		t.Errorf("job LoRAs %+v", got)
 	}
 }

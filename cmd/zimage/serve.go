@@ -26,7 +26,7 @@ func init() {
 type pipelineGenerator struct{ p *zimage.Pipeline }
 
 func (g *pipelineGenerator) Generate(ctx context.Context, job server.Job) (image.Image, int64, error) {
-	res, err := g.p.Run(ctx, zimage.Request{Prompt: job.Prompt, Width: job.Width, Height: job.Height, Seed: job.Seed, Steps: job.Steps})
+	res, err := g.p.Run(ctx, zimage.Request{Prompt: job.Prompt, Width: job.Width, Height: job.Height, Seed: job.Seed, Steps: job.Steps, LoRAs: jobLoRAs(job)})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -86,6 +86,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	memBudget := fs.String("memory-budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: the free device memory)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	loras := loraFlags{named: true}
+	fs.Var(&loras, "lora", "register a LoRA adapter clients may select by name: NAME=FILE[:SCALE] (repeatable; SCALE is the default strength, 1 if omitted)")
+	loraDirFlag := fs.String("lora-dir", "", "register every *.safetensors LoRA in this directory under its file name (without .safetensors)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zimage serve --data DIR --model PATH [--addr HOST:PORT] [--resolution N] [--price CREDITS] [flags]")
 		fmt.Fprintln(stderr, "       zimage serve --database postgres://… [--role api|worker|all] [--model PATH] [flags]")
@@ -152,6 +155,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return usageErr(fmt.Sprintf("--log-format %q: want text or json", *logFormat))
 	}
 
+	loraArgs, err := serveLoRAs(&loras, *loraDirFlag)
+	if err != nil {
+		return usageErr(err.Error())
+	}
+
 	// Everything that can fail without the model is checked before it loads
 	// (minutes for the real one): the listen address is bound, then New
 	// takes the data directory's lock, opens the database and checks the
@@ -168,6 +176,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		PriceByPixels: *priceBy == "pixels", Steps: *steps, MaxPixels: *maxPixels, MaxWidth: maxW, MaxHeight: maxH,
 		TaskTimeout: *taskTimeout, RescueAfter: *rescueAfter, ShutdownTimeout: *shutdownTimeout, RetryGrace: graceConfig(*retryGrace),
 		KeepImages: *keepImages, PublicURL: *publicURL, TrustedProxies: proxies, ModelID: *modelID, Logger: log,
+		LoRAs: loraScales(loraArgs),
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "zimage serve: %v\n", err)
@@ -180,6 +189,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		var timeout time.Duration
 		if err == nil {
 			defer p.Close()
+			err = registerLoRAs(p, loraArgs, log)
+		}
+		if err == nil {
 			if *taskTimeout == 0 {
 				timeout, err = autoTaskTimeout(ctx, p, srv.Config(), log)
 			}

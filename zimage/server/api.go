@@ -47,6 +47,7 @@ type generateRequest struct {
 	Height      int
 	Seed        int64 // -1 = pick one at submission
 	N           int
+	LoRAs       string // the "loras" field as stored (loraColumn; a string keeps the struct comparable)
 }
 
 // rawGenerate is the JSON body of POST /api/generate. Fields are raw so that

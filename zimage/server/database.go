@@ -260,6 +260,7 @@ func migrateApp(ctx context.Context, d *database) error {
 		for _, c := range [][2]string{
 			{"images_deleted_at", imagesDeletedColumn}, {"fingerprint", fingerprintColumn},
 			{"waiters", waitersColumn}, {"cancel_at", cancelAtColumn}, {"delivered", deliveredColumn},
+			{"loras", loraColumnDef},
 		} {
 			if err := addColumn(ctx, q, d.engine, "zimage_tasks", c[0], c[1]); err != nil {
 				return err

@@ -22,6 +22,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", s.handleHealth)
 	mux.HandleFunc("/metrics", s.handleMetrics)
+	mux.HandleFunc("/api/loras", s.handleLoRAs)
 	if s.cfg.Role != RoleWorker {
 		mux.HandleFunc("/api/generate", s.handleGenerate)
 		mux.HandleFunc("/api/status", s.handleStatus)
@@ -203,6 +204,11 @@ func (s *Server) submitPost(w http.ResponseWriter, r *http.Request, write errorW
 		return nil, meta
 	}
 	req, ae := decode(body)
+	if ae == nil {
+		var ls []LoRA
+		ls, ae = s.decodeLoRAs(body)
+		req.LoRAs = loraColumn(ls)
+	}
 	if ae != nil {
 		write(w, ae)
 		return nil, meta

@@ -60,6 +60,8 @@ type Job struct {
 	Height int
 	Seed   int64 // always ≥ 0: random seeds are drawn at submission
 	Steps  int   // denoising steps (Config.Steps)
+
+	LoRAs []LoRA // adapters to apply, by registered name (loras.go)
 }
 
 // Generator makes images. It must honour ctx: the server cancels it on
@@ -137,6 +139,11 @@ type Config struct {
 	// ModelCreated is its "created" time; default when New ran.
 	ModelID      string
 	ModelCreated time.Time
+
+	// LoRAs are the adapter names requests may select ("loras" field), with
+	// the scale used when a request gives none. The Generator must know
+	// the same names (zimage serve registers them with Pipeline.LoadLoRA).
+	LoRAs map[string]float32
 }
 
 func (c *Config) setDefaults() error {

@@ -47,6 +47,7 @@ type task struct {
 	Fingerprint     string // of the request body (idempotency.go)
 	Waiters         int64  // synchronous requests waiting for it
 	CancelAt        int64  // when to cancel it, its waiters gone (Unix ms; 0 = not)
+	LoRAs           string // the selected adapters (loraColumn)
 }
 
 func (t *task) done() bool {
@@ -66,14 +67,14 @@ func (t *task) apiStatus() string {
 
 const taskColumns = `id, key_id, source, prompt, aspect_ratio, width, height, seed, n, price, state, images, token,
 	error_message, consumed, attempts, job_id, created_at, started_at, finished_at, images_deleted_at,
-	fingerprint, waiters, cancel_at`
+	fingerprint, waiters, cancel_at, loras`
 
 func scanTask(r scanner) (*task, error) {
 	var t task
 	var w, h, n, images, attempts int64
 	err := r.Scan(&t.ID, &t.KeyID, &t.Source, &t.Prompt, &t.AspectRatio, &w, &h, &t.Seed, &n, &t.Price, &t.State,
 		&images, &t.Token, &t.Error, &t.Consumed, &attempts, &t.JobID, &t.CreatedAt, &t.StartedAt, &t.FinishedAt, &t.ImagesDeletedAt,
-		&t.Fingerprint, &t.Waiters, &t.CancelAt)
+		&t.Fingerprint, &t.Waiters, &t.CancelAt, &t.LoRAs)
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +106,7 @@ func (s *Server) submit(ctx context.Context, key KeyInfo, req generateRequest, s
 		ID: "task_" + randomHex(16), KeyID: key.ID, Source: source, Prompt: req.Prompt, AspectRatio: req.AspectRatio,
 		Width: req.Width, Height: req.Height, Seed: seed, N: req.N, Price: s.cfg.imagePrice(req.Width, req.Height) * int64(req.N),
 		State: stateQueued, Token: randomHex(24), CreatedAt: now, Fingerprint: meta.fingerprint,
+		LoRAs: req.LoRAs,
 	}
 	if meta.waiting {
 		t.Waiters = 1
@@ -154,9 +156,9 @@ func (s *Server) submit(ctx context.Context, key KeyInfo, req generateRequest, s
 				msg: fmt.Sprintf("the queue is full (%d tasks); try again later", depth)}
 		}
 		_, err = q.exec(ctx, `INSERT INTO zimage_tasks (id, key_id, source, prompt, aspect_ratio, width, height, seed, n,
-			price, state, token, created_at, fingerprint, waiters) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			price, state, token, created_at, fingerprint, waiters, loras) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			t.ID, t.KeyID, t.Source, t.Prompt, t.AspectRatio, int64(t.Width), int64(t.Height), t.Seed, int64(t.N),
-			t.Price, t.State, t.Token, t.CreatedAt, t.Fingerprint, t.Waiters)
+			t.Price, t.State, t.Token, t.CreatedAt, t.Fingerprint, t.Waiters, t.LoRAs)
 		if err != nil {
 			return fmt.Errorf("server: store task: %w", err)
 		}
@@ -223,7 +225,8 @@ func (s *Server) runTask(ctx context.Context, taskID string, attempt int, finish
 
 	pngs := make([][]byte, 0, t.N)
 	for i := range t.N {
-		job := Job{TaskID: t.ID, Index: i, Prompt: t.Prompt, Width: t.Width, Height: t.Height, Seed: t.Seed + int64(i), Steps: s.cfg.Steps}
+		job := Job{TaskID: t.ID, Index: i, Prompt: t.Prompt, Width: t.Width, Height: t.Height, Seed: t.Seed + int64(i), Steps: s.cfg.Steps,
+			LoRAs: parseLoRAColumn(t.LoRAs)}
 		img, _, err := s.generate(ctx, job)
 		var data []byte
 		if err == nil {

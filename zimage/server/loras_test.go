@@ -1,0 +1,87 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"image"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// loraGen records the adapters each job asked for.
+type loraGen struct {
+	Generator
+	mu   sync.Mutex
+	seen map[string][]LoRA // task → job LoRAs
+}
+
+func (g *loraGen) Generate(ctx context.Context, job Job) (image.Image, int64, error) {
+	g.mu.Lock()
+	g.seen[job.TaskID] = job.LoRAs
+	g.mu.Unlock()
+	return g.Generator.Generate(ctx, job)
+}
+
+func TestLoRARequests(t *testing.T) {
+	var lg *loraGen
+	e := newEnv(t, func(c *Config) {
+		lg = &loraGen{Generator: c.Generator, seen: map[string][]LoRA{}}
+		c.Generator = lg
+		c.LoRAs = map[string]float32{"anime": 0.8, "film": 1}
+	})
+	key, _ := e.addKey(1000, 0)
+
+	r := do(t, "GET", e.url+"/api/loras", "", nil)
+	require.Equal(t, 200, r.Status, "%s", r.Body)
+	require.JSONEq(t, `{"loras":[{"name":"anime","default_scale":0.8},{"name":"film","default_scale":1}],"max_per_request":4}`, string(r.Body))
+
+	r = e.generate(key, map[string]any{"prompt": "a fox", "aspect_ratio": "1:1",
+		"loras": []map[string]any{{"name": "anime"}, {"name": "film", "scale": 0.5}}})
+	require.Equal(t, 200, r.Status, "%s", r.Body)
+	var d struct {
+		TaskID string `json:"task_id"`
+	}
+	r.data(&d)
+	require.Equal(t, "SUCCESS", e.waitDone(key, d.TaskID).Status)
+	lg.mu.Lock()
+	require.Equal(t, []LoRA{{"anime", 0.8}, {"film", 0.5}}, lg.seen[d.TaskID])
+	lg.mu.Unlock()
+
+	// OpenAI body.
+	r = do(t, "POST", e.url+"/v1/images/generations", key, map[string]any{"prompt": "a fox", "size": "64x64",
+		"loras": []map[string]any{{"name": "film", "scale": -1}}})
+	require.Equal(t, 200, r.Status, "%s", r.Body)
+	lg.mu.Lock()
+	found := false
+	for _, ls := range lg.seen {
+		found = found || len(ls) == 1 && ls[0] == LoRA{"film", -1}
+	}
+	lg.mu.Unlock()
+	require.True(t, found, "OpenAI request's LoRA not passed to the generator")
+
+	// Bad selections are 400s; unknown names list the available ones.
+	for body, want := range map[string]string{
+		`{"prompt":"x","aspect_ratio":"1:1","loras":[{"name":"/etc/passwd"}]}`:                                                             "(available: anime, film)",
+		`{"prompt":"x","aspect_ratio":"1:1","loras":[{"scale":1}]}`:                                                                        "needs a",
+		`{"prompt":"x","aspect_ratio":"1:1","loras":"anime"}`:                                                                              "must be an array",
+		`{"prompt":"x","aspect_ratio":"1:1","loras":[{"name":"anime","scale":1e9}]}`:                                                       "scale",
+		`{"prompt":"x","aspect_ratio":"1:1","loras":[{"name":"anime"},{"name":"anime"},{"name":"film"},{"name":"film"},{"name":"anime"}]}`: "limit is 4",
+	} {
+		r := e.generate(key, json.RawMessage(body))
+		require.Equal(t, 400, r.Status, "%s → %s", body, r.Body)
+		require.True(t, strings.Contains(string(r.Body), want), "%s → %s", body, r.Body)
+	}
+}
+
+func TestLoRAsNoneRegistered(t *testing.T) {
+	e := newEnv(t, nil)
+	key, _ := e.addKey(1000, 0)
+	r := e.generate(key, json.RawMessage(`{"prompt":"x","aspect_ratio":"1:1","loras":[{"name":"a"}]}`))
+	require.Equal(t, 400, r.Status)
+	require.Contains(t, string(r.Body), "none are loaded")
+	// Without the field nothing changes.
+	e.waitDone(key, e.submitOK(key, "a fox"))
+}
