@@ -85,3 +85,34 @@ func TestLoRAsNoneRegistered(t *testing.T) {
 	// Without the field nothing changes.
 	e.waitDone(key, e.submitOK(key, "a fox"))
 }
+
+// FuzzDecodeLoRAs: any body gives adapters that are registered, at most
+// MaxLoRAs, with finite bounded scales, or a 400; never a panic.
+func FuzzDecodeLoRAs(f *testing.F) {
+	f.Add(`{"loras":[{"name":"anime","scale":0.5}]}`)
+	f.Add(`{"loras":[{"name":"film"},{"name":"anime","scale":-2}]}`)
+	f.Add(`{"loras":null}`)
+	f.Add(`{"loras":[{"name":7}]}`)
+	f.Add(`{"loras":{"name":"anime"}}`)
+	s := &Server{cfg: Config{LoRAs: map[string]float32{"anime": 0.8, "film": 1}}}
+	f.Fuzz(func(t *testing.T, body string) {
+		ls, ae := s.decodeLoRAs([]byte(body))
+		if ae != nil {
+			if ae.status != 400 {
+				t.Fatalf("status %d", ae.status)
+			}
+			return
+		}
+		if len(ls) > MaxLoRAs {
+			t.Fatalf("%d adapters", len(ls))
+		}
+		for _, l := range ls {
+			if _, ok := s.cfg.LoRAs[l.Name]; !ok || l.Scale != l.Scale || l.Scale > 100 || l.Scale < -100 {
+				t.Fatalf("bad adapter %+v", l)
+			}
+		}
+		if got := parseLoRAColumn(loraColumn(ls)); len(got) != len(ls) {
+			t.Fatalf("column round trip %v → %v", ls, got)
+		}
+	})
+}
