@@ -289,6 +289,7 @@ func TestTypedErrors(t *testing.T) {
 		{"twice", append(ok, f32Tensor("layers.0.attention.to_q.lora_A.weight", 2, 6)), kind[*KeyError]("twice")},
 		{"rank", pair("transformer.layers.0.attention.to_q.", "lora_A.weight", "lora_B.weight", 2, 6, 6)[:1:1], nil},
 		{"empty", nil, kind[*KeyError]("no tensors")},
+		{"diff", append(ok, f32Tensor("diffusion_model.layers.0.attention.to_k.diff", 6, 6)), kind[*UnsupportedError]("diff")},
 	}
 	cases[10].ts = append(cases[10].ts, f32Tensor("transformer.layers.0.attention.to_q.lora_B.weight", 6, 3))
 	cases[10].check = kind[*ShapeError]("rank 3")
@@ -300,6 +301,9 @@ func TestTypedErrors(t *testing.T) {
 	}
 
 	// Bind: a module the model lacks, and one of the wrong size.
+	if _, err := FromTensors("aio.safetensors", pair("model.diffusion_model.layers.0.attention.to_q.", "lora_A.weight", "lora_B.weight", 2, 6, 6)); err != nil {
+		t.Errorf("model.diffusion_model. prefix: %v", err)
+	}
 	f, err := FromTensors("miss.safetensors", append(pair("transformer.layers.7.attention.to_q.", "lora_A.weight", "lora_B.weight", 2, 6, 6),
 		pair("transformer.layers.0.attention.to_q.", "lora_A.weight", "lora_B.weight", 2, 6, 6)...))
 	if err != nil {

@@ -53,8 +53,12 @@ var suffixes = []struct {
 var unsupported = []struct{ frag, kind string }{
 	{"lokr_", "LoKr"}, {"hada_", "LoHa"}, {"dora_scale", "DoRA"}, {"lora_magnitude_vector", "DoRA"},
 	{"lora_mid", "LoCon/Tucker (lora_mid)"}, {".lora_A.bias", "LoRA bias"}, {".lora_B.bias", "LoRA bias"},
-	{".lora_up.bias", "LoRA bias"}, {".diff_b", "full weight difference (diff)"}, {".diff", "full weight difference (diff)"},
-	{"oft_", "OFT"}, {".glora_", "GLoRA"}, {"ia3_", "IA3"},
+	{".lora_up.bias", "LoRA bias"}, {"oft_", "OFT"}, {".glora_", "GLoRA"}, {"ia3_", "IA3"},
+}
+
+// unsupportedSuffixes are variants recognised by how a key ends.
+var unsupportedSuffixes = []struct{ suffix, kind string }{
+	{".diff", "full weight difference (diff)"}, {".diff_b", "full weight difference (diff)"},
 }
 
 // textEncoderPrefixes mark text-encoder LoRAs, which upstream Z-Image does
@@ -137,6 +141,11 @@ func refuse(path string, ts []*weights.Tensor) error {
 		}
 		for _, u := range unsupported {
 			if strings.Contains(t.Name, u.frag) {
+				return &UnsupportedError{Path: path, Kind: u.kind, Key: t.Name}
+			}
+		}
+		for _, u := range unsupportedSuffixes {
+			if strings.HasSuffix(t.Name, u.suffix) {
 				return &UnsupportedError{Path: path, Kind: u.kind, Key: t.Name}
 			}
 		}
