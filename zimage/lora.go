@@ -255,7 +255,7 @@ func (p *Pipeline) applyLoRAs(active []activeLoRA) (func(), error) {
 		}
 		for _, d := range la.ad.Deltas {
 			ab := la.dev[d.Weight]
-			byWeight[d.Weight] = append(byWeight[d.Weight], dit.LoRA{A: ab[0], B: ab[1], Scale: a.scale})
+			byWeight[d.Weight] = append(byWeight[d.Weight], dit.LoRA{A: ab[0], B: ab[1], Scale: d.Scale(a.scale)})
 		}
 	}
 	if err := p.dit.SetLoRAs(byWeight); err != nil {

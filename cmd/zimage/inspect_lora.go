@@ -48,9 +48,21 @@ func (in *inspector) lora(path string) {
 			}
 		}
 	}
-	if withAlpha == 0 {
+	fromMeta := 0
+	for _, m := range f.Modules {
+		if !m.HasAlpha && m.Factor != 1 {
+			fromMeta++
+			if a := strconv.FormatFloat(m.Alpha, 'g', 6, 64); !slices.Contains(alphas, a) {
+				alphas = append(alphas, a)
+			}
+		}
+	}
+	switch {
+	case fromMeta > 0:
+		in.printf("  alpha       %s on %d modules from the adapter metadata (PEFT multiplies the scale by alpha/rank)\n", strings.Join(alphas, ", "), fromMeta)
+	case withAlpha == 0:
 		in.printf("  alpha       none (= rank: strength is the scale alone)\n")
-	} else {
+	default:
 		in.printf("  alpha       %s on %d modules (alpha/rank folded into the weights at load, as diffusers does)\n", strings.Join(alphas, ", "), withAlpha)
 	}
 	if len(f.Dropped) > 0 {

@@ -23,6 +23,16 @@ type Delta struct {
 	Rank, In, Out int
 	A             []float32 // [Rank, In]
 	B             []float32 // [Out, Rank]
+	Factor        float64   // multiplies the user's scale (Module.Factor; 0 means 1)
+}
+
+// Scale is the factor applied to B·A for a user scale s: s·Factor in
+// double precision, then float32, as PEFT's scaling = s·lora_alpha/r.
+func (d *Delta) Scale(s float32) float32 {
+	if d.Factor == 0 || d.Factor == 1 {
+		return s
+	}
+	return float32(float64(s) * d.Factor)
 }
 
 // Adapter is a LoRA file bound to a model: every module landed on a weight
@@ -88,7 +98,7 @@ func Bind(f *File, src Source) (*Adapter, error) {
 func resolve(path string, m *Module, embKey string) ([]*Delta, error) {
 	t := m.Target
 	one := func(target string) []*Delta {
-		return []*Delta{{Weight: target + ".weight", Key: m.Keys[0], Rank: m.Rank, In: m.In, Out: m.Out, A: m.A, B: m.B}}
+		return []*Delta{{Weight: target + ".weight", Key: m.Keys[0], Rank: m.Rank, In: m.In, Out: m.Out, A: m.A, B: m.B, Factor: m.Factor}}
 	}
 	if p, ok := strings.CutSuffix(t, ".attention.qkv"); ok {
 		if m.Out%3 != 0 {
@@ -98,7 +108,7 @@ func resolve(path string, m *Module, embKey string) ([]*Delta, error) {
 		var out []*Delta
 		for i, name := range []string{"to_q", "to_k", "to_v"} {
 			out = append(out, &Delta{Weight: p + ".attention." + name + ".weight", Key: m.Keys[0], Rank: m.Rank, In: m.In, Out: n,
-				A: m.A, B: m.B[i*n*m.Rank : (i+1)*n*m.Rank : (i+1)*n*m.Rank]})
+				A: m.A, B: m.B[i*n*m.Rank : (i+1)*n*m.Rank : (i+1)*n*m.Rank], Factor: m.Factor})
 		}
 		return out, nil
 	}

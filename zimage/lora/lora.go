@@ -43,8 +43,11 @@ type Module struct {
 	In, Out  int
 	Alpha    float64 // stored alpha; Rank when the file has none
 	HasAlpha bool
-	A        []float32 // [Rank, In], alpha share folded in, rounded to the file's dtype
-	B        []float32 // [Out, Rank]
+	// Factor multiplies the user's scale: lora_alpha/r from a diffusers
+	// file's adapter metadata (PEFT applies it at run time); 1 otherwise.
+	Factor float64
+	A      []float32 // [Rank, In], alpha share folded in, rounded to the file's dtype
+	B      []float32 // [Out, Rank]
 }
 
 // File is a parsed LoRA file.

@@ -392,3 +392,36 @@ func FuzzFromTensors(f *testing.F) {
 		}
 	})
 }
+
+// TestAdapterMetadata: a diffusers file's lora_adapter_metadata sets PEFT's
+// scaling lora_alpha/r (alpha_pattern per module) on top of the user scale.
+func TestAdapterMetadata(t *testing.T) {
+	ts := append(pair("transformer.layers.0.attention.to_q.", "lora_A.weight", "lora_B.weight", 2, 6, 6),
+		pair("transformer.layers.0.attention.to_k.", "lora_A.weight", "lora_B.weight", 2, 6, 6)...)
+	path := t.TempDir() + "/meta.safetensors"
+	meta := map[string]string{"lora_adapter_metadata": `{"transformer.r": 2, "transformer.lora_alpha": 4, "transformer.alpha_pattern": {"attention.to_k": 1}}`}
+	if err := weights.WriteFile(path, ts, meta); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := Bind(f, tinyModel())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range a.Deltas {
+		want := map[string]float32{"layers.0.attention.to_q.weight": 1.5, "layers.0.attention.to_k.weight": 0.375}[d.Weight]
+		if got := d.Scale(0.75); got != want {
+			t.Errorf("%s: scale 0.75 → %v, want %v", d.Weight, got, want)
+		}
+	}
+	if err := weights.WriteFile(path, ts, map[string]string{"lora_adapter_metadata": "{"}); err != nil {
+		t.Fatal(err)
+	}
+	var ke *KeyError
+	if _, err := Open(path); !errors.As(err, &ke) {
+		t.Errorf("bad metadata: %v", err)
+	}
+}

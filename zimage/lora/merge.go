@@ -164,7 +164,7 @@ func mergeOne(ctx context.Context, t *weights.Tensor, deltas []*Delta, scales []
 	return out, nil
 }
 
-// MergeInto adds scale·B·A to w [Out, In] in place, computing B·A in
+// MergeInto adds d.Scale(scale)·B·A to w [Out, In] in place, computing B·A in
 // float32 into scratch (len(w)) and rounding the scaled delta and the sum
 // to dt (F32: no rounding), which is PEFT's merge of one adapter.
 func MergeInto(ctx context.Context, w, scratch []float32, d *Delta, scale float32, dt weights.DType) error {
@@ -174,8 +174,9 @@ func MergeInto(ctx context.Context, w, scratch []float32, d *Delta, scale float3
 	if err := gemm.MatMulCtx(ctx, scratch[:len(w)], d.B, d.A, d.Out, d.In, d.Rank); err != nil {
 		return err
 	}
+	s := d.Scale(scale)
 	for i, x := range scratch[:len(w)] {
-		w[i] = Round(w[i]+Round(x*scale, dt), dt)
+		w[i] = Round(w[i]+Round(x*s, dt), dt)
 	}
 	return nil
 }

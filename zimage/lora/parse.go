@@ -1,6 +1,7 @@
 package lora
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -27,7 +28,59 @@ func Open(path string) (*File, error) {
 		return nil, err
 	}
 	lf.Metadata = f.Metadata()
+	if err := applyAdapterMetadata(lf); err != nil {
+		return nil, err
+	}
 	return lf, nil
+}
+
+// applyAdapterMetadata reads the PEFT LoraConfig diffusers stores in a
+// file's "lora_adapter_metadata" (keys "transformer.lora_alpha", …): PEFT
+// then scales each module by lora_alpha/r (alpha_pattern overriding
+// lora_alpha per module) instead of 1.
+func applyAdapterMetadata(f *File) error {
+	raw, ok := f.Metadata["lora_adapter_metadata"]
+	if !ok || raw == "" {
+		return nil
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(raw), &all); err != nil {
+		return &KeyError{Path: f.Path, Keys: []string{"__metadata__.lora_adapter_metadata"}, Reason: "adapter metadata is not a JSON object: " + err.Error()}
+	}
+	cfg := map[string]json.RawMessage{}
+	for k, v := range all {
+		if rest, ok := strings.CutPrefix(k, "transformer."); ok {
+			cfg[rest] = v
+		}
+	}
+	if len(cfg) == 0 {
+		cfg = all
+	}
+	var alpha *float64
+	var pattern map[string]float64
+	if v, ok := cfg["lora_alpha"]; ok && json.Unmarshal(v, &alpha) != nil {
+		return &KeyError{Path: f.Path, Keys: []string{"lora_alpha"}, Reason: "adapter metadata lora_alpha is not a number"}
+	}
+	if v, ok := cfg["alpha_pattern"]; ok && string(v) != "null" && json.Unmarshal(v, &pattern) != nil {
+		return &KeyError{Path: f.Path, Keys: []string{"alpha_pattern"}, Reason: "adapter metadata alpha_pattern is not an object of numbers"}
+	}
+	for _, m := range f.Modules {
+		a := alpha
+		for pat, v := range pattern {
+			if m.Target == pat || strings.HasSuffix(m.Target, "."+pat) {
+				v := v
+				a = &v
+			}
+		}
+		if a == nil || m.HasAlpha {
+			continue
+		}
+		if math.IsNaN(*a) || math.IsInf(*a, 0) {
+			return &KeyError{Path: f.Path, Keys: []string{"lora_alpha"}, Reason: "adapter metadata alpha is not finite"}
+		}
+		m.Alpha, m.Factor = *a, *a/float64(m.Rank)
+	}
+	return nil
 }
 
 // role is what a key holds for its module.
@@ -293,7 +346,7 @@ func buildModule(path, mod string, a, b, alpha *keyInfo, dt *weights.DType) (*Mo
 	if b.t.Shape[1] != r {
 		return nil, &ShapeError{Path: path, Key: b.key, Shape: b.t.Shape, Reason: fmt.Sprintf("rank %d, but %s has rank %d (shape %v)", b.t.Shape[1], a.key, r, a.t.Shape)}
 	}
-	m := &Module{Target: mod, Rank: r, In: in, Out: out, Alpha: float64(r), Keys: []string{a.key, b.key}}
+	m := &Module{Target: mod, Rank: r, In: in, Out: out, Alpha: float64(r), Factor: 1, Keys: []string{a.key, b.key}}
 	var err error
 	if m.A, err = decode(path, a); err != nil {
 		return nil, err
