@@ -3,6 +3,7 @@ package weights
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -329,4 +330,92 @@ func FuzzParseGGUF(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestQuantizeMatchesGGUFPy: zimage's quantizers give gguf-py's bytes for
+// the fixture sources (types gguf-py can quantize).
+func TestQuantizeMatchesGGUFPy(t *testing.T) {
+	dir := fixturefs.Path(t, "gguf/types")
+	checked := 0
+	defer func() {
+		if checked != 7 { // F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
+			t.Errorf("checked %d types, want 7", checked)
+		}
+	}()
+	for _, c := range ggufTypeFixtures {
+		if !c.dt.IsQuantized() && c.dt != BF16 && c.dt != F16 {
+			continue
+		}
+		g, err := OpenGGUF(filepath.Join(dir, c.file+".gguf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, ok := g.Tensor("x")
+		q, _ := g.Tensor("q")
+		if !ok {
+			g.Close()
+			continue
+		}
+		checked++
+		src, _ := x.Float32()
+		got := make([]byte, len(q.Data))
+		switch c.dt {
+		case BF16:
+			EncodeBF16(got, src)
+		case F16:
+			EncodeF16(got, src)
+		default:
+			if err := Quantize(got, src, c.dt); err != nil {
+				t.Fatalf("%s: %v", c.dt, err)
+			}
+		}
+		if !reflect.DeepEqual(got, q.Data) {
+			bb := c.dt.BlockBytes()
+			for i := range got {
+				if got[i] != q.Data[i] {
+					t.Errorf("%s: byte %d (block %d) = %#02x, gguf-py %#02x", c.dt, i, i/bb, got[i], q.Data[i])
+					break
+				}
+			}
+		}
+		g.Close()
+	}
+}
+
+// TestWriteGGUFRoundTrip: a file written by WriteGGUF reads back with every
+// metadata value and tensor (the metadata fixture's content re-written).
+func TestWriteGGUFRoundTrip(t *testing.T) {
+	src, err := OpenGGUF(fixturefs.Path(t, "gguf/meta_v3.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	kvs := src.Metadata()
+	var outs []GGUFTensorOut
+	for _, n := range src.Names() {
+		tt, _ := src.Tensor(n)
+		outs = append(outs, GGUFTensorOut{Name: n, DType: tt.DType, Shape: tt.Shape, Write: func(w io.Writer) error {
+			_, err := w.Write(tt.Data)
+			return err
+		}})
+	}
+	p := filepath.Join(t.TempDir(), "rt.gguf")
+	if err := WriteGGUF(p, kvs, outs, 64); err != nil {
+		t.Fatal(err)
+	}
+	got, err := OpenGGUF(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	if !reflect.DeepEqual(got.Metadata(), src.Metadata()) {
+		t.Errorf("metadata differs:\n%v\n%v", got.Metadata(), src.Metadata())
+	}
+	for _, n := range src.Names() {
+		a, _ := src.Tensor(n)
+		b, _ := got.Tensor(n)
+		if b == nil || a.DType != b.DType || !reflect.DeepEqual(a.Shape, b.Shape) || !reflect.DeepEqual(a.Data, b.Data) {
+			t.Errorf("tensor %s differs", n)
+		}
+	}
 }
