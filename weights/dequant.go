@@ -213,3 +213,29 @@ func dequantQ6_K(y []float32, b []byte) {
 		}
 	}
 }
+
+// DequantizeTo returns a copy of a quantized tensor in dtype to (F32, BF16
+// or F16), in new host memory. Other tensors are returned as they are.
+func DequantizeTo(t *Tensor, to DType) (*Tensor, error) {
+	if !t.DType.IsQuantized() {
+		return t, nil
+	}
+	if to != F32 && to != BF16 && to != F16 {
+		return nil, &DTypeError{Tensor: t.Name, DType: to, Op: "dequantize to"}
+	}
+	n := t.NumElements()
+	f := make([]float32, n)
+	if err := t.DecodeF32(f); err != nil {
+		return nil, err
+	}
+	out := &Tensor{Name: t.Name, DType: to, Shape: t.Shape, File: t.File, Data: make([]byte, n*to.Size())}
+	switch to {
+	case F32:
+		EncodeF32(out.Data, f)
+	case BF16:
+		EncodeBF16(out.Data, f)
+	default:
+		EncodeF16(out.Data, f)
+	}
+	return out, nil
+}
