@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -416,6 +417,56 @@ func TestWriteGGUFRoundTrip(t *testing.T) {
 		b, _ := got.Tensor(n)
 		if b == nil || a.DType != b.DType || !reflect.DeepEqual(a.Shape, b.Shape) || !reflect.DeepEqual(a.Data, b.Data) {
 			t.Errorf("tensor %s differs", n)
+		}
+	}
+}
+
+// TestQuantizeRoundTrip: every quantizer's blocks dequantize close to the
+// source (relative RMS error per type, for N(0,1) data with outliers), and
+// all-zero input gives zeros.
+func TestQuantizeRoundTrip(t *testing.T) {
+	limits := map[DType]float64{Q8_0: 0.007, Q6_K: 0.023, Q5_1: 0.048, Q5_0: 0.056, Q5_K: 0.046, Q4_1: 0.1, Q4_0: 0.11, Q4_K: 0.09, Q3_K: 0.19, Q2_K: 0.36}
+	rng := rand.New(rand.NewPCG(3, 4))
+	x := make([]float32, 64*256)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+		if i%997 == 0 {
+			x[i] *= 8
+		}
+	}
+	for dt, lim := range limits {
+		q := make([]byte, len(x)/dt.BlockSize()*dt.BlockBytes())
+		if err := Quantize(q, x, dt); err != nil {
+			t.Fatal(err)
+		}
+		y := make([]float32, len(x))
+		if err := Dequantize(y, q, dt); err != nil {
+			t.Fatal(err)
+		}
+		var se, ss float64
+		for i := range x {
+			d := float64(y[i] - x[i])
+			se += d * d
+			ss += float64(x[i]) * float64(x[i])
+		}
+		rel := math.Sqrt(se / ss)
+		t.Logf("%s: relative RMS error %.4f", dt, rel)
+		if rel > lim || math.IsNaN(rel) {
+			t.Errorf("%s: relative RMS error %.4f > %.4f", dt, rel, lim)
+		}
+		z := make([]float32, dt.BlockSize())
+		zq := make([]byte, dt.BlockBytes())
+		if err := Quantize(zq, z, dt); err != nil {
+			t.Fatal(err)
+		}
+		if err := Dequantize(z, zq, dt); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range z {
+			if v != 0 {
+				t.Errorf("%s: zeros come back as %v", dt, v)
+				break
+			}
 		}
 	}
 }

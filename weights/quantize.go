@@ -164,6 +164,3 @@ func quantQ5_1(b []byte, x []float32) {
 	}
 	binary.LittleEndian.PutUint32(b[4:], qh)
 }
-
-// quantizeK returns the k-quant quantizer of dt (nil: not implemented).
-func quantizeK(dt DType) QuantizeFunc { return nil }
