@@ -18,6 +18,12 @@ Files written (OUTDIR defaults to testdata/gguf next to this script):
   meta_v2.gguf       the same as GGUF version 2 with the default alignment.
 The files are written by the small writer below and every one is re-read with
 gguf-py's GGUFReader, which must give back the same tensors and metadata.
+
+    GGUF_PY=... python3 gguf_fixtures.py --readback FILE.gguf ...
+
+reads GGUF files (e.g. written by `zimage convert`) with gguf-py and prints, per
+file, a JSON object {tensor name: [type name, row-major shape, sha256 of gguf-py's
+dequantized float32 little-endian bytes]} (weights.TestGGUFReadBackByGGUFPy).
 """
 import os
 import struct
@@ -30,7 +36,7 @@ import gguf  # noqa: E402
 from gguf import GGMLQuantizationType as T, GGUFValueType as V  # noqa: E402
 from gguf.quants import quantize, dequantize  # noqa: E402
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gguf")
+OUT = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "--readback" else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gguf")
 
 SCALARS = {V.UINT8: "<B", V.INT8: "<b", V.UINT16: "<H", V.INT16: "<h", V.UINT32: "<I", V.INT32: "<i",
            V.FLOAT32: "<f", V.BOOL: "<?", V.UINT64: "<Q", V.INT64: "<q", V.FLOAT64: "<d"}
@@ -193,5 +199,27 @@ def main():
     print("wrote", OUT)
 
 
+def readback(paths):
+    import hashlib
+    import json
+    for path in paths:
+        r = gguf.GGUFReader(path)
+        out = {}
+        for t in r.tensors:
+            data = t.data
+            if t.tensor_type == T.BF16:
+                data = data.view(np.uint8)
+            if t.tensor_type in (T.F32, T.F16):
+                f = np.asarray(data, dtype=np.float32)
+            else:
+                f = dequantize(data, t.tensor_type)
+            f = np.ascontiguousarray(f, dtype="<f4")
+            out[t.name] = [t.tensor_type.name, [int(d) for d in reversed(t.shape.tolist())], hashlib.sha256(f.tobytes()).hexdigest()]
+        print(json.dumps(out, sort_keys=True))
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--readback":
+        readback(sys.argv[2:])
+    else:
+        main()
