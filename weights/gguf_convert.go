@@ -60,6 +60,8 @@ type GGUFConvertOptions struct {
 	TextEncoder *Qwen3Config
 	Log         *slog.Logger
 	Ctx         context.Context
+	// Meta is appended to the metadata (e.g. TokenizerGGUFMeta's entries).
+	Meta []GGUFKV
 }
 
 // WriteComponentGGUF writes a component set in diffusers names (as
@@ -131,6 +133,7 @@ func WriteComponentGGUF(s *Set, component, dst string, o GGUFConvertOptions) err
 	kvs = append(kvs,
 		GGUFKV{"general.quantization_version", GGUFU32(2)},
 		GGUFKV{"general.file_type", GGUFU32(ggufFileType[o.Type])})
+	kvs = append(kvs, o.Meta...)
 	slices.SortFunc(tensors, func(a, b *Tensor) int { return strings.Compare(a.Name, b.Name) })
 	f32 := make([]float32, convertChunk)
 	out := make([]byte, convertChunk*4)

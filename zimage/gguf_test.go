@@ -2,12 +2,14 @@ package zimage
 
 import (
 	"context"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/zimage/zimage/internal/fixturefs"
+	"github.com/zimage/zimage/tokenizer"
 	"github.com/zimage/zimage/weights"
 )
 
@@ -106,5 +108,52 @@ func TestGGUFRunPSNR(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGGUFVocabCheck: a GGUF text encoder whose embedded vocabulary agrees
+// with the tokenizer loads; one with a changed token is refused at Load.
+func TestGGUFVocabCheck(t *testing.T) {
+	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
+	m, err := weights.OpenModel(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := weights.TokenizerGGUFMeta(m.TokenizerDir, m.TextEncoder.VocabSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	write := func(name string, meta []weights.GGUFKV) string {
+		s, err := m.OpenTextEncoder()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		p := filepath.Join(tmp, name)
+		if err := weights.WriteComponentGGUF(s, weights.CompTextEncoder, p, weights.GGUFConvertOptions{Type: weights.Q8_0, TextEncoder: &m.TextEncoder, Meta: meta}); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.gguf", meta)
+	p, err := Load(context.Background(), dir, WithDevice("cpu"), WithSingleFiles("", good, "", ""))
+	if err != nil {
+		t.Fatalf("matching vocabulary: %v", err)
+	}
+	p.Close()
+	bad := make([]weights.GGUFKV, len(meta))
+	copy(bad, meta)
+	for i, kv := range bad {
+		if kv.Key == "tokenizer.ggml.tokens" {
+			toks := append([]string(nil), kv.Value.V.([]string)...)
+			toks[1000] = "zimage-not-a-token"
+			bad[i].Value.V = toks
+		}
+	}
+	badPath := write("bad.gguf", bad)
+	var ve *tokenizer.VocabMismatchError
+	if _, err := Load(context.Background(), dir, WithDevice("cpu"), WithSingleFiles("", badPath, "", "")); !errors.As(err, &ve) || ve.ID != 1000 {
+		t.Fatalf("changed vocabulary: %v", err)
 	}
 }

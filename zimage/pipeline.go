@@ -179,6 +179,9 @@ func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zimage: load %s: %w", path, err)
 	}
+	if err := checkGGUFVocab(m, tok); err != nil { // gguf.go
+		return nil, fmt.Errorf("zimage: load %s: %w", path, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -50,6 +50,14 @@ func runConvertGGUF(ctx context.Context, src, dst, to string, qt weights.DType, 
 		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	o := weights.GGUFConvertOptions{Type: qt, DiTKey: m.DiT.EmbedderKey(0), TextEncoder: &m.TextEncoder, Log: log, Ctx: ctx}
+	if comp == weights.CompTextEncoder && m.TokenizerDir != "" {
+		// Embed the vocabulary as llama.cpp does, so the file is self-describing.
+		if meta, err := weights.TokenizerGGUFMeta(m.TokenizerDir, m.TextEncoder.VocabSize); err == nil {
+			o.Meta = meta
+		} else if verbose {
+			fmt.Fprintf(stderr, "zimage convert: no vocabulary embedded: %v\n", err)
+		}
+	}
 	if err := weights.WriteComponentGGUF(s, comp, dst, o); err != nil {
 		return fail("%s", flatLine(err.Error()))
 	}
