@@ -30,10 +30,11 @@ var ggufFallback = map[DType]DType{Q2_K: Q4_0, Q3_K: Q4_0, Q4_K: Q5_0, Q5_K: Q5_
 // QUANTIZATION_THRESHOLD).
 const ggufMinQuantElems = 1024
 
-// ggufTensorType picks the stored type of one tensor: 1-D, small and
-// pad-token tensors keep full precision (F32, or the source's F16/BF16),
-// the rest get qt or its fallback.
-func ggufTensorType(name string, t *Tensor, qt DType) DType {
+// GGUFTensorType picks the stored type of one tensor, as WriteComponentGGUF
+// stores it: 1-D, small and pad-token tensors as F32; the rest as qt, or
+// its fallback when rows are not whole qt blocks, or else unquantized
+// (the source's F16/BF16, otherwise F32).
+func GGUFTensorType(name string, t *Tensor, qt DType) DType {
 	keep := t.DType
 	if keep != F16 && keep != BF16 && keep != F32 {
 		keep = F32
@@ -139,7 +140,7 @@ func WriteComponentGGUF(s *Set, component, dst string, o GGUFConvertOptions) err
 	out := make([]byte, convertChunk*4)
 	var outs []GGUFTensorOut
 	for _, t := range tensors {
-		dt := ggufTensorType(t.Name, t, o.Type)
+		dt := GGUFTensorType(t.Name, t, o.Type)
 		outs = append(outs, GGUFTensorOut{Name: t.Name, DType: dt, Shape: t.Shape, Write: func(w io.Writer) error {
 			return quantizeTensor(ctx, log, w, t, dt, f32, out)
 		}})
