@@ -470,3 +470,30 @@ func TestQuantizeRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestGGUFWrongComponent: a GGUF of another model, or of the other
+// component, is refused with an error naming the file.
+func TestGGUFWrongComponent(t *testing.T) {
+	dir := t.TempDir()
+	llama := filepath.Join(dir, "llama.gguf")
+	x := make([]float32, 64)
+	outs := []GGUFTensorOut{
+		{Name: "blk.0.attn_q.weight", DType: F32, Shape: []int{2, 32}, Write: func(w io.Writer) error {
+			b := make([]byte, 4*len(x))
+			EncodeF32(b, x)
+			_, err := w.Write(b)
+			return err
+		}},
+	}
+	if err := WriteGGUF(llama, []GGUFKV{{"general.architecture", GGUFStr("llama")}}, outs, 0); err != nil {
+		t.Fatal(err)
+	}
+	m := &Model{DiT: DefaultDiTConfig(), TextEncoder: DefaultQwen3Config()}
+	for _, comp := range []string{CompTransformer, CompTextEncoder} {
+		err := m.UseFile(comp, llama)
+		var se *SetError
+		if !errors.As(err, &se) || se.Path != llama || !strings.Contains(err.Error(), "holds no "+comp) {
+			t.Errorf("%s: %v", comp, err)
+		}
+	}
+}

@@ -299,6 +299,11 @@ func mapDiTOriginal(file string, in map[string]*Tensor, key string) (map[string]
 		switch {
 		case name == "norm_final.weight":
 			continue
+		case strings.HasSuffix(name, "pad_token") && len(t.Shape) == 1:
+			// Some GGUF conversions store the pad tokens as [D]; the model's are [1, D].
+			c := *t
+			c.Shape = []int{1, t.Shape[0]}
+			err = put(name, name, &c)
 		case strings.HasPrefix(name, "x_embedder."):
 			err = put(name, "all_x_embedder."+key+"."+strings.TrimPrefix(name, "x_embedder."), t)
 		case strings.HasPrefix(name, "final_layer."):
