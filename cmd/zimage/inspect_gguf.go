@@ -22,8 +22,21 @@ func (in *inspector) ggufHeader(s *weights.Set) {
 		}
 		in.printf("  %-11s %s = %s\n", "", kv.Key, kv.Value)
 	}
+	arch := g.MetaString("general.architecture")
+	if arch == "qwen3" {
+		// The hyper-parameters llama.cpp records: which Qwen3 this is.
+		var parts []string
+		for _, k := range []string{"block_count", "embedding_length", "feed_forward_length", "attention.head_count", "attention.head_count_kv", "attention.key_length"} {
+			if v, ok := g.Meta("qwen3." + k); ok {
+				parts = append(parts, k+" "+v.String())
+				other--
+			}
+		}
+		if len(parts) > 0 {
+			in.printf("  %-11s qwen3: %s\n", "", strings.Join(parts, ", "))
+		}
+	}
 	if other > 0 {
-		arch := g.MetaString("general.architecture")
 		in.printf("  %-11s %d more metadata keys (%s.*, tokenizer.*, ...)\n", "", other, arch)
 	}
 	if _, ok := g.Meta("tokenizer.ggml.tokens"); ok {
