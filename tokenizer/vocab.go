@@ -1,6 +1,9 @@
 package tokenizer
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // VocabMismatchError reports a vocabulary (e.g. the one embedded in a GGUF
 // checkpoint) that does not agree with the tokenizer.
@@ -55,4 +58,56 @@ func byteLevelDecode(s string) string {
 		b = append(b, byte(runeToByte[r]))
 	}
 	return string(b)
+}
+
+// GGUF token types (llama.cpp's llama_token_type).
+const (
+	ggufNormal      = 1
+	ggufControl     = 3
+	ggufUserDefined = 4
+)
+
+// FromVocab builds a tokenizer from the vocabulary of a GGUF checkpoint
+// (tokenizer.ggml.tokens, token_type and merges, as llama.cpp's converter
+// writes them for Qwen2/Qwen3): normal tokens are byte-level BPE tokens,
+// control and user-defined tokens are added tokens (control ones special),
+// other types (unused padding, unknown) are left out. file names the
+// source in errors.
+func FromVocab(file string, tokens []string, types []int64, merges []string) (*Tokenizer, error) {
+	b := &builder{file: file}
+	if len(types) != len(tokens) {
+		return nil, b.errorf("token_type", "%d types for %d tokens", len(types), len(tokens))
+	}
+	var added []addedJSON
+	for id, tok := range tokens {
+		switch types[id] {
+		case ggufNormal:
+			off := len(b.arena)
+			var ok bool
+			if b.arena, ok = appendUnByteLevel(b.arena, []byte(tok)); !ok || tok == "" {
+				return nil, b.errorf("tokens", "token %q (id %d) is not in the byte-level alphabet", tok, id)
+			}
+			b.ents = append(b.ents, vocabEnt{int32(off), int32(len(b.arena) - off), int32(id)})
+		case ggufControl, ggufUserDefined:
+			id := id
+			added = append(added, addedJSON{ID: &id, Content: tok, Special: types[id] == ggufControl})
+		}
+	}
+	if len(b.ents) == 0 {
+		return nil, b.errorf("tokens", "empty vocabulary")
+	}
+	if err := b.finishVocab(added); err != nil {
+		return nil, err
+	}
+	for i, m := range merges {
+		left, right, found := strings.Cut(m, " ")
+		field := func() string { return fmt.Sprintf("merges[%d]", i) }
+		if !found || strings.Contains(right, " ") {
+			return nil, b.errorf(field(), "%q is not a pair", m)
+		}
+		if err := b.addMerge([]byte(left), []byte(right), field); err != nil {
+			return nil, err
+		}
+	}
+	return b.t, nil
 }

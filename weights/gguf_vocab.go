@@ -13,7 +13,7 @@ import (
 // converter embeds for a Qwen2/Qwen3 model: tokenizer.ggml.model "gpt2",
 // pre "qwen2", tokens (id order, padded to vocabSize with "[PAD<id>]"),
 // token_type (1 normal, 3 control for special added tokens, 4
-// user-defined) and merges ("a b").
+// user-defined, 5 unused padding) and merges ("a b").
 func TokenizerGGUFMeta(path string, vocabSize int) ([]GGUFKV, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		path = filepath.Join(path, "tokenizer.json")
@@ -69,7 +69,7 @@ func TokenizerGGUFMeta(path string, vocabSize int) ([]GGUFKV, error) {
 	}
 	for id := range tokens {
 		if types[id] == 0 {
-			tokens[id], types[id] = fmt.Sprintf("[PAD%d]", id), 4
+			tokens[id], types[id] = fmt.Sprintf("[PAD%d]", id), 5 // UNUSED, as llama.cpp pads
 		}
 	}
 	merges := make([]string, 0, len(doc.Model.Merges))

@@ -175,7 +175,7 @@ func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 	if m.DiT.CapFeatDim != m.TextEncoder.HiddenSize {
 		return nil, fmt.Errorf("zimage: load %s: transformer cap_feat_dim %d != text encoder hidden_size %d", path, m.DiT.CapFeatDim, m.TextEncoder.HiddenSize)
 	}
-	tok, err := tokenizer.Load(m.TokenizerDir)
+	tok, err := loadTokenizer(m.TokenizerDir) // gguf.go: a tokenizer directory, or a GGUF's vocabulary
 	if err != nil {
 		return nil, fmt.Errorf("zimage: load %s: %w", path, err)
 	}
