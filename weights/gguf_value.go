@@ -81,11 +81,18 @@ func (v GGUFValue) Float() (float64, bool) {
 	case float64:
 		return x, true
 	}
+	switch x := v.V.(type) {
+	case int8:
+		return float64(x), true
+	case int16:
+		return float64(x), true
+	case int32:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	}
 	if u, ok := v.Uint(); ok {
 		return float64(u), true
-	}
-	if i, ok := v.V.(int32); ok {
-		return float64(i), true
 	}
 	return 0, false
 }
