@@ -67,8 +67,8 @@ type GGUFConvertOptions struct {
 
 // WriteComponentGGUF writes a component set in diffusers names (as
 // Model.OpenTransformer/OpenTextEncoder return them) as a GGUF file:
-// tensor by tensor, quantizing rows chunk by chunk, so memory stays at a
-// few MiB of scratch (plus the fused qkv rows of one layer).
+// tensor by tensor, quantizing rows chunk by chunk from the source
+// mapping, so memory stays at a few MiB of scratch whatever the size.
 func WriteComponentGGUF(s *Set, component, dst string, o GGUFConvertOptions) error {
 	log := o.Log
 	if log == nil {
@@ -85,6 +85,7 @@ func WriteComponentGGUF(s *Set, component, dst string, o GGUFConvertOptions) err
 		return &DTypeError{DType: o.Type, Op: "quantize (not implemented)"}
 	}
 	var tensors []*Tensor
+	parts := map[string][]*Tensor{} // fused tensors written from their parts
 	kvs := []GGUFKV{}
 	switch component {
 	case CompTransformer:
@@ -92,11 +93,33 @@ func WriteComponentGGUF(s *Set, component, dst string, o GGUFConvertOptions) err
 		if key == "" {
 			key = "2-1"
 		}
-		ts, err := SingleFileTensors(s, CompTransformer, LayoutOriginal, "", key)
+		// The fused qkv weights are streamed from to_q, to_k and to_v (rows
+		// are whole blocks, so quantizing the parts in turn gives the bytes
+		// of the fused tensor) instead of being concatenated in memory.
+		rest := map[string]*Tensor{}
+		for _, name := range s.Names() {
+			t, _ := s.Tensor(name)
+			p, ok := strings.CutSuffix(name, ".attention.to_q.weight")
+			if !ok {
+				if !strings.HasSuffix(name, ".attention.to_k.weight") && !strings.HasSuffix(name, ".attention.to_v.weight") {
+					rest[name] = t
+				}
+				continue
+			}
+			k, okk := s.Tensor(p + ".attention.to_k.weight")
+			v, okv := s.Tensor(p + ".attention.to_v.weight")
+			if !okk || !okv || k.DType != t.DType || v.DType != t.DType || !slices.Equal(k.Shape, t.Shape) || !slices.Equal(v.Shape, t.Shape) || len(t.Shape) != 2 {
+				return &SetError{Path: s.Path(), Tensor: name, Reason: "to_q, to_k and to_v must exist with equal 2-D shapes and dtypes to fuse"}
+			}
+			fused := p + ".attention.qkv.weight"
+			parts[fused] = []*Tensor{t, k, v}
+			tensors = append(tensors, &Tensor{Name: fused, DType: t.DType, Shape: []int{3 * t.Shape[0], t.Shape[1]}, File: t.File})
+		}
+		ts, err := SingleFileTensors(derivedSet(s, rest), CompTransformer, LayoutOriginal, "", key)
 		if err != nil {
 			return err
 		}
-		tensors = ts
+		tensors = append(tensors, ts...)
 		kvs = append(kvs, GGUFKV{"general.architecture", GGUFStr("lumina2")})
 	case CompTextEncoder:
 		for _, name := range s.Names() {
@@ -141,8 +164,18 @@ func WriteComponentGGUF(s *Set, component, dst string, o GGUFConvertOptions) err
 	var outs []GGUFTensorOut
 	for _, t := range tensors {
 		dt := GGUFTensorType(t.Name, t, o.Type)
+		src := parts[t.Name]
+		if src == nil {
+			src = []*Tensor{t}
+		}
 		outs = append(outs, GGUFTensorOut{Name: t.Name, DType: dt, Shape: t.Shape, Write: func(w io.Writer) error {
-			return quantizeTensor(ctx, log, w, t, dt, f32, out)
+			log.Debug("weights: tensor", "name", t.Name, "from", t.DType.String(), "to", dt.String(), "shape", t.Shape)
+			for _, p := range src {
+				if err := quantizeTensor(ctx, w, p, dt, f32, out); err != nil {
+					return err
+				}
+			}
+			return nil
 		}})
 	}
 	log.Info("weights: writing GGUF", "component", component, "dst", dst, "type", o.Type.String(), "tensors", len(outs))
@@ -151,9 +184,8 @@ func WriteComponentGGUF(s *Set, component, dst string, o GGUFConvertOptions) err
 
 // quantizeTensor streams t into w as dtype dt, a chunk of whole rows at a
 // time (chunks of convertChunk elements when rows are longer).
-func quantizeTensor(ctx context.Context, log *slog.Logger, w io.Writer, t *Tensor, dt DType, f32 []float32, out []byte) error {
+func quantizeTensor(ctx context.Context, w io.Writer, t *Tensor, dt DType, f32 []float32, out []byte) error {
 	defer release(t.Data)
-	log.Debug("weights: tensor", "name", t.Name, "from", t.DType.String(), "to", dt.String(), "shape", t.Shape)
 	if dt == t.DType {
 		_, err := w.Write(t.Data)
 		return err

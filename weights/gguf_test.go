@@ -3,12 +3,16 @@ package weights
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -495,5 +499,33 @@ func TestGGUFWrongComponent(t *testing.T) {
 		if !errors.As(err, &se) || se.Path != llama || !strings.Contains(err.Error(), "holds no "+comp) {
 			t.Errorf("%s: %v", comp, err)
 		}
+	}
+}
+
+// TestWriteComponentGGUFMemory: converting allocates a bounded amount,
+// not the model's size (fused qkv weights are streamed from their parts).
+func TestWriteComponentGGUFMemory(t *testing.T) {
+	const layers, d = 16, 1024
+	s := &Set{path: "mem", tensors: map[string]*Tensor{}, total: -1}
+	data := make([]byte, 2*d*d) // shared by every tensor: the input costs nothing
+	for i := range layers {
+		for _, n := range []string{"to_q", "to_k", "to_v", "to_out.0"} {
+			name := fmt.Sprintf("layers.%d.attention.%s.weight", i, n)
+			s.tensors[name] = &Tensor{Name: name, DType: BF16, Shape: []int{d, d}, Data: data}
+		}
+	}
+	s.names = slices.Sorted(maps.Keys(s.tensors))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if err := WriteComponentGGUF(s, CompTransformer, filepath.Join(t.TempDir(), "m.gguf"), GGUFConvertOptions{Type: Q8_0}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	model := int64(layers * 4 * len(data))
+	got := int64(after.TotalAlloc - before.TotalAlloc)
+	t.Logf("allocated %.1f MiB converting a %d MiB model", float64(got)/(1<<20), model>>20)
+	if got > 24<<20 {
+		t.Errorf("allocated %d MiB converting a %d MiB model", got>>20, model>>20)
 	}
 }
