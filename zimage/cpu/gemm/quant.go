@@ -74,12 +74,15 @@ func matMulBTQuant(stop *atomic.Bool, c, a []float32, b []byte, bt weights.DType
 		if bias != nil {
 			bb = bias[j0 : j0+cols]
 		}
+		// The float32 engine (matMulBTF32) does the product: this file only
+		// depends on that entry point, not on the packing internals.
 		if cols == n {
-			run(stop, c, a, bSource{kind: srcF32T, f32: bf, n: cols, k: k}, bb, m, cols, k)
-			return nil
+			return matMulBTF32(stop, c, a, bf, bb, m, cols, k)
 		}
 		t := tile[:m*cols]
-		run(stop, t, a, bSource{kind: srcF32T, f32: bf, n: cols, k: k}, bb, m, cols, k)
+		if err := matMulBTF32(stop, t, a, bf, bb, m, cols, k); err != nil {
+			return err
+		}
 		for i := range m {
 			copy(c[i*n+j0:i*n+j0+cols], t[i*cols:(i+1)*cols])
 		}
