@@ -3,6 +3,7 @@ package gemm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -109,42 +110,47 @@ func TestMatMulBTQuantErrors(t *testing.T) {
 
 // BenchmarkMatMulBTQuant compares a quantized right operand with the same
 // product on bf16 weights (the speed the quantized path must not fall
-// below): go test -run X -bench MatMulBTQuant ./zimage/cpu/gemm
+// below), for a short and a longer left operand:
+// go test -run X -bench MatMulBTQuant ./zimage/cpu/gemm
 func BenchmarkMatMulBTQuant(b *testing.B) {
-	const m, n, k = 256, 1024, 2560
+	const n, k = 1024, 2560
 	rng := rand.New(rand.NewPCG(5, 6))
-	a := make([]float32, m*k)
-	for i := range a {
-		a[i] = float32(rng.NormFloat64())
-	}
-	c := make([]float32, m*n)
 	x := make([]float32, n*k)
 	for i := range x {
 		x[i] = float32(rng.NormFloat64())
 	}
 	bf := make([]byte, 2*n*k)
 	weights.EncodeBF16(bf, x)
-	b.Run("BF16", func(b *testing.B) {
-		b.SetBytes(int64(2 * m * n * k)) // flops, as "bytes"
-		for b.Loop() {
-			if err := MatMulBT(c, a, bf, weights.BF16, nil, m, n, k); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	for _, dt := range []weights.DType{weights.Q8_0, weights.Q6_K, weights.Q4_K, weights.Q4_0} {
+	types := []weights.DType{weights.BF16, weights.Q8_0, weights.Q6_K, weights.Q4_K, weights.Q4_0}
+	data := map[weights.DType][]byte{weights.BF16: bf}
+	for _, dt := range types[1:] {
 		rb, _ := dt.RowBytes(k)
-		q := make([]byte, n*rb)
-		if err := weights.Quantize(q, x, dt); err != nil {
+		data[dt] = make([]byte, n*rb)
+		if err := weights.Quantize(data[dt], x, dt); err != nil {
 			b.Fatal(err)
 		}
-		b.Run(dt.String(), func(b *testing.B) {
-			b.SetBytes(int64(2 * m * n * k))
-			for b.Loop() {
-				if err := MatMulBTQuant(c, a, q, dt, nil, m, n, k); err != nil {
-					b.Fatal(err)
+	}
+	for _, m := range []int{64, 256} {
+		a := make([]float32, m*k)
+		for i := range a {
+			a[i] = float32(rng.NormFloat64())
+		}
+		c := make([]float32, m*n)
+		for _, dt := range types {
+			b.Run(fmt.Sprintf("m=%d/%s", m, dt), func(b *testing.B) {
+				b.SetBytes(int64(2 * m * n * k)) // flops, as "bytes"
+				for b.Loop() {
+					var err error
+					if dt == weights.BF16 {
+						err = MatMulBT(c, a, data[dt], dt, nil, m, n, k)
+					} else {
+						err = MatMulBTQuant(c, a, data[dt], dt, nil, m, n, k)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
