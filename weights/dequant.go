@@ -59,7 +59,7 @@ func f16at(b []byte) float32 { return f16Table()[binary.LittleEndian.Uint16(b)] 
 // element j+16 the high nibble, both offset by -8.
 func dequantQ4_0(y []float32, b []byte) {
 	d := f16at(b)
-	qs := b[2:18]
+	qs, y := b[2:18], y[:32]
 	for j := range 16 {
 		y[j] = d * float32(int(qs[j]&0xf)-8)
 		y[j+16] = d * float32(int(qs[j]>>4)-8)
@@ -105,8 +105,9 @@ func dequantQ5_1(y []float32, b []byte) {
 // Q8_0: d f16 and 32 signed bytes.
 func dequantQ8_0(y []float32, b []byte) {
 	d := f16at(b)
-	for j, q := range b[2:34] {
-		y[j] = float32(int8(q)) * d
+	q, y := b[2:34], y[:32]
+	for j := range 32 {
+		y[j] = float32(int8(q[j])) * d
 	}
 }
 
@@ -170,10 +171,10 @@ func dequantQ4_K(y []float32, b []byte) {
 	for g := range 8 {
 		dg := d * float32(sc[g])
 		mg := dmin * float32(m[g])
-		q := qs[g/2*32 : g/2*32+32]
+		q, yg := qs[g/2*32:g/2*32+32], y[g*32:g*32+32]
 		sh := 4 * (g % 2)
 		for l := range 32 {
-			y[g*32+l] = float32(dg*float32(q[l]>>sh&0xf)) - mg
+			yg[l] = float32(dg*float32(q[l]>>sh&0xf)) - mg
 		}
 	}
 }
@@ -197,19 +198,27 @@ func dequantQ5_K(y []float32, b []byte) {
 }
 
 // Q6_K: 128 bytes of low nibbles, 64 bytes of 2-bit highs, 16 signed scales,
-// d f16. Element i = h·128 + t·64 + m has low nibble t of byte h·64 + m and
-// high bits 2s of byte h·32 + l with s = (i%128)/32, l = i%32; offset -32.
+// d f16. In each 128-element half h, byte l of the half's 64 low bytes and
+// 32 high bytes gives elements l, l+32, l+64, l+96 (low nibbles of bytes l
+// and l+32, then their high nibbles; high bits 2s of byte l); offset -32;
+// element i uses scale i/16.
 func dequantQ6_K(y []float32, b []byte) {
-	ql, qh, scales := b[:128], b[128:192], b[192:208]
+	y = y[:256]
 	d := f16at(b[208:])
-	for g := range 16 {
-		dg := d * float32(int8(scales[g]))
-		for e := range 16 {
-			i := g*16 + e
-			h, r := i/128, i%128
-			lo := ql[h*64+r%64] >> (4 * (r / 64)) & 0xf
-			hi := qh[h*32+r%32] >> (2 * (r / 32)) & 3
-			y[i] = dg * float32(int8(lo|hi<<4)-32)
+	for h := range 2 {
+		ql, qh, sc := b[h*64:h*64+64], b[128+h*32:128+h*32+32], b[192+h*8:192+h*8+8]
+		yh := y[h*128 : h*128+128]
+		var dg [8]float32
+		for j, s := range sc {
+			dg[j] = d * float32(int8(s))
+		}
+		for l := range 32 {
+			is := l / 16
+			hi := qh[l]
+			yh[l] = dg[is] * float32(int8(ql[l]&0xf|(hi&3)<<4)-32)
+			yh[l+32] = dg[is+2] * float32(int8(ql[l+32]&0xf|(hi>>2&3)<<4)-32)
+			yh[l+64] = dg[is+4] * float32(int8(ql[l]>>4|(hi>>4&3)<<4)-32)
+			yh[l+96] = dg[is+6] * float32(int8(ql[l+32]>>4|(hi>>6&3)<<4)-32)
 		}
 	}
 }
