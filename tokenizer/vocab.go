@@ -111,3 +111,31 @@ func FromVocab(file string, tokens []string, types []int64, merges []string) (*T
 	}
 	return b.t, nil
 }
+
+// MergesMismatchError reports two tokenizers with different BPE merges.
+type MergesMismatchError struct {
+	Here, There int // merge counts
+	Differ      int // merges of this tokenizer missing or ranked differently there
+}
+
+func (e *MergesMismatchError) Error() string {
+	return fmt.Sprintf("tokenizer: merges differ: %d here, %d there, %d missing or ranked differently", e.Here, e.There, e.Differ)
+}
+
+// CompareMerges checks that o has the same merges, with the same ranks and
+// results, as t (compare the vocabularies first: merges are keyed by ids).
+func (t *Tokenizer) CompareMerges(o *Tokenizer) error {
+	differ := 0
+	for _, s := range t.merges.slots {
+		if s.key == emptyKey {
+			continue
+		}
+		if v, ok := o.merges.get(s.key); !ok || v != s.val {
+			differ++
+		}
+	}
+	if differ > 0 || t.merges.n != o.merges.n {
+		return &MergesMismatchError{Here: t.merges.n, There: o.merges.n, Differ: differ}
+	}
+	return nil
+}

@@ -7,8 +7,8 @@ import (
 	"github.com/zimage/zimage/weights"
 )
 
-// checkGGUFVocab compares the vocabulary a GGUF text encoder carries
-// (tokenizer.ggml.tokens, as llama.cpp's converter embeds it) with the
+// checkGGUFVocab compares the vocabulary and merges a GGUF text encoder
+// carries (tokenizer.ggml.*, as llama.cpp's converter embeds them) with the
 // tokenizer zimage uses: a text encoder quantized from another model must
 // not silently get the wrong token ids. Safetensors sources and GGUF files
 // without a vocabulary pass.
@@ -32,6 +32,20 @@ func checkGGUFVocab(m *weights.Model, tok *tokenizer.Tokenizer) error {
 	}
 	if err := tok.CompareVocab(vocab); err != nil {
 		return fmt.Errorf("text encoder %s: its embedded vocabulary does not match the tokenizer %s: %w", path, m.TokenizerDir, err)
+	}
+	if _, ok := g.Meta("tokenizer.ggml.merges"); !ok || path == m.TokenizerDir {
+		return nil
+	}
+	tokens, types, merges, err := ggufVocab(g)
+	if err != nil {
+		return err
+	}
+	other, err := tokenizer.FromVocab(path, tokens, types, merges)
+	if err != nil {
+		return err
+	}
+	if err := tok.CompareMerges(other); err != nil {
+		return fmt.Errorf("text encoder %s: its embedded merges do not match the tokenizer %s: %w", path, m.TokenizerDir, err)
 	}
 	return nil
 }

@@ -112,8 +112,9 @@ func TestGGUFRunPSNR(t *testing.T) {
 	}
 }
 
-// TestGGUFVocabCheck: a GGUF text encoder whose embedded vocabulary agrees
-// with the tokenizer loads; one with a changed token is refused at Load.
+// TestGGUFVocabCheck: a GGUF text encoder whose embedded vocabulary and
+// merges agree with the tokenizer loads; one with a changed token or a
+// missing merge is refused at Load.
 func TestGGUFVocabCheck(t *testing.T) {
 	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	m, err := weights.OpenModel(dir)
@@ -156,6 +157,19 @@ func TestGGUFVocabCheck(t *testing.T) {
 	var ve *tokenizer.VocabMismatchError
 	if _, err := Load(context.Background(), dir, WithDevice("cpu"), WithSingleFiles("", badPath, "", "")); !errors.As(err, &ve) || ve.ID != 1000 {
 		t.Fatalf("changed vocabulary: %v", err)
+	}
+	// Merges: drop one.
+	bad = make([]weights.GGUFKV, len(meta))
+	copy(bad, meta)
+	for i, kv := range bad {
+		if kv.Key == "tokenizer.ggml.merges" {
+			bad[i].Value.V = append([]string(nil), kv.Value.V.([]string)[1:]...)
+		}
+	}
+	badPath = write("bad-merges.gguf", bad)
+	var me *tokenizer.MergesMismatchError
+	if _, err := Load(context.Background(), dir, WithDevice("cpu"), WithSingleFiles("", badPath, "", "")); !errors.As(err, &me) {
+		t.Fatalf("changed merges: %v", err)
 	}
 }
 
