@@ -500,6 +500,7 @@ func OpenGGUF(path string) (*GGUFFile, error) {
 		}
 		return nil, err
 	}
+	registerMapping(mapping, path) // a fault in it becomes a FaultError naming the file
 	g := &GGUFFile{path: path, hdr: hdr, mapping: mapping}
 	g.tensors = make(map[string]*Tensor, len(hdr.infos))
 	g.names = make([]string, len(hdr.infos))
@@ -560,6 +561,7 @@ func (g *GGUFFile) MetaString(key string) string {
 func (g *GGUFFile) Close() error {
 	g.closeOnce.Do(func() {
 		if g.mapping != nil {
+			unregisterMapping(g.mapping)
 			g.closeErr = unmap(g.mapping)
 		}
 		g.mapping = nil
