@@ -3,7 +3,6 @@ package gemm
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	"github.com/zimage/zimage/weights"
@@ -91,31 +90,21 @@ func matMulBTQuant(stop *atomic.Bool, c, a []float32, b []byte, bt weights.DType
 }
 
 // dequantRows expands rows of quantized bytes into dst [rows, k], split
-// over the GEMM threads.
+// over the GEMM's worker pool (parallelFor: a memory fault reading a
+// truncated weight file is raised in the caller, as for the other GEMMs).
 func dequantRows(dst []float32, src []byte, deq weights.DequantBlockFunc, bt weights.DType, rows, k, rb int) {
 	bs, bb := bt.BlockSize(), bt.BlockBytes()
-	one := func(r0, r1 int) {
-		for r := r0; r < r1; r++ {
+	const per = 16 // rows per task
+	threads := numThreads()
+	if rows*k < 1<<16 {
+		threads = 1
+	}
+	parallelFor(threads, ceilDiv(rows, per), nil, func(_, task int) {
+		for r := task * per; r < min((task+1)*per, rows); r++ {
 			row, out := src[r*rb:(r+1)*rb], dst[r*k:(r+1)*k]
 			for i := range k / bs {
 				deq(out[i*bs:(i+1)*bs], row[i*bb:(i+1)*bb])
 			}
 		}
-	}
-	threads := min(numThreads(), rows/4)
-	if threads <= 1 || rows*k < 1<<16 {
-		one(0, rows)
-		return
-	}
-	var wg sync.WaitGroup
-	per := ceilDiv(rows, threads)
-	for r0 := per; r0 < rows; r0 += per {
-		wg.Add(1)
-		go func(r0 int) {
-			defer wg.Done()
-			one(r0, min(r0+per, rows))
-		}(r0)
-	}
-	one(0, min(per, rows))
-	wg.Wait()
+	})
 }
