@@ -70,7 +70,7 @@ func Convert(src, dst string, to DType, opts ...ConvertOption) error {
 	for _, name := range s.Names() {
 		t, _ := s.Tensor(name)
 		odt := t.DType
-		if odt.IsFloat() {
+		if odt.IsFloat() || odt.IsQuantized() { // GGUF blocks are dequantized
 			odt = to
 		}
 		size := int64(t.NumElements()) * int64(odt.Size())
@@ -148,14 +148,16 @@ func shardPlan(plan []outTensor, max int64) [][]outTensor {
 func convertTensor(cfg convertConfig, w io.Writer, t *Tensor, odt DType, f32 []float32, out []byte) error {
 	defer release(t.Data)
 	cfg.log.Debug("weights: tensor", "name", t.Name, "from", t.DType.String(), "to", odt.String(), "shape", t.Shape)
-	esz := t.DType.Size()
+	// Chunks are whole storage blocks (convertChunk is a multiple of every
+	// block size; a quantized tensor's length is a whole number of blocks).
+	bs, bb := t.DType.BlockSize(), t.DType.BlockBytes()
 	n := t.NumElements()
 	for i := 0; i < n; i += convertChunk {
 		if err := cfg.ctx.Err(); err != nil {
 			return err
 		}
 		m := min(convertChunk, n-i)
-		src := t.Data[i*esz : (i+m)*esz]
+		src := t.Data[i/bs*bb : (i+m)/bs*bb]
 		if odt == t.DType {
 			if _, err := w.Write(src); err != nil {
 				return err

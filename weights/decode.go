@@ -18,9 +18,13 @@ var f16Table = sync.OnceValue(func() *[1 << 16]float32 {
 })
 
 // DecodeF32 widens little-endian elements of dtype dt in src into dst. F32,
-// F16, BF16 and both F8 types convert exactly; F64 rounds to nearest even.
+// F16, BF16 and both F8 types convert exactly; F64 rounds to nearest even;
+// the ggml quantized types are dequantized (see Dequantize).
 // len(src) must be len(dst)*dt.Size(). Integer and bool dtypes are rejected.
 func DecodeF32(dst []float32, src []byte, dt DType) error {
+	if dt.IsQuantized() {
+		return Dequantize(dst, src, dt)
+	}
 	if !dt.IsFloat() {
 		return &DTypeError{DType: dt, Op: "decode to F32"}
 	}
@@ -59,7 +63,7 @@ func DecodeF32(dst []float32, src []byte, dt DType) error {
 
 // DecodeF32 widens the tensor into dst, which must hold NumElements values.
 func (t *Tensor) DecodeF32(dst []float32) error {
-	if !t.DType.IsFloat() {
+	if !t.DType.IsFloat() && !t.DType.IsQuantized() {
 		return &DTypeError{Tensor: t.Name, DType: t.DType, Op: "decode to F32"}
 	}
 	if n := t.NumElements(); len(dst) != n {
@@ -73,7 +77,7 @@ func (t *Tensor) DecodeF32(dst []float32) error {
 
 // Float32 returns the tensor's values widened to float32 in a new slice.
 func (t *Tensor) Float32() ([]float32, error) {
-	if !t.DType.IsFloat() {
+	if !t.DType.IsFloat() && !t.DType.IsQuantized() {
 		return nil, &DTypeError{Tensor: t.Name, DType: t.DType, Op: "decode to F32"}
 	}
 	dst := make([]float32, t.NumElements())

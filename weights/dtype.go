@@ -55,6 +55,9 @@ var dtypeSizes = [...]int{
 
 // String returns the safetensors name of the dtype.
 func (d DType) String() string {
+	if n, ok := quantName(d); ok {
+		return n
+	}
 	if int(d) < len(dtypeNames) {
 		return dtypeNames[d]
 	}

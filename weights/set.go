@@ -18,7 +18,8 @@ type Set struct {
 	path    string // what Open was given
 	index   string // the index file, "" for a single file
 	files   []*File
-	total   int64 // the index's metadata.total_size, -1 if unknown
+	gguf    *GGUFFile // the GGUF file of a set opened from one (files is then empty)
+	total   int64     // the index's metadata.total_size, -1 if unknown
 	tensors map[string]*Tensor
 	names   []string // sorted
 }
@@ -45,6 +46,9 @@ func Open(path string) (*Set, error) {
 	}
 	if strings.HasSuffix(path, ".json") {
 		return openIndex(path, path)
+	}
+	if IsGGUF(path) {
+		return openGGUFSet(path)
 	}
 	return openSingle(path, path)
 }
@@ -255,6 +259,9 @@ func (s *Set) Files() []string {
 	for i, f := range s.files {
 		out[i] = f.path
 	}
+	if s.gguf != nil {
+		out = append(out, s.gguf.path)
+	}
 	return out
 }
 
@@ -294,6 +301,11 @@ func (s *Set) Close() error {
 			first = err
 		}
 	}
+	if s.gguf != nil {
+		if err := s.gguf.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
 	return first
 }
 
@@ -301,7 +313,7 @@ func (s *Set) Close() error {
 // drop a tensor. Two tensors mapped to the same name are an error. The new
 // Set shares the files (and their lifetime) with s.
 func (s *Set) Rename(fn func(string) string) (*Set, error) {
-	out := &Set{path: s.path, index: s.index, files: s.files, total: s.total, tensors: make(map[string]*Tensor, len(s.tensors))}
+	out := &Set{path: s.path, index: s.index, files: s.files, gguf: s.gguf, total: s.total, tensors: make(map[string]*Tensor, len(s.tensors))}
 	from := make(map[string]string, len(s.tensors))
 	for _, name := range s.names {
 		nn := fn(name)

@@ -127,6 +127,11 @@ func DetectParts(s *Set) []Part {
 		break
 	}
 
+	// Text encoder in llama.cpp's GGUF names (token_embd, blk.N.attn_q, ...).
+	if has(llamaTEMarker) && has(llamaTEMarker2) {
+		parts = append(parts, Part{Component: CompTextEncoder, Layout: LayoutLlamaCpp, Tensors: countLlamaTE(names)})
+	}
+
 	// VAE: "[prefix]decoder.conv_in.weight"; FLUX names have "decoder.mid.".
 	for _, name := range names {
 		pre, ok := strings.CutSuffix(name, vaeMarker)
@@ -186,11 +191,11 @@ func (t *Tensor) Rows(lo, hi int) (*Tensor, error) {
 	if len(t.Shape) == 0 || lo < 0 || hi < lo || hi > t.Shape[0] {
 		return nil, fmt.Errorf("weights: tensor %q %v: rows [%d, %d) out of range", t.Name, t.Shape, lo, hi)
 	}
-	row := t.DType.Size()
-	for _, d := range t.Shape[1:] {
-		row *= d
-	}
-	if len(t.Data) != t.Shape[0]*row {
+	// One row of a quantized tensor is whole blocks (the last dimension is
+	// a multiple of the block size), so row views work for them too.
+	row64, ok := t.DType.TensorBytes(t.Shape[1:])
+	row := int(row64)
+	if !ok || len(t.Data) != t.Shape[0]*row {
 		return nil, fmt.Errorf("weights: tensor %q %v: %d data bytes, want %d", t.Name, t.Shape, len(t.Data), t.Shape[0]*row)
 	}
 	shape := append([]int{hi - lo}, t.Shape[1:]...)
@@ -213,7 +218,7 @@ func MapPart(s *Set, p Part, ditKey string) (*Set, error) {
 		}
 		switch p.Component {
 		case CompTextEncoder:
-			ok = teName(rest)
+			ok = teName(rest) || p.Layout == LayoutLlamaCpp && llamaTEName(rest)
 		case CompVAE:
 			ok = vaeName(rest)
 		case CompTransformer:
@@ -238,6 +243,11 @@ func MapPart(s *Set, p Part, ditKey string) (*Set, error) {
 	}
 	out := in
 	var err error
+	if p.Layout == LayoutLlamaCpp && p.Component == CompTextEncoder {
+		if out, err = mapQwen3LlamaCpp(s.Path(), in); err != nil {
+			return nil, err
+		}
+	}
 	if p.Layout == LayoutOriginal {
 		switch p.Component {
 		case CompTransformer:
@@ -255,7 +265,7 @@ func MapPart(s *Set, p Part, ditKey string) (*Set, error) {
 // derivedSet is a Set of the given tensors (renamed to their keys) sharing
 // s's files.
 func derivedSet(s *Set, tensors map[string]*Tensor) *Set {
-	out := &Set{path: s.path, index: s.index, files: s.files, total: s.total, tensors: make(map[string]*Tensor, len(tensors))}
+	out := &Set{path: s.path, index: s.index, files: s.files, gguf: s.gguf, total: s.total, tensors: make(map[string]*Tensor, len(tensors))}
 	for name, t := range tensors {
 		if t.Name != name {
 			c := *t
@@ -289,6 +299,11 @@ func mapDiTOriginal(file string, in map[string]*Tensor, key string) (map[string]
 		switch {
 		case name == "norm_final.weight":
 			continue
+		case strings.HasSuffix(name, "pad_token") && len(t.Shape) == 1:
+			// Some GGUF conversions store the pad tokens as [D]; the model's are [1, D].
+			c := *t
+			c.Shape = []int{1, t.Shape[0]}
+			err = put(name, name, &c)
 		case strings.HasPrefix(name, "x_embedder."):
 			err = put(name, "all_x_embedder."+key+"."+strings.TrimPrefix(name, "x_embedder."), t)
 		case strings.HasPrefix(name, "final_layer."):

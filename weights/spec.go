@@ -279,7 +279,7 @@ func checkSet(component string, specs []TensorSpec, s *Set, extraOK func(string)
 			continue
 		}
 		switch {
-		case !t.DType.IsFloat():
+		case !t.DType.IsFloat() && !t.DType.IsQuantized():
 			e.Mismatched = append(e.Mismatched, Mismatch{Name: sp.Name, Want: sp.Shape, Got: t.Shape, DType: t.DType})
 		case !slices.Equal(t.Shape, sp.Shape):
 			e.Mismatched = append(e.Mismatched, Mismatch{Name: sp.Name, Want: sp.Shape, Got: t.Shape})

@@ -73,6 +73,10 @@ func openModel(ctx context.Context, ref string, o *options, log *slog.Logger) (*
 		}
 	}
 
+	if sf.tokenizer == "" && ref == "" && len(missing) == 0 {
+		// A llama.cpp GGUF text encoder carries the vocabulary (gguf.go).
+		sf.tokenizer = ggufTokenizer(have[weights.CompTextEncoder])
+	}
 	var m *weights.Model
 	var repoDir string // the hub cache folder of the model, if any
 	if ref == "" && len(missing) == 0 && sf.tokenizer != "" {

@@ -177,8 +177,11 @@ func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 	if m.DiT.CapFeatDim != m.TextEncoder.HiddenSize {
 		return nil, fmt.Errorf("zimage: load %s: transformer cap_feat_dim %d != text encoder hidden_size %d", path, m.DiT.CapFeatDim, m.TextEncoder.HiddenSize)
 	}
-	tok, err := tokenizer.Load(m.TokenizerDir)
+	tok, err := loadTokenizer(m.TokenizerDir) // gguf.go: a tokenizer directory, or a GGUF's vocabulary
 	if err != nil {
+		return nil, fmt.Errorf("zimage: load %s: %w", path, err)
+	}
+	if err := checkGGUFVocab(m, tok); err != nil { // gguf.go
 		return nil, fmt.Errorf("zimage: load %s: %w", path, err)
 	}
 	if err := ctx.Err(); err != nil {

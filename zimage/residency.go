@@ -254,8 +254,13 @@ type TensorLister interface {
 // source has no data to read them from), the whole transformer, and the
 // VAE decoder.
 func MeasureFootprint(te, tr, va TensorLister, text weights.Qwen3Config, ditC weights.DiTConfig, vaeC weights.VAEConfig, elem int) Footprint {
+	return measureFootprint(te, tr, va, text, ditC, vaeC, elem, false)
+}
+
+func measureFootprint(te, tr, va TensorLister, text weights.Qwen3Config, ditC weights.DiTConfig, vaeC weights.VAEConfig, elem int, keepQuant bool) Footprint {
 	f := Footprint{Elem: elem, Text: text, DiTC: ditC, VAEC: vaeC}
 	e := uint64(elem)
+	size := func(t *weights.Tensor) uint64 { return weightBytes(t, e, keepQuant) } // residency_quant.go
 	layers := map[int]uint64{}
 	for _, name := range te.Names() {
 		rest, ok := strings.CutPrefix(name, "model.layers.")
@@ -268,7 +273,7 @@ func MeasureFootprint(te, tr, va TensorLister, text weights.Qwen3Config, ditC we
 			continue
 		}
 		t, _ := te.Tensor(name)
-		layers[i] += uint64(t.NumElements()) * e
+		layers[i] += size(t)
 	}
 	for _, n := range layers {
 		f.TextEncoder += n
@@ -279,12 +284,12 @@ func MeasureFootprint(te, tr, va TensorLister, text weights.Qwen3Config, ditC we
 	}
 	for _, name := range tr.Names() {
 		t, _ := tr.Tensor(name)
-		f.DiT += uint64(t.NumElements()) * e
+		f.DiT += size(t)
 	}
 	for _, name := range va.Names() {
 		if strings.HasPrefix(name, "decoder.") {
 			t, _ := va.Tensor(name)
-			f.VAE += uint64(t.NumElements()) * e
+			f.VAE += size(t)
 		}
 	}
 	return f
@@ -555,7 +560,7 @@ func (p *Pipeline) footprint() (*Footprint, error) {
 		sets[i] = s
 	}
 	m := p.model
-	fp := MeasureFootprint(sets[0], sets[1], sets[2], m.TextEncoder, m.DiT, m.VAE, elem)
+	fp := measureFootprint(sets[0], sets[1], sets[2], m.TextEncoder, m.DiT, m.VAE, elem, keepsQuantized(p.b))
 	p.rs.fp = &fp
 	return p.rs.fp, nil
 }

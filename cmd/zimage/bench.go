@@ -60,6 +60,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	tokens := fs.Int("tokens", 100, "prompt tokens with --synthetic")
 	threads := fs.Int("threads", 0, "CPU threads (0 = all cores)")
 	budget := fs.String("budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: none)")
+	quant := fs.String("quant", "", "with --synthetic on the CPU: store the text encoder and DiT weights as this GGUF type (q8_0, q4_k, ...; random blocks), as a converted GGUF stores them")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zimage bench [--model PATH | --synthetic [--config turbo|tiny]] [--device auto] [--size 1024x1024,512x512] [--steps 8] [--runs 3]")
 		fmt.Fprintln(stderr, "Prints the median latency of each stage (text encoder, each DiT step, VAE, total) and the peak device memory per size.")
@@ -109,6 +110,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	opts := benchOptions{sizes: szs, steps: *steps, runs: *runs, warmup: *warmup, tokens: *tokens,
 		device: *device, threads: *threads, budget: budgetBytes, config: *config}
+	if *quant != "" {
+		if !*synth {
+			return usageErr("--quant goes with --synthetic (a GGUF model is benchmarked with --model)")
+		}
+		if opts.quant, err = weights.ParseQuantType(*quant); err != nil {
+			return usageErr(err.Error())
+		}
+	}
 
 	var (
 		res    []benchSize
@@ -141,6 +150,7 @@ type benchOptions struct {
 	threads                     int
 	budget                      uint64
 	config                      string
+	quant                       weights.DType // bench_quant.go; Invalid: bf16 weights
 }
 
 // errUsage marks a usage error already reported.
@@ -252,9 +262,13 @@ func syntheticBench(ctx context.Context, o benchOptions, usageErr func(string) i
 		defer c.Close()
 	}
 	dev, isDev := b.(benchDevice)
+	if isDev && o.quant != weights.Invalid {
+		usageErr("--quant: the CUDA backend expands quantized weights to bf16 at bind time; benchmark quantized weights on the CPU")
+		return nil, nil, errUsage
+	}
 	if !isDev && o.config == "turbo" {
 		for _, sz := range o.sizes {
-			if sz[0]*sz[1] > 256*256 {
+			if sz[0]*sz[1] > 256*256 && !(o.quant != weights.Invalid && sz[0]*sz[1] <= 512*512) {
 				usageErr("the Turbo-size model on the CPU takes hours at 1024x1024 (and ~20 GB of memory for its random weights): pass --config tiny, or --size 256x256 or smaller")
 				return nil, nil, errUsage
 			}
@@ -264,10 +278,16 @@ func syntheticBench(ctx context.Context, o benchOptions, usageErr func(string) i
 	t0 := time.Now()
 	if isDev {
 		te, tr, va = synthetic.TextEncoder(teC), synthetic.DiT(ditC), synthetic.VAE(vaeC) // filled on the device
+	} else if o.quant != weights.Invalid {
+		te, tr, va = fillRandomQuant(synthetic.TextEncoder(teC), 1, o.quant), fillRandomQuant(synthetic.DiT(ditC), 2, o.quant), fillRandom(synthetic.VAE(vaeC), 3)
 	} else {
 		te, tr, va = fillRandom(synthetic.TextEncoder(teC), 1), fillRandom(synthetic.DiT(ditC), 2), fillRandom(synthetic.VAE(vaeC), 3)
 	}
-	header := []string{fmt.Sprintf("model: synthetic %s config, random bf16 weights (%s)", o.config, round(time.Since(t0))),
+	what := "random bf16 weights"
+	if o.quant != weights.Invalid {
+		what = "random " + o.quant.String() + " text encoder and DiT weights (bf16 VAE)"
+	}
+	header := []string{fmt.Sprintf("model: synthetic %s config, %s (%s)", o.config, what, round(time.Since(t0))),
 		"device: " + deviceLine(b)}
 	elem := 4
 	if isDev {

@@ -58,10 +58,10 @@ func newGenerateArgs(stderr io.Writer) *generateArgs {
 	fs := g.fs
 	fs.SetOutput(stderr)
 	fs.StringVar(&g.model, "model", os.Getenv("ZIMAGE_MODEL"), "model: a diffusers directory, a Hugging Face repo id (Org/Name[@revision], downloaded on first use) or a checkpoint file; default $ZIMAGE_MODEL, else "+zimage.DefaultModel)
-	fs.StringVar(&g.transformer, "transformer", "", "transformer weights from a single file (ComfyUI z_image_turbo_*.safetensors, or an all-in-one checkpoint)")
-	fs.StringVar(&g.textEncoder, "text-encoder", "", "text encoder weights from a single file (ComfyUI qwen_3_4b.safetensors)")
+	fs.StringVar(&g.transformer, "transformer", "", "transformer weights from a single file (ComfyUI z_image_turbo_*.safetensors or *.gguf, or an all-in-one checkpoint)")
+	fs.StringVar(&g.textEncoder, "text-encoder", "", "text encoder weights from a single file (ComfyUI qwen_3_4b.safetensors, or a llama.cpp Qwen3-4B *.gguf)")
 	fs.StringVar(&g.vae, "vae", "", "VAE weights from a single file (FLUX ae.safetensors)")
-	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer directory or tokenizer.json (with single files; else taken from --model)")
+	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer directory or tokenizer.json (with single files; else taken from --model, or from a GGUF --text-encoder's embedded vocabulary)")
 	fs.StringVar(&g.prompt, "prompt", "", "text prompt (required)")
 	fs.StringVar(&g.negative, "negative-prompt", "", "negative prompt (used with --guidance > 0)")
 	fs.IntVar(&g.width, "width", gpuDefaultSize, fmt.Sprintf("image width in pixels (multiple of 16; default %d on a GPU, %d on the CPU)", gpuDefaultSize, cpuDefaultSize))

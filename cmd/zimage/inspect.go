@@ -28,7 +28,7 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) int 
 	list := fs.Bool("tensors", false, "list every tensor (name, dtype, shape)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zimage inspect [-tensors] PATH")
-		fmt.Fprintln(stderr, "PATH is a .safetensors file, a *.safetensors.index.json, a component directory or a model directory.")
+		fmt.Fprintln(stderr, "PATH is a .safetensors or .gguf file, a *.safetensors.index.json, a component directory or a model directory.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -93,7 +93,11 @@ func (in *inspector) inspect(path string) error {
 	if s.Index() != "" {
 		kind = "shard index"
 	}
+	if s.GGUF() != nil {
+		kind = "GGUF file"
+	}
 	in.printf("%s %s\n", kind, path)
+	in.ggufHeader(s) // inspect_gguf.go
 	in.set(s)
 	if looksLikeLoRA(s.Names()) { // inspect_lora.go
 		in.lora(path)
@@ -194,6 +198,8 @@ func layoutName(p weights.Part) string {
 		return "ComfyUI/original names, fused qkv"
 	case p.Component == weights.CompVAE:
 		return "FLUX ae names"
+	case p.Layout == weights.LayoutLlamaCpp:
+		return "llama.cpp GGUF names"
 	}
 	return string(p.Layout)
 }

@@ -326,6 +326,9 @@ func decode(w *weights.Tensor, lo, hi int) ([]float32, error) {
 // decodeInto is decode writing into out when it has room (and no view is
 // possible); it returns the slice holding the values.
 func decodeInto(out []float32, w *weights.Tensor, lo, hi int) ([]float32, error) {
+	if w.DType.IsQuantized() {
+		return decodeQuant(out, w, lo, hi)
+	}
 	n := hi - lo
 	src := w.Data[lo*w.DType.Size() : hi*w.DType.Size()]
 	if cap(out) >= n {
@@ -390,8 +393,14 @@ func (b *Backend) Weight(w *weights.Tensor) compute.Tensor {
 	if b.failed() {
 		return b.placeholder(shape...)
 	}
-	switch w.DType {
-	case weights.F32, weights.BF16, weights.F16, weights.F8E4M3, weights.F8E5M2:
+	switch {
+	case w.DType == weights.F32, w.DType == weights.BF16, w.DType == weights.F16, w.DType == weights.F8E4M3, w.DType == weights.F8E5M2:
+	case w.DType.IsQuantized(): // see quant.go
+		if err := checkQuantWeight(w, shape); err != nil {
+			b.setErr(err)
+			return b.placeholder(shape...)
+		}
+		return &Tensor{shape: shape, w: w}
 	default:
 		b.setErr(fmt.Errorf("cpu: Weight: tensor %q has dtype %v, want F32, BF16, F16 or F8", w.Name, w.DType))
 		return b.placeholder(shape...)

@@ -31,7 +31,9 @@ func (b *Backend) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 	out := b.newTensor(m, n)
 	cw := b.current()
 	var err error
-	if tw.w != nil && tw.f32 == nil {
+	if tw.w != nil && tw.f32 == nil && tw.w.DType.IsQuantized() {
+		err = gemm.MatMulBTQuantCtx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
+	} else if tw.w != nil && tw.f32 == nil {
 		err = gemm.MatMulBTCtx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
 	} else {
 		wv := b.values(op, tw)

@@ -154,14 +154,24 @@ func embedTable(cfg weights.Qwen3Config, src nn.Source) (*weights.Tensor, error)
 	switch {
 	case !ok:
 		return nil, &nn.TensorError{Name: name, Want: want, Reason: "missing from the checkpoint"}
-	case !t.DType.IsFloat():
+	case !t.DType.IsFloat() && !t.DType.IsQuantized():
 		return nil, &nn.TensorError{Name: name, Reason: fmt.Sprintf("dtype %s is not a float type", t.DType)}
 	case !slices.Equal(t.Shape, want):
 		return nil, &nn.TensorError{Name: name, Want: want, Got: t.Shape}
-	case t.Data != nil && len(t.Data) != cfg.VocabSize*cfg.HiddenSize*t.DType.Size():
+	case t.Data != nil && int64(len(t.Data)) != tensorBytes(t):
 		return nil, &nn.TensorError{Name: name, Reason: fmt.Sprintf("%d bytes of data for shape %v", len(t.Data), t.Shape)}
 	}
 	return t, nil
+}
+
+// tensorBytes is the storage size of t's shape in its dtype (-1 when the
+// rows are not whole blocks of a quantized dtype).
+func tensorBytes(t *weights.Tensor) int64 {
+	n, ok := t.DType.TensorBytes(t.Shape)
+	if !ok {
+		return -1
+	}
+	return n
 }
 
 // layerTensors lists one decoder layer's tensors: name under the layer
@@ -210,7 +220,7 @@ func checkLayer(cfg weights.Qwen3Config, src nn.Source, prefix string) error {
 		switch {
 		case !ok:
 			return &nn.TensorError{Name: name, Want: s.shape, Reason: "missing from the checkpoint"}
-		case !t.DType.IsFloat():
+		case !t.DType.IsFloat() && !t.DType.IsQuantized():
 			return &nn.TensorError{Name: name, Reason: fmt.Sprintf("dtype %s is not a float type", t.DType)}
 		case !slices.Equal(t.Shape, s.shape):
 			return &nn.TensorError{Name: name, Want: s.shape, Got: t.Shape}
@@ -368,7 +378,7 @@ func (e *Encoder) embedRows(ids []int) compute.Tensor {
 		return e.b.Embedding(e.embed, ids)
 	}
 	t := e.embedHost
-	rb := D * t.DType.Size()
+	rb, _ := t.DType.RowBytes(D) // whole blocks for quantized tables (checked in New)
 	rows := make([]float32, len(ids)*D)
 	for r, id := range ids {
 		// Cannot fail: the table's dtype and size were checked in New.

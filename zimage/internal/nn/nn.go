@@ -95,7 +95,7 @@ func (l *Loader) get(name string, shape []int, loose bool) compute.Tensor {
 		l.st.err = &TensorError{Name: full, Want: shape, Reason: "missing from the checkpoint"}
 		return nil
 	}
-	if !t.DType.IsFloat() {
+	if !t.DType.IsFloat() && !t.DType.IsQuantized() {
 		l.st.err = &TensorError{Name: full, Reason: fmt.Sprintf("dtype %s is not a float type", t.DType)}
 		return nil
 	}
@@ -106,6 +106,13 @@ func (l *Loader) get(name string, shape []int, loose bool) compute.Tensor {
 	if !match {
 		l.st.err = &TensorError{Name: full, Want: shape, Got: t.Shape}
 		return nil
+	}
+	if t.DType.IsQuantized() { // GGUF blocks: kept where the backend computes on them
+		var err error
+		if t, err = compute.ExpandQuantized(l.b, t); err != nil {
+			l.st.err = fmt.Errorf("tensor %q: %w", full, err)
+			return nil
+		}
 	}
 	h := l.b.Weight(t)
 	if err := l.b.Err(); err != nil {
