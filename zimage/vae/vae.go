@@ -20,10 +20,9 @@ const normEps = 1e-6
 
 // Decoder is the VAE decoder bound to a backend.
 type Decoder struct {
-	cfg    weights.VAEConfig
-	b      compute.Backend
-	ld     *nn.Loader
-	groups int
+	block
+	cfg weights.VAEConfig
+	ld  *nn.Loader
 
 	convInW, convInB compute.Tensor // decoder.conv_in [C0, latent, 3, 3], [C0]
 	mid1, mid2       *resnet        // decoder.mid_block.resnets.{0,1}
@@ -33,6 +32,12 @@ type Decoder struct {
 	normOutB         compute.Tensor
 	convOutW         compute.Tensor // decoder.conv_out [out, Clast, 3, 3]
 	convOutB         compute.Tensor
+}
+
+// block runs the layers the encoder and decoder share on one backend.
+type block struct {
+	b      compute.Backend
+	groups int // GroupNorm groups (norm_num_groups)
 }
 
 // resnet is a ResnetBlock2D: norm1 → SiLU → conv1 → norm2 → SiLU → conv2, plus
@@ -107,7 +112,7 @@ func New(b compute.Backend, cfg weights.VAEConfig, src nn.Source) (*Decoder, err
 	if err := checkConfig(cfg); err != nil {
 		return nil, err
 	}
-	d := &Decoder{cfg: cfg, b: b, ld: nn.NewLoader(b, src), groups: cfg.NormNumGroups}
+	d := &Decoder{block: block{b, cfg.NormNumGroups}, cfg: cfg, ld: nn.NewLoader(b, src)}
 	dec := d.ld.Sub("decoder")
 	// Decoder widths run from the widest (last block_out_channels) down.
 	n := len(cfg.BlockOutChannels)
@@ -119,15 +124,7 @@ func New(b compute.Backend, cfg weights.VAEConfig, src nn.Source) (*Decoder, err
 	d.convInW, d.convInB = dec.Get("conv_in.weight", c0, cfg.LatentChannels, 3, 3), dec.Get("conv_in.bias", c0)
 	d.mid1 = bindResnet(dec.Sub("mid_block.resnets.0"), c0, c0)
 	if cfg.MidBlockAddAttention == nil || *cfg.MidBlockAddAttention {
-		p := dec.Sub("mid_block.attentions.0")
-		d.attn = &attention{
-			normW: p.Get("group_norm.weight", c0), normB: p.Get("group_norm.bias", c0),
-			// Loose: FLUX-original files store these as 1×1 convs [C, C, 1, 1].
-			q: p.Loose("to_q.weight", c0, c0), qB: p.Get("to_q.bias", c0),
-			k: p.Loose("to_k.weight", c0, c0), kB: p.Get("to_k.bias", c0),
-			v: p.Loose("to_v.weight", c0, c0), vB: p.Get("to_v.bias", c0),
-			o: p.Loose("to_out.0.weight", c0, c0), oB: p.Get("to_out.0.bias", c0),
-		}
+		d.attn = bindAttention(dec.Sub("mid_block.attentions.0"), c0)
 	}
 	d.mid2 = bindResnet(dec.Sub("mid_block.resnets.1"), c0, c0)
 	prev := c0
@@ -154,6 +151,17 @@ func New(b compute.Backend, cfg weights.VAEConfig, src nn.Source) (*Decoder, err
 		return nil, fmt.Errorf("vae: %w", err)
 	}
 	return d, nil
+}
+
+func bindAttention(p *nn.Loader, c int) *attention {
+	return &attention{
+		normW: p.Get("group_norm.weight", c), normB: p.Get("group_norm.bias", c),
+		// Loose: FLUX-original files store these as 1×1 convs [C, C, 1, 1].
+		q: p.Loose("to_q.weight", c, c), qB: p.Get("to_q.bias", c),
+		k: p.Loose("to_k.weight", c, c), kB: p.Get("to_k.bias", c),
+		v: p.Loose("to_v.weight", c, c), vB: p.Get("to_v.bias", c),
+		o: p.Loose("to_out.0.weight", c, c), oB: p.Get("to_out.0.bias", c),
+	}
 }
 
 func bindResnet(p *nn.Loader, ci, co int) *resnet {
@@ -286,7 +294,7 @@ func (d *Decoder) Decode(ctx context.Context, latents []float32, h, w int, tr nn
 }
 
 // resnet runs one ResnetBlock2D on x [ci, h, w] → [co, h, w]; x is not freed.
-func (d *Decoder) resnet(r *resnet, x compute.Tensor) compute.Tensor {
+func (d block) resnet(r *resnet, x compute.Tensor) compute.Tensor {
 	b := d.b
 	n1 := b.GroupNorm(x, r.norm1W, r.norm1B, d.groups, normEps)
 	a1 := b.SiLU(n1)
@@ -312,7 +320,7 @@ func (d *Decoder) resnet(r *resnet, x compute.Tensor) compute.Tensor {
 
 // attention runs the single-head mid-block attention with its residual on
 // x [C, h, w]; x is not freed.
-func (d *Decoder) attention(a *attention, x compute.Tensor) compute.Tensor {
+func (d block) attention(a *attention, x compute.Tensor) compute.Tensor {
 	b := d.b
 	sh := x.Shape()
 	C, H, W := sh[0], sh[1], sh[2]

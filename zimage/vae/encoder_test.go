@@ -1,0 +1,120 @@
+package vae_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/zimage/zimage/weights"
+	"github.com/zimage/zimage/zimage/compute"
+	"github.com/zimage/zimage/zimage/cpu"
+	"github.com/zimage/zimage/zimage/internal/fixture"
+	"github.com/zimage/zimage/zimage/vae"
+)
+
+func loadEncoder(t *testing.T) (*vae.Encoder, compute.Backend) {
+	return fixture.LoadTiny(t, "vae", weights.DefaultVAEConfig(), vae.NewEncoder)
+}
+
+// encodeCase is one posterior in the img2img/inpaint fixtures: the
+// preprocessed input, the randn draw and what the reference computed.
+type encodeCase struct {
+	file, input, eps           string
+	mean, std, sample, latents string // "" where the fixture does not store it
+}
+
+// TestEncodeFixtures checks the posterior (mean, std), the sample with the
+// reference's eps and the scaled image latents against diffusers
+// (rel_l2 ≤ 2e-5, max_rel ≤ 5e-5) for every img2img and inpaint case, and the
+// inpaint pipeline's masked-image latents.
+func TestEncodeFixtures(t *testing.T) {
+	e, _ := loadEncoder(t)
+	cases := []encodeCase{}
+	for _, c := range []struct{ dir, name string }{
+		{"e2e_img2img", "en_64x96_seed42_strength0.6"},
+		{"e2e_img2img", "en_64x96_seed1234_strength0.6"},
+		{"e2e_inpaint", "en_64x96_seed42_strength0.7"},
+	} {
+		f := "fixtures/" + c.dir + "/" + c.name + ".safetensors"
+		cases = append(cases, encodeCase{f, "init_image_preprocessed", "vae_encode_eps", "vae_encode_mean", "vae_encode_std", "vae_encode_sample", "image_latents"})
+		if c.dir == "e2e_inpaint" {
+			cases = append(cases, encodeCase{f, "masked_image", "masked_vae_encode_eps", "", "", "", "masked_image_latents"})
+		}
+	}
+	for _, c := range cases {
+		t.Run(c.file[9:]+"/"+c.input, func(t *testing.T) {
+			fx := fixture.Open(t, c.file)
+			s := fx.Shape(t, c.input)
+			h, w := s[2], s[3]
+			p, err := e.Encode(context.Background(), fx.F32(t, c.input), h, w, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.H != h/e.Factor() || p.W != w/e.Factor() {
+				t.Fatalf("posterior %d×%d, want %d×%d", p.H, p.W, h/e.Factor(), w/e.Factor())
+			}
+			if c.mean != "" {
+				fixture.Check(t, "mean", p.Mean, fx.F32(t, c.mean), fixture.VAE)
+				fixture.Check(t, "std", p.Std, fx.F32(t, c.std), fixture.VAE)
+			}
+			z, err := p.Sample(fx.F32(t, c.eps))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.sample != "" {
+				fixture.Check(t, "sample", z, fx.F32(t, c.sample), fixture.VAE)
+			}
+			st := fixture.Check(t, "latents", e.Latents(z), fx.F32(t, c.latents), fixture.VAE)
+			t.Logf("latents rel_l2 %.2g max_rel %.2g", st.RelL2, st.MaxRel)
+		})
+	}
+}
+
+// TestEncodeShapeErrors: sizes the encoder cannot take are a *ShapeError and
+// the encoder stays usable.
+func TestEncodeShapeErrors(t *testing.T) {
+	e, _ := loadEncoder(t)
+	f := e.Factor()
+	for _, c := range []struct{ n, h, w int }{
+		{3 * f * f, f, f + 1},
+		{3*f*f - 1, f, f},
+		{0, 0, 0},
+		{3 * 4 * f * f, 2 * f, 3 * f}, // wrong length
+	} {
+		_, err := e.Encode(context.Background(), make([]float32, c.n), c.h, c.w, nil)
+		var se *vae.ShapeError
+		if !errors.As(err, &se) {
+			t.Errorf("%+v: err %v, want *vae.ShapeError", c, err)
+		}
+	}
+	if _, err := e.Encode(context.Background(), make([]float32, 3*f*f), f, f, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&vae.Posterior{Mean: make([]float32, 4)}).Sample(make([]float32, 3)); err == nil {
+		t.Error("Sample with a short eps: no error")
+	}
+}
+
+// TestEncoderMissingTensor: a checkpoint without the encoder half is a clear
+// error naming the tensor.
+func TestEncoderMissingTensor(t *testing.T) {
+	cfg := weights.DefaultVAEConfig()
+	src := fixture.TinyComponent(t, "vae", &cfg)
+	_, err := vae.NewEncoder(cpu.New(), cfg, dropPrefix{src, "encoder.mid_block"})
+	if err == nil || !strings.Contains(err.Error(), "encoder.mid_block") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+type dropPrefix struct {
+	src    fixture.Multi
+	prefix string
+}
+
+func (d dropPrefix) Tensor(name string) (*weights.Tensor, bool) {
+	if strings.HasPrefix(name, d.prefix) {
+		return nil, false
+	}
+	return d.src.Tensor(name)
+}
