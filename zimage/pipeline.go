@@ -58,10 +58,24 @@ type Request struct {
 	MaxSequenceLength int            // prompt token limit incl. the chat template; 0 = 512
 	Progress          func(Progress) // called from Run's goroutine; may be nil
 	LoRAs             []LoRA         // run-time adapters for this request, stacked in order (lora.go)
+
+	// Image makes the request image-to-image (inpainting with Mask): it is
+	// resized to Width×Height when its size differs (Lanczos, like
+	// diffusers' image processor); Width and Height 0 take its size rounded
+	// down to the size multiple. See edit.go.
+	Image image.Image
+	// Mask (same size as Image; white = repaint, binarized at 50% grey)
+	// makes the request an inpainting one.
+	Mask image.Image
+	// Strength in (0, 1]: how much of the schedule runs from the noised
+	// image (1 = all of it). 0 = 0.6 for img2img, 1.0 for inpainting
+	// (upstream's defaults). Needs Image.
+	Strength float64
 }
 
 // Progress reports where a Run is. Stage is one of "tokenize",
-// "text_encoder", "denoise" (Step of Steps done), "vae", "done".
+// "text_encoder", "image_encoder" (img2img/inpaint), "denoise" (Step of Steps
+// done), "vae", "done".
 type Progress struct {
 	Stage   string
 	Step    int
@@ -73,6 +87,7 @@ type Progress struct {
 type Timings struct {
 	Tokenize    time.Duration
 	TextEncoder time.Duration
+	EncodeImage time.Duration // VAE encoding of Request.Image (0 without one)
 	Denoise     time.Duration
 	Steps       []time.Duration // per denoising step (both CFG passes)
 	VAE         time.Duration
@@ -330,9 +345,11 @@ type plan struct {
 	hl, wl      int // latent size
 	imageTokens int
 	loras       []activeLoRA // Request.LoRAs, validated (lora.go)
+	edit        *editPlan // img2img/inpaint input (edit.go); nil for text-to-image
 }
 
 func (p *Pipeline) validate(req Request) (plan, error) {
+	req = p.editSize(req)
 	pl := plan{req: req, steps: req.Steps, maxLen: req.MaxSequenceLength, truncation: req.CFGTruncation}
 	// The reference pipeline would encode an empty prompt (8 template tokens),
 	// but an image from no text is almost always a caller's mistake.
@@ -384,6 +401,9 @@ func (p *Pipeline) validate(req Request) (plan, error) {
 	pl.hl, pl.wl = req.Height/p.spatial, req.Width/p.spatial
 	ps := p.model.DiT.PatchSize()
 	pl.imageTokens = (pl.hl / ps) * (pl.wl / ps)
+	if err := p.validateEdit(&pl); err != nil {
+		return pl, err
+	}
 	return pl, nil
 }
 
@@ -473,11 +493,20 @@ func (p *Pipeline) run(ctx context.Context, pl plan) (*Result, error) {
 	res.Timings.TextEncoder = time.Since(t0)
 	p.log.Debug("zimage: text encoder", "tokens", len(ids), "elapsed", res.Timings.TextEncoder)
 
+	// Image-to-image / inpaint: encode the image, noise it (edit.go).
+	noise, err := p.encodeImage(ctx, pl, res, progress)
+	if err != nil {
+		return nil, err
+	}
+
 	// Denoise.
 	t0 = time.Now()
-	noise := sampler.Randn(pl.seed, p.model.DiT.InChannels*pl.hl*pl.wl)
-	progress("denoise", 0, pl.steps)
-	latents, stepTimes, err := p.denoise(ctx, pl, noise, caps[0], caps[1], func(i int, _ []float32) { progress("denoise", i, pl.steps) })
+	if noise == nil {
+		noise = sampler.Randn(pl.seed, p.model.DiT.InChannels*pl.hl*pl.wl)
+	}
+	run := pl.steps - pl.firstStep()
+	progress("denoise", 0, run)
+	latents, stepTimes, err := p.denoise(ctx, pl, noise, caps[0], caps[1], func(i int, _ []float32) { progress("denoise", i, run) })
 	if err != nil {
 		return nil, err
 	}
@@ -562,7 +591,8 @@ func (p *Pipeline) denoise(ctx context.Context, pl plan, noise, pos, neg []float
 	x := append([]float32(nil), noise...)
 	pred := make([]float32, len(x))
 	times := make([]time.Duration, 0, pl.steps)
-	for i := 0; i < pl.steps; i++ {
+	first := pl.firstStep()
+	for i := first; i < pl.steps; i++ {
 		ts := time.Now()
 		t := sched.DiTTime[i]
 		v, err := p.dit.Forward(ctx, x, pl.hl, pl.wl, t, posCap, nil)
@@ -582,12 +612,13 @@ func (p *Pipeline) denoise(ctx context.Context, pl plan, noise, pos, neg []float
 		}
 		sampler.NoisePred(pred, v, vNeg, g, pl.req.CFGNormalization)
 		sampler.Step(x, pred, sched.Sigmas[i], sched.Sigmas[i+1])
+		pl.edit.blend(x, i)
 		if err := p.checkFinite("denoise", i+1, pl.steps, x); err != nil {
 			return nil, nil, err
 		}
 		times = append(times, time.Since(ts))
 		if onStep != nil {
-			onStep(i+1, x)
+			onStep(i+1-first, x)
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err

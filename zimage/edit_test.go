@@ -1,0 +1,243 @@
+package zimage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"image"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/zimage/zimage/internal/fixturefs"
+	"github.com/zimage/zimage/zimage/imageproc"
+	"github.com/zimage/zimage/zimage/internal/fixture"
+)
+
+// editCase is one case of e2e_img2img.json / e2e_inpaint.json.
+type editCase struct {
+	dir      string
+	Name     string  `json:"name"`
+	Prompt   string  `json:"prompt"`
+	InitPNG  string  `json:"init_png"`
+	MaskPNG  string  `json:"mask_png"`
+	Height   int     `json:"height"`
+	Width    int     `json:"width"`
+	Seed     int64   `json:"seed"`
+	Steps    int     `json:"num_inference_steps"`
+	Strength float64 `json:"strength"`
+	Guidance float32 `json:"guidance_scale"`
+	TStart   int     `json:"t_start"`
+}
+
+func editCases(t testing.TB) []editCase {
+	t.Helper()
+	var out []editCase
+	for _, dir := range []string{"e2e_img2img", "e2e_inpaint"} {
+		data, err := os.ReadFile(fixturefs.Path(t, "fixtures/"+dir+"/"+dir+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct{ Cases []editCase }
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range doc.Cases {
+			c.dir = dir
+			out = append(out, c)
+		}
+	}
+	if len(out) < 6 {
+		t.Fatalf("%d edit cases", len(out))
+	}
+	return out
+}
+
+func decodeFixture(t testing.TB, rel string) image.Image {
+	t.Helper()
+	img, err := imageproc.DecodeFile(fixturefs.Path(t, rel), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func (c editCase) request(t testing.TB) Request {
+	r := Request{Prompt: c.Prompt, Width: c.Width, Height: c.Height, Seed: c.Seed, Steps: c.Steps,
+		Guidance: c.Guidance, Strength: c.Strength, Image: decodeFixture(t, "fixtures/"+c.dir+"/"+c.InitPNG)}
+	if c.MaskPNG != "" {
+		r.Mask = decodeFixture(t, "fixtures/"+c.dir+"/"+c.MaskPNG)
+	}
+	return r
+}
+
+// TestEditStages runs every img2img and inpaint case stage by stage against
+// diffusers: t_start, the latent mask (exact), the posterior-sample and noise
+// draws of the generator (exact), image and start latents, the latents after
+// every step and the final latents (rel_l2 ≤ 1e-4; the inpaint's preserved
+// area ends exactly at image_latents, as upstream).
+func TestEditStages(t *testing.T) {
+	p := tinyPipeline(t)
+	for _, c := range editCases(t) {
+		t.Run(c.dir+"/"+c.Name, func(t *testing.T) {
+			fx := fixture.Open(t, "fixtures/"+c.dir+"/"+c.Name+".safetensors")
+			pl, err := p.validate(c.request(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pl.edit == nil || pl.edit.tStart != c.TStart {
+				t.Fatalf("t_start %+v, want %d", pl.edit, c.TStart)
+			}
+			if !slices.Equal(pl.edit.image, fx.F32(t, "init_image_preprocessed")) {
+				t.Error("preprocessed image differs")
+			}
+			if c.MaskPNG != "" && !slices.Equal(pl.edit.mask, fx.F32(t, "mask_latent")) {
+				t.Errorf("mask_latent differs")
+			}
+			start, err := p.prepareEdit(context.Background(), pl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(pl.edit.noise, fx.F32(t, "noise")) {
+				fixture.Check(t, "noise", pl.edit.noise, fx.F32(t, "noise"), fixture.Tol{MaxAbs: 3e-6})
+			}
+			fixture.Check(t, "image_latents", pl.edit.imageLatents, fx.F32(t, "image_latents"), fixture.VAE)
+			fixture.Check(t, "start_latents", start, fx.F32(t, "start_latents"), fixture.Latents)
+
+			ids, _, err := p.tok.EncodeZImage(c.Prompt, DefaultMaxSequenceLen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			caps, err := p.encode(context.Background(), ids, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			steps := 0
+			final, _, err := p.denoise(context.Background(), pl, start, caps[0], nil, func(i int, x []float32) {
+				steps++
+				fixture.Check(t, "latents."+string(rune('0'+i-1)), x, fx.F32(t, "latents."+string(rune('0'+i-1))), fixture.Latents)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if steps != c.Steps-c.TStart {
+				t.Errorf("%d steps run, want %d", steps, c.Steps-c.TStart)
+			}
+			s := fixture.Check(t, "final_latents", final, fx.F32(t, "final_latents"), fixture.Latents)
+			t.Logf("final latents rel_l2 %.2g", s.RelL2)
+			if c.MaskPNG != "" {
+				hw := len(pl.edit.mask)
+				for i, v := range final {
+					if pl.edit.mask[i%hw] == 0 && v != pl.edit.imageLatents[i] {
+						t.Fatalf("preserved latent %d = %v, want image latent %v", i, v, pl.edit.imageLatents[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestEditRunMatchesPNG runs every case through Run: ≥ 99.9% of the PNG's
+// values within ±1 of diffusers', none off by more than 4.
+func TestEditRunMatchesPNG(t *testing.T) {
+	p := tinyPipeline(t)
+	for _, c := range editCases(t) {
+		t.Run(c.dir+"/"+c.Name, func(t *testing.T) {
+			var stages []string
+			req := c.request(t)
+			req.Progress = func(pr Progress) {
+				if len(stages) == 0 || stages[len(stages)-1] != pr.Stage {
+					stages = append(stages, pr.Stage)
+				}
+			}
+			res, err := p.Run(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"tokenize", "text_encoder", "image_encoder", "denoise", "vae", "done"}; !slices.Equal(stages, want) {
+				t.Errorf("progress stages %v, want %v", stages, want)
+			}
+			if len(res.Timings.Steps) != c.Steps-c.TStart || res.Timings.EncodeImage <= 0 {
+				t.Errorf("timings %+v", res.Timings)
+			}
+			want := pngRGB(t, "fixtures/"+c.dir+"/"+c.Name+".png")
+			ps := fixture.ComparePixels(rgbBytes(res), want)
+			t.Logf("%d/%d values differ, %.4f%% more than 1 off, max %d", ps.Differ, ps.Total, 100*ps.FracOff1, ps.MaxDiff)
+			if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
+				t.Errorf("image vs reference PNG: %+v", ps)
+			}
+		})
+	}
+}
+
+// TestEditDefaults: Width/Height 0 take the image's size; Strength 0 is
+// upstream's default for the mode (0.6 img2img → t_start 3 of 8; 1.0
+// inpaint → 0); an image of another size is resized to the request's.
+func TestEditDefaults(t *testing.T) {
+	p := tinyPipeline(t)
+	img := decodeFixture(t, "fixtures/e2e_img2img/init_64x96.png")
+	mask := decodeFixture(t, "fixtures/e2e_inpaint/mask_rect_64x96.png")
+	pl, err := p.validate(Request{Prompt: "a fox", Image: img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl.req.Width != 96 || pl.req.Height != 64 || pl.edit.strength != DefaultImg2ImgStrength || pl.edit.tStart != 3 {
+		t.Errorf("img2img defaults: %dx%d strength %v t_start %d", pl.req.Width, pl.req.Height, pl.edit.strength, pl.edit.tStart)
+	}
+	pl, err = p.validate(Request{Prompt: "a fox", Image: img, Mask: mask})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl.edit.strength != DefaultInpaintStrength || pl.edit.tStart != 0 || pl.edit.mask == nil {
+		t.Errorf("inpaint defaults: strength %v t_start %d", pl.edit.strength, pl.edit.tStart)
+	}
+	pl, err = p.validate(Request{Prompt: "a fox", Image: img, Mask: mask, Width: 32, Height: 48})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pl.edit.image) != 3*32*48 || len(pl.edit.mask) != 4*6 {
+		t.Errorf("resized: %d image values, %d mask cells", len(pl.edit.image), len(pl.edit.mask))
+	}
+	// 1 step at low strength still runs one step.
+	pl, err = p.validate(Request{Prompt: "a fox", Image: img, Strength: 0.01})
+	if err != nil || pl.edit.tStart != 7 {
+		t.Errorf("strength 0.01: %v, t_start %+v", err, pl.edit)
+	}
+}
+
+// TestEditRequestErrors: bad image inputs are *RequestError naming the field,
+// and the pipeline still generates afterwards.
+func TestEditRequestErrors(t *testing.T) {
+	p := tinyPipeline(t)
+	img := decodeFixture(t, "fixtures/e2e_img2img/init_64x96.png")
+	mask := decodeFixture(t, "fixtures/e2e_inpaint/mask_rect_64x96.png")
+	small := image.NewGray(image.Rect(0, 0, 48, 32))
+	for _, tc := range []struct {
+		req   Request
+		field string
+	}{
+		{Request{Image: img, Strength: 1.5}, "strength"},
+		{Request{Image: img, Strength: -0.1}, "strength"},
+		{Request{Image: img, Mask: small}, "mask"},
+		{Request{Mask: mask, Width: 64, Height: 64}, "mask"},
+		{Request{Strength: 0.5, Width: 64, Height: 64}, "strength"},
+		{Request{Image: image.NewGray(image.Rect(0, 0, 10, 10))}, "width"},
+		{Request{Image: image.NewGray(image.Rect(0, 0, 0, 0)), Width: 64, Height: 64}, "image"},
+	} {
+		tc.req.Prompt = "a cat"
+		_, err := p.Run(context.Background(), tc.req)
+		var re *RequestError
+		if !errors.As(err, &re) || re.Field != tc.field {
+			t.Errorf("%+v: got %v, want a *RequestError for %s", tc.req, err, tc.field)
+		}
+	}
+	c := editCases(t)[0]
+	res, err := p.Run(context.Background(), c.request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, "fixtures/"+c.dir+"/"+c.Name+".png"))
+	if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
+		t.Errorf("after errors: %+v", ps)
+	}
+}
