@@ -18,7 +18,8 @@
 # device info; op-by-op parity against the CPU backend (f32 tight,
 # bf16 ≤ 1e-2 relative L2; small cases and real widths); fused attention vs
 # the cuBLASLt path at full DiT size; allocation failures; the whole pipeline
-# on the fixture model (every Turbo case, f32 and bf16); the full-size
+# on the fixture model (every Turbo case, f32 and bf16); img2img and inpaint
+# on the fixture model (every case, f32 and bf16); the full-size
 # synthetic benchmark (Turbo config, bf16, 1024² and 512², 8 steps).
 # The summary is markdown (bench/RESULTS.md rows): steps, self-test table,
 # per-check details, benchmark — paste it as it is.
@@ -117,6 +118,7 @@ else
 	t memory 30 '^TestGPUMemoryErrors$'
 	t pipeline 90 '^TestGPUPipeline$'
 	t lora 60 '^TestGPULoRA$'
+	t edit 60 '^TestGPUEdit$'
 	t bench 150 '^TestGPUBenchmark$'
 fi
 

@@ -171,7 +171,7 @@ func (e *Encoder) Encode(ctx context.Context, img []float32, h, w int, tr nn.Tra
 		}
 		if db.downW != nil {
 			steps = append(steps, func(x compute.Tensor) compute.Tensor {
-				y := e.downsample(x, db.downW, db.downB) // [C, h/2, w/2]
+				y := Downsample(b, x, db.downW, db.downB) // [C, h/2, w/2]
 				tr.Emit("down_blocks."+strconv.Itoa(i), y)
 				return y
 			})
@@ -237,8 +237,8 @@ func posterior(mom []float32, l, h, w int) *Posterior {
 	return p
 }
 
-// downsample is Downsample2D without its own padding: x [C, H, W] (H, W
-// even) padded with one zero column right and one zero row below, then a
+// Downsample is diffusers' Downsample2D (padding 0) on backend b: x [C, H, W]
+// (H, W even) padded with one zero column right and one zero row below, then a
 // 3×3 conv with stride 2: out[o, i, j] = Σ w[o, c, ky, kx]·x[c, 2i+ky, 2j+kx].
 //
 // The backends' convolutions have stride 1, so this runs the stride-1 conv
@@ -247,8 +247,7 @@ func posterior(mom []float32, l, h, w int) *Posterior {
 // columns. The products and their order are those of a strided conv; the
 // price is 4× the FLOPs of the three (of ~30) encoder convs that downsample,
 // ≈15% of the encoder at 1024² (a strided im2col would remove it).
-func (d block) downsample(x, w, bias compute.Tensor) compute.Tensor {
-	b := d.b
+func Downsample(b compute.Backend, x, w, bias compute.Tensor) compute.Tensor {
 	sh := x.Shape()
 	C, H, W := w.Shape()[0], sh[1], sh[2]
 	y := b.Conv2D(x, w, bias, 1)                      // [C, H, W]

@@ -3,6 +3,7 @@ package vae_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -117,4 +118,44 @@ func (d dropPrefix) Tensor(name string) (*weights.Tensor, bool) {
 		return nil, false
 	}
 	return d.src.Tensor(name)
+}
+
+// TestDownsampleMatchesStridedConv compares Downsample with a direct
+// Downsample2D (pad right/bottom by one, 3×3 conv, stride 2) in float64.
+func TestDownsampleMatchesStridedConv(t *testing.T) {
+	const C, H, W = 5, 6, 10
+	rng := rand.New(rand.NewPCG(1, 2))
+	x := make([]float32, C*H*W)
+	wt := make([]float32, C*C*9)
+	bias := make([]float32, C)
+	for _, s := range [][]float32{x, wt, bias} {
+		for i := range s {
+			s[i] = float32(rng.NormFloat64())
+		}
+	}
+	b := cpu.New()
+	out := b.ToHost(vae.Downsample(b, b.FromHost(x, C, H, W), b.FromHost(wt, C, C, 3, 3), b.FromHost(bias, C)))
+	if err := b.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float32, C*(H/2)*(W/2))
+	for o := 0; o < C; o++ {
+		for i := 0; i < H/2; i++ {
+			for j := 0; j < W/2; j++ {
+				acc := float64(bias[o])
+				for c := 0; c < C; c++ {
+					for ky := 0; ky < 3; ky++ {
+						for kx := 0; kx < 3; kx++ {
+							y, xx := 2*i+ky, 2*j+kx
+							if y < H && xx < W {
+								acc += float64(wt[((o*C+c)*3+ky)*3+kx]) * float64(x[(c*H+y)*W+xx])
+							}
+						}
+					}
+				}
+				want[(o*(H/2)+i)*(W/2)+j] = float32(acc)
+			}
+		}
+	}
+	fixture.Check(t, "downsample", out, want, fixture.Tol{MaxAbs: 1e-5})
 }

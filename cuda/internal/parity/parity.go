@@ -14,6 +14,7 @@ import (
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu"
+	"github.com/zimage/zimage/zimage/vae"
 )
 
 func numel(shape []int) int {
@@ -133,6 +134,10 @@ var Cases = []Case{
 		return b.Repeat(in.Weight(weights.BF16, 1, 1, 40), 6)
 	}},
 	{"Slice", func(b compute.Backend, in *Inputs) compute.Tensor { return b.Slice(in.Act(1, 7, 50), 10, 33) }},
+	{"SliceColumn", func(b compute.Backend, in *Inputs) compute.Tensor { return b.Slice(in.Act(1, 90, 2), 1, 2) }},
+	{"VAEDownsample", func(b compute.Backend, in *Inputs) compute.Tensor { // encoder stride-2 conv
+		return vae.Downsample(b, in.Act(1, 6, 10, 14), in.Weight(weights.BF16, 0.2, 6, 6, 3, 3), in.Weight(weights.BF16, 1, 6))
+	}},
 	{"MatMul", func(b compute.Backend, in *Inputs) compute.Tensor {
 		return b.MatMul(in.Act(1, 13, 96), in.Weight(weights.BF16, 0.1, 40, 96), nil)
 	}},
@@ -312,6 +317,9 @@ var LargeCases = []Case{
 	}},
 	{"Conv3x3VAE", func(b compute.Backend, in *Inputs) compute.Tensor {
 		return b.Conv2D(in.Act(1, 128, 64, 64), in.Weight(weights.BF16, 0.03, 128, 128, 3, 3), in.Weight(weights.BF16, 1, 128), 1)
+	}},
+	{"DownsampleVAE", func(b compute.Backend, in *Inputs) compute.Tensor { // encoder level 1 at 256²
+		return vae.Downsample(b, in.Act(1, 128, 128, 128), in.Weight(weights.BF16, 0.03, 128, 128, 3, 3), in.Weight(weights.BF16, 1, 128))
 	}},
 	{"Conv1x1VAE", func(b compute.Backend, in *Inputs) compute.Tensor {
 		return b.Conv2D(in.Act(1, 256, 96, 80), in.Weight(weights.BF16, 0.06, 128, 256, 1, 1), in.Weight(weights.BF16, 1, 128), 0)
