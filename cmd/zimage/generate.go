@@ -49,6 +49,7 @@ type generateArgs struct {
 	quality int
 
 	loras loraFlags // --lora, merged at load (lora.go)
+	edit  editFlags // --image, --mask, --strength (edit.go)
 
 	log *slog.Logger // the library's warnings, on stderr
 }
@@ -75,6 +76,7 @@ func newGenerateArgs(stderr io.Writer) *generateArgs {
 	fs.StringVar(&g.out, "out", "", "output file: .png, .jpg/.jpeg, or - for a PNG on standard output (required)")
 	fs.IntVar(&g.quality, "quality", 90, "JPEG quality (1-100)")
 	fs.Var(&g.loras, "lora", "LoRA file FILE[:SCALE] merged into the transformer (repeatable, applied in order; SCALE defaults to 1)")
+	g.edit.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zimage generate [--model MODEL] --prompt TEXT --out FILE.png|FILE.jpg|- [flags]")
 		fmt.Fprintln(stderr, "MODEL defaults to "+zimage.DefaultModel+", downloaded into the Hugging Face cache on first use")
@@ -122,6 +124,9 @@ func (g *generateArgs) check() error {
 		return usageError(fmt.Sprintf("--threads %d: want ≥ 0 (0 = all cores)", g.threads))
 	case g.quality < 1 || g.quality > 100:
 		return usageError(fmt.Sprintf("--quality %d: want 1 to 100", g.quality))
+	}
+	if err := g.edit.check(g.set); err != nil {
+		return err
 	}
 	mult := g.sizeMultiple()
 	for _, d := range []struct {
@@ -173,6 +178,9 @@ func positionalError(args []string) error {
 // resolveSize fills in the sizes not given: gpuDefaultSize on a GPU,
 // cpuDefaultSize on the CPU. It reports whether a CPU default was used.
 func (g *generateArgs) resolveSize(dev zimage.DeviceChoice) (cpuDefault bool) {
+	if g.edit.keepsImageSize(g.set) {
+		return false // the image's size (request)
+	}
 	def := gpuDefaultSize
 	if dev.Kind == "cpu" {
 		def = cpuDefaultSize
@@ -201,10 +209,12 @@ func (g *generateArgs) loadOptions(dev zimage.DeviceChoice, onDownload func(hub.
 }
 
 func (g *generateArgs) request() zimage.Request {
-	return zimage.Request{
+	req := zimage.Request{
 		Prompt: g.prompt, NegativePrompt: g.negative, Width: g.width, Height: g.height,
 		Seed: g.seed, Steps: g.steps, Guidance: float32(g.guidance),
 	}
+	g.edit.apply(g.set, &req)
+	return req
 }
 
 // metadata is what the PNG's text chunks record.
@@ -285,6 +295,9 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if g.resolveSize(dev) {
 		fmt.Fprintf(stderr, "zimage generate: %dx%d, the CPU default size (1024x1024 takes about 5 times as long); pass --width and --height to choose\n", g.width, g.height)
 	}
+	if err := g.edit.load(); err != nil {
+		return fail(err)
+	}
 
 	start := time.Now()
 	dl := newDownloadBar(stderr)
@@ -316,6 +329,9 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fmt.Fprintf(report, "load          %s (device %s)\n", round(loadTime), p.Backend().Name())
 	fmt.Fprintf(report, "tokenize      %s (%d tokens)\n", round(t.Tokenize), res.Tokens)
 	fmt.Fprintf(report, "text encoder  %s\n", round(t.TextEncoder))
+	if t.EncodeImage > 0 {
+		fmt.Fprintf(report, "image encoder %s\n", round(t.EncodeImage))
+	}
 	perStep := time.Duration(0)
 	if len(t.Steps) > 0 {
 		perStep = t.Denoise / time.Duration(len(t.Steps))
