@@ -26,7 +26,8 @@ func init() {
 type pipelineGenerator struct{ p *zimage.Pipeline }
 
 func (g *pipelineGenerator) Generate(ctx context.Context, job server.Job) (image.Image, int64, error) {
-	res, err := g.p.Run(ctx, zimage.Request{Prompt: job.Prompt, Width: job.Width, Height: job.Height, Seed: job.Seed, Steps: job.Steps, LoRAs: jobLoRAs(job)})
+	res, err := g.p.Run(ctx, zimage.Request{Prompt: job.Prompt, Width: job.Width, Height: job.Height, Seed: job.Seed, Steps: job.Steps, LoRAs: jobLoRAs(job),
+		Image: job.Image, Mask: job.Mask, Strength: job.Strength})
 	if err != nil {
 		return nil, 0, err
 	}

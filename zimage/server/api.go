@@ -47,7 +47,8 @@ type generateRequest struct {
 	Height      int
 	Seed        int64 // -1 = pick one at submission
 	N           int
-	LoRAs       string // the "loras" field as stored (loraColumn; a string keeps the struct comparable)
+	LoRAs       string     // the "loras" field as stored (loraColumn; a string keeps the struct comparable)
+	Edit        *editInput // image input (edit.go); nil for text-to-image
 }
 
 // rawGenerate is the JSON body of POST /api/generate. Fields are raw so that
@@ -179,7 +180,11 @@ func decodeGenerateRequest(body []byte, resolution int) (generateRequest, *apiEr
 		}
 		w, h = sw, sh
 	}
-	return generateRequest{Prompt: prompt, AspectRatio: aspect, Width: w, Height: h, Seed: seed, N: 1}, nil
+	req := generateRequest{Prompt: prompt, AspectRatio: aspect, Width: w, Height: h, Seed: seed, N: 1}
+	if e := decodeGenerateEdit(body, &req); e != nil {
+		return generateRequest{}, e
+	}
+	return req, nil
 }
 
 // rawOpenAI is the JSON body of POST /v1/images/generations.

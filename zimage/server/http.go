@@ -30,6 +30,7 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("/v1/images/generations", s.handleOpenAI)
 		mux.HandleFunc("/v1/models", s.handleModels)
 		mux.HandleFunc("/v1/models/{id...}", s.handleModels)
+		mux.HandleFunc("/v1/images/edits", s.handleOpenAI)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/v1/") {
@@ -90,7 +91,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 func routeOf(path string) string {
 	switch {
 	case path == "/healthz", path == "/metrics", path == "/api/generate", path == "/api/status",
-		path == "/v1/images/generations", path == "/v1/models":
+		path == "/v1/images/generations", path == "/v1/models", path == "/v1/images/edits":
 		return path
 	case strings.HasPrefix(path, "/v1/models/"):
 		return "/v1/models/{id}"
@@ -293,13 +294,17 @@ func (s *Server) auth(r *http.Request) (KeyInfo, error) {
 
 // readBody reads a request body within the size limit.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	limit := s.bodyLimit(r)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return nil, errorf(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", s.cfg.MaxBodyBytes)
+		return nil, errorf(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", limit)
 	}
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "reading the request body: %v", err)
+	}
+	if ae := s.checkBodySize(r, body); ae != nil {
+		return nil, ae
 	}
 	return body, nil
 }
@@ -515,12 +520,13 @@ func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// handleOpenAI is POST /v1/images/generations: OpenAI's request and
-// response shapes, answered when the images are ready.
+// handleOpenAI is POST /v1/images/generations and /v1/images/edits
+// (edit.go): OpenAI's request and response shapes, answered when the images
+// are ready.
 func (s *Server) handleOpenAI(w http.ResponseWriter, r *http.Request) {
 	var format string
 	t, meta := s.submitPost(w, r, writeOpenAIError, "openai", true, func(body []byte) (generateRequest, *apiError) {
-		req, f, ae := decodeOpenAIRequest(body, s.cfg.Resolution, s.cfg.MaxN)
+		req, f, ae := s.decodeOpenAIBody(r, body)
 		format = f
 		return req, ae
 	})

@@ -62,6 +62,10 @@ type Job struct {
 	Steps  int   // denoising steps (Config.Steps)
 
 	LoRAs []LoRA // adapters to apply, by registered name (loras.go)
+
+	// Image-to-image / inpainting input (edit.go); nil Image for text-to-image.
+	Image, Mask image.Image
+	Strength    float64 // 0: the pipeline's default
 }
 
 // Generator makes images. It must honour ctx: the server cancels it on

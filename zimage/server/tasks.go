@@ -162,7 +162,7 @@ func (s *Server) submit(ctx context.Context, key KeyInfo, req generateRequest, s
 		if err != nil {
 			return fmt.Errorf("server: store task: %w", err)
 		}
-		return nil
+		return insertEdit(ctx, q, t.ID, req.Edit)
 	})
 	if err != nil {
 		return nil, err
@@ -223,10 +223,15 @@ func (s *Server) runTask(ctx context.Context, taskID string, attempt int, finish
 		go s.watchCancel(ctx, t.ID, cancelRun)
 	}
 
+	edit, err := loadEdit(ctx, s.db.q, t.ID)
+	if err != nil {
+		return err
+	}
 	pngs := make([][]byte, 0, t.N)
 	for i := range t.N {
 		job := Job{TaskID: t.ID, Index: i, Prompt: t.Prompt, Width: t.Width, Height: t.Height, Seed: t.Seed + int64(i), Steps: s.cfg.Steps,
 			LoRAs: parseLoRAColumn(t.LoRAs)}
+		edit.apply(&job)
 		img, _, err := s.generate(ctx, job)
 		var data []byte
 		if err == nil {
@@ -272,6 +277,9 @@ func (s *Server) runTask(ctx context.Context, taskID string, attempt int, finish
 		if err := s.images.save(ctx, q, t.ID, pngs); err != nil {
 			return err
 		}
+		if err := deleteEdit(ctx, q, t.ID); err != nil {
+			return err
+		}
 		if _, err := q.exec(ctx, `INSERT INTO zimage_charges (task_id, key_id, amount, created_at) VALUES (?, ?, ?, ?)`,
 			t.ID, t.KeyID, t.Price, finished); err != nil {
 			return fmt.Errorf("server: charge task %s: %w", t.ID, err)
@@ -313,6 +321,9 @@ func (s *Server) finishFailed(ctx context.Context, t *task, msg string, finish f
 		n, err := q.exec(ctx, `UPDATE zimage_tasks SET state = ?, error_message = ?, finished_at = ? WHERE id = ? AND state IN (?, ?)`,
 			stateFailed, msg, finished, t.ID, stateQueued, stateRunning)
 		if err != nil || n == 0 {
+			return err
+		}
+		if err := deleteEdit(ctx, q, t.ID); err != nil {
 			return err
 		}
 		_, err = q.exec(ctx, `UPDATE zimage_keys SET reserved = reserved - ? WHERE id = ?`, t.Price, t.KeyID)
