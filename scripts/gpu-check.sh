@@ -19,7 +19,8 @@
 # bf16 ≤ 1e-2 relative L2; small cases and real widths); fused attention vs
 # the cuBLASLt path at full DiT size; allocation failures; the whole pipeline
 # on the fixture model (every Turbo case, f32 and bf16); img2img and inpaint
-# on the fixture model (every case, f32 and bf16); the full-size
+# on the fixture model (every case, f32 and bf16) and the real-size encoder's
+# time at 512² and 1024²; the full-size
 # synthetic benchmark (Turbo config, bf16, 1024² and 512², 8 steps).
 # The summary is markdown (bench/RESULTS.md rows): steps, self-test table,
 # per-check details, benchmark — paste it as it is.
@@ -118,7 +119,7 @@ else
 	t memory 30 '^TestGPUMemoryErrors$'
 	t pipeline 90 '^TestGPUPipeline$'
 	t lora 60 '^TestGPULoRA$'
-	t edit 60 '^TestGPUEdit$'
+	t edit 60 '^TestGPUEdit'
 	t bench 150 '^TestGPUBenchmark$'
 fi
 
@@ -147,7 +148,7 @@ summary=$(
 	echo "| --- | --- |"
 	grep -E -- '--- (FAIL|PASS|SKIP): TestGPU[A-Za-z]+/?[^ ]* ' "$log" | grep -v -- '--- PASS: TestGPUParity/' | head -40 |
 		sed -E 's/^ *--- (FAIL|PASS|SKIP): ([^ ]+) (.*)$/| \2 | \1 \3 |/'
-	grep -E 'flash vs gemm|%.*>1 level off|level off' "$log" | sed 's/^ *//; s/^[a-z_]*_test\.go:[0-9]*: //' | head -30 |
+	grep -E 'flash vs gemm|%.*>1 level off|level off|encoder [0-9]+x' "$log" | sed 's/^ *//; s/^[a-z_]*_test\.go:[0-9]*: //' | head -30 |
 		sed -E 's/\|/\//g; s/^([^:]*): (.*)$/| \1 | \2 |/'
 	echo
 	if [ -f "${GPU_CHECK_OUT:-/nonexistent}/gpu-check-bench.md" ]; then

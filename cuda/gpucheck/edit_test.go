@@ -4,12 +4,17 @@ package gpucheck
 
 import (
 	"context"
+	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/zimage/zimage/cuda"
+	"github.com/zimage/zimage/cuda/synthetic"
 	"github.com/zimage/zimage/internal/fixturefs"
+	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage"
 	"github.com/zimage/zimage/zimage/imageproc"
+	"github.com/zimage/zimage/zimage/vae"
 )
 
 // TestGPUEdit runs every img2img and inpaint fixture case (VAE encoder with
@@ -50,5 +55,36 @@ func TestGPUEdit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGPUEditEncoder times the real-size VAE encoder (synthetic bf16
+// weights) at 512² and 1024²: warm-up, then the timed encode, with the
+// backend's peak memory above the weights.
+func TestGPUEditEncoder(t *testing.T) {
+	b := gpuBackend(t, cuda.Options{SyntheticWeights: true})
+	cfg := weights.DefaultVAEConfig()
+	enc, err := vae.NewEncoder(b, cfg, synthetic.VAEEncoder(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	for _, n := range []int{512, 1024} {
+		img := make([]float32, 3*n*n)
+		r := rand.New(rand.NewPCG(1, uint64(n)))
+		for i := range img {
+			img[i] = 2*r.Float32() - 1
+		}
+		resident := b.CurrentBytes()
+		b.ResetPeak()
+		var d time.Duration
+		for i := 0; i < 2; i++ {
+			t0 := time.Now()
+			if _, err := enc.Encode(context.Background(), img, n, n, nil); err != nil {
+				t.Fatalf("%d²: %v", n, err)
+			}
+			d = time.Since(t0)
+		}
+		t.Logf("encoder %dx%d: %v, activation peak %.2f GB", n, n, d.Round(10*time.Microsecond), float64(b.PeakBytes()-resident)/1e9)
 	}
 }
