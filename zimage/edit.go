@@ -117,7 +117,11 @@ func (p *Pipeline) validateEdit(pl *plan) error {
 
 // prepareEdit encodes the init image and returns the start latents; it
 // fills pl.edit's noise, image latents and schedule for the blend.
-func (p *Pipeline) prepareEdit(ctx context.Context, pl plan) ([]float32, error) {
+//
+// The encoder runs in tiles (EncodeTiled) when the residency plan tiles the
+// decoder, with the decoder's tile: the two halves' full-resolution
+// activations are about the same size.
+func (p *Pipeline) prepareEdit(ctx context.Context, pl plan, rp Plan) ([]float32, error) {
 	ep := pl.edit
 	set, err := p.model.OpenVAE()
 	if err != nil {
@@ -129,7 +133,12 @@ func (p *Pipeline) prepareEdit(ctx context.Context, pl plan) ([]float32, error) 
 		return nil, fmt.Errorf("zimage: %s: %w", p.model.Name(), err)
 	}
 	defer enc.Close()
-	post, err := enc.Encode(ctx, ep.image, pl.req.Height, pl.req.Width, nil)
+	var post *vae.Posterior
+	if rp.VAETile > 0 {
+		post, err = enc.EncodeTiled(ctx, ep.image, pl.req.Height, pl.req.Width, rp.VAETile)
+	} else {
+		post, err = enc.Encode(ctx, ep.image, pl.req.Height, pl.req.Width, nil)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -188,13 +197,13 @@ func (ep *editPlan) blend(x []float32, j int) {
 
 // encodeImage runs the image stage of run (a no-op without an image) and
 // returns the start latents, or nil for text-to-image.
-func (p *Pipeline) encodeImage(ctx context.Context, pl plan, res *Result, progress func(string, int, int)) ([]float32, error) {
+func (p *Pipeline) encodeImage(ctx context.Context, pl plan, rp Plan, res *Result, progress func(string, int, int)) ([]float32, error) {
 	if pl.edit == nil {
 		return nil, nil
 	}
 	progress("image_encoder", 0, 0)
 	t0 := time.Now()
-	start, err := p.prepareEdit(ctx, pl)
+	start, err := p.prepareEdit(ctx, pl, rp)
 	if err != nil {
 		return nil, err
 	}

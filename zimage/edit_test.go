@@ -94,7 +94,7 @@ func TestEditStages(t *testing.T) {
 			if c.MaskPNG != "" && !slices.Equal(pl.edit.mask, fx.F32(t, "mask_latent")) {
 				t.Errorf("mask_latent differs")
 			}
-			start, err := p.prepareEdit(context.Background(), pl)
+			start, err := p.prepareEdit(context.Background(), pl, Plan{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -239,5 +239,34 @@ func TestEditRequestErrors(t *testing.T) {
 	ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, "fixtures/"+c.dir+"/"+c.Name+".png"))
 	if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
 		t.Errorf("after errors: %+v", ps)
+	}
+}
+
+// TestResidencyTiledEdit: when the plan tiles the VAE, the encoder is tiled
+// too; an img2img image stays within ±1 of the untiled CPU result.
+func TestResidencyTiledEdit(t *testing.T) {
+	req := residencyRequest()
+	req.Width, req.Height = 128, 96
+	req.Image = decodeFixture(t, "fixtures/e2e_img2img/init_64x96.png")
+	req.Strength = 0.6
+	want := reference(t, req)
+	probe, _ := fakePipeline(t, 1<<40)
+	fp, _ := probe.footprint()
+	total := findTotal(t, *fp, req, tokensOf(t, probe, req), func(cold, warm Plan) bool {
+		return warm.Keep.DiT && warm.VAETile > 0 && cold.VAETile > 0
+	})
+	p, _ := fakePipeline(t, total)
+	res, err := p.Run(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Memory
+	t.Logf("peak %d B of %d B (predicted %d B): %v", m.Peak, total, m.Plan.Peak, m.Plan)
+	if m.Plan.VAETile == 0 || m.Peak > total {
+		t.Errorf("plan %v, measured peak %d B of %d B", m.Plan, m.Peak, total)
+	}
+	ps := fixture.ComparePixels(rgbBytes(res), rgbBytes(want))
+	if ps.MaxDiff > 1 || ps.FracOff1 > 0 || float64(ps.Differ) > 0.001*float64(ps.Total) {
+		t.Errorf("tiled edit vs untiled: %+v", ps)
 	}
 }

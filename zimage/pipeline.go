@@ -494,7 +494,7 @@ func (p *Pipeline) run(ctx context.Context, pl plan) (*Result, error) {
 	p.log.Debug("zimage: text encoder", "tokens", len(ids), "elapsed", res.Timings.TextEncoder)
 
 	// Image-to-image / inpaint: encode the image, noise it (edit.go).
-	noise, err := p.encodeImage(ctx, pl, res, progress)
+	noise, err := p.encodeImage(ctx, pl, rp, res, progress)
 	if err != nil {
 		return nil, err
 	}

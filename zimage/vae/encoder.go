@@ -248,12 +248,27 @@ func posterior(mom []float32, l, h, w int) *Posterior {
 // price is 4× the FLOPs of the three (of ~30) encoder convs that downsample,
 // ≈15% of the encoder at 1024² (a strided im2col would remove it).
 func Downsample(b compute.Backend, x, w, bias compute.Tensor) compute.Tensor {
-	sh := x.Shape()
-	C, H, W := w.Shape()[0], sh[1], sh[2]
-	y := b.Conv2D(x, w, bias, 1)                      // [C, H, W]
-	rows := b.Slice(b.Reshape(y, C*H/2, 2*W), W, 2*W) // odd rows [C·H/2, W]
+	y := b.Conv2D(x, w, bias, 1) // [C, H, W]
+	out := samples(b, y, 1)      // [C, H/2, W/2]
 	b.Free(y)
-	cols := b.Slice(b.Reshape(rows, C*H/2*W/2, 2), 1, 2) // odd columns [C·H/2·W/2, 1]
+	return out
+}
+
+// evenSamples returns y[:, 0::2, 0::2] of y [C, H, W] (H, W even) as a new
+// tensor; y is freed.
+func evenSamples(b compute.Backend, y compute.Tensor) compute.Tensor {
+	out := samples(b, y, 0)
+	b.Free(y)
+	return out
+}
+
+// samples returns y[:, off::2, off::2] (off 0 or 1) of y [C, H, W], H and W
+// even, with the backend's reshape and column-slice copies.
+func samples(b compute.Backend, y compute.Tensor, off int) compute.Tensor {
+	sh := y.Shape()
+	C, H, W := sh[0], sh[1], sh[2]
+	rows := b.Slice(b.Reshape(y, C*H/2, 2*W), off*W, (off+1)*W) // rows off, off+2, … [C·H/2, W]
+	cols := b.Slice(b.Reshape(rows, C*H/2*W/2, 2), off, off+1)  // columns off, off+2, … [C·H/2·W/2, 1]
 	b.Free(rows)
 	out := b.Scale(b.Reshape(cols, C, H/2, W/2), 1, 0) // an owned [C, H/2, W/2] (exact copy)
 	b.Free(cols)

@@ -42,6 +42,7 @@ type segment struct {
 	attn   bool // the mid-block attention (global, not tiled)
 	norm   bool // GroupNorm (global statistics) + SiLU before the conv
 	up     bool // nearest 2× upsample before the conv
+	down   bool // stride-2 conv (encoder Downsample2D; encoder_tiled.go)
 	pad    int  // conv padding: 1 for 3×3, 0 for 1×1
 	hasRes bool // add a residual after the conv:
 	res    int  // the index of the map added (−1: the scaled latents)
@@ -159,6 +160,11 @@ func (s *segment) inputRegion(o region, ih, iw int) (in, out region) {
 
 // axis is inputRegion along one axis: output [o0, o1) of an input of length n.
 func (s *segment) axis(o0, o1, n int) (i0, i1, c0, c1 int) {
+	if s.down {
+		// Output row r reads input rows 2r .. 2r+2 (zero past the end); one
+		// more zero row keeps the tile even for evenSamples.
+		return 2 * o0, 2*o1 + 2, o0, o1
+	}
 	if s.up {
 		// Upsampled row r is input row r/2; the conv reads rows o0−1 .. o1.
 		if o0 > 0 {
@@ -337,7 +343,7 @@ func (d *Decoder) DecodeTiled(ctx context.Context, latents []float32, h, w, tile
 		}
 		out := newHostMap(s.co, mh, mw, groups, bf16 && !last)
 		if s.attn {
-			if err := d.tiledAttention(in, out, &buf); err != nil {
+			if err := d.tiledAttention(d.attn, in, out, &buf); err != nil {
 				return nil, err
 			}
 		} else {
@@ -369,7 +375,7 @@ func (d *Decoder) DecodeTiled(ctx context.Context, latents []float32, h, w, tile
 }
 
 // tiledSegment runs segment s over out tile by tile.
-func (d *Decoder) tiledSegment(ctx context.Context, s *segment, in, res, out *hostMap, t int, bf16 bool, buf *[]float32) error {
+func (d block) tiledSegment(ctx context.Context, s *segment, in, res, out *hostMap, t int, bf16 bool, buf *[]float32) error {
 	b := d.b
 	var scale, shift compute.Tensor
 	if s.norm {
@@ -388,7 +394,7 @@ func (d *Decoder) tiledSegment(ctx context.Context, s *segment, in, res, out *ho
 		if cap(*buf) < n {
 			*buf = make([]float32, n)
 		}
-		m.read((*buf)[:n], r)
+		m.readPadded((*buf)[:n], r)
 		return b.FromHost((*buf)[:n], m.c, r.h(), r.w())
 	}
 	for k, o := range tileGrid(out.h, out.w, t) {
@@ -407,6 +413,9 @@ func (d *Decoder) tiledSegment(ctx context.Context, s *segment, in, res, out *ho
 		}
 		y := b.Conv2D(x, s.convW, s.convB, s.pad) // [co, or]
 		b.Free(x)
+		if s.down {
+			y = evenSamples(b, y) // [co, or] of the stride-2 conv
+		}
 		if s.hasRes {
 			r := upload(res, or) // [ci_res, or]
 			if s.sc {
@@ -434,7 +443,7 @@ func (d *Decoder) tiledSegment(ctx context.Context, s *segment, in, res, out *ho
 }
 
 // tiledAttention runs the mid-block attention on the whole map.
-func (d *Decoder) tiledAttention(in, out *hostMap, buf *[]float32) error {
+func (d block) tiledAttention(a *attention, in, out *hostMap, buf *[]float32) error {
 	b := d.b
 	n := in.c * in.h * in.w
 	if cap(*buf) < n {
@@ -443,7 +452,7 @@ func (d *Decoder) tiledAttention(in, out *hostMap, buf *[]float32) error {
 	all := region{0, in.h, 0, in.w}
 	in.read((*buf)[:n], all)
 	x := b.FromHost((*buf)[:n], in.c, in.h, in.w)
-	y := d.attention(d.attn, x)
+	y := d.attention(a, x)
 	b.Free(x)
 	vals := b.ToHost(y)
 	b.Free(y)
