@@ -270,3 +270,25 @@ func TestResidencyTiledEdit(t *testing.T) {
 		t.Errorf("tiled edit vs untiled: %+v", ps)
 	}
 }
+
+// TestResidencyEditPeak: on a device with room for everything, the image
+// encode stays within the plan's predicted peak (the decode stage's bound
+// covers it: the encoder's weights and activations are smaller).
+func TestResidencyEditPeak(t *testing.T) {
+	for _, sz := range [][2]int{{128, 96}, {64, 256}} {
+		req := residencyRequest()
+		req.Width, req.Height = sz[0], sz[1]
+		req.Image = decodeFixture(t, "fixtures/e2e_img2img/init_64x96.png")
+		req.Mask = decodeFixture(t, "fixtures/e2e_inpaint/mask_rect_64x96.png")
+		p, _ := fakePipeline(t, 1<<40)
+		res, err := p.Run(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := res.Memory
+		t.Logf("%v: peak %d B, predicted %d B: %v", sz, m.Peak, m.Plan.Peak, m.Plan)
+		if m.Peak > m.Plan.Peak {
+			t.Errorf("%v: measured peak %d B above the plan's %d B", sz, m.Peak, m.Plan.Peak)
+		}
+	}
+}
