@@ -51,10 +51,16 @@ func (f *editFlags) load() error {
 	if f.img, err = imageproc.DecodeFile(f.image, imageproc.DefaultMaxPixels); err != nil {
 		return err
 	}
-	if f.mask != "" {
-		f.maskImg, err = imageproc.DecodeFile(f.mask, imageproc.DefaultMaxPixels)
+	if f.mask == "" {
+		return nil
 	}
-	return err
+	if f.maskImg, err = imageproc.DecodeFile(f.mask, imageproc.DefaultMaxPixels); err != nil {
+		return err
+	}
+	if is, ms := f.img.Bounds().Size(), f.maskImg.Bounds().Size(); is != ms {
+		return usageError(fmt.Sprintf("--mask %s is %dx%d, the image %dx%d: they must be the same size", f.mask, ms.X, ms.Y, is.X, is.Y))
+	}
+	return nil
 }
 
 // apply sets req's image fields; with the image's size the request's

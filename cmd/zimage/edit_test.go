@@ -32,7 +32,7 @@ func TestGenerateInpaint(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	if !strings.Contains(stdout.String(), "image encoder") || !strings.Contains(stdout.String(), "(96x64)") {
+	if !strings.Contains(stdout.String(), "image encoder") || !strings.Contains(stdout.String(), "(96x64 ") {
 		t.Errorf("stdout:\n%s", stdout.String())
 	}
 	d := fixturefs.ComparePixels(t, readPNG(t, out), readPNG(t, filepath.Join(dir, c.Name+".png")))
@@ -41,8 +41,8 @@ func TestGenerateInpaint(t *testing.T) {
 	}
 }
 
-// TestGenerateEditErrors: bad image flags fail before the model loads, with
-// one line naming the problem, and write nothing.
+// TestGenerateEditErrors: bad image flags and files fail before the model
+// loads, naming the problem, and write nothing.
 func TestGenerateEditErrors(t *testing.T) {
 	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	dir := t.TempDir()
@@ -54,21 +54,22 @@ func TestGenerateEditErrors(t *testing.T) {
 	init := filepath.Join(fixturefs.Path(t, "fixtures/e2e_img2img"), "init_64x96.png")
 	for _, tc := range []struct {
 		args []string
+		code int // 2: usage (flags, or a request the library refuses), 1: a file that cannot be used
 		msg  string
 	}{
-		{[]string{"--mask", init}, "--mask needs --image"},
-		{[]string{"--strength", "0.5"}, "--strength needs --image"},
-		{[]string{"--image", init, "--strength", "0"}, "not in (0, 1]"},
-		{[]string{"--image", init, "--strength", "1.5"}, "not in (0, 1]"},
-		{[]string{"--image", bad}, "not a PNG or JPEG"},
-		{[]string{"--image", filepath.Join(dir, "missing.png")}, "missing.png"},
-		{[]string{"--image", init, "--mask", filepath.Join(fixturefs.Path(t, "fixtures"), "vae_small.png")}, "request mask"},
+		{[]string{"--mask", init}, 2, "--mask needs --image"},
+		{[]string{"--strength", "0.5"}, 2, "--strength needs --image"},
+		{[]string{"--image", init, "--strength", "0"}, 2, "want a value in (0, 1]"},
+		{[]string{"--image", init, "--strength", "1.5"}, 2, "want a value in (0, 1]"},
+		{[]string{"--image", bad}, 1, "not a PNG or JPEG"},
+		{[]string{"--image", filepath.Join(dir, "missing.png")}, 1, "missing.png"},
+		{[]string{"--image", init, "--mask", filepath.Join(fixturefs.Path(t, "fixtures"), "vae_small.png")}, 2, "must be the same size"},
 	} {
 		var stdout, stderr bytes.Buffer
 		args := append([]string{"generate", "--model", model, "--device", "cpu", "--prompt", "x", "--steps", "1", "--out", out}, tc.args...)
 		code := run(context.Background(), args, &stdout, &stderr)
-		if code != 1 || !strings.Contains(stderr.String(), tc.msg) {
-			t.Errorf("%v: exit %d, stderr %q; want exit 1 mentioning %q", tc.args, code, stderr.String(), tc.msg)
+		if code != tc.code || !strings.Contains(stderr.String(), tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr.String(), tc.code, tc.msg)
 		}
 	}
 	if _, err := os.Stat(out); err == nil {
