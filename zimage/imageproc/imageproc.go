@@ -43,7 +43,8 @@ var ErrTooLarge = errors.New("image too large")
 
 // Decode reads a PNG or JPEG image. Its header is checked first: an image of
 // more than maxPixels pixels (DefaultMaxPixels when maxPixels ≤ 0) or with a
-// zero side is refused before its pixels are decoded. name labels errors.
+// zero side is refused before its pixels are decoded. A JPEG's EXIF
+// orientation is applied, as diffusers' load_image does. name labels errors.
 func Decode(r io.Reader, name string, maxPixels int) (image.Image, error) {
 	if maxPixels <= 0 {
 		maxPixels = DefaultMaxPixels
@@ -61,6 +62,11 @@ func Decode(r io.Reader, name string, maxPixels int) (image.Image, error) {
 	if int64(cfg.Width)*int64(cfg.Height) > int64(maxPixels) {
 		return nil, &Error{name, fmt.Sprintf("%d×%d pixels exceed the limit of %d", cfg.Width, cfg.Height, maxPixels), ErrTooLarge}
 	}
+	orientation := 1
+	if format == "jpeg" {
+		// DecodeConfig read past the APP1 segments to the frame header.
+		orientation = jpegOrientation(hdr.Bytes())
+	}
 	img, _, err := image.Decode(io.MultiReader(&hdr, r))
 	if err != nil {
 		return nil, &Error{name, fmt.Sprintf("decoding %s: %v", format, err), err}
@@ -68,7 +74,7 @@ func Decode(r io.Reader, name string, maxPixels int) (image.Image, error) {
 	if b := img.Bounds(); b.Dx() != cfg.Width || b.Dy() != cfg.Height {
 		return nil, &Error{Name: name, Reason: fmt.Sprintf("decoded %v, header said %d×%d", b, cfg.Width, cfg.Height)}
 	}
-	return img, nil
+	return orient(img, orientation), nil
 }
 
 // DecodeFile is Decode on a file; errors name the path.
