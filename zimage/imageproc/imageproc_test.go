@@ -192,6 +192,7 @@ func FuzzDecode(f *testing.F) {
 	_ = jpeg.Encode(&buf, image.NewGray(image.Rect(0, 0, 9, 9)), nil)
 	f.Add(buf.Bytes())
 	f.Add([]byte("\x89PNG\r\n\x1a\n"))
+	f.Add(exifJPEG(&testing.T{}, 6, binary.BigEndian))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		img, err := imageproc.Decode(bytes.NewReader(data), "fuzz", 1<<16)
 		if err != nil {
