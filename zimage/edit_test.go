@@ -292,3 +292,28 @@ func TestResidencyEditPeak(t *testing.T) {
 		}
 	}
 }
+
+// TestEditCancel: a Run cancelled while the image is encoded returns
+// ctx.Err(), and the pipeline then gives the reference image.
+func TestEditCancel(t *testing.T) {
+	p := tinyPipeline(t)
+	c := editCases(t)[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	req := c.request(t)
+	req.Progress = func(pr Progress) {
+		if pr.Stage == "image_encoder" {
+			cancel()
+		}
+	}
+	if _, err := p.Run(ctx, req); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	res, err := p.Run(context.Background(), c.request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, "fixtures/"+c.dir+"/"+c.Name+".png"))
+	if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
+		t.Errorf("after the cancel: %+v", ps)
+	}
+}
