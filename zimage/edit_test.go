@@ -317,3 +317,27 @@ func TestEditCancel(t *testing.T) {
 		t.Errorf("after the cancel: %+v", ps)
 	}
 }
+
+// TestEditSingleFileVAE: img2img with the VAE from a FLUX-layout
+// ae.safetensors (encoder.down.N.block.M…, 1×1-conv attention) gives the
+// same image as from the diffusers directory.
+func TestEditSingleFileVAE(t *testing.T) {
+	dit, te, vaeFile, _ := comfyFiles(t)
+	c := editCases(t)[3] // inpaint
+	want, err := tinyPipeline(t).Run(context.Background(), c.request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Load(context.Background(), fixturefs.Path(t, "fixtures/tiny-z-image-turbo"), WithDevice("cpu"), WithSingleFiles(dit, te, vaeFile, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	got, err := p.Run(context.Background(), c.request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Image.Pix, want.Image.Pix) {
+		t.Error("image differs from the diffusers directory's")
+	}
+}
