@@ -356,3 +356,45 @@ func TestOpenAIEditTinyModel(t *testing.T) {
 	t.Logf("%d of %d values more than 1 off, max %d", d.Off1, d.Total, d.Max)
 	assert.False(t, float64(d.Off1) > 0.001*float64(d.Total) || d.Max > 4, "image differs from diffusers'")
 }
+
+// FuzzGenerateEdit: the image fields of POST /api/generate never panic; an
+// accepted image decodes within the limits and a mask has its size.
+func FuzzGenerateEdit(f *testing.F) {
+	var img bytes.Buffer
+	_ = png.Encode(&img, image.NewGray(image.Rect(0, 0, 20, 10)))
+	b64 := base64.StdEncoding.EncodeToString(img.Bytes())
+	for _, s := range []string{
+		`{"prompt":"x","aspect_ratio":"1:1","image":"` + b64 + `"}`,
+		`{"prompt":"x","aspect_ratio":"1:1","image":"data:image/png;base64,` + b64 + `","mask":"` + b64 + `","strength":0.5}`,
+		`{"prompt":"x","aspect_ratio":"1:1","image":"https://x/y.png"}`,
+		`{"prompt":"x","aspect_ratio":"1:1","mask":"` + b64 + `"}`,
+		`{"prompt":"x","aspect_ratio":"1:1","image":"` + b64 + `","strength":"1"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, e := decodeGenerateRequest(body, 1024)
+		if e != nil {
+			if e.status != http.StatusBadRequest || e.msg == "" {
+				t.Fatalf("error %d %q", e.status, e.msg)
+			}
+			return
+		}
+		if req.Edit == nil {
+			return
+		}
+		im, ae := checkImage("image", req.Edit.Image)
+		if ae != nil {
+			t.Fatal(ae)
+		}
+		if req.Edit.Mask != nil {
+			m, ae := checkImage("mask", req.Edit.Mask)
+			if ae != nil || m.Bounds().Size() != im.Bounds().Size() {
+				t.Fatalf("mask accepted: %v", ae)
+			}
+		}
+		if s := req.Edit.Strength; s < 0 || s > 1 {
+			t.Fatalf("strength %v accepted", s)
+		}
+	})
+}
