@@ -13,8 +13,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -241,43 +239,22 @@ func TestGenerateWithImage(t *testing.T) {
 }
 
 // TestOpenAINodeSDKEdit runs the official OpenAI Node SDK's images.edit
-// against the server when ZIMAGE_OPENAI_NODE_MODULES names a node_modules
-// directory holding the "openai" package (npm install openai).
+// (testdata/openai-sdk/sdk.mjs edit; skipped unless
+// scripts/openai-sdk-install.sh installed it): the multipart upload reaches
+// the generator with both images.
 func TestOpenAINodeSDKEdit(t *testing.T) {
-	mods := os.Getenv("ZIMAGE_OPENAI_NODE_MODULES")
-	if mods == "" {
-		t.Skip("set ZIMAGE_OPENAI_NODE_MODULES to a node_modules directory with the openai package")
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed")
-	}
+	node, dir := nodeSDK(t)
 	e, g := newEditEnv(t)
-	key, _ := e.addKey(100, 0)
-	dir := t.TempDir()
-	script := filepath.Join(dir, "edit.mjs")
-	js := `import OpenAI, { toFile } from ` + "'" + filepath.Join(mods, "openai", "index.mjs") + "'" + `;
-import fs from 'node:fs';
-const client = new OpenAI({ apiKey: process.env.KEY, baseURL: process.env.BASE, maxRetries: 0 });
-const res = await client.images.edit({
-  image: await toFile(fs.readFileSync(process.env.IMAGE), 'init.png', { type: 'image/png' }),
-  mask: await toFile(fs.readFileSync(process.env.MASK), 'mask.png', { type: 'image/png' }),
-  prompt: 'a fox in the snow', n: 1, response_format: 'b64_json',
-});
-console.log(JSON.stringify({ n: res.data.length, len: res.data[0].b64_json.length }));
-`
-	require.NoError(t, os.WriteFile(script, []byte(js), 0o644))
-	cmd := exec.Command(node, script)
-	cmd.Env = append(os.Environ(), "KEY="+key, "BASE="+e.url+"/v1",
-		"IMAGE="+fixturefs.Path(t, "fixtures/e2e_img2img/init_64x96.png"),
-		"MASK="+fixturefs.Path(t, "fixtures/e2e_inpaint/mask_rect_64x96.png"))
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	assert.True(t, strings.Contains(string(out), `"n":1`), "%s", out)
+	key, info := e.addKey(100, 0)
+	res := sdkRun(t, node, dir, "edit", e.url+"/v1", key, "a fox in the snow",
+		fixturefs.Path(t, "fixtures/e2e_img2img/init_64x96.png"), fixturefs.Path(t, "fixtures/e2e_inpaint/mask_rect_64x96.png"))
+	require.Equal(t, true, res["ok"], "%v", res)
+	assert.Equal(t, 1.0, res["images"])
 	jobs := g.all()
 	require.Len(t, jobs, 1)
 	assert.Equal(t, image.Pt(96, 64), jobs[0].Image.Bounds().Size())
 	assert.NotNil(t, jobs[0].Mask)
+	assert.Equal(t, int64(85), e.key(info.ID).Credits)
 }
 
 // FuzzDecodeOpenAIEdit: arbitrary multipart bodies never panic; an accepted

@@ -5,7 +5,10 @@
 //     → {"ok":true,"images":N,"b64":LEN} or {"ok":false,"error":CLASS,"status":S,"message":M}
 //   node sdk.mjs models BASE_URL API_KEY
 //     → {"ok":true,"ids":[…],"retrieved":ID}
-import OpenAI from "openai";
+//   node sdk.mjs edit BASE_URL API_KEY PROMPT IMAGE_PNG [MASK_PNG]
+//     → {"ok":true,"images":N,"b64":LEN} (images.edit, multipart upload)
+import fs from "node:fs";
+import OpenAI, { toFile } from "openai";
 
 const [cmd, baseURL, apiKey, ...rest] = process.argv.slice(2);
 try {
@@ -25,6 +28,15 @@ try {
     for await (const m of client.models.list()) ids.push(m.id);
     const one = await client.models.retrieve(ids[0]);
     console.log(JSON.stringify({ ok: true, ids, retrieved: one.id, object: one.object, owned_by: one.owned_by }));
+  } else if (cmd === "edit") {
+    const [prompt, imagePath, maskPath] = rest;
+    const client = new OpenAI({ baseURL, apiKey, maxRetries: 0 });
+    const png = async (p) => toFile(fs.readFileSync(p), p.split("/").pop(), { type: "image/png" });
+    const res = await client.images.edit({
+      model: "z-image-turbo", prompt, image: await png(imagePath),
+      ...(maskPath ? { mask: await png(maskPath) } : {}), n: 1, response_format: "b64_json",
+    });
+    console.log(JSON.stringify({ ok: true, images: res.data.length, b64: res.data[0].b64_json.length }));
   } else {
     throw new Error(`unknown command ${cmd}`);
   }
