@@ -125,7 +125,8 @@ func (p *Pipeline) validateEdit(pl *plan) error {
 // the decoder's 50 M) and activations (at 1024²: three 128-channel maps at
 // full size, where the decoder's upsample holds a 256-channel one at half
 // and two at full size) are no larger than the decode stage's, which the
-// plan fits (TestResidencyEditPeak measures it on the fake device).
+// plan fits (vae.TestEncoderMemoryWithinDecoder measures both: the
+// encoder peaks at half the decoder whole, at most the same tiled).
 func (p *Pipeline) prepareEdit(ctx context.Context, pl plan, rp Plan) ([]float32, error) {
 	ep := pl.edit
 	set, err := p.model.OpenVAE()

@@ -185,3 +185,68 @@ func TestEncodeTiledMatchesEncode(t *testing.T) {
 		t.Error("tile 0: no error")
 	}
 }
+
+// TestEncoderMemoryWithinDecoder backs the pipeline's residency claim: with
+// the real VAE's proportions (widths 1:2:4:4, two resnets per level) the
+// encoder's activation peak on an image is at most the decoder's on its
+// latents, whole and with the same tile, measured by the counting backend
+// (which hides the CPU's native Downsample2D: the composed path of the GPU).
+func TestEncoderMemoryWithinDecoder(t *testing.T) {
+	cfg := weights.DefaultVAEConfig()
+	cfg.BlockOutChannels = []int{16, 32, 64, 64}
+	cfg.NormNumGroups = 8
+	c := newCounter(cpu.New())
+	d, err := vae.New(c, cfg, newRandomVAE(cfg, 9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	e, err := vae.NewEncoder(c, cfg, newRandomVAEPart(cfg, 10, "encoder."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	f := e.Factor()
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, sz := range [][2]int{{12, 8}, {20, 24}} {
+		h, w := sz[0], sz[1]
+		for _, tile := range []int{0, 32} {
+			img := make([]float32, 3*h*f*w*f)
+			lat := make([]float32, cfg.LatentChannels*h*w)
+			for i := range img {
+				img[i] = 2*rng.Float32() - 1
+			}
+			for i := range lat {
+				lat[i] = float32(rng.NormFloat64())
+			}
+			c.resetPeak()
+			base := c.cur
+			if tile == 0 {
+				_, err = e.Encode(context.Background(), img, h*f, w*f, nil)
+			} else {
+				_, err = e.EncodeTiled(context.Background(), img, h*f, w*f, tile)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc := c.peak - base
+			if c.cur != base {
+				t.Errorf("%dx%d tile %d: encoder left %d bytes", h, w, tile, c.cur-base)
+			}
+			c.resetPeak()
+			if tile == 0 {
+				_, err = d.Decode(context.Background(), lat, h, w, nil)
+			} else {
+				_, err = d.DecodeTiled(context.Background(), lat, h, w, tile)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec := c.peak - base
+			t.Logf("latent %dx%d tile %d: encoder peak %d B, decoder peak %d B", h, w, tile, enc, dec)
+			if enc > dec {
+				t.Errorf("latent %dx%d tile %d: encoder peak %d B above the decoder's %d B", h, w, tile, enc, dec)
+			}
+		}
+	}
+}

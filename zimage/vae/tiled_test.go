@@ -72,10 +72,15 @@ func (r randomVAE) Tensor(name string) (*weights.Tensor, bool) {
 }
 
 func newRandomVAE(cfg weights.VAEConfig, seed uint64) randomVAE {
+	return newRandomVAEPart(cfg, seed, "decoder.")
+}
+
+// newRandomVAEPart is newRandomVAE for the tensors under prefix.
+func newRandomVAEPart(cfg weights.VAEConfig, seed uint64, prefix string) randomVAE {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	src := randomVAE{}
 	for _, s := range weights.VAETensors(cfg) {
-		if !strings.HasPrefix(s.Name, "decoder.") {
+		if !strings.HasPrefix(s.Name, prefix) {
 			continue
 		}
 		n := 1
