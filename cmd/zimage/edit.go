@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"image"
+	"path/filepath"
+	"strconv"
 
 	"github.com/zimage/zimage/zimage"
 	"github.com/zimage/zimage/zimage/imageproc"
@@ -73,4 +75,24 @@ func (f *editFlags) apply(set map[string]bool, req *zimage.Request) {
 	if f.keepsImageSize(set) {
 		req.Width, req.Height = 0, 0
 	}
+}
+
+// metadata is what the output's text chunks record of the image input: the
+// file names and the strength used.
+func (f *editFlags) metadata() []textChunk {
+	if f.image == "" {
+		return nil
+	}
+	s := f.strength
+	if s == 0 {
+		s = zimage.DefaultImg2ImgStrength
+		if f.mask != "" {
+			s = zimage.DefaultInpaintStrength
+		}
+	}
+	meta := []textChunk{{"image", filepath.Base(f.image)}}
+	if f.mask != "" {
+		meta = append(meta, textChunk{"mask", filepath.Base(f.mask)})
+	}
+	return append(meta, textChunk{"strength", strconv.FormatFloat(s, 'g', -1, 64)})
 }

@@ -35,6 +35,12 @@ func TestGenerateInpaint(t *testing.T) {
 	if !strings.Contains(stdout.String(), "image encoder") || !strings.Contains(stdout.String(), "(96x64 ") {
 		t.Errorf("stdout:\n%s", stdout.String())
 	}
+	chunks := textChunks(t, out)
+	for k, v := range map[string]string{"image": c.InitPNG, "mask": c.MaskPNG, "strength": "0.7", "size": "96x64"} {
+		if chunks[k] != v {
+			t.Errorf("text chunk %q = %q, want %q", k, chunks[k], v)
+		}
+	}
 	d := fixturefs.ComparePixels(t, readPNG(t, out), readPNG(t, filepath.Join(dir, c.Name+".png")))
 	if float64(d.Off1) > 0.001*float64(d.Total) || d.Max > 4 {
 		t.Errorf("PNG differs from the reference: %d values > 1 off, max %d", d.Off1, d.Max)

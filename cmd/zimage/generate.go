@@ -223,6 +223,7 @@ func (g *generateArgs) metadata(res *zimage.Result) []textChunk {
 	if g.negative != "" {
 		meta = append(meta, textChunk{"negative_prompt", g.negative})
 	}
+	meta = append(meta, g.edit.metadata()...)
 	return append(append(meta,
 		textChunk{"seed", strconv.FormatInt(res.Seed, 10)},
 		textChunk{"steps", strconv.Itoa(res.Steps)},
