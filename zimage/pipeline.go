@@ -345,7 +345,7 @@ type plan struct {
 	hl, wl      int // latent size
 	imageTokens int
 	loras       []activeLoRA // Request.LoRAs, validated (lora.go)
-	edit        *editPlan // img2img/inpaint input (edit.go); nil for text-to-image
+	edit        *editPlan    // img2img/inpaint input (edit.go); nil for text-to-image
 }
 
 func (p *Pipeline) validate(req Request) (plan, error) {
