@@ -341,3 +341,32 @@ func TestEditSingleFileVAE(t *testing.T) {
 		t.Error("image differs from the diffusers directory's")
 	}
 }
+
+// TestEditWithLoRA: a run-time LoRA composes with img2img and inpainting:
+// the request runs, the LoRA changes the image, and the pipeline then gives
+// the reference image without it.
+func TestEditWithLoRA(t *testing.T) {
+	p := tinyPipeline(t)
+	for _, c := range []editCase{editCases(t)[0], editCases(t)[4]} {
+		plain, err := p.Run(context.Background(), c.request(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := c.request(t)
+		req.LoRAs = []LoRA{{Path: fixturefs.Path(t, "fixtures/e2e_lora/lora_diffusers.safetensors"), Scale: 1}}
+		with, err := p.Run(context.Background(), req)
+		if err != nil {
+			t.Fatalf("%s with a LoRA: %v", c.Name, err)
+		}
+		if slices.Equal(with.Image.Pix, plain.Image.Pix) {
+			t.Errorf("%s: the LoRA changed nothing", c.Name)
+		}
+		again, err := p.Run(context.Background(), c.request(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(again.Image.Pix, plain.Image.Pix) {
+			t.Errorf("%s: the image without the LoRA changed after a LoRA request", c.Name)
+		}
+	}
+}
