@@ -267,6 +267,9 @@ func (s *Server) cancelAbandoned(ctx context.Context, id string) (bool, error) {
 			return err
 		}
 		cancelled = true
+		if err := deleteEdit(ctx, q, id); err != nil {
+			return err
+		}
 		_, err = q.exec(ctx, `UPDATE zimage_keys SET reserved = reserved - (SELECT price FROM zimage_tasks WHERE id = ?)
 			WHERE id = (SELECT key_id FROM zimage_tasks WHERE id = ?)`, id, id)
 		return err
