@@ -20,7 +20,8 @@
 # the cuBLASLt path at full DiT size; allocation failures; the whole pipeline
 # on the fixture model (every Turbo case, f32 and bf16); img2img and inpaint
 # on the fixture model (every case, f32 and bf16) and the real-size encoder's
-# time at 512² and 1024²; the full-size
+# time at 512² and 1024²; ControlNet and ControlNet-inpaint on the fixture
+# model (every case, f32 and bf16); the full-size
 # synthetic benchmark (Turbo config, bf16, 1024² and 512², 8 steps).
 # The summary is markdown (bench/RESULTS.md rows): steps, self-test table,
 # per-check details, benchmark — paste it as it is.
@@ -120,6 +121,7 @@ else
 	t pipeline 90 '^TestGPUPipeline$'
 	t lora 60 '^TestGPULoRA$'
 	t edit 60 '^TestGPUEdit'
+	t controlnet 60 '^TestGPUControlNet$'
 	t bench 150 '^TestGPUBenchmark$'
 fi
 

@@ -25,6 +25,8 @@ type options struct {
 	single     singleFiles
 	keepF32    bool
 	convertDir string
+
+	controlnet string // WithControlNet (controlnet.go)
 }
 
 // WithDevice selects the compute device: "cpu", "cuda" (or "cuda:N" for

@@ -71,6 +71,9 @@ type Request struct {
 	// image (1 = all of it). 0 = 0.6 for img2img, 1.0 for inpainting
 	// (upstream's defaults). Needs Image.
 	Strength float64
+	// Control steers the image with the ControlNet loaded by WithControlNet
+	// (with Image and Mask: ControlNet inpainting). See controlnet.go.
+	Control *Control
 }
 
 // Progress reports where a Run is. Stage is one of "tokenize",
@@ -149,9 +152,10 @@ type Pipeline struct {
 	dit    *dit.Model
 	vaeSet *weights.Set
 	vae    *vae.Decoder
-	rs     residency // residency planning state (residency.go)
-	guard  guard     // output guards and the CPU retry (guard.go)
-	lora   loraState // LoRA adapters (lora.go)
+	rs     residency        // residency planning state (residency.go)
+	guard  guard            // output guards and the CPU retry (guard.go)
+	lora   loraState        // LoRA adapters (lora.go)
+	cn     *controlNetState // WithControlNet (controlnet.go)
 	closed bool
 }
 
@@ -234,6 +238,17 @@ func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 		}
 		return nil, fmt.Errorf("zimage: load %s: %w", path, err)
 	}
+	if o.controlnet != "" {
+		if err := p.loadControlNet(ctx, o.controlnet, &o, log); err != nil {
+			if c, ok := p.b.(io.Closer); ok && p.ownB {
+				c.Close()
+			}
+			if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+				return nil, ctxErr
+			}
+			return nil, fmt.Errorf("zimage: load %s: %w", path, err)
+		}
+	}
 	log.Info("zimage: loaded", "model", path, "backend", p.b.Name(),
 		"dit_dim", m.DiT.Dim, "dit_layers", m.DiT.NLayers, "text_layers", m.TextEncoder.NumHiddenLayers)
 	return p, nil
@@ -307,6 +322,7 @@ func (p *Pipeline) Close() error {
 	var errs []error
 	p.releaseTextEncoder()
 	p.releaseLoRADevice()
+	errs = append(errs, p.closeControlNet())
 	if p.dit != nil {
 		p.dit.Close()
 		p.dit = nil
@@ -346,10 +362,11 @@ type plan struct {
 	imageTokens int
 	loras       []activeLoRA // Request.LoRAs, validated (lora.go)
 	edit        *editPlan    // img2img/inpaint input (edit.go); nil for text-to-image
+	control     *controlPlan // ControlNet input (controlnet.go); nil without
 }
 
 func (p *Pipeline) validate(req Request) (plan, error) {
-	req = p.editSize(req)
+	req = p.controlSize(p.editSize(req))
 	pl := plan{req: req, steps: req.Steps, maxLen: req.MaxSequenceLength, truncation: req.CFGTruncation}
 	// The reference pipeline would encode an empty prompt (8 template tokens),
 	// but an image from no text is almost always a caller's mistake.
@@ -402,6 +419,9 @@ func (p *Pipeline) validate(req Request) (plan, error) {
 	ps := p.model.DiT.PatchSize()
 	pl.imageTokens = (pl.hl / ps) * (pl.wl / ps)
 	if err := p.validateEdit(&pl); err != nil {
+		return pl, err
+	}
+	if err := p.validateControl(&pl); err != nil {
 		return pl, err
 	}
 	return pl, nil
@@ -496,6 +516,9 @@ func (p *Pipeline) run(ctx context.Context, pl plan) (*Result, error) {
 	// Image-to-image / inpaint: encode the image, noise it (edit.go).
 	noise, err := p.encodeImage(ctx, pl, rp, res, progress)
 	if err != nil {
+		return nil, err
+	}
+	if err := p.prepareControl(ctx, pl, rp, res, progress); err != nil {
 		return nil, err
 	}
 
@@ -595,7 +618,7 @@ func (p *Pipeline) denoise(ctx context.Context, pl plan, noise, pos, neg []float
 	for i := first; i < pl.steps; i++ {
 		ts := time.Now()
 		t := sched.DiTTime[i]
-		v, err := p.dit.Forward(ctx, x, pl.hl, pl.wl, t, posCap, nil)
+		v, err := p.dit.ForwardHook(ctx, x, pl.hl, pl.wl, t, posCap, pl.hook(), nil)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -606,7 +629,7 @@ func (p *Pipeline) denoise(ctx context.Context, pl plan, noise, pos, neg []float
 			g = 0
 		}
 		if negCap != nil && g > 0 {
-			if vNeg, err = p.dit.Forward(ctx, x, pl.hl, pl.wl, t, negCap, nil); err != nil {
+			if vNeg, err = p.dit.ForwardHook(ctx, x, pl.hl, pl.wl, t, negCap, pl.hook(), nil); err != nil {
 				return nil, nil, err
 			}
 		}

@@ -561,6 +561,7 @@ func (p *Pipeline) footprint() (*Footprint, error) {
 	}
 	m := p.model
 	fp := measureFootprint(sets[0], sets[1], sets[2], m.TextEncoder, m.DiT, m.VAE, elem, keepsQuantized(p.b))
+	fp.DiT += p.controlNetBytes(elem) // bound and released with the DiT (controlnet.go)
 	p.rs.fp = &fp
 	return p.rs.fp, nil
 }
@@ -580,7 +581,8 @@ func (p *Pipeline) planRequest(pl plan, tokens int) (Plan, error) {
 	}
 	in := PlanInput{Budget: p.rs.budget, Resident: p.resident(), Model: *fp,
 		Width: pl.req.Width, Height: pl.req.Height, Tokens: tokens, CFG: pl.cfg}
-	in.Model.DiT += loraDeviceBytes(pl.loras, fp.Elem) // run-time LoRA matrices live beside the DiT
+	in.Model.DiT += loraDeviceBytes(pl.loras, fp.Elem)       // run-time LoRA matrices live beside the DiT
+	in.Model.DiT += p.controlActivation(pl, tokens, fp.Elem) // ControlNet hints beside the DiT's stream (controlnet.go)
 	p.rs.mem = Memory{Budget: p.rs.budget}
 	dev, isDev := p.b.(deviceMemory)
 	if isDev {
@@ -741,6 +743,7 @@ func (p *Pipeline) releaseTextEncoder() {
 
 func (p *Pipeline) releaseDiT() {
 	p.releaseLoRADevice()
+	p.releaseControlNetModel()
 	if p.dit != nil {
 		p.dit.Close()
 		p.dit = nil

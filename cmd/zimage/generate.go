@@ -48,8 +48,9 @@ type generateArgs struct {
 	out     string
 	quality int
 
-	loras loraFlags // --lora, merged at load (lora.go)
-	edit  editFlags // --image, --mask, --strength (edit.go)
+	loras   loraFlags    // --lora, merged at load (lora.go)
+	edit    editFlags    // --image, --mask, --strength (edit.go)
+	control controlFlags // --controlnet, --control-image, --control-scale (control.go)
 
 	log *slog.Logger // the library's warnings, on stderr
 }
@@ -77,6 +78,7 @@ func newGenerateArgs(stderr io.Writer) *generateArgs {
 	fs.IntVar(&g.quality, "quality", 90, "JPEG quality (1-100)")
 	fs.Var(&g.loras, "lora", "LoRA file FILE[:SCALE] merged into the transformer (repeatable, applied in order; SCALE defaults to 1)")
 	g.edit.register(fs)
+	g.control.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zimage generate [--model MODEL] --prompt TEXT --out FILE.png|FILE.jpg|- [flags]")
 		fmt.Fprintln(stderr, "MODEL defaults to "+zimage.DefaultModel+", downloaded into the Hugging Face cache on first use")
@@ -126,6 +128,9 @@ func (g *generateArgs) check() error {
 		return usageError(fmt.Sprintf("--quality %d: want 1 to 100", g.quality))
 	}
 	if err := g.edit.check(g.set); err != nil {
+		return err
+	}
+	if err := g.control.check(g.set); err != nil {
 		return err
 	}
 	mult := g.sizeMultiple()
@@ -205,7 +210,7 @@ func (g *generateArgs) loadOptions(dev zimage.DeviceChoice, onDownload func(hub.
 		zimage.WithSingleFiles(g.transformer, g.textEncoder, g.vae, g.tokenizer),
 		zimage.WithDownloadProgress(onDownload),
 		zimage.WithLogger(g.log),
-	}, g.loras.mergeOptions()...)
+	}, append(g.loras.mergeOptions(), g.control.options()...)...)
 }
 
 func (g *generateArgs) request() zimage.Request {
@@ -214,6 +219,7 @@ func (g *generateArgs) request() zimage.Request {
 		Seed: g.seed, Steps: g.steps, Guidance: float32(g.guidance),
 	}
 	g.edit.apply(g.set, &req)
+	g.control.apply(&req)
 	return req
 }
 
@@ -231,7 +237,7 @@ func (g *generateArgs) metadata(res *zimage.Result) []textChunk {
 		textChunk{"size", fmt.Sprintf("%dx%d", res.Width, res.Height)},
 		textChunk{"model", modelLabel(g.model, g.transformer)},
 		textChunk{"Software", "zimage"},
-	), g.loras.chunks()...)
+	), append(g.loras.chunks(), g.control.meta()...)...)
 }
 
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -297,6 +303,9 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "zimage generate: %dx%d, the CPU default size (1024x1024 takes about 5 times as long); pass --width and --height to choose\n", g.width, g.height)
 	}
 	if err := g.edit.load(); err != nil {
+		return fail(err)
+	}
+	if err := g.control.load(); err != nil {
 		return fail(err)
 	}
 

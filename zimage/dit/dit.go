@@ -278,6 +278,12 @@ func (m *Model) TimestepEmbedding(t float32) compute.Tensor {
 // "noise_refiner.<i>", "layers.in.x", "layers.<i>", "final_layer".
 // ctx is checked after every block.
 func (m *Model) Forward(ctx context.Context, x []float32, hl, wl int, t float32, cap *Caption, tr nn.Trace) ([]float32, error) {
+	return m.ForwardHook(ctx, x, hl, wl, t, cap, nil, tr)
+}
+
+// ForwardHook is Forward with an optional Hook (a ControlNet) that sees the
+// step's state before the main layers and adds residuals after them.
+func (m *Model) ForwardHook(ctx context.Context, x []float32, hl, wl int, t float32, cap *Caption, hook Hook, tr nn.Trace) ([]float32, error) {
 	c := m.cfg
 	if cap == nil || cap.tokens == nil {
 		return nil, &ShapeError{"caption", "not prepared"}
@@ -315,6 +321,15 @@ func (m *Model) Forward(ctx context.Context, x []float32, hl, wl int, t float32,
 	cosImg, sinImg := b.Rows(cos, 0, lay.Nip), b.Rows(sin, 0, lay.Nip) // [Nip, hd/2]
 	defer b.Free(cos, sin, cosImg, sinImg)
 
+	if hook != nil {
+		st := &Step{Layout: lay, Temb: temb, X: h, Cos: cos, Sin: sin, CosImg: cosImg, SinImg: sinImg, Caption: cap}
+		defer hook.End()
+		if err := hook.Begin(ctx, st); err != nil {
+			b.Free(h)
+			return nil, err
+		}
+	}
+
 	// Noise refiners on the image tokens.
 	for i, bl := range m.noiseRefiner {
 		y := m.block(bl, h, cosImg, sinImg, temb)
@@ -334,6 +349,13 @@ func (m *Model) Forward(ctx context.Context, x []float32, hl, wl int, t float32,
 		y := m.block(bl, u, cos, sin, temb)
 		b.Free(u)
 		u = y
+		if hook != nil {
+			if r := hook.Residual(i); r != nil { // ControlNet hint, already scaled
+				y = b.Add(u, r)
+				b.Free(u)
+				u = y
+			}
+		}
 		tr.Emit("layers."+strconv.Itoa(i), u)
 		if err := m.check(ctx, u, "layers."+strconv.Itoa(i)); err != nil {
 			return nil, err
