@@ -159,6 +159,12 @@ type Backend struct {
 	hostCPU  *cpu.Backend
 	selfTest *SelfTestReport
 
+	// Quantized weights (quant.go): the dequantization scratch and the
+	// temporary expansions of the current op's operands.
+	qscratch  driver.DevicePtr
+	qscratchN uint64
+	temps     []*Tensor
+
 	mu  sync.Mutex
 	err error
 	ctx context.Context
@@ -343,7 +349,8 @@ type Tensor struct {
 // Shape returns the dimensions (do not modify).
 func (t *Tensor) Shape() []int { return t.shape }
 
-// DType returns the device dtype (BF16 or F32).
+// DType returns the device dtype (BF16 or F32; a quantized weight's ggml
+// block type).
 func (t *Tensor) DType() weights.DType { return t.dt }
 
 func (t *Tensor) numel() int { return numel(t.shape) }
@@ -399,11 +406,17 @@ func (t *Tensor) state() (placeholder, freed bool) {
 // earlier one, an operand get would reject, or else rule, the op's shape
 // rule from package compute (nil when it holds).
 func (b *Backend) operands(op string, rule error, ts ...compute.Tensor) ([]*Tensor, bool) {
+	b.freeTemps() // left by an op that did not reach exec
 	if b.failed() {
 		return nil, false
 	}
 	out, err := compute.Operands("cuda", op, rule, (*Tensor).state, ts...)
 	if err != nil {
+		b.setErr(err)
+		return nil, false
+	}
+	if err := b.expandQuant(op, out); err != nil { // quant.go
+		b.freeTemps()
 		b.setErr(err)
 		return nil, false
 	}
@@ -438,6 +451,7 @@ func (b *Backend) exec(op string, shape []int, fn func(out *Tensor) error) compu
 		}
 		return nil
 	})
+	b.freeTemps()
 	if err != nil {
 		b.setErr(fmt.Errorf("cuda: %s: %w", op, err))
 		return b.placeholder(shape...)

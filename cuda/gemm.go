@@ -57,11 +57,21 @@ func (b *Backend) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 		if k == 0 {
 			return b.fillBias(out, bp, m, n)
 		}
+		wp := tw.ptr
+		if tw.dt.IsQuantized() { // expanded into the scratch first (quant.go)
+			var err error
+			if wp, err = b.quantScratch(uint64(n * k * b.esize)); err != nil {
+				return err
+			}
+			if err := b.dequant(tw.dt, tw.ptr, wp, n*k); err != nil {
+				return err
+			}
+		}
 		// Column-major view: Yᵀ[N, M] = (W as K×N)ᵀ · (X as K×M), bias along N.
 		t := b.blasType()
 		s := blaslt.Spec{M: n, N: m, K: k, TransA: true, LDA: k, LDB: k, LDD: n,
 			AType: t, BType: t, DType: t, Bias: bp != 0}
-		return b.gemm(s, tw.ptr, tx.ptr, out.ptr, bp, 1)
+		return b.gemm(s, wp, tx.ptr, out.ptr, bp, 1)
 	})
 }
 

@@ -323,6 +323,15 @@ func (b *Backend) Embedding(table compute.Tensor, ids []int) compute.Tensor {
 		if n == 0 || d == 0 {
 			return nil
 		}
+		if tt.dt.IsQuantized() { // each row dequantized from its blocks (quant.go)
+			rb, _ := tt.dt.RowBytes(d)
+			for i, id := range ids {
+				if err := b.dequant(tt.dt, tt.ptr+driver.DevicePtr(id*rb), b.off(out, i*d), d); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 		if !b.on(FamElementwise) {
 			// Fallback without the gather kernel: a row copy per id (the
 			// table may be the text encoder's 1.5 GB, too big to fetch).

@@ -26,6 +26,8 @@ type kernelSet struct {
 	cvt                                                    map[weights.DType]*kernel
 	flashGeneric                                           *kernel         // fused attention, any head size
 	tc                                                     map[int]*kernel // tensor-core attention by head size (bf16; optional)
+
+	dequant map[weights.DType]*kernel // ggml blocks → dt (quant.go)
 }
 
 var dtypeSuffix = map[weights.DType]string{
@@ -61,6 +63,7 @@ func (k *kernelSet) resolve(d *Device, dt weights.DType) error {
 		k.toF32 = get("zk_cvt_" + s + "_f32")
 	}
 	k.flashGeneric = get("zk_flash_attn_" + s)
+	k.resolveDequant(get, s)
 	k.tc = map[int]*kernel{}
 	if dt == weights.BF16 {
 		for _, dh := range []int{128, 256, 512} {
@@ -195,6 +198,9 @@ func (b *Backend) Weight(w *weights.Tensor) compute.Tensor {
 	if b.failed() {
 		return b.placeholder(shape...)
 	}
+	if w.DType.IsQuantized() && w.Data != nil { // kept in its blocks (quant.go)
+		return b.weightQuant(w)
+	}
 	if _, ok := dtypeSuffix[w.DType]; !ok {
 		b.setErr(fmt.Errorf("cuda: Weight: tensor %q has dtype %v, want F32, BF16, F16 or F8", w.Name, w.DType))
 		return b.placeholder(shape...)
@@ -280,6 +286,14 @@ func (b *Backend) ToHost(t compute.Tensor) []float32 {
 	x := b.get("ToHost", t)
 	if x == nil || n == 0 {
 		return out
+	}
+	if x.dt.IsQuantized() {
+		var err error
+		if x, err = b.expanded(x); err != nil {
+			b.setErr(fmt.Errorf("cuda: ToHost: %w", err))
+			return out
+		}
+		defer b.freeTemps()
 	}
 	if err := b.d.Do(func() error { return b.download(out, x.ptr, x.dt) }); err != nil {
 		b.setErr(fmt.Errorf("cuda: ToHost: %w", err))

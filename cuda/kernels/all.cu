@@ -8,3 +8,4 @@
 #include "attn.cu"
 #include "fused.cu"
 #include "attn_mma.cu"
+#include "dequant.cu"
