@@ -86,6 +86,9 @@ type Footprint struct {
 	DiT         uint64
 	VAE         uint64 // the decoder
 	Elem        int    // device bytes per value (2 for bfloat16, 4 for float32)
+	// QuantScratch is the dequantization buffer of a backend that keeps
+	// quantized weights (its largest quantized weight, expanded); else 0.
+	QuantScratch uint64
 
 	Text weights.Qwen3Config
 	DiTC weights.DiTConfig
@@ -260,7 +263,10 @@ func MeasureFootprint(te, tr, va TensorLister, text weights.Qwen3Config, ditC we
 func measureFootprint(te, tr, va TensorLister, text weights.Qwen3Config, ditC weights.DiTConfig, vaeC weights.VAEConfig, elem int, keepQuant bool) Footprint {
 	f := Footprint{Elem: elem, Text: text, DiTC: ditC, VAEC: vaeC}
 	e := uint64(elem)
-	size := func(t *weights.Tensor) uint64 { return weightBytes(t, e, keepQuant) } // residency_quant.go
+	size := func(t *weights.Tensor) uint64 { // residency_quant.go
+		f.QuantScratch = max(f.QuantScratch, quantScratchBytes(t, e, keepQuant))
+		return weightBytes(t, e, keepQuant)
+	}
 	layers := map[int]uint64{}
 	for _, name := range te.Names() {
 		rest, ok := strings.CutPrefix(name, "model.layers.")
@@ -595,6 +601,7 @@ func (p *Pipeline) planRequest(pl plan, tokens int) (Plan, error) {
 		if s, ok := p.b.(interface{ ScratchBytes() uint64 }); ok {
 			in.Scratch = s.ScratchBytes()
 		}
+		in.Scratch, in.Overhead = addQuantScratch(p.b, fp, in.Scratch, in.Overhead) // residency_quant.go
 		p.rs.mem.Free, p.rs.mem.Total = free, total
 	} else {
 		in.Host = true

@@ -32,3 +32,26 @@ func keepsQuantized(b compute.Backend) bool {
 func MeasureQuantFootprint(te, tr, va TensorLister, text weights.Qwen3Config, ditC weights.DiTConfig, vaeC weights.VAEConfig, elem int) Footprint {
 	return measureFootprint(te, tr, va, text, ditC, vaeC, elem, true)
 }
+
+// quantScratchBytes is the dequantization scratch a quantized weight needs
+// on a backend that keeps it quantized: its expansion in elem-byte values.
+func quantScratchBytes(t *weights.Tensor, elem uint64, keepQuant bool) uint64 {
+	if !keepQuant || !t.DType.IsQuantized() {
+		return 0
+	}
+	return uint64(t.NumElements()) * elem
+}
+
+// addQuantScratch adds the dequantization scratch of a backend keeping
+// quantized weights to the plan's scratch. A scratch the backend already
+// holds (QuantScratchBytes, reused across requests) is taken out of the
+// overhead so that it is not counted twice.
+func addQuantScratch(b compute.Backend, fp *Footprint, scratch, overhead uint64) (uint64, uint64) {
+	if fp.QuantScratch == 0 {
+		return scratch, overhead
+	}
+	if q, ok := b.(interface{ QuantScratchBytes() uint64 }); ok {
+		overhead -= min(overhead, q.QuantScratchBytes())
+	}
+	return scratch + fp.QuantScratch, overhead
+}

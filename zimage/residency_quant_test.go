@@ -6,6 +6,7 @@ import (
 
 	"github.com/zimage/zimage/cuda/synthetic"
 	"github.com/zimage/zimage/weights"
+	"github.com/zimage/zimage/zimage/compute"
 )
 
 // quantLister presents a synthetic checkpoint with its tensors typed as a
@@ -91,5 +92,35 @@ func TestPlanQuantized(t *testing.T) {
 	}
 	if g := float64(f8.DiT) / 1e9; g < 6.4 || g > 6.8 {
 		t.Errorf("Q8_0 DiT %.2f GB", g)
+	}
+}
+
+type heldScratch struct {
+	compute.Backend
+	n uint64
+}
+
+func (h heldScratch) QuantScratchBytes() uint64 { return h.n }
+
+// TestQuantScratch: the footprint states the dequantization scratch (the
+// largest quantized weight expanded, the DiT's FFN weight), planRequest
+// adds it to the plan's scratch and takes a scratch the backend already
+// holds out of the overhead.
+func TestQuantScratch(t *testing.T) {
+	te, d, v := weights.DefaultQwen3Config(), weights.DefaultDiTConfig(), weights.DefaultVAEConfig()
+	f := MeasureQuantFootprint(quantLister{synthetic.TextEncoder(te), weights.Q8_0}, quantLister{synthetic.DiT(d), weights.Q4_K}, synthetic.VAE(v), te, d, v, 2)
+	if f.QuantScratch != quantScratch {
+		t.Errorf("QuantScratch %d, want %d", f.QuantScratch, quantScratch)
+	}
+	if g := MeasureFootprint(synthetic.TextEncoder(te), synthetic.DiT(d), synthetic.VAE(v), te, d, v, 2); g.QuantScratch != 0 {
+		t.Errorf("unquantized model: QuantScratch %d", g.QuantScratch)
+	}
+	s, o := addQuantScratch(heldScratch{n: 1000}, &f, CUDAScratch, 5000)
+	if s != CUDAScratch+quantScratch || o != 4000 {
+		t.Errorf("addQuantScratch = %d, %d", s, o)
+	}
+	s, o = addQuantScratch(heldScratch{}, &Footprint{}, CUDAScratch, 5000)
+	if s != CUDAScratch || o != 5000 {
+		t.Errorf("no quantized weights: %d, %d", s, o)
 	}
 }
