@@ -5,6 +5,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/zimage/zimage/cuda"
@@ -15,10 +17,11 @@ import (
 
 // TestGGUFOnFakeGPU runs the tiny model converted to GGUF (DiT and text
 // encoder) through the pipeline on the CUDA backend (bf16) and reports the
-// PSNR against the same backend on the safetensors model. The CUDA backend
-// does not take quantized weights: they are expanded to bf16 at bind time
-// (compute.ExpandQuantized), so a BF16 GGUF must give the identical image.
-// ZIMAGE_GGUF_ALL=1 adds Q4_0.
+// PSNR against the same backend on the safetensors model (a BF16 GGUF must
+// give the identical image). Quantized weights stay in their blocks on the
+// device (dequantized per MatMul): the device memory the pipeline holds
+// after the run shrinks by exactly the quantized tensors' savings, less the
+// dequantization scratch. ZIMAGE_GGUF_ALL=1 adds Q4_0 and Q4_K.
 func TestGGUFOnFakeGPU(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: the kernels run on CPU threads")
@@ -26,6 +29,7 @@ func TestGGUFOnFakeGPU(t *testing.T) {
 	c := loadCase(t, "en_64x64_seed42")
 	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	req := zimage.Request{Prompt: c.Prompt, Width: c.Width, Height: c.Height, Seed: c.Seed, Steps: c.Steps}
+	var held, scratch uint64
 	run := func(opts ...zimage.Option) []byte {
 		t.Helper()
 		b := fakeBackend(t, cuda.BF16)
@@ -38,9 +42,11 @@ func TestGGUFOnFakeGPU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		held, scratch = b.CurrentBytes(), b.QuantScratchBytes()
 		return fixturefs.RGB(res.Image)
 	}
 	want := run()
+	heldBF16 := held
 	m, err := weights.OpenModel(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +54,7 @@ func TestGGUFOnFakeGPU(t *testing.T) {
 	tmp := t.TempDir()
 	types := []weights.DType{weights.BF16, weights.Q8_0}
 	if os.Getenv("ZIMAGE_GGUF_ALL") != "" {
-		types = append(types, weights.Q4_0)
+		types = append(types, weights.Q4_0, weights.Q4_K)
 	}
 	for _, dt := range types {
 		dit, te := filepath.Join(tmp, dt.String()+"-dit.gguf"), filepath.Join(tmp, dt.String()+"-te.gguf")
@@ -70,6 +76,11 @@ func TestGGUFOnFakeGPU(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := run(zimage.WithSingleFiles(dit, te, "", ""))
+		saved := quantSavings(t, dit, te, m.TextEncoder.NumHiddenLayers)
+		t.Logf("%s: device memory held after the run %d B (safetensors %d B; quantized tensors save %d B, scratch %d B)", dt, held, heldBF16, saved, scratch)
+		if held != heldBF16-saved+scratch {
+			t.Errorf("%s: the pipeline holds %d device bytes, want %d (quantized weights kept in their blocks)", dt, held, heldBF16-saved+scratch)
+		}
 		var se float64
 		for i := range got {
 			d := float64(got[i]) - float64(want[i])
@@ -89,4 +100,42 @@ func TestGGUFOnFakeGPU(t *testing.T) {
 			t.Errorf("PSNR %.2f dB: broken", db)
 		}
 	}
+}
+
+// quantSavings is the device memory that keeping the quantized tensors of
+// the GGUF DiT and of the text encoder's layers in their blocks saves
+// against bf16 (the pipeline binds every DiT tensor and the text layers it
+// runs).
+func quantSavings(t *testing.T, dit, te string, layers int) uint64 {
+	t.Helper()
+	var saved uint64
+	for _, path := range []string{dit, te} {
+		s, err := weights.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range s.Names() {
+			w, _ := s.Tensor(name)
+			if !w.DType.IsQuantized() || path == te && !textLayerRun(name, layers) {
+				continue
+			}
+			n, _ := w.DType.TensorBytes(w.Shape)
+			saved += uint64(2*w.NumElements()) - uint64(n)
+		}
+		s.Close()
+	}
+	return saved
+}
+
+// textLayerRun reports whether a text encoder tensor (llama.cpp name)
+// belongs to a layer the pipeline runs: all but the last; the embedding
+// table is read on the host.
+func textLayerRun(name string, layers int) bool {
+	rest, ok := strings.CutPrefix(name, "blk.")
+	if !ok {
+		return false
+	}
+	idx, _, _ := strings.Cut(rest, ".")
+	i, err := strconv.Atoi(idx)
+	return err == nil && i < layers-1
 }
