@@ -21,7 +21,8 @@
 # on the fixture model (every Turbo case, f32 and bf16); img2img and inpaint
 # on the fixture model (every case, f32 and bf16) and the real-size encoder's
 # time at 512² and 1024²; ControlNet and ControlNet-inpaint on the fixture
-# model (every case, f32 and bf16); the full-size
+# model (every case, f32 and bf16); GGUF (every dequant kernel bit-exact,
+# quantized MatMul, a Q8_0 pipeline); the full-size
 # synthetic benchmark (Turbo config, bf16, 1024² and 512², 8 steps).
 # The summary is markdown (bench/RESULTS.md rows): steps, self-test table,
 # per-check details, benchmark — paste it as it is.
@@ -122,6 +123,7 @@ else
 	t lora 60 '^TestGPULoRA$'
 	t edit 60 '^TestGPUEdit'
 	t controlnet 60 '^TestGPUControlNet$'
+	t gguf 45 '^TestGPUQuant$'
 	t bench 150 '^TestGPUBenchmark$'
 fi
 
