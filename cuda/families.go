@@ -27,6 +27,12 @@ const (
 	// FamGEMM: cuBLASLt products (MatMul), the reference of the other
 	// checks. No fallback.
 	FamGEMM Family = "gemm"
+	// FamDequant: the dequantization kernels of ggml block-quantized
+	// weights (zk_dequant_*, quant.go). Fallback: quantized weights are
+	// expanded to bf16 on the host when a layer is bound
+	// (compute.ExpandQuantized); it applies to weights bound after the
+	// family is turned off.
+	FamDequant Family = "dequant"
 	// FamElementwise: SiLU, SwiGLU, Add, Scale, Modulate, GatedAdd,
 	// Upsample2x, Transpose, Embedding, Repeat, Slice (zk_silu_* ...,
 	// zk_copy2d_*, zk_gather_*). Fallback: the op on the host (CPU backend).
@@ -65,7 +71,7 @@ const (
 func (f Family) String() string { return string(f) }
 
 // Families lists every family in self-test order.
-var Families = []Family{FamConvert, FamGEMM, FamElementwise, FamNorm, FamRoPE, FamGroupNorm, FamConv,
+var Families = []Family{FamConvert, FamGEMM, FamDequant, FamElementwise, FamNorm, FamRoPE, FamGroupNorm, FamConv,
 	FamFusedNorm, FamFusedHeadRoPE, FamFusedGNSiLU, FamAttnGemm, FamAttnGeneric, FamAttnTC128, FamAttnTC256, FamAttnTC512}
 
 // Fallback says what runs instead of f once it is disabled ("" when
@@ -82,6 +88,8 @@ func (f Family) Fallback() string {
 		return "GEMM attention"
 	case FamAttnGemm:
 		return "attention on the host (CPU backend)"
+	case FamDequant:
+		return "quantized weights expanded to bf16 on the host"
 	}
 	return "the op on the host (CPU backend)"
 }

@@ -23,8 +23,11 @@ import (
 // WeightQuantized reports that Weight keeps every ggml block type as stored
 // (the optional compute.QuantWeights interface): the model loaders then hand
 // the blocks over instead of expanding them to bf16 on the host, and the
-// residency planner counts their stored size.
-func (b *Backend) WeightQuantized(dt weights.DType) bool { return b.k.dequant[dt] != nil }
+// residency planner counts their stored size. False once the self-test has
+// turned FamDequant off.
+func (b *Backend) WeightQuantized(dt weights.DType) bool {
+	return b.k.dequant[dt] != nil && b.on(FamDequant)
+}
 
 // QuantScratchBytes returns the bytes of the dequantization scratch the
 // backend holds now (part of CurrentBytes).

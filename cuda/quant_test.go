@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zimage/zimage/cuda/internal/fakecuda"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
 )
@@ -187,5 +188,20 @@ func TestQuantWeightErrors(t *testing.T) {
 	b.Weight(w)
 	if err := b.Err(); err == nil || !strings.Contains(err.Error(), "whole") {
 		t.Fatalf("ragged quantized rows: %v", err)
+	}
+}
+
+// TestQuantFamilyOff: with the dequant family off (a failed self-test),
+// the backend no longer claims quantized weights, so the loaders expand
+// them on the host.
+func TestQuantFamilyOff(t *testing.T) {
+	b, _, _ := newFake(t, BF16, false, func(o *Options, _ *fakecuda.Fake) { o.Disable = []Family{FamDequant} })
+	if b.WeightQuantized(weights.Q8_0) {
+		t.Fatal("WeightQuantized with FamDequant off")
+	}
+	w := &weights.Tensor{Name: "w", DType: weights.Q8_0, Shape: []int{1, 32}, Data: make([]byte, 34)}
+	e, err := compute.ExpandQuantized(b, w)
+	if err != nil || e.DType != weights.BF16 {
+		t.Fatalf("ExpandQuantized: %v %v", e, err)
 	}
 }

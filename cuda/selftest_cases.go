@@ -95,6 +95,17 @@ func (in *stInputs) raw(dt weights.DType, n int) compute.Tensor {
 	return in.keep(in.b.Weight(w))
 }
 
+// quant is a checkpoint tensor [rows, cols] quantized to ggml block type dt
+// from random values of standard deviation scale.
+func (in *stInputs) quant(dt weights.DType, scale float64, rows, cols int) compute.Tensor {
+	n, _ := dt.TensorBytes([]int{rows, cols})
+	w := &weights.Tensor{Name: "selftest.quant", DType: dt, Shape: []int{rows, cols}, Data: make([]byte, n)}
+	if err := weights.Quantize(w.Data, in.vals(rows*cols, scale), dt); err != nil {
+		panic(err) // sizes are the cases' own
+	}
+	return in.keep(in.b.Weight(w))
+}
+
 // cosSin are rotation tables [l, half] of random angles.
 func (in *stInputs) cosSin(l, half int) (compute.Tensor, compute.Tensor) {
 	c, s := make([]float32, l*half), make([]float32, l*half)
@@ -133,6 +144,25 @@ var selfTestCases = map[Family][]stCase{
 		{"matmul-5x3840x72", func(b compute.Backend, in *stInputs) compute.Tensor {
 			return b.MatMul(in.act(1, 5, 3840), in.weight(false, 0.02, 72, 3840), nil)
 		}},
+	},
+	FamDequant: {
+		{"matmul-q4_k-5x512x9", func(b compute.Backend, in *stInputs) compute.Tensor {
+			return b.MatMul(in.act(1, 5, 512), in.quant(weights.Q4_K, 0.05, 9, 512), nil)
+		}},
+		{"matmul-q8_0-3x96x40-bias", func(b compute.Backend, in *stInputs) compute.Tensor {
+			return b.MatMul(in.act(1, 3, 96), in.quant(weights.Q8_0, 0.1, 40, 96), in.weight(false, 1, 40))
+		}},
+		{"embedding-q6_k", func(b compute.Backend, in *stInputs) compute.Tensor {
+			return b.Embedding(in.quant(weights.Q6_K, 1, 7, 256), []int{6, 0, 3})
+		}},
+		// Every block type through ToHost (an expansion by its kernel).
+		{"dequant-q4_0", func(b compute.Backend, in *stInputs) compute.Tensor { return in.quant(weights.Q4_0, 1, 3, 64) }},
+		{"dequant-q4_1", func(b compute.Backend, in *stInputs) compute.Tensor { return in.quant(weights.Q4_1, 1, 3, 64) }},
+		{"dequant-q5_0", func(b compute.Backend, in *stInputs) compute.Tensor { return in.quant(weights.Q5_0, 1, 3, 64) }},
+		{"dequant-q5_1", func(b compute.Backend, in *stInputs) compute.Tensor { return in.quant(weights.Q5_1, 1, 3, 64) }},
+		{"dequant-q2_k", func(b compute.Backend, in *stInputs) compute.Tensor { return in.quant(weights.Q2_K, 1, 3, 256) }},
+		{"dequant-q3_k", func(b compute.Backend, in *stInputs) compute.Tensor { return in.quant(weights.Q3_K, 1, 3, 256) }},
+		{"dequant-q5_k", func(b compute.Backend, in *stInputs) compute.Tensor { return in.quant(weights.Q5_K, 1, 3, 256) }},
 	},
 	FamElementwise: {
 		{"silu-7x129", func(b compute.Backend, in *stInputs) compute.Tensor { return b.SiLU(in.act(3, 7, 129)) }},

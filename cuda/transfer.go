@@ -201,8 +201,9 @@ func (b *Backend) Weight(w *weights.Tensor) compute.Tensor {
 	if w.DType.IsQuantized() && w.Data != nil { // kept in its blocks (quant.go)
 		return b.weightQuant(w)
 	}
-	if _, ok := dtypeSuffix[w.DType]; !ok {
-		b.setErr(fmt.Errorf("cuda: Weight: tensor %q has dtype %v, want F32, BF16, F16 or F8", w.Name, w.DType))
+	// A data-less quantized weight (a synthetic benchmark) is filled expanded.
+	if _, ok := dtypeSuffix[w.DType]; !ok && !(w.Data == nil && b.synth && w.DType.IsQuantized()) {
+		b.setErr(fmt.Errorf("cuda: Weight: tensor %q has dtype %v, want F32, BF16, F16, F8 or a ggml block type", w.Name, w.DType))
 		return b.placeholder(shape...)
 	}
 	for _, d := range shape {
