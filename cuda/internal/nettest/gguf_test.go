@@ -139,3 +139,60 @@ func textLayerRun(name string, layers int) bool {
 	i, err := strconv.Atoi(idx)
 	return err == nil && i < layers-1
 }
+
+// TestGGUFQuantF32MatchesCPU runs the tiny model as Q4_K GGUF files on the
+// fake GPU in f32 (weights dequantized on the device, exactly the values
+// the CPU backend's quantized GEMM reads) and on the CPU backend: the
+// images agree within the f32 criterion of TestPipelineOnFakeGPU.
+func TestGGUFQuantF32MatchesCPU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: the kernels run on CPU threads")
+	}
+	c := loadCase(t, "en_64x64_seed42")
+	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
+	m, err := weights.OpenModel(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	dit, te := filepath.Join(tmp, "dit.gguf"), filepath.Join(tmp, "te.gguf")
+	s, err := m.OpenTransformer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = weights.WriteComponentGGUF(s, weights.CompTransformer, dit, weights.GGUFConvertOptions{Type: weights.Q4_K, DiTKey: m.DiT.EmbedderKey(0)})
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err = m.OpenTextEncoder(); err != nil {
+		t.Fatal(err)
+	}
+	err = weights.WriteComponentGGUF(s, weights.CompTextEncoder, te, weights.GGUFConvertOptions{Type: weights.Q4_K, TextEncoder: &m.TextEncoder})
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := zimage.Request{Prompt: c.Prompt, Width: c.Width, Height: c.Height, Seed: c.Seed, Steps: c.Steps}
+	run := func(opt zimage.Option) []byte {
+		t.Helper()
+		p, err := zimage.Load(context.Background(), dir, zimage.WithSingleFiles(dit, te, "", ""), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		res, err := p.Run(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fixturefs.RGB(res.Image)
+	}
+	b := fakeBackend(t, cuda.F32)
+	gpu := run(zimage.WithBackend(b))
+	cpu := run(zimage.WithDevice("cpu"))
+	d := fixturefs.ComparePixels(t, gpu, cpu)
+	t.Logf("Q4_K GGUF, fake GPU f32 vs CPU: %.3f%% values >1 level off, max %d, mean |Δ| %.3f", 100*d.FracOff1(), d.Max, d.Mean)
+	if d.FracOff1() > 0.001 || d.Max > 4 {
+		t.Errorf("the fake GPU's f32 image of the quantized model differs from the CPU's")
+	}
+}
