@@ -4,7 +4,8 @@
 //
 // Activations and weights live on the device in one dtype: bfloat16 (the
 // default; float32 accumulation and float32 norm statistics) or float32
-// (for tight parity tests). GEMMs and convolutions (im2col + GEMM) run
+// (for tight parity tests); GGUF weights stay in their ggml blocks and are
+// dequantized per MatMul (quant.go). GEMMs and convolutions (im2col + GEMM) run
 // through cuBLASLt. Attention is fused (no score matrix): tensor-core
 // kernels for the bf16 head sizes 128 (DiT, Qwen3), 256 and 512 (VAE
 // mid-block), a generic float32-arithmetic kernel for everything else.
