@@ -185,3 +185,15 @@ func (b *Backend) freeTemps() {
 		return nil
 	})
 }
+
+// dropTemp frees one temporary expansion (ToHost's own), leaving those of
+// an op in progress.
+func (b *Backend) dropTemp(x *Tensor) {
+	for i, t := range b.temps {
+		if t == x {
+			b.temps = append(b.temps[:i], b.temps[i+1:]...)
+			b.d.Do(func() error { return b.d.free(x.ptr) })
+			return
+		}
+	}
+}

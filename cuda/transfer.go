@@ -294,7 +294,7 @@ func (b *Backend) ToHost(t compute.Tensor) []float32 {
 			b.setErr(fmt.Errorf("cuda: ToHost: %w", err))
 			return out
 		}
-		defer b.freeTemps()
+		defer b.dropTemp(x)
 	}
 	if err := b.d.Do(func() error { return b.download(out, x.ptr, x.dt) }); err != nil {
 		b.setErr(fmt.Errorf("cuda: ToHost: %w", err))
