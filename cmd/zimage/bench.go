@@ -60,7 +60,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	tokens := fs.Int("tokens", 100, "prompt tokens with --synthetic")
 	threads := fs.Int("threads", 0, "CPU threads (0 = all cores)")
 	budget := fs.String("budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: none)")
-	quant := fs.String("quant", "", "with --synthetic on the CPU: store the text encoder and DiT weights as this GGUF type (q8_0, q4_k, ...; random blocks), as a converted GGUF stores them")
+	quant := fs.String("quant", "", "with --synthetic: store the text encoder and DiT weights as this GGUF type (q8_0, q4_k, ...; random blocks), as a converted GGUF stores them (kept quantized on the CPU and the CUDA backend)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zimage bench [--model PATH | --synthetic [--config turbo|tiny]] [--device auto] [--size 1024x1024,512x512] [--steps 8] [--runs 3]")
 		fmt.Fprintln(stderr, "Prints the median latency of each stage (text encoder, each DiT step, VAE, total) and the peak device memory per size.")
@@ -262,9 +262,12 @@ func syntheticBench(ctx context.Context, o benchOptions, usageErr func(string) i
 		defer c.Close()
 	}
 	dev, isDev := b.(benchDevice)
+	keepQuant := false // the device holds the random blocks as they are (bench_quant.go)
 	if isDev && o.quant != weights.Invalid {
-		usageErr("--quant: the CUDA backend expands quantized weights to bf16 at bind time; benchmark quantized weights on the CPU")
-		return nil, nil, errUsage
+		if keepQuant = deviceKeepsQuant(b, o.quant); !keepQuant {
+			usageErr("--quant: this device backend expands quantized weights to bf16 at bind time; benchmark quantized weights on the CPU")
+			return nil, nil, errUsage
+		}
 	}
 	if !isDev && o.config == "turbo" {
 		for _, sz := range o.sizes {
@@ -276,7 +279,9 @@ func syntheticBench(ctx context.Context, o benchOptions, usageErr func(string) i
 	}
 	var te, tr, va zimage.TensorLister
 	t0 := time.Now()
-	if isDev {
+	if keepQuant { // random blocks from the host, the VAE filled on the device
+		te, tr, va = fillRandomQuant(synthetic.TextEncoder(teC), 1, o.quant), fillRandomQuant(synthetic.DiT(ditC), 2, o.quant), synthetic.VAE(vaeC)
+	} else if isDev {
 		te, tr, va = synthetic.TextEncoder(teC), synthetic.DiT(ditC), synthetic.VAE(vaeC) // filled on the device
 	} else if o.quant != weights.Invalid {
 		te, tr, va = fillRandomQuant(synthetic.TextEncoder(teC), 1, o.quant), fillRandomQuant(synthetic.DiT(ditC), 2, o.quant), fillRandom(synthetic.VAE(vaeC), 3)
@@ -296,6 +301,9 @@ func syntheticBench(ctx context.Context, o benchOptions, usageErr func(string) i
 		b.Free(t)
 	}
 	fp := zimage.MeasureFootprint(te, tr, va, teC, ditC, vaeC, elem)
+	if keepQuant {
+		fp = zimage.MeasureQuantFootprint(te, tr, va, teC, ditC, vaeC, elem)
+	}
 	h := &harness{b: b, dev: dev, te: te, tr: tr, va: va, teC: teC, ditC: ditC, vaeC: vaeC, fp: fp, budget: o.budget}
 	defer h.close()
 
@@ -379,7 +387,7 @@ func (h *harness) run(ctx context.Context, ids []int, w, ht, steps int) (benchRu
 			mine += h.fp.VAE
 		}
 		held := h.dev.CurrentBytes()
-		in.Free, in.Overhead, in.Scratch = free, held-min(held, mine), zimage.CUDAScratch
+		in.Free, in.Overhead, in.Scratch = free, held-min(held, mine), zimage.CUDAScratch+h.fp.QuantScratch
 	} else {
 		in.Host = true
 	}

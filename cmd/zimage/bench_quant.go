@@ -8,7 +8,15 @@ import (
 
 	"github.com/zimage/zimage/cuda/synthetic"
 	"github.com/zimage/zimage/weights"
+	"github.com/zimage/zimage/zimage/compute"
 )
+
+// deviceKeepsQuant reports whether backend b holds weights of type qt in
+// their blocks (compute.QuantWeights).
+func deviceKeepsQuant(b compute.Backend, qt weights.DType) bool {
+	q, ok := b.(compute.QuantWeights)
+	return ok && q.WeightQuantized(qt)
+}
 
 // ggufScaleFields are the byte offsets of the f16 scale fields (d, and the
 // min scale where the type has one) in one block of each quantized type.
