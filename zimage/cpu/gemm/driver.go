@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/zimage/zimage/weights"
 )
 
 // Cache blocking (Goto/BLIS). A block of mcMax×kc rows of A is packed once
@@ -100,10 +102,13 @@ func run(stop *atomic.Bool, c, a []float32, src bSource, bias []float32, m, n, k
 // cancellation.
 func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *bSource, bias []float32, m, n, k int) {
 	mr, nr := kern.mr, kern.nr
-	direct := src.kind == srcF32N && m <= directMaxM
+	direct := src.kind == srcF32N && m <= directMaxM && !kern.pairs && !kern.round
 
-	// Even k blocks (no thin trailing block).
+	// Even k blocks (no thin trailing block); bf16 pairs need an even kc.
 	kc := ceilDiv(k, ceilDiv(k, kcMax))
+	if kern.pairs {
+		kc = roundUp(kc, 2)
+	}
 	// Rows of A per shared block, a multiple of mr, balanced.
 	mc := roundUp(ceilDiv(m, ceilDiv(m, mcMax)), mr)
 	// Tasks: ranges of nr-column panels of B (each task packs its own B
@@ -143,13 +148,26 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 			}
 			kb := min(kc, k-p0)
 			first := p0 == 0
+			kq := kb // kernel steps: k values, or k pairs
+			if kern.pairs {
+				kq = (kb + 1) / 2
+			}
 
 			// Pack the A block, a few micro-panels per task.
 			npanels := ceilDiv(mb, mr)
 			const perTask = 8
 			parallelFor(threads, ceilDiv(npanels, perTask), stop, func(_, t int) {
 				for r := t * perTask; r < min(npanels, (t+1)*perTask); r++ {
-					packAPanel(ap[r*mr*kb:(r+1)*mr*kb], a, k, i0+r*mr, min(mr, mb-r*mr), p0, kb, mr)
+					panel := ap[r*mr*kq : (r+1)*mr*kq]
+					rows := min(mr, mb-r*mr)
+					if kern.pairs {
+						packAPanelPairs(panel, a, k, i0+r*mr, rows, p0, kb, mr)
+						continue
+					}
+					packAPanel(panel, a, k, i0+r*mr, rows, p0, kb, mr)
+					if kern.round {
+						roundPanel(panel)
+					}
 				}
 			})
 
@@ -161,7 +179,7 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 				ilo := tm * mpan / ntaskM * mr
 				ihi := min(mb, (tm+1)*mpan/ntaskM*mr)
 				buf := *bpBufs[w]
-				bp := buf[:roundUp(nb, nr)*kb]
+				bp := buf[:roundUp(nb, nr)*kq]
 				tmp := buf[nc*kc : nc*kc+mr*nr]
 				ldb := 0 // packed panels
 				if direct {
@@ -173,10 +191,15 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 					}
 					ldb = n
 					bp = src.f32[p0*n+j0:]
+				} else if kern.pairs {
+					packBPairs(bp, src, j0, nb, p0, kb, nr)
 				} else {
 					packB(bp, src, j0, nb, p0, kb, nr)
+					if kern.round && !(src.kind == srcBytesT && src.dt == weights.BF16) {
+						roundPanel(bp)
+					}
 				}
-				macro(kern, c, n, ap[ilo*kb:], bp, ldb, buf, tmp, bias, first, i0+ilo, ihi-ilo, j0, nb, kb)
+				macro(kern, c, n, ap[ilo*kq:], bp, ldb, buf, tmp, bias, first, i0+ilo, ihi-ilo, j0, nb, kq)
 			})
 		}
 	}
@@ -234,4 +257,9 @@ func macro(kern kernel, c []float32, ldc int, ap, bp []float32, ldb int, edge, t
 			}
 		}
 	}
+}
+
+// unsafeU32 views a float32 slice as uint32 words.
+func unsafeU32(p []float32) []uint32 {
+	return unsafe.Slice((*uint32)(unsafe.Pointer(&p[0])), len(p))
 }

@@ -11,6 +11,10 @@ type kernel struct {
 	fn     func(kc int, a, b, c []float32, ldb, ldc int, acc bool)
 	// narrow[r-1] is the same kernel for r < mr rows (problems with m < mr).
 	narrow []kernel
+	// pairs: the kernel reads bf16 pairs along k (packAPanelPairs,
+	// packBPairs) and kc counts pairs. round: a float32 kernel whose packed
+	// operands are rounded to bf16 first (the bf16 mode without AVX512-BF16).
+	pairs, round bool
 }
 
 var genericKernel = kernel{name: "generic", mr: 4, nr: 4, fn: kernelGeneric4x4}

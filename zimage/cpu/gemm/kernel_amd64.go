@@ -144,3 +144,40 @@ func pick(f512, f2 func(a *float32, b unsafe.Pointer, ldb, k int, out *float32))
 	}
 	return f512
 }
+
+// archBF16Kernel is the VDPBF16PS kernel where the CPU has AVX512-BF16.
+func archBF16Kernel() (kernel, bool) {
+	if !hasAVX512BF16 {
+		return kernel{}, false
+	}
+	k := wrapAsm("avx512bf16", "avx512", 6, 64, kbf16_6x64,
+		kbf16_1x64, kbf16_2x64, kbf16_3x64, kbf16_4x64, kbf16_5x64)
+	k.pairs = true
+	for i := range k.narrow {
+		k.narrow[i].pairs = true
+	}
+	return k, true
+}
+
+// hasAVX512BF16 says whether VDPBF16PS may run (tests may turn it off).
+var hasAVX512BF16 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BF16
+
+// transposePairs packs the leading whole 16-row groups of a bf16 pair
+// micro-panel over the leading whole 16-pair blocks of the qn complete
+// pairs: a bf16 row is a row of 32-bit pair words, so this is the float32
+// 16×16 transpose. It returns how many rows and pairs it covered.
+func transposePairs(panel []float32, nr int, src *bSource, jbase, cols, p0, qn int) (rows, qs int) {
+	if !useTranspose || cols < 16 || qn < 16 {
+		return 0, 0
+	}
+	nblk, groups := qn/16, cols/16
+	k := src.k
+	for g := 0; g < groups; g++ {
+		_ = panel[(16*nblk-1)*nr+16*g+15]  // last word written
+		first := (jbase+16*g)*k + p0       // element index of the tile's first value
+		last := first + 15*k + 32*nblk - 1 // element index of the last value read
+		_ = src.raw[last*2+1]
+		tr16F32(&panel[16*g], nr*4, unsafe.Pointer(&src.raw[first*2]), k*2, nblk)
+	}
+	return groups * 16, nblk * 16
+}

@@ -13,3 +13,9 @@ func transposeRows(panel []float32, nr int, src *bSource, jbase, cols, p0, kb in
 func dot4Available() bool { return false }
 
 func dot4(sums *[4]float32, a []float32, src *bSource, j, p0 int, tmp []float32) {}
+
+func archBF16Kernel() (kernel, bool) { return kernel{}, false }
+
+func transposePairs(panel []float32, nr int, src *bSource, jbase, cols, p0, qn int) (rows, qs int) {
+	return 0, 0
+}

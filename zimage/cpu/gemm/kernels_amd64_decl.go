@@ -81,6 +81,36 @@ func kavx2_4x16(a, b, c *float32, kc, ldb, ldc int, acc bool)
 //go:noescape
 func kavx2_5x16(a, b, c *float32, kc, ldb, ldc int, acc bool)
 
+// kbf16_6x64 computes a 6×64 tile from bf16 pairs (kc k-pairs; AVX512-BF16 only): see kernel and packBF16.
+//
+//go:noescape
+func kbf16_6x64(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kbf16_1x64 computes a 1×64 tile from bf16 pairs (kc k-pairs; AVX512-BF16 only): see kernel and packBF16.
+//
+//go:noescape
+func kbf16_1x64(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kbf16_2x64 computes a 2×64 tile from bf16 pairs (kc k-pairs; AVX512-BF16 only): see kernel and packBF16.
+//
+//go:noescape
+func kbf16_2x64(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kbf16_3x64 computes a 3×64 tile from bf16 pairs (kc k-pairs; AVX512-BF16 only): see kernel and packBF16.
+//
+//go:noescape
+func kbf16_3x64(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kbf16_4x64 computes a 4×64 tile from bf16 pairs (kc k-pairs; AVX512-BF16 only): see kernel and packBF16.
+//
+//go:noescape
+func kbf16_4x64(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
+// kbf16_5x64 computes a 5×64 tile from bf16 pairs (kc k-pairs; AVX512-BF16 only): see kernel and packBF16.
+//
+//go:noescape
+func kbf16_5x64(a, b, c *float32, kc, ldb, ldc int, acc bool)
+
 // tr16F32 widens and transposes 16 rows × 16·nblk values of F32 (row
 // stride srcStride bytes) into 16·nblk rows × 16 float32 (row stride dstStride bytes).
 //
