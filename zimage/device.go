@@ -81,7 +81,12 @@ func newBackend(o *options) (compute.Backend, error) {
 	if o.threads < 0 {
 		return nil, &DeviceError{Device: o.device, Reason: fmt.Sprintf("negative thread count %d", o.threads)}
 	}
-	newCPU := func() compute.Backend { return cpu.New(cpu.WithThreads(o.threads)) }
+	if o.prec != Float32 && o.prec != BFloat16 {
+		return nil, &DeviceError{Device: o.device, Reason: fmt.Sprintf("unknown precision %v", o.prec)}
+	}
+	newCPU := func() compute.Backend {
+		return cpu.New(cpu.WithThreads(o.threads), cpu.WithBF16(o.prec == BFloat16))
+	}
 	switch kind {
 	case "cpu":
 		return newCPU(), nil

@@ -17,6 +17,7 @@ type options struct {
 	threads int
 	budget  uint64     // WithMemoryBudget (residency.go)
 	loras   []loraSpec // WithLoRA (lora.go)
+	prec    Precision  // WithPrecision (precision.go)
 
 	// Model references (model.go).
 	noPull     bool
@@ -47,6 +48,11 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 
 // WithThreads bounds the CPU threads the CPU backend uses (0 = all cores).
 func WithThreads(n int) Option { return func(o *options) { o.threads = n } }
+
+// WithPrecision selects the CPU backend's arithmetic for matrix products:
+// Float32 (default, exact) or BFloat16 (see Precision). The CUDA backend
+// and a backend passed with WithBackend are unaffected.
+func WithPrecision(p Precision) Option { return func(o *options) { o.prec = p } }
 
 // WithPull says whether Load may download a model named by a repository id
 // that the Hugging Face cache lacks (default true). With false, or with

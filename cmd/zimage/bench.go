@@ -59,6 +59,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	warmup := fs.Int("warmup", 1, "untimed runs per size first (weights bound, kernels and plans warmed)")
 	tokens := fs.Int("tokens", 100, "prompt tokens with --synthetic")
 	threads := fs.Int("threads", 0, "CPU threads (0 = all cores)")
+	precision := fs.String("precision", "fp32", "CPU matrix-product precision: fp32 (exact) or bf16 (faster; float32 accumulation)")
 	budget := fs.String("budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: none)")
 	quant := fs.String("quant", "", "with --synthetic: store the text encoder and DiT weights as this GGUF type (q8_0, q4_k, ...; random blocks), as a converted GGUF stores them (kept quantized on the CPU and the CUDA backend)")
 	fs.Usage = func() {
@@ -104,6 +105,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return usageErr(fmt.Sprintf("--budget: %v", err))
 	}
+	prec, err := zimage.ParsePrecision(*precision)
+	if err != nil {
+		return usageErr(fmt.Sprintf("--precision: %v", err))
+	}
+	benchPrecision = prec
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "zimage bench: %s\n", oneLine(err))
 		return 1
@@ -159,7 +165,8 @@ var errUsage = errors.New("usage")
 // modelBench runs the pipeline on a real checkpoint.
 func modelBench(ctx context.Context, model string, o benchOptions) ([]benchSize, []string, error) {
 	t0 := time.Now()
-	p, err := zimage.Load(ctx, model, zimage.WithDevice(o.device), zimage.WithThreads(o.threads), zimage.WithMemoryBudget(o.budget))
+	p, err := zimage.Load(ctx, model, zimage.WithDevice(o.device), zimage.WithThreads(o.threads), zimage.WithMemoryBudget(o.budget),
+		zimage.WithPrecision(benchPrecision))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -615,4 +622,9 @@ func deviceLine(b compute.Backend) string {
 }
 
 // newCPU is the CPU backend of the bench.
-func newCPU(threads int) compute.Backend { return cpu.New(cpu.WithThreads(threads)) }
+func newCPU(threads int) compute.Backend {
+	return cpu.New(cpu.WithThreads(threads), cpu.WithBF16(benchPrecision == zimage.BFloat16))
+}
+
+// benchPrecision is bench's --precision (one command per process).
+var benchPrecision = zimage.Float32

@@ -44,6 +44,7 @@ type generateArgs struct {
 
 	device, memoryBudget string
 	threads              int
+	precision            string // --precision (zimage.ParsePrecision)
 
 	out     string
 	quality int
@@ -73,6 +74,7 @@ func newGenerateArgs(stderr io.Writer) *generateArgs {
 	fs.Float64Var(&g.guidance, "guidance", 0, "classifier-free guidance scale (0 = off, the Turbo setting)")
 	fs.StringVar(&g.device, "device", "auto", "compute device: cpu, cuda, cuda:N or auto")
 	fs.IntVar(&g.threads, "threads", 0, "CPU threads (0 = all cores)")
+	fs.StringVar(&g.precision, "precision", "fp32", "CPU matrix-product precision: fp32 (exact) or bf16 (faster; float32 accumulation)")
 	fs.StringVar(&g.memoryBudget, "memory-budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: the free device memory)")
 	fs.StringVar(&g.out, "out", "", "output file: .png, .jpg/.jpeg, or - for a PNG on standard output (required)")
 	fs.IntVar(&g.quality, "quality", 90, "JPEG quality (1-100)")
@@ -108,6 +110,9 @@ func (g *generateArgs) check() error {
 	}
 	if _, err := parseBytes(g.memoryBudget); err != nil {
 		return usageError(fmt.Sprintf("--memory-budget: %v", err))
+	}
+	if _, err := zimage.ParsePrecision(g.precision); err != nil {
+		return usageError(fmt.Sprintf("--precision: %v", err))
 	}
 	switch {
 	case !g.set["prompt"]:
@@ -204,8 +209,10 @@ func (g *generateArgs) loadOptions(dev zimage.DeviceChoice, onDownload func(hub.
 	if dev.Kind == "cpu" {
 		device = "cpu" // "auto" already fell back; do not probe again
 	}
-	budget, _ := parseBytes(g.memoryBudget) // checked in check
+	budget, _ := parseBytes(g.memoryBudget)       // checked in check
+	prec, _ := zimage.ParsePrecision(g.precision) // checked in check
 	return append([]zimage.Option{
+		zimage.WithPrecision(prec),
 		zimage.WithDevice(device), zimage.WithThreads(g.threads), zimage.WithMemoryBudget(budget),
 		zimage.WithSingleFiles(g.transformer, g.textEncoder, g.vae, g.tokenizer),
 		zimage.WithDownloadProgress(onDownload),

@@ -69,6 +69,7 @@ var cacheLimit = 4 << 20 // a variable so tests can take the uncached paths
 type Backend struct {
 	threads int
 	poolCap int64
+	bf16    bool // WithBF16 (precision.go)
 
 	mu    sync.Mutex
 	err   error

@@ -31,17 +31,24 @@ func (b *Backend) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 	out := b.newTensor(m, n)
 	cw := b.current()
 	var err error
-	if tw.w != nil && tw.f32 == nil && tw.w.DType.IsQuantized() {
+	switch {
+	case tw.w != nil && tw.f32 == nil && tw.w.DType.IsQuantized():
 		err = gemm.MatMulBTQuantCtx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
-	} else if tw.w != nil && tw.f32 == nil {
+	case tw.w != nil && tw.f32 == nil && b.bf16:
+		err = gemm.MatMulBTBF16Ctx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
+	case tw.w != nil && tw.f32 == nil:
 		err = gemm.MatMulBTCtx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
-	} else {
+	default:
 		wv := b.values(op, tw)
 		if wv == nil {
 			b.Free(out)
 			return ph()
 		}
-		err = gemm.MatMulBTF32Ctx(cw.context(), out.data, xv, wv, bv, m, n, k)
+		if b.bf16 {
+			err = gemm.MatMulBTF32BF16Ctx(cw.context(), out.data, xv, wv, bv, m, n, k)
+		} else {
+			err = gemm.MatMulBTF32Ctx(cw.context(), out.data, xv, wv, bv, m, n, k)
+		}
 	}
 	if err != nil {
 		b.opErr(op, cw, err)

@@ -1,0 +1,14 @@
+package cpu
+
+// WithBF16 makes the backend compute the large matrix products in bfloat16
+// with float32 accumulation (gemm.MatMulBTBF16: activations rounded to bf16
+// while packed, VDPBF16PS where the CPU has AVX512-BF16), and attention's
+// QKᵀ and PV likewise. Norms, softmax, RoPE, the residual stream and every
+// other op stay float32. The default (false) is exact float32.
+func WithBF16(on bool) Option {
+	return func(b *Backend) { b.bf16 = on }
+}
+
+// BF16 reports whether the backend computes its matrix products in
+// bfloat16 (WithBF16).
+func (b *Backend) BF16() bool { return b.bf16 }
