@@ -227,6 +227,17 @@ func BenchmarkRealArchDiT(b *testing.B) {
 			sizes = append(sizes, n)
 		}
 	}
+	// ZIMAGE_BENCH_PRECISION=fp32,bf16 times each size in both precisions on
+	// the same weights, one after the other (cpu.Backend.SetBF16).
+	precs := []string{"fp32"}
+	if s := os.Getenv("ZIMAGE_BENCH_PRECISION"); s != "" {
+		precs = strings.Split(s, ",")
+		for _, p := range precs {
+			if p != "fp32" && p != "bf16" {
+				b.Fatalf("ZIMAGE_BENCH_PRECISION: bad precision %q (want fp32 or bf16)", p)
+			}
+		}
+	}
 	if cfg.NLayers < 1 || cfg.NRefinerLayers < 1 {
 		b.Fatal("need at least one main layer and one refiner layer")
 	}
@@ -263,81 +274,85 @@ func BenchmarkRealArchDiT(b *testing.B) {
 	lcp := capt.Lcp
 
 	for _, size := range sizes {
-		b.Run(fmt.Sprintf("%dx%d", size, size), func(b *testing.B) {
-			hl, wl := size/8, size/8
-			x := make([]float32, cfg.InChannels*hl*wl)
-			for i := range x {
-				x[i] = float32(rng.NormFloat64())
-			}
-			if _, err := m.Forward(ctx, x, hl, wl, 0.5, capt, nil); err != nil { // warm-up
-				b.Fatal(err)
-			}
-			var main, nref, edge split
-			tm.ops = nil
-			b.ResetTimer()
-			for range b.N {
-				sp.start()
-				if _, err := m.Forward(ctx, x, hl, wl, 0.5, capt, sp.mark); err != nil {
+		for _, prec := range precs {
+			b.Run(fmt.Sprintf("%dx%d/%s", size, size, prec), func(b *testing.B) {
+				be.SetBF16(prec == "bf16")
+				defer be.SetBF16(false)
+				hl, wl := size/8, size/8
+				x := make([]float32, cfg.InChannels*hl*wl)
+				for i := range x {
+					x[i] = float32(rng.NormFloat64())
+				}
+				if _, err := m.Forward(ctx, x, hl, wl, 0.5, capt, nil); err != nil { // warm-up
 					b.Fatal(err)
 				}
-				sp.mark("end", nil)
-				for name, s := range sp.got {
-					switch {
-					case strings.HasPrefix(name, "layers.") && name != "layers.in.x":
-						main = addSplit(main, s)
-					case strings.HasPrefix(name, "noise_refiner.") && name != "noise_refiner.in.x":
-						nref = addSplit(nref, s)
-					default: // t_emb, x_embed, the refiner inputs, concat, final layer
-						edge = addSplit(edge, s)
+				var main, nref, edge split
+				tm.ops = nil
+				b.ResetTimer()
+				for range b.N {
+					sp.start()
+					if _, err := m.Forward(ctx, x, hl, wl, 0.5, capt, sp.mark); err != nil {
+						b.Fatal(err)
+					}
+					sp.mark("end", nil)
+					for name, s := range sp.got {
+						switch {
+						case strings.HasPrefix(name, "layers.") && name != "layers.in.x":
+							main = addSplit(main, s)
+						case strings.HasPrefix(name, "noise_refiner.") && name != "noise_refiner.in.x":
+							nref = addSplit(nref, s)
+						default: // t_emb, x_embed, the refiner inputs, concat, final layer
+							edge = addSplit(edge, s)
+						}
 					}
 				}
-			}
-			b.StopTimer()
-			main = scaleSplit(main, b.N*cfg.NLayers)
-			nref = scaleSplit(nref, b.N*cfg.NRefinerLayers)
-			edge = scaleSplit(edge, b.N)
+				b.StopTimer()
+				main = scaleSplit(main, b.N*cfg.NLayers)
+				nref = scaleSplit(nref, b.N*cfg.NRefinerLayers)
+				edge = scaleSplit(edge, b.N)
 
-			real := weights.DefaultDiTConfig()
-			step := 2*nref.wall + time.Duration(real.NLayers)*main.wall + edge.wall
-			b.ReportMetric(ms(main.wall), "block-ms")
-			b.ReportMetric(ms(main.gemm), "gemm-ms")
-			b.ReportMetric(ms(main.attn), "attn-ms")
-			b.ReportMetric(ms(main.gemv), "gemv-ms")
-			b.ReportMetric(ms(main.other()), "other-ms")
-			b.ReportMetric(ms(nref.wall), "nref-ms")
-			b.ReportMetric(ms(cref.wall), "cref-ms")
-			b.ReportMetric(ms(edge.wall), "edge-ms")
-			b.ReportMetric(step.Seconds(), "step-s")
-			b.ReportMetric((8*step + time.Duration(real.NRefinerLayers)*cref.wall).Seconds(), "8step-s")
+				real := weights.DefaultDiTConfig()
+				step := 2*nref.wall + time.Duration(real.NLayers)*main.wall + edge.wall
+				b.ReportMetric(ms(main.wall), "block-ms")
+				b.ReportMetric(ms(main.gemm), "gemm-ms")
+				b.ReportMetric(ms(main.attn), "attn-ms")
+				b.ReportMetric(ms(main.gemv), "gemv-ms")
+				b.ReportMetric(ms(main.other()), "other-ms")
+				b.ReportMetric(ms(nref.wall), "nref-ms")
+				b.ReportMetric(ms(cref.wall), "cref-ms")
+				b.ReportMetric(ms(edge.wall), "edge-ms")
+				b.ReportMetric(step.Seconds(), "step-s")
+				b.ReportMetric((8*step + time.Duration(real.NRefinerLayers)*cref.wall).Seconds(), "8step-s")
 
-			// Rates of this size, and the step they predict at other sizes.
-			D, F := float64(cfg.Dim), float64(cfg.FFNDim())
-			linPerTok := 2 * (4*D*D + 3*D*F)
-			ni := float64((size / 16) * (size / 16))
-			l := ni + float64(lcp)
-			gemmRate := l * linPerTok / main.gemm.Seconds()
-			attnRate := 4 * l * l * D / main.attn.Seconds()
-			b.Logf("%d²: L = %.0f (%.0f image + %d caption rows); main block %.0f ms = GEMM %.0f (%.0f GFLOP/s) + attention %.0f (%.0f GFLOP/s) + GEMV %.1f + other %.0f; noise refiner %.0f ms; context refiner %.0f ms (once per generation); embed+final %.0f ms",
-				size, l, ni, lcp, ms(main.wall), ms(main.gemm), gemmRate/1e9, ms(main.attn), attnRate/1e9, ms(main.gemv), ms(main.other()),
-				ms(nref.wall), ms(cref.wall), ms(edge.wall))
-			var parts []string
-			for name, d := range tm.ops {
-				parts = append(parts, fmt.Sprintf("%s %.0f", name, ms(d)/float64(b.N)))
-			}
-			sort.Strings(parts)
-			b.Logf("  ms per forward in element-wise ops (all blocks): %s", strings.Join(parts, ", "))
-			for _, s := range []int{256, 512, 1024} {
-				ni2 := float64((s / 16) * (s / 16))
-				l2 := ni2 + float64(lcp)
-				blk := func(l2 float64) float64 {
-					return l2*linPerTok/gemmRate + 4*l2*l2*D/attnRate + main.gemv.Seconds() + main.other().Seconds()*l2/l
+				// Rates of this size, and the step they predict at other sizes.
+				D, F := float64(cfg.Dim), float64(cfg.FFNDim())
+				linPerTok := 2 * (4*D*D + 3*D*F)
+				ni := float64((size / 16) * (size / 16))
+				l := ni + float64(lcp)
+				gemmRate := l * linPerTok / main.gemm.Seconds()
+				attnRate := 4 * l * l * D / main.attn.Seconds()
+				b.Logf("%d²: L = %.0f (%.0f image + %d caption rows); main block %.0f ms = GEMM %.0f (%.0f GFLOP/s) + attention %.0f (%.0f GFLOP/s) + GEMV %.1f + other %.0f; noise refiner %.0f ms; context refiner %.0f ms (once per generation); embed+final %.0f ms",
+					size, l, ni, lcp, ms(main.wall), ms(main.gemm), gemmRate/1e9, ms(main.attn), attnRate/1e9, ms(main.gemv), ms(main.other()),
+					ms(nref.wall), ms(cref.wall), ms(edge.wall))
+				var parts []string
+				for name, d := range tm.ops {
+					parts = append(parts, fmt.Sprintf("%s %.0f", name, ms(d)/float64(b.N)))
 				}
-				st := float64(real.NLayers)*blk(l2) + 2*blk(ni2) + edge.Seconds()*ni2/ni
-				flop := float64(real.NLayers)*(l2*linPerTok+4*l2*l2*D) + 2*(ni2*linPerTok+4*ni2*ni2*D)
-				b.Logf("  extrapolated to %4d² (L = %4.0f): block %6.2f s, step %6.1f s (%.1f TFLOP), 8 steps %6.1f min",
-					s, l2, blk(l2), st, flop/1e12, 8*st/60)
-			}
-		})
+				sort.Strings(parts)
+				b.Logf("  ms per forward in element-wise ops (all blocks): %s", strings.Join(parts, ", "))
+				for _, s := range []int{256, 512, 1024} {
+					ni2 := float64((s / 16) * (s / 16))
+					l2 := ni2 + float64(lcp)
+					blk := func(l2 float64) float64 {
+						return l2*linPerTok/gemmRate + 4*l2*l2*D/attnRate + main.gemv.Seconds() + main.other().Seconds()*l2/l
+					}
+					st := float64(real.NLayers)*blk(l2) + 2*blk(ni2) + edge.Seconds()*ni2/ni
+					flop := float64(real.NLayers)*(l2*linPerTok+4*l2*l2*D) + 2*(ni2*linPerTok+4*ni2*ni2*D)
+					b.Logf("  extrapolated to %4d² (L = %4.0f): block %6.2f s, step %6.1f s (%.1f TFLOP), 8 steps %6.1f min",
+						s, l2, blk(l2), st, flop/1e12, 8*st/60)
+				}
+			})
+		}
 	}
 }
 

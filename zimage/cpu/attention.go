@@ -65,6 +65,9 @@ func (b *Backend) Attention(q, k, v compute.Tensor, heads, kvHeads int, scale fl
 	fast := fastAttention(dh)
 	nkb := (lk + attnBk - 1) / attnBk
 	cw := b.current()
+	if b.bf16 && fastAttentionBF16(dh) {
+		return b.attentionBF16(qv, kv, vv, lq, lk, dh, heads, kvHeads, nkb, scale, causal, cw)
+	}
 	vh := b.alloc(kvHeads * lk * dh)
 	defer b.release(vh)
 	splitHeads(b.threads, &cw.stop, vh, vv, lk, kvHeads, dh)

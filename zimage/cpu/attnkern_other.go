@@ -19,3 +19,9 @@ func tileMatMul(c []float32, ldc int, a []float32, lda int, b []float32, ldb int
 }
 
 func fastAttention(dh int) bool { return false }
+
+var hasBF16Dot = false
+
+func tileMatMulBF16(c []float32, ldc int, a []uint32, lda int, b []uint32, ldb int, m, n, k int) {}
+
+func fastAttentionBF16(dh int) bool { return false }

@@ -12,3 +12,8 @@ func WithBF16(on bool) Option {
 // BF16 reports whether the backend computes its matrix products in
 // bfloat16 (WithBF16).
 func (b *Backend) BF16() bool { return b.bf16 }
+
+// SetBF16 switches WithBF16 on an existing backend (benchmarks compare both
+// precisions on one set of weights). Call it between ops, never while an op
+// runs.
+func (b *Backend) SetBF16(on bool) { b.bf16 = on }

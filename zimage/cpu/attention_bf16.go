@@ -1,0 +1,217 @@
+package cpu
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/zimage/zimage/zimage/compute"
+)
+
+// bf16 attention (WithBF16 on a CPU with AVX512-BF16): the same
+// FlashAttention tiling as attnTileFast, with Q, K, P and V rounded to
+// bfloat16 (nearest, ties to even) and both products (QKᵀ and PV) on
+// VDPBF16PS with float32 accumulation. Scores, the softmax, the running
+// max/sum and the output stay float32. Operands are bf16 pairs: one uint32
+// word holds two consecutive values along the product's reduction axis
+// (head dim for QKᵀ, keys for PV).
+
+// bf16Bits rounds f to bfloat16 (nearest, ties to even; NaN stays NaN).
+func bf16Bits(f float32) uint32 {
+	b := math.Float32bits(f)
+	if b&0x7fffffff > 0x7f800000 {
+		return b>>16 | 0x0040
+	}
+	return (b + 0x7fff + (b>>16)&1) >> 16
+}
+
+// pair packs two values as one bf16 pair word (lo first along the axis).
+func pair(lo, hi float32) uint32 { return bf16Bits(lo) | bf16Bits(hi)<<16 }
+
+// transposeKeysBF16 writes k [L, H·dh] as dst [H, nkb, dh/2, ktLd] words:
+// block kb of head g holds word(c, j) = (key kb·attnBk+j)[2c, 2c+1], zero
+// past the last key.
+func transposeKeysBF16(threads int, stop *atomic.Bool, dst []uint32, k []float32, l, h, dh, nkb int) {
+	dq := dh / 2
+	parallelFor(threads, h*nkb, 1, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			if stop.Load() {
+				return
+			}
+			g, kb := t/nkb, t%nkb
+			blk := dst[t*dq*ktLd : (t+1)*dq*ktLd]
+			clear(blk)
+			j0, j1 := kb*attnBk, min(kb*attnBk+attnBk, l)
+			for j := j0; j < j1; j++ {
+				row := k[(j*h+g)*dh : (j*h+g+1)*dh]
+				for c := range dq {
+					blk[c*ktLd+j-j0] = pair(row[2*c], row[2*c+1])
+				}
+			}
+		}
+	})
+}
+
+// splitValuesBF16 writes v [L, H·dh] as dst [H, ceil(L/2), dh] words:
+// word(c, d) = (v[2c, d], v[2c+1, d]) of head g, the high half zero past L.
+func splitValuesBF16(threads int, stop *atomic.Bool, dst []uint32, v []float32, l, h, dh int) {
+	lq := (l + 1) / 2
+	parallelFor(threads, h*lq, max(1, ewGrain/(2*dh)), func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			if stop.Load() {
+				return
+			}
+			g, c := t/lq, t%lq
+			out := dst[(g*lq+c)*dh : (g*lq+c+1)*dh]
+			r0 := v[(2*c*h+g)*dh : (2*c*h+g+1)*dh]
+			if 2*c+1 < l {
+				r1 := v[((2*c+1)*h+g)*dh : ((2*c+1)*h+g+1)*dh]
+				for d := range out {
+					out[d] = pair(r0[d], r1[d])
+				}
+				continue
+			}
+			for d := range out {
+				out[d] = bf16Bits(r0[d])
+			}
+		}
+	})
+}
+
+// attnScratchBF16 holds a task's pair words: scaled queries [bq6, dh/2] and
+// probabilities [bq6, attnBk/2].
+type attnScratchBF16 struct{ q, p []uint32 }
+
+// attnTileBF16 is attnTileFast in bf16: kt is this head's key blocks
+// [nkb, dh/2, ktLd] and vp its value pairs [ceil(Lk/2), dh], both words.
+func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out, qv []float32, kt, vp []uint32, h, ld, dh, i0, i1, lk int, scale float32, causal bool) {
+	bq := i1 - i0
+	bq6 := (bq + 5) / 6 * 6
+	dq := dh / 2
+	const ldp = attnBk / 2
+	qp, pp := sb.q[:bq6*dq], sb.p[:bq6*ldp]
+	o, m, l, alpha := sc.o[:bq*dh], sc.m[:bq], sc.l[:bq], sc.alpha[:bq]
+	for r := range bq {
+		row := qv[(i0+r)*ld+h*dh : (i0+r)*ld+(h+1)*dh]
+		for c := range dq {
+			qp[r*dq+c] = pair(row[2*c]*scale, row[2*c+1]*scale)
+		}
+		m[r] = float32(math.Inf(-1))
+		l[r] = 0
+	}
+	clear(qp[bq*dq:])
+	clear(pp[bq*ldp:]) // padded query rows multiply as zero
+	clear(o)
+	kEnd := lk
+	if causal {
+		kEnd = min(lk, i1)
+	}
+	const lds = attnBk
+	s := sc.s[:bq6*lds]
+	t := sc.t[:bq6*dh]
+	for j0 := 0; j0 < kEnd; j0 += attnBk {
+		j1 := min(j0+attnBk, kEnd)
+		bk := j1 - j0
+		bkp := (bk + 63) / 64 * 64
+		bkq := (bk + 1) / 2
+		// Scores [bq6, bkp] = (scale·Q)·Kᵀ.
+		blk := kt[(j0/attnBk)*dq*ktLd : (j0/attnBk+1)*dq*ktLd]
+		tileMatMulBF16(s, lds, qp, dq, blk, ktLd, bq6, bkp, dq)
+		for r := range bq {
+			row := s[r*lds : r*lds+bk]
+			prow := pp[r*ldp : r*ldp+bkq]
+			lim := bk
+			if causal {
+				lim = min(bk, i0+r-j0+1)
+			}
+			if lim <= 0 {
+				clear(prow)
+				alpha[r] = 1
+				continue
+			}
+			mx := rowMax(row[:lim], m[r])
+			sum := expSub(row[:lim], mx)
+			clear(row[lim:])
+			a := expf(m[r] - mx)
+			alpha[r] = a
+			l[r] = l[r]*float64(a) + sum
+			m[r] = mx
+			for c := 0; c < bk/2; c++ {
+				prow[c] = pair(row[2*c], row[2*c+1])
+			}
+			if bk%2 == 1 {
+				prow[bkq-1] = bf16Bits(row[bk-1])
+			}
+		}
+		// T [bq6, dh] = P·V over bkq key pairs (j0 is even).
+		tileMatMulBF16(t, dh, pp, ldp, vp[(j0/2)*dh:(j0/2+bkq)*dh], dh, bq6, dh, bkq)
+		for r := range bq {
+			scaleAdd(o[r*dh:(r+1)*dh], t[r*dh:(r+1)*dh], alpha[r])
+		}
+	}
+	for r := range bq {
+		inv := float32(1 / l[r])
+		dst := out[(i0+r)*ld+h*dh : (i0+r)*ld+(h+1)*dh]
+		for j, x := range o[r*dh : (r+1)*dh] {
+			dst[j] = x * inv
+		}
+	}
+}
+
+// attentionBF16 is Attention's bf16 engine (see above); the caller checked
+// the operands and fastAttentionBF16(dh).
+func (b *Backend) attentionBF16(qv, kv, vv []float32, lq, lk, dh, heads, kvHeads, nkb int, scale float32, causal bool, cw *watch) compute.Tensor {
+	dq, lkq := dh/2, (lk+1)/2
+	// Pair words live in pooled float32 buffers (same size, 4 bytes).
+	khBuf := b.alloc(kvHeads * nkb * dq * ktLd)
+	defer b.release(khBuf)
+	vpBuf := b.alloc(kvHeads * lkq * dh)
+	defer b.release(vpBuf)
+	kh, vp := asWords(khBuf), asWords(vpBuf)
+	transposeKeysBF16(b.threads, &cw.stop, kh, kv, lk, kvHeads, dh, nkb)
+	splitValuesBF16(b.threads, &cw.stop, vp, vv, lk, kvHeads, dh)
+	if b.cancelled(cw) {
+		return b.placeholder(lq, heads*dh)
+	}
+	khLen, vpLen := nkb*dq*ktLd, lkq*dh
+	out := b.newTensor(lq, heads*dh)
+	nqb := (lq + attnBq - 1) / attnBq
+	group := heads / kvHeads
+	parallelFor(b.threads, heads*nqb, 1, func(lo, hi int) {
+		sc := getAttnScratch(dh)
+		defer attnPool.Put(sc)
+		sb := attnBF16Pool.Get().(*attnScratchBF16)
+		defer attnBF16Pool.Put(sb)
+		if len(sb.q) < attnBq*dq {
+			sb.q = make([]uint32, attnBq*dq)
+		}
+		for t := lo; t < hi; t++ {
+			if cw.stop.Load() {
+				return
+			}
+			h, qb := t/nqb, t%nqb
+			g := h / group
+			i0, i1 := qb*attnBq, min(qb*attnBq+attnBq, lq)
+			attnTileBF16(sc, sb, out.data, qv, kh[g*khLen:(g+1)*khLen], vp[g*vpLen:(g+1)*vpLen],
+				h, heads*dh, dh, i0, i1, lk, scale, causal)
+		}
+	})
+	if b.cancelled(cw) {
+		b.Free(out)
+		return b.placeholder(lq, heads*dh)
+	}
+	return out
+}
+
+var attnBF16Pool = sync.Pool{New: func() any {
+	return &attnScratchBF16{p: make([]uint32, attnBq*attnBk/2)}
+}}
+
+// asWords views a float32 buffer as uint32 words.
+func asWords(p []float32) []uint32 {
+	if len(p) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint32)(unsafe.Pointer(&p[0])), len(p))
+}

@@ -1,0 +1,100 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/zimage/zimage/weights"
+)
+
+func roundedBF16(v []float32) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = math.Float32frombits(bf16Bits(x) << 16)
+	}
+	return out
+}
+
+// TestAttentionBF16 checks bf16 attention against the float64 reference of
+// the bf16-rounded q·scale, k and v: what remains is the rounding of the
+// probabilities (2⁻⁹ relative) and float32 accumulation. Head widths the
+// VDPBF16PS tiles do not take run the float32 engine and must match it.
+func TestAttentionBF16(t *testing.T) {
+	if !hasBF16Dot {
+		t.Skip("CPU lacks AVX512-BF16: bf16 attention runs the float32 engine (TestAttention covers it)")
+	}
+	cases := []struct {
+		lq, lk, heads, kvHeads, dh int
+		causal                     bool
+	}{
+		{250, 250, 4, 1, 64, true},
+		{121, 701, 3, 3, 128, false}, // odd Lk: a half-filled last key pair
+		{1, 5, 2, 1, 128, true},
+		{7, 1, 2, 2, 64, false},
+		{300, 300, 8, 2, 128, true},
+		{130, 257, 1, 1, 512, false},
+		{70, 300, 2, 2, 32, false}, // not a multiple of 64: float32 engine
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%dx%d_h%d_kv%d_dh%d_causal%v", c.lq, c.lk, c.heads, c.kvHeads, c.dh, c.causal), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(c.lq), uint64(c.lk)+7))
+			b := New(WithBF16(true))
+			qv := randVec(r, c.lq*c.heads*c.dh)
+			kv := randVec(r, c.lk*c.kvHeads*c.dh)
+			vv := randVec(r, c.lk*c.kvHeads*c.dh)
+			scale := float32(1 / math.Sqrt(float64(c.dh)))
+			got := host(t, b, b.Attention(b.FromHost(qv, c.lq, c.heads*c.dh), b.FromHost(kv, c.lk, c.kvHeads*c.dh),
+				b.FromHost(vv, c.lk, c.kvHeads*c.dh), c.heads, c.kvHeads, scale, c.causal))
+			if !fastAttentionBF16(c.dh) {
+				want := refAttention(qv, kv, vv, c.lq, c.lk, c.heads, c.kvHeads, c.dh, float64(scale), c.causal)
+				checkClose(t, "attention (float32 engine)", got, want, 1e-5)
+				return
+			}
+			qs := make([]float32, len(qv))
+			for i, x := range qv {
+				qs[i] = x * scale
+			}
+			want := refAttention(roundedBF16(qs), roundedBF16(kv), roundedBF16(vv), c.lq, c.lk, c.heads, c.kvHeads, c.dh, 1, c.causal)
+			checkClose(t, "attention bf16", got, want, 4e-3)
+			exact := refAttention(qv, kv, vv, c.lq, c.lk, c.heads, c.kvHeads, c.dh, float64(scale), c.causal)
+			t.Logf("rel_l2 vs rounded-input reference %.2g, vs exact %.2g", relL2(got, want), relL2(got, exact))
+		})
+	}
+}
+
+// TestMatMulBF16Backend checks that WithBF16 routes MatMul through the bf16
+// GEMM (rounded activations) for both weight and activation right operands.
+func TestMatMulBF16Backend(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	const m, k, n = 37, 70, 45
+	x := randVec(r, m*k)
+	wv := randVec(r, n*k)
+	b := New(WithBF16(true))
+	if !b.BF16() {
+		t.Fatal("BF16() = false")
+	}
+	wt, dec := weightOf(wv, weights.BF16, n, k)
+	for _, tc := range []struct {
+		name string
+		w    []float32
+		got  []float32
+	}{
+		{"bf16 weight", dec, host(t, b, b.MatMul(b.FromHost(x, m, k), b.Weight(wt), nil))},
+		{"activation", roundedBF16(wv), host(t, b, b.MatMul(b.FromHost(x, m, k), b.FromHost(wv, n, k), nil))},
+	} {
+		xr := roundedBF16(x)
+		want := make([]float64, m*n)
+		for i := range m {
+			for j := range n {
+				var s float64
+				for p := range k {
+					s += float64(xr[i*k+p]) * float64(tc.w[j*k+p])
+				}
+				want[i*n+j] = s
+			}
+		}
+		checkClose(t, tc.name, tc.got, want, 1e-6)
+	}
+}
