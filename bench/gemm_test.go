@@ -129,6 +129,15 @@ func BenchmarkGEMM(b *testing.B) {
 			}
 			reportGEMMFlops(b, m, n, k)
 		})
+		// bf16 compute: A rounded to bf16, VDPBF16PS where available.
+		b.Run("zimage-bf16dot/"+name, func(b *testing.B) {
+			for b.Loop() {
+				if err := gemm.MatMulBTBF16(c, a, bb, weights.BF16, nil, m, n, k); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportGEMMFlops(b, m, n, k)
+		})
 		bb = nil
 		b.Run("openblas/"+name, func(b *testing.B) {
 			if blasErr != nil {
