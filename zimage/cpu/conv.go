@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"github.com/zimage/zimage/zimage/compute"
-	"github.com/zimage/zimage/zimage/cpu/gemm"
 )
 
 // colBudget bounds the im2col buffer of one Conv2D tile (bytes).
@@ -14,7 +13,7 @@ var colBudget = 64 << 20 // a variable so tests can force tiling
 // A 1×1 kernel without padding is one GEMM on the input as it is. Otherwise
 // the output rows are cut into tiles whose im2col matrix [Ci·kh·kw, rows·W']
 // fits colBudget; each tile is one GEMM W[Co, K]·col[K, n] (the kernel is
-// widened to float32 once per call).
+// widened to float32 once per call). With WithBF16 the GEMMs run in bf16.
 func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 	const op = "Conv2D"
 	shape, rule := compute.Conv2DShape(x, w, bias, pad)
@@ -51,7 +50,7 @@ func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 
 	if kh == 1 && kw == 1 && pad == 0 {
 		// [Co, Ci]·[Ci, H·W]
-		if err := gemm.MatMulCtx(ctx, out.data, wv, xv, co, h*wd, ci); err != nil {
+		if err := b.matMulN(ctx, out.data, wv, xv, co, h*wd, ci); err != nil {
 			return fail(err)
 		}
 		b.addChannelBias(out.data, bv, co, h*wd)
@@ -75,13 +74,13 @@ func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 		n := (y1 - y0) * wo
 		im2col(b.threads, col[:k*n], xv, ci, h, wd, kh, kw, pad, y0, y1, wo)
 		if tmp == nil {
-			if err := gemm.MatMulCtx(ctx, out.data, wv, col[:k*n], co, n, k); err != nil {
+			if err := b.matMulN(ctx, out.data, wv, col[:k*n], co, n, k); err != nil {
 				return fail(err)
 			}
 			continue
 		}
 		c := tmp[:co*n]
-		if err := gemm.MatMulCtx(ctx, c, wv, col[:k*n], co, n, k); err != nil {
+		if err := b.matMulN(ctx, c, wv, col[:k*n], co, n, k); err != nil {
 			return fail(err)
 		}
 		parallelFor(b.threads, co, max(1, ewGrain/n), func(lo, hi int) {

@@ -1,5 +1,11 @@
 package cpu
 
+import (
+	"context"
+
+	"github.com/zimage/zimage/zimage/cpu/gemm"
+)
+
 // WithBF16 makes the backend compute the large matrix products in bfloat16
 // with float32 accumulation (gemm.MatMulBTBF16: activations rounded to bf16
 // while packed, VDPBF16PS where the CPU has AVX512-BF16), and attention's
@@ -17,3 +23,11 @@ func (b *Backend) BF16() bool { return b.bf16 }
 // precisions on one set of weights). Call it between ops, never while an op
 // runs.
 func (b *Backend) SetBF16(on bool) { b.bf16 = on }
+
+// matMulN is gemm.MatMulCtx (B [k, n] float32), in bf16 when WithBF16.
+func (b *Backend) matMulN(ctx context.Context, c, a, bm []float32, m, n, k int) error {
+	if b.bf16 {
+		return gemm.MatMulBF16Ctx(ctx, c, a, bm, m, n, k)
+	}
+	return gemm.MatMulCtx(ctx, c, a, bm, m, n, k)
+}

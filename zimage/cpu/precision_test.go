@@ -98,3 +98,28 @@ func TestMatMulBF16Backend(t *testing.T) {
 		checkClose(t, tc.name, tc.got, want, 1e-6)
 	}
 }
+
+// TestConv2DBF16 checks WithBF16 convolutions (bf16 GEMMs over im2col, and
+// the 1×1 GEMM) against the float64 reference of the rounded operands,
+// including a tiled case.
+func TestConv2DBF16(t *testing.T) {
+	saved := colBudget
+	defer func() { colBudget = saved }()
+	r := rand.New(rand.NewPCG(21, 22))
+	b := New(WithBF16(true))
+	for _, c := range []struct{ ci, h, w, co, k, pad, budget int }{
+		{16, 12, 10, 9, 3, 1, 64 << 20}, {12, 9, 7, 20, 1, 0, 64 << 20}, {24, 20, 18, 13, 3, 1, 4096}, {5, 6, 6, 10, 3, 0, 64 << 20},
+	} {
+		colBudget = c.budget
+		xv, wv := randVec(r, c.ci*c.h*c.w), randVec(r, c.co*c.ci*c.k*c.k)
+		bv := randVec(r, c.co)
+		wt, exact := weightOf(wv, weights.BF16, c.co, c.ci, c.k, c.k)
+		xr := roundedBF16(xv)
+		if c.co <= 8 { // the float32 small-m path
+			xr = xv
+		}
+		want := refConv(xr, exact, bv, c.ci, c.h, c.w, c.co, c.k, c.k, c.pad)
+		got := b.Conv2D(b.FromHost(xv, c.ci, c.h, c.w), b.Weight(wt), b.FromHost(bv, c.co), c.pad)
+		checkClose(t, fmt.Sprintf("Conv2D bf16 %+v", c), host(t, b, got), want, 1e-6)
+	}
+}

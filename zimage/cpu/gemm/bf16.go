@@ -107,6 +107,29 @@ func MatMulBTF32BF16Ctx(ctx context.Context, c, a, b, bias []float32, m, n, k in
 	return finish(ctx, stop, release, nil)
 }
 
+// MatMulBF16Ctx is MatMulCtx (B float32 [k,n], not transposed) computed in
+// bfloat16 with float32 accumulation.
+func MatMulBF16Ctx(ctx context.Context, c, a, b []float32, m, n, k int) error {
+	stop, release, err := watch(ctx)
+	if err != nil {
+		return err
+	}
+	if err := checkDims(m, n, k); err != nil {
+		release()
+		return err
+	}
+	if err := checkLens(c, a, nil, m, n, k); err != nil {
+		release()
+		return err
+	}
+	if len(b) < n*k {
+		release()
+		return fmt.Errorf("%w: B has %d elements, want %d (%d×%d)", ErrShape, len(b), n*k, k, n)
+	}
+	runPrec(stop, true, c, a, bSource{kind: srcF32N, f32: b[:n*k], n: n, k: k}, nil, m, n, k)
+	return finish(ctx, stop, release, nil)
+}
+
 // toBF16 rounds f to bfloat16 bits (nearest, ties to even; NaN stays NaN).
 func toBF16(f float32) uint32 {
 	b := math.Float32bits(f)
@@ -170,12 +193,37 @@ func packBPairs(dst []float32, src *bSource, j0, nb, p0, kb, nr int) {
 		if cols < nr {
 			clear(panel)
 		}
+		if src.kind == srcF32N {
+			packPairsN(panel, nr, src, jbase, cols, p0, kb)
+			continue
+		}
 		rows, qs := 0, 0
 		if src.kind == srcBytesT && src.dt == weights.BF16 {
 			rows, qs = transposePairs(panel, nr, src, jbase, cols, p0, kb/2)
 		}
 		packPairsScalar(panel, nr, src, jbase, 0, rows, qs, kq, p0, kb)
 		packPairsScalar(panel, nr, src, jbase, rows, cols, 0, kq, p0, kb)
+	}
+}
+
+// packPairsN packs a pair panel from a float32 B stored [k, n]: the two
+// values of a word come from consecutive rows.
+func packPairsN(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) {
+	out := words(panel)
+	n := src.n
+	for q := 0; 2*q < kb; q++ {
+		r0 := src.f32[(p0+2*q)*n+jbase:][:cols]
+		o := out[q*nr : q*nr+cols]
+		if 2*q+1 < kb {
+			r1 := src.f32[(p0+2*q+1)*n+jbase:][:cols]
+			for jj := range o {
+				o[jj] = toBF16(r0[jj]) | toBF16(r1[jj])<<16
+			}
+			continue
+		}
+		for jj := range o {
+			o[jj] = toBF16(r0[jj])
+		}
 	}
 }
 

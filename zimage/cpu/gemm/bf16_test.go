@@ -75,6 +75,15 @@ func TestMatMulBTBF16(t *testing.T) {
 				a, b = roundAll(a), roundAll(b)
 			}
 			check(t, got, a, b, true, nil, sh.m, sh.n, sh.k)
+			// float32 B stored [k, n] (the convolutions' im2col matrix).
+			a, b = randSlice(r, sh.m*sh.k), randSlice(r, sh.n*sh.k)
+			if err := MatMulBF16Ctx(t.Context(), got, a, b, sh.m, sh.n, sh.k); err != nil {
+				t.Fatal(err)
+			}
+			if sh.m > gemvMaxM {
+				a, b = roundAll(a), roundAll(b)
+			}
+			check(t, got, a, b, false, nil, sh.m, sh.n, sh.k)
 		}
 	})
 }
