@@ -289,6 +289,7 @@ func BenchmarkRealArchDiT(b *testing.B) {
 				var main, nref, edge split
 				tm.ops = nil
 				b.ResetTimer()
+				cpu0 := cpuSeconds()
 				for range b.N {
 					sp.start()
 					if _, err := m.Forward(ctx, x, hl, wl, 0.5, capt, sp.mark); err != nil {
@@ -307,6 +308,9 @@ func BenchmarkRealArchDiT(b *testing.B) {
 					}
 				}
 				b.StopTimer()
+				// CPU seconds per forward: steadier than wall time when other jobs
+				// share the cores (compare precisions with both).
+				b.ReportMetric((cpuSeconds()-cpu0)/float64(b.N), "fwd-cpu-s")
 				main = scaleSplit(main, b.N*cfg.NLayers)
 				nref = scaleSplit(nref, b.N*cfg.NRefinerLayers)
 				edge = scaleSplit(edge, b.N)
