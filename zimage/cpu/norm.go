@@ -90,7 +90,15 @@ func (b *Backend) LayerNorm(x compute.Tensor, eps float32) compute.Tensor {
 // GroupNorm normalises x [C, ...] in groups of C/groups channels, then
 // applies ·w[c] + b[c]. Statistics are two-pass in float64.
 func (b *Backend) GroupNorm(x, w, bias compute.Tensor, groups int, eps float32) compute.Tensor {
-	const op = "GroupNorm"
+	return b.groupNorm("GroupNorm", x, w, bias, groups, eps, false)
+}
+
+// siluChunk is the run of a channel that GroupNormSiLU normalises and then
+// activates while it is in L1.
+const siluChunk = 2048
+
+// groupNorm is GroupNorm, followed by SiLU in the same pass when silu.
+func (b *Backend) groupNorm(op string, x, w, bias compute.Tensor, groups int, eps float32, silu bool) compute.Tensor {
 	c, rule := compute.GroupNormShape(op, x, w, bias, groups)
 	ts, ok := b.operands(op, rule, x, w, bias)
 	if !ok {
@@ -149,11 +157,31 @@ func (b *Backend) GroupNorm(x, w, bias compute.Tensor, groups int, eps float32) 
 		}
 		inv[g] = 1 / math.Sqrt(s/n+float64(eps))
 	}
+	if !silu {
+		parallelFor(b.threads, c, grain, func(lo, hi int) {
+			for ch := lo; ch < hi; ch++ {
+				g := ch / cg
+				// y = (x-mean)·(inv·w) + b
+				affine(out.data[ch*hw:(ch+1)*hw], xv[ch*hw:(ch+1)*hw], mean[g], float32(inv[g]*float64(wv[ch])), bv[ch])
+			}
+		})
+		return out
+	}
 	parallelFor(b.threads, c, grain, func(lo, hi int) {
-		for ch := lo; ch < hi; ch++ {
-			g := ch / cg
-			// y = (x-mean)·(inv·w) + b
-			affine(out.data[ch*hw:(ch+1)*hw], xv[ch*hw:(ch+1)*hw], mean[g], float32(inv[g]*float64(wv[ch])), bv[ch])
+		// y = (x-mean)·(inv·w) + b, then SiLU on runs of
+		// siluChunk values while they are in L1. The runs start at the
+		// task's first value, so only its very last values take SiLU's
+		// scalar tail, as in a plain SiLU over the same range.
+		for i := lo * hw; i < hi*hw; i += siluChunk {
+			j := min(i+siluChunk, hi*hw)
+			for p := i; p < j; {
+				ch := p / hw
+				q := min(j, (ch+1)*hw)
+				g := ch / cg
+				affine(out.data[p:q], xv[p:q], mean[g], float32(inv[g]*float64(wv[ch])), bv[ch])
+				p = q
+			}
+			siluVec(out.data[i:j], out.data[i:j])
 		}
 	})
 	return out
