@@ -10,6 +10,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/zimage/zimage/cuda/fused"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/internal/nn"
@@ -408,26 +409,14 @@ func (m *Model) block(bl *block, x, cos, sin, temb compute.Tensor) compute.Tenso
 	}
 
 	// Attention branch: x += tanh(g)·RMSNorm2(Attn(RMSNorm1(x)·(1+s))).
-	n1 := b.RMSNorm(x, bl.attnNorm1, eps) // [L, D]
-	if sAttn != nil {
-		t := b.Modulate(n1, sAttn)
-		b.Free(n1)
-		n1 = t
-	}
-	a := m.attention(bl, n1, cos, sin) // [L, D]
+	n1 := fused.RMSNormModulate(b, x, bl.attnNorm1, sAttn, eps) // [L, D]; nil scale = norm only
+	a := m.attention(bl, n1, cos, sin)                          // [L, D]
 	b.Free(n1)
-	a2 := b.RMSNorm(a, bl.attnNorm2, eps)
+	x1 := fused.RMSNormGatedAdd(b, x, a, bl.attnNorm2, gAttn, eps) // [L, D]; nil gate = plain residual
 	b.Free(a)
-	x1 := b.GatedAdd(x, a2, gAttn) // [L, D]; nil gate = plain residual
-	b.Free(a2)
 
 	// FFN branch: x += tanh(g)·RMSNorm2'(W2(silu(W1 h) ⊙ W3 h)), h = RMSNorm1'(x)·(1+s).
-	n2 := b.RMSNorm(x1, bl.ffnNorm1, eps)
-	if sFFN != nil {
-		t := b.Modulate(n2, sFFN)
-		b.Free(n2)
-		n2 = t
-	}
+	n2 := fused.RMSNormModulate(b, x1, bl.ffnNorm1, sFFN, eps)
 	g := m.linear(n2, bl.w1, nil) // [L, F]
 	u := m.linear(n2, bl.w3, nil) // [L, F]
 	b.Free(n2)
@@ -435,10 +424,8 @@ func (m *Model) block(bl *block, x, cos, sin, temb compute.Tensor) compute.Tenso
 	b.Free(g, u)
 	f := m.linear(s, bl.w2, nil) // [L, D]
 	b.Free(s)
-	f2 := b.RMSNorm(f, bl.ffnNorm2, eps)
-	b.Free(f)
-	out := b.GatedAdd(x1, f2, gFFN)
-	b.Free(x1, f2)
+	out := fused.RMSNormGatedAdd(b, x1, f, bl.ffnNorm2, gFFN, eps)
+	b.Free(x1, f)
 	return out
 }
 
@@ -453,14 +440,15 @@ func (m *Model) attention(bl *block, h, cos, sin compute.Tensor) compute.Tensor 
 	q := m.linear(h, bl.q, nil) // [L, H·hd]
 	k := m.linear(h, bl.k, nil)
 	v := m.linear(h, bl.v, nil)
+	var qr, kr compute.Tensor
 	if bl.normQ != nil {
-		qn := b.RMSNorm(b.Reshape(q, L*H, hd), bl.normQ, qkNormEps) // per-head norm [L·H, hd]
-		kn := b.RMSNorm(b.Reshape(k, L*H, hd), bl.normK, qkNormEps)
-		b.Free(q, k)
-		q, k = qn, kn
+		// per-head norm, then interleaved-pair rotation [L, H·hd]
+		qr = fused.HeadRMSNormRoPE(b, q, bl.normQ, cos, sin, H, qkNormEps, true)
+		kr = fused.HeadRMSNormRoPE(b, k, bl.normK, cos, sin, H, qkNormEps, true)
+	} else {
+		qr = b.RoPE(b.Reshape(q, L, H*hd), cos, sin, H, true) // interleaved pairs [L, H·hd]
+		kr = b.RoPE(b.Reshape(k, L, H*hd), cos, sin, H, true)
 	}
-	qr := b.RoPE(b.Reshape(q, L, H*hd), cos, sin, H, true) // interleaved pairs [L, H·hd]
-	kr := b.RoPE(b.Reshape(k, L, H*hd), cos, sin, H, true)
 	b.Free(q, k)
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	a := b.Attention(qr, kr, v, H, H, scale, false) // [L, H·hd]

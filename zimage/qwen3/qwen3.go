@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/zimage/zimage/cuda/fused"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/internal/nn"
@@ -392,32 +393,27 @@ func (e *Encoder) embedRows(ids []int) compute.Tensor {
 func (e *Encoder) block(l *layer, h, cos, sin compute.Tensor) compute.Tensor {
 	b := e.b
 	c := e.cfg
-	n := h.Shape()[0]
 	H, KV, hd := c.NumAttentionHeads, c.NumKeyValueHeads, headDim(c)
 	eps := float32(c.RMSNormEps)
 	scale := float32(1 / math.Sqrt(float64(hd)))
 
-	x := b.RMSNorm(h, l.inputNorm, eps) // [n, D]
+	x := b.RMSNorm(h, l.inputNorm, eps) // [n, D] (n tokens)
 	q := b.MatMul(x, l.q, nil)          // [n, H*hd]
 	k := b.MatMul(x, l.k, nil)          // [n, KV*hd]
 	v := b.MatMul(x, l.v, nil)          // [n, KV*hd]
 	b.Free(x)
-	qn := b.RMSNorm(b.Reshape(q, n*H, hd), l.qNorm, eps)  // per-head norm [n*H, hd]
-	kn := b.RMSNorm(b.Reshape(k, n*KV, hd), l.kNorm, eps) // [n*KV, hd]
+	qr := fused.HeadRMSNormRoPE(b, q, l.qNorm, cos, sin, H, eps, false)  // per-head norm, half-split rotation [n, H*hd]
+	kr := fused.HeadRMSNormRoPE(b, k, l.kNorm, cos, sin, KV, eps, false) // [n, KV*hd]
 	b.Free(q, k)
-	qr := b.RoPE(b.Reshape(qn, n, H*hd), cos, sin, H, false)   // half-split rotation [n, H*hd]
-	kr := b.RoPE(b.Reshape(kn, n, KV*hd), cos, sin, KV, false) // [n, KV*hd]
-	b.Free(qn, kn)
 	a := b.Attention(qr, kr, v, H, KV, scale, true) // causal GQA [n, H*hd]
 	b.Free(qr, kr, v)
 	o := b.MatMul(a, l.o, nil) // [n, D]
 	b.Free(a)
-	h1 := b.Add(h, o) // [n, D]
+	h1, x := fused.AddRMSNorm(b, h, o, l.postNorm, eps) // residual [n, D] and its norm [n, D]
 	b.Free(o)
 
-	x = b.RMSNorm(h1, l.postNorm, eps) // [n, D]
-	g := b.MatMul(x, l.gate, nil)      // [n, I]
-	u := b.MatMul(x, l.up, nil)        // [n, I]
+	g := b.MatMul(x, l.gate, nil) // [n, I]
+	u := b.MatMul(x, l.up, nil)   // [n, I]
 	b.Free(x)
 	m := b.SwiGLU(g, u) // silu(g) ⊙ u [n, I]
 	b.Free(g, u)
