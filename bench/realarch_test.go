@@ -39,6 +39,7 @@ import (
 
 	"github.com/zimage/zimage/cuda/synthetic"
 	"github.com/zimage/zimage/weights"
+	"github.com/zimage/zimage/cuda/fused"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu"
 	"github.com/zimage/zimage/zimage/cpu/gemm"
@@ -164,6 +165,34 @@ func (o *opTimer) Attention(q, k, v compute.Tensor, heads, kvHeads int, scale fl
 	r := o.Backend.Attention(q, k, v, heads, kvHeads, scale, causal)
 	o.attn += time.Since(t0)
 	return r
+}
+
+// The fused chains the DiT calls (cuda/fused), forwarded when the wrapped
+// backend has them.
+
+func (o *opTimer) RMSNormModulate(x, w, scale compute.Tensor, eps float32) compute.Tensor {
+	defer o.time("RMSNormModulate", time.Now())
+	return fused.RMSNormModulate(o.Backend, x, w, scale, eps)
+}
+
+func (o *opTimer) RMSNormGatedAdd(x, y, w, gate compute.Tensor, eps float32) compute.Tensor {
+	defer o.time("RMSNormGatedAdd", time.Now())
+	return fused.RMSNormGatedAdd(o.Backend, x, y, w, gate, eps)
+}
+
+func (o *opTimer) AddRMSNorm(x, y, w compute.Tensor, eps float32) (compute.Tensor, compute.Tensor) {
+	defer o.time("AddRMSNorm", time.Now())
+	return fused.AddRMSNorm(o.Backend, x, y, w, eps)
+}
+
+func (o *opTimer) HeadRMSNormRoPE(x, w, cos, sin compute.Tensor, heads int, eps float32, il bool) compute.Tensor {
+	defer o.time("HeadRMSNormRoPE", time.Now())
+	return fused.HeadRMSNormRoPE(o.Backend, x, w, cos, sin, heads, eps, il)
+}
+
+func (o *opTimer) GroupNormSiLU(x, w, b compute.Tensor, groups int, eps float32) compute.Tensor {
+	defer o.time("GroupNormSiLU", time.Now())
+	return fused.GroupNormSiLU(o.Backend, x, w, b, groups, eps)
 }
 
 // split is one span of a forward: wall time and its op classes.
