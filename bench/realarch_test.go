@@ -37,9 +37,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zimage/zimage/cuda/fused"
 	"github.com/zimage/zimage/cuda/synthetic"
 	"github.com/zimage/zimage/weights"
-	"github.com/zimage/zimage/cuda/fused"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu"
 	"github.com/zimage/zimage/zimage/cpu/gemm"
