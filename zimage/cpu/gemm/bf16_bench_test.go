@@ -2,6 +2,7 @@ package gemm
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"testing"
 
@@ -70,5 +71,72 @@ func BenchmarkGEMMBF16(b *testing.B) {
 				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})
 		}
+	}
+}
+
+// BenchmarkGEMMQ80 runs the Q8_0 GEMM (VPDPBUSD) next to the float32 GEMM
+// on bf16 weights of the same shape. GOP/s counts 2 ops per multiply-add;
+// GOP/cpu-s divides by the process's CPU time (steadier on a shared
+// machine). GEMM_SHAPE=MxKxN picks one shape.
+func BenchmarkGEMMQ80(b *testing.B) {
+	shapes := []shape{{1024, 3840, 3840}, {512, 2560, 9728}}
+	if s := os.Getenv("GEMM_SHAPE"); s != "" {
+		var sh shape
+		fmt.Sscanf(s, "%dx%dx%d", &sh.m, &sh.k, &sh.n)
+		shapes = []shape{sh}
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, sh := range shapes {
+		a := randSlice(r, sh.m*sh.k)
+		bq := randQ80(r, sh.n, sh.k)
+		bw := make([]byte, 2*sh.n*sh.k)
+		weights.EncodeBF16(bw, randSlice(r, sh.n*sh.k))
+		c := make([]float32, sh.m*sh.n)
+		ops := 2 * float64(sh.m) * float64(sh.n) * float64(sh.k)
+		for _, mode := range []string{"f32", "bf16", "q8_0"} {
+			b.Run(fmt.Sprintf("%s/%dx%dx%d", mode, sh.m, sh.k, sh.n), func(b *testing.B) {
+				c0 := cpuTime()
+				for b.Loop() {
+					var err error
+					switch mode {
+					case "q8_0":
+						err = MatMulBTQ80(c, a, bq, nil, sh.m, sh.n, sh.k)
+					case "bf16":
+						err = MatMulBTBF16(c, a, bw, weights.BF16, nil, sh.m, sh.n, sh.k)
+					default:
+						err = MatMulBT(c, a, bw, weights.BF16, nil, sh.m, sh.n, sh.k)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(ops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOP/s")
+				b.ReportMetric(ops*float64(b.N)/(cpuTime()-c0).Seconds()/1e9, "GOP/cpu-s")
+			})
+		}
+	}
+}
+
+// BenchmarkKernelQ8 measures the Q8_0 tile kernel on panels in L1/L2 (64
+// blocks = 2048 k values): its single-thread peak, in GOP (2 per int8
+// multiply-add).
+func BenchmarkKernelQ8(b *testing.B) {
+	const nb = 64
+	a := make([]byte, nb*q8Block*q8MR)
+	da := make([]float32, nb*q8MR)
+	bq := make([]int8, nb*q8Block*q8NR)
+	db := make([]float32, nb*q8NR)
+	corr := make([]int32, nb*q8NR)
+	c := make([]float32, q8MR*q8NR)
+	for _, k := range []q8Tile{pickQ8Kernel()} {
+		b.Run(Q8KernelName(), func(b *testing.B) {
+			c0 := cpuTime()
+			for b.Loop() {
+				k.fn(a, da, bq, db, corr, c, q8NR, nb)
+			}
+			ops := float64(2*q8MR*q8NR*nb*q8Block) * float64(b.N)
+			b.ReportMetric(ops/b.Elapsed().Seconds()/1e9, "GOP/s")
+			b.ReportMetric(ops/(cpuTime()-c0).Seconds()/1e9, "GOP/cpu-s")
+		})
 	}
 }

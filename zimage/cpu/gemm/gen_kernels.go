@@ -84,6 +84,10 @@ func main() {
 				name, dt, 2*map[string]int{"avx512": 16, "avx2": 8}[isa], name)
 		}
 	}
+	emitQ8(&s)
+	fmt.Fprintf(&d, "\n// kq8_4x48 computes a 4×48 tile of a Q8_0 product over nblk blocks of 32\n"+
+		"// k values (see q8.go for the panel layouts and the arithmetic).\n//\n"+
+		"//go:noescape\nfunc kq8_4x48(a *byte, da *float32, b *int8, db *float32, corr *int32, c *float32, ldc, nblk int)\n")
 	must(os.WriteFile("kernels_amd64.s", s.Bytes(), 0o644))
 	must(os.WriteFile("kernels_amd64_decl.go", d.Bytes(), 0o644))
 }
@@ -371,4 +375,80 @@ func emitDot4(w *bytes.Buffer, isa, dt string) string {
 	p("VZEROUPPER")
 	p("RET")
 	return name
+}
+
+// emitQ8 writes kq8_4x48, the AVX512-VNNI Q8_0 kernel: per block of 32 k
+// values, 8 VPDPBUSD steps (unsigned A quads broadcast × signed B quads,
+// exact int32), then the block's int32 sums (which started at B's
+// -128·Σb correction for A's +128 offset) are converted to float32,
+// multiplied by B's and then A's scale, and added to float32 accumulators:
+// no FMA, so a scalar Go loop reproduces every rounding.
+func emitQ8(w *bytes.Buffer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
+	const mr, nv = 4, 3
+	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
+	iacc := func(i, v int) string { return z(i*nv + v) }
+	facc := func(i, v int) string { return z(12 + i*nv + v) }
+	fmt.Fprintf(w, "\n// func kq8_4x48(a *byte, da *float32, b *int8, db *float32, corr *int32, c *float32, ldc, nblk int)\n")
+	fmt.Fprintf(w, "TEXT ·kq8_4x48(SB), NOSPLIT, $0-64\n")
+	p("MOVQ a+0(FP), SI")
+	p("MOVQ da+8(FP), R9")
+	p("MOVQ b+16(FP), DI")
+	p("MOVQ db+24(FP), R10")
+	p("MOVQ corr+32(FP), R11")
+	p("MOVQ c+40(FP), DX")
+	p("MOVQ ldc+48(FP), R8")
+	p("SHLQ $2, R8")
+	p("MOVQ nblk+56(FP), CX")
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			p("VPXORD %s, %s, %s", facc(i, v), facc(i, v), facc(i, v))
+		}
+	}
+	p("TESTQ CX, CX")
+	p("JEQ kq8_store")
+	fmt.Fprintf(w, "kq8_block:\n")
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			p("VMOVDQU32 %d(R11), %s", 64*v, iacc(i, v))
+		}
+	}
+	for q := 0; q < 8; q++ {
+		for v := 0; v < nv; v++ {
+			p("VMOVDQU32 %d(DI), %s", q*192+64*v, z(24+v))
+		}
+		for i := 0; i < mr; i++ {
+			p("VPBROADCASTD %d(SI), Z27", q*16+4*i)
+			for v := 0; v < nv; v++ {
+				p("VPDPBUSD %s, Z27, %s", z(24+v), iacc(i, v))
+			}
+		}
+	}
+	for i := 0; i < mr; i++ {
+		p("VBROADCASTSS %d(R9), Z28", 4*i)
+		for v := 0; v < nv; v++ {
+			p("VCVTDQ2PS %s, %s", iacc(i, v), iacc(i, v))
+			p("VMULPS %d(R10), %s, %s", 64*v, iacc(i, v), iacc(i, v))
+			p("VMULPS Z28, %s, %s", iacc(i, v), iacc(i, v))
+			p("VADDPS %s, %s, %s", iacc(i, v), facc(i, v), facc(i, v))
+		}
+	}
+	p("ADDQ $128, SI")
+	p("ADDQ $16, R9")
+	p("ADDQ $1536, DI")
+	p("ADDQ $192, R10")
+	p("ADDQ $192, R11")
+	p("DECQ CX")
+	p("JNE kq8_block")
+	fmt.Fprintf(w, "kq8_store:\n")
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			p("VMOVUPS %s, %d(DX)", facc(i, v), 64*v)
+		}
+		if i < mr-1 {
+			p("ADDQ R8, DX")
+		}
+	}
+	p("VZEROUPPER")
+	p("RET")
 }

@@ -19,3 +19,5 @@ func archBF16Kernel() (kernel, bool) { return kernel{}, false }
 func transposePairs(panel []float32, nr int, src *bSource, jbase, cols, p0, qn int) (rows, qs int) {
 	return 0, 0
 }
+
+func pickQ8Kernel() q8Tile { return genericQ8 }

@@ -164,3 +164,9 @@ func dot4avx2BF16(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
 //
 //go:noescape
 func dot4avx2F16(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
+
+// kq8_4x48 computes a 4×48 tile of a Q8_0 product over nblk blocks of 32
+// k values (see q8.go for the panel layouts and the arithmetic).
+//
+//go:noescape
+func kq8_4x48(a *byte, da *float32, b *int8, db *float32, corr *int32, c *float32, ldc, nblk int)

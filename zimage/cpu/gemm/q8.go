@@ -1,0 +1,271 @@
+package gemm
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/zimage/zimage/weights"
+)
+
+// Q8_0 weights (ggml block_q8_0: a little-endian float16 scale d and 32
+// int8 values q; value = d·q) times float32 activations, computed the way
+// llama.cpp computes q8_0 × q8_0:
+//
+//  1. Each row of A is quantized per block of 32 values: d_a = max|x|/127,
+//     q_a = round(x/d_a) (half away from zero; d_a = 0 gives zeros), d_a
+//     kept as float32.
+//  2. Per block, the integer dot product Σ q_a·q_b is exact in int32.
+//  3. acc = acc + float32(float32(float32(Σ)·d_b)·d_a) over the blocks in
+//     order (each product and sum rounded to float32; no FMA), from
+//     acc = 0; then C = acc (+ bias).
+//
+// q8Reference is that arithmetic as a plain loop; every kernel equals it
+// bit for bit. On AVX512-VNNI the block sums are VPDPBUSD, which
+// multiplies unsigned by signed bytes: A is stored as q_a+128 and each
+// block's sum starts at -128·Σq_b (precomputed while packing B), which
+// cancels the offset exactly.
+
+// Q80BlockBytes is the size of one Q8_0 block (32 values).
+const Q80BlockBytes = 34
+
+const (
+	q8Block = 32
+	q8MR    = 4  // rows per tile
+	q8NR    = 48 // columns per tile
+)
+
+// q8Kernel is the tile kernel in use: kq8_4x48 (AVX512-VNNI) or the Go
+// loop; tests switch it.
+var q8Kernel = pickQ8Kernel()
+
+// Q8KernelName reports the Q8_0 kernel: "avx512vnni" or "generic".
+func Q8KernelName() string {
+	if q8Kernel.asm {
+		return "avx512vnni"
+	}
+	return "generic"
+}
+
+type q8Tile struct {
+	asm bool
+	fn  func(a []byte, da []float32, b []int8, db []float32, corr []int32, c []float32, ldc, nblk int)
+}
+
+// MatMulBTQ80 computes C[m,n] = A[m,k]·B[n,k]ᵀ (+ bias) for B stored as
+// Q8_0 blocks, row by row (n rows of k/32 blocks), with the arithmetic
+// above. k must be a multiple of 32.
+func MatMulBTQ80(c, a []float32, b []byte, bias []float32, m, n, k int) error {
+	return MatMulBTQ80Ctx(context.Background(), c, a, b, bias, m, n, k)
+}
+
+// MatMulBTQ80Ctx is MatMulBTQ80 that gives up when ctx is done.
+func MatMulBTQ80Ctx(ctx context.Context, c, a []float32, b []byte, bias []float32, m, n, k int) error {
+	if err := checkDims(m, n, k); err != nil {
+		return err
+	}
+	if k%q8Block != 0 {
+		return fmt.Errorf("%w: k=%d is not a multiple of the Q8_0 block size 32", ErrShape, k)
+	}
+	if err := checkLens(c, a, bias, m, n, k); err != nil {
+		return err
+	}
+	if need := n * (k / q8Block) * Q80BlockBytes; len(b) < need {
+		return fmt.Errorf("%w: B has %d bytes, want %d (%d×%d Q8_0)", ErrShape, len(b), need, n, k)
+	}
+	stop, release, err := watch(ctx)
+	if err != nil {
+		return err
+	}
+	q8Run(stop, c, a, b, bias, m, n, k)
+	return finish(ctx, stop, release, nil)
+}
+
+// quantizeBlock quantizes 32 values: q = round(x/d), d = max|x|/127.
+func quantizeBlock(q []int8, x []float32) float32 {
+	var amax uint32 // |x| compared as bits: same order for finite values
+	for _, v := range x[:q8Block] {
+		amax = max(amax, math.Float32bits(v)&0x7fffffff)
+	}
+	d := math.Float32frombits(amax) / 127
+	var id float32
+	if d != 0 {
+		id = 1 / d
+	}
+	for i, v := range x[:q8Block] {
+		r := math.Round(float64(v * id))
+		q[i] = int8(max(-127, min(127, r)))
+	}
+	return d
+}
+
+// q8Reference is the arithmetic of MatMulBTQ80 as a plain loop.
+func q8Reference(c, a []float32, b []byte, bias []float32, m, n, k int) {
+	nb := k / q8Block
+	qa := make([]int8, k)
+	da := make([]float32, nb)
+	for i := range m {
+		for blk := range nb {
+			da[blk] = quantizeBlock(qa[blk*q8Block:], a[i*k+blk*q8Block:])
+		}
+		for j := range n {
+			row := b[j*nb*Q80BlockBytes:]
+			var acc float32
+			for blk := range nb {
+				blkB := row[blk*Q80BlockBytes : (blk+1)*Q80BlockBytes]
+				db := weights.F16ToF32(binary.LittleEndian.Uint16(blkB))
+				var s int32
+				for t := range q8Block {
+					s += int32(qa[blk*q8Block+t]) * int32(int8(blkB[2+t]))
+				}
+				acc += float32(float32(float32(s)*db) * da[blk])
+			}
+			if bias != nil {
+				acc += bias[j]
+			}
+			c[i*n+j] = acc
+		}
+	}
+}
+
+// q8Run quantizes A into tile panels, then runs column panels of B as
+// tasks: each packs its panel and sweeps every row panel of A.
+func q8Run(stop *atomic.Bool, c, a []float32, b []byte, bias []float32, m, n, k int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		for i := range m {
+			for j := range n {
+				c[i*n+j] = 0
+				if bias != nil {
+					c[i*n+j] = bias[j]
+				}
+			}
+		}
+		return
+	}
+	nb := k / q8Block
+	mp := ceilDiv(m, q8MR)
+	threads := numThreads()
+	if m*n*k < inlineFlops {
+		threads = 1
+	}
+	// A panels: [panel][block][8 quads][4 rows][4 bytes] as q+128, scales
+	// [panel][block][4 rows].
+	aq := make([]byte, mp*nb*q8Block*q8MR)
+	ad := make([]float32, mp*nb*q8MR)
+	parallelFor(threads, mp, stop, func(_, p int) {
+		var q [q8Block]int8
+		for r := range q8MR {
+			i := p*q8MR + r
+			for blk := range nb {
+				base := (p*nb + blk) * q8Block * q8MR
+				if i >= m { // padding row: q = 0 (stored 128), d = 0
+					for t := range q8Block {
+						aq[base+(t/4)*16+r*4+t%4] = 128
+					}
+					continue
+				}
+				ad[(p*nb+blk)*q8MR+r] = quantizeBlock(q[:], a[i*k+blk*q8Block:])
+				for t, v := range q {
+					aq[base+(t/4)*16+r*4+t%4] = byte(int(v) + 128)
+				}
+			}
+		}
+	})
+	npan := ceilDiv(n, q8NR)
+	type panel struct {
+		bq   []int8
+		db   []float32
+		corr []int32
+	}
+	bufs := make([]panel, threads)
+	for w := range bufs {
+		bufs[w] = panel{make([]int8, nb*q8Block*q8NR), make([]float32, nb*q8NR), make([]int32, nb*q8NR)}
+	}
+	parallelFor(threads, npan, stop, func(w, t int) {
+		j0 := t * q8NR
+		cols := min(q8NR, n-j0)
+		bq, db, corr := bufs[w].bq, bufs[w].db, bufs[w].corr
+		packQ8B(bq, db, corr, b, j0, cols, nb)
+		var tile [q8MR * q8NR]float32
+		for p := range mp {
+			q8Kernel.fn(aq[p*nb*q8Block*q8MR:(p+1)*nb*q8Block*q8MR], ad[p*nb*q8MR:(p+1)*nb*q8MR], bq, db, corr, tile[:], q8NR, nb)
+			for r := range min(q8MR, m-p*q8MR) {
+				dst := c[(p*q8MR+r)*n+j0 : (p*q8MR+r)*n+j0+cols]
+				src := tile[r*q8NR : r*q8NR+cols]
+				if bias == nil {
+					copy(dst, src)
+					continue
+				}
+				for j, v := range src {
+					dst[j] = v + bias[j0+j]
+				}
+			}
+		}
+	})
+}
+
+// packQ8B packs columns j0..j0+cols of B (Q8_0 rows) as [block][8 quads]
+// [48 columns][4 bytes] int8, scales [block][48] and corrections
+// [block][48] = -128·Σq; padding columns are zero.
+func packQ8B(bq []int8, db []float32, corr []int32, b []byte, j0, cols, nb int) {
+	if cols < q8NR {
+		clear(bq)
+		clear(db)
+		clear(corr)
+	}
+	words := unsafe.Slice((*uint32)(unsafe.Pointer(&bq[0])), len(bq)/4)
+	for jj := range cols {
+		row := b[(j0+jj)*nb*Q80BlockBytes:][:nb*Q80BlockBytes]
+		for blk := range nb {
+			src := row[blk*Q80BlockBytes : (blk+1)*Q80BlockBytes]
+			db[blk*q8NR+jj] = weights.F16ToF32(binary.LittleEndian.Uint16(src))
+			var s int32
+			for _, v := range src[2:] {
+				s += int32(int8(v))
+			}
+			corr[blk*q8NR+jj] = -128 * s
+			w := words[blk*8*q8NR+jj:]
+			for q := range 8 {
+				w[q*q8NR] = binary.LittleEndian.Uint32(src[2+4*q:])
+			}
+		}
+	}
+}
+
+// kq8Generic is the tile kernel in Go, the same operations as kq8_4x48.
+func kq8Generic(a []byte, da []float32, b []int8, db []float32, corr []int32, c []float32, ldc, nblk int) {
+	var acc [q8MR][q8NR]float32
+	for blk := range nblk {
+		var s [q8MR][q8NR]int32
+		for i := range q8MR {
+			copy(s[i][:], corr[blk*q8NR:(blk+1)*q8NR])
+		}
+		ab := a[blk*q8Block*q8MR:]
+		bb := b[blk*q8Block*q8NR:]
+		for q := range 8 {
+			for i := range q8MR {
+				for j := range q8NR {
+					for t := range 4 {
+						s[i][j] += int32(ab[q*16+i*4+t]) * int32(bb[q*q8NR*4+j*4+t])
+					}
+				}
+			}
+		}
+		for i := range q8MR {
+			for j := range q8NR {
+				acc[i][j] += float32(float32(float32(s[i][j])*db[blk*q8NR+j]) * da[blk*q8MR+i])
+			}
+		}
+	}
+	for i := range q8MR {
+		copy(c[i*ldc:i*ldc+q8NR], acc[i][:])
+	}
+}
+
+var genericQ8 = q8Tile{fn: kq8Generic}
