@@ -110,6 +110,75 @@ type opTimer struct {
 	compute.Backend
 	gemm, gemv, attn time.Duration
 	ops              map[string]time.Duration // the larger "other" ops, by name
+
+	// q8: GEMMs (M > 8) with bf16 weights run on Q8_0 copies of them
+	// (quantized on first use) through cpu.Backend.MatMulQ80.
+	q8     bool
+	cpu    *cpu.Backend
+	wmap   map[compute.Tensor]*weights.Tensor
+	qcache map[*weights.Tensor][]byte
+}
+
+func (o *opTimer) Weight(w *weights.Tensor) compute.Tensor {
+	t := o.Backend.Weight(w)
+	if o.wmap == nil {
+		o.wmap = map[compute.Tensor]*weights.Tensor{}
+	}
+	o.wmap[t] = w
+	return t
+}
+
+// q8Weight returns the Q8_0 copy of a bf16 weight [n, k] (nil when it has
+// no whole blocks).
+func (o *opTimer) q8Weight(w compute.Tensor) []byte {
+	wt, ok := o.wmap[w]
+	if !ok || wt.DType != weights.BF16 || len(wt.Shape) != 2 || wt.Shape[1]%32 != 0 {
+		return nil
+	}
+	if q, ok := o.qcache[wt]; ok {
+		return q
+	}
+	if o.qcache == nil {
+		o.qcache = map[*weights.Tensor][]byte{}
+	}
+	q := quantizeQ80(wt.Data, wt.Shape[0]*wt.Shape[1])
+	o.qcache[wt] = q
+	return q
+}
+
+// quantizeQ80 quantizes n bf16 values to ggml Q8_0 blocks (d = max|x|/127
+// stored as float16, q = round(x/d)), in parallel.
+func quantizeQ80(bf []byte, n int) []byte {
+	nb := n / 32
+	out := make([]byte, nb*34)
+	var wg sync.WaitGroup
+	per := (nb + 7) / 8
+	for b0 := 0; b0 < nb; b0 += per {
+		wg.Add(1)
+		go func(b0 int) {
+			defer wg.Done()
+			var x [32]float32
+			for blk := b0; blk < min(nb, b0+per); blk++ {
+				var amax float32
+				for t := range 32 {
+					x[t] = weights.BF16ToF32(uint16(bf[2*(blk*32+t)]) | uint16(bf[2*(blk*32+t)+1])<<8)
+					amax = max(amax, float32(math.Abs(float64(x[t]))))
+				}
+				d := amax / 127
+				h := weights.F32ToF16(d)
+				out[blk*34], out[blk*34+1] = byte(h), byte(h>>8)
+				var id float32
+				if d != 0 {
+					id = 1 / d
+				}
+				for t := range 32 {
+					out[blk*34+2+t] = byte(int8(max(-127, min(127, math.Round(float64(x[t]*id))))))
+				}
+			}
+		}(b0)
+	}
+	wg.Wait()
+	return out
 }
 
 func (o *opTimer) time(name string, t0 time.Time) {
@@ -150,6 +219,14 @@ func (o *opTimer) Free(ts ...compute.Tensor) {
 }
 
 func (o *opTimer) MatMul(x, w, bias compute.Tensor) compute.Tensor {
+	if o.q8 && x.Shape()[0] > 8 {
+		if q := o.q8Weight(w); q != nil {
+			t0 := time.Now()
+			r := o.cpu.MatMulQ80(x, q, w.Shape()[0], bias)
+			o.gemm += time.Since(t0)
+			return r
+		}
+	}
 	t0 := time.Now()
 	r := o.Backend.MatMul(x, w, bias)
 	if x.Shape()[0] <= 8 {
@@ -256,14 +333,16 @@ func BenchmarkRealArchDiT(b *testing.B) {
 			sizes = append(sizes, n)
 		}
 	}
-	// ZIMAGE_BENCH_PRECISION=fp32,bf16 times each size in both precisions on
-	// the same weights, one after the other (cpu.Backend.SetBF16).
+	// ZIMAGE_BENCH_PRECISION=fp32,bf16,q8_0 times each size in these modes on
+	// the same weights, one after the other: float32, bf16 compute
+	// (cpu.Backend.SetBF16), and Q8_0 copies of the weights for the GEMMs
+	// (MatMulQ80; attention in bf16).
 	precs := []string{"fp32"}
 	if s := os.Getenv("ZIMAGE_BENCH_PRECISION"); s != "" {
 		precs = strings.Split(s, ",")
 		for _, p := range precs {
-			if p != "fp32" && p != "bf16" {
-				b.Fatalf("ZIMAGE_BENCH_PRECISION: bad precision %q (want fp32 or bf16)", p)
+			if p != "fp32" && p != "bf16" && p != "q8_0" {
+				b.Fatalf("ZIMAGE_BENCH_PRECISION: bad precision %q (want fp32, bf16 or q8_0)", p)
 			}
 		}
 	}
@@ -273,7 +352,7 @@ func BenchmarkRealArchDiT(b *testing.B) {
 
 	t0 := time.Now()
 	be := cpu.New()
-	tm := &opTimer{Backend: be}
+	tm := &opTimer{Backend: be, cpu: be}
 	m, err := dit.New(tm, cfg, &randomSource{src: synthetic.DiT(cfg)})
 	if err != nil {
 		b.Fatal(err)
@@ -305,8 +384,9 @@ func BenchmarkRealArchDiT(b *testing.B) {
 	for _, size := range sizes {
 		for _, prec := range precs {
 			b.Run(fmt.Sprintf("%dx%d/%s", size, size, prec), func(b *testing.B) {
-				be.SetBF16(prec == "bf16")
-				defer be.SetBF16(false)
+				be.SetBF16(prec != "fp32")
+				tm.q8 = prec == "q8_0"
+				defer func() { be.SetBF16(false); tm.q8 = false }()
 				hl, wl := size/8, size/8
 				x := make([]float32, cfg.InChannels*hl*wl)
 				for i := range x {

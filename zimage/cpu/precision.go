@@ -2,7 +2,9 @@ package cpu
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu/gemm"
 )
 
@@ -30,4 +32,36 @@ func (b *Backend) matMulN(ctx context.Context, c, a, bm []float32, m, n, k int) 
 		return gemm.MatMulBF16Ctx(ctx, c, a, bm, m, n, k)
 	}
 	return gemm.MatMulCtx(ctx, c, a, bm, m, n, k)
+}
+
+// MatMulQ80 returns x·Wᵀ (+ bias) for a weight W [n, K] given as Q8_0
+// blocks (ggml block_q8_0: float16 scale + 32 int8, row by row), computed
+// by gemm.MatMulBTQ80 (activations quantized per 32-block, VPDPBUSD where
+// the CPU has AVX512-VNNI). It is the engine for Q8_0 checkpoint weights;
+// benchmarks call it directly.
+func (b *Backend) MatMulQ80(x compute.Tensor, w []byte, n int, bias compute.Tensor) compute.Tensor {
+	const op = "MatMulQ80"
+	xs := shapeOf(x)
+	if len(xs) != 2 || n < 0 {
+		b.setErr(fmt.Errorf("cpu: %s: x must be [M, K] (got %v), n ≥ 0 (got %d)", op, xs, n))
+		return b.placeholder(0, max(n, 0))
+	}
+	ts, ok := b.operands(op, nil, x, bias)
+	if !ok {
+		return b.placeholder(xs[0], n)
+	}
+	m, k := ts[0].shape[0], ts[0].shape[1]
+	xv := b.values(op, ts[0])
+	bv, okb := b.optValues(op, ts[1])
+	if xv == nil || !okb {
+		return b.placeholder(m, n)
+	}
+	out := b.newTensor(m, n)
+	cw := b.current()
+	if err := gemm.MatMulBTQ80Ctx(cw.context(), out.data, xv, w, bv, m, n, k); err != nil {
+		b.opErr(op, cw, err)
+		b.Free(out)
+		return b.placeholder(m, n)
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"github.com/zimage/zimage/zimage/cpu/gemm"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -121,5 +122,36 @@ func TestConv2DBF16(t *testing.T) {
 		want := refConv(xr, exact, bv, c.ci, c.h, c.w, c.co, c.k, c.k, c.pad)
 		got := b.Conv2D(b.FromHost(xv, c.ci, c.h, c.w), b.Weight(wt), b.FromHost(bv, c.co), c.pad)
 		checkClose(t, fmt.Sprintf("Conv2D bf16 %+v", c), host(t, b, got), want, 1e-6)
+	}
+}
+
+// TestMatMulQ80Backend checks the backend's Q8_0 product against the gemm
+// reference path (bit-identical) and its shape errors.
+func TestMatMulQ80Backend(t *testing.T) {
+	r := rand.New(rand.NewPCG(51, 52))
+	const m, k, n = 13, 64, 50
+	x := randVec(r, m*k)
+	w := make([]byte, n*(k/32)*34)
+	for i := range w {
+		w[i] = byte(r.IntN(256))
+	}
+	for blk := 0; blk < n*k/32; blk++ { // finite scales
+		w[blk*34], w[blk*34+1] = 0x00, 0x20
+	}
+	bias := randVec(r, n)
+	b := New()
+	got := host(t, b, b.MatMulQ80(b.FromHost(x, m, k), w, n, b.FromHost(bias, n)))
+	want := make([]float32, m*n)
+	if err := gemm.MatMulBTQ80(want, x, w, bias, m, n, k); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("[%d] = %g, want %g", i, got[i], want[i])
+		}
+	}
+	b.MatMulQ80(b.FromHost(x, m, k), w[:10], n, nil)
+	if b.Err() == nil {
+		t.Fatal("short Q8_0 weight: no error")
 	}
 }
