@@ -17,16 +17,18 @@ import (
 // (The Backend satisfies fused.Ops; fused_test.go checks it: importing
 // cuda/fused here would make its tests, which use this package, a cycle.)
 
-// rmsScale is 1/sqrt(mean(x²)+eps) as RMSNorm computes it.
+// rmsScale is RMSNorm's 1/sqrt(mean(x²)+eps): Σx² in float32 lanes per
+// block of sumBlockLen values, float64 across blocks.
 func rmsScale(src []float32, eps float32) float32 {
 	var ss float64
-	for _, v := range src {
-		ss += float64(v) * float64(v)
+	for i := 0; i < len(src); i += sumBlockLen {
+		ss += sqDevBlock(src[i:min(i+sumBlockLen, len(src))], 0)
 	}
 	return float32(1 / math.Sqrt(ss/float64(len(src))+float64(eps)))
 }
 
-// rmsRow writes RMSNorm(src)·w (w nil: no gain) to dst.
+// rmsRow writes RMSNorm(src)·w (w nil: no gain) to dst; RMSNorm itself
+// runs it.
 func rmsRow(dst, src, w []float32, eps float32) {
 	s := rmsScale(src, eps)
 	if w == nil {

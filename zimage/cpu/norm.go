@@ -6,8 +6,9 @@ import (
 	"github.com/zimage/zimage/zimage/compute"
 )
 
-// Row statistics are accumulated in float64: at least as accurate as torch's
-// float32 reductions, and independent of the summation order.
+// Row statistics are accumulated in float32 vector lanes over blocks of
+// sumBlockLen values and in float64 beyond: at least as accurate as torch's
+// float32 reductions.
 
 // RMSNorm returns x·rsqrt(mean(x²)+eps)·w per row.
 func (b *Backend) RMSNorm(x, w compute.Tensor, eps float32) compute.Tensor {
@@ -31,21 +32,7 @@ func (b *Backend) RMSNorm(x, w compute.Tensor, eps float32) compute.Tensor {
 	out := b.newTensor(tx.shape...)
 	parallelFor(b.threads, m, max(1, ewGrain/d), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			src, dst := xv[r*d:(r+1)*d], out.data[r*d:(r+1)*d]
-			var ss float64
-			for _, v := range src {
-				ss += float64(v) * float64(v)
-			}
-			s := float32(1 / math.Sqrt(ss/float64(d)+float64(eps)))
-			if wv == nil {
-				for i, v := range src {
-					dst[i] = v * s
-				}
-				continue
-			}
-			for i, v := range src {
-				dst[i] = float32(v*s) * wv[i]
-			}
+			rmsRow(out.data[r*d:(r+1)*d], xv[r*d:(r+1)*d], wv, eps) // fused.go
 		}
 	})
 	return out
