@@ -116,7 +116,7 @@ type opTimer struct {
 	q8     bool
 	cpu    *cpu.Backend
 	wmap   map[compute.Tensor]*weights.Tensor
-	qcache map[*weights.Tensor][]byte
+	qcache map[*weights.Tensor]*gemm.Q80Packed
 }
 
 func (o *opTimer) Weight(w *weights.Tensor) compute.Tensor {
@@ -128,9 +128,9 @@ func (o *opTimer) Weight(w *weights.Tensor) compute.Tensor {
 	return t
 }
 
-// q8Weight returns the Q8_0 copy of a bf16 weight [n, k] (nil when it has
-// no whole blocks).
-func (o *opTimer) q8Weight(w compute.Tensor) []byte {
+// q8Weight returns the Q8_0 copy of a bf16 weight [n, k], repacked for the
+// kernel (nil when it has no whole blocks).
+func (o *opTimer) q8Weight(w compute.Tensor) *gemm.Q80Packed {
 	wt, ok := o.wmap[w]
 	if !ok || wt.DType != weights.BF16 || len(wt.Shape) != 2 || wt.Shape[1]%32 != 0 {
 		return nil
@@ -139,9 +139,12 @@ func (o *opTimer) q8Weight(w compute.Tensor) []byte {
 		return q
 	}
 	if o.qcache == nil {
-		o.qcache = map[*weights.Tensor][]byte{}
+		o.qcache = map[*weights.Tensor]*gemm.Q80Packed{}
 	}
-	q := quantizeQ80(wt.Data, wt.Shape[0]*wt.Shape[1])
+	q, err := gemm.PackQ80(quantizeQ80(wt.Data, wt.Shape[0]*wt.Shape[1]), wt.Shape[0], wt.Shape[1])
+	if err != nil {
+		panic(err) // shapes checked above
+	}
 	o.qcache[wt] = q
 	return q
 }
@@ -222,7 +225,7 @@ func (o *opTimer) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 	if o.q8 && x.Shape()[0] > 8 {
 		if q := o.q8Weight(w); q != nil {
 			t0 := time.Now()
-			r := o.cpu.MatMulQ80(x, q, w.Shape()[0], bias)
+			r := o.cpu.MatMulQ80Packed(x, q, bias)
 			o.gemm += time.Since(t0)
 			return r
 		}

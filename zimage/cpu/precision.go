@@ -40,7 +40,23 @@ func (b *Backend) matMulN(ctx context.Context, c, a, bm []float32, m, n, k int) 
 // the CPU has AVX512-VNNI). It is the engine for Q8_0 checkpoint weights;
 // benchmarks call it directly.
 func (b *Backend) MatMulQ80(x compute.Tensor, w []byte, n int, bias compute.Tensor) compute.Tensor {
-	const op = "MatMulQ80"
+	return b.matMulQ80("MatMulQ80", x, n, bias, func(ctx context.Context, c, a, bias []float32, m, k int) error {
+		return gemm.MatMulBTQ80Ctx(ctx, c, a, w, bias, m, n, k)
+	})
+}
+
+// MatMulQ80Packed is MatMulQ80 with W repacked once by gemm.PackQ80 (no
+// packing per product: how weights used every step should be held).
+func (b *Backend) MatMulQ80Packed(x compute.Tensor, w *gemm.Q80Packed, bias compute.Tensor) compute.Tensor {
+	return b.matMulQ80("MatMulQ80Packed", x, w.N(), bias, func(ctx context.Context, c, a, bias []float32, m, k int) error {
+		if k != w.K() {
+			return fmt.Errorf("x has %d columns, the packed weight %d", k, w.K())
+		}
+		return gemm.MatMulBTQ80PackedCtx(ctx, c, a, w, bias, m)
+	})
+}
+
+func (b *Backend) matMulQ80(op string, x compute.Tensor, n int, bias compute.Tensor, mm func(ctx context.Context, c, a, bias []float32, m, k int) error) compute.Tensor {
 	xs := shapeOf(x)
 	if len(xs) != 2 || n < 0 {
 		b.setErr(fmt.Errorf("cpu: %s: x must be [M, K] (got %v), n ≥ 0 (got %d)", op, xs, n))
@@ -58,7 +74,7 @@ func (b *Backend) MatMulQ80(x compute.Tensor, w []byte, n int, bias compute.Tens
 	}
 	out := b.newTensor(m, n)
 	cw := b.current()
-	if err := gemm.MatMulBTQ80Ctx(cw.context(), out.data, xv, w, bv, m, n, k); err != nil {
+	if err := mm(cw.context(), out.data, xv, bv, m, k); err != nil {
 		b.opErr(op, cw, err)
 		b.Free(out)
 		return b.placeholder(m, n)

@@ -150,6 +150,16 @@ func TestMatMulQ80Backend(t *testing.T) {
 			t.Fatalf("[%d] = %g, want %g", i, got[i], want[i])
 		}
 	}
+	pw, err := gemm.PackQ80(w, n, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotP := host(t, b, b.MatMulQ80Packed(b.FromHost(x, m, k), pw, b.FromHost(bias, n)))
+	for i := range want {
+		if gotP[i] != want[i] {
+			t.Fatalf("packed: [%d] = %g, want %g", i, gotP[i], want[i])
+		}
+	}
 	b.MatMulQ80(b.FromHost(x, m, k), w[:10], n, nil)
 	if b.Err() == nil {
 		t.Fatal("short Q8_0 weight: no error")

@@ -80,7 +80,62 @@ func MatMulBTQ80Ctx(ctx context.Context, c, a []float32, b []byte, bias []float3
 	if err != nil {
 		return err
 	}
-	q8Run(stop, c, a, b, bias, m, n, k)
+	q8Run(stop, c, a, b, nil, bias, m, n, k)
+	return finish(ctx, stop, release, nil)
+}
+
+// Q80Packed is a Q8_0 matrix [n, k] repacked once into the kernel's
+// panel layout (see packQ8B): 40 bytes per block instead of 34, and no
+// packing per product. Weights used many times (every DiT step) should be
+// packed at load time and the original bytes dropped.
+type Q80Packed struct {
+	n, k int
+	bq   []int8    // [panel][block][8 quads][48 columns][4]
+	db   []float32 // [panel][block][48]
+	corr []int32   // [panel][block][48]
+}
+
+// N and K report the matrix size.
+func (p *Q80Packed) N() int { return p.n }
+func (p *Q80Packed) K() int { return p.k }
+
+// PackQ80 repacks n rows of k/32 Q8_0 blocks for MatMulBTQ80Packed.
+func PackQ80(b []byte, n, k int) (*Q80Packed, error) {
+	if n < 0 || k < 0 || k%q8Block != 0 {
+		return nil, fmt.Errorf("%w: Q8_0 matrix %d×%d (k must be a multiple of 32)", ErrShape, n, k)
+	}
+	nb := k / q8Block
+	if need := n * nb * Q80BlockBytes; len(b) < need {
+		return nil, fmt.Errorf("%w: B has %d bytes, want %d (%d×%d Q8_0)", ErrShape, len(b), need, n, k)
+	}
+	npan := ceilDiv(n, q8NR)
+	p := &Q80Packed{n: n, k: k,
+		bq: make([]int8, npan*nb*q8Block*q8NR), db: make([]float32, npan*nb*q8NR), corr: make([]int32, npan*nb*q8NR)}
+	if nb == 0 {
+		return p, nil
+	}
+	parallelFor(numThreads(), npan, nil, func(_, t int) {
+		j0 := t * q8NR
+		packQ8B(p.bq[t*nb*q8Block*q8NR:(t+1)*nb*q8Block*q8NR], p.db[t*nb*q8NR:(t+1)*nb*q8NR],
+			p.corr[t*nb*q8NR:(t+1)*nb*q8NR], b, j0, min(q8NR, n-j0), nb)
+	})
+	return p, nil
+}
+
+// MatMulBTQ80PackedCtx is MatMulBTQ80Ctx with B packed by PackQ80.
+func MatMulBTQ80PackedCtx(ctx context.Context, c, a []float32, b *Q80Packed, bias []float32, m int) error {
+	n, k := b.n, b.k
+	if err := checkDims(m, n, k); err != nil {
+		return err
+	}
+	if err := checkLens(c, a, bias, m, n, k); err != nil {
+		return err
+	}
+	stop, release, err := watch(ctx)
+	if err != nil {
+		return err
+	}
+	q8Run(stop, c, a, nil, b, bias, m, n, k)
 	return finish(ctx, stop, release, nil)
 }
 
@@ -132,8 +187,9 @@ func q8Reference(c, a []float32, b []byte, bias []float32, m, n, k int) {
 }
 
 // q8Run quantizes A into tile panels, then runs column panels of B as
-// tasks: each packs its panel and sweeps every row panel of A.
-func q8Run(stop *atomic.Bool, c, a []float32, b []byte, bias []float32, m, n, k int) {
+// tasks: each packs its panel (or takes it from pb) and sweeps every row
+// panel of A.
+func q8Run(stop *atomic.Bool, c, a []float32, b []byte, pb *Q80Packed, bias []float32, m, n, k int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -185,13 +241,23 @@ func q8Run(stop *atomic.Bool, c, a []float32, b []byte, bias []float32, m, n, k 
 	}
 	bufs := make([]panel, threads)
 	for w := range bufs {
-		bufs[w] = panel{make([]int8, nb*q8Block*q8NR), make([]float32, nb*q8NR), make([]int32, nb*q8NR)}
+		if pb == nil {
+			bufs[w] = panel{make([]int8, nb*q8Block*q8NR), make([]float32, nb*q8NR), make([]int32, nb*q8NR)}
+		}
 	}
 	parallelFor(threads, npan, stop, func(w, t int) {
 		j0 := t * q8NR
 		cols := min(q8NR, n-j0)
-		bq, db, corr := bufs[w].bq, bufs[w].db, bufs[w].corr
-		packQ8B(bq, db, corr, b, j0, cols, nb)
+		var bq []int8
+		var db []float32
+		var corr []int32
+		if pb != nil {
+			bq = pb.bq[t*nb*q8Block*q8NR : (t+1)*nb*q8Block*q8NR]
+			db, corr = pb.db[t*nb*q8NR:(t+1)*nb*q8NR], pb.corr[t*nb*q8NR:(t+1)*nb*q8NR]
+		} else {
+			bq, db, corr = bufs[w].bq, bufs[w].db, bufs[w].corr
+			packQ8B(bq, db, corr, b, j0, cols, nb)
+		}
 		var tile [q8MR * q8NR]float32
 		for p := range mp {
 			q8Kernel.fn(aq[p*nb*q8Block*q8MR:(p+1)*nb*q8Block*q8MR], ad[p*nb*q8MR:(p+1)*nb*q8MR], bq, db, corr, tile[:], q8NR, nb)

@@ -83,9 +83,17 @@ func TestMatMulBTQ80(t *testing.T) {
 					t.Fatal(err)
 				}
 				q8Reference(want, a, b, bias, sh.m, sh.n, sh.k)
+				pb, err := PackQ80(b, sh.n, sh.k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				gotP := make([]float32, sh.m*sh.n)
+				if err := MatMulBTQ80PackedCtx(t.Context(), gotP, a, pb, bias, sh.m); err != nil {
+					t.Fatal(err)
+				}
 				for i := range want {
-					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-						t.Fatalf("%+v bias=%v: C[%d,%d] = %g, reference %g", sh, withBias, i/sh.n, i%sh.n, got[i], want[i])
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) || math.Float32bits(gotP[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%+v bias=%v: C[%d,%d] = %g (packed B: %g), reference %g", sh, withBias, i/sh.n, i%sh.n, got[i], gotP[i], want[i])
 					}
 				}
 			}
