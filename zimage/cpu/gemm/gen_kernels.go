@@ -85,6 +85,11 @@ func main() {
 		}
 	}
 	emitQ8(&s)
+	emitQ8Quant(&s)
+	fmt.Fprintf(&d, "\n// q8QuantRow quantizes nblk blocks of 32 float32 of x (see quantizeBlock)\n"+
+		"// into 32 bytes q+128 at dst and the scale at d, advancing dst by 128\n"+
+		"// bytes and d by 4 values per block (the A panel layout of q8Run).\n//\n"+
+		"//go:noescape\nfunc q8QuantRow(dst *byte, d *float32, x *float32, nblk int)\n")
 	fmt.Fprintf(&d, "\n// kq8_4x48 computes a 4×48 tile of a Q8_0 product over nblk blocks of 32\n"+
 		"// k values (see q8.go for the panel layouts and the arithmetic).\n//\n"+
 		"//go:noescape\nfunc kq8_4x48(a *byte, da *float32, b *int8, db *float32, corr *int32, c *float32, ldc, nblk int)\n")
@@ -418,7 +423,7 @@ func emitQ8(w *bytes.Buffer) {
 			p("VMOVDQU32 %d(DI), %s", q*192+64*v, z(24+v))
 		}
 		for i := 0; i < mr; i++ {
-			p("VPBROADCASTD %d(SI), Z27", q*16+4*i)
+			p("VPBROADCASTD %d(SI), Z27", 32*i+4*q) // A: [row][32 bytes] per block
 			for v := 0; v < nv; v++ {
 				p("VPDPBUSD %s, Z27, %s", z(24+v), iacc(i, v))
 			}
@@ -449,6 +454,74 @@ func emitQ8(w *bytes.Buffer) {
 			p("ADDQ R8, DX")
 		}
 	}
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// emitQ8Quant writes q8QuantRow: per block of 32 floats, max |x| as bits
+// (VPMAXUD on the sign-cleared words, like quantizeBlock), d = max/127,
+// q = x·(1/d) rounded to nearest even (VCVTPS2DQ), saturated to bytes,
+// +128 (xor 0x80), stored as 32 bytes.
+func emitQ8Quant(w *bytes.Buffer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
+	fmt.Fprintf(w, "\n// func q8QuantRow(dst *byte, d *float32, x *float32, nblk int)\n")
+	fmt.Fprintf(w, "TEXT ·q8QuantRow(SB), NOSPLIT, $0-32\n")
+	p("MOVQ dst+0(FP), DI")
+	p("MOVQ d+8(FP), DX")
+	p("MOVQ x+16(FP), SI")
+	p("MOVQ nblk+24(FP), CX")
+	p("MOVL $0x7fffffff, AX")
+	p("VPBROADCASTD AX, Z7") // abs mask
+	p("MOVL $0x80808080, AX")
+	p("VMOVD AX, X5")
+	p("VPBROADCASTD X5, Y5")  // +128 as xor
+	p("MOVL $0x42fe0000, AX") // 127.0
+	p("VMOVD AX, X8")
+	p("MOVL $0x3f800000, AX") // 1.0
+	p("VMOVD AX, X9")
+	p("TESTQ CX, CX")
+	p("JEQ q8q_done")
+	fmt.Fprintf(w, "q8q_loop:\n")
+	p("VMOVUPS (SI), Z0")
+	p("VMOVUPS 64(SI), Z1")
+	p("VPANDD Z7, Z0, Z2")
+	p("VPANDD Z7, Z1, Z3")
+	p("VPMAXUD Z3, Z2, Z2")
+	p("VEXTRACTI64X4 $1, Z2, Y3")
+	p("VPMAXUD Y3, Y2, Y2")
+	p("VEXTRACTI128 $1, Y2, X3")
+	p("VPMAXUD X3, X2, X2")
+	p("VPSHUFD $0x4E, X2, X3")
+	p("VPMAXUD X3, X2, X2")
+	p("VPSHUFD $0xB1, X2, X3")
+	p("VPMAXUD X3, X2, X2")
+	p("VMOVD X2, AX")
+	p("TESTL AX, AX")
+	p("JEQ q8q_zero")
+	p("VDIVSS X8, X2, X4") // d = amax/127
+	p("VMOVSS X4, (DX)")
+	p("VDIVSS X4, X9, X6") // id = 1/d
+	p("VBROADCASTSS X6, Z6")
+	p("VMULPS Z6, Z0, Z0")
+	p("VMULPS Z6, Z1, Z1")
+	p("VCVTPS2DQ Z0, Z0")
+	p("VCVTPS2DQ Z1, Z1")
+	p("VPMOVSDB Z0, X0")
+	p("VPMOVSDB Z1, X1")
+	p("VINSERTI128 $1, X1, Y0, Y0")
+	p("VPXOR Y5, Y0, Y0")
+	p("VMOVDQU Y0, (DI)")
+	p("JMP q8q_next")
+	fmt.Fprintf(w, "q8q_zero:\n")
+	p("MOVL $0, (DX)")
+	p("VMOVDQU Y5, (DI)") // q = 0 → 128
+	fmt.Fprintf(w, "q8q_next:\n")
+	p("ADDQ $128, SI")
+	p("ADDQ $128, DI")
+	p("ADDQ $16, DX")
+	p("DECQ CX")
+	p("JNE q8q_loop")
+	fmt.Fprintf(w, "q8q_done:\n")
 	p("VZEROUPPER")
 	p("RET")
 }

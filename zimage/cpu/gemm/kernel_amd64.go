@@ -206,3 +206,18 @@ var asmQ8 = q8Tile{asm: true, fn: func(a []byte, da []float32, b []int8, db []fl
 	_ = c[3*ldc+q8NR-1]
 	kq8_4x48(&a[0], &da[0], &b[0], &db[0], &corr[0], &c[0], ldc, nblk)
 }}
+
+// useQuantAsm enables q8QuantRow (tests turn it off to cover the Go loop).
+var useQuantAsm = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
+
+// quantRow quantizes one row of A for the Q8_0 kernel (see quantizeRowGo).
+func quantRow(dst []byte, d []float32, x []float32, nb int) {
+	if !useQuantAsm || nb == 0 {
+		quantizeRowGo(dst, d, x, nb)
+		return
+	}
+	_ = dst[(nb-1)*q8Block*q8MR+q8Block-1]
+	_ = d[(nb-1)*q8MR]
+	_ = x[nb*q8Block-1]
+	q8QuantRow(&dst[0], &d[0], &x[0], nb)
+}

@@ -165,6 +165,13 @@ func dot4avx2BF16(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
 //go:noescape
 func dot4avx2F16(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
 
+// q8QuantRow quantizes nblk blocks of 32 float32 of x (see quantizeBlock)
+// into 32 bytes q+128 at dst and the scale at d, advancing dst by 128
+// bytes and d by 4 values per block (the A panel layout of q8Run).
+//
+//go:noescape
+func q8QuantRow(dst *byte, d *float32, x *float32, nblk int)
+
 // kq8_4x48 computes a 4×48 tile of a Q8_0 product over nblk blocks of 32
 // k values (see q8.go for the panel layouts and the arithmetic).
 //

@@ -16,8 +16,9 @@ import (
 // llama.cpp computes q8_0 × q8_0:
 //
 //  1. Each row of A is quantized per block of 32 values: d_a = max|x|/127,
-//     q_a = round(x/d_a) (half away from zero; d_a = 0 gives zeros), d_a
-//     kept as float32.
+//     q_a = x·(1/d_a) rounded to nearest even (llama.cpp rounds half away
+//     from zero; ties are rare and this is what VCVTPS2DQ does), d_a = 0
+//     gives zeros, d_a kept as float32.
 //  2. Per block, the integer dot product Σ q_a·q_b is exact in int32.
 //  3. acc = acc + float32(float32(float32(Σ)·d_b)·d_a) over the blocks in
 //     order (each product and sum rounded to float32; no FMA), from
@@ -139,6 +140,19 @@ func MatMulBTQ80PackedCtx(ctx context.Context, c, a []float32, b *Q80Packed, bia
 	return finish(ctx, stop, release, nil)
 }
 
+// quantizeRowGo quantizes the nb blocks of one row of A into the panel
+// layout: 32 bytes q+128 per block every 128 bytes, scales every 4 values.
+func quantizeRowGo(dst []byte, d []float32, x []float32, nb int) {
+	var q [q8Block]int8
+	for blk := range nb {
+		d[blk*q8MR] = quantizeBlock(q[:], x[blk*q8Block:])
+		row := dst[blk*q8Block*q8MR:][:q8Block]
+		for t, v := range q {
+			row[t] = byte(int(v) + 128)
+		}
+	}
+}
+
 // quantizeBlock quantizes 32 values: q = round(x/d), d = max|x|/127.
 func quantizeBlock(q []int8, x []float32) float32 {
 	var amax uint32 // |x| compared as bits: same order for finite values
@@ -151,7 +165,7 @@ func quantizeBlock(q []int8, x []float32) float32 {
 		id = 1 / d
 	}
 	for i, v := range x[:q8Block] {
-		r := math.Round(float64(v * id))
+		r := math.RoundToEven(float64(v * id))
 		q[i] = int8(max(-127, min(127, r)))
 	}
 	return d
@@ -210,27 +224,24 @@ func q8Run(stop *atomic.Bool, c, a []float32, b []byte, pb *Q80Packed, bias []fl
 	if m*n*k < inlineFlops {
 		threads = 1
 	}
-	// A panels: [panel][block][8 quads][4 rows][4 bytes] as q+128, scales
+	// A panels: [panel][block][4 rows][32 bytes] as q+128, scales
 	// [panel][block][4 rows].
 	aq := make([]byte, mp*nb*q8Block*q8MR)
 	ad := make([]float32, mp*nb*q8MR)
 	parallelFor(threads, mp, stop, func(_, p int) {
-		var q [q8Block]int8
 		for r := range q8MR {
 			i := p*q8MR + r
-			for blk := range nb {
-				base := (p*nb + blk) * q8Block * q8MR
-				if i >= m { // padding row: q = 0 (stored 128), d = 0
-					for t := range q8Block {
-						aq[base+(t/4)*16+r*4+t%4] = 128
+			base := p * nb * q8Block * q8MR
+			if i >= m { // padding row: q = 0 (stored 128), d = 0
+				for blk := range nb {
+					row := aq[base+blk*q8Block*q8MR+r*q8Block:][:q8Block]
+					for t := range row {
+						row[t] = 128
 					}
-					continue
 				}
-				ad[(p*nb+blk)*q8MR+r] = quantizeBlock(q[:], a[i*k+blk*q8Block:])
-				for t, v := range q {
-					aq[base+(t/4)*16+r*4+t%4] = byte(int(v) + 128)
-				}
+				continue
 			}
+			quantRow(aq[base+r*q8Block:], ad[p*nb*q8MR+r:], a[i*k:(i+1)*k], nb)
 		}
 	})
 	npan := ceilDiv(n, q8NR)
@@ -318,7 +329,7 @@ func kq8Generic(a []byte, da []float32, b []int8, db []float32, corr []int32, c 
 			for i := range q8MR {
 				for j := range q8NR {
 					for t := range 4 {
-						s[i][j] += int32(ab[q*16+i*4+t]) * int32(bb[q*q8NR*4+j*4+t])
+						s[i][j] += int32(ab[i*q8Block+q*4+t]) * int32(bb[q*q8NR*4+j*4+t])
 					}
 				}
 			}

@@ -101,6 +101,34 @@ func TestMatMulBTQ80(t *testing.T) {
 	})
 }
 
+// TestQ80QuantizeRow checks the assembly row quantizer against the Go loop
+// (bit-identical bytes and scales), zero and ragged-magnitude blocks
+// included.
+func TestQ80QuantizeRow(t *testing.T) {
+	r := rand.New(rand.NewPCG(45, 46))
+	const nb = 37
+	x := randSlice(r, nb*q8Block)
+	clear(x[64:96])
+	for i := 96; i < 128; i++ {
+		x[i] *= 1e-30
+	}
+	x[200] = 1e30
+	want, got := make([]byte, nb*q8Block*q8MR), make([]byte, nb*q8Block*q8MR)
+	wd, gd := make([]float32, nb*q8MR), make([]float32, nb*q8MR)
+	quantizeRowGo(want, wd, x, nb)
+	quantRow(got, gd, x, nb)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("byte %d (block %d) = %d, want %d", i, i/(q8Block*q8MR), got[i], want[i])
+		}
+	}
+	for i := range wd {
+		if math.Float32bits(gd[i]) != math.Float32bits(wd[i]) {
+			t.Fatalf("scale %d = %g, want %g", i, gd[i], wd[i])
+		}
+	}
+}
+
 // TestQ80Accuracy checks the quantized product against the float64 product
 // of A and the dequantized weights: activation rounding to 8 bits keeps it
 // within ~1% of Σ|a·b|.
