@@ -93,7 +93,11 @@ func BenchmarkGEMMQ80(b *testing.B) {
 		weights.EncodeBF16(bw, randSlice(r, sh.n*sh.k))
 		c := make([]float32, sh.m*sh.n)
 		ops := 2 * float64(sh.m) * float64(sh.n) * float64(sh.k)
-		for _, mode := range []string{"f32", "bf16", "q8_0"} {
+		pb, err := PackQ80(bq, sh.n, sh.k)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, mode := range []string{"f32", "bf16", "q8_0", "q8_0packed"} {
 			b.Run(fmt.Sprintf("%s/%dx%dx%d", mode, sh.m, sh.k, sh.n), func(b *testing.B) {
 				c0 := cpuTime()
 				for b.Loop() {
@@ -101,6 +105,8 @@ func BenchmarkGEMMQ80(b *testing.B) {
 					switch mode {
 					case "q8_0":
 						err = MatMulBTQ80(c, a, bq, nil, sh.m, sh.n, sh.k)
+					case "q8_0packed":
+						err = MatMulBTQ80PackedCtx(b.Context(), c, a, pb, nil, sh.m)
 					case "bf16":
 						err = MatMulBTBF16(c, a, bw, weights.BF16, nil, sh.m, sh.n, sh.k)
 					default:
