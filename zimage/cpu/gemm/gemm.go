@@ -13,6 +13,11 @@
 // dot-product kernels (memory-bound GEMV). All functions are safe for
 // concurrent use.
 //
+// Two reduced-precision engines sit beside the float32 one: MatMulBTBF16
+// and friends (bf16.go: bf16 operands, float32 accumulation, VDPBF16PS with
+// AVX512-BF16) and MatMulBTQ80 (q8.go: Q8_0 weights × per-block int8
+// activations, VPDPBUSD with AVX512-VNNI, bit-exact to a scalar reference).
+//
 // # Cancellation
 //
 // The ...Ctx variants give up when their context is done: every thread
