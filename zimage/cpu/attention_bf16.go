@@ -26,6 +26,17 @@ func bf16Bits(f float32) uint32 {
 	return (b + 0x7fff + (b>>16)&1) >> 16
 }
 
+// toBF16PairsGo is toBF16Pairs in Go.
+func toBF16PairsGo(dst []uint32, src []float32) {
+	n := len(src)
+	for c := 0; c < n/2; c++ {
+		dst[c] = pair(src[2*c], src[2*c+1])
+	}
+	if n%2 == 1 {
+		dst[n/2] = bf16Bits(src[n-1])
+	}
+}
+
 // pair packs two values as one bf16 pair word (lo first along the axis).
 func pair(lo, hi float32) uint32 { return bf16Bits(lo) | bf16Bits(hi)<<16 }
 
@@ -137,12 +148,7 @@ func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out, qv []float32, kt, v
 			alpha[r] = a
 			l[r] = l[r]*float64(a) + sum
 			m[r] = mx
-			for c := 0; c < bk/2; c++ {
-				prow[c] = pair(row[2*c], row[2*c+1])
-			}
-			if bk%2 == 1 {
-				prow[bkq-1] = bf16Bits(row[bk-1])
-			}
+			toBF16Pairs(prow, row[:bk])
 		}
 		// T [bq6, dh] = P·V over bkq key pairs (j0 is even).
 		tileMatMulBF16(t, dh, pp, ldp, vp[(j0/2)*dh:(j0/2+bkq)*dh], dh, bq6, dh, bkq)

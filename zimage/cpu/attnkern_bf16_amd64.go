@@ -35,3 +35,23 @@ func tileMatMulBF16(c []float32, ldc int, a []uint32, lda int, b []uint32, ldb i
 // fastAttentionBF16 reports whether bf16 attention runs on VDPBF16PS for
 // head width dh.
 func fastAttentionBF16(dh int) bool { return hasBF16Dot && fastAttention(dh) }
+
+// cvtBF16x64 rounds n float32 (a multiple of 64) to bf16 pair words
+// (VCVTNE2PS2BF16; denormal inputs become zero).
+//
+//go:noescape
+func cvtBF16x64(dst *uint32, src *float32, n int)
+
+// toBF16Pairs writes src rounded to bf16 as pair words (dst[c] holds
+// src[2c] and src[2c+1], the high half zero past an odd end).
+func toBF16Pairs(dst []uint32, src []float32) {
+	n := 0
+	if hasBF16Dot {
+		n = len(src) &^ 63
+	}
+	if n > 0 {
+		_ = dst[n/2-1]
+		cvtBF16x64(&dst[0], &src[0], n)
+	}
+	toBF16PairsGo(dst[n/2:], src[n:])
+}

@@ -25,3 +25,5 @@ var hasBF16Dot = false
 func tileMatMulBF16(c []float32, ldc int, a []uint32, lda int, b []uint32, ldb int, m, n, k int) {}
 
 func fastAttentionBF16(dh int) bool { return false }
+
+func toBF16Pairs(dst []uint32, src []float32) { toBF16PairsGo(dst, src) }

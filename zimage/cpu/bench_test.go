@@ -12,24 +12,30 @@ import (
 // VAE mid-block shape (one head of 512); GFLOP/s counts 4·Lq·Lk·H·dh.
 func BenchmarkAttention(b *testing.B) {
 	for _, c := range []struct{ l, heads, dh int }{{1024, 30, 128}, {4224, 30, 128}, {4096, 1, 512}} {
-		b.Run(fmt.Sprintf("L%d_H%d_dh%d", c.l, c.heads, c.dh), func(b *testing.B) {
-			r := rand.New(rand.NewPCG(1, 1))
-			be := New()
-			n := c.l * c.heads * c.dh
-			q := be.FromHost(randVec(r, n), c.l, c.heads*c.dh)
-			k := be.FromHost(randVec(r, n), c.l, c.heads*c.dh)
-			v := be.FromHost(randVec(r, n), c.l, c.heads*c.dh)
-			b.ResetTimer()
-			c0 := cpuSeconds()
-			for range b.N {
-				be.Free(be.Attention(q, k, v, c.heads, c.heads, 0.088, false))
+		for _, bf16 := range []bool{false, true} {
+			name := fmt.Sprintf("L%d_H%d_dh%d", c.l, c.heads, c.dh)
+			if bf16 {
+				name += "/bf16"
 			}
-			if err := be.Err(); err != nil {
-				b.Fatal(err)
-			}
-			flops := 4 * float64(c.l) * float64(c.l) * float64(c.heads*c.dh) * float64(b.N)
-			reportFlops(b, flops, cpuSeconds()-c0)
-		})
+			b.Run(name, func(b *testing.B) {
+				r := rand.New(rand.NewPCG(1, 1))
+				be := New(WithBF16(bf16))
+				n := c.l * c.heads * c.dh
+				q := be.FromHost(randVec(r, n), c.l, c.heads*c.dh)
+				k := be.FromHost(randVec(r, n), c.l, c.heads*c.dh)
+				v := be.FromHost(randVec(r, n), c.l, c.heads*c.dh)
+				b.ResetTimer()
+				c0 := cpuSeconds()
+				for range b.N {
+					be.Free(be.Attention(q, k, v, c.heads, c.heads, 0.088, false))
+				}
+				if err := be.Err(); err != nil {
+					b.Fatal(err)
+				}
+				flops := 4 * float64(c.l) * float64(c.l) * float64(c.heads*c.dh) * float64(b.N)
+				reportFlops(b, flops, cpuSeconds()-c0)
+			})
+		}
 	}
 }
 

@@ -165,3 +165,20 @@ func TestMatMulQ80Backend(t *testing.T) {
 		t.Fatal("short Q8_0 weight: no error")
 	}
 }
+
+// TestToBF16Pairs checks the VCVTNE2PS2BF16 conversion against the Go
+// rounding (normal values; the instruction reads denormals as zero).
+func TestToBF16Pairs(t *testing.T) {
+	r := rand.New(rand.NewPCG(61, 62))
+	for _, n := range []int{0, 1, 63, 64, 65, 128, 257} {
+		src := randVec(r, n)
+		got, want := make([]uint32, (n+1)/2), make([]uint32, (n+1)/2)
+		toBF16Pairs(got, src)
+		toBF16PairsGo(want, src)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("n=%d: word %d = %#08x, want %#08x", n, i, got[i], want[i])
+			}
+		}
+	}
+}
