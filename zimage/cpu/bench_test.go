@@ -43,24 +43,30 @@ func BenchmarkAttention(b *testing.B) {
 // GFLOP/s counts 2·Co·Ci·9·H·W.
 func BenchmarkConv3x3(b *testing.B) {
 	for _, c := range []struct{ ci, co, hw int }{{512, 512, 64}, {128, 128, 256}, {512, 512, 128}} {
-		b.Run(fmt.Sprintf("%dx%d_%dx%d", c.ci, c.co, c.hw, c.hw), func(b *testing.B) {
-			r := rand.New(rand.NewPCG(2, 2))
-			be := New()
-			x := be.FromHost(randVec(r, c.ci*c.hw*c.hw), c.ci, c.hw, c.hw)
-			wt, _ := weightOf(randVec(r, c.co*c.ci*9), weights.BF16, c.co, c.ci, 3, 3)
-			w := be.Weight(wt)
-			bias := be.FromHost(randVec(r, c.co), c.co)
-			b.ResetTimer()
-			c0 := cpuSeconds()
-			for range b.N {
-				be.Free(be.Conv2D(x, w, bias, 1))
+		for _, bf16 := range []bool{false, true} {
+			name := fmt.Sprintf("%dx%d_%dx%d", c.ci, c.co, c.hw, c.hw)
+			if bf16 {
+				name += "/bf16"
 			}
-			if err := be.Err(); err != nil {
-				b.Fatal(err)
-			}
-			flops := 2 * float64(c.co*c.ci*9) * float64(c.hw*c.hw) * float64(b.N)
-			reportFlops(b, flops, cpuSeconds()-c0)
-		})
+			b.Run(name, func(b *testing.B) {
+				r := rand.New(rand.NewPCG(2, 2))
+				be := New(WithBF16(bf16))
+				x := be.FromHost(randVec(r, c.ci*c.hw*c.hw), c.ci, c.hw, c.hw)
+				wt, _ := weightOf(randVec(r, c.co*c.ci*9), weights.BF16, c.co, c.ci, 3, 3)
+				w := be.Weight(wt)
+				bias := be.FromHost(randVec(r, c.co), c.co)
+				b.ResetTimer()
+				c0 := cpuSeconds()
+				for range b.N {
+					be.Free(be.Conv2D(x, w, bias, 1))
+				}
+				if err := be.Err(); err != nil {
+					b.Fatal(err)
+				}
+				flops := 2 * float64(c.co*c.ci*9) * float64(c.hw*c.hw) * float64(b.N)
+				reportFlops(b, flops, cpuSeconds()-c0)
+			})
+		}
 	}
 }
 

@@ -216,7 +216,7 @@ func packPairsN(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) 
 		o := out[q*nr : q*nr+cols]
 		if 2*q+1 < kb {
 			r1 := src.f32[(p0+2*q+1)*n+jbase:][:cols]
-			for jj := range o {
+			for jj := pairRows(o, r0, r1); jj < len(o); jj++ {
 				o[jj] = toBF16(r0[jj]) | toBF16(r1[jj])<<16
 			}
 			continue
