@@ -51,6 +51,11 @@ func Q8KernelName() string {
 	return "generic"
 }
 
+// HasQ8Dot reports whether the Q8_0 GEMM runs on VPDPBUSD. Without it the
+// kernel is a plain Go loop (exact but slow): callers with a float32 path
+// (dequantize, then the float32 GEMM) should prefer that one.
+func HasQ8Dot() bool { return q8Kernel.asm }
+
 type q8Tile struct {
 	asm bool
 	fn  func(a []byte, da []float32, b []int8, db []float32, corr []int32, c []float32, ldc, nblk int)
