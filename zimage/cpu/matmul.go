@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/cpu/gemm"
 )
@@ -32,6 +33,10 @@ func (b *Backend) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 	cw := b.current()
 	var err error
 	switch {
+	case tw.w != nil && tw.f32 == nil && b.bf16 && tw.w.DType == weights.Q8_0 && m > 8 && gemm.HasQ8Dot():
+		// Reduced precision allows llama.cpp's q8_0 × q8_0 arithmetic:
+		// activations quantized per block, VPDPBUSD (gemm.MatMulBTQ80).
+		err = gemm.MatMulBTQ80Ctx(cw.context(), out.data, xv, tw.w.Data, bv, m, n, k)
 	case tw.w != nil && tw.f32 == nil && tw.w.DType.IsQuantized():
 		err = gemm.MatMulBTQuantCtx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
 	case tw.w != nil && tw.f32 == nil && b.bf16:

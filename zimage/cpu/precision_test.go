@@ -182,3 +182,47 @@ func TestToBF16Pairs(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulQ80Weight: with WithBF16 a Q8_0 weight (GGUF) goes through the
+// VPDPBUSD GEMM (bit-identical to gemm.MatMulBTQ80); in float32 mode, and
+// for m ≤ 8, it keeps the exact dequantizing path.
+func TestMatMulQ80Weight(t *testing.T) {
+	if !gemm.HasQ8Dot() {
+		t.Skip("CPU lacks AVX512-VNNI: Q8_0 weights keep the dequantizing path in every mode")
+	}
+	r := rand.New(rand.NewPCG(71, 72))
+	const k, n = 96, 40
+	wv := randVec(r, n*k)
+	raw := make([]byte, n*(k/32)*34)
+	if err := weights.Quantize(raw, wv, weights.Q8_0); err != nil {
+		t.Fatal(err)
+	}
+	wt := &weights.Tensor{Name: "w", DType: weights.Q8_0, Shape: []int{n, k}, Data: raw}
+	for _, m := range []int{3, 21} {
+		x := randVec(r, m*k)
+		want := make([]float32, m*n)
+		if m > 8 {
+			if err := gemm.MatMulBTQ80(want, x, raw, nil, m, n, k); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := gemm.MatMulBTQuant(want, x, raw, weights.Q8_0, nil, m, n, k); err != nil {
+			t.Fatal(err)
+		}
+		exact := make([]float32, m*n)
+		if err := gemm.MatMulBTQuant(exact, x, raw, weights.Q8_0, nil, m, n, k); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			bf16 bool
+			want []float32
+		}{{true, want}, {false, exact}} {
+			b := New(WithBF16(tc.bf16))
+			got := host(t, b, b.MatMul(b.FromHost(x, m, k), b.Weight(wt), nil))
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("m=%d bf16=%v: [%d] = %g, want %g", m, tc.bf16, i, got[i], tc.want[i])
+				}
+			}
+		}
+	}
+}
