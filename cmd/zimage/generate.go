@@ -315,6 +315,9 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if err := g.control.load(); err != nil {
 		return fail(err)
 	}
+	if err := g.loras.check(); err != nil {
+		return fail(err)
+	}
 
 	start := time.Now()
 	dl := newDownloadBar(stderr)

@@ -104,3 +104,24 @@ func TestGenerateChecksBeforeDownload(t *testing.T) {
 		t.Errorf("the hub was asked %d time(s) before the flags were checked", n)
 	}
 }
+
+// A LoRA file that cannot be read fails before the model is looked up.
+func TestGenerateChecksLoRABeforeDownload(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(500)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.safetensors")
+	cmd := zimageCmd(t, "generate", "--prompt", "x", "--out", filepath.Join(dir, "x.png"), "--lora", missing+":0.5")
+	cmd.Env = append(cmd.Env, "HF_ENDPOINT="+srv.URL, "HF_HUB_OFFLINE=")
+	code, _, stderr := runProcess(t, cmd)
+	if code != 1 || !strings.Contains(stderr, missing) {
+		t.Errorf("exit %d, want 1 naming %s: %s", code, missing, stderr)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the hub was asked %d time(s) before the LoRA file was read", n)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/zimage/zimage/zimage"
+	"github.com/zimage/zimage/zimage/lora"
 	"github.com/zimage/zimage/zimage/server"
 )
 
@@ -72,6 +73,19 @@ func (l *loraFlags) Set(s string) error {
 		return err
 	}
 	l.args = append(l.args, a)
+	return nil
+}
+
+// check reads every LoRA file (format, key spellings, shapes of A and B)
+// before the model loads, so a wrong path or an unsupported format fails in
+// a moment rather than after a download; matching against the model's
+// weights still happens at Load.
+func (l *loraFlags) check() error {
+	for _, a := range l.args {
+		if _, err := lora.Open(a.path); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
