@@ -47,6 +47,10 @@ const (
 	// FamConv: the convolution helpers zk_im2col_*, zk_chan_bias_*.
 	// Fallback: the convolution on the host.
 	FamConv Family = "conv"
+	// FamConvStrided: the VAE encoder's stride-2 downsample conv
+	// (zk_im2col_s2_*, downsample.go). Fallback: the stride-1 conv keeping
+	// the odd rows and columns (4× the work, same result).
+	FamConvStrided Family = "conv-strided"
 	// FamFusedNorm: zk_rmsnorm_ex_* (RMSNormModulate, RMSNormGatedAdd,
 	// AddRMSNorm). Fallback: the unfused op sequence.
 	FamFusedNorm Family = "fused-rmsnorm"
@@ -72,7 +76,7 @@ func (f Family) String() string { return string(f) }
 
 // Families lists every family in self-test order.
 var Families = []Family{FamConvert, FamGEMM, FamDequant, FamElementwise, FamNorm, FamRoPE, FamGroupNorm, FamConv,
-	FamFusedNorm, FamFusedHeadRoPE, FamFusedGNSiLU, FamAttnGemm, FamAttnGeneric, FamAttnTC128, FamAttnTC256, FamAttnTC512}
+	FamConvStrided, FamFusedNorm, FamFusedHeadRoPE, FamFusedGNSiLU, FamAttnGemm, FamAttnGeneric, FamAttnTC128, FamAttnTC256, FamAttnTC512}
 
 // Fallback says what runs instead of f once it is disabled ("" when
 // nothing does: the device is unusable).
@@ -90,6 +94,8 @@ func (f Family) Fallback() string {
 		return "attention on the host (CPU backend)"
 	case FamDequant:
 		return "quantized weights expanded to bf16 on the host"
+	case FamConvStrided:
+		return "stride-1 convolution keeping odd rows and columns"
 	}
 	return "the op on the host (CPU backend)"
 }

@@ -10,6 +10,11 @@ import (
 	"github.com/zimage/zimage/zimage/compute"
 )
 
+// strided is vae.Strided (the CPU and GPU backends' Downsample2D).
+type strided interface {
+	Downsample2D(x, w, bias compute.Tensor) compute.Tensor
+}
+
 // stCase is one self-test case: run builds its inputs with in and returns
 // the op's output, on the GPU backend and on the CPU reference alike.
 type stCase struct {
@@ -232,6 +237,14 @@ var selfTestCases = map[Family][]stCase{
 		}},
 		{"conv1x1-bias", func(b compute.Backend, in *stInputs) compute.Tensor {
 			return b.Conv2D(in.act(1, 8, 6, 7), in.weight(false, 0.3, 12, 8, 1, 1), in.weight(false, 1, 12), 0)
+		}},
+	},
+	FamConvStrided: {
+		{"downsample-6x10x14-bias", func(b compute.Backend, in *stInputs) compute.Tensor {
+			return b.(strided).Downsample2D(in.act(1, 6, 10, 14), in.weight(false, 0.2, 5, 6, 3, 3), in.weight(false, 1, 5))
+		}},
+		{"downsample-3x8x6", func(b compute.Backend, in *stInputs) compute.Tensor {
+			return b.(strided).Downsample2D(in.act(1, 3, 8, 6), in.weight(true, 0.2, 4, 3, 3, 3), nil)
 		}},
 	},
 	FamFusedNorm: {

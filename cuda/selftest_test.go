@@ -145,6 +145,7 @@ func TestSelfTestFaults(t *testing.T) {
 		{F32, "zk_rope_f32", fakecuda.FaultNaN, FamRoPE, "RoPEInterleaved", "non-finite"},
 		{F32, "zk_gn_stats_f32", fakecuda.FaultWrong, FamGroupNorm, "GroupNorm", "max_err="},
 		{F32, "zk_im2col_f32", fakecuda.FaultIllegalAddress, FamConv, "Conv3x3", "CUDA_ERROR_ILLEGAL_ADDRESS"},
+		{BF16, "zk_im2col_s2_bf16", fakecuda.FaultWrong, FamConvStrided, "Downsample", "max_err="},
 		{F32, "zk_silu_f32", fakecuda.FaultWrong, FamElementwise, "SiLU", "max_err="},
 		{F32, "zk_softmax_warp_f32", fakecuda.FaultNaN, FamAttnGemm, "AttentionCausalGQA", "non-finite"},
 	}
@@ -291,7 +292,7 @@ func TestParityAllFallbacks(t *testing.T) {
 			b, f, _ := newFake(t, prec, true, func(o *Options, _ *fakecuda.Fake) { o.Disable = all })
 			parity.Run(t, b, prec == BF16, parity.Cases)
 			s := dtypeSuffix[b.dt]
-			for _, k := range []string{"zk_silu_", "zk_rmsnorm_", "zk_rope_", "zk_gn_stats_", "zk_im2col_", "zk_rmsnorm_ex_",
+			for _, k := range []string{"zk_silu_", "zk_rmsnorm_", "zk_rope_", "zk_gn_stats_", "zk_im2col_", "zk_im2col_s2_", "zk_rmsnorm_ex_",
 				"zk_head_norm_rope_", "zk_flash_attn_", "zk_softmax_warp_", "zk_transpose_", "zk_copy2d_", "zk_gather_"} {
 				if n := f.Launched(k + s); n != 0 {
 					t.Errorf("%s%s launched %d times with its family off", k, s, n)

@@ -18,6 +18,7 @@ import (
 type kernelSet struct {
 	silu, swiglu, add, scale, modulate, gatedAdd, chanBias *kernel
 	upsample, copy2d, transpose, gather, im2col            *kernel
+	im2colS2                                               *kernel // Downsample2D (downsample.go)
 	rmsnorm, layernorm, gnStats, gnApply, rope, softmax    *kernel
 	rmsnormEx, headNormRoPE                                *kernel // fused chains (fusedops.go)
 	fill                                                   *kernel // synthetic weights
@@ -48,7 +49,7 @@ func (k *kernelSet) resolve(d *Device, dt weights.DType) error {
 	k.silu, k.swiglu, k.add, k.scale = get("zk_silu_"+s), get("zk_swiglu_"+s), get("zk_add_"+s), get("zk_scale_"+s)
 	k.modulate, k.gatedAdd, k.chanBias = get("zk_modulate_"+s), get("zk_gated_add_"+s), get("zk_chan_bias_"+s)
 	k.upsample, k.copy2d, k.transpose = get("zk_upsample2x_"+s), get("zk_copy2d_"+s), get("zk_transpose_"+s)
-	k.gather, k.im2col = get("zk_gather_"+s), get("zk_im2col_"+s)
+	k.gather, k.im2col, k.im2colS2 = get("zk_gather_"+s), get("zk_im2col_"+s), get("zk_im2col_s2_"+s)
 	k.rmsnorm, k.layernorm, k.gnStats, k.gnApply = get("zk_rmsnorm_"+s), get("zk_layernorm_"+s), get("zk_gn_stats_"+s), get("zk_gn_apply_"+s)
 	k.rope, k.softmax, k.fill = get("zk_rope_"+s), get("zk_softmax_"+s), get("zk_fill_uniform_"+s)
 	k.softmaxWarp = get("zk_softmax_warp_" + s)

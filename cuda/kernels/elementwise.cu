@@ -130,6 +130,24 @@ ZK_TYPES(ZK_EW)
 				st(&v, 0, 0.0f);                                                                       \
 			col[i] = v;                                                                                \
 		}                                                                                              \
+	}                                                                                                  \
+	/* im2col for Downsample2D (3x3, stride 2, x padded with one zero row below and one zero column    \
+	   right; h, w even): col[(c*3 + ky)*3 + kx][p - p0] = x[c, 2*oy+ky, 2*ox+kx] for output          \
+	   positions p = oy*(w/2) + ox in [p0, p0+np); zero past the last row or column. */                \
+	extern "C" __global__ void zk_im2col_s2_##S(const T* __restrict__ x, T* __restrict__ col, int ci,  \
+	                                            int h, int w, int p0, int np) {                       \
+		int wo = w / 2;                                                                                \
+		ZK_GRID_LOOP(i, ci * 9 * np) {                                                                 \
+			int k = i / np, p = p0 + i % np;                                                           \
+			int kx = k % 3, ky = (k / 3) % 3, c = k / 9;                                               \
+			int iy = 2 * (p / wo) + ky, ix = 2 * (p % wo) + kx;                                        \
+			T v;                                                                                       \
+			if (iy < h && ix < w)                                                                      \
+				v = x[((long)c * h + iy) * w + ix];                                                    \
+			else                                                                                       \
+				st(&v, 0, 0.0f);                                                                       \
+			col[i] = v;                                                                                \
+		}                                                                                              \
 	}
 ZK_TYPES(ZK_MOVE)
 

@@ -156,6 +156,14 @@ var Cases = []Case{
 	{"Conv1x1", func(b compute.Backend, in *Inputs) compute.Tensor {
 		return b.Conv2D(in.Act(1, 8, 6, 7), in.Weight(weights.BF16, 0.3, 12, 8, 1, 1), in.Weight(weights.BF16, 1, 12), 0)
 	}},
+	// The encoder's stride-2 conv (vae.Strided on both backends): odd output
+	// sizes, one output row.
+	{"Downsample", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return vae.Downsample(b, in.Act(1, 6, 10, 14), in.Weight(weights.BF16, 0.2, 5, 6, 3, 3), in.Weight(weights.BF16, 1, 5))
+	}},
+	{"DownsampleNoBias", func(b compute.Backend, in *Inputs) compute.Tensor {
+		return vae.Downsample(b, in.Act(1, 3, 2, 18), in.Weight(weights.F32, 0.2, 4, 3, 3, 3), nil)
+	}},
 	{"AttentionMHA", func(b compute.Backend, in *Inputs) compute.Tensor {
 		return b.Attention(in.Act(1, 19, 3*32), in.Act(1, 23, 3*32), in.Act(1, 23, 3*32), 3, 3, 1/float32(math.Sqrt(32)), false)
 	}},
