@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/zimage/zimage/weights"
+	"github.com/zimage/zimage/zimage/compute"
 )
 
 // Tiled encoding: the encoder cut into the same kind of segments as the
@@ -179,4 +180,28 @@ func (m *hostMap) readPadded(dst []float32, r region) {
 			copy(dst[(ch*rh+y)*rw:][:in.w()], tmp[(ch*in.h()+y)*in.w():][:in.w()])
 		}
 	}
+}
+
+// downTile is a tile of a Downsample2D segment: x [C, 2n+2, 2m+2] (the tile's
+// input rows and columns 2·o0 .. 2·o1+2, zero past the image) → the stride-2
+// conv's [Co, n, m]. Output (r, c) reads x rows 2r..2r+2 and columns
+// 2c..2c+2, all inside the tile, so it is the pad-0 stride-1 conv's even
+// samples; a Strided backend computes Downsample2D on the tile (whose extra
+// last row and column, which read its zero padding, are cropped) at a
+// quarter of the work.
+func downTile(b compute.Backend, x, w, bias compute.Tensor) compute.Tensor {
+	s, ok := b.(Strided)
+	if !ok {
+		return evenSamples(b, b.Conv2D(x, w, bias, 0))
+	}
+	y := s.Downsample2D(x, w, bias) // [Co, n+1, m+1]
+	sh := y.Shape()
+	co, n, m := sh[0], sh[1]-1, sh[2]-1
+	cols := b.Slice(b.Reshape(y, co*(n+1), m+1), 0, m) // [Co·(n+1), m]
+	b.Free(y)
+	rows := b.Slice(b.Reshape(cols, co, (n+1)*m), 0, n*m) // [Co, n·m]
+	b.Free(cols)
+	out := b.Scale(b.Reshape(rows, co, n, m), 1, 0) // an owned [Co, n, m] (exact copy)
+	b.Free(rows)
+	return out
 }

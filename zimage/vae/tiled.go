@@ -411,11 +411,13 @@ func (d block) tiledSegment(ctx context.Context, s *segment, in, res, out *hostM
 			b.Free(x)
 			x = u
 		}
-		y := b.Conv2D(x, s.convW, s.convB, s.pad) // [co, or]
-		b.Free(x)
+		var y compute.Tensor
 		if s.down {
-			y = evenSamples(b, y) // [co, or] of the stride-2 conv
+			y = downTile(b, x, s.convW, s.convB) // [co, or] of the stride-2 conv
+		} else {
+			y = b.Conv2D(x, s.convW, s.convB, s.pad) // [co, or]
 		}
+		b.Free(x)
 		if s.hasRes {
 			r := upload(res, or) // [ci_res, or]
 			if s.sc {

@@ -27,6 +27,14 @@ func loadCase(t *testing.T, name string) fixturefs.E2ECase {
 // fakeBackend returns a CUDA backend on a fake GPU running kernels on the CPU.
 func fakeBackend(t *testing.T, prec cuda.Precision) *cuda.Backend {
 	t.Helper()
+	b, _ := fakeBackendAndFake(t, prec)
+	return b
+}
+
+// fakeBackendAndFake is fakeBackend that also returns the fake driver (for
+// launch counts).
+func fakeBackendAndFake(t *testing.T, prec cuda.Precision) (*cuda.Backend, *fakecuda.Fake) {
+	t.Helper()
 	lib, err := hostshim.Load()
 	if errors.Is(err, hostshim.ErrNoCompiler) {
 		t.Skip("g++ not installed")
@@ -53,7 +61,7 @@ func fakeBackend(t *testing.T, prec cuda.Precision) *cuda.Backend {
 			t.Errorf("fake driver saw misuse: %v", err)
 		}
 	})
-	return b
+	return b, f
 }
 
 // TestPipelineOnFakeGPU generates a fixture image through the whole pipeline

@@ -66,15 +66,22 @@ func TestEncoderOnFakeGPU(t *testing.T) {
 	}
 	want := encode(cpu.New(), 0)
 	for _, prec := range []cuda.Precision{cuda.F32, cuda.BF16} {
-		b := fakeBackend(t, prec)
+		b, f := fakeBackendAndFake(t, prec)
+		s2 := "zk_im2col_s2_" + map[cuda.Precision]string{cuda.F32: "f32", cuda.BF16: "bf16"}[prec]
 		lim := 1e-5
 		if prec == cuda.BF16 {
 			lim = 3e-2
 		}
 		for _, tile := range []int{0, 24} {
+			n0 := f.Launched(s2)
 			got := encode(b, tile)
 			e := max(relL2(got.Mean, want.Mean), relL2(got.Std, want.Std))
 			t.Logf("%s tile %d: rel_l2 %.2g", prec, tile, e)
+			// The downsamples take the strided kernel (vae.Strided), not the
+			// stride-1 conv: at least one launch per Downsample2D.
+			if n := f.Launched(s2) - n0; n < len(m.VAE.BlockOutChannels)-1 {
+				t.Errorf("%s tile %d: %s launched %d times, want ≥ %d", prec, tile, s2, n, len(m.VAE.BlockOutChannels)-1)
+			}
 			if e > lim {
 				t.Errorf("%s tile %d: rel_l2 %.3g > %g", prec, tile, e, lim)
 			}
