@@ -118,6 +118,7 @@ else
 	t device 30 '^TestGPUDevice$'
 	t parity 100 '^TestGPUParity$'
 	t flash 45 '^TestGPUFlashVsGemm$'
+	t downsample 30 '^TestGPUDownsample$'
 	t memory 30 '^TestGPUMemoryErrors$'
 	t pipeline 90 '^TestGPUPipeline$'
 	t lora 60 '^TestGPULoRA$'
@@ -152,7 +153,7 @@ summary=$(
 	echo "| --- | --- |"
 	grep -E -- '--- (FAIL|PASS|SKIP): TestGPU[A-Za-z]+/?[^ ]* ' "$log" | grep -v -- '--- PASS: TestGPUParity/' | head -40 |
 		sed -E 's/^ *--- (FAIL|PASS|SKIP): ([^ ]+) (.*)$/| \2 | \1 \3 |/'
-	grep -E 'flash vs gemm|%.*>1 level off|level off|encoder [0-9]+x' "$log" | sed 's/^ *//; s/^[a-z_]*_test\.go:[0-9]*: //' | head -30 |
+	grep -E 'flash vs gemm|%.*>1 level off|level off|encoder [0-9]+x|downsample [a-z0-9]+ [0-9]' "$log" | sed 's/^ *//; s/^[a-z_]*_test\.go:[0-9]*: //' | head -30 |
 		sed -E 's/\|/\//g; s/^([^:]*): (.*)$/| \1 | \2 |/'
 	echo
 	if [ -f "${GPU_CHECK_OUT:-/nonexistent}/gpu-check-bench.md" ]; then
