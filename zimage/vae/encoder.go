@@ -241,13 +241,12 @@ func posterior(mom []float32, l, h, w int) *Posterior {
 // (H, W even) padded with one zero column right and one zero row below, then a
 // 3×3 conv with stride 2: out[o, i, j] = Σ w[o, c, ky, kx]·x[c, 2i+ky, 2j+kx].
 //
-// The backends' convolutions have stride 1, so this runs the stride-1 conv
-// with padding 1, whose output at (2i+1, 2j+1) reads exactly x[c, 2i+ky,
-// 2j+kx] (zero past the last row and column), and keeps the odd rows and
-// columns. The products and their order are those of a strided conv; the
+// Without a native one, this runs the stride-1 conv with padding 1, whose
+// output at (2i+1, 2j+1) reads exactly x[c, 2i+ky, 2j+kx] (zero past the
+// last row and column), and keeps the odd rows and columns. The products and their order are those of a strided conv; the
 // price is 4× the FLOPs of the three (of ~30) encoder convs that downsample,
 // ≈14% of the encoder at 1024². A backend with a native strided conv
-// (Strided: the CPU backend) runs that instead.
+// (Strided: the CPU and CUDA backends) runs that instead.
 func Downsample(b compute.Backend, x, w, bias compute.Tensor) compute.Tensor {
 	if s, ok := b.(Strided); ok {
 		return s.Downsample2D(x, w, bias)

@@ -189,8 +189,9 @@ func TestEncodeTiledMatchesEncode(t *testing.T) {
 // TestEncoderMemoryWithinDecoder backs the pipeline's residency claim: with
 // the real VAE's proportions (widths 1:2:4:4, two resnets per level) the
 // encoder's activation peak on an image is at most the decoder's on its
-// latents, whole and with the same tile, measured by the counting backend
-// (which hides the CPU's native Downsample2D: the composed path of the GPU).
+// latents, whole and with the same tile, measured by the counting backend,
+// which hides the CPU's native Downsample2D (the composed path), and by
+// stridedCounter, which exposes it (the path of the CPU and CUDA backends).
 func TestEncoderMemoryWithinDecoder(t *testing.T) {
 	cfg := weights.DefaultVAEConfig()
 	cfg.BlockOutChannels = []int{16, 32, 64, 64}
@@ -206,6 +207,12 @@ func TestEncoderMemoryWithinDecoder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
+	// The same encoder on the native strided Downsample2D (both backends' path).
+	es, err := vae.NewEncoder(stridedCounter{c}, cfg, newRandomVAEPart(cfg, 10, "encoder."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer es.Close()
 	f := e.Factor()
 	rng := rand.New(rand.NewPCG(7, 8))
 	for _, sz := range [][2]int{{12, 8}, {20, 24}} {
@@ -219,19 +226,22 @@ func TestEncoderMemoryWithinDecoder(t *testing.T) {
 			for i := range lat {
 				lat[i] = float32(rng.NormFloat64())
 			}
-			c.resetPeak()
 			base := c.cur
-			if tile == 0 {
-				_, err = e.Encode(context.Background(), img, h*f, w*f, nil)
-			} else {
-				_, err = e.EncodeTiled(context.Background(), img, h*f, w*f, tile)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			enc := c.peak - base
-			if c.cur != base {
-				t.Errorf("%dx%d tile %d: encoder left %d bytes", h, w, tile, c.cur-base)
+			var enc int64
+			for _, e := range []*vae.Encoder{e, es} {
+				c.resetPeak()
+				if tile == 0 {
+					_, err = e.Encode(context.Background(), img, h*f, w*f, nil)
+				} else {
+					_, err = e.EncodeTiled(context.Background(), img, h*f, w*f, tile)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				enc = max(enc, c.peak-base)
+				if c.cur != base {
+					t.Errorf("%dx%d tile %d: encoder left %d bytes", h, w, tile, c.cur-base)
+				}
 			}
 			c.resetPeak()
 			if tile == 0 {
@@ -292,4 +302,12 @@ func TestEncodeRandomConfig(t *testing.T) {
 		fixture.Check(t, fmt.Sprintf("tile %d mean", tile), got.Mean, want.Mean, fixture.VAE)
 		fixture.Check(t, fmt.Sprintf("tile %d std", tile), got.Std, want.Std, fixture.VAE)
 	}
+}
+
+// stridedCounter is counter with the wrapped backend's native Downsample2D
+// (vae.Strided), its result counted.
+type stridedCounter struct{ *counter }
+
+func (s stridedCounter) Downsample2D(x, w, bias compute.Tensor) compute.Tensor {
+	return s.track(s.Backend.(vae.Strided).Downsample2D(x, w, bias))
 }
