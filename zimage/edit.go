@@ -119,14 +119,15 @@ func (p *Pipeline) validateEdit(pl *plan) error {
 // fills pl.edit's noise, image latents and schedule for the blend.
 //
 // The encoder runs in tiles (EncodeTiled) when the residency plan tiles the
-// decoder, with the decoder's tile. The plan has no stage of its own for the
-// encode: it runs between the text encoder and the DiT, beside what the plan
-// keeps resident, and its weights (34 M parameters for the real VAE against
-// the decoder's 50 M) and activations (at 1024²: three 128-channel maps at
-// full size, where the decoder's upsample holds a 256-channel one at half
-// and two at full size) are no larger than the decode stage's, which the
-// plan fits (vae.TestEncoderMemoryWithinDecoder measures both: the
-// encoder peaks at half the decoder whole, at most the same tiled).
+// decoder, with the decoder's tile. The plan folds the encode into its
+// decode stage (PlanInput.Image): it runs between the text encoder and the
+// DiT, beside what the plan keeps resident, and its activations (at 1024²:
+// three 128-channel maps at full size, where the decoder's upsample holds a
+// 256-channel one at half and two at full size) are no larger than the
+// decoder's (vae.TestEncoderMemoryWithinDecoder measures both: the encoder
+// peaks at half the decoder whole, at most the same tiled); the plan adds
+// the encoder's weights (34 M parameters for the real VAE) where the decoder
+// stays resident.
 func (p *Pipeline) prepareEdit(ctx context.Context, pl plan, rp Plan) ([]float32, error) {
 	ep := pl.edit
 	set, err := p.model.OpenVAE()

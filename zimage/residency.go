@@ -89,6 +89,9 @@ type Footprint struct {
 	// QuantScratch is the dequantization buffer of a backend that keeps
 	// quantized weights (its largest quantized weight, expanded); else 0.
 	QuantScratch uint64
+	// VAEEncoder is the image encoder (encoder.*, quant_conv.*), uploaded
+	// for the image encode of an img2img/inpaint request (PlanInput.Image).
+	VAEEncoder uint64
 
 	Text weights.Qwen3Config
 	DiTC weights.DiTConfig
@@ -112,6 +115,12 @@ type PlanInput struct {
 	Width, Height int
 	Tokens        int  // the longest prompt of the request, chat template included
 	CFG           bool // a negative prompt is encoded and its caption kept
+	// Image: an img2img/inpaint/ControlNet request. Its image encodes run
+	// after the text encoder, beside the kept networks, with the VAE
+	// encoder's weights and (vae.TestEncoderMemoryWithinDecoder) at most the
+	// decoder's activations for the same tile; the decode stage's estimate
+	// covers them.
+	Image bool
 }
 
 // Plan is the outcome of PlanResidency.
@@ -296,6 +305,9 @@ func measureFootprint(te, tr, va TensorLister, text weights.Qwen3Config, ditC we
 		if strings.HasPrefix(name, "decoder.") {
 			t, _ := va.Tensor(name)
 			f.VAE += size(t)
+		} else if strings.HasPrefix(name, "encoder.") || strings.HasPrefix(name, "quant_conv.") {
+			t, _ := va.Tensor(name)
+			f.VAEEncoder += size(t)
 		}
 	}
 	return f
@@ -414,6 +426,12 @@ func PlanResidency(in PlanInput) (Plan, error) {
 				dec := kept + S
 				if !keepVAE {
 					dec += v
+				}
+				if in.Image { // the image encode (see PlanInput.Image)
+					dec = max(dec, kept+S+m.VAEEncoder)
+					if !in.Host {
+						c.transfer += m.VAEEncoder
+					}
 				}
 				if !in.Host {
 					if !keepTE {
@@ -586,7 +604,7 @@ func (p *Pipeline) planRequest(pl plan, tokens int) (Plan, error) {
 		return Plan{}, err
 	}
 	in := PlanInput{Budget: p.rs.budget, Resident: p.resident(), Model: *fp,
-		Width: pl.req.Width, Height: pl.req.Height, Tokens: tokens, CFG: pl.cfg}
+		Width: pl.req.Width, Height: pl.req.Height, Tokens: tokens, CFG: pl.cfg, Image: pl.edit != nil || pl.control != nil}
 	in.Model.DiT += loraDeviceBytes(pl.loras, fp.Elem)       // run-time LoRA matrices live beside the DiT
 	in.Model.DiT += p.controlActivation(pl, tokens, fp.Elem) // ControlNet hints beside the DiT's stream (controlnet.go)
 	p.rs.mem = Memory{Budget: p.rs.budget}
