@@ -12,6 +12,13 @@
 #                                  # (carry .gpucheck); builds it first if Go and
 #                                  # the module cache are available
 #
+# The `device` tool copies tracked + untracked-not-ignored files + carry and
+# refuses more than 64 MiB; testdata/ alone is about that. So: --build (prints
+# the travelling size, FAIL when over), scripts/gpu-travel.sh slim (untracks +
+# excludes the testdata the GPU tests do not read, cuda/gpucheck/travel),
+# ONE device call with carry [".gpucheck"], then scripts/gpu-travel.sh restore
+# (do restore even when the call failed). --doctor's 21 MB does not fit.
+#
 # Steps: the startup kernel self-test (every kernel family against the CPU
 # backend, bf16 and f32; its table is printed at once); zimage doctor (when
 # .gpucheck/zimage exists: driver, devices, plans, one timed DiT step);
@@ -41,6 +48,14 @@ if [ "${1:-}" = "--build" ]; then
 		(cd "$root" && CGO_ENABLED=0 go build -ldflags='-s -w' -o "$bin/zimage" ./cmd/zimage) || exit 1
 	fi
 	ls -l "$bin"
+	# What the GPU tests read and what would travel (see the header).
+	if (cd "$root" && git ls-files testdata | go run ./cuda/gpucheck/travel/gpufixtures >"$bin/fixtures-needed.txt"); then
+		echo "testdata the GPU tests read ($bin/fixtures-needed.txt), by directory:"
+		(cd "$root" && tr '\n' '\0' <"$bin/fixtures-needed.txt" | xargs -0 -r stat -c '%s %n' -- |
+			awk '{n = split($2, p, "/"); d = p[2] (n > 3 ? "/" p[3] : ""); s[d] += $1; t += $1}
+				END {for (d in s) printf "  %6.1f MiB  testdata/%s\n", s[d] / 1048576, d; printf "  %6.1f MiB  total\n", t / 1048576}' | sort -k3)
+	fi
+	"$root/scripts/gpu-travel.sh" size || echo "(scripts/gpu-travel.sh slim before the device call, restore after)"
 	echo "built $test; carry .gpucheck to the GPU machine"
 	exit 0
 fi
