@@ -41,6 +41,7 @@ size)
 		[ -e "$c" ] && carried=$((carried + $(find "$c" -type f -print0 | bytes)))
 	done
 	total=$((tracked + untracked + carried))
+	[ -f "$state" ] && echo "gpu-travel: slim ($(wc -l <"$state") testdata files out of the index; restore before committing)"
 	echo "travel size: $(mib "$total") MiB = tracked $(mib "$tracked") + untracked $(mib "$untracked") + carried (${GPU_TRAVEL_CARRY:-.gpucheck}) $(mib "$carried"); limit 64 MiB"
 	if [ "$total" -gt "$limit" ]; then
 		echo "FAIL: $(mib "$total") MiB > 64 MiB: the device call would be refused (scripts/gpu-travel.sh slim, or carry less)"
@@ -84,6 +85,7 @@ slim)
 	} >"$exclude"
 	tr '\n' '\0' <"$state" | git update-index -z --force-remove --stdin
 	echo "gpu-travel: $(wc -l <"$state") testdata files untracked and excluded (files kept on disk; list in $state)"
+	echo "gpu-travel: WARNING: the index now stages their removal; run scripts/gpu-travel.sh restore before any git commit"
 	;;
 restore)
 	if [ -f "$state" ]; then
