@@ -114,6 +114,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "zimage bench: %s\n", oneLine(err))
 		return 1
 	}
+	// The device first: a fallback to the CPU is said at once, before the
+	// model loads or the synthetic weights are made.
+	dev, err := resolveDeviceFlag(*device)
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		return usageErr(string(ue))
+	case err != nil:
+		return fail(err)
+	}
+	printFallback(stderr, "bench", dev)
 	opts := benchOptions{sizes: szs, steps: *steps, runs: *runs, warmup: *warmup, tokens: *tokens,
 		device: *device, threads: *threads, budget: budgetBytes, config: *config}
 	if *quant != "" {

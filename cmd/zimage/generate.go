@@ -285,12 +285,9 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if err != nil {
 		return fail(err)
 	}
-	dev, err := zimage.ResolveDevice(g.device)
+	dev, err := resolveDeviceFlag(g.device)
 	if err != nil {
-		if errors.Is(err, zimage.ErrNoDevice) {
-			return fail(err)
-		}
-		return fail(usageError(fmt.Sprintf("--device %q: want cpu, cuda, cuda:N or auto", g.device)))
+		return fail(err)
 	}
 	if err := out.check(); err != nil {
 		return fail(err)
@@ -303,9 +300,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if g.negative != "" && g.guidance == 0 {
 		fmt.Fprintln(stderr, "zimage generate: warning: --negative-prompt has no effect without --guidance > 0 (Turbo runs without classifier-free guidance)")
 	}
-	if dev.Fallback != nil {
-		fmt.Fprintf(stderr, "zimage generate: no usable CUDA GPU (%s); running on the CPU\n", fallbackReason(dev.Fallback))
-	}
+	printFallback(stderr, "generate", dev)
 	if g.resolveSize(dev) {
 		fmt.Fprintf(stderr, "zimage generate: %dx%d, the CPU default size (1024x1024 takes about 5 times as long); pass --width and --height to choose\n", g.width, g.height)
 	}
