@@ -61,6 +61,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	threads := fs.Int("threads", 0, "CPU threads (0 = all cores)")
 	precision := fs.String("precision", "fp32", "CPU matrix-product precision: fp32 (exact) or bf16 (faster; float32 accumulation)")
 	budget := fs.String("budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: none)")
+	var selfTest selfTestFlag
+	selfTest.register(fs)
 	quant := fs.String("quant", "", "with --synthetic: store the text encoder and DiT weights as this GGUF type (q8_0, q4_k, ...; random blocks), as a converted GGUF stores them (kept quantized on the CPU and the CUDA backend)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zimage bench [--model PATH | --synthetic [--config turbo|tiny]] [--device auto] [--size 1024x1024,512x512] [--steps 8] [--runs 3]")
@@ -126,7 +128,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	printFallback(stderr, "bench", dev)
 	opts := benchOptions{sizes: szs, steps: *steps, runs: *runs, warmup: *warmup, tokens: *tokens,
-		device: *device, threads: *threads, budget: budgetBytes, config: *config}
+		device: *device, threads: *threads, budget: budgetBytes, config: *config, selfTest: selfTest.mode}
 	if *quant != "" {
 		if !*synth {
 			return usageErr("--quant goes with --synthetic (a GGUF model is benchmarked with --model)")
@@ -168,6 +170,7 @@ type benchOptions struct {
 	budget                      uint64
 	config                      string
 	quant                       weights.DType // bench_quant.go; Invalid: bf16 weights
+	selfTest                    zimage.SelfTestMode
 }
 
 // errUsage marks a usage error already reported.
@@ -177,7 +180,7 @@ var errUsage = errors.New("usage")
 func modelBench(ctx context.Context, model string, o benchOptions) ([]benchSize, []string, error) {
 	t0 := time.Now()
 	p, err := zimage.Load(ctx, model, zimage.WithDevice(o.device), zimage.WithThreads(o.threads), zimage.WithMemoryBudget(o.budget),
-		zimage.WithPrecision(benchPrecision))
+		zimage.WithPrecision(benchPrecision), zimage.WithSelfTest(o.selfTest))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -272,7 +275,7 @@ func syntheticBench(ctx context.Context, o benchOptions, usageErr func(string) i
 	if o.config == "tiny" {
 		teC, ditC, vaeC = tinyConfigs()
 	}
-	b, err := openBenchBackend(o.device, o.threads, o.budget)
+	b, err := openBenchBackend(o.device, o.threads, o.budget, o.selfTest)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -53,6 +53,8 @@ type generateArgs struct {
 	edit    editFlags    // --image, --mask, --strength (edit.go)
 	control controlFlags // --controlnet, --control-image, --control-scale (control.go)
 
+	selfTest selfTestFlag // --selftest (selftestflag.go)
+
 	log *slog.Logger // the library's warnings, on stderr
 }
 
@@ -81,6 +83,7 @@ func newGenerateArgs(stderr io.Writer) *generateArgs {
 	fs.Var(&g.loras, "lora", "LoRA file FILE[:SCALE] merged into the transformer (repeatable, applied in order; SCALE defaults to 1)")
 	g.edit.register(fs)
 	g.control.register(fs)
+	g.selfTest.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zimage generate [--model MODEL] --prompt TEXT --out FILE.png|FILE.jpg|- [flags]")
 		fmt.Fprintln(stderr, "MODEL defaults to "+zimage.DefaultModel+", downloaded into the Hugging Face cache on first use")
@@ -216,7 +219,7 @@ func (g *generateArgs) loadOptions(dev zimage.DeviceChoice, onDownload func(hub.
 		zimage.WithDevice(device), zimage.WithThreads(g.threads), zimage.WithMemoryBudget(budget),
 		zimage.WithSingleFiles(g.transformer, g.textEncoder, g.vae, g.tokenizer),
 		zimage.WithDownloadProgress(onDownload),
-		zimage.WithLogger(g.log),
+		zimage.WithLogger(g.log), zimage.WithSelfTest(g.selfTest.mode),
 	}, append(g.loras.mergeOptions(), g.control.options()...)...)
 }
 
