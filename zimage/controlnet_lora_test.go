@@ -72,38 +72,14 @@ func TestControlNetWithLoRA(t *testing.T) {
 	// Scale 0 at run time (Request.LoRAs cannot say 0: it means 1): the
 	// denoising loop with the adapter applied at scale 0 gives the no-LoRA
 	// latents bit for bit.
-	latents := func(loras []LoRA, scale0 bool) []float32 {
-		t.Helper()
-		req := c.request(t)
-		req.LoRAs = loras
-		pl, err := p.validate(req)
-		if err != nil {
-			t.Fatal(err)
+	withLoRA := c.request(t)
+	withLoRA.LoRAs = []LoRA{{Name: "cn-lora"}}
+	scale0 := func(pl *plan) {
+		for i := range pl.loras {
+			pl.loras[i].scale = 0
 		}
-		if scale0 {
-			for i := range pl.loras {
-				pl.loras[i].scale = 0
-			}
-		}
-		if err := p.prepareControl(context.Background(), pl, Plan{}, &Result{}, func(string, int, int) {}); err != nil {
-			t.Fatal(err)
-		}
-		ids, _, err := p.tok.EncodeZImage(c.Prompt, DefaultMaxSequenceLen)
-		if err != nil {
-			t.Fatal(err)
-		}
-		caps, err := p.encode(context.Background(), ids, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fx := fixture.Open(t, controlDir+"/"+c.Name+".safetensors")
-		x, _, err := p.denoise(context.Background(), pl, fx.F32(t, "noise"), caps[0], nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return x
 	}
-	if !slices.Equal(latents([]LoRA{{Name: "cn-lora"}}, true), latents(nil, false)) {
+	if !slices.Equal(controlDenoise(t, p, c, withLoRA, scale0), controlDenoise(t, p, c, c.request(t), nil)) {
 		t.Error("run-time LoRA at scale 0: final latents differ from the no-LoRA latents")
 	}
 

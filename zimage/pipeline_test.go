@@ -193,32 +193,14 @@ func TestRunMatchesPNG(t *testing.T) {
 			continue
 		}
 		t.Run(c.Name, func(t *testing.T) {
-			var stages []string
-			req := c.request()
-			req.Progress = func(pr Progress) {
-				if len(stages) == 0 || stages[len(stages)-1] != pr.Stage {
-					stages = append(stages, pr.Stage)
-				}
-			}
-			res, err := p.Run(context.Background(), req)
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := runStages(t, p, c.request(), "tokenize", "text_encoder", "denoise", "vae", "done")
 			if res.Seed != c.Seed || res.Steps != c.Steps || res.Width != c.Width || res.Height != c.Height || res.Tokens != c.NumTokens || res.Truncated {
 				t.Errorf("result metadata %+v", res)
 			}
 			if len(res.Timings.Steps) != c.Steps || res.Timings.Total <= 0 {
 				t.Errorf("timings %+v", res.Timings)
 			}
-			if want := []string{"tokenize", "text_encoder", "denoise", "vae", "done"}; !slices.Equal(stages, want) {
-				t.Errorf("progress stages %v, want %v", stages, want)
-			}
-			want := pngRGB(t, "fixtures/e2e/"+c.Name+".png")
-			ps := fixture.ComparePixels(rgbBytes(res), want)
-			t.Logf("%d/%d values differ, %.4f%% more than 1 off, max %d", ps.Differ, ps.Total, 100*ps.FracOff1, ps.MaxDiff)
-			if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-				t.Errorf("image vs reference PNG: %+v", ps)
-			}
+			checkReferencePNG(t, res, "fixtures/e2e/"+c.Name+".png")
 		})
 	}
 }
