@@ -47,8 +47,9 @@ type benchSize struct {
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench", stderr,
+		"usage: zimage bench [--model PATH | --synthetic [--config turbo|tiny]] [--device auto] [--size 1024x1024,512x512] [--steps 8] [--runs 3]",
+		"Prints the median latency of each stage (text encoder, each DiT step, VAE, total) and the peak device memory per size.")
 	model := fs.String("model", os.Getenv("ZIMAGE_MODEL"), "model to run (as for generate); default $ZIMAGE_MODEL")
 	synth := fs.Bool("synthetic", false, "random weights instead of a checkpoint (generated on the GPU; on the CPU needs --config tiny or sizes up to 256x256)")
 	config := fs.String("config", "turbo", "network sizes with --synthetic: turbo (the real model) or tiny")
@@ -64,16 +65,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var selfTest selfTestFlag
 	selfTest.register(fs)
 	quant := fs.String("quant", "", "with --synthetic: store the text encoder and DiT weights as this GGUF type (q8_0, q4_k, ...; random blocks), as a converted GGUF stores them (kept quantized on the CPU and the CUDA backend)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: zimage bench [--model PATH | --synthetic [--config turbo|tiny]] [--device auto] [--size 1024x1024,512x512] [--steps 8] [--runs 3]")
-		fmt.Fprintln(stderr, "Prints the median latency of each stage (text encoder, each DiT step, VAE, total) and the peak device memory per size.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
