@@ -111,15 +111,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	// The device first: a fallback to the CPU is said at once, before the
 	// model loads or the synthetic weights are made.
-	dev, err := resolveDeviceFlag(*device)
-	var ue usageError
-	switch {
-	case errors.As(err, &ue):
-		return usageErr(string(ue))
-	case err != nil:
-		return fail(err)
+	if code, ok := announceDevice(stderr, "bench", *device, usageErr); !ok {
+		return code
 	}
-	printFallback(stderr, "bench", dev)
 	opts := benchOptions{sizes: szs, steps: *steps, runs: *runs, warmup: *warmup, tokens: *tokens,
 		device: *device, threads: *threads, budget: budgetBytes, config: *config, selfTest: selfTest.mode}
 	if *quant != "" {

@@ -19,6 +19,24 @@ func resolveDeviceFlag(device string) (zimage.DeviceChoice, error) {
 	return dev, err
 }
 
+// announceDevice resolves --device of cmd before anything slow and says at
+// once when auto falls back to the CPU. When the command must end, ok is
+// false and code its exit status: a bad name goes through usage (2), no
+// usable GPU for "cuda" is reported (1).
+func announceDevice(stderr io.Writer, cmd, device string, usage func(string) int) (code int, ok bool) {
+	dev, err := resolveDeviceFlag(device)
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		return usage(string(ue)), false
+	case err != nil:
+		fmt.Fprintf(stderr, "zimage %s: %s\n", cmd, oneLine(err))
+		return 1, false
+	}
+	printFallback(stderr, cmd, dev)
+	return 0, true
+}
+
 // printFallback tells the user at once, with the probe's reason, that
 // --device auto found no usable GPU: the CPU is much slower and the load
 // that follows can take minutes.

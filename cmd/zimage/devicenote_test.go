@@ -9,7 +9,8 @@ import (
 // TestServeBenchDeviceFallbackFirst: serve and bench with --device auto and
 // no CUDA driver say so on stderr, with the driver's reason, before the
 // model loads (here the load fails: the model directory does not exist);
-// a bad --device is a usage error before anything else.
+// "cuda" without a GPU fails before the load, and a bad --device is a usage
+// error.
 func TestServeBenchDeviceFallbackFirst(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "no-model")
 	for _, tc := range []struct {
@@ -31,6 +32,11 @@ func TestServeBenchDeviceFallbackFirst(t *testing.T) {
 		}
 		if !strings.Contains(stderr, missing) {
 			t.Errorf("%s: the load failure does not follow: %q", tc.cmd, stderr)
+		}
+
+		code, _, stderr = runProcess(t, zimageCmd(t, append(tc.args, "--device", "cuda")...))
+		if code != 1 || !strings.HasPrefix(stderr, "zimage "+tc.cmd+`: device "cuda": no usable CUDA GPU`) || strings.Contains(stderr, missing) {
+			t.Errorf("%s --device cuda: exit %d, stderr %q", tc.cmd, code, stderr)
 		}
 
 		code, _, stderr = runProcess(t, zimageCmd(t, append(tc.args, "--device", "tpu")...))

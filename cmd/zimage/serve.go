@@ -163,16 +163,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if server.Role(*role) != server.RoleAPI {
 		// The device first: a fallback to the CPU is said at once, before
 		// the model loads (minutes), and a bad --device is a usage error.
-		dev, err := resolveDeviceFlag(*device)
-		var ue usageError
-		switch {
-		case errors.As(err, &ue):
-			return usageErr(string(ue))
-		case err != nil:
-			fmt.Fprintf(stderr, "zimage serve: %s\n", oneLine(err))
-			return 1
+		if code, ok := announceDevice(stderr, "serve", *device, usageErr); !ok {
+			return code
 		}
-		printFallback(stderr, "serve", dev)
 	}
 
 	// Everything that can fail without the model is checked before it loads
