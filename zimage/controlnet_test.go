@@ -105,7 +105,7 @@ func TestControlRunMatchesPNG(t *testing.T) {
 			if len(res.Timings.Steps) != c.Steps {
 				t.Errorf("%d steps run, want %d", len(res.Timings.Steps), c.Steps)
 			}
-			checkReferencePNG(t, res, controlDir+"/"+c.Name+".png")
+			checkReferencePNG(t, "image vs reference PNG", res, controlDir+"/"+c.Name+".png")
 		})
 	}
 }
@@ -232,10 +232,7 @@ func TestControlErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, controlDir+"/"+c.Name+".png"))
-	if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-		t.Errorf("after errors: %+v", ps)
-	}
+	checkReferencePNG(t, "after errors", res, controlDir+"/"+c.Name+".png")
 }
 
 // TestControlAfterDiTRelease: the residency planner may release the DiT
@@ -326,9 +323,7 @@ func TestControlCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, controlDir+"/"+c.Name+".png")); ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-		t.Errorf("after cancel: %+v", ps)
-	}
+	checkReferencePNG(t, "after cancel", res, controlDir+"/"+c.Name+".png")
 }
 
 // TestLoadControlNetLater attaches a ControlNet to a loaded pipeline,
@@ -350,9 +345,7 @@ func TestLoadControlNetLater(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, controlDir+"/"+c.Name+".png")); ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-		t.Errorf("with a ControlNet loaded later: %+v", ps)
-	}
+	checkReferencePNG(t, "with a ControlNet loaded later", res, controlDir+"/"+c.Name+".png")
 	if err := p.LoadControlNet(context.Background(), ""); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image/png"
 	"os"
 	"slices"
 	"sync"
@@ -200,31 +199,15 @@ func TestRunMatchesPNG(t *testing.T) {
 			if len(res.Timings.Steps) != c.Steps || res.Timings.Total <= 0 {
 				t.Errorf("timings %+v", res.Timings)
 			}
-			checkReferencePNG(t, res, "fixtures/e2e/"+c.Name+".png")
+			checkReferencePNG(t, "image vs reference PNG", res, "fixtures/e2e/"+c.Name+".png")
 		})
 	}
 }
 
+// pngRGB is the fixture PNG rel as packed RGB values.
 func pngRGB(t *testing.T, rel string) []byte {
 	t.Helper()
-	f, err := os.Open(fixturefs.Path(t, rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := img.Bounds()
-	out := make([]byte, 0, 3*b.Dx()*b.Dy())
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r, g, bb, _ := img.At(x, y).RGBA()
-			out = append(out, uint8(r>>8), uint8(g>>8), uint8(bb>>8))
-		}
-	}
-	return out
+	return fixturefs.ReadPNG(t, fixturefs.Path(t, rel))
 }
 
 func TestRequestErrors(t *testing.T) {

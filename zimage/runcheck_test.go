@@ -28,14 +28,14 @@ func runStages(t *testing.T, p *Pipeline, req Request, want ...string) *Result {
 	return res
 }
 
-// checkReferencePNG compares res's image with the reference PNG rel by
-// the end-to-end criterion: ≥ 99.9% of the values within ±1, none off by
-// more than 4.
-func checkReferencePNG(t *testing.T, res *Result, rel string) {
+// checkReferencePNG compares res's image with the fixture PNG rel by the
+// end-to-end criterion: ≥ 99.9% of the values within ±1, none off by more
+// than 4. what names the comparison in the failure.
+func checkReferencePNG(t *testing.T, what string, res *Result, rel string) {
 	t.Helper()
 	ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, rel))
 	t.Logf("%d/%d values differ, %.4f%% more than 1 off, max %d", ps.Differ, ps.Total, 100*ps.FracOff1, ps.MaxDiff)
 	if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-		t.Errorf("image vs reference PNG: %+v", ps)
+		t.Errorf("%s: %+v", what, ps)
 	}
 }
