@@ -234,23 +234,7 @@ func fillRandom(s *synthetic.Source, seed uint64) randomSource {
 	out := randomSource{}
 	for i, name := range s.Names() {
 		t, _ := s.Tensor(name)
-		n := t.NumElements()
-		var scale, offset float32
-		switch {
-		case strings.HasSuffix(name, "bias") || strings.Contains(name, "pad_token"):
-			scale = 0.02
-		case len(t.Shape) == 1:
-			scale, offset = 0.05, 1
-		default:
-			scale = float32(math.Sqrt(3 / float64(max(n/max(t.Shape[0], 1), 1))))
-		}
-		rng := rand.New(rand.NewPCG(seed, uint64(i)))
-		data := make([]byte, 2*n)
-		for j := 0; j < n; j++ {
-			v := weights.F32ToBF16(offset + scale*(2*rng.Float32()-1))
-			data[2*j], data[2*j+1] = byte(v), byte(v>>8)
-		}
-		out[name] = &weights.Tensor{Name: name, DType: weights.BF16, Shape: t.Shape, Data: data}
+		out[name] = fillRandomOne(name, t, seed, i)
 	}
 	return out
 }
