@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zimage/zimage/cuda/driver"
 	"github.com/zimage/zimage/cuda/kernels"
 	"github.com/zimage/zimage/zimage/cpu"
 )
@@ -504,6 +505,13 @@ func (b *Backend) reopenIfFaulted() {
 	old := b.d
 	b.log.Warn("cuda: self-test faulted the context; reopening the device", "device", old.props.Name)
 	old.Close() // errors expected: the context is unusable
+	// The fault is sticky for the primary context, which is shared by the
+	// process: if anything else retains it (another Backend, a library),
+	// releasing ours does not destroy it. Reset it so the next retain makes
+	// a fresh one; its other users are broken by the fault already.
+	if r := old.api.DevicePrimaryCtxReset(old.dev); r != driver.Success {
+		b.log.Warn("cuda: self-test: resetting the primary context failed", "err", old.api.Check("cuDevicePrimaryCtxReset_v2", r))
+	}
 	d, err := openDevice(old.api, old.blas, old.props.Ordinal, old.mem.budget, b.log)
 	if err != nil {
 		b.setErr(fmt.Errorf("cuda: self-test: reopening the device after a fault: %w", err))

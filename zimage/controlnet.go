@@ -31,6 +31,11 @@ import (
 //   - Every DiT call (both CFG passes) first runs the ControlNet, whose
 //     hints, times the conditioning scale, are added after the main layers
 //     listed in control_layers_places (controlnet.Hook, dit.ForwardHook).
+//   - LoRA adapters (merged or run-time) apply to the DiT only, its
+//     refiners and embedders included, so also where the ControlNet runs
+//     them (upstream's from_transformer shares those modules); the
+//     control blocks and control embedder are the ControlNet's own tensors
+//     and get none (TestControlNetWithLoRA).
 
 // DefaultControlScale is Control.Scale 0 (upstream's
 // controlnet_conditioning_scale default).

@@ -9,7 +9,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 
@@ -19,37 +18,20 @@ import (
 )
 
 // controlCase is one case of e2e_controlnet.json.
-type controlCase struct {
-	Name       string  `json:"name"`
-	Pipeline   string  `json:"pipeline"`
-	Prompt     string  `json:"prompt"`
-	Height     int     `json:"height"`
-	Width      int     `json:"width"`
-	Seed       int64   `json:"seed"`
-	Steps      int     `json:"num_inference_steps"`
-	Guidance   float32 `json:"guidance_scale"`
-	Scale      float32 `json:"controlnet_conditioning_scale"`
-	ControlPNG string  `json:"control_png"`
-	InitPNG    string  `json:"init_png"`
-	MaskPNG    string  `json:"mask_png"`
-}
+type controlCase struct{ fixturefs.ControlCase }
 
 const controlDir = "fixtures/e2e_controlnet"
 
 func controlCases(t testing.TB) []controlCase {
 	t.Helper()
-	data, err := os.ReadFile(fixturefs.Path(t, controlDir+"/e2e_controlnet.json"))
-	if err != nil {
-		t.Fatal(err)
+	var out []controlCase
+	for _, c := range fixturefs.ControlCases(t) {
+		out = append(out, controlCase{c})
 	}
-	var doc struct{ Cases []controlCase }
-	if err := json.Unmarshal(data, &doc); err != nil {
-		t.Fatal(err)
+	if len(out) < 2 {
+		t.Fatalf("%d controlnet cases", len(out))
 	}
-	if len(doc.Cases) < 2 {
-		t.Fatalf("%d controlnet cases", len(doc.Cases))
-	}
-	return doc.Cases
+	return out
 }
 
 func (c controlCase) request(t testing.TB) Request {
@@ -119,28 +101,11 @@ func TestControlRunMatchesPNG(t *testing.T) {
 	p := controlPipeline(t)
 	for _, c := range controlCases(t) {
 		t.Run(c.Name, func(t *testing.T) {
-			var stages []string
-			req := c.request(t)
-			req.Progress = func(pr Progress) {
-				if len(stages) == 0 || stages[len(stages)-1] != pr.Stage {
-					stages = append(stages, pr.Stage)
-				}
-			}
-			res, err := p.Run(context.Background(), req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := []string{"tokenize", "text_encoder", "image_encoder", "denoise", "vae", "done"}; !slices.Equal(stages, want) {
-				t.Errorf("progress stages %v, want %v", stages, want)
-			}
+			res := runStages(t, p, c.request(t), "tokenize", "text_encoder", "image_encoder", "denoise", "vae", "done")
 			if len(res.Timings.Steps) != c.Steps {
 				t.Errorf("%d steps run, want %d", len(res.Timings.Steps), c.Steps)
 			}
-			ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, controlDir+"/"+c.Name+".png"))
-			t.Logf("%d/%d values differ, %.4f%% more than 1 off, max %d", ps.Differ, ps.Total, 100*ps.FracOff1, ps.MaxDiff)
-			if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-				t.Errorf("image vs reference PNG: %+v", ps)
-			}
+			checkReferencePNG(t, "image vs reference PNG", res, controlDir+"/"+c.Name+".png")
 		})
 	}
 }
@@ -152,29 +117,42 @@ func TestControlLatents(t *testing.T) {
 	for _, c := range controlCases(t) {
 		t.Run(c.Name, func(t *testing.T) {
 			fx := fixture.Open(t, controlDir+"/"+c.Name+".safetensors")
-			pl, err := p.validate(c.request(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := p.prepareControl(context.Background(), pl, Plan{}, &Result{}, func(string, int, int) {}); err != nil {
-				t.Fatal(err)
-			}
-			ids, _, err := p.tok.EncodeZImage(c.Prompt, DefaultMaxSequenceLen)
-			if err != nil {
-				t.Fatal(err)
-			}
-			caps, err := p.encode(context.Background(), ids, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			final, _, err := p.denoise(context.Background(), pl, fx.F32(t, "noise"), caps[0], nil, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			final := controlDenoise(t, p, c, c.request(t), nil)
 			s := fixture.Check(t, "final_latents", final, fx.F32(t, "final_latents"), fixture.Latents)
 			t.Logf("final latents rel_l2 %.2g", s.RelL2)
 		})
 	}
+}
+
+// controlDenoise runs case c's denoising loop for req from the recorded
+// noise and returns the final latents; tweak (if not nil) may change the
+// validated plan first.
+func controlDenoise(t *testing.T, p *Pipeline, c controlCase, req Request, tweak func(*plan)) []float32 {
+	t.Helper()
+	pl, err := p.validate(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tweak != nil {
+		tweak(&pl)
+	}
+	if err := p.prepareControl(context.Background(), pl, Plan{}, &Result{}, func(string, int, int) {}); err != nil {
+		t.Fatal(err)
+	}
+	ids, _, err := p.tok.EncodeZImage(c.Prompt, DefaultMaxSequenceLen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps, err := p.encode(context.Background(), ids, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx := fixture.Open(t, controlDir+"/"+c.Name+".safetensors")
+	final, _, err := p.denoise(context.Background(), pl, fx.F32(t, "noise"), caps[0], nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return final
 }
 
 // TestControlErrors: a control image without a ControlNet, bad control
@@ -254,10 +232,7 @@ func TestControlErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, controlDir+"/"+c.Name+".png"))
-	if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-		t.Errorf("after errors: %+v", ps)
-	}
+	checkReferencePNG(t, "after errors", res, controlDir+"/"+c.Name+".png")
 }
 
 // TestControlAfterDiTRelease: the residency planner may release the DiT
@@ -348,9 +323,7 @@ func TestControlCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, controlDir+"/"+c.Name+".png")); ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-		t.Errorf("after cancel: %+v", ps)
-	}
+	checkReferencePNG(t, "after cancel", res, controlDir+"/"+c.Name+".png")
 }
 
 // TestLoadControlNetLater attaches a ControlNet to a loaded pipeline,
@@ -372,9 +345,7 @@ func TestLoadControlNetLater(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, controlDir+"/"+c.Name+".png")); ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-		t.Errorf("with a ControlNet loaded later: %+v", ps)
-	}
+	checkReferencePNG(t, "with a ControlNet loaded later", res, controlDir+"/"+c.Name+".png")
 	if err := p.LoadControlNet(context.Background(), ""); err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/zimage/zimage/internal/fixturefs"
 	"github.com/zimage/zimage/weights/hub"
 	"github.com/zimage/zimage/weights/hub/hubtest"
-	"github.com/zimage/zimage/zimage/internal/fixture"
 )
 
 // TestControlNetFromHub resolves ControlNet repository ids through a fake
@@ -76,10 +75,7 @@ func TestControlNetFromHub(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, controlDir+"/"+cc.Name+".png"))
-		if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-			t.Errorf("image vs reference PNG: %+v", ps)
-		}
+		checkReferencePNG(t, "image vs reference PNG", res, controlDir+"/"+cc.Name+".png")
 	}
 	if n := len(fake.Requests()); n != 0 {
 		t.Errorf("%d requests with pulling disabled", n)

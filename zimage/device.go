@@ -19,7 +19,8 @@ import (
 var (
 	// cudaProbe reports whether a usable CUDA GPU is present (nil: yes).
 	cudaProbe = probeCUDA
-	// cudaOpen opens CUDA device ordinal with a memory budget (0: none).
+	// cudaOpen opens CUDA device ordinal with a memory budget (0: none)
+	// and a self-test mode.
 	cudaOpen = openCUDA
 )
 
@@ -84,6 +85,9 @@ func newBackend(o *options) (compute.Backend, error) {
 	if o.prec != Float32 && o.prec != BFloat16 {
 		return nil, &DeviceError{Device: o.device, Reason: fmt.Sprintf("unknown precision %v", o.prec)}
 	}
+	if _, err := ParseSelfTestMode(string(o.selfTest)); err != nil {
+		return nil, &DeviceError{Device: o.device, Reason: err.Error()}
+	}
 	newCPU := func() compute.Backend {
 		return cpu.New(cpu.WithThreads(o.threads), cpu.WithBF16(o.prec == BFloat16))
 	}
@@ -91,7 +95,7 @@ func newBackend(o *options) (compute.Backend, error) {
 	case "cpu":
 		return newCPU(), nil
 	case "cuda":
-		b, err := cudaOpen(ordinal, o.budget, o.logger)
+		b, err := cudaOpen(ordinal, o.budget, o.logger, o.selfTest)
 		if err != nil {
 			return nil, &DeviceError{Device: o.device, Reason: "cannot open the CUDA GPU", Err: err}
 		}
@@ -102,7 +106,7 @@ func newBackend(o *options) (compute.Backend, error) {
 		log.Info("zimage: no usable CUDA GPU; running on the CPU", "reason", err.Error())
 		return newCPU(), nil
 	}
-	b, err := cudaOpen(0, o.budget, o.logger)
+	b, err := cudaOpen(0, o.budget, o.logger, o.selfTest)
 	if err != nil {
 		log.Warn("zimage: the CUDA GPU could not be opened; running on the CPU", "err", err.Error())
 		return newCPU(), nil

@@ -30,10 +30,20 @@ func noDevice(err error) error {
 
 func probeCUDA() error { return noDevice(cuda.Available()) }
 
-func openCUDA(ordinal int, budget uint64, log *slog.Logger) (compute.Backend, error) {
-	b, err := cuda.New(cuda.Options{Device: ordinal, MemoryBudget: budget, Logger: log})
+func openCUDA(ordinal int, budget uint64, log *slog.Logger, selfTest SelfTestMode) (compute.Backend, error) {
+	mode, err := cudaSelfTestMode(selfTest)
+	if err != nil {
+		return nil, err
+	}
+	b, err := cuda.New(cuda.Options{Device: ordinal, MemoryBudget: budget, Logger: log, SelfTest: mode})
 	if err != nil {
 		return nil, noDevice(err)
 	}
 	return b, nil
+}
+
+// cudaSelfTestMode maps a SelfTestMode to cuda.Options.SelfTest
+// (SelfTestDefault stays the cuda default: ZIMAGE_SELFTEST, else auto).
+func cudaSelfTestMode(m SelfTestMode) (cuda.SelfTestMode, error) {
+	return cuda.ParseSelfTestMode(string(m))
 }

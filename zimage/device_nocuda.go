@@ -21,6 +21,6 @@ var errNoCUDABuild = errors.New("CUDA is not supported on this platform")
 
 func probeCUDA() error { return errors.Join(ErrNoDevice, errNoCUDABuild) }
 
-func openCUDA(int, uint64, *slog.Logger) (compute.Backend, error) {
+func openCUDA(int, uint64, *slog.Logger, SelfTestMode) (compute.Backend, error) {
 	return nil, errors.Join(ErrNoDevice, errNoCUDABuild)
 }

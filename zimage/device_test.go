@@ -35,7 +35,9 @@ func fakeCUDA(t *testing.T, probe error, open func(int, uint64) (compute.Backend
 	p, o := cudaProbe, cudaOpen
 	t.Cleanup(func() { cudaProbe, cudaOpen = p, o })
 	cudaProbe = func() error { return probe }
-	cudaOpen = func(ord int, budget uint64, _ *slog.Logger) (compute.Backend, error) { return open(ord, budget) }
+	cudaOpen = func(ord int, budget uint64, _ *slog.Logger, _ SelfTestMode) (compute.Backend, error) {
+		return open(ord, budget)
+	}
 }
 
 // namedBackend is a CPU backend that calls itself something else.

@@ -2,10 +2,8 @@ package zimage
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"image"
-	"os"
 	"slices"
 	"testing"
 
@@ -15,37 +13,13 @@ import (
 )
 
 // editCase is one case of e2e_img2img.json / e2e_inpaint.json.
-type editCase struct {
-	dir      string
-	Name     string  `json:"name"`
-	Prompt   string  `json:"prompt"`
-	InitPNG  string  `json:"init_png"`
-	MaskPNG  string  `json:"mask_png"`
-	Height   int     `json:"height"`
-	Width    int     `json:"width"`
-	Seed     int64   `json:"seed"`
-	Steps    int     `json:"num_inference_steps"`
-	Strength float64 `json:"strength"`
-	Guidance float32 `json:"guidance_scale"`
-	TStart   int     `json:"t_start"`
-}
+type editCase struct{ fixturefs.EditCase }
 
 func editCases(t testing.TB) []editCase {
 	t.Helper()
 	var out []editCase
-	for _, dir := range []string{"e2e_img2img", "e2e_inpaint"} {
-		data, err := os.ReadFile(fixturefs.Path(t, "fixtures/"+dir+"/"+dir+".json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var doc struct{ Cases []editCase }
-		if err := json.Unmarshal(data, &doc); err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range doc.Cases {
-			c.dir = dir
-			out = append(out, c)
-		}
+	for _, c := range fixturefs.EditCases(t) {
+		out = append(out, editCase{c})
 	}
 	if len(out) < 6 {
 		t.Fatalf("%d edit cases", len(out))
@@ -64,9 +38,9 @@ func decodeFixture(t testing.TB, rel string) image.Image {
 
 func (c editCase) request(t testing.TB) Request {
 	r := Request{Prompt: c.Prompt, Width: c.Width, Height: c.Height, Seed: c.Seed, Steps: c.Steps,
-		Guidance: c.Guidance, Strength: c.Strength, Image: decodeFixture(t, "fixtures/"+c.dir+"/"+c.InitPNG)}
+		Guidance: c.Guidance, Strength: c.Strength, Image: decodeFixture(t, "fixtures/"+c.Dir+"/"+c.InitPNG)}
 	if c.MaskPNG != "" {
-		r.Mask = decodeFixture(t, "fixtures/"+c.dir+"/"+c.MaskPNG)
+		r.Mask = decodeFixture(t, "fixtures/"+c.Dir+"/"+c.MaskPNG)
 	}
 	return r
 }
@@ -79,8 +53,8 @@ func (c editCase) request(t testing.TB) Request {
 func TestEditStages(t *testing.T) {
 	p := tinyPipeline(t)
 	for _, c := range editCases(t) {
-		t.Run(c.dir+"/"+c.Name, func(t *testing.T) {
-			fx := fixture.Open(t, "fixtures/"+c.dir+"/"+c.Name+".safetensors")
+		t.Run(c.Dir+"/"+c.Name, func(t *testing.T) {
+			fx := fixture.Open(t, "fixtures/"+c.Dir+"/"+c.Name+".safetensors")
 			pl, err := p.validate(c.request(t))
 			if err != nil {
 				t.Fatal(err)
@@ -142,30 +116,12 @@ func TestEditStages(t *testing.T) {
 func TestEditRunMatchesPNG(t *testing.T) {
 	p := tinyPipeline(t)
 	for _, c := range editCases(t) {
-		t.Run(c.dir+"/"+c.Name, func(t *testing.T) {
-			var stages []string
-			req := c.request(t)
-			req.Progress = func(pr Progress) {
-				if len(stages) == 0 || stages[len(stages)-1] != pr.Stage {
-					stages = append(stages, pr.Stage)
-				}
-			}
-			res, err := p.Run(context.Background(), req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := []string{"tokenize", "text_encoder", "image_encoder", "denoise", "vae", "done"}; !slices.Equal(stages, want) {
-				t.Errorf("progress stages %v, want %v", stages, want)
-			}
+		t.Run(c.Dir+"/"+c.Name, func(t *testing.T) {
+			res := runStages(t, p, c.request(t), "tokenize", "text_encoder", "image_encoder", "denoise", "vae", "done")
 			if len(res.Timings.Steps) != c.Steps-c.TStart || res.Timings.EncodeImage <= 0 {
 				t.Errorf("timings %+v", res.Timings)
 			}
-			want := pngRGB(t, "fixtures/"+c.dir+"/"+c.Name+".png")
-			ps := fixture.ComparePixels(rgbBytes(res), want)
-			t.Logf("%d/%d values differ, %.4f%% more than 1 off, max %d", ps.Differ, ps.Total, 100*ps.FracOff1, ps.MaxDiff)
-			if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-				t.Errorf("image vs reference PNG: %+v", ps)
-			}
+			checkReferencePNG(t, "image vs reference PNG", res, "fixtures/"+c.Dir+"/"+c.Name+".png")
 		})
 	}
 }
@@ -236,10 +192,7 @@ func TestEditRequestErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, "fixtures/"+c.dir+"/"+c.Name+".png"))
-	if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-		t.Errorf("after errors: %+v", ps)
-	}
+	checkReferencePNG(t, "after errors", res, "fixtures/"+c.Dir+"/"+c.Name+".png")
 }
 
 // TestResidencyTiledEdit: when the plan tiles the VAE, the encoder is tiled
@@ -312,10 +265,7 @@ func TestEditCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, "fixtures/"+c.dir+"/"+c.Name+".png"))
-	if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-		t.Errorf("after the cancel: %+v", ps)
-	}
+	checkReferencePNG(t, "after the cancel", res, "fixtures/"+c.Dir+"/"+c.Name+".png")
 }
 
 // TestEditSingleFileVAE: img2img with the VAE from a FLUX-layout

@@ -116,26 +116,11 @@ func TestGGUFRunPSNR(t *testing.T) {
 // merges agree with the tokenizer loads; one with a changed token or a
 // missing merge is refused at Load.
 func TestGGUFVocabCheck(t *testing.T) {
-	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
-	m, err := weights.OpenModel(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	meta, err := weights.TokenizerGGUFMeta(m.TokenizerDir, m.TextEncoder.VocabSize)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, m, meta := tinyTokenizerMeta(t)
 	tmp := t.TempDir()
 	write := func(name string, meta []weights.GGUFKV) string {
-		s, err := m.OpenTextEncoder()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
 		p := filepath.Join(tmp, name)
-		if err := weights.WriteComponentGGUF(s, weights.CompTextEncoder, p, weights.GGUFConvertOptions{Type: weights.Q8_0, TextEncoder: &m.TextEncoder, Meta: meta}); err != nil {
-			t.Fatal(err)
-		}
+		writeTextEncoderGGUF(t, m, p, meta)
 		return p
 	}
 	good := write("good.gguf", meta)
@@ -177,26 +162,10 @@ func TestGGUFVocabCheck(t *testing.T) {
 // encodes like the model directory's, and a single-file set-up with a GGUF
 // text encoder needs no --tokenizer.
 func TestGGUFTokenizer(t *testing.T) {
-	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
-	m, err := weights.OpenModel(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	meta, err := weights.TokenizerGGUFMeta(m.TokenizerDir, m.TextEncoder.VocabSize)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, m, meta := tinyTokenizerMeta(t)
 	tmp := t.TempDir()
 	te := filepath.Join(tmp, "te.gguf")
-	s, err := m.OpenTextEncoder()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = weights.WriteComponentGGUF(s, weights.CompTextEncoder, te, weights.GGUFConvertOptions{Type: weights.Q8_0, TextEncoder: &m.TextEncoder, Meta: meta})
-	s.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	writeTextEncoderGGUF(t, m, te, meta)
 	want, err := tokenizer.Load(m.TokenizerDir)
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +188,8 @@ func TestGGUFTokenizer(t *testing.T) {
 	}
 	// A single-file set-up: GGUF DiT and text encoder, the VAE folder, no tokenizer.
 	dit := filepath.Join(tmp, "dit.gguf")
-	if s, err = m.OpenTransformer(); err != nil {
+	s, err := m.OpenTransformer()
+	if err != nil {
 		t.Fatal(err)
 	}
 	err = weights.WriteComponentGGUF(s, weights.CompTransformer, dit, weights.GGUFConvertOptions{Type: weights.Q8_0, DiTKey: m.DiT.EmbedderKey(0)})
@@ -237,5 +207,35 @@ func TestGGUFTokenizer(t *testing.T) {
 		t.Logf("single-file load checks the Turbo config, as expected for the tiny model: %v", err)
 	} else {
 		p.Close()
+	}
+}
+
+// tinyTokenizerMeta opens the tiny model and returns its directory, the
+// model and its tokenizer as GGUF metadata.
+func tinyTokenizerMeta(t *testing.T) (string, *weights.Model, []weights.GGUFKV) {
+	t.Helper()
+	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
+	m, err := weights.OpenModel(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := weights.TokenizerGGUFMeta(m.TokenizerDir, m.TextEncoder.VocabSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, m, meta
+}
+
+// writeTextEncoderGGUF writes m's text encoder as a Q8_0 GGUF with meta
+// (the embedded tokenizer) at path.
+func writeTextEncoderGGUF(t *testing.T, m *weights.Model, path string, meta []weights.GGUFKV) {
+	t.Helper()
+	s, err := m.OpenTextEncoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := weights.WriteComponentGGUF(s, weights.CompTextEncoder, path, weights.GGUFConvertOptions{Type: weights.Q8_0, TextEncoder: &m.TextEncoder, Meta: meta}); err != nil {
+		t.Fatal(err)
 	}
 }

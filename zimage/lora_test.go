@@ -114,9 +114,7 @@ func TestLoRAFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ps := fixture.ComparePixels(rgbBytes(res), pngRGB(t, "fixtures/e2e/en_64x64_seed42.png")); ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-		t.Errorf("no-LoRA run after LoRA runs: %+v", ps)
-	}
+	checkReferencePNG(t, "no-LoRA run after LoRA runs", res, "fixtures/e2e/en_64x64_seed42.png")
 }
 
 // TestLoRAErrors checks that every bad LoRA input is a typed error and the

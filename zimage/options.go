@@ -28,6 +28,8 @@ type options struct {
 	convertDir string
 
 	controlnet string // WithControlNet (controlnet.go)
+
+	selfTest SelfTestMode // WithSelfTest (selftest.go)
 }
 
 // WithDevice selects the compute device: "cpu", "cuda" (or "cuda:N" for

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image/png"
 	"os"
 	"slices"
 	"sync"
@@ -193,56 +192,22 @@ func TestRunMatchesPNG(t *testing.T) {
 			continue
 		}
 		t.Run(c.Name, func(t *testing.T) {
-			var stages []string
-			req := c.request()
-			req.Progress = func(pr Progress) {
-				if len(stages) == 0 || stages[len(stages)-1] != pr.Stage {
-					stages = append(stages, pr.Stage)
-				}
-			}
-			res, err := p.Run(context.Background(), req)
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := runStages(t, p, c.request(), "tokenize", "text_encoder", "denoise", "vae", "done")
 			if res.Seed != c.Seed || res.Steps != c.Steps || res.Width != c.Width || res.Height != c.Height || res.Tokens != c.NumTokens || res.Truncated {
 				t.Errorf("result metadata %+v", res)
 			}
 			if len(res.Timings.Steps) != c.Steps || res.Timings.Total <= 0 {
 				t.Errorf("timings %+v", res.Timings)
 			}
-			if want := []string{"tokenize", "text_encoder", "denoise", "vae", "done"}; !slices.Equal(stages, want) {
-				t.Errorf("progress stages %v, want %v", stages, want)
-			}
-			want := pngRGB(t, "fixtures/e2e/"+c.Name+".png")
-			ps := fixture.ComparePixels(rgbBytes(res), want)
-			t.Logf("%d/%d values differ, %.4f%% more than 1 off, max %d", ps.Differ, ps.Total, 100*ps.FracOff1, ps.MaxDiff)
-			if ps.FracOff1 > 0.001 || ps.MaxDiff > 4 {
-				t.Errorf("image vs reference PNG: %+v", ps)
-			}
+			checkReferencePNG(t, "image vs reference PNG", res, "fixtures/e2e/"+c.Name+".png")
 		})
 	}
 }
 
+// pngRGB is the fixture PNG rel as packed RGB values.
 func pngRGB(t *testing.T, rel string) []byte {
 	t.Helper()
-	f, err := os.Open(fixturefs.Path(t, rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := img.Bounds()
-	out := make([]byte, 0, 3*b.Dx()*b.Dy())
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r, g, bb, _ := img.At(x, y).RGBA()
-			out = append(out, uint8(r>>8), uint8(g>>8), uint8(bb>>8))
-		}
-	}
-	return out
+	return fixturefs.ReadPNG(t, fixturefs.Path(t, rel))
 }
 
 func TestRequestErrors(t *testing.T) {

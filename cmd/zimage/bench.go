@@ -47,8 +47,9 @@ type benchSize struct {
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench", stderr,
+		"usage: zimage bench [--model PATH | --synthetic [--config turbo|tiny]] [--device auto] [--size 1024x1024,512x512] [--steps 8] [--runs 3]",
+		"Prints the median latency of each stage (text encoder, each DiT step, VAE, total) and the peak device memory per size.")
 	model := fs.String("model", os.Getenv("ZIMAGE_MODEL"), "model to run (as for generate); default $ZIMAGE_MODEL")
 	synth := fs.Bool("synthetic", false, "random weights instead of a checkpoint (generated on the GPU; on the CPU needs --config tiny or sizes up to 256x256)")
 	config := fs.String("config", "turbo", "network sizes with --synthetic: turbo (the real model) or tiny")
@@ -61,17 +62,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	threads := fs.Int("threads", 0, "CPU threads (0 = all cores)")
 	precision := fs.String("precision", "fp32", "CPU matrix-product precision: fp32 (exact) or bf16 (faster; float32 accumulation)")
 	budget := fs.String("budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: none)")
+	var selfTest selfTestFlag
+	selfTest.register(fs)
 	quant := fs.String("quant", "", "with --synthetic: store the text encoder and DiT weights as this GGUF type (q8_0, q4_k, ...; random blocks), as a converted GGUF stores them (kept quantized on the CPU and the CUDA backend)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: zimage bench [--model PATH | --synthetic [--config turbo|tiny]] [--device auto] [--size 1024x1024,512x512] [--steps 8] [--runs 3]")
-		fmt.Fprintln(stderr, "Prints the median latency of each stage (text encoder, each DiT step, VAE, total) and the peak device memory per size.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -114,8 +109,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "zimage bench: %s\n", oneLine(err))
 		return 1
 	}
+	// The device first: a fallback to the CPU is said at once, before the
+	// model loads or the synthetic weights are made.
+	if code, ok := announceDevice(stderr, "bench", *device, usageErr); !ok {
+		return code
+	}
 	opts := benchOptions{sizes: szs, steps: *steps, runs: *runs, warmup: *warmup, tokens: *tokens,
-		device: *device, threads: *threads, budget: budgetBytes, config: *config}
+		device: *device, threads: *threads, budget: budgetBytes, config: *config, selfTest: selfTest.mode}
 	if *quant != "" {
 		if !*synth {
 			return usageErr("--quant goes with --synthetic (a GGUF model is benchmarked with --model)")
@@ -157,6 +157,7 @@ type benchOptions struct {
 	budget                      uint64
 	config                      string
 	quant                       weights.DType // bench_quant.go; Invalid: bf16 weights
+	selfTest                    zimage.SelfTestMode
 }
 
 // errUsage marks a usage error already reported.
@@ -166,7 +167,7 @@ var errUsage = errors.New("usage")
 func modelBench(ctx context.Context, model string, o benchOptions) ([]benchSize, []string, error) {
 	t0 := time.Now()
 	p, err := zimage.Load(ctx, model, zimage.WithDevice(o.device), zimage.WithThreads(o.threads), zimage.WithMemoryBudget(o.budget),
-		zimage.WithPrecision(benchPrecision))
+		zimage.WithPrecision(benchPrecision), zimage.WithSelfTest(o.selfTest))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -233,23 +234,7 @@ func fillRandom(s *synthetic.Source, seed uint64) randomSource {
 	out := randomSource{}
 	for i, name := range s.Names() {
 		t, _ := s.Tensor(name)
-		n := t.NumElements()
-		var scale, offset float32
-		switch {
-		case strings.HasSuffix(name, "bias") || strings.Contains(name, "pad_token"):
-			scale = 0.02
-		case len(t.Shape) == 1:
-			scale, offset = 0.05, 1
-		default:
-			scale = float32(math.Sqrt(3 / float64(max(n/max(t.Shape[0], 1), 1))))
-		}
-		rng := rand.New(rand.NewPCG(seed, uint64(i)))
-		data := make([]byte, 2*n)
-		for j := 0; j < n; j++ {
-			v := weights.F32ToBF16(offset + scale*(2*rng.Float32()-1))
-			data[2*j], data[2*j+1] = byte(v), byte(v>>8)
-		}
-		out[name] = &weights.Tensor{Name: name, DType: weights.BF16, Shape: t.Shape, Data: data}
+		out[name] = fillRandomOne(name, t, seed, i)
 	}
 	return out
 }
@@ -261,7 +246,7 @@ func syntheticBench(ctx context.Context, o benchOptions, usageErr func(string) i
 	if o.config == "tiny" {
 		teC, ditC, vaeC = tinyConfigs()
 	}
-	b, err := openBenchBackend(o.device, o.threads, o.budget)
+	b, err := openBenchBackend(o.device, o.threads, o.budget, o.selfTest)
 	if err != nil {
 		return nil, nil, err
 	}

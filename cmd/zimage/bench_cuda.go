@@ -6,12 +6,13 @@ import (
 	"fmt"
 
 	"github.com/zimage/zimage/cuda"
+	"github.com/zimage/zimage/zimage"
 	"github.com/zimage/zimage/zimage/compute"
 )
 
 // openBenchBackend opens the backend of a --synthetic run: a CUDA GPU that
 // fills data-less weights itself (cuda.Options.SyntheticWeights), or the CPU.
-func openBenchBackend(device string, threads int, budget uint64) (compute.Backend, error) {
+func openBenchBackend(device string, threads int, budget uint64, selfTest zimage.SelfTestMode) (compute.Backend, error) {
 	switch device {
 	case "cpu":
 		return newCPU(threads), nil
@@ -25,7 +26,11 @@ func openBenchBackend(device string, threads int, budget uint64) (compute.Backen
 		}
 		return newCPU(threads), nil
 	}
-	b, err := cuda.New(cuda.Options{SyntheticWeights: true, MemoryBudget: budget})
+	mode, err := cuda.ParseSelfTestMode(string(selfTest))
+	if err != nil {
+		return nil, err
+	}
+	b, err := cuda.New(cuda.Options{SyntheticWeights: true, MemoryBudget: budget, SelfTest: mode})
 	if err != nil {
 		if device == "cuda" {
 			return nil, fmt.Errorf("device cuda: %w", err)

@@ -5,12 +5,13 @@ package main
 import (
 	"fmt"
 
+	"github.com/zimage/zimage/zimage"
 	"github.com/zimage/zimage/zimage/compute"
 )
 
 // openBenchBackend opens the backend of a --synthetic run: the CPU (this
 // build has no CUDA support).
-func openBenchBackend(device string, threads int, _ uint64) (compute.Backend, error) {
+func openBenchBackend(device string, threads int, _ uint64, _ zimage.SelfTestMode) (compute.Backend, error) {
 	switch device {
 	case "cpu", "auto", "":
 		return newCPU(threads), nil

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,25 +17,18 @@ func init() {
 }
 
 func runConvert(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("convert", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("convert", stderr,
+		"usage: zimage convert [--to bf16|f16|f32] [--shard-size SIZE] [-v] SRC DST",
+		"       zimage convert --to q8_0|q6_k|q5_k|q4_k|q4_0|... [--component C] [-v] SRC DST.gguf",
+		"A .gguf SRC converted to bf16|f16|f32 is dequantized tensor by tensor (names kept as in the GGUF).",
+		"SRC is a .safetensors file, a *.safetensors.index.json or a component directory;",
+		"DST is the output .safetensors file (with --shard-size: the base name of the shards and index).")
 	to := fs.String("to", "bf16", "target dtype: bf16, f16 or f32; or a GGUF type q8_0, q6_k, q5_k, q4_k, q4_0, ... (writes DST.gguf)")
 	component := fs.String("component", "", "with a GGUF type: the component to write, transformer or text_encoder (default: the one SRC holds, the transformer of a model directory)")
 	shard := fs.String("shard-size", "", "split the output into shards of at most this size (e.g. 5GB, 500MiB); default one file")
 	verbose := fs.Bool("v", false, "log every tensor to stderr")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: zimage convert [--to bf16|f16|f32] [--shard-size SIZE] [-v] SRC DST")
-		fmt.Fprintln(stderr, "       zimage convert --to q8_0|q6_k|q5_k|q4_k|q4_0|... [--component C] [-v] SRC DST.gguf")
-		fmt.Fprintln(stderr, "A .gguf SRC converted to bf16|f16|f32 is dequantized tensor by tensor (names kept as in the GGUF).")
-		fmt.Fprintln(stderr, "SRC is a .safetensors file, a *.safetensors.index.json or a component directory;")
-		fmt.Fprintln(stderr, "DST is the output .safetensors file (with --shard-size: the base name of the shards and index).")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() != 2 {
 		fs.Usage()

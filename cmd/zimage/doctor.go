@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -114,8 +112,10 @@ type doctorOptions struct {
 }
 
 func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("doctor", stderr,
+		"usage: zimage doctor [--model M] [--json] [--selftest force|auto|off] [--run=false]",
+		"Reports Go, OS and CPU features; the CUDA driver, cuBLASLt and devices; the kernel self-test;",
+		"the memory plan at 512² and 1024²; the model's files; and one timed DiT step (GPU, or CPU extrapolated).")
 	var o doctorOptions
 	fs.StringVar(&o.model, "model", os.Getenv("ZIMAGE_MODEL"), "model to check (as for generate); default $ZIMAGE_MODEL, none when empty")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -124,17 +124,8 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&o.config, "config", "turbo", "network shapes of the timed run and plans when no --model: turbo or tiny")
 	fs.IntVar(&o.threads, "threads", 0, "CPU threads (0 = all cores)")
 	fs.IntVar(&o.size, "size", 512, "image side of the timed run (a multiple of 16)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: zimage doctor [--model M] [--json] [--selftest force|auto|off] [--run=false]")
-		fmt.Fprintln(stderr, "Reports Go, OS and CPU features; the CUDA driver, cuBLASLt and devices; the kernel self-test;")
-		fmt.Fprintln(stderr, "the memory plan at 512² and 1024²; the model's files; and one timed DiT step (GPU, or CPU extrapolated).")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 || (o.config != "turbo" && o.config != "tiny") || o.size < zimage.MinSize || o.size > zimage.MaxSize || o.size%16 != 0 {
 		fs.Usage()

@@ -53,6 +53,8 @@ type generateArgs struct {
 	edit    editFlags    // --image, --mask, --strength (edit.go)
 	control controlFlags // --controlnet, --control-image, --control-scale (control.go)
 
+	selfTest selfTestFlag // --selftest (selftestflag.go)
+
 	log *slog.Logger // the library's warnings, on stderr
 }
 
@@ -81,6 +83,7 @@ func newGenerateArgs(stderr io.Writer) *generateArgs {
 	fs.Var(&g.loras, "lora", "LoRA file FILE[:SCALE] merged into the transformer (repeatable, applied in order; SCALE defaults to 1)")
 	g.edit.register(fs)
 	g.control.register(fs)
+	g.selfTest.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zimage generate [--model MODEL] --prompt TEXT --out FILE.png|FILE.jpg|- [flags]")
 		fmt.Fprintln(stderr, "MODEL defaults to "+zimage.DefaultModel+", downloaded into the Hugging Face cache on first use")
@@ -216,7 +219,7 @@ func (g *generateArgs) loadOptions(dev zimage.DeviceChoice, onDownload func(hub.
 		zimage.WithDevice(device), zimage.WithThreads(g.threads), zimage.WithMemoryBudget(budget),
 		zimage.WithSingleFiles(g.transformer, g.textEncoder, g.vae, g.tokenizer),
 		zimage.WithDownloadProgress(onDownload),
-		zimage.WithLogger(g.log),
+		zimage.WithLogger(g.log), zimage.WithSelfTest(g.selfTest.mode),
 	}, append(g.loras.mergeOptions(), g.control.options()...)...)
 }
 
@@ -285,12 +288,9 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if err != nil {
 		return fail(err)
 	}
-	dev, err := zimage.ResolveDevice(g.device)
+	dev, err := resolveDeviceFlag(g.device)
 	if err != nil {
-		if errors.Is(err, zimage.ErrNoDevice) {
-			return fail(err)
-		}
-		return fail(usageError(fmt.Sprintf("--device %q: want cpu, cuda, cuda:N or auto", g.device)))
+		return fail(err)
 	}
 	if err := out.check(); err != nil {
 		return fail(err)
@@ -303,9 +303,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if g.negative != "" && g.guidance == 0 {
 		fmt.Fprintln(stderr, "zimage generate: warning: --negative-prompt has no effect without --guidance > 0 (Turbo runs without classifier-free guidance)")
 	}
-	if dev.Fallback != nil {
-		fmt.Fprintf(stderr, "zimage generate: no usable CUDA GPU (%s); running on the CPU\n", fallbackReason(dev.Fallback))
-	}
+	printFallback(stderr, "generate", dev)
 	if g.resolveSize(dev) {
 		fmt.Fprintf(stderr, "zimage generate: %dx%d, the CPU default size (1024x1024 takes about 5 times as long); pass --width and --height to choose\n", g.width, g.height)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,19 +22,12 @@ func init() {
 }
 
 func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("inspect", stderr,
+		"usage: zimage inspect [-tensors] PATH",
+		"PATH is a .safetensors or .gguf file, a *.safetensors.index.json, a component directory or a model directory.")
 	list := fs.Bool("tensors", false, "list every tensor (name, dtype, shape)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: zimage inspect [-tensors] PATH")
-		fmt.Fprintln(stderr, "PATH is a .safetensors or .gguf file, a *.safetensors.index.json, a component directory or a model directory.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,24 +19,17 @@ func init() {
 }
 
 func runPull(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("pull", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("pull", stderr,
+		"usage: zimage pull [flags] [ORG/NAME[@REVISION]]",
+		fmt.Sprintf("Downloads the files the pipeline needs (default %s) into the Hugging Face cache,", hub.DefaultRepo),
+		"resuming interrupted downloads and verifying every file. Environment: HF_HOME, HF_HUB_CACHE,",
+		"HF_ENDPOINT, HF_TOKEN (or HF_TOKEN_PATH, $HF_HOME/token), HF_HUB_OFFLINE.")
 	configsOnly := fs.Bool("configs-only", false, "fetch only configs and tokenizer (for weights from single files)")
 	parallel := fs.Int("parallel", 4, "files downloaded at once")
 	bf16 := fs.Bool("bf16", true, "convert float32 transformer/text-encoder weights to bfloat16 once, as generate would on first use")
 	verify := fs.Bool("check", true, "open the downloaded model and check every tensor's name and shape")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: zimage pull [flags] [ORG/NAME[@REVISION]]")
-		fmt.Fprintf(stderr, "Downloads the files the pipeline needs (default %s) into the Hugging Face cache,\n", hub.DefaultRepo)
-		fmt.Fprintln(stderr, "resuming interrupted downloads and verifying every file. Environment: HF_HOME, HF_HUB_CACHE,")
-		fmt.Fprintln(stderr, "HF_ENDPOINT, HF_TOKEN (or HF_TOKEN_PATH, $HF_HOME/token), HF_HUB_OFFLINE.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 1 {
 		fmt.Fprintf(stderr, "zimage pull: unexpected argument %q\n", fs.Arg(1))

@@ -160,6 +160,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return usageErr(err.Error())
 	}
+	if server.Role(*role) != server.RoleAPI {
+		// The device first: a fallback to the CPU is said at once, before
+		// the model loads (minutes), and a bad --device is a usage error.
+		if code, ok := announceDevice(stderr, "serve", *device, usageErr); !ok {
+			return code
+		}
+	}
 
 	// Everything that can fail without the model is checked before it loads
 	// (minutes for the real one): the listen address is bound, then New

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,21 +21,14 @@ func init() {
 var tokenizeStdin io.Reader = os.Stdin
 
 func runTokenize(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("tokenize", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("tokenize", stderr,
+		"usage: zimage tokenize [--tokenizer PATH] [--chat] [--jsonl] [PROMPT...]",
+		"Prints the token ids of each prompt as a JSON array, one line per prompt.")
 	tokPath := fs.String("tokenizer", os.Getenv("ZIMAGE_MODEL"), "model directory, tokenizer directory or tokenizer.json; default $ZIMAGE_MODEL")
 	chat := fs.Bool("chat", false, fmt.Sprintf("encode the Z-Image form: chat template, truncated to %d tokens", tokenizer.MaxSequenceLength))
 	jsonl := fs.Bool("jsonl", false, "read prompts from stdin, one JSON string per line, instead of arguments")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: zimage tokenize [--tokenizer PATH] [--chat] [--jsonl] [PROMPT...]")
-		fmt.Fprintln(stderr, "Prints the token ids of each prompt as a JSON array, one line per prompt.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	usageErr := func(msg string) int {
 		fmt.Fprintf(stderr, "zimage tokenize: %s\n", msg)

@@ -67,6 +67,8 @@ type API struct {
 	DevicePrimaryCtxRetain func(ctx *Context, dev Device) Result `sym:"cuDevicePrimaryCtxRetain"`
 	// CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev);
 	DevicePrimaryCtxRelease func(dev Device) Result `sym:"cuDevicePrimaryCtxRelease_v2"`
+	// CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev);
+	DevicePrimaryCtxReset func(dev Device) Result `sym:"cuDevicePrimaryCtxReset_v2"`
 	// CUresult cuCtxSetCurrent(CUcontext ctx);
 	CtxSetCurrent func(ctx Context) Result `sym:"cuCtxSetCurrent"`
 	// CUresult cuCtxGetCurrent(CUcontext *pctx);

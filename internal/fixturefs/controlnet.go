@@ -19,6 +19,7 @@ type ControlCase struct {
 	Width      int     `json:"width"`
 	Seed       int64   `json:"seed"`
 	Steps      int     `json:"num_inference_steps"`
+	Guidance   float32 `json:"guidance_scale"`
 	Scale      float32 `json:"controlnet_conditioning_scale"`
 	ControlPNG string  `json:"control_png"`
 	InitPNG    string  `json:"init_png"`

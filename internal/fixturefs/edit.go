@@ -21,6 +21,7 @@ type EditCase struct {
 	Seed     int64   `json:"seed"`
 	Steps    int     `json:"num_inference_steps"`
 	Strength float64 `json:"strength"`
+	Guidance float32 `json:"guidance_scale"`
 	TStart   int     `json:"t_start"`
 }
 

@@ -382,6 +382,9 @@ type statusRequest struct {
 	Prompt string `json:"prompt"`
 	Size   string `json:"size"`
 	Seed   int64  `json:"seed"`
+	// LoRAs are the adapters the task ran with (name, scale as applied:
+	// the registered default when the request gave none); absent for none.
+	LoRAs []LoRA `json:"loras,omitempty"`
 }
 
 // handleStatus is GET /api/status?task_id=…; another key's task is unknown.
@@ -416,7 +419,7 @@ func (s *Server) statusOf(r *http.Request, t *task) statusData {
 	d := statusData{
 		Status:          t.apiStatus(),
 		TaskID:          t.ID,
-		Request:         statusRequest{Prompt: t.Prompt, Size: sizeText(t.Width, t.Height), Seed: t.Seed},
+		Request:         statusRequest{Prompt: t.Prompt, Size: sizeText(t.Width, t.Height), Seed: t.Seed, LoRAs: parseLoRAColumn(t.LoRAs)},
 		Response:        s.imageURLs(r, t),
 		ConsumedCredits: t.Consumed,
 		CreatedAt:       apiTime(t.CreatedAt),

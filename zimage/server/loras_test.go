@@ -50,6 +50,21 @@ func TestLoRARequests(t *testing.T) {
 	require.Equal(t, []LoRA{{"anime", 0.8}, {"film", 0.5}}, lg.seen[d.TaskID])
 	lg.mu.Unlock()
 
+	// GET /api/status echoes them, as applied; a task without has none.
+	var st struct {
+		Request map[string]json.RawMessage `json:"request"`
+	}
+	r = do(t, "GET", e.url+"/api/status?task_id="+d.TaskID, key, nil)
+	require.Equal(t, 200, r.Status, "%s", r.Body)
+	r.data(&st)
+	require.JSONEq(t, `[{"name":"anime","scale":0.8},{"name":"film","scale":0.5}]`, string(st.Request["loras"]))
+	st.Request = nil
+	r = do(t, "GET", e.url+"/api/status?task_id="+e.submitOK(key, "a fox"), key, nil)
+	require.Equal(t, 200, r.Status, "%s", r.Body)
+	r.data(&st)
+	require.NotContains(t, st.Request, "loras")
+	require.Contains(t, st.Request, "prompt")
+
 	// OpenAI body.
 	r = do(t, "POST", e.url+"/v1/images/generations", key, map[string]any{"prompt": "a fox", "size": "64x64",
 		"loras": []map[string]any{{"name": "film", "scale": -1}}})

@@ -73,6 +73,7 @@ type Fake struct {
 	launched   map[string]int
 	sticky     driver.Result
 	ctxCreated int
+	ctxReset   bool // the primary context was reset: the next retain makes a new one
 }
 
 type alloc struct {
@@ -255,6 +256,9 @@ func (f *Fake) table() *driver.API {
 		f.ctxRefs--
 		return driver.Success
 	}
+	// Reset destroys the primary context's state even while it is retained;
+	// the retains stay counted (wrapSticky clears a fault).
+	api.DevicePrimaryCtxReset = func(driver.Device) driver.Result { count("cuDevicePrimaryCtxReset_v2"); return driver.Success }
 	api.CtxSetCurrent = func(driver.Context) driver.Result { return driver.Success }
 	api.CtxGetCurrent = func(c *driver.Context) driver.Result { *c = 0xc0; return driver.Success }
 	api.CtxSynchronize = func() driver.Result { return driver.Success }

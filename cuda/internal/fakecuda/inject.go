@@ -24,7 +24,8 @@ const (
 	// success, as on a GPU, and the context becomes unusable: every later
 	// launch, copy, allocation and synchronisation fails with
 	// CUDA_ERROR_ILLEGAL_ADDRESS until the primary context is released to
-	// zero references (destroyed) and retained again.
+	// zero references (destroyed) or reset (cuDevicePrimaryCtxReset_v2), and
+	// retained again.
 	FaultIllegalAddress
 	// FaultLaunch makes cuLaunchKernel fail with
 	// CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (not sticky).
@@ -153,14 +154,23 @@ func (f *Fake) wrapSticky(api *driver.API) {
 		}
 		return a(p, n)
 	}
-	retain, release := api.DevicePrimaryCtxRetain, api.DevicePrimaryCtxRelease
+	retain, release, reset := api.DevicePrimaryCtxRetain, api.DevicePrimaryCtxRelease, api.DevicePrimaryCtxReset
 	api.DevicePrimaryCtxRetain = func(c *driver.Context, d driver.Device) driver.Result {
 		f.mu.Lock()
-		if f.ctxRefs == 0 {
+		if f.ctxRefs == 0 || f.ctxReset {
 			f.ctxCreated++
+			f.ctxReset = false
 		}
 		f.mu.Unlock()
 		return retain(c, d)
+	}
+	api.DevicePrimaryCtxReset = func(d driver.Device) driver.Result {
+		r := reset(d)
+		f.mu.Lock()
+		f.sticky = driver.Success // the faulted context is gone, retained or not
+		f.ctxReset = true
+		f.mu.Unlock()
+		return r
 	}
 	api.DevicePrimaryCtxRelease = func(d driver.Device) driver.Result {
 		r := release(d)
