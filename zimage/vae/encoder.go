@@ -190,18 +190,9 @@ func (e *Encoder) Encode(ctx context.Context, img []float32, h, w int, tr nn.Tra
 		tr.Emit("mid_block", y)
 		return y
 	})
-	for _, step := range steps {
-		y := step(x)
-		b.Free(x)
-		x = y
-		if err := b.Err(); err != nil {
-			b.Free(x)
-			return nil, fmt.Errorf("vae: encoder: %w", err)
-		}
-		if err := ctx.Err(); err != nil {
-			b.Free(x)
-			return nil, err
-		}
+	x, err := runSteps(ctx, b, x, steps, "vae: encoder")
+	if err != nil {
+		return nil, err
 	}
 
 	n := b.GroupNorm(x, e.normOutW, e.normOutB, e.groups, normEps) // [Clast, h, w]

@@ -263,18 +263,9 @@ func (d *Decoder) Decode(ctx context.Context, latents []float32, h, w int, tr nn
 			})
 		}
 	}
-	for _, step := range steps {
-		y := step(x)
-		b.Free(x)
-		x = y
-		if err := b.Err(); err != nil {
-			b.Free(x)
-			return nil, fmt.Errorf("vae: %w", err)
-		}
-		if err := ctx.Err(); err != nil {
-			b.Free(x)
-			return nil, err
-		}
+	x, err := runSteps(ctx, b, x, steps, "vae")
+	if err != nil {
+		return nil, err
 	}
 
 	n := b.GroupNorm(x, d.normOutW, d.normOutB, d.groups, normEps) // [Clast, H, W]
@@ -378,4 +369,24 @@ func ToU8(x float32) uint8 {
 		v = 1
 	}
 	return uint8(math.RoundToEven(float64(v * 255)))
+}
+
+// runSteps applies steps in order, freeing each input, and stops at the
+// first backend error (wrapped with prefix) or cancellation; on error
+// nothing is left allocated.
+func runSteps(ctx context.Context, b compute.Backend, x compute.Tensor, steps []func(compute.Tensor) compute.Tensor, prefix string) (compute.Tensor, error) {
+	for _, step := range steps {
+		y := step(x)
+		b.Free(x)
+		x = y
+		if err := b.Err(); err != nil {
+			b.Free(x)
+			return nil, fmt.Errorf("%s: %w", prefix, err)
+		}
+		if err := ctx.Err(); err != nil {
+			b.Free(x)
+			return nil, err
+		}
+	}
+	return x, nil
 }
