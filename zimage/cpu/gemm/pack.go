@@ -14,6 +14,7 @@ const (
 	srcF32T   srcKind = iota // float32 [n,k] (transposed, as Linear weights)
 	srcF32N                  // float32 [k,n]
 	srcBytesT                // raw little-endian bytes [n,k] of dtype dt
+	srcQuantT                // ggml blocks [n, k/BlockSize] of dtype dt (see quant.go)
 )
 
 // bSource describes the right operand B so panels of it can be packed.
@@ -23,6 +24,8 @@ type bSource struct {
 	raw  []byte
 	dt   weights.DType
 	n, k int
+	deq  weights.DequantBlockFunc // srcQuantT: one block's dequantizer
+	rb   int                      // srcQuantT: bytes per row of B
 }
 
 func newBSource(b []byte, dt weights.DType, n, k int) bSource {
@@ -45,6 +48,10 @@ func packB(dst []float32, src *bSource, j0, nb, p0, kb, nr int) {
 				row := src.f32[(p0+p)*src.n+jbase:]
 				copy(panel[p*nr:p*nr+cols], row[:cols])
 			}
+			continue
+		}
+		if src.kind == srcQuantT {
+			packQuantPanel(panel, nr, src, jbase, cols, p0, kb)
 			continue
 		}
 		// Transposed sources: whole 16×16 tiles in assembly where available,

@@ -36,6 +36,13 @@ func MatMulBTQuantCtx(ctx context.Context, c, a []float32, b []byte, bt weights.
 }
 
 func matMulBTQuant(stop *atomic.Bool, c, a []float32, b []byte, bt weights.DType, bias []float32, m, n, k int) error {
+	return matMulBTQuantMode(stop, false, c, a, b, bt, bias, m, n, k)
+}
+
+// matMulBTQuantMode runs the product; chunked forces the older
+// dequantize-a-chunk-then-multiply path (the reference of the tests) for
+// every m.
+func matMulBTQuantMode(stop *atomic.Bool, chunked bool, c, a []float32, b []byte, bt weights.DType, bias []float32, m, n, k int) error {
 	if err := checkDims(m, n, k); err != nil {
 		return err
 	}
@@ -56,6 +63,16 @@ func matMulBTQuant(stop *atomic.Bool, c, a []float32, b []byte, bt weights.DType
 	if m == 0 || n == 0 {
 		return nil
 	}
+	if !chunked && m > gemvMaxM {
+		// Blocked GEMM that dequantizes straight into the packed B panels
+		// (packQuantPanel): one pass over the weights, and the same panels
+		// as the float32 engine packs from dequantized rows, so the same
+		// sums in the same order.
+		run(stop, c, a, bSource{kind: srcQuantT, raw: b[:n*rb], dt: bt, deq: deq, rb: rb, n: n, k: k}, bias, m, n, k)
+		return nil
+	}
+	// Few rows of A (the GEMV path, which reads float32 rows in place):
+	// dequantize chunks of B rows with all threads, then multiply.
 	nc := min(n, max(16, quantChunkBytes/(4*max(k, 1))/16*16))
 	scratch := make([]float32, nc*k)
 	tile := c[:0]
@@ -107,4 +124,35 @@ func dequantRows(dst []float32, src []byte, deq weights.DequantBlockFunc, bt wei
 			}
 		}
 	})
+}
+
+// packQuantPanel is packB for one micro-panel of a quantized source:
+// 16 rows at a time, the blocks covering k range p0..p0+kb are dequantized
+// into a small row-major scratch (L2-resident) and transposed into the
+// panel as from a float32 B, so the panel holds the very values the
+// float32 engine would pack from the dequantized matrix.
+func packQuantPanel(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) {
+	const g = 16 // rows per group: the assembly transposer's tile
+	bs, bb := src.dt.BlockSize(), src.dt.BlockBytes()
+	blo, bhi := p0/bs, ceilDiv(p0+kb, bs)
+	ks := (bhi - blo) * bs // values dequantized per row
+	off := p0 - blo*bs     // first wanted value in a scratch row
+	buf := getBuf(g * ks)
+	defer putBuf(buf)
+	s := *buf
+	for r0 := 0; r0 < cols; r0 += g {
+		rows := min(g, cols-r0)
+		for r := range rows {
+			row := src.raw[(jbase+r0+r)*src.rb:][:src.rb]
+			out := s[r*ks : (r+1)*ks]
+			for i := blo; i < bhi; i++ {
+				src.deq(out[(i-blo)*bs:(i-blo+1)*bs], row[i*bb:(i+1)*bb])
+			}
+		}
+		f := bSource{kind: srcF32T, f32: s[:rows*ks], n: rows, k: ks}
+		sub := panel[r0:]
+		tr, tk := transposeRows(sub, nr, &f, 0, rows, off, kb)
+		packScalar(sub, nr, &f, 0, 0, tr, tk, kb, off)
+		packScalar(sub, nr, &f, 0, tr, rows, 0, kb, off)
+	}
 }
