@@ -137,14 +137,17 @@ func packQuantPanel(panel []float32, nr int, src *bSource, jbase, cols, p0, kb i
 	blo, bhi := p0/bs, ceilDiv(p0+kb, bs)
 	ks := (bhi - blo) * bs // values dequantized per row
 	off := p0 - blo*bs     // first wanted value in a scratch row
-	buf := getBuf(g * ks)
+	buf := getBuf(g*ks + 16*(bhi-blo))
 	defer putBuf(buf)
-	s := *buf
+	s, sc := (*buf)[:g*ks], (*buf)[g*ks:]
 	for r0 := 0; r0 < cols; r0 += g {
 		rows := min(g, cols-r0)
 		for r := range rows {
 			row := src.raw[(jbase+r0+r)*src.rb:][:src.rb]
 			out := s[r*ks : (r+1)*ks]
+			if dequantBlocksAsm(out, row[blo*bb:bhi*bb], src.dt, sc) {
+				continue
+			}
 			for i := blo; i < bhi; i++ {
 				src.deq(out[(i-blo)*bs:(i-blo+1)*bs], row[i*bb:(i+1)*bb])
 			}

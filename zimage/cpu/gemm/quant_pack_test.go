@@ -13,16 +13,18 @@ import (
 // packed panels gives bit for bit the result of the chunked
 // dequantize-then-multiply path, on ragged shapes, with k blocks that start
 // inside a quantization block (small kcMax), with and without the
-// assembly transposer.
+// assembly transposer and dequantizers.
 func TestMatMulBTQuantPackedExact(t *testing.T) {
 	defer func(v int) { kcMax = v }(kcMax)
 	defer func(v bool) { useTranspose = v }(useTranspose)
+	defer func(v bool) { useDequantAsm = v }(useDequantAsm)
 	rng := rand.New(rand.NewPCG(7, 8))
 	types := []weights.DType{weights.Q8_0, weights.Q4_0, weights.Q4_1, weights.Q5_0, weights.Q5_1,
 		weights.Q2_K, weights.Q3_K, weights.Q4_K, weights.Q5_K, weights.Q6_K}
 	shapes := [][3]int{{9, 5, 256}, {16, 33, 512}, {37, 70, 768}, {64, 131, 1280}, {13, 2100, 256}}
 	for _, tr := range []bool{true, false} {
 		useTranspose = tr && useTranspose
+		useDequantAsm = tr && useDequantAsm
 		for _, kc := range []int{1024, 200} {
 			kcMax = kc
 			for _, dt := range types {
@@ -52,6 +54,45 @@ func TestMatMulBTQuantPackedExact(t *testing.T) {
 							}
 						}
 					}
+				}
+			}
+		}
+	}
+}
+
+// TestDequantBlocksAsm checks the assembly block dequantizers against
+// weights' reference bit for bit on random bytes (every scale pattern:
+// subnormal, infinite and NaN f16 scales included; NaN only has to stay
+// NaN).
+func TestDequantBlocksAsm(t *testing.T) {
+	if !useDequantAsm {
+		t.Skip("no assembly dequantizers on this CPU")
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, dt := range []weights.DType{weights.Q8_0, weights.Q4_0, weights.Q4_K, weights.Q6_K, weights.Q5_K} {
+		for _, nb := range []int{1, 3, 40} {
+			blk := make([]byte, nb*dt.BlockBytes())
+			for i := range blk {
+				blk[i] = byte(rng.IntN(256))
+			}
+			want := make([]float32, nb*dt.BlockSize())
+			if err := weights.Dequantize(want, blk, dt); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]float32, len(want))
+			if !dequantBlocksAsm(got, blk, dt, make([]float32, 16*nb)) {
+				if dt == weights.Q5_K {
+					continue // no assembly: the caller falls back
+				}
+				t.Fatalf("%v: no assembly dequantizer", dt)
+			}
+			for i := range got {
+				g, w := got[i], want[i]
+				if math.IsNaN(float64(w)) && math.IsNaN(float64(g)) {
+					continue
+				}
+				if math.Float32bits(g) != math.Float32bits(w) {
+					t.Fatalf("%v nb=%d: y[%d] = %g (%#x), reference %g (%#x)", dt, nb, i, g, math.Float32bits(g), w, math.Float32bits(w))
 				}
 			}
 		}

@@ -130,7 +130,7 @@ func BenchmarkMatMulBTQuant(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	for _, m := range []int{64, 256} {
+	for _, m := range []int{16, 64, 256} {
 		a := make([]float32, m*k)
 		for i := range a {
 			a[i] = float32(rng.NormFloat64())

@@ -1,0 +1,11 @@
+//go:build !amd64 || purego
+
+package gemm
+
+import "github.com/zimage/zimage/weights"
+
+var useDequantAsm = false
+
+func dequantBlocksAsm(dst []float32, blk []byte, dt weights.DType, sc []float32) bool {
+	return false
+}
