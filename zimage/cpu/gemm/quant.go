@@ -10,12 +10,15 @@ import (
 
 // Quantized right operands (the ggml block types of GGUF checkpoints).
 //
-// B stays in its blocks in memory; the product walks B in chunks of rows
-// (a few MiB of float32 each), dequantizes a chunk with all threads and
-// multiplies it with the float32 engine into a [m, chunk] tile that is
-// copied into C. The chunk is dequantized once and reused for every row
-// of A, so the extra work is O(n·k) next to the product's O(m·n·k), and
-// memory stays at the quantized size plus the scratch.
+// B stays in its blocks in memory. With more than gemvMaxM rows of A the
+// float32 blocked GEMM runs on a quantized source: each task dequantizes
+// the blocks it needs straight into its packed B panels (packQuantPanel;
+// AVX-512 dequantizers for the common types), one pass over the weights
+// per A block. With fewer rows (the GEMV path) the product walks B in
+// chunks of rows (a few MiB of float32 each), dequantizes a chunk with all
+// threads and multiplies it into a [m, chunk] tile copied into C. Both give
+// the float32 GEMM's result on the dequantized matrix, bit for bit; memory
+// stays at the quantized size plus the scratch.
 
 // quantChunkBytes bounds the float32 scratch of one chunk of B rows.
 const quantChunkBytes = 4 << 20
