@@ -7,7 +7,7 @@ import (
 )
 
 // ggml block-quantized weights (GGUF checkpoints) stay in their blocks: the
-// GEMM dequantizes chunks of rows as it goes (gemm.MatMulBTQuant) and the
+// GEMM dequantizes blocks into its packed panels (gemm.MatMulBTQuant) and the
 // other ops decode the blocks covering the elements they read.
 
 // WeightQuantized reports that Weight takes every ggml block-quantized
