@@ -3,6 +3,7 @@ package gemm
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync/atomic"
 
 	"github.com/zimage/zimage/weights"
@@ -161,4 +162,13 @@ func packQuantPanel(panel []float32, nr int, src *bSource, jbase, cols, p0, kb i
 		packScalar(sub, nr, &f, 0, 0, tr, tk, kb, off)
 		packScalar(sub, nr, &f, 0, tr, rows, 0, kb, off)
 	}
+}
+
+// f16ToF32 is weights.F16ToF32 with the normal numbers inline (scales are
+// read once per block and the call was a visible share of the packing).
+func f16ToF32(h uint16) float32 {
+	if e := uint32(h>>10) & 0x1f; e != 0 && e != 0x1f {
+		return math.Float32frombits(uint32(h>>15)<<31 | (e+112)<<23 | uint32(h&0x3ff)<<13)
+	}
+	return weights.F16ToF32(h)
 }

@@ -40,7 +40,7 @@ func dequantBlocksAsm(dst []float32, blk []byte, dt weights.DType, sc []float32)
 	if nb == 0 {
 		return true
 	}
-	f16 := func(o int) float32 { return weights.F16ToF32(binary.LittleEndian.Uint16(blk[o:])) }
+	f16 := func(o int) float32 { return f16ToF32(binary.LittleEndian.Uint16(blk[o:])) }
 	switch dt {
 	case weights.Q8_0, weights.Q4_0:
 		sc = sc[:nb]

@@ -98,3 +98,12 @@ func TestDequantBlocksAsm(t *testing.T) {
 		}
 	}
 }
+
+func TestF16ToF32Inline(t *testing.T) {
+	for h := range 1 << 16 {
+		g, w := f16ToF32(uint16(h)), weights.F16ToF32(uint16(h))
+		if math.Float32bits(g) != math.Float32bits(w) {
+			t.Fatalf("%#04x: %#x, want %#x", h, math.Float32bits(g), math.Float32bits(w))
+		}
+	}
+}
