@@ -2,18 +2,19 @@ package cpu
 
 import (
 	"github.com/zimage/zimage/zimage/compute"
+	"github.com/zimage/zimage/zimage/cpu/gemm"
 )
 
-// colBudget bounds the im2col buffer of one Conv2D tile (bytes).
+// colBudget bounds the im2col buffer of one strided-conv tile (bytes).
 var colBudget = 64 << 20 // a variable so tests can force tiling
 
 // Conv2D is a stride-1 cross-correlation with zero padding pad:
 // x [Ci, H, W], w [Co, Ci, kh, kw], bias [Co] or nil → [Co, H', W'].
 //
 // A 1×1 kernel without padding is one GEMM on the input as it is. Otherwise
-// the output rows are cut into tiles whose im2col matrix [Ci·kh·kw, rows·W']
-// fits colBudget; each tile is one GEMM W[Co, K]·col[K, n] (the kernel is
-// widened to float32 once per call). With WithBF16 the GEMMs run in bf16.
+// it is one GEMM W[Co, K]·im2col(x) whose B panels gemm.ConvCtx packs
+// straight from x (no column buffer; the kernel is widened to float32 once
+// per call). With WithBF16 the GEMMs run in bf16.
 func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 	const op = "Conv2D"
 	shape, rule := compute.Conv2DShape(x, w, bias, pad)
@@ -39,7 +40,6 @@ func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 		return ph()
 	}
 	out := b.newTensor(co, ho, wo)
-	k := ci * kh * kw
 	cw := b.current()
 	ctx := cw.context()
 	fail := func(err error) compute.Tensor {
@@ -57,37 +57,10 @@ func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 		return out
 	}
 
-	rows := max(1, min(ho, colBudget/(4*k*wo)))
-	col := b.alloc(k * rows * wo)
-	defer b.release(col)
-	var tmp []float32
-	if rows < ho {
-		tmp = b.alloc(co * rows * wo)
-		defer b.release(tmp)
-	}
-	for y0 := 0; y0 < ho; y0 += rows {
-		if b.cancelled(cw) {
-			b.Free(out)
-			return ph()
-		}
-		y1 := min(y0+rows, ho)
-		n := (y1 - y0) * wo
-		im2col(b.threads, col[:k*n], xv, ci, h, wd, kh, kw, pad, y0, y1, wo)
-		if tmp == nil {
-			if err := b.matMulN(ctx, out.data, wv, col[:k*n], co, n, k); err != nil {
-				return fail(err)
-			}
-			continue
-		}
-		c := tmp[:co*n]
-		if err := b.matMulN(ctx, c, wv, col[:k*n], co, n, k); err != nil {
-			return fail(err)
-		}
-		parallelFor(b.threads, co, max(1, ewGrain/n), func(lo, hi int) {
-			for o := lo; o < hi; o++ {
-				copy(out.data[o*ho*wo+y0*wo:o*ho*wo+y1*wo], c[o*n:(o+1)*n])
-			}
-		})
+	// [Co, K]·im2col(x)[K, H'·W'], the column matrix packed straight from
+	// x by the GEMM (never materialized).
+	if err := gemm.ConvCtx(ctx, b.bf16, out.data, wv, xv, co, ci, h, wd, kh, kw, pad, ho, wo); err != nil {
+		return fail(err)
 	}
 	b.addChannelBias(out.data, bv, co, ho*wo)
 	return out
@@ -104,33 +77,6 @@ func (b *Backend) addChannelBias(x, bias []float32, c, hw int) {
 			row := x[ch*hw : (ch+1)*hw]
 			for i := range row {
 				row[i] += bc
-			}
-		}
-	})
-}
-
-// im2col fills col [ci·kh·kw, (y1-y0)·wo] for output rows [y0, y1): row
-// (c, dy, dx) holds x[c, y+dy-pad, xo+dx-pad] (zero outside the image).
-func im2col(threads int, col, x []float32, ci, h, w, kh, kw, pad, y0, y1, wo int) {
-	n := (y1 - y0) * wo
-	parallelFor(threads, ci*kh*kw, max(1, ewGrain/max(n, 1)), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			c, dy, dx := r/(kh*kw), (r/kw)%kh, r%kw
-			dst := col[r*n : (r+1)*n]
-			// Output columns xo with 0 ≤ xo+dx-pad < w.
-			xlo := max(0, pad-dx)
-			xhi := min(wo, w+pad-dx)
-			for y := y0; y < y1; y++ {
-				d := dst[(y-y0)*wo : (y-y0+1)*wo]
-				iy := y + dy - pad
-				if iy < 0 || iy >= h || xlo >= xhi {
-					clear(d)
-					continue
-				}
-				clear(d[:xlo])
-				src := x[c*h*w+iy*w:]
-				copy(d[xlo:xhi], src[xlo+dx-pad:xhi+dx-pad])
-				clear(d[xhi:])
 			}
 		}
 	})

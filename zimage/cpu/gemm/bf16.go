@@ -197,6 +197,10 @@ func packBPairs(dst []float32, src *bSource, j0, nb, p0, kb, nr int) {
 			packPairsN(panel, nr, src, jbase, cols, p0, kb)
 			continue
 		}
+		if src.kind == srcConv {
+			packPairsConv(panel, nr, src, jbase, cols, p0, kb)
+			continue
+		}
 		rows, qs := 0, 0
 		if src.kind == srcBytesT && src.dt == weights.BF16 {
 			rows, qs = transposePairs(panel, nr, src, jbase, cols, p0, kb/2)
@@ -216,6 +220,32 @@ func packPairsN(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) 
 		o := out[q*nr : q*nr+cols]
 		if 2*q+1 < kb {
 			r1 := src.f32[(p0+2*q+1)*n+jbase:][:cols]
+			for jj := pairRows(o, r0, r1); jj < len(o); jj++ {
+				o[jj] = toBF16(r0[jj]) | toBF16(r1[jj])<<16
+			}
+			continue
+		}
+		for jj := range o {
+			o[jj] = toBF16(r0[jj])
+		}
+	}
+}
+
+// packPairsConv is packPairsN for the implicit im2col source: each pair of
+// rows is gathered from the image into two scratch rows first.
+func packPairsConv(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) {
+	out := words(panel)
+	var buf [2 * 128]float32
+	r0, r1 := buf[:cols], buf[128:128+cols]
+	if cols > 128 {
+		big := make([]float32, 2*cols)
+		r0, r1 = big[:cols], big[cols:]
+	}
+	for q := 0; 2*q < kb; q++ {
+		convRow(r0, src.f32, src.conv, p0+2*q, jbase)
+		o := out[q*nr : q*nr+cols]
+		if 2*q+1 < kb {
+			convRow(r1, src.f32, src.conv, p0+2*q+1, jbase)
 			for jj := pairRows(o, r0, r1); jj < len(o); jj++ {
 				o[jj] = toBF16(r0[jj]) | toBF16(r1[jj])<<16
 			}

@@ -86,7 +86,7 @@ func run(stop *atomic.Bool, c, a []float32, src bSource, bias []float32, m, n, k
 	if m*n*k < inlineFlops {
 		threads = 1
 	}
-	if m <= gemvMaxM && src.kind != srcF32N {
+	if m <= gemvMaxM && src.kind != srcF32N && src.kind != srcConv {
 		gemv(threads, stop, c, a, &src, bias, m, n, k)
 		return
 	}

@@ -15,6 +15,7 @@ const (
 	srcF32N                  // float32 [k,n]
 	srcBytesT                // raw little-endian bytes [n,k] of dtype dt
 	srcQuantT                // ggml blocks [n, k/BlockSize] of dtype dt (see quant.go)
+	srcConv                  // implicit im2col of an image f32 (see conv.go)
 )
 
 // bSource describes the right operand B so panels of it can be packed.
@@ -26,6 +27,7 @@ type bSource struct {
 	n, k int
 	deq  weights.DequantBlockFunc // srcQuantT: one block's dequantizer
 	rb   int                      // srcQuantT: bytes per row of B
+	conv *convGeom                // srcConv
 }
 
 func newBSource(b []byte, dt weights.DType, n, k int) bSource {
@@ -47,6 +49,12 @@ func packB(dst []float32, src *bSource, j0, nb, p0, kb, nr int) {
 			for p := 0; p < kb; p++ {
 				row := src.f32[(p0+p)*src.n+jbase:]
 				copy(panel[p*nr:p*nr+cols], row[:cols])
+			}
+			continue
+		}
+		if src.kind == srcConv {
+			for p := 0; p < kb; p++ {
+				convRow(panel[p*nr:p*nr+cols], src.f32, src.conv, p0+p, jbase)
 			}
 			continue
 		}
