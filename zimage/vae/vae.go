@@ -10,6 +10,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/zimage/zimage/cuda/fused"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/internal/nn"
@@ -287,19 +288,11 @@ func (d *Decoder) Decode(ctx context.Context, latents []float32, h, w int, tr nn
 // resnet runs one ResnetBlock2D on x [ci, h, w] → [co, h, w]; x is not freed.
 func (d block) resnet(r *resnet, x compute.Tensor) compute.Tensor {
 	b := d.b
-	// GroupNorm → SiLU stays two ops here: fused.GroupNormSiLU changes the
-	// device allocation order, and the residency plan's VAE peak was fitted
-	// to this one (TestResidencyEditPeak measured one activation more).
-	n1 := b.GroupNorm(x, r.norm1W, r.norm1B, d.groups, normEps)
-	a1 := b.SiLU(n1)
-	b.Free(n1)
-	h1 := b.Conv2D(a1, r.conv1W, r.conv1B, 1) // [co, h, w]
+	a1 := fused.GroupNormSiLU(b, x, r.norm1W, r.norm1B, d.groups, normEps) // [ci, h, w]
+	h1 := b.Conv2D(a1, r.conv1W, r.conv1B, 1)                              // [co, h, w]
 	b.Free(a1)
-	n2 := b.GroupNorm(h1, r.norm2W, r.norm2B, d.groups, normEps)
-	b.Free(h1)
-	a2 := b.SiLU(n2)
-	b.Free(n2)
-	h2 := b.Conv2D(a2, r.conv2W, r.conv2B, 1) // [co, h, w]
+	a2 := groupNormSiLUFree(b, h1, r.norm2W, r.norm2B, d.groups) // frees h1
+	h2 := b.Conv2D(a2, r.conv2W, r.conv2B, 1)                    // [co, h, w]
 	b.Free(a2)
 	if r.scW == nil {
 		out := b.Add(x, h2)
@@ -309,6 +302,24 @@ func (d block) resnet(r *resnet, x compute.Tensor) compute.Tensor {
 	s := b.Conv2D(x, r.scW, r.scB, 0) // 1×1 shortcut [co, h, w]
 	out := b.Add(s, h2)
 	b.Free(s, h2)
+	return out
+}
+
+// groupNormSiLUFree returns SiLU(GroupNorm(x)) and frees x. With a fused
+// op x lives until the one pass ends ([x, out]); without one, x is freed
+// right after the norm so the sequence also holds two activations at a time
+// ([x, n] then [n, out]) — fused.GroupNormSiLU's fallback would keep x
+// through the SiLU, one activation more than the residency plan counts.
+func groupNormSiLUFree(b compute.Backend, x, w, bias compute.Tensor, groups int) compute.Tensor {
+	if f, ok := b.(fused.Ops); ok {
+		out := f.GroupNormSiLU(x, w, bias, groups, normEps)
+		b.Free(x)
+		return out
+	}
+	n := b.GroupNorm(x, w, bias, groups, normEps)
+	b.Free(x)
+	out := b.SiLU(n)
+	b.Free(n)
 	return out
 }
 
