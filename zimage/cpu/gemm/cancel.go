@@ -6,15 +6,16 @@ import (
 )
 
 // watch returns a flag that is set once ctx is done, and the function that
-// stops watching. It returns ctx.Err() when ctx is already done, and a nil
-// flag when ctx can never be done (a nil ctx included), so such calls run
-// exactly like the plain entry points.
+// stops watching (never nil: callers release on every early return). It
+// returns ctx.Err() when ctx is already done, and a nil flag when ctx can
+// never be done (a nil ctx included), so such calls run exactly like the
+// plain entry points.
 func watch(ctx context.Context) (stop *atomic.Bool, release func() bool, err error) {
 	if ctx == nil || ctx.Done() == nil {
-		return nil, nil, nil
+		return nil, noRelease, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, nil, err
+		return nil, noRelease, err
 	}
 	stop = new(atomic.Bool)
 	// AfterFunc registers with the parent instead of starting a goroutine
@@ -22,6 +23,8 @@ func watch(ctx context.Context) (stop *atomic.Bool, release func() bool, err err
 	release = context.AfterFunc(ctx, func() { stop.Store(true) })
 	return stop, release, nil
 }
+
+func noRelease() bool { return false }
 
 // finish stops watching and turns an abandoned product into ctx.Err().
 func finish(ctx context.Context, stop *atomic.Bool, release func() bool, err error) error {

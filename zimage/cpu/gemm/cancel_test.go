@@ -152,3 +152,18 @@ func TestCancelMidProduct(t *testing.T) {
 		})
 	}
 }
+
+// Bad arguments with a context that can never be done are errors, not a
+// call of a nil release function.
+func TestBadArgsBackgroundContext(t *testing.T) {
+	c, a := make([]float32, 4), make([]float32, 4)
+	if err := MatMulBTBF16(c, a, make([]byte, 8), weights.BF16, nil, 2, 2, -1); err == nil {
+		t.Error("negative k accepted")
+	}
+	if err := MatMulBTF32BF16Ctx(context.Background(), c, a, make([]float32, 1), nil, 2, 2, 2); err == nil {
+		t.Error("short B accepted")
+	}
+	if err := MatMulBTBF16Ctx(context.Background(), c, a, make([]byte, 8), weights.I64, nil, 2, 2, 2); err == nil {
+		t.Error("I64 B accepted")
+	}
+}
