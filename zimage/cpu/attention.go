@@ -261,13 +261,7 @@ func attnTileFast(sc *attnScratch, out, qv, kt, vh []float32, h, ld, dh, i0, i1,
 				alpha[r] = 1
 				continue
 			}
-			mx := rowMax(row[:lim], m[r])
-			sum := expSub(row[:lim], mx)
-			clear(row[lim:])
-			a := expf(m[r] - mx)
-			alpha[r] = a
-			l[r] = l[r]*float64(a) + sum
-			m[r] = mx
+			alpha[r] = onlineSoftmaxRow(row, lim, &m[r], &l[r])
 		}
 		// T [bq6, dh] = P·V; padded rows hold zero scores and are ignored.
 		tileMatMul(t, dh, s, lds, vh[j0*dh:j1*dh], dh, bq6, dh, bk)
@@ -282,4 +276,18 @@ func attnTileFast(sc *attnScratch, out, qv, kt, vh []float32, h, ld, dh, i0, i1,
 			dst[j] = x * inv
 		}
 	}
+}
+
+// onlineSoftmaxRow is one row's step of the streaming softmax: row[:lim]
+// becomes exp(score − new max) in place, row[lim:] is zeroed, the running
+// max m and sum l are updated, and the factor that rescales the row's
+// earlier output is returned. Shared by the float32 and bf16 kernels.
+func onlineSoftmaxRow(row []float32, lim int, m *float32, l *float64) float32 {
+	mx := rowMax(row[:lim], *m)
+	sum := expSub(row[:lim], mx)
+	clear(row[lim:])
+	a := expf(*m - mx)
+	*l = *l*float64(a) + sum
+	*m = mx
+	return a
 }

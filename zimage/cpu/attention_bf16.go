@@ -141,13 +141,7 @@ func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out, qv []float32, kt, v
 				alpha[r] = 1
 				continue
 			}
-			mx := rowMax(row[:lim], m[r])
-			sum := expSub(row[:lim], mx)
-			clear(row[lim:])
-			a := expf(m[r] - mx)
-			alpha[r] = a
-			l[r] = l[r]*float64(a) + sum
-			m[r] = mx
+			alpha[r] = onlineSoftmaxRow(row, lim, &m[r], &l[r])
 			toBF16Pairs(prow, row[:bk])
 		}
 		// T [bq6, dh] = P·V over bkq key pairs (j0 is even).
