@@ -10,40 +10,15 @@ import (
 	"testing"
 
 	"github.com/zimage/zimage/internal/fixturefs"
+	"github.com/zimage/zimage/internal/tinygguf"
 	"github.com/zimage/zimage/tokenizer"
 	"github.com/zimage/zimage/weights"
 )
 
 // writeTinyGGUF converts the fixture model's transformer and text encoder
-// to GGUF files of type dt in dir (the DiT in ComfyUI names, the text
-// encoder in llama.cpp names) and returns their paths.
+// to GGUF files of type dt in dir and returns their paths.
 func writeTinyGGUF(t testing.TB, dir string, dt weights.DType) (dit, te string) {
-	t.Helper()
-	m, err := weights.OpenModel(fixturefs.Path(t, "fixtures/tiny-z-image-turbo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dit = filepath.Join(dir, "dit-"+dt.String()+".gguf")
-	te = filepath.Join(dir, "te-"+dt.String()+".gguf")
-	s, err := m.OpenTransformer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = weights.WriteComponentGGUF(s, weights.CompTransformer, dit, weights.GGUFConvertOptions{Type: dt, DiTKey: m.DiT.EmbedderKey(0)})
-	s.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err = m.OpenTextEncoder()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = weights.WriteComponentGGUF(s, weights.CompTextEncoder, te, weights.GGUFConvertOptions{Type: dt, TextEncoder: &m.TextEncoder})
-	s.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dit, te
+	return tinygguf.Write(t, dir, dt)
 }
 
 // psnr is the peak signal-to-noise ratio of two 8-bit images in dB (+Inf

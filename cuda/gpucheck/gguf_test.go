@@ -7,11 +7,11 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"testing"
 
 	"github.com/zimage/zimage/cuda"
 	"github.com/zimage/zimage/internal/fixturefs"
+	"github.com/zimage/zimage/internal/tinygguf"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage"
 )
@@ -130,29 +130,8 @@ func TestGPUQuant(t *testing.T) {
 			return fixturefs.RGB(res.Image), b.CurrentBytes()
 		}
 		want, heldST := run()
-		m, err := weights.OpenModel(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
 		tmp := t.TempDir()
-		dit, te := filepath.Join(tmp, "dit.gguf"), filepath.Join(tmp, "te.gguf")
-		s, err := m.OpenTransformer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = weights.WriteComponentGGUF(s, weights.CompTransformer, dit, weights.GGUFConvertOptions{Type: weights.Q8_0, DiTKey: m.DiT.EmbedderKey(0)})
-		s.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s, err = m.OpenTextEncoder(); err != nil {
-			t.Fatal(err)
-		}
-		err = weights.WriteComponentGGUF(s, weights.CompTextEncoder, te, weights.GGUFConvertOptions{Type: weights.Q8_0, TextEncoder: &m.TextEncoder})
-		s.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		dit, te := tinygguf.Write(t, tmp, weights.Q8_0)
 		got, heldQ := run(zimage.WithSingleFiles(dit, te, "", ""))
 		var se float64
 		for i := range got {

@@ -4,13 +4,13 @@ import (
 	"context"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/zimage/zimage/cuda"
 	"github.com/zimage/zimage/internal/fixturefs"
+	"github.com/zimage/zimage/internal/tinygguf"
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage"
 )
@@ -57,24 +57,7 @@ func TestGGUFOnFakeGPU(t *testing.T) {
 		types = append(types, weights.Q4_0, weights.Q4_K)
 	}
 	for _, dt := range types {
-		dit, te := filepath.Join(tmp, dt.String()+"-dit.gguf"), filepath.Join(tmp, dt.String()+"-te.gguf")
-		s, err := m.OpenTransformer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = weights.WriteComponentGGUF(s, weights.CompTransformer, dit, weights.GGUFConvertOptions{Type: dt, DiTKey: m.DiT.EmbedderKey(0)})
-		s.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s, err = m.OpenTextEncoder(); err != nil {
-			t.Fatal(err)
-		}
-		err = weights.WriteComponentGGUF(s, weights.CompTextEncoder, te, weights.GGUFConvertOptions{Type: dt, TextEncoder: &m.TextEncoder})
-		s.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		dit, te := tinygguf.Write(t, tmp, dt)
 		got := run(zimage.WithSingleFiles(dit, te, "", ""))
 		saved := quantSavings(t, dit, te, m.TextEncoder.NumHiddenLayers)
 		t.Logf("%s: device memory held after the run %d B (safetensors %d B; quantized tensors save %d B, scratch %d B)", dt, held, heldBF16, saved, scratch)
@@ -150,29 +133,8 @@ func TestGGUFQuantF32MatchesCPU(t *testing.T) {
 	}
 	c := loadCase(t, "en_64x64_seed42")
 	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
-	m, err := weights.OpenModel(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tmp := t.TempDir()
-	dit, te := filepath.Join(tmp, "dit.gguf"), filepath.Join(tmp, "te.gguf")
-	s, err := m.OpenTransformer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = weights.WriteComponentGGUF(s, weights.CompTransformer, dit, weights.GGUFConvertOptions{Type: weights.Q4_K, DiTKey: m.DiT.EmbedderKey(0)})
-	s.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s, err = m.OpenTextEncoder(); err != nil {
-		t.Fatal(err)
-	}
-	err = weights.WriteComponentGGUF(s, weights.CompTextEncoder, te, weights.GGUFConvertOptions{Type: weights.Q4_K, TextEncoder: &m.TextEncoder})
-	s.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dit, te := tinygguf.Write(t, tmp, weights.Q4_K)
 	req := zimage.Request{Prompt: c.Prompt, Width: c.Width, Height: c.Height, Seed: c.Seed, Steps: c.Steps}
 	run := func(opt zimage.Option) []byte {
 		t.Helper()
