@@ -24,6 +24,7 @@ import (
 //	ZIMAGE_BENCH_STEPS   denoising steps (default 8)
 //	ZIMAGE_BENCH_DEVICE  cpu | cuda | auto (default cpu)
 //	ZIMAGE_BENCH_THREADS CPU threads (default all cores)
+//	ZIMAGE_BENCH_PRECISION fp32 | bf16 (default fp32)
 //
 // Run: go test -run '^$' -bench Pipeline -benchtime 3x ./bench/
 func BenchmarkPipeline(b *testing.B) {
@@ -48,8 +49,16 @@ func BenchmarkPipeline(b *testing.B) {
 		device = "cpu"
 	}
 
+	prec := zimage.Float32
+	if s := os.Getenv("ZIMAGE_BENCH_PRECISION"); s != "" {
+		var err error
+		if prec, err = zimage.ParsePrecision(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+
 	t0 := time.Now()
-	p, err := zimage.Load(context.Background(), model, zimage.WithDevice(device), zimage.WithThreads(threads))
+	p, err := zimage.Load(context.Background(), model, zimage.WithDevice(device), zimage.WithThreads(threads), zimage.WithPrecision(prec))
 	if err != nil {
 		b.Fatal(err)
 	}
