@@ -134,8 +134,9 @@ func BenchmarkKernelQ8(b *testing.B) {
 	db := make([]float32, nb*q8NR)
 	corr := make([]int32, nb*q8NR)
 	c := make([]float32, q8MR*q8NR)
-	for _, k := range []q8Tile{pickQ8Kernel()} {
-		b.Run(Q8KernelName(), func(b *testing.B) {
+	ks, _ := archQ8Kernels()
+	for _, k := range append([]q8Tile{genericQ8}, ks...) {
+		b.Run(k.name, func(b *testing.B) {
 			c0 := cpuTime()
 			for b.Loop() {
 				k.fn(a, da, bq, db, corr, c, q8NR, nb)

@@ -186,26 +186,17 @@ func transposePairs(panel []float32, nr int, src *bSource, jbase, cols, p0, qn i
 var hasAVX512VNNI = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VNNI
 
 func pickQ8Kernel() q8Tile {
-	if hasAVX512VNNI {
+	switch {
+	case hasAVX512VNNI:
 		return asmQ8
+	case hasAVXVNNI:
+		return vexQ8
 	}
 	return genericQ8
 }
 
 // asmQ8 is kq8_4x48 behind bounds checks of the panels it reads.
-var asmQ8 = q8Tile{asm: true, fn: func(a []byte, da []float32, b []int8, db []float32, corr []int32, c []float32, ldc, nblk int) {
-	if nblk <= 0 {
-		clear(c[:3*ldc+q8NR])
-		return
-	}
-	_ = a[nblk*q8Block*q8MR-1]
-	_ = da[nblk*q8MR-1]
-	_ = b[nblk*q8Block*q8NR-1]
-	_ = db[nblk*q8NR-1]
-	_ = corr[nblk*q8NR-1]
-	_ = c[3*ldc+q8NR-1]
-	kq8_4x48(&a[0], &da[0], &b[0], &db[0], &corr[0], &c[0], ldc, nblk)
-}}
+var asmQ8 = q8AsmTile("avx512vnni", kq8_4x48)
 
 // useQuantAsm enables q8QuantRow (tests turn it off to cover the Go loop).
 var useQuantAsm = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW

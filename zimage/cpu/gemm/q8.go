@@ -43,10 +43,11 @@ const (
 // loop; tests switch it.
 var q8Kernel = pickQ8Kernel()
 
-// Q8KernelName reports the Q8_0 kernel: "avx512vnni" or "generic".
+// Q8KernelName reports the Q8_0 kernel: "avx512vnni", "avxvnni" or
+// "generic".
 func Q8KernelName() string {
 	if q8Kernel.asm {
-		return "avx512vnni"
+		return q8Kernel.name
 	}
 	return "generic"
 }
@@ -57,8 +58,9 @@ func Q8KernelName() string {
 func HasQ8Dot() bool { return q8Kernel.asm }
 
 type q8Tile struct {
-	asm bool
-	fn  func(a []byte, da []float32, b []int8, db []float32, corr []int32, c []float32, ldc, nblk int)
+	asm  bool
+	name string
+	fn   func(a []byte, da []float32, b []int8, db []float32, corr []int32, c []float32, ldc, nblk int)
 }
 
 // MatMulBTQ80 computes C[m,n] = A[m,k]·B[n,k]ᵀ (+ bias) for B stored as
@@ -350,4 +352,4 @@ func kq8Generic(a []byte, da []float32, b []int8, db []float32, corr []int32, c 
 	}
 }
 
-var genericQ8 = q8Tile{fn: kq8Generic}
+var genericQ8 = q8Tile{name: "generic", fn: kq8Generic}

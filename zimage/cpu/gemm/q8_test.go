@@ -38,18 +38,13 @@ func f32ToF16(f float32) uint16 {
 }
 
 func forEachQ8Kernel(t *testing.T, f func(t *testing.T)) {
-	ks := []q8Tile{genericQ8}
-	if pickQ8Kernel().asm {
-		ks = append(ks, pickQ8Kernel())
-	} else {
-		t.Run("avx512vnni", func(t *testing.T) { t.Skip("CPU lacks AVX512-VNNI (VPDPBUSD)") })
+	ks, skipped := archQ8Kernels()
+	ks = append([]q8Tile{genericQ8}, ks...)
+	for _, s := range skipped {
+		t.Run(s[0], func(t *testing.T) { t.Skip(s[1]) })
 	}
 	for _, k := range ks {
-		name := "generic"
-		if k.asm {
-			name = "avx512vnni"
-		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(k.name, func(t *testing.T) {
 			prev := q8Kernel
 			q8Kernel = k
 			defer func() { q8Kernel = prev }()
