@@ -167,14 +167,19 @@ func packAPanelPairs(panel []float32, a []float32, lda, ibase, rows, p0, kb, mr 
 		clear(out[:kq*mr])
 	}
 	for ii := 0; ii < rows; ii++ {
-		row := a[(ibase+ii)*lda+p0:][:kb]
-		q := 0
-		for ; 2*q+1 < kb; q++ {
-			out[q*mr+ii] = toBF16(row[2*q]) | toBF16(row[2*q+1])<<16
-		}
-		if q < kq {
-			out[q*mr+ii] = toBF16(row[2*q])
-		}
+		packRowPairs(out[ii:], a[(ibase+ii)*lda+p0:][:kb], mr)
+	}
+}
+
+// packRowPairsGo is packRowPairs in Go: out[q*stride] = bf16(row[2q]) |
+// bf16(row[2q+1])<<16, the last high half zero when len(row) is odd.
+func packRowPairsGo(out []uint32, row []float32, stride int) {
+	q := 0
+	for ; 2*q+1 < len(row); q++ {
+		out[q*stride] = toBF16(row[2*q]) | toBF16(row[2*q+1])<<16
+	}
+	if 2*q < len(row) {
+		out[q*stride] = toBF16(row[2*q])
 	}
 }
 

@@ -86,11 +86,6 @@ func main() {
 	}
 	emitQ8(&s)
 	emitQ8Quant(&s)
-	emitPairRows(&s)
-	fmt.Fprintf(&d, "\n// pairRows16 writes n (a multiple of 16) bf16 pair words dst[j] = (r0[j],\n"+
-		"// r1[j]) rounded to nearest even (VCVTNE2PS2BF16: denormals read as\n"+
-		"// zero), interleaved by VPERMW with the index table idx.\n//\n"+
-		"//go:noescape\nfunc pairRows16(dst *uint32, r0, r1 *float32, n int, idx *uint16)\n")
 	fmt.Fprintf(&d, "\n// q8QuantRow quantizes nblk blocks of 32 float32 of x (see quantizeBlock)\n"+
 		"// into 32 bytes q+128 at dst and the scale at d, advancing dst by 128\n"+
 		"// bytes and d by 4 values per block (the A panel layout of q8Run).\n//\n"+
@@ -527,48 +522,6 @@ func emitQ8Quant(w *bytes.Buffer) {
 	p("DECQ CX")
 	p("JNE q8q_loop")
 	fmt.Fprintf(w, "q8q_done:\n")
-	p("VZEROUPPER")
-	p("RET")
-}
-
-// evex3 encodes a register-only EVEX.512.0F38.W0 instruction with opcode
-// op and prefix pp (1: 66, 2: F3, 3: F2): op zmm(dst), zmm(src1), zmm(src2).
-func evex3(op, pp, dst, src1, src2 int) string {
-	inv := func(b int) int { return 1 - b&1 }
-	p0 := inv(dst>>3)<<7 | inv(src2>>4)<<6 | inv(src2>>3)<<5 | inv(dst>>4)<<4 | 0b10
-	p1 := (^src1&15)<<3 | 1<<2 | pp
-	p2 := 0b10<<5 | inv(src1>>4)<<3
-	modrm := 0b11<<6 | (dst&7)<<3 | src2&7
-	return fmt.Sprintf("BYTE $0x62; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x", p0, p1, p2, op, modrm)
-}
-
-// emitPairRows writes pairRows16: per 16 columns, two rows rounded to bf16
-// by one VCVTNE2PS2BF16 (bytes: the assembler lacks it; its low half comes
-// from the second source) and interleaved into pair words by VPERMW.
-func emitPairRows(w *bytes.Buffer) {
-	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
-	fmt.Fprintf(w, "\n// func pairRows16(dst *uint32, r0, r1 *float32, n int, idx *uint16)\n")
-	fmt.Fprintf(w, "TEXT ·pairRows16(SB), NOSPLIT, $0-40\n")
-	p("MOVQ dst+0(FP), DI")
-	p("MOVQ r0+8(FP), SI")
-	p("MOVQ r1+16(FP), DX")
-	p("MOVQ n+24(FP), CX")
-	p("MOVQ idx+32(FP), AX")
-	p("VMOVDQU16 (AX), Z4")
-	p("SHRQ $4, CX")
-	p("JEQ pr_done")
-	fmt.Fprintf(w, "pr_loop:\n")
-	p("VMOVUPS (SI), Z0")
-	p("VMOVUPS (DX), Z1")
-	p("%s // VCVTNE2PS2BF16 Z0, Z1, Z2: words 0-15 from r0, 16-31 from r1", evex3(0x72, 3, 2, 1, 0))
-	p("VPERMW Z2, Z4, Z3")
-	p("VMOVDQU32 Z3, (DI)")
-	p("ADDQ $64, SI")
-	p("ADDQ $64, DX")
-	p("ADDQ $64, DI")
-	p("DECQ CX")
-	p("JNE pr_loop")
-	fmt.Fprintf(w, "pr_done:\n")
 	p("VZEROUPPER")
 	p("RET")
 }

@@ -212,23 +212,3 @@ func quantRow(dst []byte, d []float32, x []float32, nb int) {
 	_ = x[nb*q8Block-1]
 	q8QuantRow(&dst[0], &d[0], &x[0], nb)
 }
-
-// pairIdx interleaves the two converted rows: word 2j ← r0[j], 2j+1 ← r1[j].
-var pairIdx = func() (t [32]uint16) {
-	for j := range 16 {
-		t[2*j], t[2*j+1] = uint16(j), uint16(16+j)
-	}
-	return
-}()
-
-// pairRows writes out[j] = bf16(r0[j]) | bf16(r1[j])<<16 for the leading
-// multiple of 16 of len(out) in assembly and returns how many it wrote.
-func pairRows(out []uint32, r0, r1 []float32) int {
-	n := len(out) &^ 15
-	if !hasAVX512BF16 || !cpu.X86.HasAVX512BW || n == 0 {
-		return 0
-	}
-	_, _ = r0[n-1], r1[n-1]
-	pairRows16(&out[0], &r0[0], &r1[0], n, &pairIdx[0])
-	return n
-}

@@ -5732,28 +5732,3 @@ q8q_next:
 q8q_done:
 	VZEROUPPER
 	RET
-
-// func pairRows16(dst *uint32, r0, r1 *float32, n int, idx *uint16)
-TEXT ·pairRows16(SB), NOSPLIT, $0-40
-	MOVQ dst+0(FP), DI
-	MOVQ r0+8(FP), SI
-	MOVQ r1+16(FP), DX
-	MOVQ n+24(FP), CX
-	MOVQ idx+32(FP), AX
-	VMOVDQU16 (AX), Z4
-	SHRQ $4, CX
-	JEQ pr_done
-pr_loop:
-	VMOVUPS (SI), Z0
-	VMOVUPS (DX), Z1
-	BYTE $0x62; BYTE $0xf2; BYTE $0x77; BYTE $0x48; BYTE $0x72; BYTE $0xd0 // VCVTNE2PS2BF16 Z0, Z1, Z2: words 0-15 from r0, 16-31 from r1
-	VPERMW Z2, Z4, Z3
-	VMOVDQU32 Z3, (DI)
-	ADDQ $64, SI
-	ADDQ $64, DX
-	ADDQ $64, DI
-	DECQ CX
-	JNE pr_loop
-pr_done:
-	VZEROUPPER
-	RET

@@ -165,13 +165,6 @@ func dot4avx2BF16(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
 //go:noescape
 func dot4avx2F16(a *float32, b unsafe.Pointer, ldb, k int, out *float32)
 
-// pairRows16 writes n (a multiple of 16) bf16 pair words dst[j] = (r0[j],
-// r1[j]) rounded to nearest even (VCVTNE2PS2BF16: denormals read as
-// zero), interleaved by VPERMW with the index table idx.
-//
-//go:noescape
-func pairRows16(dst *uint32, r0, r1 *float32, n int, idx *uint16)
-
 // q8QuantRow quantizes nblk blocks of 32 float32 of x (see quantizeBlock)
 // into 32 bytes q+128 at dst and the scale at d, advancing dst by 128
 // bytes and d by 4 values per block (the A panel layout of q8Run).

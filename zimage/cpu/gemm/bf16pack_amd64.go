@@ -1,0 +1,51 @@
+//go:build amd64 && !purego
+
+package gemm
+
+import "golang.org/x/sys/cpu"
+
+// pairsStride writes dst[q*stride] = bf16(src[2q]) | bf16(src[2q+1])<<16
+// for q < (kb+1)/2 (src[kb] read as zero when kb is odd), rounding as
+// toBF16 does.
+//
+//go:noescape
+func pairsStride(dst *uint32, src *float32, kb, stride int)
+
+// pairRowsInt writes dst[j] = bf16(r0[j]) | bf16(r1[j])<<16 for j < n,
+// rounding as toBF16 does.
+//
+//go:noescape
+func pairRowsInt(dst *uint32, r0, r1 *float32, n int)
+
+// usePackAsm enables the AVX-512 bf16 pair packing (tests turn it off to
+// cover the Go loops).
+var usePackAsm = hasPackAsm
+
+// hasPackAsm says whether the CPU runs the packing assembly.
+var hasPackAsm = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
+
+// packRowPairs writes out[q*stride] = bf16(row[2q]) | bf16(row[2q+1])<<16
+// for q < (len(row)+1)/2, the last high half zero when len(row) is odd.
+func packRowPairs(out []uint32, row []float32, stride int) {
+	if len(row) == 0 {
+		return
+	}
+	if !usePackAsm {
+		packRowPairsGo(out, row, stride)
+		return
+	}
+	_ = out[(len(row)-1)/2*stride]
+	pairsStride(&out[0], &row[0], len(row), stride)
+}
+
+// pairRows writes out[j] = bf16(r0[j]) | bf16(r1[j])<<16 for every j and
+// returns len(out) (0 where it leaves the work to the caller's Go loop).
+func pairRows(out []uint32, r0, r1 []float32) int {
+	n := len(out)
+	if !usePackAsm || n == 0 {
+		return 0
+	}
+	_, _ = r0[n-1], r1[n-1]
+	pairRowsInt(&out[0], &r0[0], &r1[0], n)
+	return n
+}

@@ -1,0 +1,9 @@
+//go:build !amd64 || purego
+
+package gemm
+
+var usePackAsm, hasPackAsm = false, false
+
+func packRowPairs(out []uint32, row []float32, stride int) { packRowPairsGo(out, row, stride) }
+
+func pairRows(out []uint32, r0, r1 []float32) int { return 0 }

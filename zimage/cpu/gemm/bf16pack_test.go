@@ -1,0 +1,157 @@
+package gemm
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/zimage/zimage/weights"
+)
+
+// edgeBits are float32 bit patterns where bf16 rounding is easy to get
+// wrong: ties (to even, both ways), denormals, the largest finite value
+// (rounds to Inf), Inf, signalling and quiet NaNs of both signs.
+var edgeBits = []uint32{
+	0, 0x80000000, 0x3f800000, 0x3f808000, 0x3f818000, 0x3f807fff, 0x3f80ffff,
+	0x00000001, 0x00008000, 0x00018000, 0x0000ffff, 0x007fffff, 0x807fffff, 0x80008000,
+	0x7f7fffff, 0xff7fffff, 0x7f7f8000, 0x7f800000, 0xff800000,
+	0x7f800001, 0xff800001, 0x7fc00000, 0xffc00000, 0x7fffffff, 0x7f80ffff, 0x7fbfffff,
+}
+
+// randEdgeRow mixes random values, random bit patterns and edgeBits.
+func randEdgeRow(r *rand.Rand, n int) []float32 {
+	row := make([]float32, n)
+	for i := range row {
+		switch r.IntN(4) {
+		case 0:
+			row[i] = math.Float32frombits(edgeBits[r.IntN(len(edgeBits))])
+		case 1:
+			row[i] = math.Float32frombits(r.Uint32())
+		default:
+			row[i] = float32(r.NormFloat64())
+		}
+	}
+	return row
+}
+
+// refPair is the pair word of two values from weights.F32ToBF16 (an
+// independent reference of the rounding).
+func refPair(lo, hi float32) uint32 {
+	return uint32(weights.F32ToBF16(lo)) | uint32(weights.F32ToBF16(hi))<<16
+}
+
+// TestPackRowPairs checks the (assembly) strided row packing bit for bit
+// against the bf16 reference on ragged lengths and strides, and that it
+// writes nothing but its own words.
+func TestPackRowPairs(t *testing.T) {
+	if !usePackAsm {
+		t.Log("no AVX-512 BW: checking the Go packing only")
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	const sentinel = 0xdeadbeef
+	for kb := 0; kb <= 131; kb++ {
+		for _, stride := range []int{1, 2, 3, 5, 6, 7, 16} {
+			row := randEdgeRow(r, kb)
+			kq := (kb + 1) / 2
+			out := make([]uint32, kq*stride+stride)
+			for i := range out {
+				out[i] = sentinel
+			}
+			packRowPairs(out, row, stride)
+			for i, w := range out {
+				q := i / stride
+				want := uint32(sentinel)
+				if i%stride == 0 && q < kq {
+					hi := float32(0)
+					if 2*q+1 < kb {
+						hi = row[2*q+1]
+					}
+					want = refPair(row[2*q], hi)
+				}
+				if w != want {
+					t.Fatalf("kb %d stride %d: word %d = %#08x, want %#08x", kb, stride, i, w, want)
+				}
+			}
+		}
+	}
+}
+
+// TestPairRows checks the (assembly) two-row interleave bit for bit.
+func TestPairRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for n := 0; n <= 70; n++ {
+		r0, r1 := randEdgeRow(r, n), randEdgeRow(r, n)
+		out := make([]uint32, n+1)
+		out[n] = 0xdeadbeef
+		done := pairRows(out[:n], r0, r1)
+		if usePackAsm && done != n {
+			t.Fatalf("n %d: pairRows did %d", n, done)
+		}
+		for j := done; j < n; j++ {
+			out[j] = toBF16(r0[j]) | toBF16(r1[j])<<16
+		}
+		for j := range n {
+			if want := refPair(r0[j], r1[j]); out[j] != want {
+				t.Fatalf("n %d: word %d = %#08x, want %#08x (%g, %g)", n, j, out[j], want, r0[j], r1[j])
+			}
+		}
+		if out[n] != 0xdeadbeef {
+			t.Fatalf("n %d: wrote past the end", n)
+		}
+	}
+}
+
+// TestPackAPanelPairs compares the A panel packing with and without the
+// assembly on ragged rows and k ranges.
+func TestPackAPanelPairs(t *testing.T) {
+	defer func(u bool) { usePackAsm = u }(usePackAsm)
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, mr := range []int{1, 4, 6, 14} {
+		for rows := 1; rows <= mr; rows++ {
+			for _, kb := range []int{1, 2, 15, 31, 32, 33, 64, 97, 200} {
+				lda := kb + 5
+				a := randEdgeRow(r, (rows+1)*lda)
+				p0 := r.IntN(lda - kb + 1)
+				kq := (kb + 1) / 2
+				want := make([]float32, kq*mr)
+				got := make([]float32, kq*mr)
+				for i := range got {
+					got[i], want[i] = 1, 1 // stale data: must be overwritten or cleared
+				}
+				usePackAsm = false
+				packAPanelPairs(want, a, lda, 1, rows, p0, kb, mr)
+				usePackAsm = hasPackAsm
+				packAPanelPairs(got, a, lda, 1, rows, p0, kb, mr)
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("mr %d rows %d kb %d: word %d = %#08x, want %#08x", mr, rows, kb, i,
+							math.Float32bits(got[i]), math.Float32bits(want[i]))
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkPackAPanelPairs packs one 6-row A panel over k = 1024 (ns per
+// value in ns/op ÷ 6144), with the Go loop and the assembly.
+func BenchmarkPackAPanelPairs(b *testing.B) {
+	defer func(u bool) { usePackAsm = u }(usePackAsm)
+	const mr, kb = 6, 1024
+	r := rand.New(rand.NewPCG(1, 2))
+	a := randSlice(r, mr*kb)
+	panel := make([]float32, mr*kb/2)
+	for _, asm := range []bool{false, true} {
+		if asm && !hasPackAsm {
+			continue
+		}
+		name := map[bool]string{false: "go", true: "asm"}[asm]
+		b.Run(name, func(b *testing.B) {
+			usePackAsm = asm
+			b.SetBytes(mr * kb * 4)
+			for b.Loop() {
+				packAPanelPairs(panel, a, kb, 0, mr, 0, kb, mr)
+			}
+		})
+	}
+}
