@@ -166,8 +166,12 @@ func packAPanelPairs(panel []float32, a []float32, lda, ibase, rows, p0, kb, mr 
 	if rows < mr {
 		clear(out[:kq*mr])
 	}
-	for ii := 0; ii < rows; ii++ {
-		packRowPairs(out[ii:], a[(ibase+ii)*lda+p0:][:kb], mr)
+	done := 0 // k values packed by packPanel6
+	if rows == 6 && mr == 6 {
+		done = packPanel6(out, a, lda, ibase*lda+p0, kb)
+	}
+	for ii := 0; ii < rows && done < kb; ii++ {
+		packRowPairs(out[done/2*mr+ii:], a[(ibase+ii)*lda+p0+done:][:kb-done], mr)
 	}
 }
 

@@ -17,6 +17,12 @@ func pairsStride(dst *uint32, src *float32, kb, stride int)
 //go:noescape
 func pairRowsInt(dst *uint32, r0, r1 *float32, n int)
 
+// pairsPanel6 packs 6 rows of a (row stride lda) over nblk blocks of 32
+// values as a 6-row pair panel: dst[q*6+r] = pair q of row r.
+//
+//go:noescape
+func pairsPanel6(dst *uint32, a *float32, lda, nblk int)
+
 // usePackAsm enables the AVX-512 bf16 pair packing (tests turn it off to
 // cover the Go loops).
 var usePackAsm = hasPackAsm
@@ -48,4 +54,18 @@ func pairRows(out []uint32, r0, r1 []float32) int {
 	_, _ = r0[n-1], r1[n-1]
 	pairRowsInt(&out[0], &r0[0], &r1[0], n)
 	return n
+}
+
+// packPanel6 packs the leading whole 32-value blocks of kb values of 6 rows
+// of a starting at a[off] (row stride lda) into a 6-row pair panel, and
+// returns how many values per row it packed.
+func packPanel6(out []uint32, a []float32, lda, off, kb int) int {
+	nblk := kb / 32
+	if !usePackAsm || nblk == 0 {
+		return 0
+	}
+	_ = out[nblk*16*6-1]
+	_ = a[off+5*lda+32*nblk-1]
+	pairsPanel6(&out[0], &a[off], lda, nblk)
+	return 32 * nblk
 }

@@ -7,3 +7,5 @@ var usePackAsm, hasPackAsm = false, false
 func packRowPairs(out []uint32, row []float32, stride int) { packRowPairsGo(out, row, stride) }
 
 func pairRows(out []uint32, r0, r1 []float32) int { return 0 }
+
+func packPanel6(out []uint32, a []float32, lda, off, kb int) int { return 0 }
