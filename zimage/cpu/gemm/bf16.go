@@ -240,32 +240,6 @@ func packPairsN(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) 
 	}
 }
 
-// packPairsConv is packPairsN for the implicit im2col source: each pair of
-// rows is gathered from the image into two scratch rows first.
-func packPairsConv(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) {
-	out := words(panel)
-	var buf [2 * 128]float32
-	r0, r1 := buf[:cols], buf[128:128+cols]
-	if cols > 128 {
-		big := make([]float32, 2*cols)
-		r0, r1 = big[:cols], big[cols:]
-	}
-	for q := 0; 2*q < kb; q++ {
-		convRow(r0, src.f32, src.conv, p0+2*q, jbase)
-		o := out[q*nr : q*nr+cols]
-		if 2*q+1 < kb {
-			convRow(r1, src.f32, src.conv, p0+2*q+1, jbase)
-			for jj := pairRows(o, r0, r1); jj < len(o); jj++ {
-				o[jj] = toBF16(r0[jj]) | toBF16(r1[jj])<<16
-			}
-			continue
-		}
-		for jj := range o {
-			o[jj] = toBF16(r0[jj])
-		}
-	}
-}
-
 // packPairsScalar fills the pair words of columns [jlo, jhi) and pairs
 // [qlo, qhi) of a panel.
 func packPairsScalar(panel []float32, nr int, src *bSource, jbase, jlo, jhi, qlo, qhi, p0, kb int) {

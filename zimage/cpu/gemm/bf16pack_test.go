@@ -1,9 +1,11 @@
 package gemm
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/zimage/zimage/weights"
 )
@@ -152,6 +154,77 @@ func BenchmarkPackAPanelPairs(b *testing.B) {
 			for b.Loop() {
 				packAPanelPairs(panel, a, kb, 0, mr, 0, kb, mr)
 			}
+		})
+	}
+}
+
+// TestConvPairsBlocking checks the bf16 implicit-im2col packing against the
+// explicit column matrix bit for bit with odd k blocks (pairs that straddle
+// taps and channels), narrow column tasks (segments that start mid-row),
+// rounding edge values in the image, and with the Go packing.
+func TestConvPairsBlocking(t *testing.T) {
+	defer func(k, n, f int, u bool) { kcMax, ncMax, inlineFlops, usePackAsm = k, n, f, u }(kcMax, ncMax, inlineFlops, usePackAsm)
+	rng := rand.New(rand.NewPCG(17, 18))
+	cases := []struct{ m, ci, h, w, kh, kw, pad int }{
+		{8, 3, 5, 7, 3, 3, 1},
+		{9, 4, 6, 70, 3, 3, 0},
+		{12, 3, 9, 13, 3, 3, 2},
+		{7, 5, 9, 11, 1, 3, 1},
+		{13, 2, 3, 130, 3, 3, 1},
+		{10, 3, 2, 2, 3, 3, 1},
+	}
+	for _, asm := range []bool{false, true} {
+		usePackAsm = asm && hasPackAsm
+		for _, blk := range [][2]int{{1024, 128}, {7, 64}, {13, 192}} {
+			kcMax, ncMax, inlineFlops = blk[0], blk[1], 0
+			for _, c := range cases {
+				ho, wo := c.h+2*c.pad-c.kh+1, c.w+2*c.pad-c.kw+1
+				k, n := c.ci*c.kh*c.kw, ho*wo
+				a := randSlice(rng, c.m*k)
+				x := randEdgeRow(rng, c.ci*c.h*c.w)
+				for i, v := range x { // keep products finite: NaN/Inf only in the packing test
+					if v != v || v > 1e30 || v < -1e30 {
+						x[i] = 1
+					}
+				}
+				col := explicitIm2col(x, c.ci, c.h, c.w, c.kh, c.kw, c.pad, ho, wo)
+				want := make([]float32, c.m*n)
+				if err := MatMulBF16Ctx(t.Context(), want, a, col, c.m, n, k); err != nil {
+					t.Fatal(err)
+				}
+				got := make([]float32, c.m*n)
+				if err := ConvCtx(t.Context(), true, got, a, x, c.m, c.ci, c.h, c.w, c.kh, c.kw, c.pad, ho, wo); err != nil {
+					t.Fatal(err)
+				}
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("asm %v blocks %v %+v: C[%d] = %v, want %v", asm, blk, c, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkConvBF16 times one bf16 3×3 convolution on one thread at the
+// VAE's last-stage shape (128→128 channels) at two image sizes.
+func BenchmarkConvBF16(b *testing.B) {
+	defer SetThreads(0)
+	SetThreads(1)
+	for _, side := range []int{64, 256} {
+		b.Run(fmt.Sprint(side), func(b *testing.B) {
+			const m, ci = 128, 128
+			r := rand.New(rand.NewPCG(1, 2))
+			a, x := randSlice(r, m*ci*9), randSlice(r, ci*side*side)
+			c := make([]float32, m*side*side)
+			b.ReportMetric(0, "ns/op")
+			start := time.Now()
+			for b.Loop() {
+				if err := ConvCtx(b.Context(), true, c, a, x, m, ci, side, side, 3, 3, 1, side, side); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(2*m*ci*9*float64(side*side)*float64(b.N)/time.Since(start).Seconds()/1e9, "GFLOP/s")
 		})
 	}
 }
