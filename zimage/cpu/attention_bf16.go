@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/zimage/zimage/zimage/compute"
+	"github.com/zimage/zimage/zimage/cpu/gemm"
 )
 
 // bf16 attention (WithBF16 on a CPU with AVX512-BF16): the same
@@ -55,10 +56,7 @@ func transposeKeysBF16(threads int, stop *atomic.Bool, dst []uint32, k []float32
 			clear(blk)
 			j0, j1 := kb*attnBk, min(kb*attnBk+attnBk, l)
 			for j := j0; j < j1; j++ {
-				row := k[(j*h+g)*dh : (j*h+g+1)*dh]
-				for c := range dq {
-					blk[c*ktLd+j-j0] = pair(row[2*c], row[2*c+1])
-				}
+				gemm.PackBF16Pairs(blk[j-j0:], k[(j*h+g)*dh:(j*h+g+1)*dh], ktLd)
 			}
 		}
 	})
@@ -68,6 +66,7 @@ func transposeKeysBF16(threads int, stop *atomic.Bool, dst []uint32, k []float32
 // word(c, d) = (v[2c, d], v[2c+1, d]) of head g, the high half zero past L.
 func splitValuesBF16(threads int, stop *atomic.Bool, dst []uint32, v []float32, l, h, dh int) {
 	lq := (l + 1) / 2
+	zeros := make([]float32, dh) // the row past an odd L
 	parallelFor(threads, h*lq, max(1, ewGrain/(2*dh)), func(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			if stop.Load() {
@@ -75,17 +74,11 @@ func splitValuesBF16(threads int, stop *atomic.Bool, dst []uint32, v []float32, 
 			}
 			g, c := t/lq, t%lq
 			out := dst[(g*lq+c)*dh : (g*lq+c+1)*dh]
-			r0 := v[(2*c*h+g)*dh : (2*c*h+g+1)*dh]
+			r0, r1 := v[(2*c*h+g)*dh:(2*c*h+g+1)*dh], zeros[:dh]
 			if 2*c+1 < l {
-				r1 := v[((2*c+1)*h+g)*dh : ((2*c+1)*h+g+1)*dh]
-				for d := range out {
-					out[d] = pair(r0[d], r1[d])
-				}
-				continue
+				r1 = v[((2*c+1)*h+g)*dh : ((2*c+1)*h+g+1)*dh]
 			}
-			for d := range out {
-				out[d] = bf16Bits(r0[d])
-			}
+			gemm.PairBF16Rows(out, r0, r1)
 		}
 	})
 }
@@ -103,11 +96,12 @@ func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out, qv []float32, kt, v
 	const ldp = attnBk / 2
 	qp, pp := sb.q[:bq6*dq], sb.p[:bq6*ldp]
 	o, m, l, alpha := sc.o[:bq*dh], sc.m[:bq], sc.l[:bq], sc.alpha[:bq]
+	qs := sc.t[:dh] // scratch for one scaled query row (T is written later)
 	for r := range bq {
-		row := qv[(i0+r)*ld+h*dh : (i0+r)*ld+(h+1)*dh]
-		for c := range dq {
-			qp[r*dq+c] = pair(row[2*c]*scale, row[2*c+1]*scale)
+		for j, x := range qv[(i0+r)*ld+h*dh : (i0+r)*ld+(h+1)*dh] {
+			qs[j] = x * scale
 		}
+		gemm.PackBF16Pairs(qp[r*dq:], qs, 1)
 		m[r] = float32(math.Inf(-1))
 		l[r] = 0
 	}

@@ -1,0 +1,20 @@
+package gemm
+
+// Exported bf16 pair conversions for the bf16 attention (zimage/cpu), which
+// packs its operands like the GEMM does: a pair word holds two bf16 values
+// (the first in the low half), rounded as toBF16 (nearest, ties to even,
+// NaN quieted, denormals kept), in AVX-512 where available.
+
+// PackBF16Pairs writes dst[q*stride] = bf16(src[2q]) | bf16(src[2q+1])<<16
+// for q < (len(src)+1)/2, the last high half zero when len(src) is odd.
+func PackBF16Pairs(dst []uint32, src []float32, stride int) {
+	packRowPairs(dst, src, stride)
+}
+
+// PairBF16Rows writes dst[j] = bf16(r0[j]) | bf16(r1[j])<<16 for j <
+// len(dst).
+func PairBF16Rows(dst []uint32, r0, r1 []float32) {
+	for j := pairRows(dst, r0, r1); j < len(dst); j++ {
+		dst[j] = toBF16(r0[j]) | toBF16(r1[j])<<16
+	}
+}
