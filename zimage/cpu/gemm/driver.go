@@ -199,7 +199,12 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 						roundPanel(bp)
 					}
 				}
-				macro(kern, c, n, ap[ilo*kq:], bp, ldb, buf, tmp, bias, first, i0+ilo, ihi-ilo, j0, nb, kq)
+				var pfp *bPrefetch
+				pf, ok := nextBlockPrefetch(src, t, threads, ntaskN, ntaskM, npan, nr, n, p0, kb, kc, k, ceilDiv(ihi-ilo, mr))
+				if ok {
+					pfp = &pf
+				}
+				macro(kern, c, n, ap[ilo*kq:], bp, ldb, buf, tmp, bias, first, i0+ilo, ihi-ilo, j0, nb, kq, pfp)
 			})
 		}
 	}
@@ -209,10 +214,12 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 // into C rows i0.., columns j0... B is packed panels (ldb == 0) or B in
 // place with row stride ldb, whose ragged last panel is then packed at the
 // front of edge. first marks the first k block: C is overwritten (with bias
-// added) instead of accumulated into.
-func macro(kern kernel, c []float32, ldc int, ap, bp []float32, ldb int, edge, tmp, bias []float32, first bool, i0, mb, j0, nb, kb int) {
+// added) instead of accumulated into. pf (may be nil) is stepped once per
+// micro-panel row.
+func macro(kern kernel, c []float32, ldc int, ap, bp []float32, ldb int, edge, tmp, bias []float32, first bool, i0, mb, j0, nb, kb int, pf *bPrefetch) {
 	mr, nr := kern.mr, kern.nr
 	for ir := 0; ir < mb; ir += mr {
+		pf.step()
 		rows := min(mr, mb-ir)
 		apanel := ap[ir*kb : (ir+mr)*kb]
 		for jr := 0; jr < nb; jr += nr {
