@@ -18,3 +18,17 @@ func PairBF16Rows(dst []uint32, r0, r1 []float32) {
 		dst[j] = toBF16(r0[j]) | toBF16(r1[j])<<16
 	}
 }
+
+// aPackInline is the A block size (values) up to which the assembly bf16
+// pair packing (~0.1 ns a value) runs on the calling goroutine alone: a
+// helper would take longer to wake than the work takes, and the caller
+// would then wait for it before the multiplication wakes it again.
+const aPackInline = 1 << 20
+
+// aPackThreads is the thread count for packing an mb×kb A block.
+func aPackThreads(kern kernel, threads, mb, kb int) int {
+	if kern.pairs && usePackAsm && mb*kb <= aPackInline {
+		return 1
+	}
+	return threads
+}

@@ -156,7 +156,7 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 			// Pack the A block, a few micro-panels per task.
 			npanels := ceilDiv(mb, mr)
 			const perTask = 8
-			parallelFor(threads, ceilDiv(npanels, perTask), stop, func(_, t int) {
+			parallelFor(aPackThreads(kern, threads, mb, kb), ceilDiv(npanels, perTask), stop, func(_, t int) {
 				for r := t * perTask; r < min(npanels, (t+1)*perTask); r++ {
 					panel := ap[r*mr*kq : (r+1)*mr*kq]
 					rows := min(mr, mb-r*mr)
