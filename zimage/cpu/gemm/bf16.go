@@ -210,6 +210,15 @@ func packBPairs(dst []float32, src *bSource, j0, nb, p0, kb, nr int) {
 			packPairsConv(panel, nr, src, jbase, cols, p0, kb)
 			continue
 		}
+		if src.kind == srcF32T && usePackAsm {
+			// float32 rows (weights widened or merged in memory): each row
+			// converted and spread over the panel's pair words.
+			out := words(panel)
+			for jj := 0; jj < cols; jj++ {
+				packRowPairs(out[jj:], src.f32[(jbase+jj)*src.k+p0:][:kb], nr)
+			}
+			continue
+		}
 		rows, qs := 0, 0
 		if src.kind == srcBytesT && src.dt == weights.BF16 {
 			rows, qs = transposePairs(panel, nr, src, jbase, cols, p0, kb/2)

@@ -228,3 +228,57 @@ func BenchmarkConvBF16(b *testing.B) {
 		})
 	}
 }
+
+// TestBF16PackAsmExact runs the bf16 GEMMs with the assembly packing and
+// with the Go loops: the packed words, hence the products, must be the same
+// bit for bit (rounding edge values in both operands, ragged shapes, tiny
+// blocks so that panels start mid-row).
+func TestBF16PackAsmExact(t *testing.T) {
+	if !hasPackAsm {
+		t.Skip("no AVX-512 BW: only the Go packing exists")
+	}
+	defer func(k, n, f int, u bool) { kcMax, ncMax, inlineFlops, usePackAsm = k, n, f, u }(kcMax, ncMax, inlineFlops, usePackAsm)
+	r := rand.New(rand.NewPCG(19, 20))
+	finite := func(v []float32) []float32 {
+		for i, x := range v {
+			if x != x || x > 1e30 || x < -1e30 {
+				v[i] = 0.5
+			}
+		}
+		return v
+	}
+	for _, blk := range [][2]int{{1024, 128}, {37, 64}} {
+		kcMax, ncMax, inlineFlops = blk[0], blk[1], 0
+		for _, sh := range []shape{{7, 70, 33}, {13, 130, 97}, {50, 64, 200}, {6, 17, 64}} {
+			a := finite(randEdgeRow(r, sh.m*sh.k))
+			bt := finite(randEdgeRow(r, sh.n*sh.k))
+			bw := make([]byte, 2*len(bt))
+			weights.EncodeBF16(bw, bt)
+			run := func(asm bool) [][]float32 {
+				usePackAsm = asm
+				outs := make([][]float32, 3)
+				for i := range outs {
+					outs[i] = make([]float32, sh.m*sh.n)
+				}
+				if err := MatMulBTF32BF16Ctx(t.Context(), outs[0], a, bt, nil, sh.m, sh.n, sh.k); err != nil {
+					t.Fatal(err)
+				}
+				if err := MatMulBF16Ctx(t.Context(), outs[1], a, bt, sh.m, sh.n, sh.k); err != nil {
+					t.Fatal(err)
+				}
+				if err := MatMulBTBF16(outs[2], a, bw, weights.BF16, nil, sh.m, sh.n, sh.k); err != nil {
+					t.Fatal(err)
+				}
+				return outs
+			}
+			want, got := run(false), run(true)
+			for o := range want {
+				for i := range want[o] {
+					if math.Float32bits(got[o][i]) != math.Float32bits(want[o][i]) {
+						t.Fatalf("blocks %v %+v product %d: C[%d] = %v with the assembly, %v without", blk, sh, o, i, got[o][i], want[o][i])
+					}
+				}
+			}
+		}
+	}
+}
