@@ -141,10 +141,14 @@ func packQuantPanel(panel []float32, nr int, src *bSource, jbase, cols, p0, kb i
 	blo, bhi := p0/bs, ceilDiv(p0+kb, bs)
 	ks := (bhi - blo) * bs // values dequantized per row
 	off := p0 - blo*bs     // first wanted value in a scratch row
+	start := packQuantFused(panel, nr, src, jbase, cols, p0, kb)
+	if start == cols {
+		return
+	}
 	buf := getBuf(g*ks + 16*(bhi-blo))
 	defer putBuf(buf)
 	s, sc := (*buf)[:g*ks], (*buf)[g*ks:]
-	for r0 := 0; r0 < cols; r0 += g {
+	for r0 := start; r0 < cols; r0 += g {
 		rows := min(g, cols-r0)
 		for r := range rows {
 			row := src.raw[(jbase+r0+r)*src.rb:][:src.rb]

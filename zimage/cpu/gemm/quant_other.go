@@ -9,3 +9,7 @@ var useDequantAsm = false
 func dequantBlocksAsm(dst []float32, blk []byte, dt weights.DType, sc []float32) bool {
 	return false
 }
+
+var useQuantPanel = false
+
+func packQuantFused(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) int { return 0 }

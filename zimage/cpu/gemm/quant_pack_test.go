@@ -18,12 +18,14 @@ func TestMatMulBTQuantPackedExact(t *testing.T) {
 	defer func(v int) { kcMax = v }(kcMax)
 	defer func(v bool) { useTranspose = v }(useTranspose)
 	defer func(v bool) { useDequantAsm = v }(useDequantAsm)
+	defer func(v bool) { useQuantPanel = v }(useQuantPanel)
 	rng := rand.New(rand.NewPCG(7, 8))
 	types := []weights.DType{weights.Q8_0, weights.Q4_0, weights.Q4_1, weights.Q5_0, weights.Q5_1,
 		weights.Q2_K, weights.Q3_K, weights.Q4_K, weights.Q5_K, weights.Q6_K}
 	shapes := [][3]int{{9, 5, 256}, {16, 33, 512}, {37, 70, 768}, {64, 131, 1280}, {13, 300, 256}}
 	for _, tr := range []bool{true, false} {
 		useTranspose = tr && useTranspose
+		useQuantPanel = tr && useQuantPanel
 		useDequantAsm = tr && useDequantAsm
 		for _, kc := range []int{1024, 200} {
 			kcMax = kc

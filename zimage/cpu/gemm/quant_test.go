@@ -110,7 +110,7 @@ func TestMatMulBTQuantErrors(t *testing.T) {
 
 // BenchmarkMatMulBTQuant compares a quantized right operand with the same
 // product on bf16 weights (the speed the quantized path must not fall
-// below), for a short and a longer left operand:
+// below), from the GEMV sizes (M ≤ 8) to a longer left operand:
 // go test -run X -bench MatMulBTQuant ./zimage/cpu/gemm
 func BenchmarkMatMulBTQuant(b *testing.B) {
 	const n, k = 1024, 2560
@@ -121,7 +121,8 @@ func BenchmarkMatMulBTQuant(b *testing.B) {
 	}
 	bf := make([]byte, 2*n*k)
 	weights.EncodeBF16(bf, x)
-	types := []weights.DType{weights.BF16, weights.Q8_0, weights.Q6_K, weights.Q4_K, weights.Q4_0}
+	types := []weights.DType{weights.BF16, weights.Q8_0, weights.Q4_K, weights.Q6_K, weights.Q5_K, weights.Q4_0,
+		weights.Q5_0, weights.Q3_K, weights.Q4_1, weights.Q5_1, weights.Q2_K}
 	data := map[weights.DType][]byte{weights.BF16: bf}
 	for _, dt := range types[1:] {
 		rb, _ := dt.RowBytes(k)
@@ -130,7 +131,7 @@ func BenchmarkMatMulBTQuant(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	for _, m := range []int{16, 64, 256} {
+	for _, m := range []int{1, 8, 16, 64, 256} {
 		a := make([]float32, m*k)
 		for i := range a {
 			a[i] = float32(rng.NormFloat64())

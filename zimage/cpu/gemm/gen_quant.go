@@ -1,0 +1,483 @@
+//go:build ignore
+
+// gen_quant writes quant_panel_amd64.s and quant_panel_decl_amd64.go: for
+// each ggml block type, an AVX-512 kernel that dequantizes 16 rows × 16
+// values of quantized blocks straight into a transposed (packed) B panel.
+// Run with `go generate` in this directory.
+//
+// Per 16-value chunk: each row's 16 integers are unpacked into one zmm
+// (exact int32 arithmetic), the 16×16 tile is transposed in registers (as
+// gen_kernels' tr16 kernels do), and each output row — one k value of the
+// 16 rows, lane r = row r — is converted and scaled by a vector holding the
+// 16 rows' scales of that group (a table the Go side fills, computing each
+// scale exactly as weights' dequantizers do), with the same single-rounded
+// mul (and add/sub) per value as the reference, so the panel holds the
+// reference's values bit for bit.
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+)
+
+// op is how a scaled value is formed from q (an exact float) and the
+// group's tables: y = q·d, y = d·q − m, y = d·q + m.
+type op int
+
+const (
+	opMul op = iota
+	opMulSub
+	opMulAdd
+)
+
+// Constant registers (broadcast at the start of each tile: the transpose
+// uses Z16..Z31 as scratch).
+const (
+	kMask15 = 31 // 0x0f
+	kEight  = 30 // 8
+	kSixtn  = 29 // 16
+	kThree  = 28 // 3
+	kFour   = 27 // 4
+	kBit    = 26 // 1 << bit (per chunk)
+	kMask30 = 25 // 0x30
+	kThirty = 24 // 32
+)
+
+// constant table offsets (bytes) in qconst<>
+var constOff = map[int]int{kMask15: 0, kEight: 4, kSixtn: 8, kThree: 12, kFour: 16, kMask30: 20, kThirty: 24}
+
+const bitsOff = 28 // 1<<i at bitsOff + 4i, i < 8
+
+const off63 = 60 // 63
+
+// Scale table helpers: registers Z17..Z23 hold gathered words, Z24..Z31
+// constants, Z0..Z15 are temporaries.
+
+func y(zr string) string { return "Y" + zr[1:] }
+
+// gather loads the dword at byte disp of each row's block into dst.
+func gather(p func(string, ...any), disp int, dst string) {
+	p("KXNORW K1, K1, K1")
+	p("VPGATHERDD %d(SI)(Z16*1), K1, %s", disp, dst)
+}
+
+// f16lo converts the low (hi: high) halves of the dwords in src to float32.
+func f16lo(p func(string, ...any), src, dst string) {
+	p("VPMOVDW %s, %s", src, y(dst))
+	p("VCVTPH2PS %s, %s", y(dst), dst)
+}
+
+func f16hi(p func(string, ...any), src, dst string) {
+	p("VPSRLD $16, %s, %s", src, dst)
+	f16lo(p, dst, dst)
+}
+
+// field sets dst = (src >> sh) & mask (sh < 0: shift left).
+func field(p func(string, ...any), src string, sh int, mask, dst string) {
+	switch {
+	case sh > 0:
+		p("VPSRLD $%d, %s, %s", sh, src, dst)
+		src = dst
+	case sh < 0:
+		p("VPSLLD $%d, %s, %s", -sh, src, dst)
+		src = dst
+	}
+	p("VPANDD %s, %s, %s", mask, src, dst)
+}
+
+// scaleOut converts the integers in zr, multiplies by d and stores the
+// table entry at off.
+func scaleOut(p func(string, ...any), zr, d string, off int) {
+	p("VCVTDQ2PS %s, %s", zr, zr)
+	p("VMULPS %s, %s, %s", d, zr, zr)
+	p("VMOVUPS %s, %d(R10)", zr, off)
+}
+
+func bcast(p func(string, ...any), off, reg int) {
+	p("VPBROADCASTD qconst<>+%d(SB), %s", off, z(reg))
+}
+
+// scalesD: one f16 d per block at byte 0 (Q8_0, Q4_0, Q5_0).
+func scalesD(p func(string, ...any)) {
+	gather(p, 0, "Z17")
+	f16lo(p, "Z17", "Z18")
+	p("VMOVUPS Z18, (R10)")
+}
+
+// scalesDM: d and m f16 at bytes 0 and 2 (Q4_1, Q5_1).
+func scalesDM(p func(string, ...any)) {
+	gather(p, 0, "Z17")
+	f16lo(p, "Z17", "Z18")
+	p("VMOVUPS Z18, (R10)")
+	f16hi(p, "Z17", "Z19")
+	p("VMOVUPS Z19, 64(R10)")
+}
+
+// scalesK45: d, dmin and the 12 bytes of 6-bit scales and mins (Q4_K, Q5_K;
+// see weights' kScaleMin).
+func scalesK45(p func(string, ...any)) {
+	gather(p, 0, "Z17")
+	f16lo(p, "Z17", "Z18") // d
+	f16hi(p, "Z17", "Z19") // dmin
+	gather(p, 4, "Z20")    // s[0..3]
+	gather(p, 8, "Z21")    // s[4..7]
+	gather(p, 12, "Z22")   // s[8..11]
+	bcast(p, off63, 23)
+	bcast(p, constOff[kMask15], kMask15)
+	bcast(p, constOff[kMask30], kMask30)
+	for j := range 4 {
+		field(p, "Z20", 8*j, "Z23", "Z0")
+		scaleOut(p, "Z0", "Z18", j*64)
+		field(p, "Z21", 8*j, "Z23", "Z1")
+		scaleOut(p, "Z1", "Z19", 512+j*64)
+		field(p, "Z22", 8*j, z(kMask15), "Z2")
+		field(p, "Z20", 8*j+2, z(kMask30), "Z3")
+		p("VPORD Z3, Z2, Z2")
+		scaleOut(p, "Z2", "Z18", (j+4)*64)
+		field(p, "Z22", 8*j+4, z(kMask15), "Z4")
+		field(p, "Z21", 8*j+2, z(kMask30), "Z5")
+		p("VPORD Z5, Z4, Z4")
+		scaleOut(p, "Z4", "Z19", 512+(j+4)*64)
+	}
+}
+
+type qtype struct {
+	name   string
+	bb     int // block bytes
+	cpb    int // 16-value chunks per block
+	tables int // 1: d, 2: d and m
+	groups int // scale groups per block
+	op     op
+	group  func(c int) int
+	// consts lists the constant registers the chunk uses (bit: kBit with
+	// the bit index from bit(c)).
+	consts func(c int) []int
+	bit    func(c int) int
+	// row emits the integer unpacking of chunk c of one row into zr
+	// (addr(disp) gives the address of byte disp of the row's block).
+	row func(p func(string, ...any), c int, addr func(int) string, zr, zt string)
+	// scales emits the computation of the block's scale table (at R10)
+	// from the 16 rows' blocks at SI (row offsets in Z16).
+	scales func(p func(string, ...any))
+}
+
+func z(i int) string { return fmt.Sprintf("Z%d", i) }
+
+func nibble(p func(string, ...any), high bool, zr string) {
+	if high {
+		p("VPSRLD $4, %s, %s", zr, zr)
+	} else {
+		p("VPANDD %s, %s, %s", z(kMask15), zr, zr)
+	}
+}
+
+var types = []qtype{
+	{name: "Q8_0", bb: 34, cpb: 2, tables: 1, groups: 1, op: opMul, scales: scalesD,
+		group: func(int) int { return 0 }, consts: func(int) []int { return nil },
+		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
+			p("VPMOVSXBD %s, %s", addr(2+16*c), zr)
+		}},
+	{name: "Q4_0", bb: 18, cpb: 2, tables: 1, groups: 1, op: opMul, scales: scalesD,
+		group: func(int) int { return 0 }, consts: func(int) []int { return []int{kMask15, kEight} },
+		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
+			p("VPMOVZXBD %s, %s", addr(2), zr)
+			nibble(p, c == 1, zr)
+			p("VPSUBD %s, %s, %s", z(kEight), zr, zr)
+		}},
+	{name: "Q4_1", bb: 20, cpb: 2, tables: 2, groups: 1, op: opMulAdd, scales: scalesDM,
+		group: func(int) int { return 0 }, consts: func(int) []int { return []int{kMask15} },
+		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
+			p("VPMOVZXBD %s, %s", addr(4), zr)
+			nibble(p, c == 1, zr)
+		}},
+	{name: "Q5_0", bb: 22, cpb: 2, tables: 1, groups: 1, op: opMul, scales: scalesD,
+		group: func(int) int { return 0 }, consts: func(int) []int { return []int{kMask15, kSixtn} },
+		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
+			p("VPMOVZXBD %s, %s", addr(6), zr)
+			nibble(p, c == 1, zr)
+			p("KMOVW %s, K1", addr(2+2*c))
+			p("VPADDD %s, %s, K1, %s", z(kSixtn), zr, zr)
+			p("VPSUBD %s, %s, %s", z(kSixtn), zr, zr)
+		}},
+	{name: "Q5_1", bb: 24, cpb: 2, tables: 2, groups: 1, op: opMulAdd, scales: scalesDM,
+		group: func(int) int { return 0 }, consts: func(int) []int { return []int{kMask15, kSixtn} },
+		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
+			p("VPMOVZXBD %s, %s", addr(8), zr)
+			nibble(p, c == 1, zr)
+			p("KMOVW %s, K1", addr(4+2*c))
+			p("VPADDD %s, %s, K1, %s", z(kSixtn), zr, zr)
+		}},
+	// Q2_K: element i = h·128 + s·32 + l: bits 2s of byte 16 + h·32 + l.
+	{name: "Q2_K", bb: 84, cpb: 16, tables: 2, groups: 16, op: opMulSub,
+		scales: func(p func(string, ...any)) {
+			// d, dmin at 80; scale bytes 0..15: low nibble scale, high min.
+			gather(p, 80, "Z17")
+			f16lo(p, "Z17", "Z18")
+			f16hi(p, "Z17", "Z19")
+			for i := range 4 {
+				gather(p, 4*i, z(20+i))
+			}
+			bcast(p, constOff[kMask15], kMask15)
+			for g := range 16 {
+				x := z(20 + g/4)
+				field(p, x, 8*(g%4), z(kMask15), "Z0")
+				scaleOut(p, "Z0", "Z18", g*64)
+				field(p, x, 8*(g%4)+4, z(kMask15), "Z1")
+				scaleOut(p, "Z1", "Z19", 1024+g*64)
+			}
+		},
+		group: func(c int) int { return c }, consts: func(int) []int { return []int{kThree} },
+		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
+			h, s, l0 := c/8, c/2%4, 16*(c%2)
+			p("VPMOVZXBD %s, %s", addr(16+32*h+l0), zr)
+			if s > 0 {
+				p("VPSRLD $%d, %s, %s", 2*s, zr, zr)
+			}
+			p("VPANDD %s, %s, %s", z(kThree), zr, zr)
+		}},
+	// Q3_K: as Q2_K from byte 32; a clear bit i/32 of hmask[i%32] subtracts 4.
+	{name: "Q3_K", bb: 110, cpb: 16, tables: 1, groups: 16, op: opMul,
+		scales: func(p func(string, ...any)) {
+			// d: high half of the dword at 106 (the block ends at 110);
+			// scale g = (lo | hi<<4) - 32 from bytes 96..107.
+			gather(p, 106, "Z17")
+			f16hi(p, "Z17", "Z18")
+			gather(p, 96, "Z20")
+			gather(p, 100, "Z21")
+			gather(p, 104, "Z22")
+			bcast(p, constOff[kMask15], kMask15)
+			bcast(p, constOff[kMask30], kMask30)
+			bcast(p, constOff[kThirty], kThirty)
+			for g := range 16 {
+				field(p, z(20+g%8/4), 8*(g%4)+4*(g/8), z(kMask15), "Z0")
+				field(p, "Z22", 8*(g%4)+2*(g/4)-4, z(kMask30), "Z1")
+				p("VPORD Z1, Z0, Z0")
+				p("VPSUBD %s, Z0, Z0", z(kThirty))
+				scaleOut(p, "Z0", "Z18", g*64)
+			}
+		},
+		group: func(c int) int { return c }, consts: func(int) []int { return []int{kThree, kFour, kBit} },
+		bit: func(c int) int { return c / 2 },
+		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
+			h, s, l0 := c/8, c/2%4, 16*(c%2)
+			p("VPMOVZXBD %s, %s", addr(32+32*h+l0), zr)
+			if s > 0 {
+				p("VPSRLD $%d, %s, %s", 2*s, zr, zr)
+			}
+			p("VPANDD %s, %s, %s", z(kThree), zr, zr)
+			p("VPMOVZXBD %s, %s", addr(l0), zt)
+			p("VPTESTNMD %s, %s, K1", z(kBit), zt)
+			p("VPSUBD %s, %s, K1, %s", z(kFour), zr, zr)
+		}},
+	// Q4_K: group g = c/2 takes the low (g even) or high nibbles of bytes
+	// 16 + (g/2)·32 ...
+	{name: "Q4_K", bb: 144, cpb: 16, tables: 2, groups: 8, op: opMulSub, scales: scalesK45,
+		group: func(c int) int { return c / 2 }, consts: func(int) []int { return []int{kMask15} },
+		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
+			g := c / 2
+			p("VPMOVZXBD %s, %s", addr(16+32*(g/2)+16*(c%2)), zr)
+			nibble(p, g%2 == 1, zr)
+		}},
+	// Q5_K: as Q4_K from byte 48, plus bit g of qh byte 16 + l as 16.
+	{name: "Q5_K", bb: 176, cpb: 16, tables: 2, groups: 8, op: opMulSub, scales: scalesK45,
+		group: func(c int) int { return c / 2 }, consts: func(int) []int { return []int{kMask15, kSixtn, kBit} },
+		bit: func(c int) int { return c / 2 },
+		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
+			g := c / 2
+			p("VPMOVZXBD %s, %s", addr(48+32*(g/2)+16*(c%2)), zr)
+			nibble(p, g%2 == 1, zr)
+			p("VPMOVZXBD %s, %s", addr(16+16*(c%2)), zt)
+			p("VPTESTMD %s, %s, K1", z(kBit), zt)
+			p("VPADDD %s, %s, K1, %s", z(kSixtn), zr, zr)
+		}},
+	// Q6_K: in half h, quarter q of 32 elements: low (q < 2) or high nibbles
+	// of ql byte h·64 + (q%2)·32 + l, bits 2q of qh byte 128 + h·32 + l as
+	// bits 4-5; offset -32.
+	{name: "Q6_K", bb: 210, cpb: 16, tables: 1, groups: 16, op: opMul,
+		scales: func(p func(string, ...any)) {
+			// d: high half of the dword at 206 (the block ends at 210);
+			// 16 signed scale bytes at 192.
+			gather(p, 206, "Z17")
+			f16hi(p, "Z17", "Z18")
+			for i := range 4 {
+				gather(p, 192+4*i, z(20+i))
+			}
+			for g := range 16 {
+				x := z(20 + g/4)
+				if sh := 24 - 8*(g%4); sh > 0 {
+					p("VPSLLD $%d, %s, Z0", sh, x)
+					x = "Z0"
+				}
+				p("VPSRAD $24, %s, Z0", x)
+				scaleOut(p, "Z0", "Z18", g*64)
+			}
+		},
+		group: func(c int) int { return c }, consts: func(int) []int { return []int{kMask15, kMask30, kThirty} },
+		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
+			h, q, l0 := c/8, c%8/2, 16*(c%2)
+			p("VPMOVZXBD %s, %s", addr(64*h+32*(q%2)+l0), zr)
+			nibble(p, q >= 2, zr)
+			p("VPMOVZXBD %s, %s", addr(128+32*h+l0), zt)
+			switch sh := 4 - 2*q; {
+			case sh > 0:
+				p("VPSLLD $%d, %s, %s", sh, zt, zt)
+			case sh < 0:
+				p("VPSRLD $%d, %s, %s", -sh, zt, zt)
+			}
+			// zr |= zt & 0x30
+			p("VPTERNLOGD $0xF8, %s, %s, %s", z(kMask30), zt, zr)
+			p("VPSUBD %s, %s, %s", z(kThirty), zr, zr)
+		}},
+}
+
+func main() {
+	var s, d bytes.Buffer
+	fmt.Fprintf(&s, "// Code generated by gen_quant.go; DO NOT EDIT.\n\n//go:build amd64 && !purego\n\n#include \"textflag.h\"\n\n")
+	// Constants.
+	vals := []uint32{0x0f, 8, 16, 3, 4, 0x30, 32}
+	for i := range 8 {
+		vals = append(vals, 1<<i)
+	}
+	vals = append(vals, 63)
+	for i, v := range vals {
+		fmt.Fprintf(&s, "DATA qconst<>+%d(SB)/4, $%#x\n", 4*i, v)
+	}
+	fmt.Fprintf(&s, "GLOBL qconst<>(SB), RODATA|NOPTR, $%d\n", 4*len(vals))
+	fmt.Fprintf(&d, "// Code generated by gen_quant.go; DO NOT EDIT.\n\n//go:build amd64 && !purego\n\npackage gemm\n")
+	for _, t := range types {
+		emitPanel(&s, t)
+		fmt.Fprintf(&d, "\n// qtr%s dequantizes n 16-value chunks of 16 rows of %s blocks (row\n"+
+			"// stride srcStride bytes; src at the block holding chunk c0, 0 ≤ c0 < %d)\n"+
+			"// into n·16 rows × 16 float32 (row stride dstStride bytes). sc is scratch\n"+
+			"// for one block's scale table (%d floats); idx holds the 16 row offsets\n"+
+			"// r·srcStride.\n//\n"+
+			"//go:noescape\nfunc qtr%s(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)\n",
+			t.name, t.name, t.cpb, t.tables*t.groups*16, t.name)
+	}
+	must(os.WriteFile("quant_panel_amd64.s", s.Bytes(), 0o644))
+	must(os.WriteFile("quant_panel_decl_amd64.go", d.Bytes(), 0o644))
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
+
+func emitPanel(w *bytes.Buffer, t qtype) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
+	name := "qtr" + t.name
+	lbl := func(c int) string { return fmt.Sprintf("%s_c%d", name, c) }
+	fmt.Fprintf(w, "\n// func %s(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)\n", name)
+	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-64\n", name)
+	p("MOVQ dst+0(FP), DI")
+	p("MOVQ dstStride+8(FP), DX")
+	p("MOVQ src+16(FP), SI")
+	p("MOVQ srcStride+24(FP), R8")
+	p("MOVQ sc+32(FP), R10")
+	p("MOVQ idx+40(FP), R11")
+	p("MOVQ c0+48(FP), AX")
+	p("MOVQ n+56(FP), CX")
+	p("LEAQ (R8)(R8*2), R9") // 3·stride
+	p("TESTQ CX, CX")
+	p("JEQ %s_done", name)
+	// Per block: the scale table, then the chunks from c0 (0 after the
+	// first block).
+	fmt.Fprintf(w, "%s_block:\n", name)
+	p("VMOVDQU32 (R11), Z16")
+	t.scales(p)
+	for c := 1; c < t.cpb; c++ {
+		p("CMPQ AX, $%d", c)
+		p("JEQ %s", lbl(c))
+	}
+	for c := 0; c < t.cpb; c++ {
+		fmt.Fprintf(w, "%s:\n", lbl(c))
+		emitTile(p, t, c)
+		p("DECQ CX")
+		p("JEQ %s_done", name)
+	}
+	p("ADDQ $%d, SI", t.bb)
+	p("XORQ AX, AX")
+	p("JMP %s_block", name)
+	fmt.Fprintf(w, "%s_done:\n", name)
+	p("VZEROUPPER")
+	p("RET")
+}
+
+func emitTile(p func(string, ...any), t qtype, c int) {
+	for _, k := range t.consts(c) {
+		off := 0
+		if k == kBit {
+			off = bitsOff + 4*t.bit(c)
+		} else {
+			off = constOff[k]
+		}
+		p("VPBROADCASTD qconst<>+%d(SB), %s", off, z(k))
+	}
+	p("MOVQ SI, BX")
+	for r := 0; r < 16; r++ {
+		if r > 0 && r%4 == 0 {
+			p("LEAQ (BX)(R8*4), BX")
+		}
+		base := []string{"(BX)", "(BX)(R8*1)", "(BX)(R8*2)", "(BX)(R9*1)"}[r%4]
+		addr := func(disp int) string {
+			if disp == 0 {
+				return base
+			}
+			return fmt.Sprintf("%d%s", disp, base)
+		}
+		// Fetch the next blocks of each row ahead (16 row streams are more
+		// than the hardware prefetcher follows).
+		if c == 0 {
+			p("PREFETCHT0 %s", addr(max(256, 2*t.bb)))
+		}
+		t.row(p, c, addr, z(r), z(16+r%8))
+	}
+	transpose(p)
+	g := t.group(c)
+	for o := 0; o < 16; o++ {
+		p("VCVTDQ2PS %s, %s", z(o), z(o))
+		p("VMULPS %d(R10), %s, %s", g*64, z(o), z(o))
+		switch t.op {
+		case opMulSub:
+			p("VSUBPS %d(R10), %s, %s", (t.groups+g)*64, z(o), z(o))
+		case opMulAdd:
+			p("VADDPS %d(R10), %s, %s", (t.groups+g)*64, z(o), z(o))
+		}
+		p("VMOVUPS %s, (DI)", z(o))
+		p("ADDQ DX, DI")
+	}
+}
+
+// transpose transposes Z0..Z15 in place (Z16..Z31 scratch): unpack ps,
+// unpack pd, two rounds of 128-bit lane shuffles.
+func transpose(p func(string, ...any)) {
+	for g := 0; g < 4; g++ {
+		r := 4 * g
+		p("VUNPCKLPS %s, %s, %s", z(r+1), z(r), z(16+r))
+		p("VUNPCKHPS %s, %s, %s", z(r+1), z(r), z(16+r+1))
+		p("VUNPCKLPS %s, %s, %s", z(r+3), z(r+2), z(16+r+2))
+		p("VUNPCKHPS %s, %s, %s", z(r+3), z(r+2), z(16+r+3))
+	}
+	for g := 0; g < 4; g++ {
+		t := 16 + 4*g
+		p("VUNPCKLPD %s, %s, %s", z(t+2), z(t), z(4*g))
+		p("VUNPCKHPD %s, %s, %s", z(t+2), z(t), z(4*g+1))
+		p("VUNPCKLPD %s, %s, %s", z(t+3), z(t+1), z(4*g+2))
+		p("VUNPCKHPD %s, %s, %s", z(t+3), z(t+1), z(4*g+3))
+	}
+	for j := 0; j < 4; j++ {
+		p("VSHUFF32X4 $0x44, %s, %s, %s", z(4+j), z(j), z(16+4*j))
+		p("VSHUFF32X4 $0x44, %s, %s, %s", z(12+j), z(8+j), z(16+4*j+1))
+		p("VSHUFF32X4 $0xEE, %s, %s, %s", z(4+j), z(j), z(16+4*j+2))
+		p("VSHUFF32X4 $0xEE, %s, %s, %s", z(12+j), z(8+j), z(16+4*j+3))
+	}
+	for j := 0; j < 4; j++ {
+		v := 16 + 4*j
+		p("VSHUFF32X4 $0x88, %s, %s, %s", z(v+1), z(v), z(j))
+		p("VSHUFF32X4 $0xDD, %s, %s, %s", z(v+1), z(v), z(4+j))
+		p("VSHUFF32X4 $0x88, %s, %s, %s", z(v+3), z(v+2), z(8+j))
+		p("VSHUFF32X4 $0xDD, %s, %s, %s", z(v+3), z(v+2), z(12+j))
+	}
+}
