@@ -75,8 +75,13 @@ func matMulBTQuantMode(stop *atomic.Bool, chunked bool, c, a []float32, b []byte
 		run(stop, c, a, bSource{kind: srcQuantT, raw: b[:n*rb], dt: bt, deq: deq, rb: rb, n: n, k: k}, bias, m, n, k)
 		return nil
 	}
-	// Few rows of A (the GEMV path, which reads float32 rows in place):
-	// dequantize chunks of B rows with all threads, then multiply.
+	if !chunked {
+		gemvQuant(stop, c, a, bSource{kind: srcQuantT, raw: b[:n*rb], dt: bt, deq: deq, rb: rb, n: n, k: k}, bias, m, n, k)
+		return nil
+	}
+	// The reference for the tests: dequantize chunks of B rows with all
+	// threads, then multiply them with the float32 GEMV (gemv, which reads
+	// float32 rows in place).
 	nc := min(n, max(16, quantChunkBytes/(4*max(k, 1))/16*16))
 	scratch := make([]float32, nc*k)
 	tile := c[:0]
@@ -175,4 +180,71 @@ func f16ToF32(h uint16) float32 {
 		return math.Float32frombits(uint32(h>>15)<<31 | (e+112)<<23 | uint32(h&0x3ff)<<13)
 	}
 	return weights.F16ToF32(h)
+}
+
+// gemvQuant is gemv (few rows of A) on a quantized B: each task
+// dequantizes 16 rows of B at a time into an L2-resident float32 scratch
+// and runs gemv's loops on it. Rows are dotted in the same groups of 4
+// (dot4) and the same tail (dotGo, the last n%4 rows) as gemv on the whole
+// dequantized matrix, so the result is the chunked path's bit for bit.
+func gemvQuant(stop *atomic.Bool, c, a []float32, src bSource, bias []float32, m, n, k int) {
+	threads := numThreads()
+	if m*n*k < inlineFlops {
+		threads = 1
+	}
+	rowsPer := max(16, roundUp(ceilDiv(n, 8*threads), 16))
+	ntask := ceilDiv(n, rowsPer)
+	bs, bb := src.dt.BlockSize(), src.dt.BlockBytes()
+	parallelFor(threads, ntask, stop, func(_, t int) {
+		j0, j1 := t*rowsPer, min(n, (t+1)*rowsPer)
+		buf := getBuf(16*k + max(16*(k/bs), quantScaleFloats(src.dt)))
+		defer putBuf(buf)
+		tmp, sc := (*buf)[:16*k], (*buf)[16*k:]
+		var sums [4]float32
+		for g0 := j0; g0 < j1; g0 += 16 {
+			rows := min(16, j1-g0)
+			raw := src.raw[g0*src.rb : (g0+rows)*src.rb]
+			if rows < 16 || !dequant16Rows(tmp, raw, src.rb, src.dt, k, sc) {
+				for r := range rows {
+					row, out := raw[r*src.rb:(r+1)*src.rb], tmp[r*k:(r+1)*k]
+					if dequantBlocksAsm(out, row, src.dt, sc) {
+						continue
+					}
+					for i := range k / bs {
+						src.deq(out[i*bs:(i+1)*bs], row[i*bb:(i+1)*bb])
+					}
+				}
+			}
+			f := bSource{kind: srcF32T, f32: tmp[:rows*k], n: rows, k: k}
+			j := 0
+			for ; j+4 <= rows && dot4Available(); j += 4 {
+				for p0 := 0; p0 < k; p0 += gemvChunk {
+					pn := min(gemvChunk, k-p0)
+					for i := 0; i < m; i++ {
+						dot4(&sums, a[i*k+p0:i*k+p0+pn], &f, j, p0, nil)
+						cq := c[i*n+g0+j : i*n+g0+j+4 : i*n+g0+j+4]
+						if p0 == 0 {
+							cq[0], cq[1], cq[2], cq[3] = sums[0], sums[1], sums[2], sums[3]
+						} else {
+							cq[0], cq[1], cq[2], cq[3] = cq[0]+sums[0], cq[1]+sums[1], cq[2]+sums[2], cq[3]+sums[3]
+						}
+					}
+				}
+			}
+			for ; j < rows; j++ {
+				row := tmp[j*k : (j+1)*k]
+				for i := 0; i < m; i++ {
+					c[i*n+g0+j] = dotGo(a[i*k:(i+1)*k], row)
+				}
+			}
+		}
+		if bias != nil {
+			for i := 0; i < m; i++ {
+				crow := c[i*n+j0 : i*n+j1]
+				for jj, bv := range bias[j0:j1] {
+					crow[jj] += bv
+				}
+			}
+		}
+	})
 }

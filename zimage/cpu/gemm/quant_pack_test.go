@@ -22,7 +22,8 @@ func TestMatMulBTQuantPackedExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	types := []weights.DType{weights.Q8_0, weights.Q4_0, weights.Q4_1, weights.Q5_0, weights.Q5_1,
 		weights.Q2_K, weights.Q3_K, weights.Q4_K, weights.Q5_K, weights.Q6_K}
-	shapes := [][3]int{{9, 5, 256}, {16, 33, 512}, {37, 70, 768}, {64, 131, 1280}, {13, 300, 256}}
+	shapes := [][3]int{{9, 5, 256}, {16, 33, 512}, {37, 70, 768}, {64, 131, 1280}, {13, 300, 256},
+		{1, 5, 256}, {3, 33, 512}, {8, 70, 768}, {5, 131, 1280}, {2, 300, 256}, {1, 64, 8448}}
 	for _, tr := range []bool{true, false} {
 		useTranspose = tr && useTranspose
 		useQuantPanel = tr && useQuantPanel

@@ -93,3 +93,73 @@ func qtrQ5_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32,
 //
 //go:noescape
 func qtrQ6_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
+
+// qrowQ8_0 dequantizes nblk whole Q8_0 blocks of each of 16 rows (row
+// stride srcStride bytes) into 16 rows of float32 (row stride dstStride
+// bytes); sc and idx as for qtrQ8_0.
+//
+//go:noescape
+func qrowQ8_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, nblk int)
+
+// qrowQ4_0 dequantizes nblk whole Q4_0 blocks of each of 16 rows (row
+// stride srcStride bytes) into 16 rows of float32 (row stride dstStride
+// bytes); sc and idx as for qtrQ4_0.
+//
+//go:noescape
+func qrowQ4_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, nblk int)
+
+// qrowQ4_1 dequantizes nblk whole Q4_1 blocks of each of 16 rows (row
+// stride srcStride bytes) into 16 rows of float32 (row stride dstStride
+// bytes); sc and idx as for qtrQ4_1.
+//
+//go:noescape
+func qrowQ4_1(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, nblk int)
+
+// qrowQ5_0 dequantizes nblk whole Q5_0 blocks of each of 16 rows (row
+// stride srcStride bytes) into 16 rows of float32 (row stride dstStride
+// bytes); sc and idx as for qtrQ5_0.
+//
+//go:noescape
+func qrowQ5_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, nblk int)
+
+// qrowQ5_1 dequantizes nblk whole Q5_1 blocks of each of 16 rows (row
+// stride srcStride bytes) into 16 rows of float32 (row stride dstStride
+// bytes); sc and idx as for qtrQ5_1.
+//
+//go:noescape
+func qrowQ5_1(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, nblk int)
+
+// qrowQ2_K dequantizes nblk whole Q2_K blocks of each of 16 rows (row
+// stride srcStride bytes) into 16 rows of float32 (row stride dstStride
+// bytes); sc and idx as for qtrQ2_K.
+//
+//go:noescape
+func qrowQ2_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, nblk int)
+
+// qrowQ3_K dequantizes nblk whole Q3_K blocks of each of 16 rows (row
+// stride srcStride bytes) into 16 rows of float32 (row stride dstStride
+// bytes); sc and idx as for qtrQ3_K.
+//
+//go:noescape
+func qrowQ3_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, nblk int)
+
+// qrowQ4_K dequantizes nblk whole Q4_K blocks of each of 16 rows (row
+// stride srcStride bytes) into 16 rows of float32 (row stride dstStride
+// bytes); sc and idx as for qtrQ4_K.
+//
+//go:noescape
+func qrowQ4_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, nblk int)
+
+// qrowQ5_K dequantizes nblk whole Q5_K blocks of each of 16 rows (row
+// stride srcStride bytes) into 16 rows of float32 (row stride dstStride
+// bytes); sc and idx as for qtrQ5_K.
+//
+//go:noescape
+func qrowQ5_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, nblk int)
+
+// qrowQ6_K dequantizes nblk whole Q6_K blocks of each of 16 rows (row
+// stride srcStride bytes) into 16 rows of float32 (row stride dstStride
+// bytes); sc and idx as for qtrQ6_K.
+//
+//go:noescape
+func qrowQ6_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, nblk int)

@@ -107,3 +107,40 @@ func BenchmarkPackQuantPanel(b *testing.B) {
 		})
 	}
 }
+
+// TestDequant16Rows checks the row-major block kernels (the GEMV path's
+// dequantizer) against weights' dequantizer bit for bit on random bytes.
+func TestDequant16Rows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, dt := range []weights.DType{weights.Q8_0, weights.Q4_0, weights.Q4_1, weights.Q5_0, weights.Q5_1,
+		weights.Q2_K, weights.Q3_K, weights.Q4_K, weights.Q5_K, weights.Q6_K} {
+		for _, nb := range []int{1, 3, 10} {
+			k := nb * dt.BlockSize()
+			rb, _ := dt.RowBytes(k)
+			raw := make([]byte, 16*rb)
+			for i := range raw {
+				raw[i] = byte(rng.IntN(256))
+			}
+			want := make([]float32, 16*k)
+			if err := weights.Dequantize(want, raw, dt); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]float32, 16*k)
+			if !dequant16Rows(got, raw, rb, dt, k, make([]float32, quantScaleFloats(dt))) {
+				if useQuantPanel {
+					t.Fatalf("%v: no row kernel", dt)
+				}
+				t.Skip("no row kernels on this CPU")
+			}
+			for i := range got {
+				g, w := got[i], want[i]
+				if math.IsNaN(float64(w)) && math.IsNaN(float64(g)) {
+					continue
+				}
+				if math.Float32bits(g) != math.Float32bits(w) {
+					t.Fatalf("%v nb=%d: row %d value %d = %g (%#x), reference %g (%#x)", dt, nb, i/k, i%k, g, math.Float32bits(g), w, math.Float32bits(w))
+				}
+			}
+		}
+	}
+}
