@@ -363,6 +363,34 @@ func main() {
 			"//go:noescape\nfunc qrow%s(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, nblk int)\n",
 			t.name, t.name, t.name, t.name)
 	}
+	for _, t := range types {
+		emitScales(&s, t)
+		emitDot4(&s, t)
+		fmt.Fprintf(&d, "\n// qsc%s writes the scale tables (as qtr%s computes them) of nblk\n"+
+			"// blocks of 16 rows to sc, one after the other.\n//\n"+
+			"//go:noescape\nfunc qsc%s(sc *float32, src *byte, idx *int32, nblk int)\n", t.name, t.name, t.name)
+		fmt.Fprintf(&d, "\n// qdot4%s is dot4avx512F32 on 4 rows of %s blocks (row stride\n"+
+			"// srcStride bytes): out[r] = a · row r over nblk blocks, the values\n"+
+			"// dequantized on the fly, scales from a qsc%s table (sc points at row\n"+
+			"// 0's entry of the first block), with dot4avx512F32's accumulators and\n"+
+			"// reduction, so the same sums bit for bit.\n//\n"+
+			"//go:noescape\nfunc qdot4%s(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)\n",
+			t.name, t.name, t.name, t.name)
+	}
+	for _, t := range types {
+		for _, rm := range dotRMs {
+			r, m := rm[0], rm[1]
+			emitDotRM(&s, t, r, m)
+			fmt.Fprintf(&d, "\n// qdot%dx%dx%s sets out[i·%d+r] = a_i · b_r for %d rows a_i of A (row\n"+
+				"// stride lda bytes) and %d rows b_r of %s blocks (row stride srcStride\n"+
+				"// bytes), each value dequantized once (scales from a qsc%s table; sc at\n"+
+				"// row 0's entry of the first block), with dot4avx512F32's accumulators\n"+
+				"// and reduction per pair, so the same sums bit for bit. out needs %d\n"+
+				"// floats.\n//\n"+
+				"//go:noescape\nfunc qdot%dx%dx%s(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)\n",
+				r, m, t.name, r, m, r, t.name, t.name, roundUp4(r*m), r, m, t.name)
+		}
+	}
 	must(os.WriteFile("quant_panel_amd64.s", s.Bytes(), 0o644))
 	must(os.WriteFile("quant_panel_decl_amd64.go", d.Bytes(), 0o644))
 }
@@ -480,6 +508,233 @@ func emitRows(w *bytes.Buffer, t qtype) {
 	p("DECQ CX")
 	p("JNE %s_block", name)
 	fmt.Fprintf(w, "%s_done:\n", name)
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// emitScales writes qsc<type>: the scale prologue of the kernels in a
+// loop over blocks.
+func emitScales(w *bytes.Buffer, t qtype) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
+	name := "qsc" + t.name
+	fmt.Fprintf(w, "\n// func %s(sc *float32, src *byte, idx *int32, nblk int)\n", name)
+	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-32\n", name)
+	p("MOVQ sc+0(FP), R10")
+	p("MOVQ src+8(FP), SI")
+	p("MOVQ idx+16(FP), R11")
+	p("MOVQ nblk+24(FP), CX")
+	p("TESTQ CX, CX")
+	p("JEQ %s_done", name)
+	fmt.Fprintf(w, "%s_block:\n", name)
+	p("VMOVDQU32 (R11), Z16")
+	t.scales(p)
+	p("ADDQ $%d, SI", t.bb)
+	p("ADDQ $%d, R10", t.tables*t.groups*64)
+	p("DECQ CX")
+	p("JNE %s_block", name)
+	fmt.Fprintf(w, "%s_done:\n", name)
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// emitDot4 writes qdot4<type>: per 32 values (two chunks c, c+1), the
+// vector of a and, per row r, the dequantized chunk values into
+// accumulator 2r + c%2 by FMA, then dot4avx512F32's reduction.
+func emitDot4(w *bytes.Buffer, t qtype) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
+	name := "qdot4" + t.name
+	fmt.Fprintf(w, "\n// func %s(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)\n", name)
+	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-48\n", name)
+	p("MOVQ a+0(FP), DI")
+	p("MOVQ src+8(FP), SI")
+	p("MOVQ srcStride+16(FP), R8")
+	p("MOVQ sc+24(FP), R10")
+	p("MOVQ nblk+32(FP), CX")
+	p("MOVQ out+40(FP), DX")
+	p("LEAQ (R8)(R8*2), R9")
+	for i := 0; i < 8; i++ {
+		p("VPXORD %s, %s, %s", z(i), z(i), z(i))
+	}
+	// Constants that do not change with the chunk.
+	seen := map[int]bool{}
+	for c := 0; c < t.cpb; c++ {
+		for _, k := range t.consts(c) {
+			if k != kBit && !seen[k] {
+				seen[k] = true
+				p("VPBROADCASTD qconst<>+%d(SB), %s", constOff[k], z(k))
+			}
+		}
+	}
+	p("TESTQ CX, CX")
+	p("JEQ %s_reduce", name)
+	fmt.Fprintf(w, "%s_block:\n", name)
+	rows := []string{"(SI)", "(SI)(R8*1)", "(SI)(R8*2)", "(SI)(R9*1)"}
+	for c := 0; c < t.cpb; c++ {
+		for _, k := range t.consts(c) {
+			if k == kBit {
+				p("VPBROADCASTD qconst<>+%d(SB), %s", bitsOff+4*t.bit(c), z(kBit))
+			}
+		}
+		p("VMOVUPS %d(DI), Z8", 64*c)
+		g := t.group(c)
+		for r := 0; r < 4; r++ {
+			addr := func(disp int) string {
+				if disp == 0 {
+					return rows[r]
+				}
+				return fmt.Sprintf("%d%s", disp, rows[r])
+			}
+			if c == 0 {
+				p("PREFETCHT0 %s", addr(max(256, 2*t.bb)))
+			}
+			zr, zt := z(9+r), z(13+r)
+			t.row(p, c, addr, zr, zt)
+			p("VCVTDQ2PS %s, %s", zr, zr)
+			p("VMULPS.BCST %d(R10), %s, %s", g*64+4*r, zr, zr)
+			switch t.op {
+			case opMulSub:
+				p("VSUBPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
+			case opMulAdd:
+				p("VADDPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
+			}
+			p("VFMADD231PS %s, Z8, %s", zr, z(2*r+c%2))
+		}
+	}
+	p("ADDQ $%d, DI", 64*t.cpb)
+	p("ADDQ $%d, SI", t.bb)
+	p("ADDQ $%d, R10", t.tables*t.groups*64)
+	p("DECQ CX")
+	p("JNE %s_block", name)
+	fmt.Fprintf(w, "%s_reduce:\n", name)
+	// As dot4avx512F32 (gen_kernels.go emitDot4).
+	x := func(i int) string { return fmt.Sprintf("X%d", i) }
+	yy := func(i int) string { return fmt.Sprintf("Y%d", i) }
+	for r := 0; r < 4; r++ {
+		p("VADDPS %s, %s, %s", z(2*r+1), z(2*r), z(2*r))
+		p("VEXTRACTF64X4 $1, %s, %s", z(2*r), yy(8))
+		p("VADDPS %s, %s, %s", yy(8), yy(2*r), yy(2*r))
+		p("VEXTRACTF128 $1, %s, %s", yy(2*r), x(8))
+		p("VADDPS %s, %s, %s", x(8), x(2*r), x(2*r))
+	}
+	p("VHADDPS %s, %s, %s", x(2), x(0), x(8))
+	p("VHADDPS %s, %s, %s", x(6), x(4), x(9))
+	p("VHADDPS %s, %s, %s", x(9), x(8), x(10))
+	p("VMOVUPS %s, (DX)", x(10))
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// dotRMs are the rows of B and of A of the qdotRxM kernels (2·R·M
+// accumulators).
+var dotRMs = [][2]int{{4, 2}, {2, 4}}
+
+func roundUp4(m int) int { return (m + 3) &^ 3 }
+
+// emitDotRM writes qdot<R>x<M>x<type>: R rows of B against M rows of A,
+// each value of B dequantized once for all M; accumulators 2p, 2p+1 for
+// the pair p = i·R + r (chunks c%2) as dot4avx512F32 has for each row.
+func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
+	name := fmt.Sprintf("qdot%dx%dx%s", R, M, t.name)
+	np := R * M
+	fmt.Fprintf(w, "\n// func %s(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)\n", name)
+	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-56\n", name)
+	p("MOVQ a+0(FP), DI")
+	p("MOVQ lda+8(FP), R8")
+	p("MOVQ src+16(FP), SI")
+	p("MOVQ srcStride+24(FP), R12")
+	p("MOVQ sc+32(FP), R10")
+	p("MOVQ nblk+40(FP), CX")
+	p("MOVQ out+48(FP), DX")
+	p("LEAQ (R8)(R8*2), R9")
+	p("LEAQ (R12)(R12*2), R13")
+	for i := 0; i < 2*np; i++ {
+		p("VPXORD %s, %s, %s", z(i), z(i), z(i))
+	}
+	seen := map[int]bool{}
+	for c := 0; c < t.cpb; c++ {
+		for _, k := range t.consts(c) {
+			if k != kBit && !seen[k] {
+				seen[k] = true
+				p("VPBROADCASTD qconst<>+%d(SB), %s", constOff[k], z(k))
+			}
+		}
+	}
+	p("TESTQ CX, CX")
+	p("JEQ %s_reduce", name)
+	fmt.Fprintf(w, "%s_block:\n", name)
+	if M > 4 {
+		p("LEAQ (DI)(R8*4), R11")
+	}
+	arows := []string{"(DI)", "(DI)(R8*1)", "(DI)(R8*2)", "(DI)(R9*1)", "(R11)", "(R11)(R8*1)", "(R11)(R8*2)", "(R11)(R9*1)"}
+	brows := []string{"(SI)", "(SI)(R12*1)", "(SI)(R12*2)", "(SI)(R13*1)"}
+	for c := 0; c < t.cpb; c++ {
+		for _, k := range t.consts(c) {
+			if k == kBit {
+				p("VPBROADCASTD qconst<>+%d(SB), %s", bitsOff+4*t.bit(c), z(kBit))
+			}
+		}
+		g := t.group(c)
+		for r := 0; r < R; r++ {
+			addr := func(disp int) string {
+				if disp == 0 {
+					return brows[r]
+				}
+				return fmt.Sprintf("%d%s", disp, brows[r])
+			}
+			if c == 0 {
+				p("PREFETCHT0 %s", addr(max(256, 2*t.bb)))
+			}
+			zr, zt := z(16+r), z(20+r)
+			t.row(p, c, addr, zr, zt)
+			p("VCVTDQ2PS %s, %s", zr, zr)
+			p("VMULPS.BCST %d(R10), %s, %s", g*64+4*r, zr, zr)
+			switch t.op {
+			case opMulSub:
+				p("VSUBPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
+			case opMulAdd:
+				p("VADDPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
+			}
+		}
+		for i := 0; i < M; i++ {
+			if R == 1 {
+				p("VFMADD231PS %d%s, Z16, %s", 64*c, arows[i], z(2*i+c%2))
+				continue
+			}
+			p("VMOVUPS %d%s, Z%d", 64*c, arows[i], 20+R-1) // zt of the last row: free now
+			for r := 0; r < R; r++ {
+				p("VFMADD231PS %s, Z%d, %s", z(16+r), 20+R-1, z(2*(i*R+r)+c%2))
+			}
+		}
+	}
+	p("ADDQ $%d, DI", 64*t.cpb)
+	p("ADDQ $%d, SI", t.bb)
+	p("ADDQ $%d, R10", t.tables*t.groups*64)
+	p("DECQ CX")
+	p("JNE %s_block", name)
+	fmt.Fprintf(w, "%s_reduce:\n", name)
+	// Per pair, dot4avx512F32's reduction: the two accumulators, then folds
+	// to 128 bits, then for 4 pairs at a time three horizontal adds.
+	x := func(i int) string { return fmt.Sprintf("X%d", i) }
+	yy := func(i int) string { return fmt.Sprintf("Y%d", i) }
+	for i := 0; i < np; i++ {
+		p("VADDPS %s, %s, %s", z(2*i+1), z(2*i), z(2*i))
+		t := 2*i + 1 // free now
+		p("VEXTRACTF64X4 $1, %s, %s", z(2*i), yy(t))
+		p("VADDPS %s, %s, %s", yy(t), yy(2*i), yy(2*i))
+		p("VEXTRACTF128 $1, %s, %s", yy(2*i), x(t))
+		p("VADDPS %s, %s, %s", x(t), x(2*i), x(2*i))
+	}
+	for i := np; i < roundUp4(np); i++ {
+		p("VPXORD %s, %s, %s", z(2*i), z(2*i), z(2*i))
+	}
+	for q := 0; q < roundUp4(np)/4; q++ {
+		r := 8 * q // x(r), x(r+2), x(r+4), x(r+6): pairs 4q..4q+3
+		p("VHADDPS %s, %s, %s", x(r+2), x(r), x(r+1))
+		p("VHADDPS %s, %s, %s", x(r+6), x(r+4), x(r+3))
+		p("VHADDPS %s, %s, %s", x(r+3), x(r+1), x(r+5))
+		p("VMOVUPS %s, %d(DX)", x(r+5), 16*q)
+	}
 	p("VZEROUPPER")
 	p("RET")
 }

@@ -182,6 +182,11 @@ func f16ToF32(h uint16) float32 {
 	return weights.F16ToF32(h)
 }
 
+// quantFusedMaxM is the largest m for which gemvQuant dots the blocks
+// directly (dequantizing each value once per row of A) instead of
+// dequantizing 16 rows of B into a scratch first.
+var quantFusedMaxM = 8
+
 // gemvQuant is gemv (few rows of A) on a quantized B: each task
 // dequantizes 16 rows of B at a time into an L2-resident float32 scratch
 // and runs gemv's loops on it. Rows are dotted in the same groups of 4
@@ -200,10 +205,19 @@ func gemvQuant(stop *atomic.Bool, c, a []float32, src bSource, bias []float32, m
 		buf := getBuf(16*k + max(16*(k/bs), quantScaleFloats(src.dt)))
 		defer putBuf(buf)
 		tmp, sc := (*buf)[:16*k], (*buf)[16*k:]
+		var tab []float32
+		if m <= quantFusedMaxM {
+			tb := getBuf(k / bs * max(1, quantScaleFloats(src.dt)))
+			defer putBuf(tb)
+			tab = *tb
+		}
 		var sums [4]float32
 		for g0 := j0; g0 < j1; g0 += 16 {
 			rows := min(16, j1-g0)
 			raw := src.raw[g0*src.rb : (g0+rows)*src.rb]
+			if rows == 16 && tab != nil && gemvQuantFused(c, a, raw, src.rb, src.dt, m, n, k, g0, tab) {
+				continue
+			}
 			if rows < 16 || !dequant16Rows(tmp, raw, src.rb, src.dt, k, sc) {
 				for r := range rows {
 					row, out := raw[r*src.rb:(r+1)*src.rb], tmp[r*k:(r+1)*k]

@@ -13,7 +13,8 @@ import (
 // packed panels gives bit for bit the result of the chunked
 // dequantize-then-multiply path, on ragged shapes, with k blocks that start
 // inside a quantization block (small kcMax), with and without the
-// assembly transposer and dequantizers.
+// assembly transposer and dequantizers; with m ≤ 8 (the GEMV path) with the
+// fused dot kernels and with the row kernels' scratch.
 func TestMatMulBTQuantPackedExact(t *testing.T) {
 	defer func(v int) { kcMax = v }(kcMax)
 	defer func(v bool) { useTranspose = v }(useTranspose)
@@ -23,11 +24,13 @@ func TestMatMulBTQuantPackedExact(t *testing.T) {
 	types := []weights.DType{weights.Q8_0, weights.Q4_0, weights.Q4_1, weights.Q5_0, weights.Q5_1,
 		weights.Q2_K, weights.Q3_K, weights.Q4_K, weights.Q5_K, weights.Q6_K}
 	shapes := [][3]int{{9, 5, 256}, {16, 33, 512}, {37, 70, 768}, {64, 131, 1280}, {13, 300, 256},
-		{1, 5, 256}, {3, 33, 512}, {8, 70, 768}, {5, 131, 1280}, {2, 300, 256}, {1, 64, 8448}}
-	for _, tr := range []bool{true, false} {
+		{1, 5, 256}, {3, 33, 512}, {8, 70, 768}, {5, 131, 1280}, {2, 300, 256}, {1, 64, 8448}, {7, 48, 4608}}
+	defer func(v int) { quantFusedMaxM = v }(quantFusedMaxM)
+	for mode, tr := range []bool{true, true, false} {
 		useTranspose = tr && useTranspose
 		useQuantPanel = tr && useQuantPanel
 		useDequantAsm = tr && useDequantAsm
+		quantFusedMaxM = []int{8, 0, 8}[mode] // mode 1: GEMV through the row kernels' scratch
 		for _, kc := range []int{1024, 200} {
 			kcMax = kc
 			for _, dt := range types {
