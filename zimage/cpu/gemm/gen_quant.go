@@ -356,14 +356,6 @@ func main() {
 			t.name, t.name, t.cpb, t.tables*t.groups*16, t.name)
 	}
 	for _, t := range types {
-		emitRows(&s, t)
-		fmt.Fprintf(&d, "\n// qrow%s dequantizes nblk whole %s blocks of each of 16 rows (row\n"+
-			"// stride srcStride bytes) into 16 rows of float32 (row stride dstStride\n"+
-			"// bytes); sc and idx as for qtr%s.\n//\n"+
-			"//go:noescape\nfunc qrow%s(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, nblk int)\n",
-			t.name, t.name, t.name, t.name)
-	}
-	for _, t := range types {
 		emitScales(&s, t)
 		emitDot4(&s, t)
 		fmt.Fprintf(&d, "\n// qsc%s writes the scale tables (as qtr%s computes them) of nblk\n"+
@@ -436,77 +428,6 @@ func emitPanel(w *bytes.Buffer, t qtype) {
 	p("ADDQ $%d, SI", t.bb)
 	p("XORQ AX, AX")
 	p("JMP %s_block", name)
-	fmt.Fprintf(w, "%s_done:\n", name)
-	p("VZEROUPPER")
-	p("RET")
-}
-
-// emitRows writes qrow<type>: the row-major form of qtr<type> (no
-// transpose: each row's values are scaled by the broadcast scales of its
-// row), for the products with few rows of A, which read B by rows.
-func emitRows(w *bytes.Buffer, t qtype) {
-	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
-	name := "qrow" + t.name
-	fmt.Fprintf(w, "\n// func %s(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, nblk int)\n", name)
-	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-56\n", name)
-	p("MOVQ dst+0(FP), DI")
-	p("MOVQ dstStride+8(FP), DX")
-	p("MOVQ src+16(FP), SI")
-	p("MOVQ srcStride+24(FP), R8")
-	p("MOVQ sc+32(FP), R10")
-	p("MOVQ idx+40(FP), R11")
-	p("MOVQ nblk+48(FP), CX")
-	p("LEAQ (R8)(R8*2), R9")  // 3·srcStride
-	p("LEAQ (DX)(DX*2), R12") // 3·dstStride
-	p("TESTQ CX, CX")
-	p("JEQ %s_done", name)
-	fmt.Fprintf(w, "%s_block:\n", name)
-	p("VMOVDQU32 (R11), Z16")
-	t.scales(p)
-	for c := 0; c < t.cpb; c++ {
-		for _, k := range t.consts(c) {
-			off := constOff[k]
-			if k == kBit {
-				off = bitsOff + 4*t.bit(c)
-			}
-			p("VPBROADCASTD qconst<>+%d(SB), %s", off, z(k))
-		}
-		p("MOVQ SI, BX")
-		p("MOVQ DI, R13")
-		g := t.group(c)
-		for r := 0; r < 16; r++ {
-			if r > 0 && r%4 == 0 {
-				p("LEAQ (BX)(R8*4), BX")
-				p("LEAQ (R13)(DX*4), R13")
-			}
-			base := []string{"(BX)", "(BX)(R8*1)", "(BX)(R8*2)", "(BX)(R9*1)"}[r%4]
-			dbase := []string{"(R13)", "(R13)(DX*1)", "(R13)(DX*2)", "(R13)(R12*1)"}[r%4]
-			addr := func(disp int) string {
-				if disp == 0 {
-					return base
-				}
-				return fmt.Sprintf("%d%s", disp, base)
-			}
-			if c == 0 {
-				p("PREFETCHT0 %s", addr(max(256, 2*t.bb)))
-			}
-			zr := z(r % 8)
-			t.row(p, c, addr, zr, z(8+r%8))
-			p("VCVTDQ2PS %s, %s", zr, zr)
-			p("VMULPS.BCST %d(R10), %s, %s", g*64+4*r, zr, zr)
-			switch t.op {
-			case opMulSub:
-				p("VSUBPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
-			case opMulAdd:
-				p("VADDPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
-			}
-			p("VMOVUPS %s, %d%s", zr, 64*c, dbase)
-		}
-	}
-	p("ADDQ $%d, SI", t.bb)
-	p("ADDQ $%d, DI", 64*t.cpb)
-	p("DECQ CX")
-	p("JNE %s_block", name)
 	fmt.Fprintf(w, "%s_done:\n", name)
 	p("VZEROUPPER")
 	p("RET")

@@ -13,13 +13,15 @@ import (
 //
 // B stays in its blocks in memory. With more than gemvMaxM rows of A the
 // float32 blocked GEMM runs on a quantized source: each task dequantizes
-// the blocks it needs straight into its packed B panels (packQuantPanel;
-// AVX-512 dequantizers for the common types), one pass over the weights
-// per A block. With fewer rows (the GEMV path) the product walks B in
-// chunks of rows (a few MiB of float32 each), dequantizes a chunk with all
-// threads and multiplies it into a [m, chunk] tile copied into C. Both give
-// the float32 GEMM's result on the dequantized matrix, bit for bit; memory
-// stays at the quantized size plus the scratch.
+// the blocks it needs straight into its packed B panels (packQuantPanel:
+// on AVX-512, generated kernels that dequantize 16 rows × 16 values in
+// registers and transpose them into the panel, gen_quant.go), one pass
+// over the weights per A block. With fewer rows (the GEMV path, gemvQuant)
+// generated kernels dot the blocks directly, dequantizing in registers.
+// Both give the float32 GEMM's result on the dequantized matrix, bit for
+// bit (the chunked mode, kept as the tests' reference, dequantizes chunks
+// of B rows and multiplies them with the float32 engine); memory stays at
+// the quantized size plus small scratch.
 
 // quantChunkBytes bounds the float32 scratch of one chunk of B rows.
 const quantChunkBytes = 4 << 20
@@ -187,11 +189,12 @@ func f16ToF32(h uint16) float32 {
 // dequantizing 16 rows of B into a scratch first.
 var quantFusedMaxM = 8
 
-// gemvQuant is gemv (few rows of A) on a quantized B: each task
-// dequantizes 16 rows of B at a time into an L2-resident float32 scratch
-// and runs gemv's loops on it. Rows are dotted in the same groups of 4
-// (dot4) and the same tail (dotGo, the last n%4 rows) as gemv on the whole
-// dequantized matrix, so the result is the chunked path's bit for bit.
+// gemvQuant is gemv (few rows of A) on a quantized B, 16 rows of B at a
+// time: with the fused dot kernels where they apply (gemvQuantFused), else
+// dequantized into an L2-resident float32 scratch that gemv's loops read.
+// Rows are dotted in the same groups of 4 (dot4's arithmetic) and the same
+// tail (dotGo, the last n%4 rows) as gemv on the whole dequantized matrix,
+// so the result is the chunked path's bit for bit.
 func gemvQuant(stop *atomic.Bool, c, a []float32, src bSource, bias []float32, m, n, k int) {
 	threads := numThreads()
 	if m*n*k < inlineFlops {
@@ -202,7 +205,7 @@ func gemvQuant(stop *atomic.Bool, c, a []float32, src bSource, bias []float32, m
 	bs, bb := src.dt.BlockSize(), src.dt.BlockBytes()
 	parallelFor(threads, ntask, stop, func(_, t int) {
 		j0, j1 := t*rowsPer, min(n, (t+1)*rowsPer)
-		buf := getBuf(16*k + max(16*(k/bs), quantScaleFloats(src.dt)))
+		buf := getBuf(16*k + 16*(k/bs))
 		defer putBuf(buf)
 		tmp, sc := (*buf)[:16*k], (*buf)[16*k:]
 		var tab []float32
@@ -218,15 +221,13 @@ func gemvQuant(stop *atomic.Bool, c, a []float32, src bSource, bias []float32, m
 			if rows == 16 && tab != nil && gemvQuantFused(c, a, raw, src.rb, src.dt, m, n, k, g0, tab) {
 				continue
 			}
-			if rows < 16 || !dequant16Rows(tmp, raw, src.rb, src.dt, k, sc) {
-				for r := range rows {
-					row, out := raw[r*src.rb:(r+1)*src.rb], tmp[r*k:(r+1)*k]
-					if dequantBlocksAsm(out, row, src.dt, sc) {
-						continue
-					}
-					for i := range k / bs {
-						src.deq(out[i*bs:(i+1)*bs], row[i*bb:(i+1)*bb])
-					}
+			for r := range rows {
+				row, out := raw[r*src.rb:(r+1)*src.rb], tmp[r*k:(r+1)*k]
+				if dequantBlocksAsm(out, row, src.dt, sc) {
+					continue
+				}
+				for i := range k / bs {
+					src.deq(out[i*bs:(i+1)*bs], row[i*bb:(i+1)*bb])
 				}
 			}
 			f := bSource{kind: srcF32T, f32: tmp[:rows*k], n: rows, k: k}

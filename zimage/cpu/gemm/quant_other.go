@@ -14,10 +14,6 @@ var useQuantPanel = false
 
 func packQuantFused(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) int { return 0 }
 
-func dequant16Rows(dst []float32, raw []byte, rb int, dt weights.DType, k int, sc []float32) bool {
-	return false
-}
-
 func gemvQuantFused(c, a []float32, raw []byte, rb int, dt weights.DType, m, n, k, g0 int, tab []float32) bool {
 	return false
 }

@@ -97,53 +97,6 @@ func packQuantFused(panel []float32, nr int, src *bSource, jbase, cols, p0, kb i
 	return groups * 16
 }
 
-type qrowFunc func(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, nblk int)
-
-func qrowKernel(dt weights.DType) qrowFunc {
-	switch dt {
-	case weights.Q8_0:
-		return qrowQ8_0
-	case weights.Q4_0:
-		return qrowQ4_0
-	case weights.Q4_1:
-		return qrowQ4_1
-	case weights.Q5_0:
-		return qrowQ5_0
-	case weights.Q5_1:
-		return qrowQ5_1
-	case weights.Q2_K:
-		return qrowQ2_K
-	case weights.Q3_K:
-		return qrowQ3_K
-	case weights.Q4_K:
-		return qrowQ4_K
-	case weights.Q5_K:
-		return qrowQ5_K
-	case weights.Q6_K:
-		return qrowQ6_K
-	}
-	return nil
-}
-
-// dequant16Rows dequantizes 16 whole rows of B (row r at raw[r*rb:], k
-// values) into dst (row r at dst[r*k:]) with the row kernels, and reports
-// whether it could (sc: scratch of quantScaleFloats(dt) floats).
-func dequant16Rows(dst []float32, raw []byte, rb int, dt weights.DType, k int, sc []float32) bool {
-	fn := qrowKernel(dt)
-	if !useQuantPanel || fn == nil || 15*rb > math.MaxInt32 || k == 0 {
-		return fn != nil && k == 0
-	}
-	var idx [16]int32
-	for r := range idx {
-		idx[r] = int32(r * rb)
-	}
-	_ = raw[15*rb+rb-1]
-	_ = dst[16*k-1]
-	_ = sc[quantScaleFloats(dt)-1]
-	fn(&dst[0], 4*k, &raw[0], rb, &sc[0], &idx[0], k/dt.BlockSize())
-	return true
-}
-
 type qscFunc func(sc *float32, src *byte, idx *int32, nblk int)
 
 type qdot4Func func(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)
