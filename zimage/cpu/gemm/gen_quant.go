@@ -51,6 +51,25 @@ const bitsOff = 28 // 1<<i at bitsOff + 4i, i < 8
 
 const off63 = 60 // 63
 
+// Byte-replicated constants (offsets in qconst<>).
+const (
+	offB0F = 64 // 0x0f0f0f0f
+	offB30 = 68 // 0x30303030
+	offB20 = 72 // 0x20202020
+	offB10 = 76 // 0x10101010
+	offB03 = 80 // 0x03030303
+	offB04 = 84 // 0x04040404
+)
+
+func cOff(t qtype, k int) int {
+	if o, ok := t.coff[k]; ok {
+		return o
+	}
+	return constOff[k]
+}
+
+func x(zr string) string { return "X" + zr[1:] }
+
 // Scale table helpers: registers Z17..Z23 hold gathered words, Z24..Z31
 // constants, Z0..Z15 are temporaries.
 
@@ -154,6 +173,9 @@ type qtype struct {
 	// the bit index from bit(c)).
 	consts func(c int) []int
 	bit    func(c int) int
+	// coff overrides constOff for this type (byte-replicated constants of
+	// the byte-level unpacking).
+	coff map[int]int
 	// row emits the integer unpacking of chunk c of one row into zr
 	// (addr(disp) gives the address of byte disp of the row's block).
 	row func(p func(string, ...any), c int, addr func(int) string, zr, zt string)
@@ -293,7 +315,7 @@ var types = []qtype{
 		}},
 	// Q6_K: in half h, quarter q of 32 elements: low (q < 2) or high nibbles
 	// of ql byte h·64 + (q%2)·32 + l, bits 2q of qh byte 128 + h·32 + l as
-	// bits 4-5; offset -32.
+	// bits 4-5; offset -32. Combined on the 16 bytes, then widened.
 	{name: "Q6_K", bb: 210, cpb: 16, tables: 1, groups: 16, op: opMul,
 		scales: func(p func(string, ...any)) {
 			// d: high half of the dword at 206 (the block ends at 210);
@@ -304,30 +326,36 @@ var types = []qtype{
 				gather(p, 192+4*i, z(20+i))
 			}
 			for g := range 16 {
-				x := z(20 + g/4)
+				xg := z(20 + g/4)
 				if sh := 24 - 8*(g%4); sh > 0 {
-					p("VPSLLD $%d, %s, Z0", sh, x)
-					x = "Z0"
+					p("VPSLLD $%d, %s, Z0", sh, xg)
+					xg = "Z0"
 				}
-				p("VPSRAD $24, %s, Z0", x)
+				p("VPSRAD $24, %s, Z0", xg)
 				scaleOut(p, "Z0", "Z18", g*64)
 			}
 		},
+		coff:  map[int]int{kMask15: offB0F, kMask30: offB30, kThirty: offB20},
 		group: func(c int) int { return c }, consts: func(int) []int { return []int{kMask15, kMask30, kThirty} },
 		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
 			h, q, l0 := c/8, c%8/2, 16*(c%2)
-			p("VPMOVZXBD %s, %s", addr(64*h+32*(q%2)+l0), zr)
-			nibble(p, q >= 2, zr)
-			p("VPMOVZXBD %s, %s", addr(128+32*h+l0), zt)
+			xr, xt := x(zr), x(zt)
+			p("VMOVDQU32 %s, %s", addr(64*h+32*(q%2)+l0), xr)
+			if q >= 2 {
+				p("VPSRLW $4, %s, %s", xr, xr)
+			}
+			p("VPANDD %s, %s, %s", x(z(kMask15)), xr, xr)
+			p("VMOVDQU32 %s, %s", addr(128+32*h+l0), xt)
 			switch sh := 4 - 2*q; {
 			case sh > 0:
-				p("VPSLLD $%d, %s, %s", sh, zt, zt)
+				p("VPSLLW $%d, %s, %s", sh, xt, xt)
 			case sh < 0:
-				p("VPSRLD $%d, %s, %s", -sh, zt, zt)
+				p("VPSRLW $%d, %s, %s", -sh, xt, xt)
 			}
-			// zr |= zt & 0x30
-			p("VPTERNLOGD $0xF8, %s, %s, %s", z(kMask30), zt, zr)
-			p("VPSUBD %s, %s, %s", z(kThirty), zr, zr)
+			// xr |= xt & 0x30, then -32, then widened
+			p("VPTERNLOGD $0xF8, %s, %s, %s", x(z(kMask30)), xt, xr)
+			p("VPSUBB %s, %s, %s", x(z(kThirty)), xr, xr)
+			p("VPMOVSXBD %s, %s", xr, zr)
 		}},
 }
 
@@ -339,7 +367,7 @@ func main() {
 	for i := range 8 {
 		vals = append(vals, 1<<i)
 	}
-	vals = append(vals, 63)
+	vals = append(vals, 63, 0x0f0f0f0f, 0x30303030, 0x20202020, 0x10101010, 0x03030303, 0x04040404)
 	for i, v := range vals {
 		fmt.Fprintf(&s, "DATA qconst<>+%d(SB)/4, $%#x\n", 4*i, v)
 	}
@@ -482,7 +510,7 @@ func emitDot4(w *bytes.Buffer, t qtype) {
 		for _, k := range t.consts(c) {
 			if k != kBit && !seen[k] {
 				seen[k] = true
-				p("VPBROADCASTD qconst<>+%d(SB), %s", constOff[k], z(k))
+				p("VPBROADCASTD qconst<>+%d(SB), %s", cOff(t, k), z(k))
 			}
 		}
 	}
@@ -577,7 +605,7 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 		for _, k := range t.consts(c) {
 			if k != kBit && !seen[k] {
 				seen[k] = true
-				p("VPBROADCASTD qconst<>+%d(SB), %s", constOff[k], z(k))
+				p("VPBROADCASTD qconst<>+%d(SB), %s", cOff(t, k), z(k))
 			}
 		}
 	}
@@ -666,7 +694,7 @@ func emitTile(p func(string, ...any), t qtype, c int) {
 		if k == kBit {
 			off = bitsOff + 4*t.bit(c)
 		} else {
-			off = constOff[k]
+			off = cOff(t, k)
 		}
 		p("VPBROADCASTD qconst<>+%d(SB), %s", off, z(k))
 	}
