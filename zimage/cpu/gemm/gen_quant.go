@@ -59,6 +59,37 @@ const (
 	offB10 = 76 // 0x10101010
 	offB03 = 80 // 0x03030303
 	offB04 = 84 // 0x04040404
+	offB08 = 88 // 0x08080808
+)
+
+// byte-level helpers (zmm registers of 4 rows × 16 bytes)
+
+func bnibble(p func(string, ...any), high bool, zr string) {
+	if high {
+		p("VPSRLW $4, %s, %s", zr, zr)
+	}
+	p("VPANDD %s, %s, %s", z(kMask15), zr, zr) // bytes 0x0f
+}
+
+// bshift shifts the bytes of zr left (sh > 0) or right by |sh| (bits
+// crossing into a neighbour byte are masked off by the caller).
+func bshift(p func(string, ...any), sh int, zr string) {
+	switch {
+	case sh > 0:
+		p("VPSLLW $%d, %s, %s", sh, zr, zr)
+	case sh < 0:
+		p("VPSRLW $%d, %s, %s", -sh, zr, zr)
+	}
+}
+
+var (
+	bc0F = [2]int{kMask15, offB0F}
+	bc30 = [2]int{kMask30, offB30}
+	bc20 = [2]int{kThirty, offB20}
+	bc10 = [2]int{kSixtn, offB10}
+	bc03 = [2]int{kThree, offB03}
+	bc04 = [2]int{kFour, offB04}
+	bc08 = [2]int{kEight, offB08}
 )
 
 func cOff(t qtype, k int) int {
@@ -173,6 +204,13 @@ type qtype struct {
 	// the bit index from bit(c)).
 	consts func(c int) []int
 	bit    func(c int) int
+	// brow, where set, emits the unpacking of chunk c of 4 rows at once on
+	// their 16-byte groups (load fills a zmm, lane L = row L) into bytes of
+	// zr and reports whether they are signed; bconsts are the constant
+	// registers and qconst<> offsets it uses. The panel kernel then
+	// transposes bytes (see emitTileB).
+	brow    func(p func(string, ...any), c int, load func(disp int, dst string), zr, zt string) bool
+	bconsts func(c int) [][2]int
 	// coff overrides constOff for this type (byte-replicated constants of
 	// the byte-level unpacking).
 	coff map[int]int
@@ -196,11 +234,23 @@ func nibble(p func(string, ...any), high bool, zr string) {
 
 var types = []qtype{
 	{name: "Q8_0", bb: 34, cpb: 2, tables: 1, groups: 1, op: opMul, scales: scalesD,
+		bconsts: func(int) [][2]int { return nil },
+		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+			load(2+16*c, zr)
+			return true
+		},
 		group: func(int) int { return 0 }, consts: func(int) []int { return nil },
 		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
 			p("VPMOVSXBD %s, %s", addr(2+16*c), zr)
 		}},
 	{name: "Q4_0", bb: 18, cpb: 2, tables: 1, groups: 1, op: opMul, scales: scalesD,
+		bconsts: func(int) [][2]int { return [][2]int{bc0F, bc08} },
+		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+			load(2, zr)
+			bnibble(p, c == 1, zr)
+			p("VPSUBB %s, %s, %s", z(kEight), zr, zr)
+			return true
+		},
 		group: func(int) int { return 0 }, consts: func(int) []int { return []int{kMask15, kEight} },
 		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
 			p("VPMOVZXBD %s, %s", addr(2), zr)
@@ -208,6 +258,12 @@ var types = []qtype{
 			p("VPSUBD %s, %s, %s", z(kEight), zr, zr)
 		}},
 	{name: "Q4_1", bb: 20, cpb: 2, tables: 2, groups: 1, op: opMulAdd, scales: scalesDM,
+		bconsts: func(int) [][2]int { return [][2]int{bc0F} },
+		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+			load(4, zr)
+			bnibble(p, c == 1, zr)
+			return false
+		},
 		group: func(int) int { return 0 }, consts: func(int) []int { return []int{kMask15} },
 		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
 			p("VPMOVZXBD %s, %s", addr(4), zr)
@@ -232,6 +288,14 @@ var types = []qtype{
 		}},
 	// Q2_K: element i = h·128 + s·32 + l: bits 2s of byte 16 + h·32 + l.
 	{name: "Q2_K", bb: 84, cpb: 16, tables: 2, groups: 16, op: opMulSub,
+		bconsts: func(int) [][2]int { return [][2]int{bc03} },
+		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+			h, s, l0 := c/8, c/2%4, 16*(c%2)
+			load(16+32*h+l0, zr)
+			bshift(p, -2*s, zr)
+			p("VPANDD %s, %s, %s", z(kThree), zr, zr)
+			return false
+		},
 		scales: func(p func(string, ...any)) {
 			// d, dmin at 80; scale bytes 0..15: low nibble scale, high min.
 			gather(p, 80, "Z17")
@@ -260,6 +324,18 @@ var types = []qtype{
 		}},
 	// Q3_K: as Q2_K from byte 32; a clear bit i/32 of hmask[i%32] subtracts 4.
 	{name: "Q3_K", bb: 110, cpb: 16, tables: 1, groups: 16, op: opMul,
+		bconsts: func(int) [][2]int { return [][2]int{bc03, bc04} },
+		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+			h, s, l0 := c/8, c/2%4, 16*(c%2)
+			load(32+32*h+l0, zr)
+			bshift(p, -2*s, zr)
+			load(l0, zt)
+			bshift(p, 2-c/2, zt) // bit c/2 to bit 2
+			p("VPANDD %s, %s, %s", z(kFour), zt, zt)
+			p("VPTERNLOGD $0xEC, %s, %s, %s", z(kThree), zt, zr) // zr&3 | zt
+			p("VPSUBB %s, %s, %s", z(kFour), zr, zr)
+			return true
+		},
 		scales: func(p func(string, ...any)) {
 			// d: high half of the dword at 106 (the block ends at 110);
 			// scale g = (lo | hi<<4) - 32 from bytes 96..107.
@@ -295,6 +371,13 @@ var types = []qtype{
 	// Q4_K: group g = c/2 takes the low (g even) or high nibbles of bytes
 	// 16 + (g/2)·32 ...
 	{name: "Q4_K", bb: 144, cpb: 16, tables: 2, groups: 8, op: opMulSub, scales: scalesK45,
+		bconsts: func(int) [][2]int { return [][2]int{bc0F} },
+		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+			g := c / 2
+			load(16+32*(g/2)+16*(c%2), zr)
+			bnibble(p, g%2 == 1, zr)
+			return false
+		},
 		group: func(c int) int { return c / 2 }, consts: func(int) []int { return []int{kMask15} },
 		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
 			g := c / 2
@@ -303,6 +386,16 @@ var types = []qtype{
 		}},
 	// Q5_K: as Q4_K from byte 48, plus bit g of qh byte 16 + l as 16.
 	{name: "Q5_K", bb: 176, cpb: 16, tables: 2, groups: 8, op: opMulSub, scales: scalesK45,
+		bconsts: func(int) [][2]int { return [][2]int{bc0F, bc10} },
+		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+			g := c / 2
+			load(48+32*(g/2)+16*(c%2), zr)
+			bnibble(p, g%2 == 1, zr)
+			load(16+16*(c%2), zt)
+			bshift(p, 4-g, zt) // bit g to bit 4
+			p("VPTERNLOGD $0xF8, %s, %s, %s", z(kSixtn), zt, zr) // zr | zt&0x10
+			return false
+		},
 		group: func(c int) int { return c / 2 }, consts: func(int) []int { return []int{kMask15, kSixtn, kBit} },
 		bit: func(c int) int { return c / 2 },
 		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
@@ -317,6 +410,17 @@ var types = []qtype{
 	// of ql byte h·64 + (q%2)·32 + l, bits 2q of qh byte 128 + h·32 + l as
 	// bits 4-5; offset -32. Combined on the 16 bytes, then widened.
 	{name: "Q6_K", bb: 210, cpb: 16, tables: 1, groups: 16, op: opMul,
+		bconsts: func(int) [][2]int { return [][2]int{bc0F, bc30, bc20} },
+		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+			h, q, l0 := c/8, c%8/2, 16*(c%2)
+			load(64*h+32*(q%2)+l0, zr)
+			bnibble(p, q >= 2, zr)
+			load(128+32*h+l0, zt)
+			bshift(p, 4-2*q, zt)
+			p("VPTERNLOGD $0xF8, %s, %s, %s", z(kMask30), zt, zr) // zr | zt&0x30
+			p("VPSUBB %s, %s, %s", z(kThirty), zr, zr)
+			return true
+		},
 		scales: func(p func(string, ...any)) {
 			// d: high half of the dword at 206 (the block ends at 210);
 			// 16 signed scale bytes at 192.
@@ -367,11 +471,41 @@ func main() {
 	for i := range 8 {
 		vals = append(vals, 1<<i)
 	}
-	vals = append(vals, 63, 0x0f0f0f0f, 0x30303030, 0x20202020, 0x10101010, 0x03030303, 0x04040404)
+	vals = append(vals, 63, 0x0f0f0f0f, 0x30303030, 0x20202020, 0x10101010, 0x03030303, 0x04040404, 0x08080808)
 	for i, v := range vals {
 		fmt.Fprintf(&s, "DATA qconst<>+%d(SB)/4, $%#x\n", 4*i, v)
 	}
 	fmt.Fprintf(&s, "GLOBL qconst<>(SB), RODATA|NOPTR, $%d\n", 4*len(vals))
+	// VPERMI2B index tables of the 16×16 byte transpose (emitTileB).
+	var perm [4][64]byte
+	for p := range 8 {
+		for r := range 8 {
+			perm[0][8*p+r] = byte(16*r + p)     // values 0..7 of rows 0..7
+			perm[1][8*p+r] = byte(16*r + p + 8) // values 8..15
+		}
+	}
+	for q := range 4 {
+		for r := range 16 {
+			lo, hi := 8*q+r, 64+8*q+r-8
+			if r < 8 {
+				perm[2][16*q+r] = byte(lo)
+				perm[3][16*q+r] = byte(lo + 32)
+			} else {
+				perm[2][16*q+r] = byte(hi)
+				perm[3][16*q+r] = byte(hi + 32)
+			}
+		}
+	}
+	for i, t := range perm {
+		for j := 0; j < 64; j += 8 {
+			var v uint64
+			for b := range 8 {
+				v |= uint64(t[j+b]) << (8 * b)
+			}
+			fmt.Fprintf(&s, "DATA qperm<>+%d(SB)/8, $%#x\n", 64*i+j, v)
+		}
+	}
+	fmt.Fprintf(&s, "GLOBL qperm<>(SB), RODATA|NOPTR, $256\n")
 	fmt.Fprintf(&d, "// Code generated by gen_quant.go; DO NOT EDIT.\n\n//go:build amd64 && !purego\n\npackage gemm\n")
 	for _, t := range types {
 		emitPanel(&s, t)
@@ -688,7 +822,90 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 	p("RET")
 }
 
+// emitTileB is emitTile for types with byte-level unpacking: per 4 rows
+// one zmm of 16-byte groups (a load and three inserts), the unpacking on
+// 64 bytes at once, a 16×16 byte transpose (two rounds of VPERMI2B: values
+// 0..7 and 8..15 of 8 rows, then 4 values of all 16 rows per register),
+// then per value the 16 rows' bytes widened to dwords (lane r = row r),
+// converted and scaled as in emitTile.
+func emitTileB(p func(string, ...any), t qtype, c int) {
+	for _, bc := range t.bconsts(c) {
+		p("VPBROADCASTD qconst<>+%d(SB), %s", bc[1], z(bc[0]))
+	}
+	p("MOVQ SI, BX")
+	signed := false
+	for i := 0; i < 4; i++ {
+		if i > 0 {
+			p("LEAQ (BX)(R8*4), BX")
+		}
+		rows := []string{"(BX)", "(BX)(R8*1)", "(BX)(R8*2)", "(BX)(R9*1)"}
+		if c == 0 {
+			for _, r := range rows {
+				p("PREFETCHT0 %d%s", max(256, 2*t.bb), r)
+			}
+		}
+		load := func(disp int, dst string) {
+			d := ""
+			if disp != 0 {
+				d = fmt.Sprint(disp)
+			}
+			p("VMOVDQU32 %s%s, %s", d, rows[0], x(dst))
+			for l := 1; l < 4; l++ {
+				p("VINSERTI32X4 $%d, %s%s, %s, %s", l, d, rows[l], dst, dst)
+			}
+		}
+		signed = t.brow(p, c, load, z(i), z(4+i))
+	}
+	// Round 1: Z8/Z9 = values 0..7/8..15 of rows 0..7 (8 bytes per value),
+	// Z10/Z11 the same of rows 8..15.
+	p("VMOVDQU64 qperm<>+0(SB), Z8")
+	p("VPERMI2B Z1, Z0, Z8")
+	p("VMOVDQU64 qperm<>+64(SB), Z9")
+	p("VPERMI2B Z1, Z0, Z9")
+	p("VMOVDQU64 qperm<>+0(SB), Z10")
+	p("VPERMI2B Z3, Z2, Z10")
+	p("VMOVDQU64 qperm<>+64(SB), Z11")
+	p("VPERMI2B Z3, Z2, Z11")
+	// Round 2: Z12..Z15 = values 4q..4q+3, 16 rows each (lane = value).
+	p("VMOVDQU64 qperm<>+128(SB), Z12")
+	p("VPERMI2B Z10, Z8, Z12")
+	p("VMOVDQU64 qperm<>+192(SB), Z13")
+	p("VPERMI2B Z10, Z8, Z13")
+	p("VMOVDQU64 qperm<>+128(SB), Z14")
+	p("VPERMI2B Z11, Z9, Z14")
+	p("VMOVDQU64 qperm<>+192(SB), Z15")
+	p("VPERMI2B Z11, Z9, Z15")
+	widen := "VPMOVZXBD"
+	if signed {
+		widen = "VPMOVSXBD"
+	}
+	g := t.group(c)
+	for o := 0; o < 16; o++ {
+		src, zo := z(12+o/4), z(16+o%8)
+		if o%4 != 0 {
+			p("VEXTRACTI32X4 $%d, %s, %s", o%4, src, x(zo))
+			p("%s %s, %s", widen, x(zo), zo)
+		} else {
+			p("%s %s, %s", widen, x(src), zo)
+		}
+		p("VCVTDQ2PS %s, %s", zo, zo)
+		p("VMULPS %d(R10), %s, %s", g*64, zo, zo)
+		switch t.op {
+		case opMulSub:
+			p("VSUBPS %d(R10), %s, %s", (t.groups+g)*64, zo, zo)
+		case opMulAdd:
+			p("VADDPS %d(R10), %s, %s", (t.groups+g)*64, zo, zo)
+		}
+		p("VMOVUPS %s, (DI)", zo)
+		p("ADDQ DX, DI")
+	}
+}
+
 func emitTile(p func(string, ...any), t qtype, c int) {
+	if t.brow != nil {
+		emitTileB(p, t, c)
+		return
+	}
 	for _, k := range t.consts(c) {
 		off := 0
 		if k == kBit {
