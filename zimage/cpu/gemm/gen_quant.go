@@ -92,6 +92,60 @@ var (
 	bc08 = [2]int{kEight, offB08}
 )
 
+// rotVecs are the VPROLVD count vectors (8 dwords lo, then 8 hi) in
+// qrot<>, emitted after the kernels.
+var rotVecs [][2]int
+
+func rot(lo, hi int) string {
+	lo, hi = (lo+32)%32, (hi+32)%32
+	for i, v := range rotVecs {
+		if v == [2]int{lo, hi} {
+			return fmt.Sprintf("qrot<>+%d(SB)", 64*i)
+		}
+	}
+	rotVecs = append(rotVecs, [2]int{lo, hi})
+	return fmt.Sprintf("qrot<>+%d(SB)", 64*(len(rotVecs)-1))
+}
+
+// loadDup loads 32 bytes at addr into both halves of zr.
+func loadDup(p func(string, ...any), addr, zr string) {
+	p("VMOVDQU32 %s, %s", addr, "Y"+zr[1:])
+	p("VINSERTI64X4 $1, %s, %s, %s", addr, zr, zr)
+}
+
+// prepK45 writes the nibbles of a Q4_K/Q5_K block (qs at byte qs) as
+// R0..R3 = low, high nibbles of bytes 0..63, low, high of 64..127, adding
+// qh bit g as 16 where qh ≥ 0 (bytes 0..31 duplicated, rotated per half).
+func prepK45(p func(string, ...any), addr func(int) string, dst func(int) string, qs, qh int) {
+	if qh >= 0 {
+		loadDup(p, addr(qh), "Z20")
+	}
+	// bits of R0..R3's two halves: groups (0,2), (1,3), (4,6), (5,7)
+	bits := [4][2]int{{0, 2}, {1, 3}, {4, 6}, {5, 7}}
+	for h := range 2 {
+		p("VMOVDQU64 %s, Z16", addr(qs+64*h))
+		for n := range 2 {
+			i := 2*h + n
+			if n == 0 {
+				p("VPANDD Z31, Z16, Z17")
+			} else {
+				p("VPSRLW $4, Z16, Z17")
+				p("VPANDD Z31, Z17, Z17")
+			}
+			if qh >= 0 {
+				p("VPROLVD %s, Z20, Z18", rot(4-bits[i][0], 4-bits[i][1]))
+				p("VPTERNLOGD $0xF8, Z29, Z18, Z17") // | qh bit & 0x10
+			}
+			p("VMOVDQU64 Z17, %s", dst(64*i))
+		}
+	}
+}
+
+func poffK45(c int) int {
+	g := c / 2
+	return 64*(2*(g/4)+g%2) + 32*(g/2%2) + 16*(c%2)
+}
+
 func cOff(t qtype, k int) int {
 	if o, ok := t.coff[k]; ok {
 		return o
@@ -211,6 +265,14 @@ type qtype struct {
 	// transposes bytes (see emitTileB).
 	brow    func(p func(string, ...any), c int, load func(disp int, dst string), zr, zt string) bool
 	bconsts func(c int) [][2]int
+	// prep, where set, writes the values of one row's block as bytes in
+	// value chunk order (chunk c at poff(c); psigned: int8) for the dot
+	// kernels, which then only widen them; pconsts are the constants it
+	// uses.
+	prep    func(p func(string, ...any), addr func(disp int) string, dst func(off int) string)
+	poff    func(c int) int
+	psigned bool
+	pconsts [][2]int
 	// coff overrides constOff for this type (byte-replicated constants of
 	// the byte-level unpacking).
 	coff map[int]int
@@ -324,6 +386,26 @@ var types = []qtype{
 		}},
 	// Q3_K: as Q2_K from byte 32; a clear bit i/32 of hmask[i%32] subtracts 4.
 	{name: "Q3_K", bb: 110, cpb: 16, tables: 1, groups: 16, op: opMul,
+		pconsts: [][2]int{bc03, bc04}, psigned: true,
+		poff: func(c int) int { return 64*(c/2%4) + 32*(c/8) + 16*(c%2) },
+		prep: func(p func(string, ...any), addr func(int) string, dst func(int) string) {
+			// R_s (s = 0..3) = 2-bit values s of qs bytes 0..63, minus 4
+			// where hmask bit 4h + s is clear (h: byte half).
+			p("VMOVDQU64 %s, Z16", addr(32))
+			loadDup(p, addr(0), "Z20")
+			for s := range 4 {
+				if s == 0 {
+					p("VPANDD Z28, Z16, Z17")
+				} else {
+					p("VPSRLW $%d, Z16, Z17", 2*s)
+					p("VPANDD Z28, Z17, Z17")
+				}
+				p("VPROLVD %s, Z20, Z18", rot(2-s, 2-4-s))
+				p("VPTERNLOGD $0xF8, Z27, Z18, Z17") // | hbit & 4
+				p("VPSUBB Z27, Z17, Z17")
+				p("VMOVDQU64 Z17, %s", dst(64*s))
+			}
+		},
 		bconsts: func(int) [][2]int { return [][2]int{bc03, bc04} },
 		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
 			h, s, l0 := c/8, c/2%4, 16*(c%2)
@@ -371,6 +453,10 @@ var types = []qtype{
 	// Q4_K: group g = c/2 takes the low (g even) or high nibbles of bytes
 	// 16 + (g/2)·32 ...
 	{name: "Q4_K", bb: 144, cpb: 16, tables: 2, groups: 8, op: opMulSub, scales: scalesK45,
+		pconsts: [][2]int{bc0F}, poff: poffK45,
+		prep: func(p func(string, ...any), addr func(int) string, dst func(int) string) {
+			prepK45(p, addr, dst, 16, -1)
+		},
 		bconsts: func(int) [][2]int { return [][2]int{bc0F} },
 		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
 			g := c / 2
@@ -386,13 +472,17 @@ var types = []qtype{
 		}},
 	// Q5_K: as Q4_K from byte 48, plus bit g of qh byte 16 + l as 16.
 	{name: "Q5_K", bb: 176, cpb: 16, tables: 2, groups: 8, op: opMulSub, scales: scalesK45,
+		pconsts: [][2]int{bc0F, bc10}, poff: poffK45,
+		prep: func(p func(string, ...any), addr func(int) string, dst func(int) string) {
+			prepK45(p, addr, dst, 48, 16)
+		},
 		bconsts: func(int) [][2]int { return [][2]int{bc0F, bc10} },
 		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
 			g := c / 2
 			load(48+32*(g/2)+16*(c%2), zr)
 			bnibble(p, g%2 == 1, zr)
 			load(16+16*(c%2), zt)
-			bshift(p, 4-g, zt) // bit g to bit 4
+			bshift(p, 4-g, zt)                                   // bit g to bit 4
 			p("VPTERNLOGD $0xF8, %s, %s, %s", z(kSixtn), zt, zr) // zr | zt&0x10
 			return false
 		},
@@ -410,6 +500,28 @@ var types = []qtype{
 	// of ql byte h·64 + (q%2)·32 + l, bits 2q of qh byte 128 + h·32 + l as
 	// bits 4-5; offset -32. Combined on the 16 bytes, then widened.
 	{name: "Q6_K", bb: 210, cpb: 16, tables: 1, groups: 16, op: opMul,
+		pconsts: [][2]int{bc0F, bc30, bc20}, psigned: true,
+		poff: func(c int) int { return 16 * c },
+		prep: func(p func(string, ...any), addr func(int) string, dst func(int) string) {
+			// Per half: values 0..63 = low nibbles of ql 0..63 with qh bits
+			// 0-1 (bytes 0..31) and 2-3 (32..63); 64..127 = high nibbles
+			// with bits 4-5 and 6-7; offset -32.
+			for h := range 2 {
+				p("VMOVDQU64 %s, Z16", addr(64*h))
+				loadDup(p, addr(128+32*h), "Z20")
+				p("VPANDD Z31, Z16, Z17")
+				p("VPROLVD %s, Z20, Z18", rot(4, 2))
+				p("VPTERNLOGD $0xF8, Z25, Z18, Z17")
+				p("VPSUBB Z24, Z17, Z17")
+				p("VMOVDQU64 Z17, %s", dst(128*h))
+				p("VPSRLW $4, Z16, Z17")
+				p("VPANDD Z31, Z17, Z17")
+				p("VPROLVD %s, Z20, Z18", rot(0, -2))
+				p("VPTERNLOGD $0xF8, Z25, Z18, Z17")
+				p("VPSUBB Z24, Z17, Z17")
+				p("VMOVDQU64 Z17, %s", dst(128*h+64))
+			}
+		},
 		bconsts: func(int) [][2]int { return [][2]int{bc0F, bc30, bc20} },
 		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
 			h, q, l0 := c/8, c%8/2, 16*(c%2)
@@ -519,17 +631,9 @@ func main() {
 	}
 	for _, t := range types {
 		emitScales(&s, t)
-		emitDot4(&s, t)
 		fmt.Fprintf(&d, "\n// qsc%s writes the scale tables (as qtr%s computes them) of nblk\n"+
 			"// blocks of 16 rows to sc, one after the other.\n//\n"+
 			"//go:noescape\nfunc qsc%s(sc *float32, src *byte, idx *int32, nblk int)\n", t.name, t.name, t.name)
-		fmt.Fprintf(&d, "\n// qdot4%s is dot4avx512F32 on 4 rows of %s blocks (row stride\n"+
-			"// srcStride bytes): out[r] = a · row r over nblk blocks, the values\n"+
-			"// dequantized on the fly, scales from a qsc%s table (sc points at row\n"+
-			"// 0's entry of the first block), with dot4avx512F32's accumulators and\n"+
-			"// reduction, so the same sums bit for bit.\n//\n"+
-			"//go:noescape\nfunc qdot4%s(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)\n",
-			t.name, t.name, t.name, t.name)
 	}
 	for _, t := range types {
 		for _, rm := range dotRMs {
@@ -540,10 +644,22 @@ func main() {
 				"// bytes), each value dequantized once (scales from a qsc%s table; sc at\n"+
 				"// row 0's entry of the first block), with dot4avx512F32's accumulators\n"+
 				"// and reduction per pair, so the same sums bit for bit. out needs %d\n"+
-				"// floats.\n//\n"+
-				"//go:noescape\nfunc qdot%dx%dx%s(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)\n",
+				"// floats, tmp 1 KiB of scratch.\n//\n"+
+				"//go:noescape\nfunc qdot%dx%dx%s(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)\n",
 				r, m, t.name, r, m, r, t.name, t.name, roundUp4(r*m), r, m, t.name)
 		}
+	}
+	for i, v := range rotVecs {
+		for j := range 16 {
+			c := v[0]
+			if j >= 8 {
+				c = v[1]
+			}
+			fmt.Fprintf(&s, "DATA qrot<>+%d(SB)/4, $%d\n", 64*i+4*j, c)
+		}
+	}
+	if len(rotVecs) > 0 {
+		fmt.Fprintf(&s, "GLOBL qrot<>(SB), RODATA|NOPTR, $%d\n", 64*len(rotVecs))
 	}
 	must(os.WriteFile("quant_panel_amd64.s", s.Bytes(), 0o644))
 	must(os.WriteFile("quant_panel_decl_amd64.go", d.Bytes(), 0o644))
@@ -620,96 +736,9 @@ func emitScales(w *bytes.Buffer, t qtype) {
 	p("RET")
 }
 
-// emitDot4 writes qdot4<type>: per 32 values (two chunks c, c+1), the
-// vector of a and, per row r, the dequantized chunk values into
-// accumulator 2r + c%2 by FMA, then dot4avx512F32's reduction.
-func emitDot4(w *bytes.Buffer, t qtype) {
-	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
-	name := "qdot4" + t.name
-	fmt.Fprintf(w, "\n// func %s(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)\n", name)
-	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-48\n", name)
-	p("MOVQ a+0(FP), DI")
-	p("MOVQ src+8(FP), SI")
-	p("MOVQ srcStride+16(FP), R8")
-	p("MOVQ sc+24(FP), R10")
-	p("MOVQ nblk+32(FP), CX")
-	p("MOVQ out+40(FP), DX")
-	p("LEAQ (R8)(R8*2), R9")
-	for i := 0; i < 8; i++ {
-		p("VPXORD %s, %s, %s", z(i), z(i), z(i))
-	}
-	// Constants that do not change with the chunk.
-	seen := map[int]bool{}
-	for c := 0; c < t.cpb; c++ {
-		for _, k := range t.consts(c) {
-			if k != kBit && !seen[k] {
-				seen[k] = true
-				p("VPBROADCASTD qconst<>+%d(SB), %s", cOff(t, k), z(k))
-			}
-		}
-	}
-	p("TESTQ CX, CX")
-	p("JEQ %s_reduce", name)
-	fmt.Fprintf(w, "%s_block:\n", name)
-	rows := []string{"(SI)", "(SI)(R8*1)", "(SI)(R8*2)", "(SI)(R9*1)"}
-	for c := 0; c < t.cpb; c++ {
-		for _, k := range t.consts(c) {
-			if k == kBit {
-				p("VPBROADCASTD qconst<>+%d(SB), %s", bitsOff+4*t.bit(c), z(kBit))
-			}
-		}
-		p("VMOVUPS %d(DI), Z8", 64*c)
-		g := t.group(c)
-		for r := 0; r < 4; r++ {
-			addr := func(disp int) string {
-				if disp == 0 {
-					return rows[r]
-				}
-				return fmt.Sprintf("%d%s", disp, rows[r])
-			}
-			if c == 0 {
-				p("PREFETCHT0 %s", addr(max(256, 2*t.bb)))
-			}
-			zr, zt := z(9+r), z(13+r)
-			t.row(p, c, addr, zr, zt)
-			p("VCVTDQ2PS %s, %s", zr, zr)
-			p("VMULPS.BCST %d(R10), %s, %s", g*64+4*r, zr, zr)
-			switch t.op {
-			case opMulSub:
-				p("VSUBPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
-			case opMulAdd:
-				p("VADDPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
-			}
-			p("VFMADD231PS %s, Z8, %s", zr, z(2*r+c%2))
-		}
-	}
-	p("ADDQ $%d, DI", 64*t.cpb)
-	p("ADDQ $%d, SI", t.bb)
-	p("ADDQ $%d, R10", t.tables*t.groups*64)
-	p("DECQ CX")
-	p("JNE %s_block", name)
-	fmt.Fprintf(w, "%s_reduce:\n", name)
-	// As dot4avx512F32 (gen_kernels.go emitDot4).
-	x := func(i int) string { return fmt.Sprintf("X%d", i) }
-	yy := func(i int) string { return fmt.Sprintf("Y%d", i) }
-	for r := 0; r < 4; r++ {
-		p("VADDPS %s, %s, %s", z(2*r+1), z(2*r), z(2*r))
-		p("VEXTRACTF64X4 $1, %s, %s", z(2*r), yy(8))
-		p("VADDPS %s, %s, %s", yy(8), yy(2*r), yy(2*r))
-		p("VEXTRACTF128 $1, %s, %s", yy(2*r), x(8))
-		p("VADDPS %s, %s, %s", x(8), x(2*r), x(2*r))
-	}
-	p("VHADDPS %s, %s, %s", x(2), x(0), x(8))
-	p("VHADDPS %s, %s, %s", x(6), x(4), x(9))
-	p("VHADDPS %s, %s, %s", x(9), x(8), x(10))
-	p("VMOVUPS %s, (DX)", x(10))
-	p("VZEROUPPER")
-	p("RET")
-}
-
 // dotRMs are the rows of B and of A of the qdotRxM kernels (2·R·M
 // accumulators).
-var dotRMs = [][2]int{{4, 2}, {2, 4}}
+var dotRMs = [][2]int{{4, 1}, {4, 2}, {2, 4}}
 
 func roundUp4(m int) int { return (m + 3) &^ 3 }
 
@@ -720,8 +749,8 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
 	name := fmt.Sprintf("qdot%dx%dx%s", R, M, t.name)
 	np := R * M
-	fmt.Fprintf(w, "\n// func %s(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)\n", name)
-	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-56\n", name)
+	fmt.Fprintf(w, "\n// func %s(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)\n", name)
+	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-64\n", name)
 	p("MOVQ a+0(FP), DI")
 	p("MOVQ lda+8(FP), R8")
 	p("MOVQ src+16(FP), SI")
@@ -729,13 +758,14 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 	p("MOVQ sc+32(FP), R10")
 	p("MOVQ nblk+40(FP), CX")
 	p("MOVQ out+48(FP), DX")
+	p("MOVQ tmp+56(FP), R14")
 	p("LEAQ (R8)(R8*2), R9")
 	p("LEAQ (R12)(R12*2), R13")
 	for i := 0; i < 2*np; i++ {
 		p("VPXORD %s, %s, %s", z(i), z(i), z(i))
 	}
 	seen := map[int]bool{}
-	for c := 0; c < t.cpb; c++ {
+	for c := 0; c < t.cpb && t.prep == nil; c++ {
 		for _, k := range t.consts(c) {
 			if k != kBit && !seen[k] {
 				seen[k] = true
@@ -746,6 +776,17 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 	p("TESTQ CX, CX")
 	p("JEQ %s_reduce", name)
 	fmt.Fprintf(w, "%s_block:\n", name)
+	if t.prep != nil {
+		// The block's values of each row as bytes in tmp (256 per row).
+		for _, bc := range t.pconsts {
+			p("VPBROADCASTD qconst<>+%d(SB), %s", bc[1], z(bc[0]))
+		}
+		for r := 0; r < R; r++ {
+			row := []string{"(SI)", "(SI)(R12*1)", "(SI)(R12*2)", "(SI)(R13*1)"}[r]
+			t.prep(p, func(disp int) string { return fmt.Sprintf("%d%s", disp, row) },
+				func(off int) string { return fmt.Sprintf("%d(R14)", 256*r+off) })
+		}
+	}
 	if M > 4 {
 		p("LEAQ (DI)(R8*4), R11")
 	}
@@ -753,7 +794,7 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 	brows := []string{"(SI)", "(SI)(R12*1)", "(SI)(R12*2)", "(SI)(R13*1)"}
 	for c := 0; c < t.cpb; c++ {
 		for _, k := range t.consts(c) {
-			if k == kBit {
+			if k == kBit && t.prep == nil {
 				p("VPBROADCASTD qconst<>+%d(SB), %s", bitsOff+4*t.bit(c), z(kBit))
 			}
 		}
@@ -769,7 +810,15 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 				p("PREFETCHT0 %s", addr(max(256, 2*t.bb)))
 			}
 			zr, zt := z(16+r), z(20+r)
-			t.row(p, c, addr, zr, zt)
+			if t.prep != nil {
+				widen := "VPMOVZXBD"
+				if t.psigned {
+					widen = "VPMOVSXBD"
+				}
+				p("%s %d(R14), %s", widen, 256*r+t.poff(c), zr)
+			} else {
+				t.row(p, c, addr, zr, zt)
+			}
 			p("VCVTDQ2PS %s, %s", zr, zr)
 			p("VMULPS.BCST %d(R10), %s, %s", g*64+4*r, zr, zr)
 			switch t.op {

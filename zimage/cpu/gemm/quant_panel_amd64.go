@@ -99,42 +99,39 @@ func packQuantFused(panel []float32, nr int, src *bSource, jbase, cols, p0, kb i
 
 type qscFunc func(sc *float32, src *byte, idx *int32, nblk int)
 
-type qdot4Func func(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)
-
-type qdotRMFunc func(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+type qdotRMFunc func(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 type qdotSet struct {
-	sc   qscFunc
-	dot4 qdot4Func
-	rm   [2]qdotRMFunc // 4×2 and 2×4 rows of B × rows of A
+	sc qscFunc
+	rm [3]qdotRMFunc // rmShape rows of B × rows of A
 }
 
 // rmShape is the rows of B and of A of the qdotSet.rm kernels.
-var rmShape = [2][2]int{{4, 2}, {2, 4}}
+var rmShape = [3][2]int{{4, 1}, {4, 2}, {2, 4}}
 
 var qdotSets = map[weights.DType]qdotSet{
-	weights.Q8_0: {qscQ8_0, qdot4Q8_0, [2]qdotRMFunc{qdot4x2xQ8_0, qdot2x4xQ8_0}},
-	weights.Q4_0: {qscQ4_0, qdot4Q4_0, [2]qdotRMFunc{qdot4x2xQ4_0, qdot2x4xQ4_0}},
-	weights.Q4_1: {qscQ4_1, qdot4Q4_1, [2]qdotRMFunc{qdot4x2xQ4_1, qdot2x4xQ4_1}},
-	weights.Q5_0: {qscQ5_0, qdot4Q5_0, [2]qdotRMFunc{qdot4x2xQ5_0, qdot2x4xQ5_0}},
-	weights.Q5_1: {qscQ5_1, qdot4Q5_1, [2]qdotRMFunc{qdot4x2xQ5_1, qdot2x4xQ5_1}},
-	weights.Q2_K: {qscQ2_K, qdot4Q2_K, [2]qdotRMFunc{qdot4x2xQ2_K, qdot2x4xQ2_K}},
-	weights.Q3_K: {qscQ3_K, qdot4Q3_K, [2]qdotRMFunc{qdot4x2xQ3_K, qdot2x4xQ3_K}},
-	weights.Q4_K: {qscQ4_K, qdot4Q4_K, [2]qdotRMFunc{qdot4x2xQ4_K, qdot2x4xQ4_K}},
-	weights.Q5_K: {qscQ5_K, qdot4Q5_K, [2]qdotRMFunc{qdot4x2xQ5_K, qdot2x4xQ5_K}},
-	weights.Q6_K: {qscQ6_K, qdot4Q6_K, [2]qdotRMFunc{qdot4x2xQ6_K, qdot2x4xQ6_K}},
+	weights.Q8_0: {qscQ8_0, [3]qdotRMFunc{qdot4x1xQ8_0, qdot4x2xQ8_0, qdot2x4xQ8_0}},
+	weights.Q4_0: {qscQ4_0, [3]qdotRMFunc{qdot4x1xQ4_0, qdot4x2xQ4_0, qdot2x4xQ4_0}},
+	weights.Q4_1: {qscQ4_1, [3]qdotRMFunc{qdot4x1xQ4_1, qdot4x2xQ4_1, qdot2x4xQ4_1}},
+	weights.Q5_0: {qscQ5_0, [3]qdotRMFunc{qdot4x1xQ5_0, qdot4x2xQ5_0, qdot2x4xQ5_0}},
+	weights.Q5_1: {qscQ5_1, [3]qdotRMFunc{qdot4x1xQ5_1, qdot4x2xQ5_1, qdot2x4xQ5_1}},
+	weights.Q2_K: {qscQ2_K, [3]qdotRMFunc{qdot4x1xQ2_K, qdot4x2xQ2_K, qdot2x4xQ2_K}},
+	weights.Q3_K: {qscQ3_K, [3]qdotRMFunc{qdot4x1xQ3_K, qdot4x2xQ3_K, qdot2x4xQ3_K}},
+	weights.Q4_K: {qscQ4_K, [3]qdotRMFunc{qdot4x1xQ4_K, qdot4x2xQ4_K, qdot2x4xQ4_K}},
+	weights.Q5_K: {qscQ5_K, [3]qdotRMFunc{qdot4x1xQ5_K, qdot4x2xQ5_K, qdot2x4xQ5_K}},
+	weights.Q6_K: {qscQ6_K, [3]qdotRMFunc{qdot4x1xQ6_K, qdot4x2xQ6_K, qdot2x4xQ6_K}},
 }
 
-// quantDotPick[m] picks the kernel (index into qdotSet.rm; -1: qdot4) for
-// a block of m ≤ 8 remaining rows of A (chosen by measurement).
-var quantDotPick = [9]int{-1, -1, 0, 0, 1, 1, 1, 1, 1}
+// quantDotPick[m] picks the kernel (index into qdotSet.rm) for a block of
+// m ≤ 8 remaining rows of A (chosen by measurement).
+var quantDotPick = [9]int{0, 0, 1, 1, 2, 2, 2, 2, 2}
 
 // gemvQuantFused does gemvQuant's work for the 16 rows g0.. of B (raw, row
 // stride rb) with the fused kernels: the rows' scale tables once, then per
 // group of 4 rows of B and k chunk the dot products straight from the
-// blocks — a single row of A against 4 rows of B (qdot4*), or 8, 4 or 2
-// rows of A against one row of B (qdot<M>x*, each value dequantized once
-// for all of them) — with dot4's arithmetic on the dequantized values. It
+// blocks — 1, 2 or 4 rows of A against 4 or 2 rows of B (qdot<R>x<M>x*,
+// each value dequantized once for all rows of A) — with dot4's arithmetic
+// on the dequantized values. It
 // reports false, doing nothing, where those kernels do not apply. tab needs
 // k/BlockSize·quantScaleFloats(dt) floats.
 func gemvQuantFused(c, a []float32, raw []byte, rb int, dt weights.DType, m, n, k, g0 int, tab []float32) bool {
@@ -155,6 +152,7 @@ func gemvQuantFused(c, a []float32, raw []byte, rb int, dt weights.DType, m, n, 
 	_ = a[m*k-1]
 	set.sc(&tab[0], &raw[0], &idx[0], k/bs)
 	var out [8]float32
+	var tmp [1024]byte
 	put := func(i, j int, v float32, first bool) {
 		if first {
 			c[i*n+g0+j] = v
@@ -167,17 +165,9 @@ func gemvQuantFused(c, a []float32, raw []byte, rb int, dt weights.DType, m, n, 
 			nb, b0 := min(gemvChunk, k-p0)/bs, p0/bs
 			for i := 0; i < m; {
 				q := quantDotPick[min(8, m-i)]
-				if q < 0 {
-					set.dot4(&a[i*k+p0], &raw[j*rb+b0*bb], rb, &tab[b0*per+j], nb, &out[0])
-					for r := range 4 {
-						put(i, j+r, out[r], p0 == 0)
-					}
-					i++
-					continue
-				}
 				R, M := rmShape[q][0], rmShape[q][1]
 				for r0 := 0; r0 < 4; r0 += R {
-					set.rm[q](&a[i*k+p0], 4*k, &raw[(j+r0)*rb+b0*bb], rb, &tab[b0*per+j+r0], nb, &out[0])
+					set.rm[q](&a[i*k+p0], 4*k, &raw[(j+r0)*rb+b0*bb], rb, &tab[b0*per+j+r0], nb, &out[0], &tmp[0])
 					for ii := range M {
 						for r := range R {
 							put(i+ii, j+r0+r, out[ii*R+r], p0 == 0)

@@ -100,29 +100,11 @@ func qtrQ6_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32,
 //go:noescape
 func qscQ8_0(sc *float32, src *byte, idx *int32, nblk int)
 
-// qdot4Q8_0 is dot4avx512F32 on 4 rows of Q8_0 blocks (row stride
-// srcStride bytes): out[r] = a · row r over nblk blocks, the values
-// dequantized on the fly, scales from a qscQ8_0 table (sc points at row
-// 0's entry of the first block), with dot4avx512F32's accumulators and
-// reduction, so the same sums bit for bit.
-//
-//go:noescape
-func qdot4Q8_0(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)
-
 // qscQ4_0 writes the scale tables (as qtrQ4_0 computes them) of nblk
 // blocks of 16 rows to sc, one after the other.
 //
 //go:noescape
 func qscQ4_0(sc *float32, src *byte, idx *int32, nblk int)
-
-// qdot4Q4_0 is dot4avx512F32 on 4 rows of Q4_0 blocks (row stride
-// srcStride bytes): out[r] = a · row r over nblk blocks, the values
-// dequantized on the fly, scales from a qscQ4_0 table (sc points at row
-// 0's entry of the first block), with dot4avx512F32's accumulators and
-// reduction, so the same sums bit for bit.
-//
-//go:noescape
-func qdot4Q4_0(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)
 
 // qscQ4_1 writes the scale tables (as qtrQ4_1 computes them) of nblk
 // blocks of 16 rows to sc, one after the other.
@@ -130,29 +112,11 @@ func qdot4Q4_0(a *float32, src *byte, srcStride int, sc *float32, nblk int, out 
 //go:noescape
 func qscQ4_1(sc *float32, src *byte, idx *int32, nblk int)
 
-// qdot4Q4_1 is dot4avx512F32 on 4 rows of Q4_1 blocks (row stride
-// srcStride bytes): out[r] = a · row r over nblk blocks, the values
-// dequantized on the fly, scales from a qscQ4_1 table (sc points at row
-// 0's entry of the first block), with dot4avx512F32's accumulators and
-// reduction, so the same sums bit for bit.
-//
-//go:noescape
-func qdot4Q4_1(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)
-
 // qscQ5_0 writes the scale tables (as qtrQ5_0 computes them) of nblk
 // blocks of 16 rows to sc, one after the other.
 //
 //go:noescape
 func qscQ5_0(sc *float32, src *byte, idx *int32, nblk int)
-
-// qdot4Q5_0 is dot4avx512F32 on 4 rows of Q5_0 blocks (row stride
-// srcStride bytes): out[r] = a · row r over nblk blocks, the values
-// dequantized on the fly, scales from a qscQ5_0 table (sc points at row
-// 0's entry of the first block), with dot4avx512F32's accumulators and
-// reduction, so the same sums bit for bit.
-//
-//go:noescape
-func qdot4Q5_0(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)
 
 // qscQ5_1 writes the scale tables (as qtrQ5_1 computes them) of nblk
 // blocks of 16 rows to sc, one after the other.
@@ -160,29 +124,11 @@ func qdot4Q5_0(a *float32, src *byte, srcStride int, sc *float32, nblk int, out 
 //go:noescape
 func qscQ5_1(sc *float32, src *byte, idx *int32, nblk int)
 
-// qdot4Q5_1 is dot4avx512F32 on 4 rows of Q5_1 blocks (row stride
-// srcStride bytes): out[r] = a · row r over nblk blocks, the values
-// dequantized on the fly, scales from a qscQ5_1 table (sc points at row
-// 0's entry of the first block), with dot4avx512F32's accumulators and
-// reduction, so the same sums bit for bit.
-//
-//go:noescape
-func qdot4Q5_1(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)
-
 // qscQ2_K writes the scale tables (as qtrQ2_K computes them) of nblk
 // blocks of 16 rows to sc, one after the other.
 //
 //go:noescape
 func qscQ2_K(sc *float32, src *byte, idx *int32, nblk int)
-
-// qdot4Q2_K is dot4avx512F32 on 4 rows of Q2_K blocks (row stride
-// srcStride bytes): out[r] = a · row r over nblk blocks, the values
-// dequantized on the fly, scales from a qscQ2_K table (sc points at row
-// 0's entry of the first block), with dot4avx512F32's accumulators and
-// reduction, so the same sums bit for bit.
-//
-//go:noescape
-func qdot4Q2_K(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)
 
 // qscQ3_K writes the scale tables (as qtrQ3_K computes them) of nblk
 // blocks of 16 rows to sc, one after the other.
@@ -190,29 +136,11 @@ func qdot4Q2_K(a *float32, src *byte, srcStride int, sc *float32, nblk int, out 
 //go:noescape
 func qscQ3_K(sc *float32, src *byte, idx *int32, nblk int)
 
-// qdot4Q3_K is dot4avx512F32 on 4 rows of Q3_K blocks (row stride
-// srcStride bytes): out[r] = a · row r over nblk blocks, the values
-// dequantized on the fly, scales from a qscQ3_K table (sc points at row
-// 0's entry of the first block), with dot4avx512F32's accumulators and
-// reduction, so the same sums bit for bit.
-//
-//go:noescape
-func qdot4Q3_K(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)
-
 // qscQ4_K writes the scale tables (as qtrQ4_K computes them) of nblk
 // blocks of 16 rows to sc, one after the other.
 //
 //go:noescape
 func qscQ4_K(sc *float32, src *byte, idx *int32, nblk int)
-
-// qdot4Q4_K is dot4avx512F32 on 4 rows of Q4_K blocks (row stride
-// srcStride bytes): out[r] = a · row r over nblk blocks, the values
-// dequantized on the fly, scales from a qscQ4_K table (sc points at row
-// 0's entry of the first block), with dot4avx512F32's accumulators and
-// reduction, so the same sums bit for bit.
-//
-//go:noescape
-func qdot4Q4_K(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)
 
 // qscQ5_K writes the scale tables (as qtrQ5_K computes them) of nblk
 // blocks of 16 rows to sc, one after the other.
@@ -220,226 +148,308 @@ func qdot4Q4_K(a *float32, src *byte, srcStride int, sc *float32, nblk int, out 
 //go:noescape
 func qscQ5_K(sc *float32, src *byte, idx *int32, nblk int)
 
-// qdot4Q5_K is dot4avx512F32 on 4 rows of Q5_K blocks (row stride
-// srcStride bytes): out[r] = a · row r over nblk blocks, the values
-// dequantized on the fly, scales from a qscQ5_K table (sc points at row
-// 0's entry of the first block), with dot4avx512F32's accumulators and
-// reduction, so the same sums bit for bit.
-//
-//go:noescape
-func qdot4Q5_K(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)
-
 // qscQ6_K writes the scale tables (as qtrQ6_K computes them) of nblk
 // blocks of 16 rows to sc, one after the other.
 //
 //go:noescape
 func qscQ6_K(sc *float32, src *byte, idx *int32, nblk int)
 
-// qdot4Q6_K is dot4avx512F32 on 4 rows of Q6_K blocks (row stride
-// srcStride bytes): out[r] = a · row r over nblk blocks, the values
-// dequantized on the fly, scales from a qscQ6_K table (sc points at row
-// 0's entry of the first block), with dot4avx512F32's accumulators and
-// reduction, so the same sums bit for bit.
+// qdot4x1xQ8_0 sets out[i·4+r] = a_i · b_r for 1 rows a_i of A (row
+// stride lda bytes) and 4 rows b_r of Q8_0 blocks (row stride srcStride
+// bytes), each value dequantized once (scales from a qscQ8_0 table; sc at
+// row 0's entry of the first block), with dot4avx512F32's accumulators
+// and reduction per pair, so the same sums bit for bit. out needs 4
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot4Q6_K(a *float32, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot4x1xQ8_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot4x2xQ8_0 sets out[i·4+r] = a_i · b_r for 2 rows a_i of A (row
 // stride lda bytes) and 4 rows b_r of Q8_0 blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ8_0 table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot4x2xQ8_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot4x2xQ8_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot2x4xQ8_0 sets out[i·2+r] = a_i · b_r for 4 rows a_i of A (row
 // stride lda bytes) and 2 rows b_r of Q8_0 blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ8_0 table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot2x4xQ8_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot2x4xQ8_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
+
+// qdot4x1xQ4_0 sets out[i·4+r] = a_i · b_r for 1 rows a_i of A (row
+// stride lda bytes) and 4 rows b_r of Q4_0 blocks (row stride srcStride
+// bytes), each value dequantized once (scales from a qscQ4_0 table; sc at
+// row 0's entry of the first block), with dot4avx512F32's accumulators
+// and reduction per pair, so the same sums bit for bit. out needs 4
+// floats, tmp 1 KiB of scratch.
+//
+//go:noescape
+func qdot4x1xQ4_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot4x2xQ4_0 sets out[i·4+r] = a_i · b_r for 2 rows a_i of A (row
 // stride lda bytes) and 4 rows b_r of Q4_0 blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ4_0 table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot4x2xQ4_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot4x2xQ4_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot2x4xQ4_0 sets out[i·2+r] = a_i · b_r for 4 rows a_i of A (row
 // stride lda bytes) and 2 rows b_r of Q4_0 blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ4_0 table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot2x4xQ4_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot2x4xQ4_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
+
+// qdot4x1xQ4_1 sets out[i·4+r] = a_i · b_r for 1 rows a_i of A (row
+// stride lda bytes) and 4 rows b_r of Q4_1 blocks (row stride srcStride
+// bytes), each value dequantized once (scales from a qscQ4_1 table; sc at
+// row 0's entry of the first block), with dot4avx512F32's accumulators
+// and reduction per pair, so the same sums bit for bit. out needs 4
+// floats, tmp 1 KiB of scratch.
+//
+//go:noescape
+func qdot4x1xQ4_1(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot4x2xQ4_1 sets out[i·4+r] = a_i · b_r for 2 rows a_i of A (row
 // stride lda bytes) and 4 rows b_r of Q4_1 blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ4_1 table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot4x2xQ4_1(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot4x2xQ4_1(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot2x4xQ4_1 sets out[i·2+r] = a_i · b_r for 4 rows a_i of A (row
 // stride lda bytes) and 2 rows b_r of Q4_1 blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ4_1 table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot2x4xQ4_1(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot2x4xQ4_1(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
+
+// qdot4x1xQ5_0 sets out[i·4+r] = a_i · b_r for 1 rows a_i of A (row
+// stride lda bytes) and 4 rows b_r of Q5_0 blocks (row stride srcStride
+// bytes), each value dequantized once (scales from a qscQ5_0 table; sc at
+// row 0's entry of the first block), with dot4avx512F32's accumulators
+// and reduction per pair, so the same sums bit for bit. out needs 4
+// floats, tmp 1 KiB of scratch.
+//
+//go:noescape
+func qdot4x1xQ5_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot4x2xQ5_0 sets out[i·4+r] = a_i · b_r for 2 rows a_i of A (row
 // stride lda bytes) and 4 rows b_r of Q5_0 blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ5_0 table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot4x2xQ5_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot4x2xQ5_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot2x4xQ5_0 sets out[i·2+r] = a_i · b_r for 4 rows a_i of A (row
 // stride lda bytes) and 2 rows b_r of Q5_0 blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ5_0 table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot2x4xQ5_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot2x4xQ5_0(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
+
+// qdot4x1xQ5_1 sets out[i·4+r] = a_i · b_r for 1 rows a_i of A (row
+// stride lda bytes) and 4 rows b_r of Q5_1 blocks (row stride srcStride
+// bytes), each value dequantized once (scales from a qscQ5_1 table; sc at
+// row 0's entry of the first block), with dot4avx512F32's accumulators
+// and reduction per pair, so the same sums bit for bit. out needs 4
+// floats, tmp 1 KiB of scratch.
+//
+//go:noescape
+func qdot4x1xQ5_1(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot4x2xQ5_1 sets out[i·4+r] = a_i · b_r for 2 rows a_i of A (row
 // stride lda bytes) and 4 rows b_r of Q5_1 blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ5_1 table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot4x2xQ5_1(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot4x2xQ5_1(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot2x4xQ5_1 sets out[i·2+r] = a_i · b_r for 4 rows a_i of A (row
 // stride lda bytes) and 2 rows b_r of Q5_1 blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ5_1 table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot2x4xQ5_1(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot2x4xQ5_1(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
+
+// qdot4x1xQ2_K sets out[i·4+r] = a_i · b_r for 1 rows a_i of A (row
+// stride lda bytes) and 4 rows b_r of Q2_K blocks (row stride srcStride
+// bytes), each value dequantized once (scales from a qscQ2_K table; sc at
+// row 0's entry of the first block), with dot4avx512F32's accumulators
+// and reduction per pair, so the same sums bit for bit. out needs 4
+// floats, tmp 1 KiB of scratch.
+//
+//go:noescape
+func qdot4x1xQ2_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot4x2xQ2_K sets out[i·4+r] = a_i · b_r for 2 rows a_i of A (row
 // stride lda bytes) and 4 rows b_r of Q2_K blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ2_K table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot4x2xQ2_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot4x2xQ2_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot2x4xQ2_K sets out[i·2+r] = a_i · b_r for 4 rows a_i of A (row
 // stride lda bytes) and 2 rows b_r of Q2_K blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ2_K table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot2x4xQ2_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot2x4xQ2_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
+
+// qdot4x1xQ3_K sets out[i·4+r] = a_i · b_r for 1 rows a_i of A (row
+// stride lda bytes) and 4 rows b_r of Q3_K blocks (row stride srcStride
+// bytes), each value dequantized once (scales from a qscQ3_K table; sc at
+// row 0's entry of the first block), with dot4avx512F32's accumulators
+// and reduction per pair, so the same sums bit for bit. out needs 4
+// floats, tmp 1 KiB of scratch.
+//
+//go:noescape
+func qdot4x1xQ3_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot4x2xQ3_K sets out[i·4+r] = a_i · b_r for 2 rows a_i of A (row
 // stride lda bytes) and 4 rows b_r of Q3_K blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ3_K table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot4x2xQ3_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot4x2xQ3_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot2x4xQ3_K sets out[i·2+r] = a_i · b_r for 4 rows a_i of A (row
 // stride lda bytes) and 2 rows b_r of Q3_K blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ3_K table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot2x4xQ3_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot2x4xQ3_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
+
+// qdot4x1xQ4_K sets out[i·4+r] = a_i · b_r for 1 rows a_i of A (row
+// stride lda bytes) and 4 rows b_r of Q4_K blocks (row stride srcStride
+// bytes), each value dequantized once (scales from a qscQ4_K table; sc at
+// row 0's entry of the first block), with dot4avx512F32's accumulators
+// and reduction per pair, so the same sums bit for bit. out needs 4
+// floats, tmp 1 KiB of scratch.
+//
+//go:noescape
+func qdot4x1xQ4_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot4x2xQ4_K sets out[i·4+r] = a_i · b_r for 2 rows a_i of A (row
 // stride lda bytes) and 4 rows b_r of Q4_K blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ4_K table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot4x2xQ4_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot4x2xQ4_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot2x4xQ4_K sets out[i·2+r] = a_i · b_r for 4 rows a_i of A (row
 // stride lda bytes) and 2 rows b_r of Q4_K blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ4_K table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot2x4xQ4_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot2x4xQ4_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
+
+// qdot4x1xQ5_K sets out[i·4+r] = a_i · b_r for 1 rows a_i of A (row
+// stride lda bytes) and 4 rows b_r of Q5_K blocks (row stride srcStride
+// bytes), each value dequantized once (scales from a qscQ5_K table; sc at
+// row 0's entry of the first block), with dot4avx512F32's accumulators
+// and reduction per pair, so the same sums bit for bit. out needs 4
+// floats, tmp 1 KiB of scratch.
+//
+//go:noescape
+func qdot4x1xQ5_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot4x2xQ5_K sets out[i·4+r] = a_i · b_r for 2 rows a_i of A (row
 // stride lda bytes) and 4 rows b_r of Q5_K blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ5_K table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot4x2xQ5_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot4x2xQ5_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot2x4xQ5_K sets out[i·2+r] = a_i · b_r for 4 rows a_i of A (row
 // stride lda bytes) and 2 rows b_r of Q5_K blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ5_K table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot2x4xQ5_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot2x4xQ5_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
+
+// qdot4x1xQ6_K sets out[i·4+r] = a_i · b_r for 1 rows a_i of A (row
+// stride lda bytes) and 4 rows b_r of Q6_K blocks (row stride srcStride
+// bytes), each value dequantized once (scales from a qscQ6_K table; sc at
+// row 0's entry of the first block), with dot4avx512F32's accumulators
+// and reduction per pair, so the same sums bit for bit. out needs 4
+// floats, tmp 1 KiB of scratch.
+//
+//go:noescape
+func qdot4x1xQ6_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot4x2xQ6_K sets out[i·4+r] = a_i · b_r for 2 rows a_i of A (row
 // stride lda bytes) and 4 rows b_r of Q6_K blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ6_K table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot4x2xQ6_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot4x2xQ6_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
 // qdot2x4xQ6_K sets out[i·2+r] = a_i · b_r for 4 rows a_i of A (row
 // stride lda bytes) and 2 rows b_r of Q6_K blocks (row stride srcStride
 // bytes), each value dequantized once (scales from a qscQ6_K table; sc at
 // row 0's entry of the first block), with dot4avx512F32's accumulators
 // and reduction per pair, so the same sums bit for bit. out needs 8
-// floats.
+// floats, tmp 1 KiB of scratch.
 //
 //go:noescape
-func qdot2x4xQ6_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32)
+func qdot2x4xQ6_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
