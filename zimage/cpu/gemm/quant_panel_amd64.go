@@ -97,7 +97,7 @@ func packQuantFused(panel []float32, nr int, src *bSource, jbase, cols, p0, kb i
 	return groups * 16
 }
 
-type qscFunc func(sc *float32, src *byte, idx *int32, nblk int)
+type qscFunc func(sc *float32, src *byte, srcStride int, idx *int32, nblk int)
 
 type qdotRMFunc func(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
 
@@ -150,7 +150,7 @@ func gemvQuantFused(c, a []float32, raw []byte, rb int, dt weights.DType, m, n, 
 	_ = raw[16*rb-1]
 	_ = tab[k/bs*per-1]
 	_ = a[m*k-1]
-	set.sc(&tab[0], &raw[0], &idx[0], k/bs)
+	set.sc(&tab[0], &raw[0], rb, &idx[0], k/bs)
 	var out [8]float32
 	var tmp [1024]byte
 	put := func(i, j int, v float32, first bool) {

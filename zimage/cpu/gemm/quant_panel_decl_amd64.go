@@ -95,64 +95,74 @@ func qtrQ5_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32,
 func qtrQ6_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
 
 // qscQ8_0 writes the scale tables (as qtrQ8_0 computes them) of nblk
-// blocks of 16 rows to sc, one after the other.
+// blocks of 16 rows (row stride srcStride bytes, offsets in idx) to sc,
+// one after the other.
 //
 //go:noescape
-func qscQ8_0(sc *float32, src *byte, idx *int32, nblk int)
+func qscQ8_0(sc *float32, src *byte, srcStride int, idx *int32, nblk int)
 
 // qscQ4_0 writes the scale tables (as qtrQ4_0 computes them) of nblk
-// blocks of 16 rows to sc, one after the other.
+// blocks of 16 rows (row stride srcStride bytes, offsets in idx) to sc,
+// one after the other.
 //
 //go:noescape
-func qscQ4_0(sc *float32, src *byte, idx *int32, nblk int)
+func qscQ4_0(sc *float32, src *byte, srcStride int, idx *int32, nblk int)
 
 // qscQ4_1 writes the scale tables (as qtrQ4_1 computes them) of nblk
-// blocks of 16 rows to sc, one after the other.
+// blocks of 16 rows (row stride srcStride bytes, offsets in idx) to sc,
+// one after the other.
 //
 //go:noescape
-func qscQ4_1(sc *float32, src *byte, idx *int32, nblk int)
+func qscQ4_1(sc *float32, src *byte, srcStride int, idx *int32, nblk int)
 
 // qscQ5_0 writes the scale tables (as qtrQ5_0 computes them) of nblk
-// blocks of 16 rows to sc, one after the other.
+// blocks of 16 rows (row stride srcStride bytes, offsets in idx) to sc,
+// one after the other.
 //
 //go:noescape
-func qscQ5_0(sc *float32, src *byte, idx *int32, nblk int)
+func qscQ5_0(sc *float32, src *byte, srcStride int, idx *int32, nblk int)
 
 // qscQ5_1 writes the scale tables (as qtrQ5_1 computes them) of nblk
-// blocks of 16 rows to sc, one after the other.
+// blocks of 16 rows (row stride srcStride bytes, offsets in idx) to sc,
+// one after the other.
 //
 //go:noescape
-func qscQ5_1(sc *float32, src *byte, idx *int32, nblk int)
+func qscQ5_1(sc *float32, src *byte, srcStride int, idx *int32, nblk int)
 
 // qscQ2_K writes the scale tables (as qtrQ2_K computes them) of nblk
-// blocks of 16 rows to sc, one after the other.
+// blocks of 16 rows (row stride srcStride bytes, offsets in idx) to sc,
+// one after the other.
 //
 //go:noescape
-func qscQ2_K(sc *float32, src *byte, idx *int32, nblk int)
+func qscQ2_K(sc *float32, src *byte, srcStride int, idx *int32, nblk int)
 
 // qscQ3_K writes the scale tables (as qtrQ3_K computes them) of nblk
-// blocks of 16 rows to sc, one after the other.
+// blocks of 16 rows (row stride srcStride bytes, offsets in idx) to sc,
+// one after the other.
 //
 //go:noescape
-func qscQ3_K(sc *float32, src *byte, idx *int32, nblk int)
+func qscQ3_K(sc *float32, src *byte, srcStride int, idx *int32, nblk int)
 
 // qscQ4_K writes the scale tables (as qtrQ4_K computes them) of nblk
-// blocks of 16 rows to sc, one after the other.
+// blocks of 16 rows (row stride srcStride bytes, offsets in idx) to sc,
+// one after the other.
 //
 //go:noescape
-func qscQ4_K(sc *float32, src *byte, idx *int32, nblk int)
+func qscQ4_K(sc *float32, src *byte, srcStride int, idx *int32, nblk int)
 
 // qscQ5_K writes the scale tables (as qtrQ5_K computes them) of nblk
-// blocks of 16 rows to sc, one after the other.
+// blocks of 16 rows (row stride srcStride bytes, offsets in idx) to sc,
+// one after the other.
 //
 //go:noescape
-func qscQ5_K(sc *float32, src *byte, idx *int32, nblk int)
+func qscQ5_K(sc *float32, src *byte, srcStride int, idx *int32, nblk int)
 
 // qscQ6_K writes the scale tables (as qtrQ6_K computes them) of nblk
-// blocks of 16 rows to sc, one after the other.
+// blocks of 16 rows (row stride srcStride bytes, offsets in idx) to sc,
+// one after the other.
 //
 //go:noescape
-func qscQ6_K(sc *float32, src *byte, idx *int32, nblk int)
+func qscQ6_K(sc *float32, src *byte, srcStride int, idx *int32, nblk int)
 
 // qdot4x1xQ8_0 sets out[i·4+r] = a_i · b_r for 1 rows a_i of A (row
 // stride lda bytes) and 4 rows b_r of Q8_0 blocks (row stride srcStride

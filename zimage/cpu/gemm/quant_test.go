@@ -113,7 +113,19 @@ func TestMatMulBTQuantErrors(t *testing.T) {
 // below), from the GEMV sizes (M ≤ 8) to a longer left operand:
 // go test -run X -bench MatMulBTQuant ./zimage/cpu/gemm
 func BenchmarkMatMulBTQuant(b *testing.B) {
-	const n, k = 1024, 2560
+	benchQuant(b, 1024, 2560, []int{1, 8, 16, 64, 256}, []weights.DType{weights.BF16, weights.Q8_0, weights.Q4_K,
+		weights.Q6_K, weights.Q5_K, weights.Q4_0, weights.Q5_0, weights.Q3_K, weights.Q4_1, weights.Q5_1, weights.Q2_K})
+}
+
+// BenchmarkMatMulBTQuantLarge is BenchmarkMatMulBTQuant on a DiT feed-
+// forward weight (10240×3840: 79 MB in bf16, more than the L3 cache) at
+// the GEMV sizes, where reading the weights is most of the work:
+// go test -run X -bench MatMulBTQuantLarge ./zimage/cpu/gemm
+func BenchmarkMatMulBTQuantLarge(b *testing.B) {
+	benchQuant(b, 10240, 3840, []int{1, 8}, []weights.DType{weights.BF16, weights.Q8_0, weights.Q4_K, weights.Q6_K, weights.Q5_K})
+}
+
+func benchQuant(b *testing.B, n, k int, ms []int, types []weights.DType) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	x := make([]float32, n*k)
 	for i := range x {
@@ -121,8 +133,6 @@ func BenchmarkMatMulBTQuant(b *testing.B) {
 	}
 	bf := make([]byte, 2*n*k)
 	weights.EncodeBF16(bf, x)
-	types := []weights.DType{weights.BF16, weights.Q8_0, weights.Q4_K, weights.Q6_K, weights.Q5_K, weights.Q4_0,
-		weights.Q5_0, weights.Q3_K, weights.Q4_1, weights.Q5_1, weights.Q2_K}
 	data := map[weights.DType][]byte{weights.BF16: bf}
 	for _, dt := range types[1:] {
 		rb, _ := dt.RowBytes(k)
@@ -131,7 +141,7 @@ func BenchmarkMatMulBTQuant(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	for _, m := range []int{1, 8, 16, 64, 256} {
+	for _, m := range ms {
 		a := make([]float32, m*k)
 		for i := range a {
 			a[i] = float32(rng.NormFloat64())
