@@ -64,6 +64,20 @@ const (
 
 // byte-level helpers (zmm registers of 4 rows × 16 bytes)
 
+// bhigh5 adds 16 to the bytes of zr whose bit in the 4 rows' 16-bit
+// fields at disp is set (the fifth bit of Q5_0/Q5_1), through a 64-bit
+// mask built in R12.
+func bhigh5(p func(string, ...any), row func(int, int) string, disp int, zr string) {
+	p("MOVWQZX %s, R12", row(0, disp))
+	for l := 1; l < 4; l++ {
+		p("MOVWQZX %s, R13", row(l, disp))
+		p("SHLQ $%d, R13", 16*l)
+		p("ORQ R13, R12")
+	}
+	p("KMOVQ R12, K3")
+	p("VPADDB %s, %s, K3, %s", z(kSixtn), zr, zr)
+}
+
 func bnibble(p func(string, ...any), high bool, zr string) {
 	if high {
 		p("VPSRLW $4, %s, %s", zr, zr)
@@ -263,7 +277,7 @@ type qtype struct {
 	// zr and reports whether they are signed; bconsts are the constant
 	// registers and qconst<> offsets it uses. The panel kernel then
 	// transposes bytes (see emitTileB).
-	brow    func(p func(string, ...any), c int, load func(disp int, dst string), zr, zt string) bool
+	brow    func(p func(string, ...any), c int, load func(disp int, dst string), row func(l, disp int) string, zr, zt string) bool
 	bconsts func(c int) [][2]int
 	// prep, where set, writes the values of one row's block as bytes in
 	// value chunk order (chunk c at poff(c); psigned: int8) for the dot
@@ -297,7 +311,7 @@ func nibble(p func(string, ...any), high bool, zr string) {
 var types = []qtype{
 	{name: "Q8_0", bb: 34, cpb: 2, tables: 1, groups: 1, op: opMul, scales: scalesD,
 		bconsts: func(int) [][2]int { return nil },
-		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+		brow: func(p func(string, ...any), c int, load func(int, string), row func(int, int) string, zr, zt string) bool {
 			load(2+16*c, zr)
 			return true
 		},
@@ -307,7 +321,7 @@ var types = []qtype{
 		}},
 	{name: "Q4_0", bb: 18, cpb: 2, tables: 1, groups: 1, op: opMul, scales: scalesD,
 		bconsts: func(int) [][2]int { return [][2]int{bc0F, bc08} },
-		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+		brow: func(p func(string, ...any), c int, load func(int, string), row func(int, int) string, zr, zt string) bool {
 			load(2, zr)
 			bnibble(p, c == 1, zr)
 			p("VPSUBB %s, %s, %s", z(kEight), zr, zr)
@@ -321,7 +335,7 @@ var types = []qtype{
 		}},
 	{name: "Q4_1", bb: 20, cpb: 2, tables: 2, groups: 1, op: opMulAdd, scales: scalesDM,
 		bconsts: func(int) [][2]int { return [][2]int{bc0F} },
-		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+		brow: func(p func(string, ...any), c int, load func(int, string), row func(int, int) string, zr, zt string) bool {
 			load(4, zr)
 			bnibble(p, c == 1, zr)
 			return false
@@ -332,6 +346,14 @@ var types = []qtype{
 			nibble(p, c == 1, zr)
 		}},
 	{name: "Q5_0", bb: 22, cpb: 2, tables: 1, groups: 1, op: opMul, scales: scalesD,
+		bconsts: func(int) [][2]int { return [][2]int{bc0F, bc10} },
+		brow: func(p func(string, ...any), c int, load func(int, string), row func(int, int) string, zr, zt string) bool {
+			load(6, zr)
+			bnibble(p, c == 1, zr)
+			bhigh5(p, row, 2+2*c, zr)
+			p("VPSUBB %s, %s, %s", z(kSixtn), zr, zr)
+			return true
+		},
 		group: func(int) int { return 0 }, consts: func(int) []int { return []int{kMask15, kSixtn} },
 		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
 			p("VPMOVZXBD %s, %s", addr(6), zr)
@@ -341,6 +363,13 @@ var types = []qtype{
 			p("VPSUBD %s, %s, %s", z(kSixtn), zr, zr)
 		}},
 	{name: "Q5_1", bb: 24, cpb: 2, tables: 2, groups: 1, op: opMulAdd, scales: scalesDM,
+		bconsts: func(int) [][2]int { return [][2]int{bc0F, bc10} },
+		brow: func(p func(string, ...any), c int, load func(int, string), row func(int, int) string, zr, zt string) bool {
+			load(8, zr)
+			bnibble(p, c == 1, zr)
+			bhigh5(p, row, 4+2*c, zr)
+			return false
+		},
 		group: func(int) int { return 0 }, consts: func(int) []int { return []int{kMask15, kSixtn} },
 		row: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
 			p("VPMOVZXBD %s, %s", addr(8), zr)
@@ -351,7 +380,7 @@ var types = []qtype{
 	// Q2_K: element i = h·128 + s·32 + l: bits 2s of byte 16 + h·32 + l.
 	{name: "Q2_K", bb: 84, cpb: 16, tables: 2, groups: 16, op: opMulSub,
 		bconsts: func(int) [][2]int { return [][2]int{bc03} },
-		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+		brow: func(p func(string, ...any), c int, load func(int, string), row func(int, int) string, zr, zt string) bool {
 			h, s, l0 := c/8, c/2%4, 16*(c%2)
 			load(16+32*h+l0, zr)
 			bshift(p, -2*s, zr)
@@ -407,7 +436,7 @@ var types = []qtype{
 			}
 		},
 		bconsts: func(int) [][2]int { return [][2]int{bc03, bc04} },
-		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+		brow: func(p func(string, ...any), c int, load func(int, string), row func(int, int) string, zr, zt string) bool {
 			h, s, l0 := c/8, c/2%4, 16*(c%2)
 			load(32+32*h+l0, zr)
 			bshift(p, -2*s, zr)
@@ -458,7 +487,7 @@ var types = []qtype{
 			prepK45(p, addr, dst, 16, -1)
 		},
 		bconsts: func(int) [][2]int { return [][2]int{bc0F} },
-		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+		brow: func(p func(string, ...any), c int, load func(int, string), row func(int, int) string, zr, zt string) bool {
 			g := c / 2
 			load(16+32*(g/2)+16*(c%2), zr)
 			bnibble(p, g%2 == 1, zr)
@@ -477,7 +506,7 @@ var types = []qtype{
 			prepK45(p, addr, dst, 48, 16)
 		},
 		bconsts: func(int) [][2]int { return [][2]int{bc0F, bc10} },
-		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+		brow: func(p func(string, ...any), c int, load func(int, string), row func(int, int) string, zr, zt string) bool {
 			g := c / 2
 			load(48+32*(g/2)+16*(c%2), zr)
 			bnibble(p, g%2 == 1, zr)
@@ -523,7 +552,7 @@ var types = []qtype{
 			}
 		},
 		bconsts: func(int) [][2]int { return [][2]int{bc0F, bc30, bc20} },
-		brow: func(p func(string, ...any), c int, load func(int, string), zr, zt string) bool {
+		brow: func(p func(string, ...any), c int, load func(int, string), row func(int, int) string, zr, zt string) bool {
 			h, q, l0 := c/8, c%8/2, 16*(c%2)
 			load(64*h+32*(q%2)+l0, zr)
 			bnibble(p, q >= 2, zr)
@@ -951,7 +980,8 @@ func emitTileB(p func(string, ...any), t qtype, c int) {
 				p("VINSERTI32X4 $%d, %s%s, %s, %s", l, d, rows[l], dst, dst)
 			}
 		}
-		signed = t.brow(p, c, load, z(i), z(4+i))
+		row := func(l, disp int) string { return fmt.Sprintf("%d%s", disp, rows[l]) }
+		signed = t.brow(p, c, load, row, z(i), z(4+i))
 	}
 	if !signed {
 		p("MOVQ $0x1111111111111111, AX")
