@@ -676,8 +676,10 @@ func main() {
 			"// stride srcStride bytes; src at the block holding chunk c0, 0 ≤ c0 < %d)\n"+
 			"// into n·16 rows × 16 float32 (row stride dstStride bytes). sc is scratch\n"+
 			"// for one block's scale table (%d floats); idx holds the 16 row offsets\n"+
-			"// r·srcStride.\n//\n"+
-			"//go:noescape\nfunc qtr%s(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)\n",
+			"// r·srcStride. Where head (tail) is not nil the first (last) chunk goes\n"+
+			"// there instead (16×16 floats) and dst is where the next (or no) chunk\n"+
+			"// goes; not both when n is 1.\n//\n"+
+			"//go:noescape\nfunc qtr%s(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)\n",
 			t.name, t.name, t.cpb, t.tables*t.groups*16, t.name)
 	}
 	for _, t := range types {
@@ -727,8 +729,8 @@ func emitPanel(w *bytes.Buffer, t qtype) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
 	name := "qtr" + t.name
 	lbl := func(c int) string { return fmt.Sprintf("%s_c%d", name, c) }
-	fmt.Fprintf(w, "\n// func %s(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)\n", name)
-	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-64\n", name)
+	fmt.Fprintf(w, "\n// func %s(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)\n", name)
+	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-80\n", name)
 	p("MOVQ dst+0(FP), DI")
 	p("MOVQ dstStride+8(FP), DX")
 	p("MOVQ src+16(FP), SI")
@@ -740,6 +742,15 @@ func emitPanel(w *bytes.Buffer, t qtype) {
 	p("LEAQ (R8)(R8*2), R9") // 3·stride
 	p("TESTQ CX, CX")
 	p("JEQ %s_done", name)
+	// A head tile goes to head (16 rows of 16 floats); R14 keeps dst
+	// meanwhile.
+	p("XORQ R14, R14")
+	p("MOVQ head+64(FP), BX")
+	p("TESTQ BX, BX")
+	p("JEQ %s_block", name)
+	p("MOVQ DI, R14")
+	p("MOVQ BX, DI")
+	p("MOVQ $64, DX")
 	// Per block: the scale table, then the chunks from c0 (0 after the
 	// first block).
 	fmt.Fprintf(w, "%s_block:\n", name)
@@ -751,7 +762,22 @@ func emitPanel(w *bytes.Buffer, t qtype) {
 	}
 	for c := 0; c < t.cpb; c++ {
 		fmt.Fprintf(w, "%s:\n", lbl(c))
+		// The last chunk goes to tail where there is one.
+		p("CMPQ CX, $1")
+		p("JNE %s_t", lbl(c))
+		p("MOVQ tail+72(FP), BX")
+		p("TESTQ BX, BX")
+		p("JEQ %s_t", lbl(c))
+		p("MOVQ BX, DI")
+		p("MOVQ $64, DX")
+		fmt.Fprintf(w, "%s_t:\n", lbl(c))
 		emitTile(p, t, c)
+		p("TESTQ R14, R14")
+		p("JEQ %s_h", lbl(c))
+		p("MOVQ R14, DI")
+		p("MOVQ dstStride+8(FP), DX")
+		p("XORQ R14, R14")
+		fmt.Fprintf(w, "%s_h:\n", lbl(c))
 		p("DECQ CX")
 		p("JEQ %s_done", name)
 	}

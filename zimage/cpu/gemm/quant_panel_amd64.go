@@ -16,7 +16,7 @@ import (
 // (gen_quant.go; tests turn it off to cover the scratch path).
 var useQuantPanel = cpu.X86.HasAVX512F
 
-type qtrFunc func(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
+type qtrFunc func(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
 
 func qtrKernel(dt weights.DType) qtrFunc {
 	switch dt {
@@ -69,28 +69,38 @@ func packQuantFused(panel []float32, nr int, src *bSource, jbase, cols, p0, kb i
 	for r := range idx {
 		idx[r] = int32(r * rb)
 	}
-	buf := getBuf(quantScaleFloats(src.dt) + 256)
+	buf := getBuf(quantScaleFloats(src.dt) + 2*256)
 	defer putBuf(buf)
-	tab, tile := (*buf)[:quantScaleFloats(src.dt)], (*buf)[quantScaleFloats(src.dt):][:256]
+	tab := (*buf)[:quantScaleFloats(src.dt)]
+	head, tail := (*buf)[len(tab):][:256], (*buf)[len(tab)+256:][:256]
+	// The partial chunks at either end (if any) go through head and tail;
+	// one partial chunk alone is the head.
+	hasHead := p0%16 != 0
+	hasTail := (p0+kb)%16 != 0 && !(hasHead && ch-1 == cl)
+	var hp, tp *float32
+	if hasHead {
+		hp = &head[0]
+	}
+	if hasTail {
+		tp = &tail[0]
+	}
 	groups := cols / 16
 	for g := range groups {
 		base := (jbase + 16*g) * rb
 		_ = src.raw[base+15*rb+b1*bb-1] // last byte read
-		call := func(dst *float32, stride, c, n int) {
-			fn(dst, stride, &src.raw[base+c/cpb*bb], rb, &tab[0], &idx[0], c%cpb, n)
-		}
+		dst := &panel[16*g]
 		if chi > clo {
 			_ = panel[(16*chi-p0-1)*nr+16*g+15] // last value written
-			call(&panel[(16*clo-p0)*nr+16*g], nr*4, clo, chi-clo)
+			dst = &panel[(16*clo-p0)*nr+16*g]
 		}
+		fn(dst, nr*4, &src.raw[base+cl/cpb*bb], rb, &tab[0], &idx[0], cl%cpb, ch-cl, hp, tp)
 		for i, c := range [2]int{cl, ch - 1} {
-			lo, hi := max(16*c, p0), min(16*c+16, p0+kb)
-			if hi-lo == 16 || i == 1 && c == cl {
-				continue // whole (done above), or the head again
+			if i == 0 && !hasHead || i == 1 && !hasTail {
+				continue
 			}
-			call(&tile[0], 64, c, 1)
-			for v := lo; v < hi; v++ {
-				copy(panel[(v-p0)*nr+16*g:][:16], tile[(v-16*c)*16:][:16])
+			t := [2][]float32{head, tail}[i]
+			for v := max(16*c, p0); v < min(16*c+16, p0+kb); v++ {
+				copy(panel[(v-p0)*nr+16*g:][:16], t[(v-16*c)*16:][:16])
 			}
 		}
 	}

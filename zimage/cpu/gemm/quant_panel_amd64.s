@@ -127,8 +127,8 @@ DATA qspread<>+496(SB)/8, $0x7d0000007c
 DATA qspread<>+504(SB)/8, $0x7f0000007e
 GLOBL qspread<>(SB), RODATA|NOPTR, $512
 
-// func qtrQ8_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
-TEXT ·qtrQ8_0(SB), NOSPLIT, $0-64
+// func qtrQ8_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
+TEXT ·qtrQ8_0(SB), NOSPLIT, $0-80
 	MOVQ dst+0(FP), DI
 	MOVQ dstStride+8(FP), DX
 	MOVQ src+16(FP), SI
@@ -140,6 +140,13 @@ TEXT ·qtrQ8_0(SB), NOSPLIT, $0-64
 	LEAQ (R8)(R8*2), R9
 	TESTQ CX, CX
 	JEQ qtrQ8_0_done
+	XORQ R14, R14
+	MOVQ head+64(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ8_0_block
+	MOVQ DI, R14
+	MOVQ BX, DI
+	MOVQ $64, DX
 qtrQ8_0_block:
 	VMOVDQU32 (R11), Z16
 	KXNORW K1, K1, K1
@@ -150,6 +157,14 @@ qtrQ8_0_block:
 	CMPQ AX, $1
 	JEQ qtrQ8_0_c1
 qtrQ8_0_c0:
+	CMPQ CX, $1
+	JNE qtrQ8_0_c0_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ8_0_c0_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ8_0_c0_t:
 	MOVQ SI, BX
 	PREFETCHT0 256(BX)
 	PREFETCHT0 256(BX)(R8*1)
@@ -294,9 +309,23 @@ qtrQ8_0_c0:
 	VMULPS 0(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ8_0_c0_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ8_0_c0_h:
 	DECQ CX
 	JEQ qtrQ8_0_done
 qtrQ8_0_c1:
+	CMPQ CX, $1
+	JNE qtrQ8_0_c1_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ8_0_c1_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ8_0_c1_t:
 	MOVQ SI, BX
 	VMOVDQU32 18(BX), X0
 	VINSERTI32X4 $1, 18(BX)(R8*1), Z0, Z0
@@ -425,6 +454,12 @@ qtrQ8_0_c1:
 	VMULPS 0(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ8_0_c1_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ8_0_c1_h:
 	DECQ CX
 	JEQ qtrQ8_0_done
 	ADDQ $34, SI
@@ -434,8 +469,8 @@ qtrQ8_0_done:
 	VZEROUPPER
 	RET
 
-// func qtrQ4_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
-TEXT ·qtrQ4_0(SB), NOSPLIT, $0-64
+// func qtrQ4_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
+TEXT ·qtrQ4_0(SB), NOSPLIT, $0-80
 	MOVQ dst+0(FP), DI
 	MOVQ dstStride+8(FP), DX
 	MOVQ src+16(FP), SI
@@ -447,6 +482,13 @@ TEXT ·qtrQ4_0(SB), NOSPLIT, $0-64
 	LEAQ (R8)(R8*2), R9
 	TESTQ CX, CX
 	JEQ qtrQ4_0_done
+	XORQ R14, R14
+	MOVQ head+64(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_0_block
+	MOVQ DI, R14
+	MOVQ BX, DI
+	MOVQ $64, DX
 qtrQ4_0_block:
 	VMOVDQU32 (R11), Z16
 	KXNORW K1, K1, K1
@@ -457,6 +499,14 @@ qtrQ4_0_block:
 	CMPQ AX, $1
 	JEQ qtrQ4_0_c1
 qtrQ4_0_c0:
+	CMPQ CX, $1
+	JNE qtrQ4_0_c0_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_0_c0_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_0_c0_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+88(SB), Z30
 	MOVQ SI, BX
@@ -611,9 +661,23 @@ qtrQ4_0_c0:
 	VMULPS 0(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_0_c0_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_0_c0_h:
 	DECQ CX
 	JEQ qtrQ4_0_done
 qtrQ4_0_c1:
+	CMPQ CX, $1
+	JNE qtrQ4_0_c1_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_0_c1_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_0_c1_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+88(SB), Z30
 	MOVQ SI, BX
@@ -756,6 +820,12 @@ qtrQ4_0_c1:
 	VMULPS 0(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_0_c1_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_0_c1_h:
 	DECQ CX
 	JEQ qtrQ4_0_done
 	ADDQ $18, SI
@@ -765,8 +835,8 @@ qtrQ4_0_done:
 	VZEROUPPER
 	RET
 
-// func qtrQ4_1(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
-TEXT ·qtrQ4_1(SB), NOSPLIT, $0-64
+// func qtrQ4_1(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
+TEXT ·qtrQ4_1(SB), NOSPLIT, $0-80
 	MOVQ dst+0(FP), DI
 	MOVQ dstStride+8(FP), DX
 	MOVQ src+16(FP), SI
@@ -778,6 +848,13 @@ TEXT ·qtrQ4_1(SB), NOSPLIT, $0-64
 	LEAQ (R8)(R8*2), R9
 	TESTQ CX, CX
 	JEQ qtrQ4_1_done
+	XORQ R14, R14
+	MOVQ head+64(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_1_block
+	MOVQ DI, R14
+	MOVQ BX, DI
+	MOVQ $64, DX
 qtrQ4_1_block:
 	VMOVDQU32 (R11), Z16
 	KXNORW K1, K1, K1
@@ -792,6 +869,14 @@ qtrQ4_1_block:
 	CMPQ AX, $1
 	JEQ qtrQ4_1_c1
 qtrQ4_1_c0:
+	CMPQ CX, $1
+	JNE qtrQ4_1_c0_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_1_c0_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_1_c0_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	PREFETCHT0 256(BX)
@@ -955,9 +1040,23 @@ qtrQ4_1_c0:
 	VADDPS 64(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_1_c0_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_1_c0_h:
 	DECQ CX
 	JEQ qtrQ4_1_done
 qtrQ4_1_c1:
+	CMPQ CX, $1
+	JNE qtrQ4_1_c1_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_1_c1_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_1_c1_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 4(BX), X0
@@ -1109,6 +1208,12 @@ qtrQ4_1_c1:
 	VADDPS 64(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_1_c1_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_1_c1_h:
 	DECQ CX
 	JEQ qtrQ4_1_done
 	ADDQ $20, SI
@@ -1118,8 +1223,8 @@ qtrQ4_1_done:
 	VZEROUPPER
 	RET
 
-// func qtrQ5_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
-TEXT ·qtrQ5_0(SB), NOSPLIT, $0-64
+// func qtrQ5_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
+TEXT ·qtrQ5_0(SB), NOSPLIT, $0-80
 	MOVQ dst+0(FP), DI
 	MOVQ dstStride+8(FP), DX
 	MOVQ src+16(FP), SI
@@ -1131,6 +1236,13 @@ TEXT ·qtrQ5_0(SB), NOSPLIT, $0-64
 	LEAQ (R8)(R8*2), R9
 	TESTQ CX, CX
 	JEQ qtrQ5_0_done
+	XORQ R14, R14
+	MOVQ head+64(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_0_block
+	MOVQ DI, R14
+	MOVQ BX, DI
+	MOVQ $64, DX
 qtrQ5_0_block:
 	VMOVDQU32 (R11), Z16
 	KXNORW K1, K1, K1
@@ -1141,6 +1253,14 @@ qtrQ5_0_block:
 	CMPQ AX, $1
 	JEQ qtrQ5_0_c1
 qtrQ5_0_c0:
+	CMPQ CX, $1
+	JNE qtrQ5_0_c0_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_0_c0_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_0_c0_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -1343,9 +1463,23 @@ qtrQ5_0_c0:
 	VMULPS 0(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_0_c0_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_0_c0_h:
 	DECQ CX
 	JEQ qtrQ5_0_done
 qtrQ5_0_c1:
+	CMPQ CX, $1
+	JNE qtrQ5_0_c1_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_0_c1_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_0_c1_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -1536,6 +1670,12 @@ qtrQ5_0_c1:
 	VMULPS 0(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_0_c1_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_0_c1_h:
 	DECQ CX
 	JEQ qtrQ5_0_done
 	ADDQ $22, SI
@@ -1545,8 +1685,8 @@ qtrQ5_0_done:
 	VZEROUPPER
 	RET
 
-// func qtrQ5_1(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
-TEXT ·qtrQ5_1(SB), NOSPLIT, $0-64
+// func qtrQ5_1(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
+TEXT ·qtrQ5_1(SB), NOSPLIT, $0-80
 	MOVQ dst+0(FP), DI
 	MOVQ dstStride+8(FP), DX
 	MOVQ src+16(FP), SI
@@ -1558,6 +1698,13 @@ TEXT ·qtrQ5_1(SB), NOSPLIT, $0-64
 	LEAQ (R8)(R8*2), R9
 	TESTQ CX, CX
 	JEQ qtrQ5_1_done
+	XORQ R14, R14
+	MOVQ head+64(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_1_block
+	MOVQ DI, R14
+	MOVQ BX, DI
+	MOVQ $64, DX
 qtrQ5_1_block:
 	VMOVDQU32 (R11), Z16
 	KXNORW K1, K1, K1
@@ -1572,6 +1719,14 @@ qtrQ5_1_block:
 	CMPQ AX, $1
 	JEQ qtrQ5_1_c1
 qtrQ5_1_c0:
+	CMPQ CX, $1
+	JNE qtrQ5_1_c0_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_1_c0_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_1_c0_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -1784,9 +1939,23 @@ qtrQ5_1_c0:
 	VADDPS 64(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_1_c0_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_1_c0_h:
 	DECQ CX
 	JEQ qtrQ5_1_done
 qtrQ5_1_c1:
+	CMPQ CX, $1
+	JNE qtrQ5_1_c1_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_1_c1_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_1_c1_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -1987,6 +2156,12 @@ qtrQ5_1_c1:
 	VADDPS 64(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_1_c1_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_1_c1_h:
 	DECQ CX
 	JEQ qtrQ5_1_done
 	ADDQ $24, SI
@@ -1996,8 +2171,8 @@ qtrQ5_1_done:
 	VZEROUPPER
 	RET
 
-// func qtrQ2_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
-TEXT ·qtrQ2_K(SB), NOSPLIT, $0-64
+// func qtrQ2_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
+TEXT ·qtrQ2_K(SB), NOSPLIT, $0-80
 	MOVQ dst+0(FP), DI
 	MOVQ dstStride+8(FP), DX
 	MOVQ src+16(FP), SI
@@ -2009,6 +2184,13 @@ TEXT ·qtrQ2_K(SB), NOSPLIT, $0-64
 	LEAQ (R8)(R8*2), R9
 	TESTQ CX, CX
 	JEQ qtrQ2_K_done
+	XORQ R14, R14
+	MOVQ head+64(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_block
+	MOVQ DI, R14
+	MOVQ BX, DI
+	MOVQ $64, DX
 qtrQ2_K_block:
 	VMOVDQU32 (R11), Z16
 	KXNORW K1, K1, K1
@@ -2214,6 +2396,14 @@ qtrQ2_K_block:
 	CMPQ AX, $15
 	JEQ qtrQ2_K_c15
 qtrQ2_K_c0:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c0_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c0_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c0_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	PREFETCHT0 256(BX)
@@ -2377,9 +2567,23 @@ qtrQ2_K_c0:
 	VSUBPS 1024(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c0_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c0_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c1:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c1_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c1_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c1_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 32(BX), X0
@@ -2527,9 +2731,23 @@ qtrQ2_K_c1:
 	VSUBPS 1088(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c1_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c1_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c2:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c2_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c2_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c2_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 16(BX), X0
@@ -2681,9 +2899,23 @@ qtrQ2_K_c2:
 	VSUBPS 1152(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c2_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c2_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c3:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c3_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c3_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c3_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 32(BX), X0
@@ -2835,9 +3067,23 @@ qtrQ2_K_c3:
 	VSUBPS 1216(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c3_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c3_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c4:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c4_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c4_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c4_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 16(BX), X0
@@ -2989,9 +3235,23 @@ qtrQ2_K_c4:
 	VSUBPS 1280(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c4_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c4_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c5:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c5_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c5_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c5_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 32(BX), X0
@@ -3143,9 +3403,23 @@ qtrQ2_K_c5:
 	VSUBPS 1344(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c5_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c5_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c6:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c6_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c6_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c6_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 16(BX), X0
@@ -3297,9 +3571,23 @@ qtrQ2_K_c6:
 	VSUBPS 1408(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c6_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c6_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c7:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c7_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c7_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c7_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 32(BX), X0
@@ -3451,9 +3739,23 @@ qtrQ2_K_c7:
 	VSUBPS 1472(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c7_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c7_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c8:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c8_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c8_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c8_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 48(BX), X0
@@ -3601,9 +3903,23 @@ qtrQ2_K_c8:
 	VSUBPS 1536(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c8_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c8_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c9:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c9_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c9_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c9_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 64(BX), X0
@@ -3751,9 +4067,23 @@ qtrQ2_K_c9:
 	VSUBPS 1600(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c9_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c9_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c10:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c10_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c10_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c10_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 48(BX), X0
@@ -3905,9 +4235,23 @@ qtrQ2_K_c10:
 	VSUBPS 1664(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c10_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c10_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c11:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c11_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c11_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c11_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 64(BX), X0
@@ -4059,9 +4403,23 @@ qtrQ2_K_c11:
 	VSUBPS 1728(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c11_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c11_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c12:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c12_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c12_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c12_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 48(BX), X0
@@ -4213,9 +4571,23 @@ qtrQ2_K_c12:
 	VSUBPS 1792(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c12_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c12_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c13:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c13_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c13_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c13_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 64(BX), X0
@@ -4367,9 +4739,23 @@ qtrQ2_K_c13:
 	VSUBPS 1856(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c13_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c13_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c14:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c14_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c14_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c14_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 48(BX), X0
@@ -4521,9 +4907,23 @@ qtrQ2_K_c14:
 	VSUBPS 1920(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c14_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c14_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 qtrQ2_K_c15:
+	CMPQ CX, $1
+	JNE qtrQ2_K_c15_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ2_K_c15_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ2_K_c15_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	MOVQ SI, BX
 	VMOVDQU32 64(BX), X0
@@ -4675,6 +5075,12 @@ qtrQ2_K_c15:
 	VSUBPS 1984(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ2_K_c15_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ2_K_c15_h:
 	DECQ CX
 	JEQ qtrQ2_K_done
 	ADDQ $84, SI
@@ -4684,8 +5090,8 @@ qtrQ2_K_done:
 	VZEROUPPER
 	RET
 
-// func qtrQ3_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
-TEXT ·qtrQ3_K(SB), NOSPLIT, $0-64
+// func qtrQ3_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
+TEXT ·qtrQ3_K(SB), NOSPLIT, $0-80
 	MOVQ dst+0(FP), DI
 	MOVQ dstStride+8(FP), DX
 	MOVQ src+16(FP), SI
@@ -4697,6 +5103,13 @@ TEXT ·qtrQ3_K(SB), NOSPLIT, $0-64
 	LEAQ (R8)(R8*2), R9
 	TESTQ CX, CX
 	JEQ qtrQ3_K_done
+	XORQ R14, R14
+	MOVQ head+64(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_block
+	MOVQ DI, R14
+	MOVQ BX, DI
+	MOVQ $64, DX
 qtrQ3_K_block:
 	VMOVDQU32 (R11), Z16
 	KXNORW K1, K1, K1
@@ -4885,6 +5298,14 @@ qtrQ3_K_block:
 	CMPQ AX, $15
 	JEQ qtrQ3_K_c15
 qtrQ3_K_c0:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c0_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c0_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c0_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -5063,9 +5484,23 @@ qtrQ3_K_c0:
 	VMULPS 0(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c0_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c0_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c1:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c1_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c1_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c1_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -5228,9 +5663,23 @@ qtrQ3_K_c1:
 	VMULPS 64(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c1_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c1_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c2:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c2_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c2_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c2_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -5397,9 +5846,23 @@ qtrQ3_K_c2:
 	VMULPS 128(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c2_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c2_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c3:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c3_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c3_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c3_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -5566,9 +6029,23 @@ qtrQ3_K_c3:
 	VMULPS 192(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c3_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c3_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c4:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c4_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c4_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c4_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -5731,9 +6208,23 @@ qtrQ3_K_c4:
 	VMULPS 256(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c4_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c4_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c5:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c5_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c5_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c5_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -5896,9 +6387,23 @@ qtrQ3_K_c5:
 	VMULPS 320(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c5_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c5_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c6:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c6_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c6_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c6_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -6065,9 +6570,23 @@ qtrQ3_K_c6:
 	VMULPS 384(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c6_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c6_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c7:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c7_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c7_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c7_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -6234,9 +6753,23 @@ qtrQ3_K_c7:
 	VMULPS 448(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c7_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c7_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c8:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c8_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c8_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c8_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -6399,9 +6932,23 @@ qtrQ3_K_c8:
 	VMULPS 512(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c8_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c8_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c9:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c9_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c9_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c9_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -6564,9 +7111,23 @@ qtrQ3_K_c9:
 	VMULPS 576(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c9_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c9_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c10:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c10_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c10_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c10_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -6733,9 +7294,23 @@ qtrQ3_K_c10:
 	VMULPS 640(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c10_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c10_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c11:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c11_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c11_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c11_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -6902,9 +7477,23 @@ qtrQ3_K_c11:
 	VMULPS 704(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c11_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c11_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c12:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c12_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c12_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c12_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -7071,9 +7660,23 @@ qtrQ3_K_c12:
 	VMULPS 768(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c12_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c12_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c13:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c13_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c13_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c13_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -7240,9 +7843,23 @@ qtrQ3_K_c13:
 	VMULPS 832(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c13_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c13_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c14:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c14_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c14_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c14_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -7409,9 +8026,23 @@ qtrQ3_K_c14:
 	VMULPS 896(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c14_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c14_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 qtrQ3_K_c15:
+	CMPQ CX, $1
+	JNE qtrQ3_K_c15_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ3_K_c15_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ3_K_c15_t:
 	VPBROADCASTD qconst<>+80(SB), Z28
 	VPBROADCASTD qconst<>+84(SB), Z27
 	MOVQ SI, BX
@@ -7578,6 +8209,12 @@ qtrQ3_K_c15:
 	VMULPS 960(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ3_K_c15_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ3_K_c15_h:
 	DECQ CX
 	JEQ qtrQ3_K_done
 	ADDQ $110, SI
@@ -7587,8 +8224,8 @@ qtrQ3_K_done:
 	VZEROUPPER
 	RET
 
-// func qtrQ4_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
-TEXT ·qtrQ4_K(SB), NOSPLIT, $0-64
+// func qtrQ4_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
+TEXT ·qtrQ4_K(SB), NOSPLIT, $0-80
 	MOVQ dst+0(FP), DI
 	MOVQ dstStride+8(FP), DX
 	MOVQ src+16(FP), SI
@@ -7600,6 +8237,13 @@ TEXT ·qtrQ4_K(SB), NOSPLIT, $0-64
 	LEAQ (R8)(R8*2), R9
 	TESTQ CX, CX
 	JEQ qtrQ4_K_done
+	XORQ R14, R14
+	MOVQ head+64(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_block
+	MOVQ DI, R14
+	MOVQ BX, DI
+	MOVQ $64, DX
 qtrQ4_K_block:
 	VMOVDQU32 (R11), Z16
 	KXNORW K1, K1, K1
@@ -7750,6 +8394,14 @@ qtrQ4_K_block:
 	CMPQ AX, $15
 	JEQ qtrQ4_K_c15
 qtrQ4_K_c0:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c0_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c0_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c0_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	PREFETCHT0 288(BX)
@@ -7913,9 +8565,23 @@ qtrQ4_K_c0:
 	VSUBPS 512(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c0_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c0_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c1:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c1_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c1_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c1_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 32(BX), X0
@@ -8063,9 +8729,23 @@ qtrQ4_K_c1:
 	VSUBPS 512(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c1_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c1_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c2:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c2_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c2_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c2_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 16(BX), X0
@@ -8217,9 +8897,23 @@ qtrQ4_K_c2:
 	VSUBPS 576(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c2_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c2_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c3:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c3_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c3_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c3_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 32(BX), X0
@@ -8371,9 +9065,23 @@ qtrQ4_K_c3:
 	VSUBPS 576(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c3_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c3_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c4:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c4_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c4_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c4_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 48(BX), X0
@@ -8521,9 +9229,23 @@ qtrQ4_K_c4:
 	VSUBPS 640(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c4_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c4_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c5:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c5_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c5_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c5_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 64(BX), X0
@@ -8671,9 +9393,23 @@ qtrQ4_K_c5:
 	VSUBPS 640(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c5_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c5_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c6:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c6_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c6_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c6_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 48(BX), X0
@@ -8825,9 +9561,23 @@ qtrQ4_K_c6:
 	VSUBPS 704(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c6_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c6_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c7:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c7_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c7_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c7_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 64(BX), X0
@@ -8979,9 +9729,23 @@ qtrQ4_K_c7:
 	VSUBPS 704(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c7_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c7_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c8:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c8_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c8_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c8_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 80(BX), X0
@@ -9129,9 +9893,23 @@ qtrQ4_K_c8:
 	VSUBPS 768(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c8_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c8_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c9:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c9_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c9_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c9_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 96(BX), X0
@@ -9279,9 +10057,23 @@ qtrQ4_K_c9:
 	VSUBPS 768(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c9_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c9_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c10:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c10_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c10_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c10_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 80(BX), X0
@@ -9433,9 +10225,23 @@ qtrQ4_K_c10:
 	VSUBPS 832(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c10_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c10_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c11:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c11_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c11_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c11_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 96(BX), X0
@@ -9587,9 +10393,23 @@ qtrQ4_K_c11:
 	VSUBPS 832(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c11_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c11_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c12:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c12_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c12_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c12_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 112(BX), X0
@@ -9737,9 +10557,23 @@ qtrQ4_K_c12:
 	VSUBPS 896(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c12_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c12_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c13:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c13_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c13_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c13_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 128(BX), X0
@@ -9887,9 +10721,23 @@ qtrQ4_K_c13:
 	VSUBPS 896(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c13_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c13_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c14:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c14_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c14_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c14_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 112(BX), X0
@@ -10041,9 +10889,23 @@ qtrQ4_K_c14:
 	VSUBPS 960(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c14_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c14_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 qtrQ4_K_c15:
+	CMPQ CX, $1
+	JNE qtrQ4_K_c15_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ4_K_c15_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ4_K_c15_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	MOVQ SI, BX
 	VMOVDQU32 128(BX), X0
@@ -10195,6 +11057,12 @@ qtrQ4_K_c15:
 	VSUBPS 960(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ4_K_c15_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ4_K_c15_h:
 	DECQ CX
 	JEQ qtrQ4_K_done
 	ADDQ $144, SI
@@ -10204,8 +11072,8 @@ qtrQ4_K_done:
 	VZEROUPPER
 	RET
 
-// func qtrQ5_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
-TEXT ·qtrQ5_K(SB), NOSPLIT, $0-64
+// func qtrQ5_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
+TEXT ·qtrQ5_K(SB), NOSPLIT, $0-80
 	MOVQ dst+0(FP), DI
 	MOVQ dstStride+8(FP), DX
 	MOVQ src+16(FP), SI
@@ -10217,6 +11085,13 @@ TEXT ·qtrQ5_K(SB), NOSPLIT, $0-64
 	LEAQ (R8)(R8*2), R9
 	TESTQ CX, CX
 	JEQ qtrQ5_K_done
+	XORQ R14, R14
+	MOVQ head+64(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_block
+	MOVQ DI, R14
+	MOVQ BX, DI
+	MOVQ $64, DX
 qtrQ5_K_block:
 	VMOVDQU32 (R11), Z16
 	KXNORW K1, K1, K1
@@ -10367,6 +11242,14 @@ qtrQ5_K_block:
 	CMPQ AX, $15
 	JEQ qtrQ5_K_c15
 qtrQ5_K_c0:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c0_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c0_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c0_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -10555,9 +11438,23 @@ qtrQ5_K_c0:
 	VSUBPS 512(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c0_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c0_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c1:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c1_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c1_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c1_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -10730,9 +11627,23 @@ qtrQ5_K_c1:
 	VSUBPS 512(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c1_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c1_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c2:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c2_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c2_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c2_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -10909,9 +11820,23 @@ qtrQ5_K_c2:
 	VSUBPS 576(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c2_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c2_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c3:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c3_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c3_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c3_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -11088,9 +12013,23 @@ qtrQ5_K_c3:
 	VSUBPS 576(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c3_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c3_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c4:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c4_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c4_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c4_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -11263,9 +12202,23 @@ qtrQ5_K_c4:
 	VSUBPS 640(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c4_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c4_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c5:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c5_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c5_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c5_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -11438,9 +12391,23 @@ qtrQ5_K_c5:
 	VSUBPS 640(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c5_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c5_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c6:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c6_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c6_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c6_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -11617,9 +12584,23 @@ qtrQ5_K_c6:
 	VSUBPS 704(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c6_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c6_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c7:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c7_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c7_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c7_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -11796,9 +12777,23 @@ qtrQ5_K_c7:
 	VSUBPS 704(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c7_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c7_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c8:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c8_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c8_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c8_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -11967,9 +12962,23 @@ qtrQ5_K_c8:
 	VSUBPS 768(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c8_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c8_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c9:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c9_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c9_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c9_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -12138,9 +13147,23 @@ qtrQ5_K_c9:
 	VSUBPS 768(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c9_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c9_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c10:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c10_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c10_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c10_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -12317,9 +13340,23 @@ qtrQ5_K_c10:
 	VSUBPS 832(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c10_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c10_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c11:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c11_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c11_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c11_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -12496,9 +13533,23 @@ qtrQ5_K_c11:
 	VSUBPS 832(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c11_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c11_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c12:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c12_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c12_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c12_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -12671,9 +13722,23 @@ qtrQ5_K_c12:
 	VSUBPS 896(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c12_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c12_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c13:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c13_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c13_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c13_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -12846,9 +13911,23 @@ qtrQ5_K_c13:
 	VSUBPS 896(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c13_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c13_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c14:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c14_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c14_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c14_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -13025,9 +14104,23 @@ qtrQ5_K_c14:
 	VSUBPS 960(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c14_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c14_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 qtrQ5_K_c15:
+	CMPQ CX, $1
+	JNE qtrQ5_K_c15_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ5_K_c15_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ5_K_c15_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+76(SB), Z29
 	MOVQ SI, BX
@@ -13204,6 +14297,12 @@ qtrQ5_K_c15:
 	VSUBPS 960(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ5_K_c15_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ5_K_c15_h:
 	DECQ CX
 	JEQ qtrQ5_K_done
 	ADDQ $176, SI
@@ -13213,8 +14312,8 @@ qtrQ5_K_done:
 	VZEROUPPER
 	RET
 
-// func qtrQ6_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
-TEXT ·qtrQ6_K(SB), NOSPLIT, $0-64
+// func qtrQ6_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
+TEXT ·qtrQ6_K(SB), NOSPLIT, $0-80
 	MOVQ dst+0(FP), DI
 	MOVQ dstStride+8(FP), DX
 	MOVQ src+16(FP), SI
@@ -13226,6 +14325,13 @@ TEXT ·qtrQ6_K(SB), NOSPLIT, $0-64
 	LEAQ (R8)(R8*2), R9
 	TESTQ CX, CX
 	JEQ qtrQ6_K_done
+	XORQ R14, R14
+	MOVQ head+64(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_block
+	MOVQ DI, R14
+	MOVQ BX, DI
+	MOVQ $64, DX
 qtrQ6_K_block:
 	VMOVDQU32 (R11), Z16
 	KXNORW K1, K1, K1
@@ -13348,6 +14454,14 @@ qtrQ6_K_block:
 	CMPQ AX, $15
 	JEQ qtrQ6_K_c15
 qtrQ6_K_c0:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c0_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c0_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c0_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -13527,9 +14641,23 @@ qtrQ6_K_c0:
 	VMULPS 0(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c0_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c0_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c1:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c1_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c1_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c1_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -13693,9 +14821,23 @@ qtrQ6_K_c1:
 	VMULPS 64(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c1_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c1_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c2:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c2_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c2_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c2_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -13859,9 +15001,23 @@ qtrQ6_K_c2:
 	VMULPS 128(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c2_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c2_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c3:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c3_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c3_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c3_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -14025,9 +15181,23 @@ qtrQ6_K_c3:
 	VMULPS 192(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c3_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c3_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c4:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c4_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c4_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c4_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -14191,9 +15361,23 @@ qtrQ6_K_c4:
 	VMULPS 256(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c4_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c4_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c5:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c5_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c5_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c5_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -14357,9 +15541,23 @@ qtrQ6_K_c5:
 	VMULPS 320(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c5_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c5_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c6:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c6_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c6_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c6_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -14527,9 +15725,23 @@ qtrQ6_K_c6:
 	VMULPS 384(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c6_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c6_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c7:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c7_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c7_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c7_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -14697,9 +15909,23 @@ qtrQ6_K_c7:
 	VMULPS 448(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c7_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c7_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c8:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c8_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c8_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c8_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -14863,9 +16089,23 @@ qtrQ6_K_c8:
 	VMULPS 512(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c8_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c8_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c9:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c9_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c9_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c9_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -15029,9 +16269,23 @@ qtrQ6_K_c9:
 	VMULPS 576(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c9_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c9_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c10:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c10_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c10_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c10_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -15195,9 +16449,23 @@ qtrQ6_K_c10:
 	VMULPS 640(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c10_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c10_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c11:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c11_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c11_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c11_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -15361,9 +16629,23 @@ qtrQ6_K_c11:
 	VMULPS 704(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c11_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c11_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c12:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c12_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c12_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c12_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -15527,9 +16809,23 @@ qtrQ6_K_c12:
 	VMULPS 768(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c12_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c12_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c13:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c13_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c13_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c13_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -15693,9 +16989,23 @@ qtrQ6_K_c13:
 	VMULPS 832(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c13_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c13_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c14:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c14_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c14_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c14_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -15863,9 +17173,23 @@ qtrQ6_K_c14:
 	VMULPS 896(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c14_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c14_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 qtrQ6_K_c15:
+	CMPQ CX, $1
+	JNE qtrQ6_K_c15_t
+	MOVQ tail+72(FP), BX
+	TESTQ BX, BX
+	JEQ qtrQ6_K_c15_t
+	MOVQ BX, DI
+	MOVQ $64, DX
+qtrQ6_K_c15_t:
 	VPBROADCASTD qconst<>+64(SB), Z31
 	VPBROADCASTD qconst<>+68(SB), Z25
 	VPBROADCASTD qconst<>+72(SB), Z24
@@ -16033,6 +17357,12 @@ qtrQ6_K_c15:
 	VMULPS 960(R10), Z23, Z23
 	VMOVUPS Z23, (DI)
 	ADDQ DX, DI
+	TESTQ R14, R14
+	JEQ qtrQ6_K_c15_h
+	MOVQ R14, DI
+	MOVQ dstStride+8(FP), DX
+	XORQ R14, R14
+qtrQ6_K_c15_h:
 	DECQ CX
 	JEQ qtrQ6_K_done
 	ADDQ $210, SI

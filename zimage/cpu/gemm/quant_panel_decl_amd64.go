@@ -8,91 +8,111 @@ package gemm
 // stride srcStride bytes; src at the block holding chunk c0, 0 ≤ c0 < 2)
 // into n·16 rows × 16 float32 (row stride dstStride bytes). sc is scratch
 // for one block's scale table (16 floats); idx holds the 16 row offsets
-// r·srcStride.
+// r·srcStride. Where head (tail) is not nil the first (last) chunk goes
+// there instead (16×16 floats) and dst is where the next (or no) chunk
+// goes; not both when n is 1.
 //
 //go:noescape
-func qtrQ8_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
+func qtrQ8_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
 
 // qtrQ4_0 dequantizes n 16-value chunks of 16 rows of Q4_0 blocks (row
 // stride srcStride bytes; src at the block holding chunk c0, 0 ≤ c0 < 2)
 // into n·16 rows × 16 float32 (row stride dstStride bytes). sc is scratch
 // for one block's scale table (16 floats); idx holds the 16 row offsets
-// r·srcStride.
+// r·srcStride. Where head (tail) is not nil the first (last) chunk goes
+// there instead (16×16 floats) and dst is where the next (or no) chunk
+// goes; not both when n is 1.
 //
 //go:noescape
-func qtrQ4_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
+func qtrQ4_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
 
 // qtrQ4_1 dequantizes n 16-value chunks of 16 rows of Q4_1 blocks (row
 // stride srcStride bytes; src at the block holding chunk c0, 0 ≤ c0 < 2)
 // into n·16 rows × 16 float32 (row stride dstStride bytes). sc is scratch
 // for one block's scale table (32 floats); idx holds the 16 row offsets
-// r·srcStride.
+// r·srcStride. Where head (tail) is not nil the first (last) chunk goes
+// there instead (16×16 floats) and dst is where the next (or no) chunk
+// goes; not both when n is 1.
 //
 //go:noescape
-func qtrQ4_1(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
+func qtrQ4_1(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
 
 // qtrQ5_0 dequantizes n 16-value chunks of 16 rows of Q5_0 blocks (row
 // stride srcStride bytes; src at the block holding chunk c0, 0 ≤ c0 < 2)
 // into n·16 rows × 16 float32 (row stride dstStride bytes). sc is scratch
 // for one block's scale table (16 floats); idx holds the 16 row offsets
-// r·srcStride.
+// r·srcStride. Where head (tail) is not nil the first (last) chunk goes
+// there instead (16×16 floats) and dst is where the next (or no) chunk
+// goes; not both when n is 1.
 //
 //go:noescape
-func qtrQ5_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
+func qtrQ5_0(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
 
 // qtrQ5_1 dequantizes n 16-value chunks of 16 rows of Q5_1 blocks (row
 // stride srcStride bytes; src at the block holding chunk c0, 0 ≤ c0 < 2)
 // into n·16 rows × 16 float32 (row stride dstStride bytes). sc is scratch
 // for one block's scale table (32 floats); idx holds the 16 row offsets
-// r·srcStride.
+// r·srcStride. Where head (tail) is not nil the first (last) chunk goes
+// there instead (16×16 floats) and dst is where the next (or no) chunk
+// goes; not both when n is 1.
 //
 //go:noescape
-func qtrQ5_1(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
+func qtrQ5_1(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
 
 // qtrQ2_K dequantizes n 16-value chunks of 16 rows of Q2_K blocks (row
 // stride srcStride bytes; src at the block holding chunk c0, 0 ≤ c0 < 16)
 // into n·16 rows × 16 float32 (row stride dstStride bytes). sc is scratch
 // for one block's scale table (512 floats); idx holds the 16 row offsets
-// r·srcStride.
+// r·srcStride. Where head (tail) is not nil the first (last) chunk goes
+// there instead (16×16 floats) and dst is where the next (or no) chunk
+// goes; not both when n is 1.
 //
 //go:noescape
-func qtrQ2_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
+func qtrQ2_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
 
 // qtrQ3_K dequantizes n 16-value chunks of 16 rows of Q3_K blocks (row
 // stride srcStride bytes; src at the block holding chunk c0, 0 ≤ c0 < 16)
 // into n·16 rows × 16 float32 (row stride dstStride bytes). sc is scratch
 // for one block's scale table (256 floats); idx holds the 16 row offsets
-// r·srcStride.
+// r·srcStride. Where head (tail) is not nil the first (last) chunk goes
+// there instead (16×16 floats) and dst is where the next (or no) chunk
+// goes; not both when n is 1.
 //
 //go:noescape
-func qtrQ3_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
+func qtrQ3_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
 
 // qtrQ4_K dequantizes n 16-value chunks of 16 rows of Q4_K blocks (row
 // stride srcStride bytes; src at the block holding chunk c0, 0 ≤ c0 < 16)
 // into n·16 rows × 16 float32 (row stride dstStride bytes). sc is scratch
 // for one block's scale table (256 floats); idx holds the 16 row offsets
-// r·srcStride.
+// r·srcStride. Where head (tail) is not nil the first (last) chunk goes
+// there instead (16×16 floats) and dst is where the next (or no) chunk
+// goes; not both when n is 1.
 //
 //go:noescape
-func qtrQ4_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
+func qtrQ4_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
 
 // qtrQ5_K dequantizes n 16-value chunks of 16 rows of Q5_K blocks (row
 // stride srcStride bytes; src at the block holding chunk c0, 0 ≤ c0 < 16)
 // into n·16 rows × 16 float32 (row stride dstStride bytes). sc is scratch
 // for one block's scale table (256 floats); idx holds the 16 row offsets
-// r·srcStride.
+// r·srcStride. Where head (tail) is not nil the first (last) chunk goes
+// there instead (16×16 floats) and dst is where the next (or no) chunk
+// goes; not both when n is 1.
 //
 //go:noescape
-func qtrQ5_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
+func qtrQ5_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
 
 // qtrQ6_K dequantizes n 16-value chunks of 16 rows of Q6_K blocks (row
 // stride srcStride bytes; src at the block holding chunk c0, 0 ≤ c0 < 16)
 // into n·16 rows × 16 float32 (row stride dstStride bytes). sc is scratch
 // for one block's scale table (256 floats); idx holds the 16 row offsets
-// r·srcStride.
+// r·srcStride. Where head (tail) is not nil the first (last) chunk goes
+// there instead (16×16 floats) and dst is where the next (or no) chunk
+// goes; not both when n is 1.
 //
 //go:noescape
-func qtrQ6_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int)
+func qtrQ6_K(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
 
 // qscQ8_0 writes the scale tables (as qtrQ8_0 computes them) of nblk
 // blocks of 16 rows (row stride srcStride bytes, offsets in idx) to sc,
