@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/zimage/zimage/weights"
 )
@@ -123,6 +126,70 @@ func BenchmarkMatMulBTQuant(b *testing.B) {
 // go test -run X -bench MatMulBTQuantLarge ./zimage/cpu/gemm
 func BenchmarkMatMulBTQuantLarge(b *testing.B) {
 	benchQuant(b, 10240, 3840, []int{1, 8}, []weights.DType{weights.BF16, weights.Q8_0, weights.Q4_K, weights.Q6_K, weights.Q5_K})
+}
+
+// BenchmarkMatMulBTQuantPaired times the same products in pairs — the
+// bf16-weight call, then the quantized one, alternately in each iteration —
+// and reports the median time of each (bf16-ms, quant-ms) and the median
+// of the per-pair ratios (ratio = quant/bf16), so that load from other
+// processes on a shared machine hits both sides alike:
+// go test -run X -bench MatMulBTQuantPaired -benchtime 100x ./zimage/cpu/gemm
+// (ZIMAGE_QUANT_BENCH_LARGE=1: the 10240×3840 weight of
+// BenchmarkMatMulBTQuantLarge, M = 1 and 8).
+func BenchmarkMatMulBTQuantPaired(b *testing.B) {
+	n, k, ms := 1024, 2560, []int{1, 8, 16, 64, 256}
+	if os.Getenv("ZIMAGE_QUANT_BENCH_LARGE") != "" {
+		n, k, ms = 10240, 3840, []int{1, 8}
+	}
+	types := []weights.DType{weights.Q8_0, weights.Q4_K, weights.Q6_K, weights.Q5_K, weights.Q4_0,
+		weights.Q5_0, weights.Q3_K, weights.Q4_1, weights.Q5_1, weights.Q2_K}
+	rng := rand.New(rand.NewPCG(5, 6))
+	x := make([]float32, n*k)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	bf := make([]byte, 2*n*k)
+	weights.EncodeBF16(bf, x)
+	data := map[weights.DType][]byte{}
+	for _, dt := range types {
+		rb, _ := dt.RowBytes(k)
+		data[dt] = make([]byte, n*rb)
+		if err := weights.Quantize(data[dt], x, dt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	median := func(v []float64) float64 {
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	for _, m := range ms {
+		a := make([]float32, m*k)
+		for i := range a {
+			a[i] = float32(rng.NormFloat64())
+		}
+		c := make([]float32, m*n)
+		for _, dt := range types {
+			b.Run(fmt.Sprintf("m=%d/%s", m, dt), func(b *testing.B) {
+				var tb, tq, r []float64
+				for b.Loop() {
+					t0 := time.Now()
+					if err := MatMulBT(c, a, bf, weights.BF16, nil, m, n, k); err != nil {
+						b.Fatal(err)
+					}
+					t1 := time.Now()
+					if err := MatMulBTQuant(c, a, data[dt], dt, nil, m, n, k); err != nil {
+						b.Fatal(err)
+					}
+					t2 := time.Now()
+					db, dq := t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds()
+					tb, tq, r = append(tb, db), append(tq, dq), append(r, dq/db)
+				}
+				b.ReportMetric(median(tb)*1e3, "bf16-ms")
+				b.ReportMetric(median(tq)*1e3, "quant-ms")
+				b.ReportMetric(median(r), "ratio")
+			})
+		}
+	}
 }
 
 func benchQuant(b *testing.B, n, k int, ms []int, types []weights.DType) {
