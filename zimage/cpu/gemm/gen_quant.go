@@ -993,7 +993,13 @@ func emitTileB(p func(string, ...any), t qtype, c int) {
 		rows := []string{"(BX)", "(BX)(R8*1)", "(BX)(R8*2)", "(BX)(R9*1)"}
 		if c == 0 {
 			for _, r := range rows {
-				p("PREFETCHT0 %d%s", max(256, 2*t.bb), r)
+				// every line of the block two blocks ahead (one per block
+				// where blocks are shorter than a line)
+				for i := 0; i < (t.bb+63)/64 || i == 0; i++ {
+					if t.cpb > 2 || i == 0 {
+						p("PREFETCHT0 %d%s", max(256, 2*t.bb)+64*i, r)
+					}
+				}
 			}
 		}
 		load := func(disp int, dst string) {
