@@ -279,6 +279,9 @@ type qtype struct {
 	// transposes bytes (see emitTileB).
 	brow    func(p func(string, ...any), c int, load func(disp int, dst string), row func(l, disp int) string, zr, zt string) bool
 	bconsts func(c int) [][2]int
+	// bsub, where not 0, is subtracted from the (unsigned) values brow
+	// produced once they are dwords (cheaper than signed bytes there).
+	bsub int
 	// prep, where set, writes the values of one row's block as bytes in
 	// value chunk order (chunk c at poff(c); psigned: int8) for the dot
 	// kernels, which then only widen them; pconsts are the constants it
@@ -559,9 +562,9 @@ var types = []qtype{
 			load(128+32*h+l0, zt)
 			bshift(p, 4-2*q, zt)
 			p("VPTERNLOGD $0xF8, %s, %s, %s", z(kMask30), zt, zr) // zr | zt&0x30
-			p("VPSUBB %s, %s, %s", z(kThirty), zr, zr)
-			return true
+			return false // - 32: bsub
 		},
+		bsub: 32,
 		scales: func(p func(string, ...any)) {
 			// d: high half of the dword at 206 (the block ends at 210);
 			// 16 signed scale bytes at 192.
@@ -1044,6 +1047,9 @@ func emitTileB(p func(string, ...any), t qtype, c int) {
 		p("VMOVDQU64 qperm<>+192(SB), Z15")
 		p("VPERMI2B Z11, Z9, Z15")
 	}
+	if t.bsub != 0 {
+		p("VPBROADCASTD qconst<>+%d(SB), Z12", map[int]int{4: 16, 8: 4, 16: 8, 32: 24}[t.bsub])
+	}
 	g := t.group(c)
 	for o := 0; o < 16; o++ {
 		zo := z(16 + o%8)
@@ -1051,6 +1057,9 @@ func emitTileB(p func(string, ...any), t qtype, c int) {
 		case !signed:
 			p("VMOVDQU64 qspread<>+%d(SB), %s", 64*(o%8), zo)
 			p("VPERMI2B.Z %s, %s, K2, %s", z(10+o/8), z(8+o/8), zo)
+			if t.bsub != 0 {
+				p("VPSUBD Z12, %s, %s", zo, zo)
+			}
 		case o%4 != 0:
 			p("VEXTRACTI32X4 $%d, %s, %s", o%4, src, x(zo))
 			p("VPMOVSXBD %s, %s", x(zo), zo)
