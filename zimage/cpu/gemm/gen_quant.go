@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"sort"
 )
 
 // op is how a scaled value is formed from q (an exact float) and the
@@ -706,6 +707,16 @@ func main() {
 				r, m, t.name, r, m, r, t.name, t.name, roundUp4(r*m), r, m, t.name)
 		}
 	}
+	names := make([]string, 0, len(tails))
+	for n := range tails {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		v := tails[n]
+		emitTail(&s, n, v[0] == 1, op(v[1]), v[2])
+		fmt.Fprintf(&d, "\n// %s is an internal subroutine of the qtr kernels (gen_quant.go\n// emitTail); not callable from Go.\nfunc %s()\n", n, n)
+	}
 	for i, v := range rotVecs {
 		for j := range 16 {
 			c := v[0]
@@ -1018,6 +1029,38 @@ func emitTileB(p func(string, ...any), t qtype, c int) {
 		row := func(l, disp int) string { return fmt.Sprintf("%d%s", disp, rows[l]) }
 		signed = t.brow(p, c, load, row, z(i), z(4+i))
 	}
+	g := t.group(c)
+	p("LEAQ %d(R10), R12", g*64)
+	if t.op != opMul {
+		p("LEAQ %d(R10), R13", (t.groups+g)*64)
+	}
+	p("CALL ·%s(SB)", tailName(signed, t.op, t.bsub))
+}
+
+// tails are the shared second halves of the byte-path tiles, by
+// signedness, op and bsub (emitted after the kernels).
+var tails = map[string][3]int{}
+
+func tailName(signed bool, o op, bsub int) string {
+	sg := 0
+	if signed {
+		sg = 1
+	}
+	name := fmt.Sprintf("qtail%d%d_%d", sg, o, bsub)
+	tails[name] = [3]int{sg, int(o), bsub}
+	return name
+}
+
+// emitTail writes a tile's second half as a subroutine (one copy for all
+// chunks and types keeps the kernels small enough for the instruction
+// cache next to the GEMM kernel): from Z0..Z3 (bytes of rows 4i..4i+3)
+// the byte transpose, widening, conversion and scaling by the vectors at
+// R12 (and R13), 16 rows of 16 floats stored from DI (stride DX).
+func emitTail(w *bytes.Buffer, name string, signed bool, o op, bsub int) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
+	fmt.Fprintf(w, "\n// func %s() (internal: registers in, see emitTail)\n", name)
+	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT|NOFRAME, $0-0\n", name)
+	t := qtype{op: o, bsub: bsub}
 	if !signed {
 		p("MOVQ $0x1111111111111111, AX")
 		p("KMOVQ AX, K2")
@@ -1050,7 +1093,6 @@ func emitTileB(p func(string, ...any), t qtype, c int) {
 	if t.bsub != 0 {
 		p("VPBROADCASTD qconst<>+%d(SB), Z12", map[int]int{4: 16, 8: 4, 16: 8, 32: 24}[t.bsub])
 	}
-	g := t.group(c)
 	for o := 0; o < 16; o++ {
 		zo := z(16 + o%8)
 		switch src := z(12 + o/4); {
@@ -1067,16 +1109,17 @@ func emitTileB(p func(string, ...any), t qtype, c int) {
 			p("VPMOVSXBD %s, %s", x(src), zo)
 		}
 		p("VCVTDQ2PS %s, %s", zo, zo)
-		p("VMULPS %d(R10), %s, %s", g*64, zo, zo)
+		p("VMULPS (R12), %s, %s", zo, zo)
 		switch t.op {
 		case opMulSub:
-			p("VSUBPS %d(R10), %s, %s", (t.groups+g)*64, zo, zo)
+			p("VSUBPS (R13), %s, %s", zo, zo)
 		case opMulAdd:
-			p("VADDPS %d(R10), %s, %s", (t.groups+g)*64, zo, zo)
+			p("VADDPS (R13), %s, %s", zo, zo)
 		}
 		p("VMOVUPS %s, (DI)", zo)
 		p("ADDQ DX, DI")
 	}
+	p("RET")
 }
 
 func emitTile(p func(string, ...any), t qtype, c int) {

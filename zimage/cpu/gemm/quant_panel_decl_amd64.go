@@ -483,3 +483,19 @@ func qdot4x2xQ6_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nb
 //
 //go:noescape
 func qdot2x4xQ6_K(a *float32, lda int, src *byte, srcStride int, sc *float32, nblk int, out *float32, tmp *byte)
+
+// qtail00_32 is an internal subroutine of the qtr kernels (gen_quant.go
+// emitTail); not callable from Go.
+func qtail00_32()
+
+// qtail01_0 is an internal subroutine of the qtr kernels (gen_quant.go
+// emitTail); not callable from Go.
+func qtail01_0()
+
+// qtail02_0 is an internal subroutine of the qtr kernels (gen_quant.go
+// emitTail); not callable from Go.
+func qtail02_0()
+
+// qtail10_0 is an internal subroutine of the qtr kernels (gen_quant.go
+// emitTail); not callable from Go.
+func qtail10_0()
