@@ -563,7 +563,7 @@ var types = []qtype{
 			load(128+32*h+l0, zt)
 			bshift(p, 4-2*q, zt)
 			p("VPTERNLOGD $0xF8, %s, %s, %s", z(kMask30), zt, zr) // zr | zt&0x30
-			return false // - 32: bsub
+			return false                                          // - 32: bsub
 		},
 		bsub: 32,
 		scales: func(p func(string, ...any)) {
