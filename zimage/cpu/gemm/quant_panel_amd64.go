@@ -12,9 +12,10 @@ import (
 
 //go:generate go run gen_quant.go
 
-// useQuantPanel enables the fused dequantize-and-transpose panel kernels
-// (gen_quant.go; tests turn it off to cover the scratch path).
-var useQuantPanel = cpu.X86.HasAVX512F
+// useQuantPanel enables the generated kernels (gen_quant.go: panel and
+// GEMV; they use AVX-512 F, BW, VL and VBMI); tests turn it off to cover
+// the scratch paths.
+var useQuantPanel = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512VBMI
 
 type qtrFunc func(dst *float32, dstStride int, src *byte, srcStride int, sc *float32, idx *int32, c0, n int, head, tail *float32)
 
