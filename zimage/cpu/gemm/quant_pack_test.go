@@ -26,6 +26,7 @@ func TestMatMulBTQuantPackedExact(t *testing.T) {
 	shapes := [][3]int{{9, 5, 256}, {16, 33, 512}, {37, 70, 768}, {64, 131, 1280}, {13, 300, 256},
 		{1, 5, 256}, {3, 33, 512}, {8, 70, 768}, {5, 131, 1280}, {2, 300, 256}, {1, 64, 8448}, {7, 48, 4608}}
 	defer func(v int) { quantFusedMaxM = v }(quantFusedMaxM)
+	blocks := map[string][]byte{}
 	for mode, tr := range []bool{true, true, false} {
 		useTranspose = tr && useTranspose
 		useQuantPanel = tr && useQuantPanel
@@ -37,7 +38,12 @@ func TestMatMulBTQuantPackedExact(t *testing.T) {
 				for _, sz := range shapes {
 					m, n, k := sz[0], sz[1], sz[2]
 					name := fmt.Sprintf("%v m=%d n=%d k=%d kc=%d tr=%v", dt, m, n, k, kc, useTranspose)
-					b := randomQuant(t, rng, dt, n, k)
+					key := fmt.Sprint(dt, n, k)
+					b, ok := blocks[key]
+					if !ok { // the same weights for every mode and kc
+						b = randomQuant(t, rng, dt, n, k)
+						blocks[key] = b
+					}
 					a := make([]float32, m*k)
 					for i := range a {
 						a[i] = float32(rng.NormFloat64())
