@@ -1,18 +1,25 @@
 //go:build ignore
 
-// gen_quant writes quant_panel_amd64.s and quant_panel_decl_amd64.go: for
-// each ggml block type, an AVX-512 kernel that dequantizes 16 rows × 16
-// values of quantized blocks straight into a transposed (packed) B panel.
-// Run with `go generate` in this directory.
+// gen_quant writes quant_panel_amd64.s and quant_panel_decl_amd64.go, the
+// AVX-512 (F, BW, VL, VBMI) kernels of the quantized GEMM for each ggml
+// block type. Run with `go generate` in this directory.
 //
-// Per 16-value chunk: each row's 16 integers are unpacked into one zmm
-// (exact int32 arithmetic), the 16×16 tile is transposed in registers (as
-// gen_kernels' tr16 kernels do), and each output row — one k value of the
-// 16 rows, lane r = row r — is converted and scaled by a vector holding the
-// 16 rows' scales of that group (a table the Go side fills, computing each
-// scale exactly as weights' dequantizers do), with the same single-rounded
-// mul (and add/sub) per value as the reference, so the panel holds the
-// reference's values bit for bit.
+//   - qsc<type>: the scale tables of blocks of 16 rows: per block and scale
+//     group a vector of the 16 rows' scales (and mins), decoded from
+//     gathered bytes with the reference's float32 operations.
+//   - qtr<type>: the packed B panel of the blocked GEMM straight from the
+//     blocks, 16 rows × 16 values per tile: the 16-byte groups of 4 rows per
+//     zmm unpacked as bytes (brow), a 16×16 byte transpose (VPERMI2B) to
+//     dwords, lane r = row r, then converted and scaled by the group's
+//     vector of scales (shared qtail* subroutines).
+//   - qdot<R>x<M>x<type>: R rows of B dotted with M rows of A straight from
+//     the blocks for the GEMV path, with dot4avx512F32's accumulators and
+//     reduction.
+//
+// Every value is the reference dequantizer's (weights.DequantBlock): exact
+// integer unpacking and int→float conversion, then the same single-rounded
+// mul (and add/sub) with the same float32 scales, so the products are the
+// float32 GEMM's on the dequantized matrix bit for bit.
 package main
 
 import (
