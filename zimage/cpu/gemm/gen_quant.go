@@ -25,6 +25,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"sort"
 )
@@ -298,6 +299,15 @@ type qtype struct {
 	poff    func(c int) int
 	psigned bool
 	pconsts [][2]int
+	// lutBits (4 or 5), where set, makes the single-row-of-A dot kernel
+	// look the values up instead of converting and scaling each: per row
+	// and scale group a table of the 2^lutBits values y(j) (same float32
+	// operations as the reference, on the exact j + lutLo), indexed by the
+	// raw codes lrow (default row) unpacks (VPERMPS / VPERMI2PS). Measured:
+	// a gain for Q4_0, Q5_0 and Q4_K; none or a loss for Q4_1, Q5_1, Q5_K.
+	lutBits int
+	lutLo   int
+	lrow    func(p func(string, ...any), c int, addr func(int) string, zr, zt string)
 	// coff overrides constOff for this type (byte-replicated constants of
 	// the byte-level unpacking).
 	coff map[int]int
@@ -331,6 +341,11 @@ var types = []qtype{
 			p("VPMOVSXBD %s, %s", addr(2+16*c), zr)
 		}},
 	{name: "Q4_0", bb: 18, cpb: 2, tables: 1, groups: 1, op: opMul, scales: scalesD,
+		lutBits: 4, lutLo: -8,
+		lrow: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
+			p("VPMOVZXBD %s, %s", addr(2), zr)
+			nibble(p, c == 1, zr)
+		},
 		bconsts: func(int) [][2]int { return [][2]int{bc0F, bc08} },
 		brow: func(p func(string, ...any), c int, load func(int, string), row func(int, int) string, zr, zt string) bool {
 			load(2, zr)
@@ -357,6 +372,13 @@ var types = []qtype{
 			nibble(p, c == 1, zr)
 		}},
 	{name: "Q5_0", bb: 22, cpb: 2, tables: 1, groups: 1, op: opMul, scales: scalesD,
+		lutBits: 5, lutLo: -16,
+		lrow: func(p func(string, ...any), c int, addr func(int) string, zr, zt string) {
+			p("VPMOVZXBD %s, %s", addr(6), zr)
+			nibble(p, c == 1, zr)
+			p("KMOVW %s, K1", addr(2+2*c))
+			p("VPADDD %s, %s, K1, %s", z(kSixtn), zr, zr)
+		},
 		bconsts: func(int) [][2]int { return [][2]int{bc0F, bc10} },
 		brow: func(p func(string, ...any), c int, load func(int, string), row func(int, int) string, zr, zt string) bool {
 			load(6, zr)
@@ -493,6 +515,7 @@ var types = []qtype{
 	// Q4_K: group g = c/2 takes the low (g even) or high nibbles of bytes
 	// 16 + (g/2)·32 ...
 	{name: "Q4_K", bb: 144, cpb: 16, tables: 2, groups: 8, op: opMulSub, scales: scalesK45,
+		lutBits: 4,
 		pconsts: [][2]int{bc0F}, poff: poffK45,
 		prep: func(p func(string, ...any), addr func(int) string, dst func(int) string) {
 			prepK45(p, addr, dst, 16, -1)
@@ -724,6 +747,14 @@ func main() {
 		emitTail(&s, n, v[0] == 1, op(v[1]), v[2])
 		fmt.Fprintf(&d, "\n// %s is an internal subroutine of the qtr kernels (gen_quant.go\n// emitTail); not callable from Go.\nfunc %s()\n", n, n)
 	}
+	// Base tables of the lookup dot kernels: float32 −16..31, then −8..7.
+	for i := range 48 {
+		fmt.Fprintf(&s, "DATA qlut<>+%d(SB)/4, $%#x\n", 4*i, math.Float32bits(float32(i-16)))
+	}
+	for i := range 16 {
+		fmt.Fprintf(&s, "DATA qlut<>+%d(SB)/4, $%#x\n", 192+4*i, math.Float32bits(float32(i-8)))
+	}
+	fmt.Fprintf(&s, "GLOBL qlut<>(SB), RODATA|NOPTR, $256\n")
 	for i, v := range rotVecs {
 		for j := range 16 {
 			c := v[0]
@@ -884,8 +915,21 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 	for i := 0; i < 2*np; i++ {
 		p("VPXORD %s, %s, %s", z(i), z(i), z(i))
 	}
+	lut := M == 1 && t.lutBits > 0
+	prep := t.prep != nil && !lut
+	if lut {
+		// qlut<> offsets: value v at 64 + 4v for −16 ≤ v < 32; −8..7 at 192
+		lo := 64 + 4*t.lutLo
+		if t.lutLo == -8 {
+			lo = 192
+		}
+		p("VMOVUPS qlut<>+%d(SB), Z24", lo)
+		if t.lutBits == 5 {
+			p("VMOVUPS qlut<>+%d(SB), Z25", lo+64)
+		}
+	}
 	seen := map[int]bool{}
-	for c := 0; c < t.cpb && t.prep == nil; c++ {
+	for c := 0; c < t.cpb && !prep; c++ {
 		for _, k := range t.consts(c) {
 			if k != kBit && !seen[k] {
 				seen[k] = true
@@ -896,7 +940,7 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 	p("TESTQ CX, CX")
 	p("JEQ %s_reduce", name)
 	fmt.Fprintf(w, "%s_block:\n", name)
-	if t.prep != nil {
+	if prep {
 		// The block's values of each row as bytes in tmp (256 per row).
 		for _, bc := range t.pconsts {
 			p("VPBROADCASTD qconst<>+%d(SB), %s", bc[1], z(bc[0]))
@@ -914,7 +958,7 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 	brows := []string{"(SI)", "(SI)(R12*1)", "(SI)(R12*2)", "(SI)(R13*1)"}
 	for c := 0; c < t.cpb; c++ {
 		for _, k := range t.consts(c) {
-			if k == kBit && t.prep == nil {
+			if k == kBit && !prep {
 				p("VPBROADCASTD qconst<>+%d(SB), %s", bitsOff+4*t.bit(c), z(kBit))
 			}
 		}
@@ -934,7 +978,30 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 				p("PREFETCHT0 %s", addr(max(256, 2*t.bb)))
 			}
 			zr, zt := z(16+r), z(20+r)
-			if t.prep != nil {
+			if lut {
+				if c%2 == 0 { // the row's table of the group (2 chunks)
+					for h := 0; h < t.lutBits-3; h++ {
+						tr := z(8 + 4*h + r)
+						p("VMULPS.BCST %d(R10), Z%d, %s", g*64+4*r, 24+h, tr)
+						switch t.op {
+						case opMulSub:
+							p("VSUBPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, tr, tr)
+						case opMulAdd:
+							p("VADDPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, tr, tr)
+						}
+					}
+				}
+				lrow := t.lrow
+				if lrow == nil {
+					lrow = t.row
+				}
+				lrow(p, c, addr, zr, zt)
+				if t.lutBits == 4 {
+					p("VPERMPS %s, %s, %s", z(8+r), zr, zr)
+				} else {
+					p("VPERMI2PS %s, %s, %s", z(12+r), z(8+r), zr)
+				}
+			} else if prep {
 				widen := "VPMOVZXBD"
 				if t.psigned {
 					widen = "VPMOVSXBD"
@@ -943,13 +1010,15 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 			} else {
 				t.row(p, c, addr, zr, zt)
 			}
-			p("VCVTDQ2PS %s, %s", zr, zr)
-			p("VMULPS.BCST %d(R10), %s, %s", g*64+4*r, zr, zr)
-			switch t.op {
-			case opMulSub:
-				p("VSUBPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
-			case opMulAdd:
-				p("VADDPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
+			if !lut {
+				p("VCVTDQ2PS %s, %s", zr, zr)
+				p("VMULPS.BCST %d(R10), %s, %s", g*64+4*r, zr, zr)
+				switch t.op {
+				case opMulSub:
+					p("VSUBPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
+				case opMulAdd:
+					p("VADDPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
+				}
 			}
 		}
 		for i := 0; i < M; i++ {
