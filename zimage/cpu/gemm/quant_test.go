@@ -133,7 +133,7 @@ func BenchmarkMatMulBTQuantLarge(b *testing.B) {
 // and reports the median time of each (bf16-ms, quant-ms) and the median
 // of the per-pair ratios (ratio = quant/bf16), so that load from other
 // processes on a shared machine hits both sides alike:
-// go test -run X -bench MatMulBTQuantPaired -benchtime 100x ./zimage/cpu/gemm
+// go test -run '^$' -bench MatMulBTQuantPaired -benchtime 100x ./zimage/cpu/gemm
 // (ZIMAGE_QUANT_BENCH_LARGE=1: the 10240×3840 weight of
 // BenchmarkMatMulBTQuantLarge, M = 1 and 8).
 func BenchmarkMatMulBTQuantPaired(b *testing.B) {
