@@ -1081,15 +1081,17 @@ func emitTileB(p func(string, ...any), t qtype, c int) {
 			p("LEAQ (BX)(R8*4), BX")
 		}
 		rows := []string{"(BX)", "(BX)(R8*1)", "(BX)(R8*2)", "(BX)(R9*1)"}
-		if c == 0 {
+		// Prefetch each row's block two blocks ahead: one line per block
+		// where blocks are shorter than a line, else every line, spread
+		// over the block's tiles (line c/4 of rows 4·(c%4).. at tile c).
+		switch {
+		case t.cpb <= 2 && c == 0:
 			for _, r := range rows {
-				// every line of the block two blocks ahead (one per block
-				// where blocks are shorter than a line)
-				for i := 0; i < (t.bb+63)/64 || i == 0; i++ {
-					if t.cpb > 2 || i == 0 {
-						p("PREFETCHT0 %d%s", max(256, 2*t.bb)+64*i, r)
-					}
-				}
+				p("PREFETCHT0 %d%s", max(256, 2*t.bb), r)
+			}
+		case t.cpb > 2 && i == c%4 && 64*(c/4) < t.bb:
+			for _, r := range rows {
+				p("PREFETCHT0 %d%s", 2*t.bb+64*(c/4), r)
 			}
 		}
 		load := func(disp int, dst string) {
