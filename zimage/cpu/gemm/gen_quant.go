@@ -917,6 +917,10 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 	}
 	lut := M == 1 && t.lutBits > 0
 	prep := t.prep != nil && !lut
+	// With one row of A, the types with one f16 scale per 32-value block
+	// convert it here (VCVTPH2PS, exact) instead of reading a qsc table:
+	// that pass over the rows costs more than it saves.
+	dInline := M == 1 && t.tables == 1 && t.groups == 1 && t.cpb == 2
 	if lut {
 		// qlut<> offsets: value v at 64 + 4v for −16 ≤ v < 32; −8..7 at 192
 		lo := 64 + 4*t.lutLo
@@ -978,11 +982,23 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 				p("PREFETCHT0 %s", addr(max(256, 2*t.bb)))
 			}
 			zr, zt := z(16+r), z(20+r)
+			dreg := z(8 + r)
+			if lut {
+				dreg = zt
+			}
+			if dInline && c == 0 {
+				p("VPBROADCASTW %s, Y%s", addr(0), dreg[1:])
+				p("VCVTPH2PS Y%s, %s", dreg[1:], dreg)
+			}
 			if lut {
 				if c%2 == 0 { // the row's table of the group (2 chunks)
 					for h := 0; h < t.lutBits-3; h++ {
 						tr := z(8 + 4*h + r)
-						p("VMULPS.BCST %d(R10), Z%d, %s", g*64+4*r, 24+h, tr)
+						if dInline {
+							p("VMULPS %s, Z%d, %s", dreg, 24+h, tr)
+						} else {
+							p("VMULPS.BCST %d(R10), Z%d, %s", g*64+4*r, 24+h, tr)
+						}
 						switch t.op {
 						case opMulSub:
 							p("VSUBPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, tr, tr)
@@ -1012,7 +1028,11 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 			}
 			if !lut {
 				p("VCVTDQ2PS %s, %s", zr, zr)
-				p("VMULPS.BCST %d(R10), %s, %s", g*64+4*r, zr, zr)
+				if dInline {
+					p("VMULPS %s, %s, %s", dreg, zr, zr)
+				} else {
+					p("VMULPS.BCST %d(R10), %s, %s", g*64+4*r, zr, zr)
+				}
 				switch t.op {
 				case opMulSub:
 					p("VSUBPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
