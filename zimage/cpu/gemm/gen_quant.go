@@ -920,7 +920,7 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 	// With one row of A, the types with one f16 scale per 32-value block
 	// convert it here (VCVTPH2PS, exact) instead of reading a qsc table:
 	// that pass over the rows costs more than it saves.
-	dInline := M == 1 && t.tables == 1 && t.groups == 1 && t.cpb == 2
+	dInline := M == 1 && t.groups == 1 && t.cpb == 2 // d (and m) at bytes 0 (and 2)
 	if lut {
 		// qlut<> offsets: value v at 64 + 4v for −16 ≤ v < 32; −8..7 at 192
 		lo := 64 + 4*t.lutLo
@@ -986,9 +986,14 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 			if lut {
 				dreg = zt
 			}
+			mreg := z(12 + r)
 			if dInline && c == 0 {
 				p("VPBROADCASTW %s, Y%s", addr(0), dreg[1:])
 				p("VCVTPH2PS Y%s, %s", dreg[1:], dreg)
+				if t.tables == 2 {
+					p("VPBROADCASTW %s, Y%s", addr(2), mreg[1:])
+					p("VCVTPH2PS Y%s, %s", mreg[1:], mreg)
+				}
 			}
 			if lut {
 				if c%2 == 0 { // the row's table of the group (2 chunks)
@@ -1033,10 +1038,12 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 				} else {
 					p("VMULPS.BCST %d(R10), %s, %s", g*64+4*r, zr, zr)
 				}
-				switch t.op {
-				case opMulSub:
+				switch {
+				case t.op == opMulAdd && dInline:
+					p("VADDPS %s, %s, %s", mreg, zr, zr)
+				case t.op == opMulSub:
 					p("VSUBPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
-				case opMulAdd:
+				case t.op == opMulAdd:
 					p("VADDPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, zr, zr)
 				}
 			}

@@ -161,7 +161,7 @@ func gemvQuantFused(c, a []float32, raw []byte, rb int, dt weights.DType, m, n, 
 	_ = raw[16*rb-1]
 	_ = tab[k/bs*per-1]
 	_ = a[m*k-1]
-	if m > 1 || !(dt == weights.Q8_0 || dt == weights.Q4_0 || dt == weights.Q5_0) {
+	if m > 1 || dt.BlockSize() != 32 {
 		// (qdot4x1 of these types converts its scales itself: gen_quant.go)
 		set.sc(&tab[0], &raw[0], rb, &idx[0], k/bs)
 	}
