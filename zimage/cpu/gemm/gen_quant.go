@@ -304,7 +304,8 @@ type qtype struct {
 	// and scale group a table of the 2^lutBits values y(j) (same float32
 	// operations as the reference, on the exact j + lutLo), indexed by the
 	// raw codes lrow (default row) unpacks (VPERMPS / VPERMI2PS). Measured:
-	// a gain for Q4_0, Q5_0 and Q4_K; none or a loss for Q4_1, Q5_1, Q5_K.
+	// a gain for Q4_0, Q5_0, Q4_K and Q4_1 (m in a register: Z12+r, which
+	// the 5-bit tables use, so not Q5_1); none or a loss for Q5_K.
 	lutBits int
 	lutLo   int
 	lrow    func(p func(string, ...any), c int, addr func(int) string, zr, zt string)
@@ -360,6 +361,7 @@ var types = []qtype{
 			p("VPSUBD %s, %s, %s", z(kEight), zr, zr)
 		}},
 	{name: "Q4_1", bb: 20, cpb: 2, tables: 2, groups: 1, op: opMulAdd, scales: scalesDM,
+		lutBits: 4,
 		bconsts: func(int) [][2]int { return [][2]int{bc0F} },
 		brow: func(p func(string, ...any), c int, load func(int, string), row func(int, int) string, zr, zt string) bool {
 			load(4, zr)
@@ -1004,10 +1006,12 @@ func emitDotRM(w *bytes.Buffer, t qtype, R, M int) {
 						} else {
 							p("VMULPS.BCST %d(R10), Z%d, %s", g*64+4*r, 24+h, tr)
 						}
-						switch t.op {
-						case opMulSub:
+						switch {
+						case t.op == opMulAdd && dInline:
+							p("VADDPS %s, %s, %s", mreg, tr, tr)
+						case t.op == opMulSub:
 							p("VSUBPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, tr, tr)
-						case opMulAdd:
+						case t.op == opMulAdd:
 							p("VADDPS.BCST %d(R10), %s, %s", (t.groups+g)*64+4*r, tr, tr)
 						}
 					}
