@@ -76,15 +76,16 @@ type Backend struct {
 	watch *watch // SetContext's registration (nil: none)
 
 	bufMu     sync.Mutex
-	bufs      map[int][][]float32
+	bufs      map[int][]pooledBuf // by capacity (bufpool.go)
 	poolBytes int64
+	poolSeq   uint64
 }
 
 var _ compute.Backend = (*Backend)(nil)
 
 // New returns a CPU backend.
 func New(opts ...Option) *Backend {
-	b := &Backend{poolCap: 1 << 30, bufs: map[int][][]float32{}}
+	b := &Backend{poolCap: 1 << 30}
 	for _, o := range opts {
 		o(b)
 	}
@@ -137,37 +138,8 @@ func (b *Backend) setErr(err error) {
 // Trim drops the free list of activation buffers.
 func (b *Backend) Trim() {
 	b.bufMu.Lock()
-	b.bufs = map[int][][]float32{}
+	b.bufs = nil
 	b.poolBytes = 0
-	b.bufMu.Unlock()
-}
-
-// alloc returns an uninitialised buffer of n floats (every op overwrites its
-// whole output).
-func (b *Backend) alloc(n int) []float32 {
-	b.bufMu.Lock()
-	if l := b.bufs[n]; len(l) > 0 {
-		buf := l[len(l)-1]
-		l[len(l)-1] = nil
-		b.bufs[n] = l[:len(l)-1]
-		b.poolBytes -= int64(4 * n)
-		b.bufMu.Unlock()
-		return buf
-	}
-	b.bufMu.Unlock()
-	return make([]float32, n)
-}
-
-func (b *Backend) release(buf []float32) {
-	n := len(buf)
-	if n == 0 {
-		return
-	}
-	b.bufMu.Lock()
-	if b.poolBytes+int64(4*n) <= b.poolCap {
-		b.bufs[n] = append(b.bufs[n], buf[:n:n])
-		b.poolBytes += int64(4 * n)
-	}
 	b.bufMu.Unlock()
 }
 
