@@ -232,9 +232,13 @@ func q8Run(stop *atomic.Bool, c, a []float32, b []byte, pb *Q80Packed, bias []fl
 		threads = 1
 	}
 	// A panels: [panel][block][4 rows][32 bytes] as q+128, scales
-	// [panel][block][4 rows].
-	aq := make([]byte, mp*nb*q8Block*q8MR)
-	ad := make([]float32, mp*nb*q8MR)
+	// [panel][block][4 rows]. Pooled: fresh memory is page faults (at
+	// 1024² a DiT forward quantizes ~200 MB of activations).
+	aqBuf, adBuf := getBuf(mp*nb*q8Block*q8MR/4), getBuf(mp*nb*q8MR)
+	defer putBuf(aqBuf)
+	defer putBuf(adBuf)
+	aq := unsafe.Slice((*byte)(unsafe.Pointer(&(*aqBuf)[0])), mp*nb*q8Block*q8MR)
+	ad := *adBuf
 	parallelFor(threads, mp, stop, func(_, p int) {
 		for r := range q8MR {
 			i := p*q8MR + r
@@ -245,6 +249,7 @@ func q8Run(stop *atomic.Bool, c, a []float32, b []byte, pb *Q80Packed, bias []fl
 					for t := range row {
 						row[t] = 128
 					}
+					ad[p*nb*q8MR+blk*q8MR+r] = 0
 				}
 				continue
 			}
@@ -260,7 +265,14 @@ func q8Run(stop *atomic.Bool, c, a []float32, b []byte, pb *Q80Packed, bias []fl
 	bufs := make([]panel, threads)
 	for w := range bufs {
 		if pb == nil {
-			bufs[w] = panel{make([]int8, nb*q8Block*q8NR), make([]float32, nb*q8NR), make([]int32, nb*q8NR)}
+			// One pooled buffer per worker: int8 values, then float32
+			// scales, then int32 corrections.
+			buf := getBuf(nb*q8Block*q8NR/4 + 2*nb*q8NR)
+			defer putBuf(buf)
+			f := *buf
+			bufs[w] = panel{unsafe.Slice((*int8)(unsafe.Pointer(&f[0])), nb*q8Block*q8NR),
+				f[nb*q8Block*q8NR/4 : nb*q8Block*q8NR/4+nb*q8NR],
+				unsafe.Slice((*int32)(unsafe.Pointer(&f[nb*q8Block*q8NR/4+nb*q8NR])), nb*q8NR)}
 		}
 	}
 	parallelFor(threads, npan, stop, func(w, t int) {
