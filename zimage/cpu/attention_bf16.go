@@ -96,12 +96,8 @@ func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out, qv []float32, kt, v
 	const ldp = attnBk / 2
 	qp, pp := sb.q[:bq6*dq], sb.p[:bq6*ldp]
 	o, m, l, alpha := sc.o[:bq*dh], sc.m[:bq], sc.l[:bq], sc.alpha[:bq]
-	qs := sc.t[:dh] // scratch for one scaled query row (T is written later)
 	for r := range bq {
-		for j, x := range qv[(i0+r)*ld+h*dh : (i0+r)*ld+(h+1)*dh] {
-			qs[j] = x * scale
-		}
-		gemm.PackBF16Pairs(qp[r*dq:], qs, 1)
+		scaleToBF16Pairs(qp[r*dq:(r+1)*dq], qv[(i0+r)*ld+h*dh:(i0+r)*ld+(h+1)*dh], scale)
 		m[r] = float32(math.Inf(-1))
 		l[r] = 0
 	}
@@ -135,8 +131,7 @@ func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out, qv []float32, kt, v
 				alpha[r] = 1
 				continue
 			}
-			alpha[r] = onlineSoftmaxRow(row, lim, &m[r], &l[r])
-			toBF16Pairs(prow, row[:bk])
+			alpha[r] = softmaxRowBF16(prow, row, lim, &m[r], &l[r])
 		}
 		// T [bq6, dh] = P·V over bkq key pairs (j0 is even).
 		tileMatMulBF16(t, dh, pp, ldp, vp[(j0/2)*dh:(j0/2+bkq)*dh], dh, bq6, dh, bkq)
@@ -150,6 +145,36 @@ func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out, qv []float32, kt, v
 		for j, x := range o[r*dh : (r+1)*dh] {
 			dst[j] = x * inv
 		}
+	}
+}
+
+// softmaxRowBF16 is onlineSoftmaxRow for the bf16 tile: the
+// probabilities of row[:lim] go to prow as bf16 pairs, zero from lim to
+// len(row) (row is the block's bk scores; it may be overwritten). On
+// AVX-512 one fused pass (max, exp, sum, conversion) replaces the three of
+// onlineSoftmaxRow and toBF16Pairs, with the same results.
+func softmaxRowBF16(prow []uint32, row []float32, lim int, m *float32, l *float64) float32 {
+	sum, mx, ok := softmaxRowBF16Asm(prow, row, lim, *m)
+	if !ok {
+		a := onlineSoftmaxRow(row, lim, m, l)
+		toBF16Pairs(prow, row)
+		return a
+	}
+	clear(prow[lim/2 : (len(row)+1)/2])
+	a := expf(*m - mx)
+	*l = *l*float64(a) + sum
+	*m = mx
+	return a
+}
+
+// scaleToBF16PairsGo is scaleToBF16Pairs in Go.
+func scaleToBF16PairsGo(dst []uint32, src []float32, scale float32) {
+	n := len(src)
+	for c := range n / 2 {
+		dst[c] = pair(src[2*c]*scale, src[2*c+1]*scale)
+	}
+	if n%2 == 1 {
+		dst[n/2] = bf16Bits(src[n-1] * scale)
 	}
 }
 

@@ -55,3 +55,40 @@ func toBF16Pairs(dst []uint32, src []float32) {
 	}
 	toBF16PairsGo(dst[n/2:], src[n:])
 }
+
+//go:noescape
+func softmaxRowBF16AVX512(x *float32, n int, m float32, dst *uint32, res *[17]float32)
+
+//go:noescape
+func scaleBF16AVX512(dst *uint32, src *float32, n int, scale float32)
+
+// softmaxRowBF16Asm is the fused row step of softmaxRowBF16 on AVX-512:
+// p = exp(row[:lim] − mx) written to prow as bf16 pairs, with mx =
+// max(m, row[:lim]) and the sum of p (float32 lanes, then float64: the
+// arithmetic of rowMax and expSub). ok is false where it does not apply
+// (lim not a multiple of 16, no AVX512-BF16).
+func softmaxRowBF16Asm(prow []uint32, row []float32, lim int, m float32) (sum float64, mx float32, ok bool) {
+	if !hasBF16Dot || lim <= 0 || lim%16 != 0 {
+		return 0, 0, false
+	}
+	_, _ = row[lim-1], prow[lim/2-1]
+	var res [17]float32
+	softmaxRowBF16AVX512(&row[0], lim, m, &prow[0], &res)
+	for _, v := range res[:16] {
+		sum += float64(v)
+	}
+	return sum, res[16], true
+}
+
+// scaleToBF16Pairs writes src·scale rounded to bf16 as pair words.
+func scaleToBF16Pairs(dst []uint32, src []float32, scale float32) {
+	n := 0
+	if hasBF16Dot {
+		n = len(src) &^ 15
+	}
+	if n > 0 {
+		_ = dst[n/2-1]
+		scaleBF16AVX512(&dst[0], &src[0], n, scale)
+	}
+	scaleToBF16PairsGo(dst[n/2:], src[n:], scale)
+}

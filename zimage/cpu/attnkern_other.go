@@ -27,3 +27,9 @@ func tileMatMulBF16(c []float32, ldc int, a []uint32, lda int, b []uint32, ldb i
 func fastAttentionBF16(dh int) bool { return false }
 
 func toBF16Pairs(dst []uint32, src []float32) { toBF16PairsGo(dst, src) }
+
+func softmaxRowBF16Asm(prow []uint32, row []float32, lim int, m float32) (float64, float32, bool) {
+	return 0, 0, false
+}
+
+func scaleToBF16Pairs(dst []uint32, src []float32, scale float32) { scaleToBF16PairsGo(dst, src, scale) }

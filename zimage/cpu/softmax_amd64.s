@@ -115,3 +115,104 @@ sloop:
 sdone:
 	VZEROUPPER
 	RET
+
+// func softmaxRowBF16AVX512(x *float32, n int, m float32, dst *uint32, res *[17]float32)
+// One row step of the bf16 attention's streaming softmax, fused: mx =
+// max(m, x[:n]) (n a positive multiple of 16), then p = exp(x - mx) as in
+// expSubAVX512, stored only as bfloat16 (VCVTNEPS2BF16, nearest even,
+// denormals as zero) to dst: n/2 pair words. res[0:16] gets the 16 lane
+// sums of p (float32, the order of expSubAVX512), res[16] gets mx. x is
+// not written. VCVTNEPS2BF16 is emitted as bytes (Go 1.26's assembler
+// lacks it; encodings from GNU as 2.40).
+TEXT ·softmaxRowBF16AVX512(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	MOVQ dst+24(FP), DI
+	MOVQ res+32(FP), DX
+	SHRQ $4, CX
+	MOVQ SI, R8
+	MOVQ CX, R9
+	VBROADCASTSS m+16(FP), Z0
+
+bmax:
+	VMAXPS (SI), Z0, Z0
+	ADDQ $64, SI
+	DECQ CX
+	JNZ bmax
+	VEXTRACTF64X4 $1, Z0, Y1
+	VMAXPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS X1, X0, X0
+	VMOVSS X0, 64(DX)
+	VBROADCASTSS X0, Z16
+	VBROADCASTSS expc<>+0(SB), Z17
+	VBROADCASTSS expc<>+4(SB), Z18
+	VBROADCASTSS expc<>+8(SB), Z19
+	VBROADCASTSS expc<>+12(SB), Z20
+	VBROADCASTSS expc<>+16(SB), Z21
+	VBROADCASTSS expc<>+20(SB), Z22
+	VBROADCASTSS expc<>+24(SB), Z23
+	VBROADCASTSS expc<>+28(SB), Z24
+	VBROADCASTSS expc<>+32(SB), Z25
+	VBROADCASTSS expc<>+36(SB), Z26
+	VBROADCASTSS expc<>+40(SB), Z27
+	VPXORD Z15, Z15, Z15
+	VPXORD Z4, Z4, Z4
+
+bexp:
+	VMOVUPS (R8), Z0
+	VSUBPS Z16, Z0, Z0           // x - mx
+	VCMPPS $1, Z27, Z0, K1       // K1 = x < -87.4 (lanes to zero)
+	VMULPS Z17, Z0, Z1
+	VRNDSCALEPS $0, Z1, Z1       // n = round(x·log2e)
+	VFNMADD231PS Z18, Z1, Z0     // r = x - n·ln2hi
+	VFNMADD231PS Z19, Z1, Z0     // r -= n·ln2lo
+	VMOVAPS Z20, Z2
+	VFMADD213PS Z21, Z0, Z2      // p = p·r + c
+	VFMADD213PS Z22, Z0, Z2
+	VFMADD213PS Z23, Z0, Z2
+	VFMADD213PS Z24, Z0, Z2
+	VFMADD213PS Z25, Z0, Z2
+	VMULPS Z0, Z0, Z3            // r²
+	VFMADD213PS Z0, Z3, Z2       // p·r² + r
+	VADDPS Z26, Z2, Z2           // + 1
+	VSCALEFPS Z1, Z2, Z2         // ·2^n
+	VMOVAPS Z4, K1, Z2           // underflowed lanes = 0
+	VADDPS Z2, Z15, Z15
+	BYTE $0x62; BYTE $0xf2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xea // VCVTNEPS2BF16 Z2, Y5
+	VMOVDQU Y5, (DI)
+	ADDQ $64, R8
+	ADDQ $32, DI
+	DECQ R9
+	JNZ bexp
+	VMOVUPS Z15, (DX)
+	VZEROUPPER
+	RET
+
+// func scaleBF16AVX512(dst *uint32, src *float32, n int, scale float32)
+// dst gets src[:n]·scale rounded to bfloat16 (VCVTNEPS2BF16, nearest even,
+// denormals as zero), n/2 pair words; n a multiple of 16.
+TEXT ·scaleBF16AVX512(SB), NOSPLIT, $0-28
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS scale+24(FP), Z16
+	SHRQ $4, CX
+	JZ qdone
+
+qloop:
+	VMULPS (SI), Z16, Z0
+	BYTE $0x62; BYTE $0xf2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xc8 // VCVTNEPS2BF16 Z0, Y1
+	VMOVDQU Y1, (DI)
+	ADDQ $64, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ qloop
+
+qdone:
+	VZEROUPPER
+	RET
