@@ -32,4 +32,6 @@ func softmaxRowBF16Asm(prow []uint32, row []float32, lim int, m float32) (float6
 	return 0, 0, false
 }
 
-func scaleToBF16Pairs(dst []uint32, src []float32, scale float32) { scaleToBF16PairsGo(dst, src, scale) }
+func scaleToBF16Pairs(dst []uint32, src []float32, scale float32) {
+	scaleToBF16PairsGo(dst, src, scale)
+}
