@@ -95,7 +95,9 @@ func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out, qv []float32, kt, v
 	dq := dh / 2
 	const ldp = attnBk / 2
 	qp, pp := sb.q[:bq6*dq], sb.p[:bq6*ldp]
-	o, m, l, alpha := sc.o[:bq*dh], sc.m[:bq], sc.l[:bq], sc.alpha[:bq]
+	// O has the padded rows too: P·V accumulates into it (their P rows are
+	// zero).
+	o, m, l, alpha := sc.o[:bq6*dh], sc.m[:bq], sc.l[:bq], sc.alpha[:bq]
 	for r := range bq {
 		scaleToBF16Pairs(qp[r*dq:(r+1)*dq], qv[(i0+r)*ld+h*dh:(i0+r)*ld+(h+1)*dh], scale)
 		m[r] = float32(math.Inf(-1))
@@ -110,7 +112,6 @@ func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out, qv []float32, kt, v
 	}
 	const lds = attnBk
 	s := sc.s[:bq6*lds]
-	t := sc.t[:bq6*dh]
 	for j0 := 0; j0 < kEnd; j0 += attnBk {
 		j1 := min(j0+attnBk, kEnd)
 		bk := j1 - j0
@@ -118,26 +119,28 @@ func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out, qv []float32, kt, v
 		bkq := (bk + 1) / 2
 		// Scores [bq6, bkp] = (scale·Q)·Kᵀ.
 		blk := kt[(j0/attnBk)*dq*ktLd : (j0/attnBk+1)*dq*ktLd]
-		tileMatMulBF16(s, lds, qp, dq, blk, ktLd, bq6, bkp, dq)
-		for r := range bq {
-			row := s[r*lds : r*lds+bk]
-			prow := pp[r*ldp : r*ldp+bkq]
-			lim := bk
-			if causal {
-				lim = min(bk, i0+r-j0+1)
+		tileMatMulBF16(s, lds, qp, dq, blk, ktLd, bq6, bkp, dq, false)
+		// P = exp(S − running max) as bf16 pairs: the whole tile in one
+		// call where it can, else row by row (causal masks, ragged blocks).
+		if causal || !softmaxTileBF16(s, lds, pp, ldp, bq, bk, m, l, alpha) {
+			for r := range bq {
+				row := s[r*lds : r*lds+bk]
+				prow := pp[r*ldp : r*ldp+bkq]
+				lim := bk
+				if causal {
+					lim = min(bk, i0+r-j0+1)
+				}
+				if lim <= 0 {
+					clear(prow)
+					alpha[r] = 1
+					continue
+				}
+				alpha[r] = softmaxRowBF16(prow, row, lim, &m[r], &l[r])
 			}
-			if lim <= 0 {
-				clear(prow)
-				alpha[r] = 1
-				continue
-			}
-			alpha[r] = softmaxRowBF16(prow, row, lim, &m[r], &l[r])
 		}
-		// T [bq6, dh] = P·V over bkq key pairs (j0 is even).
-		tileMatMulBF16(t, dh, pp, ldp, vp[(j0/2)*dh:(j0/2+bkq)*dh], dh, bq6, dh, bkq)
-		for r := range bq {
-			scaleAdd(o[r*dh:(r+1)*dh], t[r*dh:(r+1)*dh], alpha[r])
-		}
+		// O [bq6, dh] = diag(alpha)·O + P·V over bkq key pairs (j0 is even).
+		scaleRows(o, dh, bq, dh, alpha)
+		tileMatMulBF16(o, dh, pp, ldp, vp[(j0/2)*dh:(j0/2+bkq)*dh], dh, bq6, dh, bkq, true)
 	}
 	for r := range bq {
 		inv := float32(1 / l[r])
@@ -165,6 +168,17 @@ func softmaxRowBF16(prow []uint32, row []float32, lim int, m *float32, l *float6
 	*l = *l*float64(a) + sum
 	*m = mx
 	return a
+}
+
+// scaleRowsGo is scaleRows in Go.
+func scaleRowsGo(o []float32, ld, rows, n int, alpha []float32) {
+	for r, a := range alpha[:rows] {
+		if a != 1 {
+			for j := range o[r*ld : r*ld+n] {
+				o[r*ld+j] *= a
+			}
+		}
+	}
 }
 
 // scaleToBF16PairsGo is scaleToBF16Pairs in Go.

@@ -15,8 +15,8 @@ func attnKernBF16_6x64(a *uint32, lda int, b *uint32, ldb int, c *float32, ldc i
 var hasBF16Dot = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BF16
 
 // tileMatMulBF16 is tileMatMul on bf16 pair words: k counts pairs, lda and
-// ldb are in words.
-func tileMatMulBF16(c []float32, ldc int, a []uint32, lda int, b []uint32, ldb int, m, n, k int) {
+// ldb are in words. With acc the product is added to C.
+func tileMatMulBF16(c []float32, ldc int, a []uint32, lda int, b []uint32, ldb int, m, n, k int, acc bool) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -27,7 +27,7 @@ func tileMatMulBF16(c []float32, ldc int, a []uint32, lda int, b []uint32, ldb i
 	}
 	for i := 0; i < m; i += 6 {
 		for j := 0; j < n; j += 64 {
-			attnKernBF16_6x64(&a[i*lda], lda, &b[j], ldb, &c[i*ldc+j], ldc, k, false)
+			attnKernBF16_6x64(&a[i*lda], lda, &b[j], ldb, &c[i*ldc+j], ldc, k, acc)
 		}
 	}
 }
@@ -91,4 +91,35 @@ func scaleToBF16Pairs(dst []uint32, src []float32, scale float32) {
 		scaleBF16AVX512(&dst[0], &src[0], n, scale)
 	}
 	scaleToBF16PairsGo(dst[n/2:], src[n:], scale)
+}
+
+//go:noescape
+func softmaxTileBF16AVX512(s *float32, lds int, p *uint32, ldp int, rows, n int, m *float32, l *float64, alpha *float32)
+
+//go:noescape
+func scaleRowsAVX512(o *float32, ld int, rows, n int, alpha *float32)
+
+// softmaxTileBF16 is softmaxRowBF16 on rows [0, rows) of a score tile
+// (row r: s[r·lds:][:n], pairs p[r·ldp:][:n/2]) in one AVX-512 call, the
+// lane sums added as a tree (so l may differ from the row step's in the
+// last bits). It reports false, doing nothing, where it does not apply
+// (n not a multiple of 16, no AVX512-BF16).
+func softmaxTileBF16(s []float32, lds int, p []uint32, ldp int, rows, n int, m []float32, l []float64, alpha []float32) bool {
+	if !hasBF16Dot || rows <= 0 || n <= 0 || n%16 != 0 {
+		return false
+	}
+	_, _ = s[(rows-1)*lds+n-1], p[(rows-1)*ldp+n/2-1]
+	_, _, _ = m[rows-1], l[rows-1], alpha[rows-1]
+	softmaxTileBF16AVX512(&s[0], lds, &p[0], ldp, rows, n, &m[0], &l[0], &alpha[0])
+	return true
+}
+
+// scaleRows sets o[r·ld:][:n] *= alpha[r] for the rows whose alpha is not 1.
+func scaleRows(o []float32, ld, rows, n int, alpha []float32) {
+	if !useAVX512 || rows <= 0 || n <= 0 || n%16 != 0 {
+		scaleRowsGo(o, ld, rows, n, alpha)
+		return
+	}
+	_, _ = o[(rows-1)*ld+n-1], alpha[rows-1]
+	scaleRowsAVX512(&o[0], ld, rows, n, &alpha[0])
 }

@@ -22,7 +22,8 @@ func fastAttention(dh int) bool { return false }
 
 var hasBF16Dot = false
 
-func tileMatMulBF16(c []float32, ldc int, a []uint32, lda int, b []uint32, ldb int, m, n, k int) {}
+func tileMatMulBF16(c []float32, ldc int, a []uint32, lda int, b []uint32, ldb int, m, n, k int, acc bool) {
+}
 
 func fastAttentionBF16(dh int) bool { return false }
 
@@ -35,3 +36,9 @@ func softmaxRowBF16Asm(prow []uint32, row []float32, lim int, m float32) (float6
 func scaleToBF16Pairs(dst []uint32, src []float32, scale float32) {
 	scaleToBF16PairsGo(dst, src, scale)
 }
+
+func softmaxTileBF16(s []float32, lds int, p []uint32, ldp int, rows, n int, m []float32, l []float64, alpha []float32) bool {
+	return false
+}
+
+func scaleRows(o []float32, ld, rows, n int, alpha []float32) { scaleRowsGo(o, ld, rows, n, alpha) }

@@ -63,3 +63,63 @@ func TestScaleToBF16Pairs(t *testing.T) {
 		}
 	}
 }
+
+// TestSoftmaxTileBF16 checks the one-call tile softmax against the row
+// step: the same pairs and maxima, the rescale factors and sums to float32
+// rounding (the tile adds its lane sums as a tree and evaluates exp of the
+// rescale in the vector code); then scaleRows against its Go loop.
+func TestSoftmaxTileBF16(t *testing.T) {
+	if !hasBF16Dot {
+		t.Skip("CPU lacks AVX512-BF16: the tile softmax does not run (the row step covers it)")
+	}
+	r := rand.New(rand.NewPCG(87, 88))
+	const rows, lds, ldp = 9, 272, 140
+	for _, n := range []int{16, 32, 256} {
+		s := make([]float32, rows*lds)
+		for i := range s {
+			s[i] = float32(r.NormFloat64() * 6)
+		}
+		m0 := []float32{float32(math.Inf(-1)), 0, 3, 20, -5, 1, 2, 7, float32(math.Inf(-1))}
+		m, mRef := append([]float32(nil), m0...), append([]float32(nil), m0...)
+		l, lRef := make([]float64, rows), make([]float64, rows)
+		for i := range l {
+			l[i] = float64(i) * 0.5
+			lRef[i] = l[i]
+		}
+		alpha, aRef := make([]float32, rows), make([]float32, rows)
+		p, pRef := make([]uint32, rows*ldp), make([]uint32, rows*ldp)
+		if !softmaxTileBF16(s, lds, p, ldp, rows, n, m, l, alpha) {
+			t.Fatal("tile softmax declined a multiple of 16")
+		}
+		for i := range rows {
+			row := append([]float32(nil), s[i*lds:i*lds+n]...)
+			aRef[i] = softmaxRowBF16(pRef[i*ldp:i*ldp+n/2], row, n, &mRef[i], &lRef[i])
+		}
+		for i := range rows {
+			if m[i] != mRef[i] {
+				t.Fatalf("n=%d row %d: m = %g, want %g", n, i, m[i], mRef[i])
+			}
+			if math.Abs(float64(alpha[i]-aRef[i])) > 2e-7*float64(aRef[i]) {
+				t.Fatalf("n=%d row %d: alpha = %g, want %g", n, i, alpha[i], aRef[i])
+			}
+			if math.Abs(l[i]-lRef[i]) > 1e-6*lRef[i] {
+				t.Fatalf("n=%d row %d: l = %g, want %g", n, i, l[i], lRef[i])
+			}
+		}
+		for i := range p {
+			if p[i] != pRef[i] {
+				t.Fatalf("n=%d: pair word %d = %#08x, want %#08x", n, i, p[i], pRef[i])
+			}
+		}
+	}
+	o := randVec(r, 7*144)
+	want := append([]float32(nil), o...)
+	a := []float32{1, 0.5, 1, 0, 2.5, 1, 0.125}
+	scaleRows(o, 144, 7, 128, a)
+	scaleRowsGo(want, 144, 7, 128, a)
+	for i := range o {
+		if o[i] != want[i] {
+			t.Fatalf("scaleRows: [%d] = %g, want %g", i, o[i], want[i])
+		}
+	}
+}

@@ -216,3 +216,184 @@ qloop:
 qdone:
 	VZEROUPPER
 	RET
+
+// func softmaxTileBF16AVX512(s *float32, lds int, p *uint32, ldp int, rows, n int, m *float32, l *float64, alpha *float32)
+// softmaxRowBF16AVX512 over the rows of a score tile, with the running
+// state updated in place: for row r (scores s[r·lds:][:n], n a positive
+// multiple of 16) mx = max(m[r], scores), the pairs p[r·ldp:][:n/2] =
+// bf16(exp(score - mx)), alpha[r] = exp(m[r] - mx) (0 when m[r] = -Inf),
+// l[r] = l[r]·alpha[r] + Σ exp(score - mx) (float32 lane sums added as a
+// tree, then float64), m[r] = mx.
+TEXT ·softmaxTileBF16AVX512(SB), NOSPLIT, $0-72
+	MOVQ s+0(FP), R8
+	MOVQ lds+8(FP), R10
+	SHLQ $2, R10
+	MOVQ p+16(FP), R11
+	MOVQ ldp+24(FP), R12
+	SHLQ $2, R12
+	MOVQ rows+32(FP), R13
+	MOVQ n+40(FP), R14
+	SHRQ $4, R14
+	MOVQ m+48(FP), AX
+	MOVQ l+56(FP), BX
+	MOVQ alpha+64(FP), DX
+	VBROADCASTSS expc<>+0(SB), Z17
+	VBROADCASTSS expc<>+4(SB), Z18
+	VBROADCASTSS expc<>+8(SB), Z19
+	VBROADCASTSS expc<>+12(SB), Z20
+	VBROADCASTSS expc<>+16(SB), Z21
+	VBROADCASTSS expc<>+20(SB), Z22
+	VBROADCASTSS expc<>+24(SB), Z23
+	VBROADCASTSS expc<>+28(SB), Z24
+	VBROADCASTSS expc<>+32(SB), Z25
+	VBROADCASTSS expc<>+36(SB), Z26
+	VBROADCASTSS expc<>+40(SB), Z27
+	VPXORD Z4, Z4, Z4
+	TESTQ R13, R13
+	JLE tdone
+
+trow:
+	// mx = max(m[r], row)
+	VBROADCASTSS (AX), Z0
+	VMOVAPS Z0, Z9                // m[r], kept for alpha
+	MOVQ R8, SI
+	MOVQ R14, CX
+
+tmax:
+	VMAXPS (SI), Z0, Z0
+	ADDQ $64, SI
+	DECQ CX
+	JNZ tmax
+	VEXTRACTF64X4 $1, Z0, Y1
+	VMAXPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS X1, X0, X0
+	VMOVSS X0, (AX)               // m[r] = mx
+	VBROADCASTSS X0, Z16
+
+	// alpha = exp(m_old - mx), the loop's arithmetic on one vector
+	VSUBPS Z16, Z9, Z0
+	VCMPPS $1, Z27, Z0, K1
+	VMULPS Z17, Z0, Z1
+	VRNDSCALEPS $0, Z1, Z1
+	VFNMADD231PS Z18, Z1, Z0
+	VFNMADD231PS Z19, Z1, Z0
+	VMOVAPS Z20, Z2
+	VFMADD213PS Z21, Z0, Z2
+	VFMADD213PS Z22, Z0, Z2
+	VFMADD213PS Z23, Z0, Z2
+	VFMADD213PS Z24, Z0, Z2
+	VFMADD213PS Z25, Z0, Z2
+	VMULPS Z0, Z0, Z3
+	VFMADD213PS Z0, Z3, Z2
+	VADDPS Z26, Z2, Z2
+	VSCALEFPS Z1, Z2, Z2
+	VMOVAPS Z4, K1, Z2
+	VMOVSS X2, (DX)               // alpha[r]
+	VMOVAPS Z2, Z10
+
+	// p = exp(row - mx): sums in Z15, bf16 to the pair row
+	MOVQ R8, SI
+	MOVQ R11, DI
+	MOVQ R14, CX
+	VPXORD Z15, Z15, Z15
+
+texp:
+	VMOVUPS (SI), Z0
+	VSUBPS Z16, Z0, Z0
+	VCMPPS $1, Z27, Z0, K1
+	VMULPS Z17, Z0, Z1
+	VRNDSCALEPS $0, Z1, Z1
+	VFNMADD231PS Z18, Z1, Z0
+	VFNMADD231PS Z19, Z1, Z0
+	VMOVAPS Z20, Z2
+	VFMADD213PS Z21, Z0, Z2
+	VFMADD213PS Z22, Z0, Z2
+	VFMADD213PS Z23, Z0, Z2
+	VFMADD213PS Z24, Z0, Z2
+	VFMADD213PS Z25, Z0, Z2
+	VMULPS Z0, Z0, Z3
+	VFMADD213PS Z0, Z3, Z2
+	VADDPS Z26, Z2, Z2
+	VSCALEFPS Z1, Z2, Z2
+	VMOVAPS Z4, K1, Z2
+	VADDPS Z2, Z15, Z15
+	BYTE $0x62; BYTE $0xf2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xea // VCVTNEPS2BF16 Z2, Y5
+	VMOVDQU Y5, (DI)
+	ADDQ $64, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ texp
+
+	// l = l·alpha + Σ (float32 tree, then float64)
+	VEXTRACTF64X4 $1, Z15, Y1
+	VADDPS Y1, Y15, Y15
+	VEXTRACTF128 $1, Y15, X1
+	VADDPS X1, X15, X15
+	VPERMILPS $0x4e, X15, X1
+	VADDPS X1, X15, X15
+	VPERMILPS $0xb1, X15, X1
+	VADDSS X1, X15, X15
+	VCVTSS2SD X15, X15, X15
+	VCVTSS2SD X10, X10, X10
+	VMOVSD (BX), X1
+	VMULSD X10, X1, X1
+	VADDSD X15, X1, X1
+	VMOVSD X1, (BX)
+
+	ADDQ R10, R8
+	ADDQ R12, R11
+	ADDQ $4, AX
+	ADDQ $8, BX
+	ADDQ $4, DX
+	DECQ R13
+	JNZ trow
+
+tdone:
+	VZEROUPPER
+	RET
+
+// func scaleRowsAVX512(o *float32, ld int, rows, n int, alpha *float32)
+// o[r·ld:][:n] *= alpha[r] for the rows whose alpha is not 1 (n a multiple
+// of 16).
+TEXT ·scaleRowsAVX512(SB), NOSPLIT, $0-40
+	MOVQ o+0(FP), DI
+	MOVQ ld+8(FP), R10
+	SHLQ $2, R10
+	MOVQ rows+16(FP), R13
+	MOVQ n+24(FP), R14
+	SHRQ $4, R14
+	MOVQ alpha+32(FP), DX
+	MOVL $0x3f800000, AX
+	TESTQ R13, R13
+	JLE sdone2
+
+srow:
+	CMPL (DX), AX
+	JEQ snext
+	VBROADCASTSS (DX), Z16
+	MOVQ DI, SI
+	MOVQ R14, CX
+	TESTQ CX, CX
+	JZ snext
+
+sloop2:
+	VMULPS (SI), Z16, Z0
+	VMOVUPS Z0, (SI)
+	ADDQ $64, SI
+	DECQ CX
+	JNZ sloop2
+
+snext:
+	ADDQ R10, DI
+	ADDQ $4, DX
+	DECQ R13
+	JNZ srow
+
+sdone2:
+	VZEROUPPER
+	RET
