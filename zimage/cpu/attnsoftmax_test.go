@@ -65,9 +65,11 @@ func TestScaleToBF16Pairs(t *testing.T) {
 }
 
 // TestSoftmaxTileBF16 checks the one-call tile softmax against the row
-// step: the same pairs and maxima, the rescale factors and sums to float32
-// rounding (the tile adds its lane sums as a tree and evaluates exp of the
-// rescale in the vector code); then scaleRows against its Go loop.
+// step: the same maxima, the rescale factors to float32 rounding, the
+// probabilities' bf16 values within one unit of the last place and their
+// sums within 2e-5 (the tile's degree-4 exp is within 5.3e-6 of the full
+// one, and it adds its lane sums as a tree); then scaleRows against its Go
+// loop.
 func TestSoftmaxTileBF16(t *testing.T) {
 	if !hasBF16Dot {
 		t.Skip("CPU lacks AVX512-BF16: the tile softmax does not run (the row step covers it)")
@@ -102,13 +104,16 @@ func TestSoftmaxTileBF16(t *testing.T) {
 			if math.Abs(float64(alpha[i]-aRef[i])) > 2e-7*float64(aRef[i]) {
 				t.Fatalf("n=%d row %d: alpha = %g, want %g", n, i, alpha[i], aRef[i])
 			}
-			if math.Abs(l[i]-lRef[i]) > 1e-6*lRef[i] {
+			if math.Abs(l[i]-lRef[i]) > 2e-5*lRef[i] {
 				t.Fatalf("n=%d row %d: l = %g, want %g", n, i, l[i], lRef[i])
 			}
 		}
 		for i := range p {
-			if p[i] != pRef[i] {
-				t.Fatalf("n=%d: pair word %d = %#08x, want %#08x", n, i, p[i], pRef[i])
+			for _, sh := range []uint{0, 16} {
+				d := int32(p[i]>>sh&0xffff) - int32(pRef[i]>>sh&0xffff)
+				if d < -1 || d > 1 {
+					t.Fatalf("n=%d: pair word %d = %#08x, want %#08x (±1 in each half)", n, i, p[i], pRef[i])
+				}
 			}
 		}
 	}
