@@ -46,17 +46,28 @@ func pair(lo, hi float32) uint32 { return bf16Bits(lo) | bf16Bits(hi)<<16 }
 // past the last key.
 func transposeKeysBF16(threads int, stop *atomic.Bool, dst []uint32, k []float32, l, h, dh, nkb int) {
 	dq := dh / 2
-	parallelFor(threads, h*nkb, 1, func(lo, hi int) {
+	// A task converts one key block of up to 8 heads: each key's row is
+	// read as one run of 8·dh values (a head alone is 512 bytes every
+	// H·dh·4, which the prefetchers follow badly), the blocks written stay
+	// in L2.
+	const hg = 8
+	ng := (h + hg - 1) / hg
+	parallelFor(threads, ng*nkb, 1, func(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			if stop.Load() {
 				return
 			}
-			g, kb := t/nkb, t%nkb
-			blk := dst[t*dq*ktLd : (t+1)*dq*ktLd]
-			clear(blk)
+			g0, kb := t/nkb*hg, t%nkb
+			g1 := min(g0+hg, h)
+			for g := g0; g < g1; g++ {
+				clear(dst[(g*nkb+kb)*dq*ktLd : (g*nkb+kb+1)*dq*ktLd])
+			}
 			j0, j1 := kb*attnBk, min(kb*attnBk+attnBk, l)
 			for j := j0; j < j1; j++ {
-				gemm.PackBF16Pairs(blk[j-j0:], k[(j*h+g)*dh:(j*h+g+1)*dh], ktLd)
+				for g := g0; g < g1; g++ {
+					blk := dst[(g*nkb+kb)*dq*ktLd : (g*nkb+kb+1)*dq*ktLd]
+					gemm.PackBF16Pairs(blk[j-j0:], k[(j*h+g)*dh:(j*h+g+1)*dh], ktLd)
+				}
 			}
 		}
 	})
@@ -83,27 +94,48 @@ func splitValuesBF16(threads int, stop *atomic.Bool, dst []uint32, v []float32, 
 	})
 }
 
-// attnScratchBF16 holds a task's pair words: scaled queries [bq6, dh/2] and
-// probabilities [bq6, attnBk/2].
-type attnScratchBF16 struct{ q, p []uint32 }
+// scaleQueriesBF16 writes q [L, H·dh] times scale as dst [H, lq6, dh/2]
+// pair words, rows L..lq6 zero (the tiles' padding). One pass in memory
+// order: the tiles used to convert their own rows, reading a head's 512
+// bytes per row at a 15 KB stride, which the prefetchers follow badly.
+func scaleQueriesBF16(threads int, stop *atomic.Bool, dst []uint32, q []float32, l, lq6, h, dh int, scale float32) {
+	dq := dh / 2
+	parallelFor(threads, l, max(1, ewGrain/(h*dh)), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			if stop.Load() {
+				return
+			}
+			for g := range h {
+				scaleToBF16Pairs(dst[(g*lq6+i)*dq:(g*lq6+i+1)*dq], q[(i*h+g)*dh:(i*h+g+1)*dh], scale)
+			}
+		}
+	})
+	for g := range h {
+		clear(dst[(g*lq6+l)*dq : (g*lq6+lq6)*dq])
+	}
+}
+
+// attnScratchBF16 holds a task's probabilities as pair words [bq6, attnBk/2].
+type attnScratchBF16 struct{ p []uint32 }
 
 // attnTileBF16 is attnTileFast in bf16: kt is this head's key blocks
 // [nkb, dh/2, ktLd] and vp its value pairs [ceil(Lk/2), dh], both words.
-func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out, qv []float32, kt, vp []uint32, h, ld, dh, i0, i1, lk int, scale float32, causal bool) {
+//
+// qp holds the tile's scaled query pairs [bq6, dh/2], zero past bq (see
+// scaleQueriesBF16).
+func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out []float32, qp, kt, vp []uint32, h, ld, dh, i0, i1, lk int, causal bool) {
 	bq := i1 - i0
 	bq6 := (bq + 5) / 6 * 6
 	dq := dh / 2
 	const ldp = attnBk / 2
-	qp, pp := sb.q[:bq6*dq], sb.p[:bq6*ldp]
+	qp, pp := qp[:bq6*dq], sb.p[:bq6*ldp]
 	// O has the padded rows too: P·V accumulates into it (their P rows are
 	// zero).
 	o, m, l, alpha := sc.o[:bq6*dh], sc.m[:bq], sc.l[:bq], sc.alpha[:bq]
 	for r := range bq {
-		scaleToBF16Pairs(qp[r*dq:(r+1)*dq], qv[(i0+r)*ld+h*dh:(i0+r)*ld+(h+1)*dh], scale)
 		m[r] = float32(math.Inf(-1))
 		l[r] = 0
 	}
-	clear(qp[bq*dq:])
 	clear(pp[bq*ldp:]) // padded query rows multiply as zero
 	clear(o)
 	kEnd := lk
@@ -204,6 +236,11 @@ func (b *Backend) attentionBF16(qv, kv, vv []float32, lq, lk, dh, heads, kvHeads
 	kh, vp := asWords(khBuf), asWords(vpBuf)
 	transposeKeysBF16(b.threads, &cw.stop, kh, kv, lk, kvHeads, dh, nkb)
 	splitValuesBF16(b.threads, &cw.stop, vp, vv, lk, kvHeads, dh)
+	lq6 := (lq + 5) / 6 * 6
+	qpBuf := b.alloc(heads * lq6 * dq)
+	defer b.release(qpBuf)
+	qp := asWords(qpBuf)
+	scaleQueriesBF16(b.threads, &cw.stop, qp, qv, lq, lq6, heads, dh, scale)
 	if b.cancelled(cw) {
 		return b.placeholder(lq, heads*dh)
 	}
@@ -216,9 +253,6 @@ func (b *Backend) attentionBF16(qv, kv, vv []float32, lq, lk, dh, heads, kvHeads
 		defer attnPool.Put(sc)
 		sb := attnBF16Pool.Get().(*attnScratchBF16)
 		defer attnBF16Pool.Put(sb)
-		if len(sb.q) < attnBq*dq {
-			sb.q = make([]uint32, attnBq*dq)
-		}
 		for t := lo; t < hi; t++ {
 			if cw.stop.Load() {
 				return
@@ -226,8 +260,8 @@ func (b *Backend) attentionBF16(qv, kv, vv []float32, lq, lk, dh, heads, kvHeads
 			h, qb := t/nqb, t%nqb
 			g := h / group
 			i0, i1 := qb*attnBq, min(qb*attnBq+attnBq, lq)
-			attnTileBF16(sc, sb, out.data, qv, kh[g*khLen:(g+1)*khLen], vp[g*vpLen:(g+1)*vpLen],
-				h, heads*dh, dh, i0, i1, lk, scale, causal)
+			attnTileBF16(sc, sb, out.data, qp[(h*lq6+i0)*dq:], kh[g*khLen:(g+1)*khLen], vp[g*vpLen:(g+1)*vpLen],
+				h, heads*dh, dh, i0, i1, lk, causal)
 		}
 	})
 	if b.cancelled(cw) {
