@@ -36,7 +36,8 @@ func TestAttentionBF16(t *testing.T) {
 		{7, 1, 2, 2, 64, false},
 		{300, 300, 8, 2, 128, true},
 		{130, 257, 1, 1, 512, false},
-		{70, 300, 2, 2, 32, false}, // not a multiple of 64: float32 engine
+		{70, 300, 2, 2, 32, false},   // not a multiple of 64: float32 engine
+		{50, 270, 12, 12, 64, false}, // keys converted in head groups of 8 and 4
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%dx%d_h%d_kv%d_dh%d_causal%v", c.lq, c.lk, c.heads, c.kvHeads, c.dh, c.causal), func(t *testing.T) {
