@@ -37,6 +37,10 @@ func (b *Backend) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 		// Reduced precision allows llama.cpp's q8_0 × q8_0 arithmetic:
 		// activations quantized per block, VPDPBUSD (gemm.MatMulBTQ80).
 		err = gemm.MatMulBTQ80Ctx(cw.context(), out.data, xv, tw.w.Data, bv, m, n, k)
+	case tw.w != nil && tw.f32 == nil && b.bf16 && tw.w.DType.IsQuantized():
+		// Other block types (or no VNNI): dequantized into bf16 pair
+		// panels for the bf16 kernel.
+		err = gemm.MatMulBTQuantBF16Ctx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
 	case tw.w != nil && tw.f32 == nil && tw.w.DType.IsQuantized():
 		err = gemm.MatMulBTQuantCtx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
 	case tw.w != nil && tw.f32 == nil && b.bf16:

@@ -210,6 +210,10 @@ func packBPairs(dst []float32, src *bSource, j0, nb, p0, kb, nr int) {
 			packPairsConv(panel, nr, src, jbase, cols, p0, kb)
 			continue
 		}
+		if src.kind == srcQuantT {
+			packPairsQuant(panel, nr, src, jbase, cols, p0, kb)
+			continue
+		}
 		if src.kind == srcF32T && usePackAsm {
 			// float32 rows (weights widened or merged in memory): each row
 			// converted and spread over the panel's pair words.
@@ -245,6 +249,39 @@ func packPairsN(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) 
 		}
 		for jj := range o {
 			o[jj] = toBF16(r0[jj])
+		}
+	}
+}
+
+// quantPairChunk is how many k values of a quantized panel are dequantized
+// at a time before their rounding to pairs: a multiple of every block size
+// (32, 256), and a float32 scratch of nr×256 values stays in L2.
+const quantPairChunk = 256
+
+// packPairsQuant packs a pair panel from ggml blocks: a chunk of the panel
+// is dequantized as packQuantPanel does for the float32 engine (same
+// values), then each pair of its k rows is rounded into pair words.
+func packPairsQuant(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) {
+	out := words(panel)
+	buf := getBuf(nr * quantPairChunk)
+	defer putBuf(buf)
+	for c0 := 0; c0 < kb; c0 += quantPairChunk {
+		cb := min(quantPairChunk, kb-c0)
+		tmp := (*buf)[:nr*cb]
+		packQuantPanel(tmp, nr, src, jbase, cols, p0+c0, cb)
+		for q := 0; 2*q < cb; q++ {
+			r0 := tmp[2*q*nr:][:cols]
+			o := out[(c0/2+q)*nr:][:cols]
+			if 2*q+1 < cb {
+				r1 := tmp[(2*q+1)*nr:][:cols]
+				for jj := pairRows(o, r0, r1); jj < len(o); jj++ {
+					o[jj] = toBF16(r0[jj]) | toBF16(r1[jj])<<16
+				}
+				continue
+			}
+			for jj := range o {
+				o[jj] = toBF16(r0[jj])
+			}
 		}
 	}
 }

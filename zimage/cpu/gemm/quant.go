@@ -45,6 +45,46 @@ func matMulBTQuant(stop *atomic.Bool, c, a []float32, b []byte, bt weights.DType
 	return matMulBTQuantMode(stop, false, c, a, b, bt, bias, m, n, k)
 }
 
+// MatMulBTQuantBF16Ctx is MatMulBTQuantCtx computed in bfloat16 with
+// float32 accumulation (see BFloat16 compute in bf16.go): the blocks are
+// dequantized to float32 as MatMulBTQuant does and then rounded to bf16
+// pairs while packing, so the result is MatMulBTF32BF16Ctx's on the
+// dequantized matrix, bit for bit. Products with at most gemvMaxM rows run
+// the float32 GEMV on the blocks, as MatMulBTBF16 does.
+func MatMulBTQuantBF16Ctx(ctx context.Context, c, a []float32, b []byte, bt weights.DType, bias []float32, m, n, k int) error {
+	if m <= gemvMaxM {
+		return MatMulBTQuantCtx(ctx, c, a, b, bt, bias, m, n, k)
+	}
+	stop, release, err := watch(ctx)
+	if err != nil {
+		return err
+	}
+	if err := checkDims(m, n, k); err != nil {
+		release()
+		return err
+	}
+	deq := weights.DequantBlock(bt)
+	if deq == nil {
+		release()
+		return fmt.Errorf("%w %v for a quantized B", ErrDType, bt)
+	}
+	if err := checkLens(c, a, bias, m, n, k); err != nil {
+		release()
+		return err
+	}
+	rb, ok := bt.RowBytes(k)
+	if !ok {
+		release()
+		return fmt.Errorf("%w: k=%d is not a multiple of the %v block size %d", ErrShape, k, bt, bt.BlockSize())
+	}
+	if len(b) < n*rb {
+		release()
+		return fmt.Errorf("%w: B has %d bytes, want %d (%d×%d %v)", ErrShape, len(b), n*rb, n, k, bt)
+	}
+	runPrec(stop, true, c, a, bSource{kind: srcQuantT, raw: b[:n*rb], dt: bt, deq: deq, rb: rb, n: n, k: k}, bias, m, n, k)
+	return finish(ctx, stop, release, nil)
+}
+
 // matMulBTQuantMode runs the product; chunked forces the older
 // dequantize-a-chunk-then-multiply path (the reference of the tests) for
 // every m.
