@@ -1,43 +1,100 @@
 package gemm
 
-// convSeg is the part of a run of im2col columns that lies on one output
-// row y: columns xo.. xo+n-1, at offset off in the panel row.
-type convSeg struct{ y, xo, n, off int }
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // convTap is one row p = (c, dy, dx) of the im2col matrix.
 type convTap struct{ c, dy, dx int }
 
-// zeroRow stands in for an im2col row that is all padding.
-var zeroRow [256]float32
+// convImageBF16 rounds the conv image to bf16 once per convolution, into a
+// zero-padded copy [ci, h+2·pad, w+2·pad] followed by one zero row of
+// w+2·pad values. The pair packing (which reads every value kh·kw times)
+// then moves 16-bit values instead of re-reading and re-rounding float32
+// per tap — the same numbers, since the rounding is per value — and every
+// tap of an output row is one contiguous run of the padded image, with no
+// edge cases. The scratch (about half the image) comes from the buffer
+// pools; release returns it.
+func convImageBF16(stop *atomic.Bool, threads int, x []float32, g *convGeom) (img []uint16, release func()) {
+	hp, wp := g.h+2*g.pad, g.w+2*g.pad
+	rows := g.ci * hp
+	size := (rows + 1) * wp
+	buf := getBuf((size + 1) / 2)
+	img = unsafe.Slice((*uint16)(unsafe.Pointer(&(*buf)[0])), size)
+	clear(img[rows*wp:])
+	per := max(1, (1<<15)/wp) // padded rows per task
+	parallelFor(threads, ceilDiv(rows, per), stop, func(_, t int) {
+		for r := t * per; r < min(rows, (t+1)*per); r++ {
+			c, iy := r/hp, r%hp-g.pad
+			row := img[r*wp : (r+1)*wp]
+			if iy < 0 || iy >= g.h {
+				clear(row)
+				continue
+			}
+			clear(row[:g.pad])
+			cvtBF16(row[g.pad:g.pad+g.w], x[(c*g.h+iy)*g.w:][:g.w])
+			clear(row[g.pad+g.w:])
+		}
+	})
+	return img, func() { putBuf(buf) }
+}
 
-// packPairsConv is packPairsN for the implicit im2col source. The values of
-// a row are contiguous in the image on each output row (shifted by dx), so
-// both rows of a pair are converted straight from the image by pairRows,
-// and only the columns that fall in the horizontal padding of one of them
-// go through the scalar path (no gather copy, no divisions per row).
+// cvtBF16Go is cvtBF16 in Go.
+func cvtBF16Go(dst []uint16, src []float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = uint16(toBF16(v))
+	}
+}
+
+// pairTapsGo is pairTaps in Go.
+func pairTapsGo(out []uint32, img []uint16, offs []int, n, nr, base int) {
+	for q := 0; 2*q+1 < len(offs); q++ {
+		o := out[q*nr : q*nr+n]
+		r0 := img[base+offs[2*q]:][:n]
+		r1 := img[base+offs[2*q+1]:][:n]
+		for j := range o {
+			o[j] = uint32(r0[j]) | uint32(r1[j])<<16
+		}
+	}
+}
+
+// packPairsConv is packPairsN for the implicit im2col source, read from the
+// padded bf16 copy of the image (src.bf16, see convImageBF16). Tap
+// p = (c, dy, dx) of output column (y, xo) is img[(c·hp+dy)·wp+dx +
+// y·wp+xo]: one offset per tap, plus one base per output row the panel
+// touches, and each pair of taps is interleaved over a run of the row by
+// pairTaps.
 func packPairsConv(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) {
 	out := words(panel)
 	g := src.conv
-	var segBuf [8]convSeg
-	segs := segBuf[:0]
+	hp, wp := g.h+2*g.pad, g.w+2*g.pad
+	var offBuf [1026]int
+	offs := offBuf[:0]
+	if kb+1 > len(offBuf) {
+		offs = make([]int, 0, kb+1)
+	}
+	t := convTap{c: p0 / (g.kh * g.kw), dy: (p0 / g.kw) % g.kh, dx: p0 % g.kw}
+	for range kb {
+		offs = append(offs, (t.c*hp+t.dy)*wp+t.dx)
+		t = stepTap(g, t)
+	}
+	odd := kb%2 == 1
+	if odd {
+		offs = append(offs, 0) // the zero row, set per output row below
+	}
+	zero := len(src.bf16) - wp
 	y, xo := jbase/g.wo, jbase%g.wo
 	for off := 0; off < cols; {
 		n := min(cols-off, g.wo-xo)
-		segs = append(segs, convSeg{y: y, xo: xo, n: n, off: off})
+		base := y*wp + xo
+		if odd {
+			offs[kb] = zero - base
+		}
+		pairTaps(out[off:], src.bf16, offs, n, nr, base)
 		off += n
 		y, xo = y+1, 0
-	}
-	t := convTap{c: p0 / (g.kh * g.kw), dy: (p0 / g.kw) % g.kh, dx: p0 % g.kw}
-	for q := 0; 2*q < kb; q++ {
-		o := out[q*nr : q*nr+cols]
-		t0, t1, has1 := t, convTap{}, 2*q+1 < kb
-		t = stepTap(g, t)
-		if has1 {
-			t1, t = t, stepTap(g, t)
-		}
-		for _, s := range segs {
-			pairSeg(o[s.off:s.off+s.n], src.f32, g, s, t0, t1, has1)
-		}
 	}
 }
 
@@ -49,60 +106,4 @@ func stepTap(g *convGeom, t convTap) convTap {
 		}
 	}
 	return t
-}
-
-// tapRange returns the image row of tap t on segment s, indexed so that
-// row[xo] is the value of output column xo, for the columns [a, b) inside
-// the image; ok is false when the whole segment is padding.
-func tapRange(x []float32, g *convGeom, s convSeg, t convTap) (row []float32, a, b int, ok bool) {
-	iy := s.y + t.dy - g.pad
-	a, b = max(s.xo, g.pad-t.dx), min(s.xo+s.n, g.w+g.pad-t.dx)
-	if iy < 0 || iy >= g.h || a >= b {
-		return nil, 0, 0, false
-	}
-	base := (t.c*g.h+iy)*g.w + t.dx - g.pad // image index of output column 0
-	return x[base+a : base+b], a, b, true
-}
-
-// pairSeg writes o[jj] = the pair (B(t0, col), B(t1, col)) for the columns
-// col = s.xo+jj of segment s (B(t1) zero when !has1).
-func pairSeg(o []uint32, x []float32, g *convGeom, s convSeg, t0, t1 convTap, has1 bool) {
-	lo, hi := s.xo, s.xo+s.n
-	r0, a0, b0, ok0 := tapRange(x, g, s, t0)
-	if !ok0 {
-		a0, b0 = lo, hi
-	}
-	var r1 []float32
-	a1, b1, ok1 := lo, hi, false
-	if has1 {
-		if r1, a1, b1, ok1 = tapRange(x, g, s, t1); !ok1 {
-			a1, b1 = lo, hi
-		}
-	}
-	// Columns [ma, mb) are inside (or wholly padding for) both taps.
-	ma, mb := max(a0, a1), min(b0, b1)
-	done := ma
-	if ma < mb && mb-ma <= len(zeroRow) {
-		v0, v1 := zeroRow[:mb-ma], zeroRow[:mb-ma]
-		if ok0 {
-			v0 = r0[ma-a0 : mb-a0]
-		}
-		if ok1 {
-			v1 = r1[ma-a1 : mb-a1]
-		}
-		done = ma + pairRows(o[ma-lo:mb-lo], v0, v1)
-	}
-	at := func(r []float32, a, b int, ok bool, col int) uint32 {
-		if !ok || col < a || col >= b {
-			return 0
-		}
-		return toBF16(r[col-a])
-	}
-	for col := lo; col < hi; col++ {
-		if col == ma && done > ma {
-			col = done - 1
-			continue
-		}
-		o[col-lo] = at(r0, a0, b0, ok0, col) | at(r1, a1, b1, ok1, col)<<16
-	}
 }

@@ -69,3 +69,41 @@ func packPanel6(out []uint32, a []float32, lda, off, kb int) int {
 	pairsPanel6(&out[0], &a[off], lda, nblk)
 	return 32 * nblk
 }
+
+// cvtBF16Int writes dst[i] = bf16(src[i]) for i < n.
+//
+//go:noescape
+func cvtBF16Int(dst *uint16, src *float32, n int)
+
+// pairTapsInt writes dst[q*nr+j] = img[base+offs[2q]+j] |
+// img[base+offs[2q+1]+j]<<16 for q < nq, j < n.
+//
+//go:noescape
+func pairTapsInt(dst *uint32, img *uint16, offs *int, nq, n, nr, base int)
+
+// cvtBF16 writes dst[i] = bf16(src[i]) for every i, rounding as toBF16.
+func cvtBF16(dst []uint16, src []float32) {
+	if !usePackAsm || len(src) == 0 {
+		cvtBF16Go(dst, src)
+		return
+	}
+	_ = dst[len(src)-1]
+	cvtBF16Int(&dst[0], &src[0], len(src))
+}
+
+// pairTaps writes out[q*nr+j] = img[base+offs[2q]+j] |
+// img[base+offs[2q+1]+j]<<16 for q < len(offs)/2 and j < n.
+func pairTaps(out []uint32, img []uint16, offs []int, n, nr, base int) {
+	nq := len(offs) / 2
+	if !usePackAsm || nq == 0 || n == 0 {
+		pairTapsGo(out, img, offs, n, nr, base)
+		return
+	}
+	_ = out[(nq-1)*nr+n-1]
+	for _, o := range offs[:2*nq] {
+		if o+base < 0 || o+base+n > len(img) {
+			panic("gemm: conv tap outside the image")
+		}
+	}
+	pairTapsInt(&out[0], &img[0], &offs[0], nq, n, nr, base)
+}

@@ -300,3 +300,110 @@ p6_loop:
 p6_done:
 	VZEROUPPER
 	RET
+
+// func cvtBF16Int(dst *uint16, src *float32, n int)
+//
+// cvtBF16Int rounds n float32 values to bf16, stored contiguously (a row
+// of the bf16 copy of a convolution's image).
+TEXT ·cvtBF16Int(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	CONSTS
+	VMOVDQU32 oddWords<>(SB), Z21
+cv_loop:
+	CMPQ CX, $32
+	JLT cv_tail
+	VMOVDQU32 (SI), Z0
+	VMOVDQU32 64(SI), Z1
+	ROUND(Z0, Z2)
+	ROUND(Z1, Z3)
+	VPERMT2W Z3, Z21, Z2
+	VMOVDQU32 Z2, (DI)
+	ADDQ $128, SI
+	ADDQ $64, DI
+	SUBQ $32, CX
+	JMP cv_loop
+cv_tail:
+	TESTQ CX, CX
+	JZ cv_done
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVD AX, K5
+	KMOVW AX, K3
+	SHRL $16, AX
+	KMOVW AX, K4
+	VMOVDQU32.Z (SI), K3, Z0
+	VMOVDQU32.Z 64(SI), K4, Z1
+	ROUND(Z0, Z2)
+	ROUND(Z1, Z3)
+	VPERMT2W Z3, Z21, Z2
+	VMOVDQU16 Z2, K5, (DI)
+cv_done:
+	VZEROUPPER
+	RET
+
+// func pairTapsInt(dst *uint32, img *uint16, offs *int, nq, n, nr, base int)
+//
+// pairTapsInt writes the pair words of nq pairs of im2col rows of a padded
+// bf16 image over n columns: dst[q*nr+j] = img[base+offs[2q]+j] |
+// img[base+offs[2q+1]+j]<<16 (pure 16-bit moves, no rounding; a masked
+// tail, so any n).
+TEXT ·pairTapsInt(SB), NOSPLIT, $0-56
+	MOVQ dst+0(FP), DI
+	MOVQ img+8(FP), SI
+	MOVQ offs+16(FP), R8
+	MOVQ nq+24(FP), R9
+	MOVQ n+32(FP), R10
+	MOVQ nr+40(FP), R11
+	MOVQ base+48(FP), R12
+	SHLQ $2, R11
+	LEAQ (SI)(R12*2), SI
+	MOVQ R10, CX
+	ANDQ $15, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1
+	SHRQ $4, R10
+	TESTQ R9, R9
+	JZ pt_done
+pt_q:
+	MOVQ 0(R8), AX
+	MOVQ 8(R8), BX
+	LEAQ (SI)(AX*2), AX
+	LEAQ (SI)(BX*2), BX
+	MOVQ DI, DX
+	MOVQ R10, CX
+	TESTQ CX, CX
+	JZ pt_tail
+pt_j:
+	VPMOVZXWD (AX), Z0
+	VPMOVZXWD (BX), Z1
+	VPSLLD $16, Z1, Z1
+	VPORD Z1, Z0, Z0
+	VMOVDQU32 Z0, (DX)
+	ADDQ $32, AX
+	ADDQ $32, BX
+	ADDQ $64, DX
+	DECQ CX
+	JNZ pt_j
+pt_tail:
+	KORTESTW K1, K1
+	JZ pt_next
+	VMOVDQU16.Z (AX), K1, Y0
+	VMOVDQU16.Z (BX), K1, Y1
+	VPMOVZXWD Y0, Z0
+	VPMOVZXWD Y1, Z1
+	VPSLLD $16, Z1, Z1
+	VPORD Z1, Z0, Z0
+	VMOVDQU32 Z0, K1, (DX)
+pt_next:
+	ADDQ $16, R8
+	ADDQ R11, DI
+	DECQ R9
+	JNZ pt_q
+pt_done:
+	VZEROUPPER
+	RET

@@ -282,3 +282,50 @@ func TestBF16PackAsmExact(t *testing.T) {
 		}
 	}
 }
+
+// TestCvtBF16 checks the conv image conversion bit for bit against the
+// bf16 reference (NaN and denormals included, ragged lengths for the masked
+// tail) and the tap pair interleave against the Go loop, both writing
+// nothing past their words.
+func TestCvtBF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for n := 0; n <= 100; n++ {
+		x := randEdgeRow(r, n)
+		dst := make([]uint16, n+1)
+		dst[n] = 0xbeef
+		cvtBF16(dst[:n], x)
+		for i := range n {
+			if want := weights.F32ToBF16(x[i]); dst[i] != want {
+				t.Fatalf("n %d: value %d = %#04x, want %#04x (%g)", n, i, dst[i], want, x[i])
+			}
+		}
+		if dst[n] != 0xbeef {
+			t.Fatalf("n %d: wrote past the end", n)
+		}
+	}
+	img := make([]uint16, 300)
+	for i := range img {
+		img[i] = uint16(r.Uint32())
+	}
+	for n := 0; n <= 40; n++ {
+		for _, nq := range []int{0, 1, 3} {
+			const nr, base = 48, 7
+			offs := make([]int, 2*nq)
+			for i := range offs {
+				offs[i] = r.IntN(len(img) - base - n + 1)
+			}
+			got := make([]uint32, nq*nr+1)
+			for i := range got {
+				got[i] = 0xdeadbeef
+			}
+			want := append([]uint32(nil), got...)
+			pairTaps(got, img, offs, n, nr, base)
+			pairTapsGo(want, img, offs, n, nr, base)
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("n %d nq %d: word %d = %#08x, want %#08x", n, nq, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}

@@ -67,6 +67,17 @@ func ConvCtx(ctx context.Context, bf16 bool, c, a, x []float32, m, ci, h, w, kh,
 			ErrShape, len(x), ci, h, w, kh, kw, pad, ho, wo))
 	}
 	g := &convGeom{ci: ci, h: h, w: w, kh: kh, kw: kw, pad: pad, ho: ho, wo: wo}
-	runPrec(stop, bf16, c, a, bSource{kind: srcConv, f32: x[:ci*h*w], n: n, k: k, conv: g}, nil, m, n, k)
+	src := bSource{kind: srcConv, f32: x[:ci*h*w], n: n, k: k, conv: g}
+	if bf16 && m > gemvMaxM && n > 0 && k > 0 {
+		// The bf16 kernel's pair packing reads the image rounded once.
+		threads := numThreads()
+		if m*n*k < inlineFlops {
+			threads = 1
+		}
+		img, done := convImageBF16(stop, threads, src.f32, g)
+		defer done()
+		src.bf16 = img
+	}
+	runPrec(stop, bf16, c, a, src, nil, m, n, k)
 	return finish(ctx, stop, release, nil)
 }

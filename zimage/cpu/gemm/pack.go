@@ -28,6 +28,7 @@ type bSource struct {
 	deq  weights.DequantBlockFunc // srcQuantT: one block's dequantizer
 	rb   int                      // srcQuantT: bytes per row of B
 	conv *convGeom                // srcConv
+	bf16 []uint16                 // srcConv in bf16: the image rounded once (bf16conv.go)
 }
 
 func newBSource(b []byte, dt weights.DType, n, k int) bSource {
