@@ -1,23 +1,18 @@
 package cpu
 
 import (
-	"runtime"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
+
+	"github.com/zimage/zimage/zimage/cpu/gemm"
 )
 
-// The worker pool is shared by every Backend in the process: GOMAXPROCS
-// goroutines started on first use, fed helper tokens through a buffered
-// channel. A parallel loop never waits for a helper that has not started,
-// only for chunks that were claimed, so nested loops (an op whose chunks call
-// another parallel routine) cannot deadlock: the caller runs whatever no idle
-// worker picked up.
-var (
-	poolOnce sync.Once
-	poolCh   chan *job
-)
-
+// Parallel loops run on gemm's worker pool (gemm.Offer), shared with the
+// GEMMs so that one set of helpers, kept awake briefly between loops, serves
+// the whole chain of ops. A parallel loop never waits for a helper that has
+// not started, only for chunks that were claimed, so nested loops (an op
+// whose chunks call another parallel routine) cannot deadlock: the caller
+// runs whatever no idle worker picked up.
 type job struct {
 	fn     func(lo, hi int)
 	n      int   // total iterations
@@ -67,21 +62,6 @@ func (j *job) chunk(c int) {
 	j.fn(lo, hi)
 }
 
-func startPool() {
-	n := runtime.GOMAXPROCS(0)
-	poolCh = make(chan *job, 64*n)
-	for range n {
-		go func() {
-			// Workers read mapped weights: a fault is a panic (recorded by
-			// job.chunk), not a crash. Set once for the goroutine's life.
-			debug.SetPanicOnFault(true)
-			for j := range poolCh {
-				j.run()
-			}
-		}()
-	}
-}
-
 // parallelFor calls fn on disjoint subranges [lo, hi) covering [0, n), using
 // up to threads goroutines (the caller included). grain is the minimum number
 // of iterations per chunk; the range is cut into about 4 chunks per thread so
@@ -104,14 +84,12 @@ func parallelFor(threads, n, grain int, fn func(lo, hi int)) {
 		fn(0, n)
 		return
 	}
-	poolOnce.Do(startPool)
 	j := &job{fn: fn, n: n, grain: size, chunks: int64(chunks)}
 	j.wg.Add(chunks)
 	helpers := min(threads, chunks) - 1
 	for range helpers {
-		select {
-		case poolCh <- j:
-		default: // pool saturated: the caller does the work
+		if !gemm.Offer(threads-1, j.run) {
+			break // pool saturated: the caller does the work
 		}
 	}
 	j.run()

@@ -5,6 +5,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 var threadSetting atomic.Int32
@@ -25,27 +26,73 @@ func numThreads() int {
 	return runtime.GOMAXPROCS(0)
 }
 
-// The shared worker pool: long-lived goroutines that pick up helper loops.
-// A call never waits for a pool worker to become free — if none is idle, the
-// caller simply does more of the (dynamically scheduled) work itself.
+// The shared worker pool: long-lived goroutines that pick up helper loops,
+// for the GEMMs and (through Offer) zimage/cpu's element-wise loops, so one
+// set of helpers serves the whole chain of ops. A call never waits for a
+// helper to start — the wait groups count tasks, not helpers — so a queued
+// helper that starts late finds the work done and returns at once, and the
+// caller does whatever no helper picked up (nested loops cannot deadlock).
+//
+// Waking a parked helper costs 50–200 µs on the VMs measured (an OS thread
+// woken per parallel loop, ~200 loops per DiT step), so a helper that runs
+// out of work polls the queue for spinWait before parking, yielding its P
+// at every poll so that it never delays runnable goroutines.
 var (
 	poolMu      sync.Mutex
-	poolWorkers int
-	poolJobs    = make(chan func())
+	poolWorkers atomic.Int32
+	poolJobs    = make(chan func(), 256)
+	spinWait    = 100 * time.Microsecond
 )
 
 func ensureWorkers(n int) {
+	if int(poolWorkers.Load()) >= n {
+		return
+	}
 	poolMu.Lock()
 	defer poolMu.Unlock()
-	for ; poolWorkers < n; poolWorkers++ {
+	for ; int(poolWorkers.Load()) < n; poolWorkers.Add(1) {
 		go func() {
 			// Workers read mapped weights: a fault is a panic (recorded by
-			// parallelFor's loop), not a crash. Set once for the goroutine's life.
+			// the loop that runs it), not a crash. Set once for the
+			// goroutine's life.
 			debug.SetPanicOnFault(true)
-			for job := range poolJobs {
-				job()
+			for {
+				nextJob()()
 			}
 		}()
+	}
+}
+
+// nextJob returns the next queued helper job, polling for spinWait before
+// parking on the queue.
+func nextJob() func() {
+	var start time.Time
+	for i := 0; ; i++ {
+		select {
+		case job := <-poolJobs:
+			return job
+		default:
+		}
+		if i == 0 {
+			start = time.Now()
+		} else if i%16 == 0 && time.Since(start) > spinWait {
+			return <-poolJobs
+		}
+		runtime.Gosched()
+	}
+}
+
+// Offer queues job for a pool helper, starting up to workers helpers, and
+// reports whether it was queued (false when the queue is full: the caller
+// does the work itself). job must tolerate starting late, after the work it
+// helps with is finished.
+func Offer(workers int, job func()) bool {
+	ensureWorkers(workers)
+	select {
+	case poolJobs <- job:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -65,16 +112,17 @@ func parallelFor(threads, ntasks int, stop *atomic.Bool, fn func(worker, task in
 		}
 		return
 	}
-	ensureWorkers(threads - 1)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	wg.Add(ntasks)
 	// A task's panic (a memory fault reading a weight file truncated while
 	// mapped, with SetPanicOnFault) stops the loop and is raised again in
-	// the caller's goroutine once every helper is done.
+	// the caller's goroutine once every claimed task is done.
 	var failed atomic.Bool
 	var pmu sync.Mutex
 	var pval any
-	loop := func(w int) {
+	task := func(w, t int) {
+		defer wg.Done()
 		defer func() {
 			if p := recover(); p != nil {
 				pmu.Lock()
@@ -85,22 +133,23 @@ func parallelFor(threads, ntasks int, stop *atomic.Bool, fn func(worker, task in
 				failed.Store(true)
 			}
 		}()
+		fn(w, t)
+	}
+	loop := func(w int) {
 		for {
 			t := int(next.Add(1) - 1)
-			if t >= ntasks || (stop != nil && stop.Load()) || failed.Load() {
+			if t >= ntasks {
 				return
 			}
-			fn(w, t)
+			if (stop != nil && stop.Load()) || failed.Load() {
+				wg.Done()
+				continue
+			}
+			task(w, t)
 		}
 	}
 	for w := 1; w < threads; w++ {
-		wg.Add(1)
-		job := func() { defer wg.Done(); loop(w) }
-		select {
-		case poolJobs <- job:
-		default:
-			wg.Done() // no idle worker: the caller covers its share
-		}
+		Offer(threads-1, func() { loop(w) })
 	}
 	loop(0)
 	wg.Wait()
