@@ -5,9 +5,6 @@ import (
 	"unsafe"
 )
 
-// convTap is one row p = (c, dy, dx) of the im2col matrix.
-type convTap struct{ c, dy, dx int }
-
 // convImageBF16 rounds the conv image to bf16 once per convolution, into a
 // zero-padded copy [ci, h+2·pad, w+2·pad] followed by one zero row of
 // w+2·pad values. The pair packing (which reads every value kh·kw times)
@@ -60,50 +57,47 @@ func pairTapsGo(out []uint32, img []uint16, offs []int, n, nr, base int) {
 	}
 }
 
+// convTapOffsets returns the offset of every im2col row p = (c, dy, dx) in
+// the padded bf16 image: (c·hp+dy)·wp+dx, so that B(p, (y, xo)) =
+// img[offs[p] + y·wp+xo]. Computed once per convolution, shared by every
+// panel.
+func convTapOffsets(g *convGeom) []int {
+	hp, wp := g.h+2*g.pad, g.w+2*g.pad
+	offs := make([]int, 0, g.ci*g.kh*g.kw)
+	for c := range g.ci {
+		for dy := range g.kh {
+			for dx := range g.kw {
+				offs = append(offs, (c*hp+dy)*wp+dx)
+			}
+		}
+	}
+	return offs
+}
+
 // packPairsConv is packPairsN for the implicit im2col source, read from the
-// padded bf16 copy of the image (src.bf16, see convImageBF16). Tap
-// p = (c, dy, dx) of output column (y, xo) is img[(c·hp+dy)·wp+dx +
-// y·wp+xo]: one offset per tap, plus one base per output row the panel
-// touches, and each pair of taps is interleaved over a run of the row by
-// pairTaps.
+// padded bf16 copy of the image (src.bf16, see convImageBF16) at the tap
+// offsets src.taps: each pair of taps is interleaved over a run of an
+// output row by pairTaps, one call per output row the panel touches.
 func packPairsConv(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) {
 	out := words(panel)
 	g := src.conv
-	hp, wp := g.h+2*g.pad, g.w+2*g.pad
-	var offBuf [1026]int
-	offs := offBuf[:0]
-	if kb+1 > len(offBuf) {
-		offs = make([]int, 0, kb+1)
-	}
-	t := convTap{c: p0 / (g.kh * g.kw), dy: (p0 / g.kw) % g.kh, dx: p0 % g.kw}
-	for range kb {
-		offs = append(offs, (t.c*hp+t.dy)*wp+t.dx)
-		t = stepTap(g, t)
-	}
-	odd := kb%2 == 1
-	if odd {
-		offs = append(offs, 0) // the zero row, set per output row below
+	wp := g.w + 2*g.pad
+	offs := src.taps[p0 : p0+kb/2*2]
+	var last [2]int // an odd last tap, paired with the zero row
+	if kb%2 == 1 {
+		last[0] = src.taps[p0+kb-1]
 	}
 	zero := len(src.bf16) - wp
 	y, xo := jbase/g.wo, jbase%g.wo
 	for off := 0; off < cols; {
 		n := min(cols-off, g.wo-xo)
 		base := y*wp + xo
-		if odd {
-			offs[kb] = zero - base
-		}
 		pairTaps(out[off:], src.bf16, offs, n, nr, base)
+		if kb%2 == 1 {
+			last[1] = zero - base
+			pairTaps(out[kb/2*nr+off:], src.bf16, last[:], n, nr, base)
+		}
 		off += n
 		y, xo = y+1, 0
 	}
-}
-
-// stepTap is the tap of the next im2col row.
-func stepTap(g *convGeom, t convTap) convTap {
-	if t.dx++; t.dx == g.kw {
-		if t.dx, t.dy = 0, t.dy+1; t.dy == g.kh {
-			t.dy, t.c = 0, t.c+1
-		}
-	}
-	return t
 }

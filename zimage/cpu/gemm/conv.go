@@ -76,7 +76,7 @@ func ConvCtx(ctx context.Context, bf16 bool, c, a, x []float32, m, ci, h, w, kh,
 		}
 		img, done := convImageBF16(stop, threads, src.f32, g)
 		defer done()
-		src.bf16 = img
+		src.bf16, src.taps = img, convTapOffsets(g)
 	}
 	runPrec(stop, bf16, c, a, src, nil, m, n, k)
 	return finish(ctx, stop, release, nil)

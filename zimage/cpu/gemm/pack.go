@@ -28,7 +28,8 @@ type bSource struct {
 	deq  weights.DequantBlockFunc // srcQuantT: one block's dequantizer
 	rb   int                      // srcQuantT: bytes per row of B
 	conv *convGeom                // srcConv
-	bf16 []uint16                 // srcConv in bf16: the image rounded once (bf16conv.go)
+	bf16 []uint16                 // srcConv in bf16: the padded image rounded once (bf16conv.go)
+	taps []int                    // srcConv in bf16: offset of each im2col row in bf16
 }
 
 func newBSource(b []byte, dt weights.DType, n, k int) bSource {
