@@ -59,10 +59,10 @@ func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 
 	// [Co, K]·im2col(x)[K, H'·W'], the column matrix packed straight from
 	// x by the GEMM (never materialized).
-	if err := gemm.ConvCtx(ctx, b.bf16, out.data, wv, xv, co, ci, h, wd, kh, kw, pad, ho, wo); err != nil {
+	// The bias is added to each tile of the output while it is in cache.
+	if err := gemm.ConvBiasCtx(ctx, b.bf16, out.data, wv, xv, bv, co, ci, h, wd, kh, kw, pad, ho, wo); err != nil {
 		return fail(err)
 	}
-	b.addChannelBias(out.data, bv, co, ho*wo)
 	return out
 }
 

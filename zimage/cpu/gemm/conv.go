@@ -51,6 +51,13 @@ func convRow(dst, x []float32, g *convGeom, p, j int) {
 // otherwise the result equals MatMulCtx on the explicit im2col matrix bit
 // for bit.
 func ConvCtx(ctx context.Context, bf16 bool, c, a, x []float32, m, ci, h, w, kh, kw, pad, ho, wo int) error {
+	return ConvBiasCtx(ctx, bf16, c, a, x, nil, m, ci, h, w, kh, kw, pad, ho, wo)
+}
+
+// ConvBiasCtx is ConvCtx plus bias[i] (nil: none) added to every value of
+// output channel i, to each tile of C while it is in cache — the same
+// values as adding it in a pass over C afterwards.
+func ConvBiasCtx(ctx context.Context, bf16 bool, c, a, x, bias []float32, m, ci, h, w, kh, kw, pad, ho, wo int) error {
 	stop, release, err := watch(ctx)
 	if err != nil {
 		return err
@@ -67,7 +74,13 @@ func ConvCtx(ctx context.Context, bf16 bool, c, a, x []float32, m, ci, h, w, kh,
 			ErrShape, len(x), ci, h, w, kh, kw, pad, ho, wo))
 	}
 	g := &convGeom{ci: ci, h: h, w: w, kh: kh, kw: kw, pad: pad, ho: ho, wo: wo}
+	if bias != nil && len(bias) < m {
+		return finish(ctx, stop, release, fmt.Errorf("%w: conv bias %d values for %d channels", ErrShape, len(bias), m))
+	}
 	src := bSource{kind: srcConv, f32: x[:ci*h*w], n: n, k: k, conv: g}
+	if k > 0 {
+		src.rowBias = bias
+	}
 	if bf16 && m > gemvMaxM && n > 0 && k > 0 {
 		// The bf16 kernel's pair packing reads the image rounded once.
 		threads := numThreads()
@@ -79,5 +92,13 @@ func ConvCtx(ctx context.Context, bf16 bool, c, a, x []float32, m, ci, h, w, kh,
 		src.bf16, src.taps = img, convTapOffsets(g)
 	}
 	runPrec(stop, bf16, c, a, src, nil, m, n, k)
+	if k == 0 && bias != nil { // no k block to add it to
+		for i := range m {
+			row := c[i*n : (i+1)*n]
+			for j := range row {
+				row[j] += bias[i]
+			}
+		}
+	}
 	return finish(ctx, stop, release, nil)
 }

@@ -81,3 +81,49 @@ func TestConvCtxMatchesIm2col(t *testing.T) {
 		t.Fatal("ConvCtx accepted a wrong output size")
 	}
 }
+
+// TestConvBiasCtx checks that the bias added tile by tile equals a pass
+// over the product afterwards bit for bit, in float32 and bf16, with several
+// k blocks, split rows of A (narrow B), edge tiles and m below the gemv
+// bound.
+func TestConvBiasCtx(t *testing.T) {
+	defer func(k, m, n, f int) { kcMax, mcMax, ncMax, inlineFlops = k, m, n, f }(kcMax, mcMax, ncMax, inlineFlops)
+	r := rand.New(rand.NewPCG(23, 24))
+	cases := []struct{ m, ci, h, w, kh, kw, pad int }{
+		{3, 4, 9, 11, 3, 3, 1},
+		{13, 5, 7, 70, 3, 3, 1},
+		{40, 6, 3, 4, 3, 3, 1},
+		{7, 3, 5, 5, 3, 3, 0},
+	}
+	for _, blk := range [][3]int{{1024, 1536, 128}, {10, 12, 64}} {
+		kcMax, mcMax, ncMax, inlineFlops = blk[0], blk[1], blk[2], 0
+		for _, c := range cases {
+			for _, bf := range []bool{false, true} {
+				ho, wo := c.h+2*c.pad-c.kh+1, c.w+2*c.pad-c.kw+1
+				k, n := c.ci*c.kh*c.kw, ho*wo
+				a, x, bias := randSlice(r, c.m*k), randSlice(r, c.ci*c.h*c.w), randSlice(r, c.m)
+				want := make([]float32, c.m*n)
+				if err := ConvCtx(t.Context(), bf, want, a, x, c.m, c.ci, c.h, c.w, c.kh, c.kw, c.pad, ho, wo); err != nil {
+					t.Fatal(err)
+				}
+				for i := range c.m {
+					for j := range n {
+						want[i*n+j] += bias[i]
+					}
+				}
+				got := make([]float32, c.m*n)
+				if err := ConvBiasCtx(t.Context(), bf, got, a, x, bias, c.m, c.ci, c.h, c.w, c.kh, c.kw, c.pad, ho, wo); err != nil {
+					t.Fatal(err)
+				}
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("blocks %v %+v bf16=%v: C[%d] = %v, want %v", blk, c, bf, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+	if err := ConvBiasCtx(t.Context(), false, make([]float32, 18), make([]float32, 18), make([]float32, 9), make([]float32, 1), 2, 1, 3, 3, 3, 3, 1, 3, 3); err == nil {
+		t.Fatal("short bias accepted")
+	}
+}

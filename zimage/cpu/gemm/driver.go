@@ -204,7 +204,11 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 				if ok {
 					pfp = &pf
 				}
-				macro(kern, c, n, ap[ilo*kq:], bp, ldb, buf, tmp, bias, first, i0+ilo, ihi-ilo, j0, nb, kq, pfp)
+				var rowBias []float32 // added once the last k block is in
+				if p0+kb == k && src.rowBias != nil {
+					rowBias = src.rowBias[i0+ilo:]
+				}
+				macro(kern, c, n, ap[ilo*kq:], bp, ldb, buf, tmp, bias, rowBias, first, i0+ilo, ihi-ilo, j0, nb, kq, pfp)
 			})
 		}
 	}
@@ -215,8 +219,10 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 // place with row stride ldb, whose ragged last panel is then packed at the
 // front of edge. first marks the first k block: C is overwritten (with bias
 // added) instead of accumulated into. pf (may be nil) is stepped once per
-// micro-panel row.
-func macro(kern kernel, c []float32, ldc int, ap, bp []float32, ldb int, edge, tmp, bias []float32, first bool, i0, mb, j0, nb, kb int, pf *bPrefetch) {
+// micro-panel row. rowBias (nil but on the last k block of a convolution
+// with bias) is then added to the rows of C, tile by tile while the tile is
+// in cache: the same additions as a pass over C afterwards.
+func macro(kern kernel, c []float32, ldc int, ap, bp []float32, ldb int, edge, tmp, bias, rowBias []float32, first bool, i0, mb, j0, nb, kb int, pf *bPrefetch) {
 	mr, nr := kern.mr, kern.nr
 	for ir := 0; ir < mb; ir += mr {
 		pf.step()
@@ -242,6 +248,7 @@ func macro(kern kernel, c []float32, ldc int, ap, bp []float32, ldb int, edge, t
 				} else {
 					kern.fn(kb, apanel, bpanel, c[ci:], bstride, ldc, !first)
 				}
+				addRowBias(c[ci:], ldc, rowBias, ir, rows, cols)
 				continue
 			}
 			// Edge tile: compute the full tile into tmp, then merge the valid part.
@@ -262,6 +269,22 @@ func macro(kern kernel, c []float32, ldc int, ap, bp []float32, ldb int, edge, t
 					copy(crow, trow)
 				}
 			}
+			addRowBias(c[ci:], ldc, rowBias, ir, rows, cols)
+		}
+	}
+}
+
+// addRowBias adds rowBias[ir+i] to row i of a rows×cols tile of C (row
+// stride ldc); nothing when rowBias is nil.
+func addRowBias(c []float32, ldc int, rowBias []float32, ir, rows, cols int) {
+	if rowBias == nil {
+		return
+	}
+	for i := range rows {
+		bi := rowBias[ir+i]
+		row := c[i*ldc : i*ldc+cols]
+		for j := range row {
+			row[j] += bi
 		}
 	}
 }

@@ -20,16 +20,17 @@ const (
 
 // bSource describes the right operand B so panels of it can be packed.
 type bSource struct {
-	kind srcKind
-	f32  []float32
-	raw  []byte
-	dt   weights.DType
-	n, k int
-	deq  weights.DequantBlockFunc // srcQuantT: one block's dequantizer
-	rb   int                      // srcQuantT: bytes per row of B
-	conv *convGeom                // srcConv
-	bf16 []uint16                 // srcConv in bf16: the padded image rounded once (bf16conv.go)
-	taps []int                    // srcConv in bf16: offset of each im2col row in bf16
+	kind    srcKind
+	f32     []float32
+	raw     []byte
+	dt      weights.DType
+	n, k    int
+	deq     weights.DequantBlockFunc // srcQuantT: one block's dequantizer
+	rb      int                      // srcQuantT: bytes per row of B
+	conv    *convGeom                // srcConv
+	bf16    []uint16                 // srcConv in bf16: the padded image rounded once (bf16conv.go)
+	taps    []int                    // srcConv in bf16: offset of each im2col row in bf16
+	rowBias []float32                // srcConv: per-output-channel bias, added after the last k block
 }
 
 func newBSource(b []byte, dt weights.DType, n, k int) bSource {
