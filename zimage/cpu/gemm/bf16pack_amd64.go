@@ -107,3 +107,17 @@ func pairTaps(out []uint32, img []uint16, offs []int, n, nr, base int) {
 	}
 	pairTapsInt(&out[0], &img[0], &offs[0], nq, n, nr, base)
 }
+
+// addScalarInt adds v to dst[i] for i < n.
+//
+//go:noescape
+func addScalarInt(dst *float32, v float32, n int)
+
+// addScalar adds v to every value of row.
+func addScalar(row []float32, v float32) {
+	if !hasPackAsm || len(row) == 0 {
+		addScalarGo(row, v)
+		return
+	}
+	addScalarInt(&row[0], v, len(row))
+}

@@ -407,3 +407,32 @@ pt_next:
 pt_done:
 	VZEROUPPER
 	RET
+
+// func addScalarInt(dst *float32, v float32, n int)
+//
+// addScalarInt adds v to dst[i] for i < n (a conv's bias on a tile row).
+TEXT ·addScalarInt(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	VBROADCASTSS v+8(FP), Z0
+	MOVQ n+16(FP), CX
+as_loop:
+	CMPQ CX, $16
+	JLT as_tail
+	VADDPS (DI), Z0, Z1
+	VMOVUPS Z1, (DI)
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JMP as_loop
+as_tail:
+	TESTQ CX, CX
+	JZ as_done
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1
+	VMOVUPS.Z (DI), K1, Z1
+	VADDPS Z1, Z0, Z1
+	VMOVUPS Z1, K1, (DI)
+as_done:
+	VZEROUPPER
+	RET

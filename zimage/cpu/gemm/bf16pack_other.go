@@ -15,3 +15,5 @@ func cvtBF16(dst []uint16, src []float32) { cvtBF16Go(dst, src) }
 func pairTaps(out []uint32, img []uint16, offs []int, n, nr, base int) {
 	pairTapsGo(out, img, offs, n, nr, base)
 }
+
+func addScalar(row []float32, v float32) { addScalarGo(row, v) }

@@ -127,3 +127,21 @@ func TestConvBiasCtx(t *testing.T) {
 		t.Fatal("short bias accepted")
 	}
 }
+
+// TestAddScalar checks the (assembly) row bias add on ragged lengths
+// against the Go loop, writing nothing past the row.
+func TestAddScalar(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	for n := 0; n <= 40; n++ {
+		row := randSlice(r, n+1)
+		want := append([]float32(nil), row...)
+		v := float32(r.NormFloat64())
+		addScalar(row[:n], v)
+		addScalarGo(want[:n], v)
+		for i := range row {
+			if row[i] != want[i] {
+				t.Fatalf("n %d: value %d = %v, want %v", n, i, row[i], want[i])
+			}
+		}
+	}
+}

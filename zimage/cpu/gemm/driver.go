@@ -281,11 +281,14 @@ func addRowBias(c []float32, ldc int, rowBias []float32, ir, rows, cols int) {
 		return
 	}
 	for i := range rows {
-		bi := rowBias[ir+i]
-		row := c[i*ldc : i*ldc+cols]
-		for j := range row {
-			row[j] += bi
-		}
+		addScalar(c[i*ldc:i*ldc+cols], rowBias[ir+i])
+	}
+}
+
+// addScalarGo is addScalar in Go.
+func addScalarGo(row []float32, v float32) {
+	for j := range row {
+		row[j] += v
 	}
 }
 
