@@ -20,11 +20,15 @@ type bPrefetch struct {
 	p0, kb     int // k range
 	per        int // rows per step
 	esize, ldb int // bytes per value, per row
+
+	// An implicit convolution read from its bf16 image walks channels
+	// [j, end) instead, over output columns [cj0, cj0+cnb).
+	cj0, cnb int
 }
 
 // newBPrefetch prepares the prefetch of rows [j0, j0+nb) over k range
 // [p0, p0+kb) in steps of per rows; ok is false for sources it does not
-// read (non-transposed, quantized, implicit convolutions).
+// read (non-transposed, quantized, implicit convolutions in float32).
 func newBPrefetch(src *bSource, j0, nb, p0, kb, steps int) (bPrefetch, bool) {
 	var es int
 	switch {
@@ -34,6 +38,12 @@ func newBPrefetch(src *bSource, j0, nb, p0, kb, steps int) (bPrefetch, bool) {
 		es = 4
 	case src.kind == srcBytesT:
 		es = src.dt.Size()
+	case src.kind == srcConv && src.bf16 != nil:
+		// The image rows the next task's tap pairs read (strided across
+		// channels, which the hardware prefetcher does not follow).
+		taps := src.conv.kh * src.conv.kw
+		c0, c1 := p0/taps, (p0+kb-1)/taps+1
+		return bPrefetch{src: src, j: c0, end: c1, per: ceilDiv(c1-c0, max(steps, 1)), cj0: j0, cnb: nb}, true
 	default:
 		return bPrefetch{}, false
 	}
@@ -44,6 +54,10 @@ func newBPrefetch(src *bSource, j0, nb, p0, kb, steps int) (bPrefetch, bool) {
 // step prefetches the next rows of the block.
 func (pf *bPrefetch) step() {
 	if pf == nil || pf.j >= pf.end {
+		return
+	}
+	if pf.src.kind == srcConv {
+		pf.stepConv()
 		return
 	}
 	rows := min(pf.per, pf.end-pf.j)
@@ -59,6 +73,26 @@ func (pf *bPrefetch) step() {
 	}
 	prefetchRows(p, pf.ldb, rows, pf.kb*pf.esize)
 	pf.j += rows
+}
+
+// stepConv prefetches, for the next channels, the kh padded image rows of
+// each output row of the column range, kw-1 values wider for the shifts.
+func (pf *bPrefetch) stepConv() {
+	g, img := pf.src.conv, pf.src.bf16
+	hp, wp := g.h+2*g.pad, g.w+2*g.pad
+	chans := min(pf.per, pf.end-pf.j)
+	for c := pf.j; c < pf.j+chans; c++ {
+		y, xo := pf.cj0/g.wo, pf.cj0%g.wo
+		for off := 0; off < pf.cnb; {
+			n := min(pf.cnb-off, g.wo-xo)
+			first := (c*hp+y)*wp + xo
+			_ = img[first+(g.kh-1)*wp+n+g.kw-2]
+			prefetchRows(unsafe.Pointer(&img[first]), wp*2, g.kh, (n+g.kw-1)*2)
+			off += n
+			y, xo = y+1, 0
+		}
+	}
+	pf.j += chans
 }
 
 // nextBlockPrefetch is the prefetch of the B block of task t+threads of
