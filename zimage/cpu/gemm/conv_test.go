@@ -2,8 +2,10 @@ package gemm
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // explicitIm2col is the materialized column matrix ConvCtx packs implicitly.
@@ -142,6 +144,41 @@ func TestAddScalar(t *testing.T) {
 			if row[i] != want[i] {
 				t.Fatalf("n %d: value %d = %v, want %v", n, i, row[i], want[i])
 			}
+		}
+	}
+}
+
+// TestConvBF16Cancel: a bf16 convolution cancelled while it runs (during
+// the image conversion or the GEMM) returns the context's error promptly,
+// and the next call gives the full result.
+func TestConvBF16Cancel(t *testing.T) {
+	const m, ci, side = 64, 64, 96
+	r := rand.New(rand.NewPCG(27, 28))
+	a, x, bias := randSlice(r, m*ci*9), randSlice(r, ci*side*side), randSlice(r, m)
+	c := make([]float32, m*side*side)
+	for _, after := range []time.Duration{0, 100 * time.Microsecond, 2 * time.Millisecond} {
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(after, cancel)
+		start := time.Now()
+		err := ConvBiasCtx(ctx, true, c, a, x, bias, m, ci, side, side, 3, 3, 1, side, side)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancel after %v: %v", after, err)
+		}
+		if d := time.Since(start); err != nil && d > cancelLatency+after {
+			t.Fatalf("cancel after %v returned after %v", after, d)
+		}
+		cancel()
+	}
+	want := make([]float32, m*side*side)
+	if err := ConvBiasCtx(t.Context(), true, want, a, x, bias, m, ci, side, side, 3, 3, 1, side, side); err != nil {
+		t.Fatal(err)
+	}
+	if err := ConvBiasCtx(t.Context(), true, c, a, x, bias, m, ci, side, side, 3, 3, 1, side, side); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if c[i] != want[i] {
+			t.Fatalf("C[%d] = %v after cancelled calls, want %v", i, c[i], want[i])
 		}
 	}
 }
