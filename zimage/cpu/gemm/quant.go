@@ -55,57 +55,50 @@ func MatMulBTQuantBF16Ctx(ctx context.Context, c, a []float32, b []byte, bt weig
 	if m <= gemvMaxM {
 		return MatMulBTQuantCtx(ctx, c, a, b, bt, bias, m, n, k)
 	}
+	src, err := quantSource(c, a, b, bt, bias, m, n, k)
+	if err != nil {
+		return err
+	}
 	stop, release, err := watch(ctx)
 	if err != nil {
 		return err
 	}
+	runPrec(stop, true, c, a, src, bias, m, n, k)
+	return finish(ctx, stop, release, nil)
+}
+
+// quantSource checks a quantized product's operands and returns B as a
+// packing source.
+func quantSource(c, a []float32, b []byte, bt weights.DType, bias []float32, m, n, k int) (bSource, error) {
 	if err := checkDims(m, n, k); err != nil {
-		release()
-		return err
+		return bSource{}, err
 	}
 	deq := weights.DequantBlock(bt)
 	if deq == nil {
-		release()
-		return fmt.Errorf("%w %v for a quantized B", ErrDType, bt)
+		return bSource{}, fmt.Errorf("%w %v for a quantized B", ErrDType, bt)
 	}
 	if err := checkLens(c, a, bias, m, n, k); err != nil {
-		release()
-		return err
+		return bSource{}, err
 	}
 	rb, ok := bt.RowBytes(k)
 	if !ok {
-		release()
-		return fmt.Errorf("%w: k=%d is not a multiple of the %v block size %d", ErrShape, k, bt, bt.BlockSize())
+		return bSource{}, fmt.Errorf("%w: k=%d is not a multiple of the %v block size %d", ErrShape, k, bt, bt.BlockSize())
 	}
 	if len(b) < n*rb {
-		release()
-		return fmt.Errorf("%w: B has %d bytes, want %d (%d×%d %v)", ErrShape, len(b), n*rb, n, k, bt)
+		return bSource{}, fmt.Errorf("%w: B has %d bytes, want %d (%d×%d %v)", ErrShape, len(b), n*rb, n, k, bt)
 	}
-	runPrec(stop, true, c, a, bSource{kind: srcQuantT, raw: b[:n*rb], dt: bt, deq: deq, rb: rb, n: n, k: k}, bias, m, n, k)
-	return finish(ctx, stop, release, nil)
+	return bSource{kind: srcQuantT, raw: b[:n*rb], dt: bt, deq: deq, rb: rb, n: n, k: k}, nil
 }
 
 // matMulBTQuantMode runs the product; chunked forces the older
 // dequantize-a-chunk-then-multiply path (the reference of the tests) for
 // every m.
 func matMulBTQuantMode(stop *atomic.Bool, chunked bool, c, a []float32, b []byte, bt weights.DType, bias []float32, m, n, k int) error {
-	if err := checkDims(m, n, k); err != nil {
+	src, err := quantSource(c, a, b, bt, bias, m, n, k)
+	if err != nil {
 		return err
 	}
-	deq := weights.DequantBlock(bt)
-	if deq == nil {
-		return fmt.Errorf("%w %v for a quantized B", ErrDType, bt)
-	}
-	if err := checkLens(c, a, bias, m, n, k); err != nil {
-		return err
-	}
-	rb, ok := bt.RowBytes(k)
-	if !ok {
-		return fmt.Errorf("%w: k=%d is not a multiple of the %v block size %d", ErrShape, k, bt, bt.BlockSize())
-	}
-	if len(b) < n*rb {
-		return fmt.Errorf("%w: B has %d bytes, want %d (%d×%d %v)", ErrShape, len(b), n*rb, n, k, bt)
-	}
+	deq, rb := src.deq, src.rb
 	if m == 0 || n == 0 {
 		return nil
 	}
@@ -114,11 +107,11 @@ func matMulBTQuantMode(stop *atomic.Bool, chunked bool, c, a []float32, b []byte
 		// (packQuantPanel): one pass over the weights, and the same panels
 		// as the float32 engine packs from dequantized rows, so the same
 		// sums in the same order.
-		run(stop, c, a, bSource{kind: srcQuantT, raw: b[:n*rb], dt: bt, deq: deq, rb: rb, n: n, k: k}, bias, m, n, k)
+		run(stop, c, a, src, bias, m, n, k)
 		return nil
 	}
 	if !chunked {
-		gemvQuant(stop, c, a, bSource{kind: srcQuantT, raw: b[:n*rb], dt: bt, deq: deq, rb: rb, n: n, k: k}, bias, m, n, k)
+		gemvQuant(stop, c, a, src, bias, m, n, k)
 		return nil
 	}
 	// The reference for the tests: dequantize chunks of B rows with all
