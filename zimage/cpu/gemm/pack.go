@@ -121,15 +121,9 @@ func packScalar(panel []float32, nr int, src *bSource, jbase, jlo, jhi, plo, phi
 	}
 }
 
-// packA packs rows i0..i0+mb of A [.,lda] over k range p0..p0+kb into dst as
-// micro-panels of mr rows: dst[r*mr*kb + p*mr + ii] = A(i0+r*mr+ii, p0+p),
-// zero-padded past mb.
-func packA(dst, a []float32, lda, i0, mb, p0, kb, mr int) {
-	for r := 0; r*mr < mb; r++ {
-		packAPanel(dst[r*mr*kb:(r+1)*mr*kb], a, lda, i0+r*mr, min(mr, mb-r*mr), p0, kb, mr)
-	}
-}
-
+// packAPanel packs rows ibase..ibase+rows of A [.,lda] over k range
+// p0..p0+kb as one micro-panel of mr rows: panel[p*mr+ii] = A(ibase+ii,
+// p0+p), zero-padded past rows.
 func packAPanel(panel, a []float32, lda, ibase, rows, p0, kb, mr int) {
 	if rows < mr {
 		clear(panel)
