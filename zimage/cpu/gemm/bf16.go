@@ -239,17 +239,25 @@ func packPairsN(panel []float32, nr int, src *bSource, jbase, cols, p0, kb int) 
 	n := src.n
 	for q := 0; 2*q < kb; q++ {
 		r0 := src.f32[(p0+2*q)*n+jbase:][:cols]
-		o := out[q*nr : q*nr+cols]
+		var r1 []float32
 		if 2*q+1 < kb {
-			r1 := src.f32[(p0+2*q+1)*n+jbase:][:cols]
-			for jj := pairRows(o, r0, r1); jj < len(o); jj++ {
-				o[jj] = toBF16(r0[jj]) | toBF16(r1[jj])<<16
-			}
-			continue
+			r1 = src.f32[(p0+2*q+1)*n+jbase:][:cols]
 		}
+		pairInto(out[q*nr:q*nr+cols], r0, r1)
+	}
+}
+
+// pairInto writes o[j] = bf16(r0[j]) | bf16(r1[j])<<16, or bf16(r0[j])
+// alone when r1 is nil (an odd last k).
+func pairInto(o []uint32, r0, r1 []float32) {
+	if r1 == nil {
 		for jj := range o {
 			o[jj] = toBF16(r0[jj])
 		}
+		return
+	}
+	for jj := pairRows(o, r0, r1); jj < len(o); jj++ {
+		o[jj] = toBF16(r0[jj]) | toBF16(r1[jj])<<16
 	}
 }
 
@@ -270,18 +278,11 @@ func packPairsQuant(panel []float32, nr int, src *bSource, jbase, cols, p0, kb i
 		tmp := (*buf)[:nr*cb]
 		packQuantPanel(tmp, nr, src, jbase, cols, p0+c0, cb)
 		for q := 0; 2*q < cb; q++ {
-			r0 := tmp[2*q*nr:][:cols]
-			o := out[(c0/2+q)*nr:][:cols]
+			var r1 []float32
 			if 2*q+1 < cb {
-				r1 := tmp[(2*q+1)*nr:][:cols]
-				for jj := pairRows(o, r0, r1); jj < len(o); jj++ {
-					o[jj] = toBF16(r0[jj]) | toBF16(r1[jj])<<16
-				}
-				continue
+				r1 = tmp[(2*q+1)*nr:][:cols]
 			}
-			for jj := range o {
-				o[jj] = toBF16(r0[jj])
-			}
+			pairInto(out[(c0/2+q)*nr:][:cols], tmp[2*q*nr:][:cols], r1)
 		}
 	}
 }
