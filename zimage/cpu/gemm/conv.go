@@ -81,6 +81,10 @@ func ConvBiasCtx(ctx context.Context, bf16 bool, c, a, x, bias []float32, m, ci,
 	if k > 0 {
 		src.rowBias = bias
 	}
+	if bf16 && n > 0 && k > 0 && useWinograd(g, m) {
+		winoConv(stop, c, a, src.f32, bias, g, m)
+		return finish(ctx, stop, release, nil)
+	}
 	if bf16 && m > gemvMaxM && n > 0 && k > 0 {
 		// The bf16 kernel's pair packing reads the image rounded once.
 		threads := numThreads()

@@ -3,6 +3,7 @@ package gemm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -35,6 +36,7 @@ func explicitIm2col(x []float32, ci, h, w, kh, kw, pad, ho, wo int) []float32 {
 // ragged shapes (m below the micro-tile and the gemv bound, widths that
 // are not a multiple of the panel, paddings 0–2).
 func TestConvCtxMatchesIm2col(t *testing.T) {
+	defer SetWinograd(SetWinograd(WinogradOff)) // the direct path (Winograd: winograd_test.go)
 	rng := rand.New(rand.NewPCG(7, 11))
 	cases := []struct{ m, ci, h, w, kh, kw, pad int }{
 		{1, 3, 5, 7, 3, 3, 1},
@@ -89,6 +91,7 @@ func TestConvCtxMatchesIm2col(t *testing.T) {
 // k blocks, split rows of A (narrow B), edge tiles and m below the gemv
 // bound.
 func TestConvBiasCtx(t *testing.T) {
+	defer SetWinograd(SetWinograd(WinogradOff))
 	defer func(k, m, n, f int) { kcMax, mcMax, ncMax, inlineFlops = k, m, n, f }(kcMax, mcMax, ncMax, inlineFlops)
 	r := rand.New(rand.NewPCG(23, 24))
 	cases := []struct{ m, ci, h, w, kh, kw, pad int }{
@@ -152,6 +155,15 @@ func TestAddScalar(t *testing.T) {
 // the image conversion or the GEMM) returns the context's error promptly,
 // and the next call gives the full result.
 func TestConvBF16Cancel(t *testing.T) {
+	for _, mode := range []WinogradMode{WinogradOff, WinogradOn} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+			defer SetWinograd(SetWinograd(mode))
+			testConvBF16Cancel(t)
+		})
+	}
+}
+
+func testConvBF16Cancel(t *testing.T) {
 	const m, ci, side = 64, 64, 96
 	r := rand.New(rand.NewPCG(27, 28))
 	a, x, bias := randSlice(r, m*ci*9), randSlice(r, ci*side*side), randSlice(r, m)
