@@ -61,58 +61,48 @@ func useWinograd(g *convGeom, m int) bool {
 	case WinogradOn:
 		return true
 	}
-	// Measured on Zen 4 (see bench/README.md): the transforms cost about
-	// as much as 16 products per tile per channel, so small channel counts
-	// and small maps stay direct.
-	return g.ci >= 16 && m >= 32 && g.ho*g.wo >= 256
+	// Measured on Zen 4 (BenchmarkConvWinograd, bench/README.md): with few
+	// input channels the kernel's k loop (ci/2 pairs) is too short, and on
+	// small maps the weight transform (per call) and the per-chunk input
+	// transform of each channel group are not paid back.
+	return g.ci >= 64 && m >= 64 && g.ho*g.wo >= 2048
 }
+
+// winoG is G⊗G: U_ξ = Σ_ab winoG[ξ][ab]·g_ab for ξ = 4i+j, ab = 3a+b,
+// winoG[ξ][ab] = G[i][a]·G[j][b] (exact in float32).
+var winoG = func() []float32 {
+	g := [4][3]float32{{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}}
+	t := make([]float32, 16*9)
+	for i := range 4 {
+		for j := range 4 {
+			for a := range 3 {
+				for b := range 3 {
+					t[(4*i+j)*9+3*a+b] = g[i][a] * g[j][b]
+				}
+			}
+		}
+	}
+	return t
+}()
 
 // winoU returns the transformed weights U_ξ = G·g·Gᵀ of a [m, ci, 3, 3]
 // packed as the kernel's A panels: for each ξ, roundUp(m, mr)/mr panels of
-// kq = ⌈ci/2⌉ pairs (bf16 pairs along ci, zero past m and ci). release
-// returns the scratch.
+// kq = ⌈ci/2⌉ pairs (bf16 pairs along ci, zero past m and ci). The float32
+// transform of all m·ci kernels is one GEMM, U [16, m·ci] = winoG [16, 9] ·
+// aᵀ (a read as [m·ci, 9]). release returns the scratch.
 func winoU(threads int, stop *atomic.Bool, a []float32, m, ci, mr int) (u []float32, release func()) {
 	kq := (ci + 1) / 2
 	npanA := ceilDiv(m, mr)
+	fb := getBuf(16 * m * ci)
+	defer putBuf(fb)
+	f := *fb
+	run(stop, f, winoG, bSource{kind: srcF32T, f32: a[:m*ci*9], n: m * ci, k: 9}, nil, 16, m*ci, 9)
 	ubuf := getBuf(16 * npanA * mr * kq)
 	u = *ubuf
-	per := max(1, 2048/max(ci, 1)) // output channels per task
-	parallelFor(threads, ceilDiv(npanA, max(1, per/mr)), stop, func(_, task int) {
-		// Panels of this task; float32 U for mr channels, [16][mr][ci].
-		ppt := max(1, per/mr)
-		fb := getBuf(16 * mr * ci)
-		defer putBuf(fb)
-		f := *fb
-		for r := task * ppt; r < min(npanA, (task+1)*ppt); r++ {
-			rows := min(mr, m-r*mr)
-			for i := range rows {
-				co := r*mr + i
-				for c := range ci {
-					g := a[(co*ci+c)*9:][:9]
-					// Rows: G·g, [4][3].
-					var t [4][3]float32 // rows of G·g
-					for j := range 3 {
-						g0, g1, g2 := g[j], g[3+j], g[6+j]
-						t[0][j] = g0
-						t[1][j] = 0.5 * (g0 + g1 + g2)
-						t[2][j] = 0.5 * (g0 - g1 + g2)
-						t[3][j] = g2
-					}
-					// Columns: ·Gᵀ, [4][4].
-					for k := range 4 {
-						g0, g1, g2 := t[k][0], t[k][1], t[k][2]
-						f[((4*k+0)*mr+i)*ci+c] = g0
-						f[((4*k+1)*mr+i)*ci+c] = 0.5 * (g0 + g1 + g2)
-						f[((4*k+2)*mr+i)*ci+c] = 0.5 * (g0 - g1 + g2)
-						f[((4*k+3)*mr+i)*ci+c] = g2
-					}
-				}
-			}
-			for xi := range 16 {
-				panel := u[(xi*npanA+r)*mr*kq:][:mr*kq]
-				packAPanelPairs(panel, f[xi*mr*ci:], ci, 0, rows, 0, ci, mr)
-			}
-		}
+	parallelFor(threads, 16*npanA, stop, func(_, t int) {
+		xi, r := t/npanA, t%npanA
+		panel := u[t*mr*kq:][:mr*kq]
+		packAPanelPairs(panel, f[xi*m*ci:], ci, r*mr, min(mr, m-r*mr), 0, ci, mr)
 	})
 	return u, func() { putBuf(ubuf) }
 }
@@ -146,9 +136,9 @@ func winoConv(stop *atomic.Bool, c, a, x, bias []float32, g *convGeom, m int) {
 	cb := roundUp(winoRows, mr)
 
 	vSize := 16 * npan * kq * nr // words
-	fSize := 2 * 16 * nt         // two channels' float32 V
-	rSize := 16 * (nt + 1)       // E/O rows of a segment, two passes
-	mSize := 16 * cb * nt
+	fSize := 2 * 16 * (nt + 16)  // two channels' float32 V
+	rSize := 4 * winoRowLen(nt)  // padded input rows of a run
+	mSize := 16*cb*nt + 16       // + the overrun of a last block of 16
 	bufs := make([]*[]float32, min(threads, nchunk*ncog))
 	for w := range bufs {
 		bufs[w] = getBuf(vSize + fSize + rSize + mSize)
@@ -193,31 +183,32 @@ func winoConv(stop *atomic.Bool, c, a, x, bias []float32, g *convGeom, m int) {
 // winoInput writes V_ξ = Bᵀ·d·B of tiles t0..t0+nval of every channel of
 // x as bf16 pair panels: vp[((ξ·npan+p)·kq+q)·nr+jj] = the pair (2q, 2q+1)
 // of tile t0+p·nr+jj (zero for tiles past nval and a missing odd channel).
-// vf (2·16·nt floats) and rows (16·(nt+1)) are scratch.
+// vf (2·16·(nt+16) floats) and rows (4·winoRowLen(nt)) are scratch.
 func winoInput(vp []uint32, vf, rows, x []float32, g *convGeom, t0, nval, nt, kq, nr int) {
 	tw := ceilDiv(g.wo, 2)
 	npan := nt / nr
+	ds := nt + 16 // a run's last block of 16 may pass nt
 	clear(vf)
 	for q := range kq {
 		for h := range 2 {
 			c := 2*q + h
+			dst := vf[h*16*ds : (h+1)*16*ds]
 			if c >= g.ci {
-				clear(vf[h*16*nt : (h+1)*16*nt]) // paired with zeros
+				clear(dst) // paired with zeros
 				continue
 			}
 			plane := x[c*g.h*g.w : (c+1)*g.h*g.w]
-			dst := vf[h*16*nt : (h+1)*16*nt]
 			// One run of tiles of one tile row at a time.
 			for j := 0; j < nval; {
 				ty, tx := (t0+j)/tw, (t0+j)%tw
 				n := min(nval-j, tw-tx)
-				winoInputRun(dst[j:], rows, plane, g, ty, tx, n, nt)
+				winoInputRun(dst[j:], rows, plane, g, ty, tx, n, ds)
 				j += n
 			}
 		}
 		for xi := range 16 {
-			r0 := vf[xi*nt : (xi+1)*nt]
-			r1 := vf[(16+xi)*nt : (17+xi)*nt]
+			r0 := vf[xi*ds:][:nt]
+			r1 := vf[(16+xi)*ds:][:nt]
 			for p := range npan {
 				out := vp[((xi*npan+p)*kq+q)*nr:][:nr]
 				a, b := r0[p*nr:(p+1)*nr], r1[p*nr:(p+1)*nr]
@@ -232,80 +223,60 @@ func winoInput(vp []uint32, vf, rows, x []float32, g *convGeom, t0, nval, nt, kq
 }
 
 // winoInputRun writes the 16 transformed values of n tiles (ty, tx..tx+n)
-// of one channel plane to dst[ξ·nt + j], j < n. The four input rows are
-// first split into even and odd columns (zero outside the image), so that
-// tile j reads E[j], O[j], E[j+1], O[j+1] of each row; the row transform
-// Bᵀ is applied to those arrays before the column transform.
-func winoInputRun(dst, rows, plane []float32, g *convGeom, ty, tx, n, nt int) {
-	m := n + 1
-	// er[k], or[k]: row k of Bᵀ·d over the even / odd columns.
-	var e, o [4][]float32
+// of one channel plane to dst[ξ·ds + j], j < roundUp(n, 16) (values past n
+// are those of zero-padded tiles). The four input rows the tiles read are
+// copied first into rows (4 rows of winoRowLen(n) floats) with the
+// padding as zeros, so that the transform has no edge cases.
+func winoInputRun(dst, rows, plane []float32, g *convGeom, ty, tx, n, ds int) {
+	l := winoRowLen(n)
+	lo := 2*tx - g.pad // input column of rows[r][0]
+	var p [4][]float32
 	for r := range 4 {
-		e[r] = rows[(2*r)*m : (2*r+1)*m]
-		o[r] = rows[(2*r+1)*m : (2*r+2)*m]
+		p[r] = rows[r*l : (r+1)*l]
 		iy := 2*ty - g.pad + r
 		if iy < 0 || iy >= g.h {
-			clear(e[r])
-			clear(o[r])
+			clear(p[r])
 			continue
 		}
 		src := plane[iy*g.w : (iy+1)*g.w]
-		lo := 2*tx - g.pad // input column of E[0]
-		// Columns lo+2j and lo+2j+1 are both inside for j in [ja, jb).
-		ja := min(m, max(0, ceilDiv(-lo, 2)))
-		jb := ja
-		if g.w-lo >= 0 {
-			jb = max(ja, min(m, (g.w-lo)/2))
+		a, b := max(0, lo), min(g.w, lo+l) // inside the image
+		if a >= b {
+			clear(p[r])
+			continue
 		}
-		er, or := e[r], o[r]
-		edge := func(j0, j1 int) {
-			for j := j0; j < j1; j++ {
-				ix := lo + 2*j
-				er[j], or[j] = 0, 0
-				if ix >= 0 && ix < g.w {
-					er[j] = src[ix]
-				}
-				if ix+1 >= 0 && ix+1 < g.w {
-					or[j] = src[ix+1]
-				}
-			}
-		}
-		edge(0, ja)
-		if jb > ja {
-			s := src[lo+2*ja : lo+2*jb]
-			ee, oo := er[ja:jb], or[ja:jb]
-			for i := range ee {
-				ee[i] = s[2*i]
-				oo[i] = s[2*i+1]
-			}
-		}
-		edge(jb, m)
+		clear(p[r][:a-lo])
+		copy(p[r][a-lo:b-lo], src[a:b])
+		clear(p[r][b-lo:])
 	}
-	// Row transform in place: (d0-d2, d1+d2, d2-d1, d1-d3).
-	for _, a := range [2]*[4][]float32{&e, &o} {
-		r0, r1, r2, r3 := a[0][:m], a[1][:m], a[2][:m], a[3][:m]
-		for j := range r0 {
-			d0, d1, d2, d3 := r0[j], r1[j], r2[j], r3[j]
-			r0[j] = d0 - d2
-			r1[j] = d1 + d2
-			r2[j] = d2 - d1
-			r3[j] = d1 - d3
+	winoIn(dst, ds, p[0], p[1], p[2], p[3], ceilDiv(n, 16))
+}
+
+// winoRowLen is the length of a padded input row for n tiles: whole blocks
+// of 16 tiles, 2 columns each, plus the 2 columns the last tile overlaps.
+func winoRowLen(n int) int { return 32*ceilDiv(n, 16) + 2 }
+
+// winoInGo is winoIn in Go: for tile j < 16·nblk, d = rows p0..p3,
+// columns 2j..2j+3, dst[ξ·ds + j] = (Bᵀ·d·B)_ξ. Row transform first, then
+// columns, in the order the assembly uses (the results are equal bit for
+// bit).
+func winoInGo(dst []float32, ds int, p0, p1, p2, p3 []float32, nblk int) {
+	n := 16 * nblk
+	p0, p1, p2, p3 = p0[:2*n+2], p1[:2*n+2], p2[:2*n+2], p3[:2*n+2]
+	for j := range n {
+		var t [4][4]float32 // Bᵀ·d
+		for c := range 4 {
+			d0, d1, d2, d3 := p0[2*j+c], p1[2*j+c], p2[2*j+c], p3[2*j+c]
+			t[0][c] = d0 - d2
+			t[1][c] = d1 + d2
+			t[2][c] = d2 - d1
+			t[3][c] = d1 - d3
 		}
-	}
-	// Column transform of tile j: (E[j]-E[j+1], O[j]+E[j+1], E[j+1]-O[j],
-	// O[j]-O[j+1]) of each transformed row k, to ξ = 4k+0..3.
-	for k := range 4 {
-		er, or := e[k][:m], o[k][:m]
-		d0 := dst[(4*k+0)*nt:][:n]
-		d1 := dst[(4*k+1)*nt:][:n]
-		d2 := dst[(4*k+2)*nt:][:n]
-		d3 := dst[(4*k+3)*nt:][:n]
-		for j := range d0 {
-			e0, o0, e1, o1 := er[j], or[j], er[j+1], or[j+1]
-			d0[j] = e0 - e1
-			d1[j] = o0 + e1
-			d2[j] = e1 - o0
-			d3[j] = o0 - o1
+		for k := range 4 {
+			e0, o0, e1, o1 := t[k][0], t[k][1], t[k][2], t[k][3]
+			dst[(4*k+0)*ds+j] = e0 - e1
+			dst[(4*k+1)*ds+j] = o0 + e1
+			dst[(4*k+2)*ds+j] = e1 - o0
+			dst[(4*k+3)*ds+j] = o0 - o1
 		}
 	}
 }
@@ -339,7 +310,14 @@ func winoOutput(c, mb, bias []float32, g *convGeom, co0, cbn, cb, t0, nval, nt, 
 			if y+1 < ho {
 				r1 = out[(y+1)*wo : (y+2)*wo]
 			}
-			for jj := range n {
+			nb := full / 16 // whole blocks of 16 two-column tiles
+			if r1 == nil {
+				nb = 0
+			}
+			if nb > 0 {
+				winoOut(r0[2*tx:], r1[2*tx:], mb[i*nt+j:], cb*nt, bv, nb)
+			}
+			for jj := 16 * nb; jj < n; jj++ {
 				s := j + jj
 				// Rows: Aᵀ·M, [2][4].
 				var a0, a1 [4]float32
@@ -362,5 +340,25 @@ func winoOutput(c, mb, bias []float32, g *convGeom, co0, cbn, cb, t0, nval, nt, 
 			}
 			j += n
 		}
+	}
+}
+
+// winoOutGo is winoOut in Go: for tile j < 16·nblk with M_ξ = m[ξ·ms+j],
+// Y = Aᵀ·M·A + bias to r0[2j], r0[2j+1], r1[2j], r1[2j+1], in the order the
+// assembly uses.
+func winoOutGo(r0, r1, m []float32, ms int, bias float32, nblk int) {
+	n := 16 * nblk
+	r0, r1 = r0[:2*n], r1[:2*n]
+	for j := range n {
+		var a0, a1 [4]float32 // Aᵀ·M
+		for q := range 4 {
+			m0, m1, m2, m3 := m[q*ms+j], m[(4+q)*ms+j], m[(8+q)*ms+j], m[(12+q)*ms+j]
+			a0[q] = m0 + m1 + m2
+			a1[q] = m1 - m2 - m3
+		}
+		r0[2*j] = a0[0] + a0[1] + a0[2] + bias
+		r0[2*j+1] = a0[1] - a0[2] - a0[3] + bias
+		r1[2*j] = a1[0] + a1[1] + a1[2] + bias
+		r1[2*j+1] = a1[1] - a1[2] - a1[3] + bias
 	}
 }

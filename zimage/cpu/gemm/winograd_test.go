@@ -251,7 +251,7 @@ func TestWinogradCancellation(t *testing.T) {
 // VDPBF16PS kernel with enough channels and pixels; Off and On force it.
 func TestWinogradChoice(t *testing.T) {
 	big := &convGeom{ci: 64, h: 64, w: 64, kh: 3, kw: 3, pad: 1, ho: 64, wo: 64}
-	small := &convGeom{ci: 64, h: 8, w: 8, kh: 3, kw: 3, pad: 1, ho: 8, wo: 8}
+	small := &convGeom{ci: 64, h: 32, w: 32, kh: 3, kw: 3, pad: 1, ho: 32, wo: 32}
 	k5 := &convGeom{ci: 64, h: 64, w: 64, kh: 5, kw: 5, pad: 2, ho: 64, wo: 64}
 	dot := HasBF16Dot()
 	withWinograd(t, WinogradAuto, func() {
@@ -269,4 +269,46 @@ func TestWinogradChoice(t *testing.T) {
 			t.Error("On choice")
 		}
 	})
+}
+
+// TestWinogradTransforms checks the transforms (assembly where the CPU
+// has it) against the Go loops bit for bit, writing nothing else, and runs
+// the convolution test on the Go loops.
+func TestWinogradTransforms(t *testing.T) {
+	rng := rand.New(rand.NewPCG(47, 48))
+	for nblk := 1; nblk <= 3; nblk++ {
+		l := 32*nblk + 2
+		var p [4][]float32
+		for r := range p {
+			p[r] = randSlice(rng, l)
+		}
+		ds := 16*nblk + 5
+		got, want := randSlice(rng, 16*ds), make([]float32, 16*ds)
+		copy(want, got)
+		winoIn(got, ds, p[0], p[1], p[2], p[3], nblk)
+		winoInGo(want, ds, p[0], p[1], p[2], p[3], nblk)
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("winoIn nblk %d: [%d] = %v, want %v", nblk, i, got[i], want[i])
+			}
+		}
+
+		ms := 16*nblk + 3
+		m := randSlice(rng, 16*ms)
+		bias := float32(rng.NormFloat64())
+		g0, g1 := randSlice(rng, 32*nblk+4), randSlice(rng, 32*nblk+4)
+		w0, w1 := append([]float32(nil), g0...), append([]float32(nil), g1...)
+		winoOut(g0, g1, m, ms, bias, nblk)
+		winoOutGo(w0, w1, m, ms, bias, nblk)
+		for i := range w0 {
+			if math.Float32bits(g0[i]) != math.Float32bits(w0[i]) || math.Float32bits(g1[i]) != math.Float32bits(w1[i]) {
+				t.Fatalf("winoOut nblk %d: [%d] = %v, %v, want %v, %v", nblk, i, g0[i], g1[i], w0[i], w1[i])
+			}
+		}
+	}
+	if useWinoAsm {
+		defer func() { useWinoAsm = true }()
+		useWinoAsm = false
+		t.Run("Go", TestWinogradConv)
+	}
 }
