@@ -2,6 +2,7 @@ package gemm
 
 import (
 	"sync/atomic"
+	"unsafe"
 )
 
 // Winograd F(2×2, 3×3) for the bf16 3×3 stride-1 convolutions (the VAE's
@@ -138,7 +139,12 @@ func winoConv(stop *atomic.Bool, c, a, x, bias []float32, g *convGeom, m int) {
 	vSize := 16 * npan * kq * nr // words
 	fSize := 2 * 16 * (nt + 16)  // two channels' float32 V
 	rSize := 4 * winoRowLen(nt)  // padded input rows of a run
-	mSize := 16*cb*nt + 16       // + the overrun of a last block of 16
+	// M_ξ are ms floats apart: cb·nt plus one cache line, so that the 16
+	// loads of the output transform (one per ξ) do not all fall in the same
+	// L1 set (cb·nt·4 bytes is a multiple of 4 KiB); the last one also
+	// covers the overrun of a run's last block of 16 tiles.
+	ms := cb*nt + 16
+	mSize := 16 * ms
 	bufs := make([]*[]float32, min(threads, nchunk*ncog))
 	for w := range bufs {
 		bufs[w] = getBuf(vSize + fSize + rSize + mSize)
@@ -171,11 +177,11 @@ func winoConv(stop *atomic.Bool, c, a, x, bias []float32, g *convGeom, m int) {
 					ap := u[(xi*npanA+co0/mr+ir)*mr*kq:][:mr*kq]
 					for p := range npan {
 						bp := buf[(xi*npan+p)*kq*nr:][:kq*nr]
-						kern.fn(kq, ap, bp, mb[(xi*cb+ir*mr)*nt+p*nr:], nr, nt, false)
+						kern.fn(kq, ap, bp, mb[xi*ms+ir*mr*nt+p*nr:], nr, nt, false)
 					}
 				}
 			}
-			winoOutput(c, mb, bias, g, co0, cbn, cb, t0, nval, nt, tw)
+			winoOutput(c, mb, bias, g, co0, cbn, ms, t0, nval, nt, tw)
 		}
 	})
 }
@@ -202,6 +208,9 @@ func winoInput(vp []uint32, vf, rows, x []float32, g *convGeom, t0, nval, nt, kq
 			for j := 0; j < nval; {
 				ty, tx := (t0+j)/tw, (t0+j)%tw
 				n := min(nval-j, tw-tx)
+				if canPrefetch && c+winoAhead < g.ci {
+					winoPrefetch(x[(c+winoAhead)*g.h*g.w:][:g.h*g.w], g, ty, tx, n)
+				}
 				winoInputRun(dst[j:], rows, plane, g, ty, tx, n, ds)
 				j += n
 			}
@@ -251,6 +260,23 @@ func winoInputRun(dst, rows, plane []float32, g *convGeom, ty, tx, n, ds int) {
 	winoIn(dst, ds, p[0], p[1], p[2], p[3], ceilDiv(n, 16))
 }
 
+// winoAhead is how many channels ahead winoInput prefetches the input
+// rows: the runs are short (a few cache lines per row), too short for the
+// hardware prefetcher, and the image is usually out of cache.
+var winoAhead = 2
+
+// winoPrefetch prefetches the input rows and columns a run of n tiles
+// (ty, tx..) reads from plane.
+func winoPrefetch(plane []float32, g *convGeom, ty, tx, n int) {
+	y0, y1 := max(0, 2*ty-g.pad), min(g.h, 2*ty-g.pad+4)
+	x0, x1 := max(0, 2*tx-g.pad), min(g.w, 2*(tx+n)-g.pad+2)
+	if y0 >= y1 || x0 >= x1 {
+		return
+	}
+	_ = plane[(y1-1)*g.w+x1-1]
+	prefetchRows(unsafe.Pointer(&plane[y0*g.w+x0]), 4*g.w, y1-y0, 4*(x1-x0))
+}
+
 // winoRowLen is the length of a padded input row for n tiles: whole blocks
 // of 16 tiles, 2 columns each, plus the 2 columns the last tile overlaps.
 func winoRowLen(n int) int { return 32*ceilDiv(n, 16) + 2 }
@@ -283,8 +309,8 @@ func winoInGo(dst []float32, ds int, p0, p1, p2, p3 []float32, nblk int) {
 
 // winoOutput writes Y = Aᵀ·M·A (+ bias) of tiles t0..t0+nval for output
 // channels co0..co0+cbn into c [m, ho, wo], reading M_ξ[i, j] at
-// mb[(ξ·cb+i)·nt+j].
-func winoOutput(c, mb, bias []float32, g *convGeom, co0, cbn, cb, t0, nval, nt, tw int) {
+// mb[ξ·ms+i·nt+j].
+func winoOutput(c, mb, bias []float32, g *convGeom, co0, cbn, ms, t0, nval, nt, tw int) {
 	ho, wo := g.ho, g.wo
 	for i := range cbn {
 		co := co0 + i
@@ -293,10 +319,7 @@ func winoOutput(c, mb, bias []float32, g *convGeom, co0, cbn, cb, t0, nval, nt, 
 			bv = bias[co]
 		}
 		out := c[co*ho*wo : (co+1)*ho*wo]
-		var mx [16][]float32
-		for xi := range 16 {
-			mx[xi] = mb[(xi*cb+i)*nt:][:nt]
-		}
+		mx := mb[i*nt:]
 		for j := 0; j < nval; {
 			ty, tx := (t0+j)/tw, (t0+j)%tw
 			n := min(nval-j, tw-tx)
@@ -315,14 +338,14 @@ func winoOutput(c, mb, bias []float32, g *convGeom, co0, cbn, cb, t0, nval, nt, 
 				nb = 0
 			}
 			if nb > 0 {
-				winoOut(r0[2*tx:], r1[2*tx:], mb[i*nt+j:], cb*nt, bv, nb)
+				winoOut(r0[2*tx:], r1[2*tx:], mx[j:], ms, bv, nb)
 			}
 			for jj := 16 * nb; jj < n; jj++ {
 				s := j + jj
 				// Rows: Aᵀ·M, [2][4].
 				var a0, a1 [4]float32
 				for q := range 4 {
-					m0, m1, m2, m3 := mx[q][s], mx[4+q][s], mx[8+q][s], mx[12+q][s]
+					m0, m1, m2, m3 := mx[q*ms+s], mx[(4+q)*ms+s], mx[(8+q)*ms+s], mx[(12+q)*ms+s]
 					a0[q] = m0 + m1 + m2
 					a1[q] = m1 - m2 - m3
 				}

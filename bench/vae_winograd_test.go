@@ -1,0 +1,63 @@
+package bench
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/zimage/zimage/cuda/synthetic"
+	"github.com/zimage/zimage/weights"
+	"github.com/zimage/zimage/zimage/cpu"
+	"github.com/zimage/zimage/zimage/cpu/gemm"
+	"github.com/zimage/zimage/zimage/vae"
+)
+
+// BenchmarkVAEDecodeWinograd decodes with the MEDIUM decoder of
+// BenchmarkVAEDecodeMedium in bf16, each iteration once with the direct
+// 3×3 convolutions (gemm.WinogradOff) and once with gemm.WinogradAuto,
+// alternating so that both see the same machine load; it reports seconds
+// and CPU seconds per decode of each:
+//
+//	go test -run '^$' -bench VAEDecodeWinograd -benchtime 3x ./bench/
+func BenchmarkVAEDecodeWinograd(b *testing.B) {
+	cfg := weights.DefaultVAEConfig()
+	cfg.BlockOutChannels = []int{64, 128, 128, 128}
+	for _, side := range []int{256, 512} {
+		b.Run(strconv.Itoa(side), func(b *testing.B) {
+			be := cpu.New(cpu.WithBF16(true))
+			d, err := vae.New(be, cfg, &randomSource{src: synthetic.VAE(cfg)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			rng := rand.New(rand.NewPCG(3, 3))
+			hl := side / 8
+			x := make([]float32, cfg.LatentChannels*hl*hl)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			defer gemm.SetWinograd(gemm.SetWinograd(gemm.WinogradAuto))
+			modes := []gemm.WinogradMode{gemm.WinogradOff, gemm.WinogradAuto}
+			var wall, cpuS [2]float64
+			b.ResetTimer()
+			for range b.N {
+				for i, m := range modes {
+					gemm.SetWinograd(m)
+					t0, c0 := time.Now(), cpuSeconds()
+					if _, err := d.Decode(context.Background(), x, hl, hl, nil); err != nil {
+						b.Fatal(err)
+					}
+					wall[i] += time.Since(t0).Seconds()
+					cpuS[i] += cpuSeconds() - c0
+				}
+			}
+			n := float64(b.N)
+			b.ReportMetric(wall[0]/n, "direct-s/op")
+			b.ReportMetric(wall[1]/n, "wino-s/op")
+			b.ReportMetric(cpuS[0]/n, "direct-cpu-s/op")
+			b.ReportMetric(cpuS[1]/n, "wino-cpu-s/op")
+		})
+	}
+}
