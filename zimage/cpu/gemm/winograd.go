@@ -136,9 +136,11 @@ func winoConv(stop *atomic.Bool, c, a, x, bias []float32, g *convGeom, m int) {
 	}
 	cb := roundUp(winoRows, mr)
 
-	vSize := 16 * npan * kq * nr // words
-	fSize := 2 * 16 * (nt + 16)  // two channels' float32 V
-	rSize := 4 * winoRowLen(nt)  // padded input rows of a run
+	// V_ξ [kq, ldv] pair words: the kernel reads its B panels in place
+	// (row stride ldv); a run's last block of 16 tiles may pass nt.
+	ldv := nt + 16
+	vSize := 16 * kq * ldv
+	rSize := 4 * winoRowLen(nt) // padded input rows of a run
 	// M_ξ are ms floats apart: cb·nt plus one cache line, so that the 16
 	// loads of the output transform (one per ξ) do not all fall in the same
 	// L1 set (cb·nt·4 bytes is a multiple of 4 KiB); the last one also
@@ -147,7 +149,7 @@ func winoConv(stop *atomic.Bool, c, a, x, bias []float32, g *convGeom, m int) {
 	mSize := 16 * ms
 	bufs := make([]*[]float32, min(threads, nchunk*ncog))
 	for w := range bufs {
-		bufs[w] = getBuf(vSize + fSize + rSize + mSize)
+		bufs[w] = getBuf(vSize + rSize + mSize)
 	}
 	defer func() {
 		for _, p := range bufs {
@@ -158,14 +160,13 @@ func winoConv(stop *atomic.Bool, c, a, x, bias []float32, g *convGeom, m int) {
 	parallelFor(threads, nchunk*ncog, stop, func(w, t int) {
 		chunk, cog := t/ncog, t%ncog
 		buf := *bufs[w]
-		vp := words(buf[:vSize])
-		vf := buf[vSize : vSize+fSize]
-		rows := buf[vSize+fSize : vSize+fSize+rSize]
-		mb := buf[vSize+fSize+rSize:][:mSize]
+		vp := buf[:vSize]
+		rows := buf[vSize : vSize+rSize]
+		mb := buf[vSize+rSize:][:mSize]
 		t0 := chunk * nt
 		nval := min(nt, tiles-t0)
 
-		winoInput(vp, vf, rows, x, g, t0, nval, nt, kq, nr)
+		winoInput(vp, rows, x, g, t0, nval, ldv, kq)
 
 		plo := cog * npanA / ncog * mr
 		phi := min(m, (cog+1)*npanA/ncog*mr)
@@ -176,8 +177,8 @@ func winoConv(stop *atomic.Bool, c, a, x, bias []float32, g *convGeom, m int) {
 				for ir := range ipan {
 					ap := u[(xi*npanA+co0/mr+ir)*mr*kq:][:mr*kq]
 					for p := range npan {
-						bp := buf[(xi*npan+p)*kq*nr:][:kq*nr]
-						kern.fn(kq, ap, bp, mb[xi*ms+ir*mr*nt+p*nr:], nr, nt, false)
+						bp := vp[xi*kq*ldv+p*nr:]
+						kern.fn(kq, ap, bp, mb[xi*ms+ir*mr*nt+p*nr:], ldv, nt, false)
 					}
 				}
 			}
@@ -187,56 +188,44 @@ func winoConv(stop *atomic.Bool, c, a, x, bias []float32, g *convGeom, m int) {
 }
 
 // winoInput writes V_ξ = Bᵀ·d·B of tiles t0..t0+nval of every channel of
-// x as bf16 pair panels: vp[((ξ·npan+p)·kq+q)·nr+jj] = the pair (2q, 2q+1)
-// of tile t0+p·nr+jj (zero for tiles past nval and a missing odd channel).
-// vf (2·16·(nt+16) floats) and rows (4·winoRowLen(nt)) are scratch.
-func winoInput(vp []uint32, vf, rows, x []float32, g *convGeom, t0, nval, nt, kq, nr int) {
+// x as bf16 pairs: the word vp[(ξ·kq+q)·ldv+j] holds channels 2q (low
+// half) and 2q+1 (high half) of tile t0+j (a missing odd channel is zero;
+// words past nval are garbage). rows (4·winoRowLen(nt)) is scratch.
+func winoInput(vf, rows, x []float32, g *convGeom, t0, nval, ldv, kq int) {
 	tw := ceilDiv(g.wo, 2)
-	npan := nt / nr
-	ds := nt + 16 // a run's last block of 16 may pass nt
-	clear(vf)
-	for q := range kq {
-		for h := range 2 {
-			c := 2*q + h
-			dst := vf[h*16*ds : (h+1)*16*ds]
-			if c >= g.ci {
-				clear(dst) // paired with zeros
-				continue
-			}
-			plane := x[c*g.h*g.w : (c+1)*g.h*g.w]
-			// One run of tiles of one tile row at a time.
-			for j := 0; j < nval; {
-				ty, tx := (t0+j)/tw, (t0+j)%tw
-				n := min(nval-j, tw-tx)
-				if canPrefetch && c+winoAhead < g.ci {
-					winoPrefetch(x[(c+winoAhead)*g.h*g.w:][:g.h*g.w], g, ty, tx, n)
+	vp := unsafe.Slice((*uint16)(unsafe.Pointer(&vf[0])), 2*len(vf))
+	ds := 2 * kq * ldv // uint16 values between ξ
+	for c := range 2 * kq {
+		q, h := c/2, c%2
+		if c >= g.ci {
+			for xi := range 16 {
+				row := vp[2*(xi*kq+q)*ldv:][:2*ldv]
+				for j := 1; j < len(row); j += 2 {
+					row[j] = 0
 				}
-				winoInputRun(dst[j:], rows, plane, g, ty, tx, n, ds)
-				j += n
 			}
+			continue
 		}
-		for xi := range 16 {
-			r0 := vf[xi*ds:][:nt]
-			r1 := vf[(16+xi)*ds:][:nt]
-			for p := range npan {
-				out := vp[((xi*npan+p)*kq+q)*nr:][:nr]
-				a, b := r0[p*nr:(p+1)*nr], r1[p*nr:(p+1)*nr]
-				if pairRows(out, a, b) == 0 {
-					for jj := range out {
-						out[jj] = toBF16(a[jj]) | toBF16(b[jj])<<16
-					}
-				}
+		plane := x[c*g.h*g.w : (c+1)*g.h*g.w]
+		// One run of tiles of one tile row at a time.
+		for j := 0; j < nval; {
+			ty, tx := (t0+j)/tw, (t0+j)%tw
+			n := min(nval-j, tw-tx)
+			if canPrefetch && c+winoAhead < g.ci {
+				winoPrefetch(x[(c+winoAhead)*g.h*g.w:][:g.h*g.w], g, ty, tx, n)
 			}
+			winoInputRun(vp[2*(q*ldv+j):], ds, h, rows, plane, g, ty, tx, n)
+			j += n
 		}
 	}
 }
 
 // winoInputRun writes the 16 transformed values of n tiles (ty, tx..tx+n)
-// of one channel plane to dst[ξ·ds + j], j < roundUp(n, 16) (values past n
-// are those of zero-padded tiles). The four input rows the tiles read are
+// of one channel plane, rounded to bf16, to dst[ξ·ds + 2j + hi],
+// j < roundUp(n, 16) (values past n are those of zero-padded tiles). The four input rows the tiles read are
 // copied first into rows (4 rows of winoRowLen(n) floats) with the
 // padding as zeros, so that the transform has no edge cases.
-func winoInputRun(dst, rows, plane []float32, g *convGeom, ty, tx, n, ds int) {
+func winoInputRun(dst []uint16, ds, hi int, rows, plane []float32, g *convGeom, ty, tx, n int) {
 	l := winoRowLen(n)
 	lo := 2*tx - g.pad // input column of rows[r][0]
 	var p [4][]float32
@@ -257,7 +246,7 @@ func winoInputRun(dst, rows, plane []float32, g *convGeom, ty, tx, n, ds int) {
 		copy(p[r][a-lo:b-lo], src[a:b])
 		clear(p[r][b-lo:])
 	}
-	winoIn(dst, ds, p[0], p[1], p[2], p[3], ceilDiv(n, 16))
+	winoIn(dst, ds, hi, p[0], p[1], p[2], p[3], ceilDiv(n, 16))
 }
 
 // winoAhead is how many channels ahead winoInput prefetches the input
@@ -282,10 +271,10 @@ func winoPrefetch(plane []float32, g *convGeom, ty, tx, n int) {
 func winoRowLen(n int) int { return 32*ceilDiv(n, 16) + 2 }
 
 // winoInGo is winoIn in Go: for tile j < 16·nblk, d = rows p0..p3,
-// columns 2j..2j+3, dst[ξ·ds + j] = (Bᵀ·d·B)_ξ. Row transform first, then
-// columns, in the order the assembly uses (the results are equal bit for
-// bit).
-func winoInGo(dst []float32, ds int, p0, p1, p2, p3 []float32, nblk int) {
+// columns 2j..2j+3, dst[ξ·ds + 2j + hi] = bf16((Bᵀ·d·B)_ξ). Row transform
+// first, then columns, in the order the assembly uses (the results are
+// equal bit for bit).
+func winoInGo(dst []uint16, ds, hi int, p0, p1, p2, p3 []float32, nblk int) {
 	n := 16 * nblk
 	p0, p1, p2, p3 = p0[:2*n+2], p1[:2*n+2], p2[:2*n+2], p3[:2*n+2]
 	for j := range n {
@@ -299,10 +288,10 @@ func winoInGo(dst []float32, ds int, p0, p1, p2, p3 []float32, nblk int) {
 		}
 		for k := range 4 {
 			e0, o0, e1, o1 := t[k][0], t[k][1], t[k][2], t[k][3]
-			dst[(4*k+0)*ds+j] = e0 - e1
-			dst[(4*k+1)*ds+j] = o0 + e1
-			dst[(4*k+2)*ds+j] = e1 - o0
-			dst[(4*k+3)*ds+j] = o0 - o1
+			dst[(4*k+0)*ds+2*j+hi] = uint16(toBF16(e0 - e1))
+			dst[(4*k+1)*ds+2*j+hi] = uint16(toBF16(o0 + e1))
+			dst[(4*k+2)*ds+2*j+hi] = uint16(toBF16(e1 - o0))
+			dst[(4*k+3)*ds+2*j+hi] = uint16(toBF16(o0 - o1))
 		}
 	}
 }

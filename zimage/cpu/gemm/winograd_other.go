@@ -2,8 +2,8 @@
 
 package gemm
 
-func winoIn(dst []float32, ds int, p0, p1, p2, p3 []float32, nblk int) {
-	winoInGo(dst, ds, p0, p1, p2, p3, nblk)
+func winoIn(dst []uint16, ds, hi int, p0, p1, p2, p3 []float32, nblk int) {
+	winoInGo(dst, ds, hi, p0, p1, p2, p3, nblk)
 }
 
 func winoOut(r0, r1, m []float32, ms int, bias float32, nblk int) {

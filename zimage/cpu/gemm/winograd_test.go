@@ -282,14 +282,22 @@ func TestWinogradTransforms(t *testing.T) {
 		for r := range p {
 			p[r] = randSlice(rng, l)
 		}
-		ds := 16*nblk + 5
-		got, want := randSlice(rng, 16*ds), make([]float32, 16*ds)
-		copy(want, got)
-		winoIn(got, ds, p[0], p[1], p[2], p[3], nblk)
-		winoInGo(want, ds, p[0], p[1], p[2], p[3], nblk)
-		for i := range want {
-			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-				t.Fatalf("winoIn nblk %d: [%d] = %v, want %v", nblk, i, got[i], want[i])
+		// Rounding edge cases: NaN, ±Inf, denormals, ties.
+		p[1][3], p[2][5], p[0][7] = float32(math.NaN()), float32(math.Inf(1)), math.Float32frombits(0x00000123)
+		p[3][9] = math.Float32frombits(0x3f808000) // a tie as an input value
+		for hi := range 2 {
+			ds := 32*nblk + 10
+			got, want := make([]uint16, 16*ds), make([]uint16, 16*ds)
+			for i := range got {
+				got[i] = uint16(rng.Uint32())
+			}
+			copy(want, got)
+			winoIn(got, ds, hi, p[0], p[1], p[2], p[3], nblk)
+			winoInGo(want, ds, hi, p[0], p[1], p[2], p[3], nblk)
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("winoIn nblk %d hi %d: [%d] = %#x, want %#x", nblk, hi, i, got[i], want[i])
+				}
 			}
 		}
 
