@@ -3,7 +3,6 @@ package gemm
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -152,11 +151,11 @@ func TestAddScalar(t *testing.T) {
 }
 
 // TestConvBF16Cancel: a bf16 convolution cancelled while it runs (during
-// the image conversion or the GEMM) returns the context's error promptly,
-// and the next call gives the full result.
+// the image conversion or the GEMM, or the Winograd transforms) returns the
+// context's error promptly, and the next call gives the full result.
 func TestConvBF16Cancel(t *testing.T) {
-	for _, mode := range []WinogradMode{WinogradOff, WinogradOn} {
-		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+	for name, mode := range map[string]WinogradMode{"direct": WinogradOff, "winograd": WinogradOn} {
+		t.Run(name, func(t *testing.T) {
 			defer SetWinograd(SetWinograd(mode))
 			testConvBF16Cancel(t)
 		})

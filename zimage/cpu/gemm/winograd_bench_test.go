@@ -9,7 +9,8 @@ import (
 // BenchmarkConvWinograd compares the direct bf16 3×3 convolution with Winograd
 // on VAE-like shapes (ci→co channels, side² map, pad 1). GFLOP/s counts the
 // direct convolution's flops (2·co·ci·9 per output pixel), so Winograd's
-// figure is "effective".
+// figure is "effective"; GFLOP/cpu-s is per CPU second of the process (all
+// threads), steadier on a shared machine.
 //
 //	go test -run '^$' -bench ConvWinograd ./zimage/cpu/gemm/
 func BenchmarkConvWinograd(b *testing.B) {
@@ -32,6 +33,7 @@ func BenchmarkConvWinograd(b *testing.B) {
 			}
 			b.Run(name, func(b *testing.B) {
 				defer SetWinograd(SetWinograd(mode))
+				c0 := cpuTime()
 				for b.Loop() {
 					if err := ConvBiasCtx(b.Context(), true, c, a, x, bias, s.co, s.ci, s.side, s.side, 3, 3, 1, s.side, s.side); err != nil {
 						b.Fatal(err)
@@ -39,6 +41,7 @@ func BenchmarkConvWinograd(b *testing.B) {
 				}
 				flops := 2 * float64(s.co*s.ci*9*s.side*s.side)
 				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(flops*float64(b.N)/(cpuTime()-c0).Seconds()/1e9, "GFLOP/cpu-s")
 			})
 		}
 	}
