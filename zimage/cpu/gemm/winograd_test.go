@@ -145,6 +145,9 @@ func TestWinogradConv(t *testing.T) {
 		{17, 13, 23, 19, 1},
 		{70, 65, 12, 31, 1},
 		{12, 2, 41, 40, 1},
+		{9, 3, 1, 2, 2},
+		{10, 4, 5, 3, 3},
+		{64, 64, 13, 15, 1},
 	}
 	for _, blk := range [][3]int{{64, 48, 1 << 18}, {128, 6, 0}, {64, 12, 0}} {
 		winoCols, winoRows, inlineFlops = blk[0], blk[1], blk[2]
