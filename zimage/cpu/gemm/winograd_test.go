@@ -148,6 +148,8 @@ func TestWinogradConv(t *testing.T) {
 		{9, 3, 1, 2, 2},
 		{10, 4, 5, 3, 3},
 		{64, 64, 13, 15, 1},
+		{16, 6, 5, 131, 0}, // runs starting mid-row
+		{12, 4, 6, 200, 2},
 	}
 	for _, blk := range [][3]int{{64, 48, 1 << 18}, {128, 6, 0}, {64, 12, 0}} {
 		winoCols, winoRows, inlineFlops = blk[0], blk[1], blk[2]
