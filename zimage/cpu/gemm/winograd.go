@@ -143,8 +143,7 @@ func winoConv(stop *atomic.Bool, c, a, x, bias []float32, g *convGeom, m int) {
 	rSize := 4 * winoRowLen(nt) // padded input rows of a run
 	// M_ξ are ms floats apart: cb·nt plus one cache line, so that the 16
 	// loads of the output transform (one per ξ) do not all fall in the same
-	// L1 set (cb·nt·4 bytes is a multiple of 4 KiB); the last one also
-	// covers the overrun of a run's last block of 16 tiles.
+	// L1 set (cb·nt·4 bytes is a multiple of 4 KiB).
 	ms := cb*nt + 16
 	mSize := 16 * ms
 	bufs := make([]*[]float32, min(threads, nchunk*ncog))
