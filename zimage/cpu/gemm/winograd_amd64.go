@@ -2,6 +2,8 @@
 
 package gemm
 
+//go:generate go run gen_winograd.go
+
 // winoInAsm is winoInGo on 16 tiles per step (AVX-512); rows p0..p3 of
 // 32·nblk+2 floats, ds in uint16 values.
 //
