@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"math/rand/v2"
-	"strconv"
 	"testing"
 	"time"
 
@@ -21,11 +20,19 @@ import (
 // and CPU seconds per decode of each:
 //
 //	go test -run '^$' -bench VAEDecodeWinograd -benchtime 3x ./bench/
+//
+// The "real" cases use the real decoder's channels (128/256/512/512).
 func BenchmarkVAEDecodeWinograd(b *testing.B) {
-	cfg := weights.DefaultVAEConfig()
-	cfg.BlockOutChannels = []int{64, 128, 128, 128}
-	for _, side := range []int{256, 512} {
-		b.Run(strconv.Itoa(side), func(b *testing.B) {
+	medium := weights.DefaultVAEConfig()
+	medium.BlockOutChannels = []int{64, 128, 128, 128}
+	real := weights.DefaultVAEConfig()
+	for _, c := range []struct {
+		name string
+		cfg  weights.VAEConfig
+		side int
+	}{{"256", medium, 256}, {"512", medium, 512}, {"real/256", real, 256}, {"real/512", real, 512}} {
+		cfg, side := c.cfg, c.side
+		b.Run(c.name, func(b *testing.B) {
 			be := cpu.New(cpu.WithBF16(true))
 			d, err := vae.New(be, cfg, &randomSource{src: synthetic.VAE(cfg)})
 			if err != nil {
