@@ -14,7 +14,8 @@ var colBudget = 64 << 20 // a variable so tests can force tiling
 // A 1×1 kernel without padding is one GEMM on the input as it is. Otherwise
 // it is one GEMM W[Co, K]·im2col(x) whose B panels gemm.ConvCtx packs
 // straight from x (no column buffer; the kernel is widened to float32 once
-// per call). With WithBF16 the GEMMs run in bf16.
+// per call). With WithBF16 the GEMMs run in bf16, the large 3×3 ones as
+// Winograd F(2×2, 3×3) (gemm.SetWinograd).
 func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 	const op = "Conv2D"
 	shape, rule := compute.Conv2DShape(x, w, bias, pad)

@@ -47,9 +47,10 @@ func convRow(dst, x []float32, g *convGeom, p, j int) {
 // ConvCtx computes C [m, ho·wo] = A [m, ci·kh·kw] · im2col(x) for a
 // stride-1 convolution with zero padding pad of x [ci, h, w], output
 // [ho, wo], without materializing the column matrix: the B panels are
-// packed straight from the image. In bf16 when bf16 (as MatMulBF16Ctx);
-// otherwise the result equals MatMulCtx on the explicit im2col matrix bit
-// for bit.
+// packed straight from the image. In bf16 when bf16 (as MatMulBF16Ctx;
+// large 3×3 convolutions as Winograd F(2×2, 3×3), see winograd.go and
+// SetWinograd); otherwise the result equals MatMulCtx on the explicit
+// im2col matrix bit for bit.
 func ConvCtx(ctx context.Context, bf16 bool, c, a, x []float32, m, ci, h, w, kh, kw, pad, ho, wo int) error {
 	return ConvBiasCtx(ctx, bf16, c, a, x, nil, m, ci, h, w, kh, kw, pad, ho, wo)
 }
