@@ -250,7 +250,8 @@ func winoInputRun(dst []uint16, ds, hi int, rows, plane []float32, g *convGeom, 
 
 // winoAhead is how many channels ahead winoInput prefetches the input
 // rows: the runs are short (a few cache lines per row), too short for the
-// hardware prefetcher, and the image is usually out of cache.
+// hardware prefetcher, and the image is usually out of cache (2 ahead:
+// −15% CPU time for a 128→128 conv at 256²; 1–8 within 1%).
 var winoAhead = 2
 
 // winoPrefetch prefetches the input rows and columns a run of n tiles
@@ -264,6 +265,12 @@ func winoPrefetch(plane []float32, g *convGeom, ty, tx, n int) {
 	_ = plane[(y1-1)*g.w+x1-1]
 	prefetchRows(unsafe.Pointer(&plane[y0*g.w+x0]), 4*g.w, y1-y0, 4*(x1-x0))
 }
+
+// winoOutAhead is how many output channels ahead winoOutput prefetches
+// the rows it will write (0: none): the output is usually out of cache,
+// and each channel's rows of a chunk are short. One channel ahead saved
+// 3–15% of a 128→128 conv at 256² and 64→64 at 512² (CPU time, 8 pairs).
+var winoOutAhead = 1
 
 // winoRowLen is the length of a padded input row for n tiles: whole blocks
 // of 16 tiles, 2 columns each, plus the 2 columns the last tile overlaps.
@@ -324,6 +331,17 @@ func winoOutput(c, mb, bias []float32, g *convGeom, co0, cbn, ms, t0, nval, nt, 
 			nb := full / 16 // whole blocks of 16 two-column tiles
 			if r1 == nil {
 				nb = 0
+			}
+			if canPrefetch && winoOutAhead > 0 && i+winoOutAhead < cbn {
+				// The same rows of a later channel: out of cache too.
+				o := (co+winoOutAhead)*ho*wo + y*wo + 2*tx
+				rows := 2
+				if r1 == nil {
+					rows = 1
+				}
+				cols := min(2*n, wo-2*tx)
+				_ = c[o+(rows-1)*wo+cols-1]
+				prefetchRows(unsafe.Pointer(&c[o]), 4*wo, rows, 4*cols)
 			}
 			if nb > 0 {
 				winoOut(r0[2*tx:], r1[2*tx:], mx[j:], ms, bv, nb)
