@@ -1,0 +1,32 @@
+//go:build amd64 && !purego
+
+package cpu
+
+import "testing"
+
+// TestEWPaths reruns the element-wise kernel tests and the ops built on them
+// with AVX-512 off (AVX2 where present) and with both off (portable Go).
+func TestEWPaths(t *testing.T) {
+	save512, save2 := useAVX512, useAVX2
+	defer func() { useAVX512, useAVX2 = save512, save2 }()
+	for _, p := range []struct {
+		name         string
+		avx512, avx2 bool
+		have         bool
+	}{
+		{"avx512", true, save2, save512},
+		{"avx2", false, true, save2},
+		{"portable", false, false, true},
+	} {
+		if !p.have {
+			t.Logf("%s: not available on this machine", p.name)
+			continue
+		}
+		useAVX512, useAVX2 = p.avx512, p.avx2
+		t.Run(p.name+"/kernels", TestEWKernels)
+		t.Run(p.name+"/fused", TestFusedMatchesSequence)
+		t.Run(p.name+"/norms", TestNorms)
+		t.Run(p.name+"/rope", TestRoPE)
+		t.Run(p.name+"/layout", TestLayoutOps)
+	}
+}
