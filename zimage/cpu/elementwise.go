@@ -66,21 +66,12 @@ func (b *Backend) SwiGLU(gate, up compute.Tensor) compute.Tensor {
 
 // Add returns a + c.
 func (b *Backend) Add(a, c compute.Tensor) compute.Tensor {
-	return b.binary("Add", a, c, func(dst, x, y []float32) {
-		y = y[:len(x)]
-		for i, v := range x {
-			dst[i] = v + y[i]
-		}
-	})
+	return b.binary("Add", a, c, addRow)
 }
 
 // Scale returns x·s + c, the product rounded before the sum.
 func (b *Backend) Scale(x compute.Tensor, s, c float32) compute.Tensor {
-	return b.unary("Scale", x, func(dst, src []float32) {
-		for i, v := range src {
-			dst[i] = float32(v*s) + c
-		}
-	})
+	return b.unary("Scale", x, func(dst, src []float32) { scaleShiftRow(dst, src, s, c) })
 }
 
 // Modulate returns x·(1 + scale) with scale [D] broadcast over rows.
@@ -103,10 +94,7 @@ func (b *Backend) Modulate(x, scale compute.Tensor) compute.Tensor {
 	out := b.newTensor(tx.shape...)
 	parallelFor(b.threads, m, max(1, ewGrain/max(d, 1)), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			src, dst := xv[r*d:(r+1)*d], out.data[r*d:(r+1)*d]
-			for i, v := range src {
-				dst[i] = v * s1[i]
-			}
+			mulRow(out.data[r*d:(r+1)*d], xv[r*d:(r+1)*d], s1)
 		}
 	})
 	return out
@@ -116,12 +104,7 @@ func (b *Backend) Modulate(x, scale compute.Tensor) compute.Tensor {
 func (b *Backend) GatedAdd(x, y, gate compute.Tensor) compute.Tensor {
 	const op = "GatedAdd"
 	if gate == nil {
-		return b.binary(op, x, y, func(dst, a, c []float32) {
-			c = c[:len(a)]
-			for i, v := range a {
-				dst[i] = v + c[i]
-			}
-		})
+		return b.binary(op, x, y, addRow)
 	}
 	_, rule := compute.GatedAddShape(x, y, gate)
 	in, ok := b.operands(op, rule, x, y, gate)
@@ -141,10 +124,7 @@ func (b *Backend) GatedAdd(x, y, gate compute.Tensor) compute.Tensor {
 	out := b.newTensor(tx.shape...)
 	parallelFor(b.threads, m, max(1, ewGrain/max(d, 1)), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			a, c, dst := xv[r*d:(r+1)*d], yv[r*d:(r+1)*d], out.data[r*d:(r+1)*d]
-			for i, v := range a {
-				dst[i] = v + float32(g[i]*c[i])
-			}
+			gatedAddRow(out.data[r*d:(r+1)*d], xv[r*d:(r+1)*d], g, yv[r*d:(r+1)*d])
 		}
 	})
 	return out

@@ -32,15 +32,10 @@ func rmsScale(src []float32, eps float32) float32 {
 func rmsRow(dst, src, w []float32, eps float32) {
 	s := rmsScale(src, eps)
 	if w == nil {
-		for i, v := range src {
-			dst[i] = v * s
-		}
+		scaleRow(dst, src, s) // dst[i] = src[i]·s
 		return
 	}
-	w = w[:len(src)]
-	for i, v := range src {
-		dst[i] = float32(v*s) * w[i]
-	}
+	scaleMulRow(dst, src, w, s) // dst[i] = float32(src[i]·s)·w[i]
 }
 
 // optValues returns the float32 values of an optional operand (nil: nil,
@@ -86,9 +81,7 @@ func (b *Backend) RMSNormModulate(x, w, scale compute.Tensor, eps float32) compu
 		for r := lo; r < hi; r++ {
 			dst := out.data[r*d : (r+1)*d]
 			rmsRow(dst, xv[r*d:(r+1)*d], wv, eps)
-			for i, v := range dst {
-				dst[i] = v * s1[i]
-			}
+			mulRow(dst, dst, s1) // ·(1 + scale)
 		}
 	})
 	return out
@@ -130,14 +123,10 @@ func (b *Backend) RMSNormGatedAdd(x, y, w, gate compute.Tensor, eps float32) com
 			a, dst := xv[r*d:(r+1)*d], out.data[r*d:(r+1)*d]
 			rmsRow(dst, yv[r*d:(r+1)*d], wv, eps)
 			if g == nil {
-				for i, v := range a {
-					dst[i] = v + dst[i]
-				}
+				addRow(dst, a, dst)
 				continue
 			}
-			for i, v := range a {
-				dst[i] = v + float32(g[i]*dst[i])
-			}
+			gatedAddRow(dst, a, g, dst) // a + float32(tanh(gate)·norm)
 		}
 	})
 	return out
@@ -168,9 +157,7 @@ func (b *Backend) AddRMSNorm(x, y, w compute.Tensor, eps float32) (sum, norm com
 	parallelFor(b.threads, m, max(1, ewGrain/d), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			a, c, dst := xv[r*d:(r+1)*d], yv[r*d:(r+1)*d], s.data[r*d:(r+1)*d]
-			for i, v := range a {
-				dst[i] = v + c[i]
-			}
+			addRow(dst, a, c)
 			rmsRow(n.data[r*d:(r+1)*d], dst, wv, eps)
 		}
 	})
@@ -212,19 +199,9 @@ func (b *Backend) HeadRMSNormRoPE(x, w, cos, sin compute.Tensor, heads int, eps 
 				rmsRow(nrm, xv[r*d+h*dh:r*d+(h+1)*dh], wv, eps)
 				dst := out.data[r*d+h*dh : r*d+(h+1)*dh]
 				if interleaved {
-					for j := range half {
-						a, c := nrm[2*j], nrm[2*j+1]
-						co, si := cr[j], sr[j]
-						dst[2*j] = float32(a*co) - float32(c*si)
-						dst[2*j+1] = float32(a*si) + float32(c*co)
-					}
+					ropePairs(dst, nrm, cr, sr)
 				} else {
-					for j := range half {
-						a, c := nrm[j], nrm[j+half]
-						co, si := cr[j], sr[j]
-						dst[j] = float32(a*co) - float32(c*si)
-						dst[j+half] = float32(c*co) + float32(a*si)
-					}
+					ropeHalves(dst[:half], dst[half:], nrm[:half], nrm[half:], cr, sr)
 				}
 			}
 		}

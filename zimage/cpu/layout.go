@@ -27,19 +27,9 @@ func (b *Backend) RoPE(x, cos, sin compute.Tensor, heads int, interleaved bool) 
 				src := xv[r*d+h*dh : r*d+(h+1)*dh]
 				dst := out.data[r*d+h*dh : r*d+(h+1)*dh]
 				if interleaved {
-					for j := range half {
-						a, c := src[2*j], src[2*j+1]
-						co, si := cr[j], sr[j]
-						dst[2*j] = float32(a*co) - float32(c*si)
-						dst[2*j+1] = float32(a*si) + float32(c*co)
-					}
+					ropePairs(dst, src, cr, sr)
 				} else {
-					for j := range half {
-						a, c := src[j], src[j+half]
-						co, si := cr[j], sr[j]
-						dst[j] = float32(a*co) - float32(c*si)
-						dst[j+half] = float32(c*co) + float32(a*si)
-					}
+					ropeHalves(dst[:half], dst[half:], src[:half], src[half:], cr, sr)
 				}
 			}
 		}
@@ -66,10 +56,7 @@ func (b *Backend) Upsample2x(x compute.Tensor) compute.Tensor {
 		for r := lo; r < hi; r++ { // r = ch·h + y
 			src := xv[r*w : (r+1)*w]
 			dst := out.data[r*4*w : (r+1)*4*w]
-			for i, v := range src {
-				dst[2*i] = v
-				dst[2*i+1] = v
-			}
+			dupPairs(dst[:2*w], src)
 			copy(dst[2*w:], dst[:2*w])
 		}
 	})
