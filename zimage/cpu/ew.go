@@ -87,3 +87,10 @@ func dupPairsGo(dst, src []float32) {
 		dst[2*i+1] = v
 	}
 }
+
+// dupPairs2Go sets dst0[2i] = dst0[2i+1] = dst1[2i] = dst1[2i+1] = src[i]:
+// one source row of Upsample2x into its two output rows.
+func dupPairs2Go(dst0, dst1, src []float32) {
+	dupPairsGo(dst0, src)
+	copy(dst1[:2*len(src)], dst0[:2*len(src)])
+}

@@ -36,6 +36,9 @@ func ropeHalvesAVX512(dlo, dhi, a, c, co, si *float32, n int)
 func dupPairsAVX512(dst, src *float32, n int)
 
 //go:noescape
+func dupPairs2AVX512(dst0, dst1, src *float32, n int)
+
+//go:noescape
 func addAVX2(dst, a, c *float32, n int)
 
 //go:noescape
@@ -61,6 +64,9 @@ func ropeHalvesAVX2(dlo, dhi, a, c, co, si *float32, n int)
 
 //go:noescape
 func dupPairsAVX2(dst, src *float32, n int)
+
+//go:noescape
+func dupPairs2AVX2(dst0, dst1, src *float32, n int)
 
 // The wrappers reslice every operand to the run's length first, so a short
 // operand panics in Go before the assembly could read past it; the vector
@@ -194,4 +200,18 @@ func dupPairs(dst, src []float32) {
 		}
 	}
 	dupPairsGo(dst[2*n:], src[n:])
+}
+
+// dupPairs2 sets dst0[2i] = dst0[2i+1] = dst1[2i] = dst1[2i+1] = src[i].
+func dupPairs2(dst0, dst1, src []float32) {
+	dst0, dst1 = dst0[:2*len(src)], dst1[:2*len(src)]
+	n := vecLen(len(src))
+	if n > 0 {
+		if useAVX512 {
+			dupPairs2AVX512(&dst0[0], &dst1[0], &src[0], n)
+		} else {
+			dupPairs2AVX2(&dst0[0], &dst1[0], &src[0], n)
+		}
+	}
+	dupPairs2Go(dst0[2*n:], dst1[2*n:], src[n:])
 }

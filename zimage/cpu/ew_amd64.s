@@ -338,6 +338,36 @@ dupPairsAVX512_done:
 	VZEROUPPER
 	RET
 
+// func dupPairs2AVX512(dst0 *float32, dst1 *float32, src *float32, n int)
+// dst0[2i] = dst0[2i+1] = dst1[2i] = dst1[2i+1] = src[i]; n a multiple of 16.
+TEXT ·dupPairs2AVX512(SB), NOSPLIT, $0-32
+	MOVQ dst0+0(FP), DI
+	MOVQ dst1+8(FP), SI
+	MOVQ src+16(FP), DX
+	MOVQ n+24(FP), CX
+	VMOVUPS duploAVX512<>(SB), Z8
+	VMOVUPS duphiAVX512<>(SB), Z9
+	SHRQ $4, CX
+	JZ dupPairs2AVX512_done
+
+dupPairs2AVX512_loop:
+	VMOVUPS (DX), Z0
+	VPERMPS Z0, Z8, Z1
+	VPERMPS Z0, Z9, Z2
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z2, 64(DI)
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z2, 64(SI)
+	ADDQ $128, DI
+	ADDQ $128, SI
+	ADDQ $64, DX
+	DECQ CX
+	JNZ dupPairs2AVX512_loop
+
+dupPairs2AVX512_done:
+	VZEROUPPER
+	RET
+
 // func addAVX2(dst *float32, a *float32, c *float32, n int)
 // dst[i] = a[i] + c[i]; n a multiple of 8.
 TEXT ·addAVX2(SB), NOSPLIT, $0-32
@@ -585,6 +615,36 @@ dupPairsAVX2_loop:
 	JNZ dupPairsAVX2_loop
 
 dupPairsAVX2_done:
+	VZEROUPPER
+	RET
+
+// func dupPairs2AVX2(dst0 *float32, dst1 *float32, src *float32, n int)
+// dst0[2i] = dst0[2i+1] = dst1[2i] = dst1[2i+1] = src[i]; n a multiple of 8.
+TEXT ·dupPairs2AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst0+0(FP), DI
+	MOVQ dst1+8(FP), SI
+	MOVQ src+16(FP), DX
+	MOVQ n+24(FP), CX
+	VMOVUPS duploAVX2<>(SB), Y8
+	VMOVUPS duphiAVX2<>(SB), Y9
+	SHRQ $3, CX
+	JZ dupPairs2AVX2_done
+
+dupPairs2AVX2_loop:
+	VMOVUPS (DX), Y0
+	VPERMPS Y0, Y8, Y1
+	VPERMPS Y0, Y9, Y2
+	VMOVUPS Y1, (DI)
+	VMOVUPS Y2, 32(DI)
+	VMOVUPS Y1, (SI)
+	VMOVUPS Y2, 32(SI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	ADDQ $32, DX
+	DECQ CX
+	JNZ dupPairs2AVX2_loop
+
+dupPairs2AVX2_done:
 	VZEROUPPER
 	RET
 

@@ -11,3 +11,4 @@ func gatedAddRow(dst, a, g, c []float32)             { gatedAddRowGo(dst, a, g, 
 func ropePairs(dst, src, co, si []float32)           { ropePairsGo(dst, src, co, si) }
 func ropeHalves(dlo, dhi, a, c, co, si []float32)    { ropeHalvesGo(dlo, dhi, a, c, co, si) }
 func dupPairs(dst, src []float32)                    { dupPairsGo(dst, src) }
+func dupPairs2(dst0, dst1, src []float32)            { dupPairs2Go(dst0, dst1, src) }

@@ -111,6 +111,10 @@ func TestEWKernels(t *testing.T) {
 			dupPairs(g2, a)
 			dupPairsGo(w2, a)
 			sameBits(t, "dupPairs", n, g2, w2)
+			g3, w3 := make([]float32, 2*n), make([]float32, 2*n)
+			dupPairs2(g2, g3, c)
+			dupPairs2Go(w2, w3, c)
+			sameBits(t, "dupPairs2", n, append(g2, g3...), append(w2, w3...))
 		}
 	}
 }

@@ -161,6 +161,20 @@ func kernels() []kernel {
 	VMOVUPS @1, (DI)
 	VMOVUPS @2, %B(DI)`,
 			step: map[string]string{"DI": "2*%B", "SI": "%B"}},
+		{name: "dupPairs2", doc: "dst0[2i] = dst0[2i+1] = dst1[2i] = dst1[2i+1] = src[i]",
+			args: append(ptrs("dst0", "dst1", "src"), n),
+			pre: `
+	VMOVUPS duplo%I<>(SB), @8
+	VMOVUPS duphi%I<>(SB), @9`,
+			body: `
+	VMOVUPS (DX), @0
+	VPERMPS @0, @8, @1
+	VPERMPS @0, @9, @2
+	VMOVUPS @1, (DI)
+	VMOVUPS @2, %B(DI)
+	VMOVUPS @1, (SI)
+	VMOVUPS @2, %B(SI)`,
+			step: map[string]string{"DI": "2*%B", "SI": "2*%B", "DX": "%B"}},
 	}
 }
 

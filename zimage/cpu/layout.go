@@ -56,8 +56,7 @@ func (b *Backend) Upsample2x(x compute.Tensor) compute.Tensor {
 		for r := lo; r < hi; r++ { // r = ch·h + y
 			src := xv[r*w : (r+1)*w]
 			dst := out.data[r*4*w : (r+1)*4*w]
-			dupPairs(dst[:2*w], src)
-			copy(dst[2*w:], dst[:2*w])
+			dupPairs2(dst[:2*w], dst[2*w:], src)
 		}
 	})
 	return out
