@@ -102,6 +102,10 @@ func (b *Backend) groupNorm(op string, x, w, bias compute.Tensor, groups int, ep
 	if hw == 0 {
 		return out
 	}
+	if groupNormByGroup(b.threads, groups, hw) {
+		groupNormGroups(b.threads, out.data, xv, wv, bv, groups, cg, hw, eps, silu) // groupnorm.go
+		return out
+	}
 	// Per-channel sums in parallel (float32 lanes over blocks of
 	// sumBlockLen, float64 beyond), then per-group statistics; the variance
 	// is a second pass around the group mean.

@@ -1,0 +1,51 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestGroupNormByGroup checks that the group-by-group GroupNorm and
+// GroupNormSiLU (groupNormGroups) match the channel-parallel passes bit for
+// bit: a backend with more threads than groups/2 takes the channel path.
+func TestGroupNormByGroup(t *testing.T) {
+	for _, c := range []struct{ c, h, w, groups int }{
+		{8, 4, 4, 2}, {16, 40, 40, 4}, {32, 8, 6, 8}, {64, 16, 48, 32}, {12, 12, 12, 6},
+	} {
+		r := rand.New(rand.NewPCG(9, uint64(c.c*c.h)))
+		xv := randVec(r, c.c*c.h*c.w)
+		for i := range xv {
+			xv[i] = xv[i]*0.5 + 3
+		}
+		wv, bv := randVec(r, c.c), randVec(r, c.c)
+		chanThreads := c.groups/2 + 1
+		if groupNormByGroup(chanThreads, c.groups, c.h*c.w) || !groupNormByGroup(1, c.groups, c.h*c.w) {
+			t.Fatalf("%v: paths not selected as the test expects", c)
+		}
+		for _, silu := range []bool{false, true} {
+			run := func(threads int) []float32 {
+				b := New(WithThreads(threads))
+				x, w, bias := b.FromHost(xv, c.c, c.h, c.w), b.FromHost(wv, c.c), b.FromHost(bv, c.c)
+				if silu {
+					return host(t, b, b.GroupNormSiLU(x, w, bias, c.groups, 1e-6))
+				}
+				return host(t, b, b.GroupNorm(x, w, bias, c.groups, 1e-6))
+			}
+			want := run(chanThreads)
+			for _, threads := range []int{1, 2} {
+				if !groupNormByGroup(threads, c.groups, c.h*c.w) {
+					continue
+				}
+				got := run(threads)
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%s silu=%v threads=%d [%d]: got %v, want %v",
+							fmt.Sprint(c), silu, threads, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
