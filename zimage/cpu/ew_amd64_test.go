@@ -24,6 +24,8 @@ func TestEWPaths(t *testing.T) {
 		}
 		useAVX512, useAVX2 = p.avx512, p.avx2
 		t.Run(p.name+"/kernels", TestEWKernels)
+		t.Run(p.name+"/sumruns", TestSumRuns)
+		t.Run(p.name+"/groupnorm", TestGroupNormByGroup)
 		t.Run(p.name+"/fused", TestFusedMatchesSequence)
 		t.Run(p.name+"/norms", TestNorms)
 		t.Run(p.name+"/rope", TestRoPE)

@@ -129,3 +129,23 @@ func TestEWShortOperand(t *testing.T) {
 	}()
 	addRow(make([]float32, 64), make([]float32, 64), make([]float32, 63))
 }
+
+// TestSumRuns checks sqDevRun against a plain loop of sqDevBlock over
+// sumBlockLen blocks, bit for bit.
+func TestSumRuns(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 9))
+	for _, n := range []int{0, 1, 17, 1023, 1024, 4095, 4096, 4096 + 5, 3 * 4096, 3*4096 + 1024 + 7, 5*4096 + 3000} {
+		x := ewVec(r, n, false)
+		for i := range x {
+			x[i] = x[i]*0.1 + 2
+		}
+		mu := float32(1.9)
+		var wq float64
+		for i := 0; i < n; i += sumBlockLen {
+			wq += sqDevBlock(x[i:min(i+sumBlockLen, n)], mu)
+		}
+		if gq := sqDevRun(x, mu); math.Float64bits(gq) != math.Float64bits(wq) {
+			t.Fatalf("sqDevRun n=%d: got %v, want %v", n, gq, wq)
+		}
+	}
+}

@@ -20,10 +20,7 @@ import (
 // rmsScale is RMSNorm's 1/sqrt(mean(x²)+eps): Σx² in float32 lanes per
 // block of sumBlockLen values, float64 across blocks.
 func rmsScale(src []float32, eps float32) float32 {
-	var ss float64
-	for i := 0; i < len(src); i += sumBlockLen {
-		ss += sqDevBlock(src[i:min(i+sumBlockLen, len(src))], 0)
-	}
+	ss := sqDevRun(src, 0)
 	return float32(1 / math.Sqrt(ss/float64(len(src))+float64(eps)))
 }
 

@@ -36,14 +36,12 @@ func groupNormGroups(threads int, out, xv, wv, bv []float32, groups, cg, hw int,
 				t += v
 			}
 			mean := float32(t / n)
-			// Variance around the mean, the same way.
+			// Variance around the mean, the same way; the group is in
+			// cache now, so sqDevRun may run four blocks' chains at once
+			// (on the first, streaming pass that costs the prefetcher
+			// more than it gains).
 			for k := range cg {
-				row := xv[x0+k*hw : x0+(k+1)*hw]
-				var s float64
-				for i := 0; i < hw; i += sumBlockLen {
-					s += sqDevBlock(row[i:min(i+sumBlockLen, hw)], mean)
-				}
-				sums[k] = s
+				sums[k] = sqDevRun(xv[x0+k*hw:x0+(k+1)*hw], mean)
 			}
 			t = 0
 			for _, v := range sums {
