@@ -43,3 +43,23 @@ func BenchmarkEW(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSqDevRun times sqDevRun against the block-by-block loop it
+// replaces (the same sums) on a 16384-value run in L1/L2.
+func BenchmarkSqDevRun(b *testing.B) {
+	const n = 16384
+	x := randVec(rand.New(rand.NewPCG(1, 1)), n)
+	b.Run("run", func(b *testing.B) {
+		for b.Loop() {
+			sqDevRun(x, 0.5)
+		}
+	})
+	b.Run("blocks", func(b *testing.B) {
+		for b.Loop() {
+			var s float64
+			for i := 0; i < n; i += sumBlockLen {
+				s += sqDevBlock(x[i:i+sumBlockLen], 0.5)
+			}
+		}
+	})
+}
