@@ -1,8 +1,6 @@
 package gemm
 
 import (
-	"math/bits"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -29,35 +27,6 @@ var directMaxM = 16
 // inlineFlops is the problem size (m·n·k) below which a call runs on the
 // calling goroutine only.
 var inlineFlops = 1 << 18
-
-// Scratch buffers are pooled by power-of-two capacity, so a call never
-// takes (and drops) a buffer too small for it.
-var bufPools [48]sync.Pool // bucket b holds *[]float32 with cap 2^b (+ alignment slack)
-
-// getBuf returns a scratch slice of n floats starting on a 64-byte
-// boundary (so packed panels never split cache lines). Release it with
-// putBuf.
-func getBuf(n int) *[]float32 {
-	b := bits.Len(uint(max(n, 1) - 1))
-	if p, ok := bufPools[b].Get().(*[]float32); ok {
-		*p = (*p)[:n]
-		return p
-	}
-	raw := make([]float32, 1<<b+16)
-	off := 0
-	if mis := uintptr(unsafe.Pointer(&raw[0])) & 63; mis != 0 {
-		off = int(64-mis) / 4
-	}
-	s := raw[off : off+n : off+1<<b]
-	return &s
-}
-
-func putBuf(p *[]float32) {
-	b := bits.Len(uint(cap(*p) - 1))
-	if 1<<b == cap(*p) {
-		bufPools[b].Put(p)
-	}
-}
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 

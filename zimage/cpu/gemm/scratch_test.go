@@ -1,0 +1,51 @@
+package gemm
+
+import (
+	"runtime"
+	"testing"
+	"unsafe"
+)
+
+// TestScratchFreeList checks the scratch free list: a returned buffer is
+// reused (also after a GC, which empties a sync.Pool), is 64-byte aligned,
+// the cap drops the least recently returned buffers first, and a buffer
+// over the cap is not kept.
+func TestScratchFreeList(t *testing.T) {
+	saved := scratchCap
+	defer func() { scratchCap = saved; TrimScratch() }()
+	TrimScratch()
+	scratchCap = 10 << 10
+
+	same := func(p, q *[]float32) bool { return &(*p)[:1][0] == &(*q)[:1][0] }
+	a := getBuf(1000) // bucket 1024
+	if len(*a) != 1000 || cap(*a) != 1024 || uintptr(unsafe.Pointer(&(*a)[0]))%64 != 0 {
+		t.Fatalf("getBuf(1000): len %d cap %d, %% 64 = %d", len(*a), cap(*a), uintptr(unsafe.Pointer(&(*a)[0]))%64)
+	}
+	putBuf(a)
+	runtime.GC()
+	runtime.GC()
+	b := getBuf(600) // same bucket
+	if !same(a, b) || len(*b) != 600 {
+		t.Fatal("a returned buffer was not reused after a GC")
+	}
+	c := getBuf(1024)
+	d := getBuf(2000) // bucket 2048: 8 KiB
+	putBuf(b)
+	putBuf(c)
+	putBuf(d) // 16 KiB > 10 KiB: b and c (the oldest) go
+	if scratch.bytes != 4*2048 || len(scratch.free[10]) != 0 {
+		t.Fatalf("free list holds %d bytes (%d in bucket 10), want 8192 (0)", scratch.bytes, len(scratch.free[10]))
+	}
+	if e := getBuf(1500); !same(e, d) {
+		t.Fatal("the newest buffer was dropped")
+	}
+	big := getBuf(4000) // 16 KiB
+	putBuf(big)
+	if scratch.bytes != 0 {
+		t.Fatal("a buffer larger than the cap was kept")
+	}
+	TrimScratch()
+	if scratch.bytes != 0 {
+		t.Fatal("TrimScratch left buffers")
+	}
+}
