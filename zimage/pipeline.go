@@ -451,7 +451,11 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (*Result, error) {
 	res, err = p.retryOnCPU(ctx, pl, res, err)
 	// Leave the backend clean for the next Run whatever happened.
 	p.b.ResetErr()
-	if t, ok := p.b.(interface{ Trim() }); ok {
+	// A backend with a working-set pool keeps up to its cap for the next
+	// Run (cpu: a second generation at the same size takes no fresh memory).
+	if t, ok := p.b.(interface{ TrimToCap() }); ok {
+		t.TrimToCap()
+	} else if t, ok := p.b.(interface{ Trim() }); ok {
 		t.Trim()
 	}
 	if err != nil {

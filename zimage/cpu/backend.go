@@ -13,7 +13,8 @@
 // Tensor memory: activations are Go slices. Free returns an activation's
 // buffer to a bounded per-backend free list (reused by later ops of the same
 // size, which avoids re-zeroing and GC churn in the repeated block shapes of
-// the networks); Trim empties it. A freed handle, and every view of it,
+// the networks); TrimToCap cuts it back to its cap between requests, Trim
+// empties it. A freed handle, and every view of it,
 // reports an error when used again instead of reading recycled memory.
 //
 // Cancellation: SetContext gives the backend a request's context
@@ -79,6 +80,11 @@ type Backend struct {
 	bufs      map[int][]pooledBuf // by capacity (bufpool.go)
 	poolBytes int64
 	poolSeq   uint64
+	// The request's working set (bufpool.go): bytes handed out by alloc
+	// and not released, that count when the request began (tensors of
+	// earlier requests never freed stay out of it), and the most live
+	// bytes since then.
+	live, liveBase, peakLive int64
 }
 
 var _ compute.Backend = (*Backend)(nil)
@@ -140,6 +146,7 @@ func (b *Backend) Trim() {
 	b.bufMu.Lock()
 	b.bufs = nil
 	b.poolBytes = 0
+	b.liveBase, b.peakLive = b.live, 0
 	b.bufMu.Unlock()
 }
 

@@ -11,6 +11,24 @@ package cpu
 //   - when a release would pass the cap, the least recently released
 //     buffers are dropped first: the sizes in use now stay, those of an
 //     earlier stage (or resolution) go.
+//
+// The cap follows the working set: within a request it is the larger of
+// the configured cap (WithPoolBytes, 1 GiB by default) and the most bytes
+// of activations live at once since the request began — memory the request
+// has shown it needs, so the pool costs at most that much again, about what
+// Go's default GC heap goal would leave as garbage anyway — so no stage
+// drops the buffers of the one before just because the generation is large.
+// Between requests (TrimToCap, which the Pipeline calls after every Run) the
+// pool is cut back to the configured cap, oldest first: a second generation
+// at a size whose buffers fit the cap (the 262 M-parameter model's 512²,
+// ~0.7 GB) takes no fresh memory at all, while a 1024²–2048² generation
+// keeps 1 GiB of its buffers, not many GB, once it is done.
+//
+// Transparent huge pages for fresh buffers (MADV_HUGEPAGE on the 2 MiB
+// aligned interior of large Go slices, which keeps them GC-owned) were
+// tried and dropped: ~340 huge-page faults instead of ~240K small ones in a
+// first 512² generation, but its system time went from 0.5–0.7 s to
+// 1.7–1.9 s on the 2-vCPU VM measured (bench/README.md).
 
 // pooledBuf is a freed buffer (len = cap) and its release stamp.
 type pooledBuf struct {
@@ -35,6 +53,7 @@ func (b *Backend) alloc(n int) []float32 {
 		}
 	}
 	if c == 0 {
+		b.noteLive(4 * int64(n))
 		b.bufMu.Unlock()
 		return make([]float32, n)
 	}
@@ -47,6 +66,7 @@ func (b *Backend) alloc(n int) []float32 {
 		b.bufs[c] = l[:len(l)-1]
 	}
 	b.poolBytes -= 4 * int64(c)
+	b.noteLive(4 * int64(c))
 	b.bufMu.Unlock()
 	return e.buf[:n]
 }
@@ -60,10 +80,12 @@ func (b *Backend) release(buf []float32) {
 	size := 4 * int64(c)
 	b.bufMu.Lock()
 	defer b.bufMu.Unlock()
-	if size > b.poolCap {
+	b.live -= size
+	limit := max(b.poolCap, b.peakLive)
+	if b.poolCap <= 0 || size > limit {
 		return
 	}
-	for b.poolBytes+size > b.poolCap {
+	for b.poolBytes+size > limit {
 		b.dropOldest()
 	}
 	if b.bufs == nil {
@@ -91,4 +113,22 @@ func (b *Backend) dropOldest() {
 		b.bufs[k0] = l[1:]
 	}
 	b.poolBytes -= 4 * int64(k0)
+}
+
+// noteLive counts n bytes handed out. The caller holds bufMu.
+func (b *Backend) noteLive(n int64) {
+	b.live += n
+	b.peakLive = max(b.peakLive, b.live-b.liveBase)
+}
+
+// TrimToCap ends a request: it cuts the free list down to the configured
+// cap (WithPoolBytes), least recently released buffers first, and restarts
+// the working-set measure that lets the cap grow within a request.
+func (b *Backend) TrimToCap() {
+	b.bufMu.Lock()
+	defer b.bufMu.Unlock()
+	for b.poolBytes > b.poolCap {
+		b.dropOldest()
+	}
+	b.liveBase, b.peakLive = b.live, 0
 }

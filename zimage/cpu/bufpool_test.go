@@ -40,6 +40,7 @@ func TestBufPool(t *testing.T) {
 		t.Fatalf("pool not empty: %d bytes, %d sizes", b.poolBytes, len(b.bufs))
 	}
 	big := b.alloc(4000)
+	b.TrimToCap() // big now belongs to an earlier request
 	b.release(big)
 	if b.poolBytes != 0 {
 		t.Fatal("a buffer larger than the cap was kept")
@@ -53,4 +54,44 @@ func TestBufPool(t *testing.T) {
 		t.Fatal("alloc(0) not empty")
 	}
 	b.release(nil)
+}
+
+// TestBufPoolWorkingSet checks that within a request the cap grows to the
+// most bytes live at once (no stage drops the buffers of the one before),
+// that TrimToCap cuts the pool back to the configured cap oldest first and
+// restarts the measure, and that WithPoolBytes(0) still disables reuse.
+func TestBufPoolWorkingSet(t *testing.T) {
+	b := New(WithPoolBytes(4 * 1000))
+	// A "stage" with 3000 floats live at once, then one of other sizes.
+	x, y, z := b.alloc(1000), b.alloc(1000), b.alloc(1000)
+	b.release(x)
+	b.release(y)
+	b.release(z)
+	if b.poolBytes != 4*3000 {
+		t.Fatalf("pool holds %d bytes, want %d: the working set was dropped", b.poolBytes, 4*3000)
+	}
+	u := b.alloc(2500) // fresh: live 2500 < 3000, pool + u > 3000 on release
+	b.release(u)
+	if b.poolBytes != 4*(2500) {
+		t.Fatalf("pool holds %d bytes, want %d (oldest dropped at the working set)", b.poolBytes, 4*2500)
+	}
+	b.TrimToCap()
+	if b.poolBytes != 0 {
+		t.Fatalf("TrimToCap left %d bytes over a cap of %d", b.poolBytes, 4*1000)
+	}
+	b.release(b.alloc(1000))
+	b.release(b.alloc(800))
+	b.TrimToCap() // 1800 floats > cap: the 1000 (older) goes
+	if b.poolBytes != 4*800 {
+		t.Fatalf("TrimToCap kept %d bytes, want %d (the newest)", b.poolBytes, 4*800)
+	}
+	if b.peakLive != 0 || b.live != 0 {
+		t.Fatalf("after TrimToCap: peak %d live %d, want 0", b.peakLive, b.live)
+	}
+
+	off := New(WithPoolBytes(0))
+	off.release(off.alloc(100))
+	if off.poolBytes != 0 {
+		t.Fatal("WithPoolBytes(0) kept a buffer")
+	}
 }

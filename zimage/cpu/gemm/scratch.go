@@ -4,8 +4,6 @@ import (
 	"math/bits"
 	"sync"
 	"unsafe"
-
-	"github.com/zimage/zimage/internal/hugepage"
 )
 
 // Scratch buffers (packed panels, the bf16 conv image) are kept on a free
@@ -48,7 +46,6 @@ func getBuf(n int) *[]float32 {
 	}
 	scratch.mu.Unlock()
 	raw := make([]float32, 1<<b+16)
-	hugepage.Float32s(raw)
 	off := 0
 	if mis := uintptr(unsafe.Pointer(&raw[0])) & 63; mis != 0 {
 		off = int(64-mis) / 4
