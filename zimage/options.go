@@ -30,6 +30,8 @@ type options struct {
 	controlnet string // WithControlNet (controlnet.go)
 
 	selfTest SelfTestMode // WithSelfTest (selftest.go)
+
+	warm [2]int // WithWarmup width, height (warmup.go)
 }
 
 // WithDevice selects the compute device: "cpu", "cuda" (or "cuda:N" for

@@ -249,6 +249,7 @@ func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 			return nil, fmt.Errorf("zimage: load %s: %w", path, err)
 		}
 	}
+	p.warmup(&o) // warmup.go
 	log.Info("zimage: loaded", "model", path, "backend", p.b.Name(),
 		"dit_dim", m.DiT.Dim, "dit_layers", m.DiT.NLayers, "text_layers", m.TextEncoder.NumHiddenLayers)
 	return p, nil

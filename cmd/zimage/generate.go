@@ -220,6 +220,7 @@ func (g *generateArgs) loadOptions(dev zimage.DeviceChoice, onDownload func(hub.
 		zimage.WithSingleFiles(g.transformer, g.textEncoder, g.vae, g.tokenizer),
 		zimage.WithDownloadProgress(onDownload),
 		zimage.WithLogger(g.log), zimage.WithSelfTest(g.selfTest.mode),
+		zimage.WithWarmup(g.width, g.height), // first Run's fresh memory faulted in at load
 	}, append(g.loras.mergeOptions(), g.control.options()...)...)
 }
 

@@ -85,6 +85,7 @@ type Backend struct {
 	// earlier requests never freed stay out of it), and the most live
 	// bytes since then.
 	live, liveBase, peakLive int64
+	reserve                  []float32 // pre-faulted memory not handed out yet (reserve.go)
 }
 
 var _ compute.Backend = (*Backend)(nil)
@@ -147,7 +148,9 @@ func (b *Backend) Trim() {
 	b.bufs = nil
 	b.poolBytes = 0
 	b.liveBase, b.peakLive = b.live, 0
+	rest := b.endReserve()
 	b.bufMu.Unlock()
+	dropPages(rest)
 }
 
 // Tensor is a CPU tensor: a float32 activation, a view of one, or a

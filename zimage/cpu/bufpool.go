@@ -53,9 +53,15 @@ func (b *Backend) alloc(n int) []float32 {
 		}
 	}
 	if c == 0 {
-		b.noteLive(4 * int64(n))
+		buf := b.fromReserve(n) // reserve.go
+		if buf == nil {
+			b.noteLive(4 * int64(n))
+			b.bufMu.Unlock()
+			return make([]float32, n)
+		}
+		b.noteLive(4 * int64(cap(buf)))
 		b.bufMu.Unlock()
-		return make([]float32, n)
+		return buf
 	}
 	l := b.bufs[c]
 	e := l[len(l)-1]
@@ -126,9 +132,11 @@ func (b *Backend) noteLive(n int64) {
 // the working-set measure that lets the cap grow within a request.
 func (b *Backend) TrimToCap() {
 	b.bufMu.Lock()
-	defer b.bufMu.Unlock()
 	for b.poolBytes > b.poolCap {
 		b.dropOldest()
 	}
 	b.liveBase, b.peakLive = b.live, 0
+	rest := b.endReserve()
+	b.bufMu.Unlock()
+	dropPages(rest)
 }

@@ -1,0 +1,77 @@
+package cpu
+
+import (
+	"testing"
+	"unsafe"
+)
+
+// TestReserve checks the pre-faulted reserve: allocs that miss the pool
+// take disjoint, 64-byte-spaced pieces of it in order; a request larger
+// than what is left gets fresh memory; pieces are ordinary pool buffers
+// once released; TrimToCap ends the reserve without disturbing the pieces
+// still in use (their data survives the tail's pages being dropped).
+func TestReserve(t *testing.T) {
+	const mib = 1 << 20
+	b := New(WithPoolBytes(64 * mib))
+	b.Reserve(8 * mib) // 2 Mi floats
+	if len(b.reserve) != 2<<20 {
+		t.Fatalf("reserve holds %d floats, want %d", len(b.reserve), 2<<20)
+	}
+	slab := unsafe.Pointer(unsafe.SliceData(b.reserve))
+	at := func(x []float32) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(x))) - uintptr(slab) }
+
+	x := b.alloc(1000) // piece [0, 1008)
+	y := b.alloc(500)  // piece [1008, 1520)
+	if at(x) != 0 || len(x) != 1000 || cap(x) != 1008 {
+		t.Fatalf("first piece at %d len %d cap %d", at(x), len(x), cap(x))
+	}
+	if at(y) != 4*1008 || cap(y) != 512 {
+		t.Fatalf("second piece at %d cap %d, want %d and 512", at(y), cap(y), 4*1008)
+	}
+	big := b.alloc(3 << 20)      // more than is left: fresh memory
+	if p := at(big); p < 8*mib { // (wraps around when big lies below the slab)
+		t.Fatal("a request larger than the reserve's rest was carved from it")
+	}
+	b.release(big)
+	z := b.alloc(1 << 20) // 4 MiB: fits what is left
+	if at(z) != 4*1520 {
+		t.Fatalf("third piece at %d, want %d", at(z), 4*1520)
+	}
+	for i := range x {
+		x[i] = float32(i)
+	}
+	b.release(y)
+	if got := b.alloc(500); &got[0] != &y[0] {
+		t.Fatal("a released piece was not reused from the pool")
+	}
+	b.TrimToCap()
+	if b.reserve != nil {
+		t.Fatal("TrimToCap kept the reserve")
+	}
+	for i := range x {
+		if x[i] != float32(i) {
+			t.Fatalf("piece data changed after TrimToCap: x[%d] = %v", i, x[i])
+		}
+	}
+	b.release(x)
+	b.release(z)
+	if got := b.alloc(2 << 20); len(got) != 2<<20 {
+		t.Fatal("alloc after the reserve ended failed")
+	}
+
+	// The reserve never exceeds the pool cap; a zero cap reserves nothing.
+	small := New(WithPoolBytes(4096))
+	small.Reserve(1 << 30)
+	if len(small.reserve) != 1024 {
+		t.Fatalf("reserve of %d floats over a 4 KiB cap", len(small.reserve))
+	}
+	small.Trim()
+	if small.reserve != nil {
+		t.Fatal("Trim kept the reserve")
+	}
+	off := New(WithPoolBytes(0))
+	off.Reserve(1 << 20)
+	if off.reserve != nil {
+		t.Fatal("WithPoolBytes(0) reserved memory")
+	}
+}

@@ -1,0 +1,54 @@
+package zimage
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/zimage/zimage/internal/fixturefs"
+	"github.com/zimage/zimage/zimage/cpu"
+)
+
+// TestWarmup checks WithWarmup: Load reserves the estimated memory on a CPU
+// backend, the image is bit-identical to one without the warm-up (fp32 and
+// bf16), a Run at another size works, and the reserve ends with the Run.
+func TestWarmup(t *testing.T) {
+	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
+	c := e2eCases(t)[0]
+	for _, prec := range []Precision{Float32, BFloat16} {
+		run := func(b *cpu.Backend, opts ...Option) []byte {
+			t.Helper()
+			p, err := Load(context.Background(), dir, append(opts, WithBackend(b), WithPrecision(prec))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if len(opts) > 0 && b.ReservedBytes() == 0 {
+				t.Fatal("WithWarmup reserved nothing")
+			}
+			res, err := p.Run(context.Background(), c.request())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.ReservedBytes() != 0 {
+				t.Fatal("the reserve outlived the Run")
+			}
+			req := c.request()
+			req.Width, req.Height = req.Width+16, req.Height+32
+			if _, err := p.Run(context.Background(), req); err != nil {
+				t.Fatalf("another size after a warm-up: %v", err)
+			}
+			return rgbBytes(res)
+		}
+		bf := prec == BFloat16
+		cold := run(cpu.New(cpu.WithBF16(bf)))
+		warm := run(cpu.New(cpu.WithBF16(bf)), WithWarmup(c.Width, c.Height))
+		if !bytes.Equal(cold, warm) {
+			t.Fatalf("%v: the warmed-up image differs", prec)
+		}
+	}
+	m := tinyPipeline(t).Model()
+	if warmupBytes(m, 8, 0, 64) != 0 || warmupBytes(m, 8, 60, 64) != 0 || warmupBytes(m, 8, 64, 64) == 0 {
+		t.Fatal("warmupBytes: unusable sizes must give 0, usable ones not")
+	}
+}
