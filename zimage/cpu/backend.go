@@ -148,9 +148,8 @@ func (b *Backend) Trim() {
 	b.bufs = nil
 	b.poolBytes = 0
 	b.liveBase, b.peakLive = b.live, 0
-	rest := b.endReserve()
 	b.bufMu.Unlock()
-	dropPages(rest)
+	b.endReserve()
 }
 
 // Tensor is a CPU tensor: a float32 activation, a view of one, or a

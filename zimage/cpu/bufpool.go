@@ -136,7 +136,6 @@ func (b *Backend) TrimToCap() {
 		b.dropOldest()
 	}
 	b.liveBase, b.peakLive = b.live, 0
-	rest := b.endReserve()
 	b.bufMu.Unlock()
-	dropPages(rest)
+	b.endReserve()
 }

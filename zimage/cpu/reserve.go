@@ -1,5 +1,10 @@
 package cpu
 
+import (
+	"github.com/zimage/zimage/internal/pages"
+	"github.com/zimage/zimage/zimage/cpu/gemm"
+)
+
 // Reserve pre-faults activation memory for the next request, so that the
 // page faults and kernel zeroing of its fresh buffers (~0.4 ms per MB on
 // the VMs measured: ~70 ms of a first 256² generation, ~280 ms at 512²)
@@ -15,6 +20,10 @@ package cpu
 // reader. TrimToCap and Trim end the reserve and hand the pages of its
 // unused tail back to the OS (madvise, Linux), since that tail stays
 // allocated as long as a piece is pooled.
+//
+// A quarter of n more goes to the GEMM scratch (gemm.ReserveScratch): the
+// bf16 conv images, about half of a conv's input each, are most of a
+// generation's fresh scratch (~200 MB for a first 512² VAE decode).
 func (b *Backend) Reserve(n int64) {
 	floats := min(n, b.poolCap) / 4
 	if floats <= 0 {
@@ -29,7 +38,8 @@ func (b *Backend) Reserve(n int64) {
 	old := b.reserve
 	b.reserve = slab
 	b.bufMu.Unlock()
-	dropPages(old)
+	pages.Drop(old)
+	gemm.ReserveScratch(n / 4)
 }
 
 // fromReserve carves n floats off the reserve, or returns nil when it has
@@ -45,12 +55,15 @@ func (b *Backend) fromReserve(n int) []float32 {
 	return r[:n:k]
 }
 
-// endReserve drops the rest of the reserve. The caller holds bufMu and
-// calls dropPages on the result after unlocking.
-func (b *Backend) endReserve() []float32 {
-	r := b.reserve
+// endReserve drops the rest of the reserves (this backend's and the GEMM
+// scratch's) and hands their pages back to the OS.
+func (b *Backend) endReserve() {
+	b.bufMu.Lock()
+	rest := b.reserve
 	b.reserve = nil
-	return r
+	b.bufMu.Unlock()
+	pages.Drop(rest)
+	gemm.EndScratchReserve()
 }
 
 // ReservedBytes is the size of the reserve not handed out yet.

@@ -49,3 +49,49 @@ func TestScratchFreeList(t *testing.T) {
 		t.Fatal("TrimScratch left buffers")
 	}
 }
+
+// TestScratchReserve checks ReserveScratch: misses take 64-byte-aligned,
+// disjoint pieces just large enough, which the free list then keeps and
+// hands to a later request of the same size (not to a larger one of the
+// same class); EndScratchReserve ends it without touching pieces in use.
+func TestScratchReserve(t *testing.T) {
+	defer TrimScratch()
+	TrimScratch()
+	ReserveScratch(1 << 20)
+	defer EndScratchReserve()
+	if len(scratch.reserve) != 1<<18 {
+		t.Fatalf("reserve of %d floats, want %d", len(scratch.reserve), 1<<18)
+	}
+	a, b := getBuf(1000), getBuf(3000)
+	if cap(*a) != 1008 || cap(*b) != 3008 || &(*a)[:1008][1007] == &(*b)[0] {
+		t.Fatalf("pieces of cap %d and %d", cap(*a), cap(*b))
+	}
+	for _, p := range []*[]float32{a, b} {
+		if uintptr(unsafe.Pointer(&(*p)[0]))%64 != 0 {
+			t.Fatal("a piece is not 64-byte aligned")
+		}
+	}
+	if got := uintptr(unsafe.Pointer(&(*b)[0])) - uintptr(unsafe.Pointer(&(*a)[0])); got != 4*1008 {
+		t.Fatalf("second piece %d bytes after the first, want %d", got, 4*1008)
+	}
+	(*a)[999] = 7
+	putBuf(a)
+	c := getBuf(1020) // same class (1024) but larger than a: another piece
+	if &(*c)[0] == &(*a)[0] {
+		t.Fatal("a piece smaller than the request was handed out")
+	}
+	d := getBuf(1000)
+	if &(*d)[0] != &(*a)[0] {
+		t.Fatal("a returned piece was not reused for its own size")
+	}
+	EndScratchReserve()
+	if scratch.reserve != nil {
+		t.Fatal("EndScratchReserve kept the reserve")
+	}
+	if (*d)[999] != 7 {
+		t.Fatal("a piece in use changed when the reserve ended")
+	}
+	if e := getBuf(1 << 18); cap(*e) != 1<<18 {
+		t.Fatalf("a miss after the reserve: cap %d, want a fresh class-size buffer", cap(*e))
+	}
+}

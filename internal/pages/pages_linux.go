@@ -1,14 +1,14 @@
-package cpu
+package pages
 
 import (
 	"syscall"
 	"unsafe"
 )
 
-// dropPages returns the whole pages inside r (an unreferenced part of a
+// Drop returns the whole pages inside r (an unreferenced part of a
 // reserve slab that stays allocated while other pieces live) to the OS;
 // they read as zeros if ever touched again.
-func dropPages(r []float32) {
+func Drop(r []float32) {
 	if len(r)*4 < 1<<20 {
 		return
 	}
