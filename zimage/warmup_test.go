@@ -10,7 +10,7 @@ import (
 )
 
 // TestWarmup checks WithWarmup: Load reserves the estimated memory on a CPU
-// backend, the image is bit-identical to one without the warm-up (fp32 and
+// backend and binds the DiT and the VAE (the plan keeps both), the image is bit-identical to one without the warm-up (fp32 and
 // bf16), a Run at another size works, and the reserve ends with the Run.
 func TestWarmup(t *testing.T) {
 	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
@@ -23,8 +23,11 @@ func TestWarmup(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.Close()
-			if len(opts) > 0 && b.ReservedBytes() == 0 {
-				t.Fatal("WithWarmup reserved nothing")
+			if len(opts) > 0 && (b.ReservedBytes() == 0 || p.dit == nil || p.vae == nil) {
+				t.Fatalf("WithWarmup: reserve %d bytes, DiT bound %v, VAE bound %v", b.ReservedBytes(), p.dit != nil, p.vae != nil)
+			}
+			if len(opts) == 0 && (p.dit != nil || p.vae != nil) {
+				t.Fatal("networks bound at Load without WithWarmup")
 			}
 			res, err := p.Run(context.Background(), c.request())
 			if err != nil {
