@@ -54,7 +54,8 @@ func WithThreads(n int) Option {
 }
 
 // WithPoolBytes bounds the bytes of freed activation buffers kept for reuse
-// (default 1 GiB; 0 disables reuse).
+// between requests (default 1 GiB; 0 disables reuse). Within a request the
+// bound grows to the request's working set (bufpool.go).
 func WithPoolBytes(n int64) Option {
 	return func(b *Backend) { b.poolCap = n }
 }
