@@ -1,6 +1,8 @@
 package zimage
 
 import (
+	"runtime/debug"
+
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/vae"
 )
@@ -45,7 +47,8 @@ func warmupBytes(m *weights.Model, spatial, width, height int) uint64 {
 // activation memory (Reserve), and binds the networks the residency plan
 // for that size keeps resident — the DiT and the VAE — and maps their
 // weight pages in (weights.Set.Populate), so the first Run's denoising
-// step and decode take no weight faults. Nothing is populated that the
+// step and decode take no weight faults; the VAE's 3×3 kernels get their
+// float32 expansion then too (cpu SetEagerConvWeights). Nothing is populated that the
 // plan would release, so a model larger than memory still streams. A
 // failure only skips the warm-up (the Run reports it).
 func (p *Pipeline) warmup(o *options) {
@@ -66,6 +69,18 @@ func (p *Pipeline) warmup(o *options) {
 			r.Reserve(int64(min(n, 1<<62)))
 		}
 	}
+	// Binding reads the mapped weights (Populate is advisory, the eager
+	// kernel expansion reads them): a file truncated since the header check
+	// is a fault, which only ends the warm-up here (runGuarded's rule).
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if v := recover(); v != nil {
+			if weights.FaultFrom(v) == nil {
+				panic(v)
+			}
+			p.log.Debug("zimage: warmup: memory fault reading mapped weights", "err", v)
+		}
+	}()
 	fp, err := p.footprint()
 	if err != nil {
 		p.log.Debug("zimage: warmup skipped", "err", err)
@@ -85,6 +100,10 @@ func (p *Pipeline) warmup(o *options) {
 		}
 	}
 	if rp.Keep.VAE && rp.VAETile == 0 {
+		if e, ok := p.b.(interface{ SetEagerConvWeights(bool) }); ok {
+			e.SetEagerConvWeights(true)
+			defer e.SetEagerConvWeights(false)
+		}
 		if err := p.openVAE(); err != nil {
 			p.log.Debug("zimage: warmup: VAE not bound", "err", err)
 		} else {

@@ -87,6 +87,7 @@ type Backend struct {
 	// bytes since then.
 	live, liveBase, peakLive int64
 	reserve                  []float32 // pre-faulted memory not handed out yet (reserve.go)
+	eager                    bool      // SetEagerConvWeights (reserve.go)
 }
 
 var _ compute.Backend = (*Backend)(nil)
@@ -398,7 +399,9 @@ func (b *Backend) Weight(w *weights.Tensor) compute.Tensor {
 		b.setErr(fmt.Errorf("cpu: Weight: tensor %q %v %v has %d bytes, want %d", w.Name, w.DType, shape, len(w.Data), want))
 		return b.placeholder(shape...)
 	}
-	return &Tensor{shape: shape, w: w}
+	t := &Tensor{shape: shape, w: w}
+	b.eagerExpand(t) // reserve.go
+	return t
 }
 
 // FromHost copies data into a new activation.

@@ -66,6 +66,34 @@ func (b *Backend) endReserve() {
 	gemm.EndScratchReserve()
 }
 
+// SetEagerConvWeights says whether Weight expands small convolution
+// kernels (4-D, larger than 1×1, float32 expansion within the cache limit)
+// to their cached float32 values at once, as their first Conv2D would.
+// The pipeline's warm-up turns it on while it binds the VAE at Load, so
+// the first decode does not pay the conversion (~14 MB of bf16 kernels for
+// the 262 M-parameter model's VAE). The values are the ones the lazy path
+// caches, so results are unchanged. 1×1 kernels are left lazy: a reshaped
+// one could reach MatMul, which picks its path by whether a cache exists.
+func (b *Backend) SetEagerConvWeights(on bool) {
+	b.bufMu.Lock()
+	b.eager = on
+	b.bufMu.Unlock()
+}
+
+// eagerExpand fills a new weight handle's float32 cache under
+// SetEagerConvWeights.
+func (b *Backend) eagerExpand(t *Tensor) {
+	b.bufMu.Lock()
+	on := b.eager
+	b.bufMu.Unlock()
+	if !on || len(t.shape) != 4 || t.shape[2]*t.shape[3] <= 1 || 4*t.numel() > cacheLimit {
+		return
+	}
+	if v, err := decode(t.w, 0, t.numel()); err == nil { // an error is left to the op
+		t.f32 = v
+	}
+}
+
 // ReservedBytes is the size of the reserve not handed out yet.
 func (b *Backend) ReservedBytes() int64 {
 	b.bufMu.Lock()

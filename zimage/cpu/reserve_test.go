@@ -1,8 +1,11 @@
 package cpu
 
 import (
+	"math"
 	"testing"
 	"unsafe"
+
+	"github.com/zimage/zimage/weights"
 )
 
 // TestReserve checks the pre-faulted reserve: allocs that miss the pool
@@ -73,5 +76,45 @@ func TestReserve(t *testing.T) {
 	off.Reserve(1 << 20)
 	if off.reserve != nil {
 		t.Fatal("WithPoolBytes(0) reserved memory")
+	}
+}
+
+// TestEagerConvWeights checks SetEagerConvWeights: while on, Weight expands
+// 3×3 kernels (not 1×1 ones, nor any weight while off) to the float32 values
+// the lazy path caches, and a convolution's result is the same either way.
+func TestEagerConvWeights(t *testing.T) {
+	vals := make([]float32, 4*3*3*3)
+	for i := range vals {
+		vals[i] = float32(i%7) * 0.37
+	}
+	w3, exact := weightOf(vals, weights.BF16, 4, 3, 3, 3)
+	w1, _ := weightOf(vals[:12], weights.BF16, 4, 3, 1, 1)
+	x := make([]float32, 3*5*6)
+	for i := range x {
+		x[i] = float32(i%5) - 2
+	}
+	conv := func(eager bool) []float32 {
+		b := New()
+		b.SetEagerConvWeights(eager)
+		k3, k1 := b.Weight(w3).(*Tensor), b.Weight(w1).(*Tensor)
+		b.SetEagerConvWeights(false)
+		if got := k3.f32 != nil; got != eager || k1.f32 != nil {
+			t.Fatalf("eager %v: 3×3 expanded %v, 1×1 expanded %v (want %v, false)", eager, got, k1.f32 != nil, eager)
+		}
+		for i := range exact {
+			if eager && k3.f32[i] != exact[i] {
+				t.Fatalf("expanded value %d = %v, want %v", i, k3.f32[i], exact[i])
+			}
+		}
+		if b.Weight(w3).(*Tensor).f32 != nil {
+			t.Fatal("a weight was expanded after eager expansion was turned off")
+		}
+		return host(t, b, b.Conv2D(b.FromHost(x, 3, 5, 6), k3, nil, 1))
+	}
+	lazy, eager := conv(false), conv(true)
+	for i := range lazy {
+		if math.Float32bits(lazy[i]) != math.Float32bits(eager[i]) {
+			t.Fatalf("conv output %d: %v eager, %v lazy", i, eager[i], lazy[i])
+		}
 	}
 }
