@@ -453,8 +453,9 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (*Result, error) {
 	// Leave the backend clean for the next Run whatever happened.
 	p.b.ResetErr()
 	// A backend with a working-set pool keeps up to its cap for the next
-	// Run (cpu: a second generation at the same size takes no fresh memory).
-	if t, ok := p.b.(interface{ TrimToCap() }); ok {
+	// Run (cpu: a second generation at the same size takes no fresh memory),
+	// unless a memory budget asks for everything idle to be handed back.
+	if t, ok := p.b.(interface{ TrimToCap() }); ok && p.rs.budget == 0 {
 		t.TrimToCap()
 	} else if t, ok := p.b.(interface{ Trim() }); ok {
 		t.Trim()

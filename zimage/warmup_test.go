@@ -55,3 +55,32 @@ func TestWarmup(t *testing.T) {
 		t.Fatal("warmupBytes: unusable sizes must give 0, usable ones not")
 	}
 }
+
+// TestPoolKeptBetweenRuns checks the Pipeline's end-of-Run trim: without a
+// memory budget the CPU pool keeps its buffers for the next Run (which then
+// allocates nothing new at the same size), with one it is emptied.
+func TestPoolKeptBetweenRuns(t *testing.T) {
+	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
+	req := e2eCases(t)[0].request()
+	for _, budget := range []uint64{0, 64 << 30} {
+		b := cpu.New()
+		p, err := Load(context.Background(), dir, WithBackend(b), WithMemoryBudget(budget))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Run(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		kept := b.PooledBytes()
+		if budget == 0 && kept == 0 || budget > 0 && kept != 0 {
+			t.Errorf("budget %d: %d pooled bytes after the Run", budget, kept)
+		}
+		if _, err := p.Run(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		if budget == 0 && b.PooledBytes() != kept {
+			t.Errorf("a second Run at the same size changed the pool: %d bytes, then %d", kept, b.PooledBytes())
+		}
+		p.Close()
+	}
+}

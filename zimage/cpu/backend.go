@@ -144,8 +144,10 @@ func (b *Backend) setErr(err error) {
 	b.mu.Unlock()
 }
 
-// Trim drops the free list of activation buffers.
+// Trim drops the free list of activation buffers, the reserve and the
+// GEMM scratch free list (process-wide).
 func (b *Backend) Trim() {
+	gemm.TrimScratch()
 	b.bufMu.Lock()
 	b.bufs = nil
 	b.poolBytes = 0

@@ -139,3 +139,10 @@ func (b *Backend) TrimToCap() {
 	b.bufMu.Unlock()
 	b.endReserve()
 }
+
+// PooledBytes is the size of the free list of activation buffers.
+func (b *Backend) PooledBytes() int64 {
+	b.bufMu.Lock()
+	defer b.bufMu.Unlock()
+	return b.poolBytes
+}
