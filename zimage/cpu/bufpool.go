@@ -18,8 +18,9 @@ package cpu
 // has shown it needs, so the pool costs at most that much again, about what
 // Go's default GC heap goal would leave as garbage anyway — so no stage
 // drops the buffers of the one before just because the generation is large.
-// Between requests (TrimToCap, which the Pipeline calls after every Run) the
-// pool is cut back to the configured cap, oldest first: a second generation
+// Between requests (TrimToCap, which the Pipeline calls after every Run
+// unless a memory budget is set; then it calls Trim, which empties the pool)
+// the pool is cut back to the configured cap, oldest first: a second generation
 // at a size whose buffers fit the cap (the 262 M-parameter model's 512²,
 // ~0.7 GB) takes no fresh memory at all, while a 1024²–2048² generation
 // keeps 1 GiB of its buffers, not many GB, once it is done.
