@@ -48,9 +48,9 @@ func warmupBytes(m *weights.Model, spatial, width, height int) uint64 {
 // for that size keeps resident — the DiT and the VAE — and maps their
 // weight pages in (weights.Set.Populate), so the first Run's denoising
 // step and decode take no weight faults; the VAE's 3×3 kernels get their
-// float32 expansion then too (cpu SetEagerConvWeights). Nothing is populated that the
-// plan would release, so a model larger than memory still streams. A
-// failure only skips the warm-up (the Run reports it).
+// float32 expansion then too (cpu SetEagerConvWeights). Nothing is
+// populated that the plan would release, so a model larger than memory
+// still streams. A failure only skips the warm-up (the Run reports it).
 func (p *Pipeline) warmup(o *options) {
 	if o.warm == [2]int{} {
 		return
