@@ -18,8 +18,9 @@ import (
 // kept — the sizes in use now stay, those of an earlier stage or resolution
 // go.
 //
-// A fresh buffer has the whole class's capacity 2^b, so it serves any later
-// request of its class. ReserveScratch pre-faults a slab that misses are
+// A fresh buffer has the whole class's capacity 2^b (above 1 MiB: the
+// request rounded up to a whole MiB), so it serves later requests of its
+// class. ReserveScratch pre-faults a slab that misses are
 // carved from instead, each piece just large enough (see ReserveScratch).
 var scratchCap int64 = 512 << 20
 
@@ -63,14 +64,24 @@ func getBuf(n int) *[]float32 {
 		return &s
 	}
 	scratch.mu.Unlock()
-	raw := make([]float32, 1<<b+16)
+	c := 1 << b
+	if c > bigScratch {
+		c = (n + bigScratch - 1) &^ (bigScratch - 1)
+	}
+	raw := make([]float32, c+16)
 	off := 0
 	if mis := uintptr(unsafe.Pointer(&raw[0])) & 63; mis != 0 {
 		off = int(64-mis) / 4
 	}
-	s := raw[off : off+n : off+1<<b]
+	s := raw[off : off+n : off+c]
 	return &s
 }
+
+// bigScratch (floats, 1 MiB) is the granularity of fresh buffers larger
+// than it: a power of two would nearly double a 1024² conv image (270 MB
+// for the 262 M-parameter model's VAE, 540 MB for the real one) and, with
+// that, its share of scratchCap.
+const bigScratch = 1 << 18
 
 // putBuf returns a buffer from getBuf to the free list.
 func putBuf(p *[]float32) {

@@ -95,3 +95,23 @@ func TestScratchReserve(t *testing.T) {
 		t.Fatalf("a miss after the reserve: cap %d, want a fresh class-size buffer", cap(*e))
 	}
 }
+
+// TestScratchBig checks that a fresh buffer above 1 MiB is the request
+// rounded up to a whole MiB (not a power of two), aligned, and reused for a
+// request of the same size.
+func TestScratchBig(t *testing.T) {
+	defer TrimScratch()
+	TrimScratch()
+	n := 5<<18 + 3 // 5 MiB + 12 bytes
+	p := getBuf(n)
+	if len(*p) != n || cap(*p) != 6<<18 || uintptr(unsafe.Pointer(&(*p)[0]))%64 != 0 {
+		t.Fatalf("getBuf(%d): len %d cap %d", n, len(*p), cap(*p))
+	}
+	putBuf(p)
+	if q := getBuf(n - 100); &(*q)[0] != &(*p)[0] {
+		t.Fatal("a big scratch buffer was not reused")
+	}
+	if q := getBuf(6<<18 + 1); cap(*q) != 7<<18 {
+		t.Fatalf("cap %d, want %d", cap(*q), 7<<18)
+	}
+}
