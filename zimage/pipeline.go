@@ -208,7 +208,8 @@ func Load(ctx context.Context, path string, opts ...Option) (*Pipeline, error) {
 	}
 	// Check every component now (headers, names and shapes; no weight is
 	// read) so a broken checkpoint fails here rather than in a Run. The
-	// networks themselves are bound lazily, stage by stage.
+	// networks themselves are bound lazily, stage by stage (or by WithWarmup
+	// at the end of Load: warmup.go).
 	for _, open := range []func() (*weights.Set, error){m.OpenTextEncoder, m.OpenTransformer, m.OpenVAE} {
 		s, err := open()
 		if err != nil {
