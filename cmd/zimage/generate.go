@@ -45,6 +45,7 @@ type generateArgs struct {
 	device, memoryBudget string
 	threads              int
 	precision            string // --precision (zimage.ParsePrecision)
+	warmup               bool   // --warmup: zimage.WithWarmup at the image size
 
 	out     string
 	quality int
@@ -77,6 +78,7 @@ func newGenerateArgs(stderr io.Writer) *generateArgs {
 	fs.StringVar(&g.device, "device", "auto", "compute device: cpu, cuda, cuda:N or auto")
 	fs.IntVar(&g.threads, "threads", 0, "CPU threads (0 = all cores)")
 	fs.StringVar(&g.precision, "precision", "fp32", "CPU matrix-product precision: fp32 (exact) or bf16 (faster; float32 accumulation)")
+	fs.BoolVar(&g.warmup, "warmup", true, "CPU: prepare at load for the image size (bind the networks, map their weights in, pre-fault the first generation's working memory); moves that work from the timed stages into load")
 	fs.StringVar(&g.memoryBudget, "memory-budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: the free device memory)")
 	fs.StringVar(&g.out, "out", "", "output file: .png, .jpg/.jpeg, or - for a PNG on standard output (required)")
 	fs.IntVar(&g.quality, "quality", 90, "JPEG quality (1-100)")
@@ -214,14 +216,17 @@ func (g *generateArgs) loadOptions(dev zimage.DeviceChoice, onDownload func(hub.
 	}
 	budget, _ := parseBytes(g.memoryBudget)       // checked in check
 	prec, _ := zimage.ParsePrecision(g.precision) // checked in check
-	return append([]zimage.Option{
+	opts := []zimage.Option{
 		zimage.WithPrecision(prec),
 		zimage.WithDevice(device), zimage.WithThreads(g.threads), zimage.WithMemoryBudget(budget),
 		zimage.WithSingleFiles(g.transformer, g.textEncoder, g.vae, g.tokenizer),
 		zimage.WithDownloadProgress(onDownload),
 		zimage.WithLogger(g.log), zimage.WithSelfTest(g.selfTest.mode),
-		zimage.WithWarmup(g.width, g.height), // first Run's fresh memory faulted in at load
-	}, append(g.loras.mergeOptions(), g.control.options()...)...)
+	}
+	if g.warmup {
+		opts = append(opts, zimage.WithWarmup(g.width, g.height)) // first Run's fresh memory faulted in at load
+	}
+	return append(opts, append(g.loras.mergeOptions(), g.control.options()...)...)
 }
 
 func (g *generateArgs) request() zimage.Request {

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/zimage/zimage/internal/fixturefs"
+	"github.com/zimage/zimage/zimage"
 )
 
 // TestGenerateMatchesFixture runs `zimage generate` on the fixture model for
@@ -163,4 +165,20 @@ func textChunks(t *testing.T, path string) map[string]string {
 		p += 12 + n
 	}
 	return out
+}
+
+// TestGenerateWarmupFlag: --warmup=false leaves WithWarmup out of Load's
+// options (so a fresh process's stage times include its first-touch costs).
+func TestGenerateWarmupFlag(t *testing.T) {
+	count := func(args ...string) int {
+		g := newGenerateArgs(io.Discard)
+		if err := g.fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return len(g.loadOptions(zimage.DeviceChoice{Kind: "cpu"}, nil))
+	}
+	on, off := count(), count("--warmup=false")
+	if on != off+1 {
+		t.Fatalf("options with warm-up %d, without %d: want one more with it", on, off)
+	}
 }
