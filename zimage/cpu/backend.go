@@ -88,15 +88,20 @@ type Backend struct {
 	live, liveBase, peakLive int64
 	reserve                  []float32 // pre-faulted memory not handed out yet (reserve.go)
 	eager                    bool      // SetEagerConvWeights (reserve.go)
+
+	packs packCache // pre-packed bf16 weights (prepack.go)
 }
 
 var _ compute.Backend = (*Backend)(nil)
 
 // New returns a CPU backend.
 func New(opts ...Option) *Backend {
-	b := &Backend{poolCap: 1 << 30}
+	b := &Backend{poolCap: 1 << 30, packs: packCache{budget: -1}}
 	for _, o := range opts {
 		o(b)
+	}
+	if b.packs.budget < 0 {
+		b.packs.budget = defaultPackBudget()
 	}
 	if b.threads <= 0 {
 		b.threads = runtime.GOMAXPROCS(0)
@@ -168,6 +173,12 @@ type Tensor struct {
 	// placeholder marks a result returned after an error: it has a shape but
 	// no storage.
 	placeholder bool
+
+	// pk is a weight's bf16 pre-packed form; pkUses counts its products in
+	// request pkEpoch (prepack.go, under Backend.packs.mu).
+	pk      *gemm.BF16Packed
+	pkUses  int
+	pkEpoch uint64
 }
 
 // Shape returns the tensor's dimensions (do not modify).
@@ -459,6 +470,7 @@ func (b *Backend) Free(ts ...compute.Tensor) {
 		ct.freed = true
 		if ct.w != nil {
 			ct.f32 = nil
+			b.dropPack(ct)
 			continue
 		}
 		b.release(ct.data)

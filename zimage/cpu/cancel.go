@@ -39,6 +39,9 @@ func (b *Backend) SetContext(ctx context.Context) {
 			w.release = context.AfterFunc(ctx, func() { w.stop.Store(true) })
 		}
 	}
+	if ctx != nil {
+		b.packs.newRequest()
+	}
 	b.mu.Lock()
 	old := b.watch
 	b.watch = w

@@ -44,7 +44,15 @@ func (b *Backend) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 	case tw.w != nil && tw.f32 == nil && tw.w.DType.IsQuantized():
 		err = gemm.MatMulBTQuantCtx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
 	case tw.w != nil && tw.f32 == nil && b.bf16:
-		err = gemm.MatMulBTBF16Ctx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
+		// A weight used every step runs on its pre-packed panels (prepack.go).
+		var pk *gemm.BF16Packed
+		if pk, err = b.packFor(cw.context(), tw, m); err == nil {
+			if pk != nil {
+				err = gemm.MatMulBTBF16PackedCtx(cw.context(), out.data, xv, pk, bv, m, n, k)
+			} else {
+				err = gemm.MatMulBTBF16Ctx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
+			}
+		}
 	case tw.w != nil && tw.f32 == nil:
 		err = gemm.MatMulBTCtx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
 	default:

@@ -417,8 +417,8 @@ func (m *Model) block(bl *block, x, cos, sin, temb compute.Tensor) compute.Tenso
 
 	// FFN branch: x += tanh(g)·RMSNorm2'(W2(silu(W1 h) ⊙ W3 h)), h = RMSNorm1'(x)·(1+s).
 	n2 := fused.RMSNormModulate(b, x1, bl.ffnNorm1, sFFN, eps)
-	g := m.linear(n2, bl.w1, nil) // [L, F]
-	u := m.linear(n2, bl.w3, nil) // [L, F]
+	gu := m.linears(n2, bl.w1, bl.w3) // [L, F] each
+	g, u := gu[0], gu[1]
 	b.Free(n2)
 	s := b.SwiGLU(g, u)
 	b.Free(g, u)
@@ -437,9 +437,8 @@ func (m *Model) attention(bl *block, h, cos, sin compute.Tensor) compute.Tensor 
 	c := m.cfg
 	H, hd := c.NHeads, c.HeadDim()
 	L := h.Shape()[0]
-	q := m.linear(h, bl.q, nil) // [L, H·hd]
-	k := m.linear(h, bl.k, nil)
-	v := m.linear(h, bl.v, nil)
+	qkv := m.linears(h, bl.q, bl.k, bl.v) // [L, H·hd] each
+	q, k, v := qkv[0], qkv[1], qkv[2]
 	var qr, kr compute.Tensor
 	if bl.normQ != nil {
 		// per-head norm, then interleaved-pair rotation [L, H·hd]

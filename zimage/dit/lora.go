@@ -67,6 +67,22 @@ func (m *Model) linear(x, w, bias compute.Tensor) compute.Tensor {
 	return y
 }
 
+// linears is m.linear(x, w, nil) for each of ws, the products on one input
+// (q, k, v; w1, w3) in one compute.MatMulShared pass when no run-time LoRA
+// updates any of them; the results are the same bits either way.
+func (m *Model) linears(x compute.Tensor, ws ...compute.Tensor) []compute.Tensor {
+	for _, w := range ws {
+		if len(m.lora[w]) > 0 {
+			out := make([]compute.Tensor, len(ws))
+			for i, w := range ws {
+				out[i] = m.linear(x, w, nil)
+			}
+			return out
+		}
+	}
+	return compute.MatMulShared(m.b, x, ws...)
+}
+
 // loraDown is x·Aᵀ [M, r]. With many rows it is computed as (A·xᵀ)ᵀ: a
 // GEMM with only r output columns leaves a column-blocked GEMM (the CPU
 // backend's) one task, while M output columns spread over every thread;

@@ -351,3 +351,7 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 		}
 	}
 }
+
+// PackHelps reports whether products with m rows use a pack: fewer rows
+// run the GEMV on the original bytes.
+func PackHelps(m int) bool { return m > gemvMaxM }
