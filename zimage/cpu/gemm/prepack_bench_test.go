@@ -18,10 +18,10 @@ import (
 // GEMM_WS the number of shared-input weights.
 func BenchmarkGEMMBF16Packed(b *testing.B) {
 	type bshape struct {
-		shape
-		ws int
+		shape // {m, n, k}
+		ws    int
 	}
-	shapes := []bshape{{shape{1024, 3840, 3840}, 3}, {shape{288, 1024, 1024}, 3}, {shape{1056, 1024, 2730}, 2}, {shape{1056, 2730, 1024}, 1}}
+	shapes := []bshape{{shape{1024, 3840, 3840}, 3}, {shape{288, 1024, 1024}, 3}, {shape{1056, 2730, 1024}, 2}, {shape{1056, 1024, 2730}, 1}}
 	if s := os.Getenv("GEMM_SHAPE"); s != "" {
 		var sh bshape
 		fmt.Sscanf(s, "%dx%dx%d", &sh.m, &sh.k, &sh.n)

@@ -1,0 +1,250 @@
+package cpu
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/zimage/zimage/weights"
+	"github.com/zimage/zimage/zimage/compute"
+	"github.com/zimage/zimage/zimage/cpu/gemm"
+)
+
+// randWeight returns a random bf16 checkpoint tensor [n, k].
+func randWeight(r *rand.Rand, name string, n, k int) *weights.Tensor {
+	v := make([]float32, n*k)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	data := make([]byte, 2*len(v))
+	weights.EncodeBF16(data, v)
+	return &weights.Tensor{Name: name, DType: weights.BF16, Shape: []int{n, k}, Data: data}
+}
+
+func randInput(b *Backend, r *rand.Rand, m, k int) compute.Tensor {
+	v := make([]float32, m*k)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return b.FromHost(v, m, k)
+}
+
+// product is x·wᵀ on b, read back (or fails the test).
+func product(t *testing.T, b *Backend, x, w compute.Tensor) []float32 {
+	t.Helper()
+	y := b.MatMul(x, w, nil)
+	defer b.Free(y)
+	out := b.ToHost(y)
+	if err := b.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameBits(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: element %d = %v, want %v", what, i, got[i], want[i])
+		}
+	}
+}
+
+// reference is x·wᵀ in bf16 on a backend that never packs.
+func reference(t *testing.T, xv []float32, w *weights.Tensor, m, k int) []float32 {
+	t.Helper()
+	ref := New(WithBF16(true), WithPackBudget(0))
+	return product(t, ref, ref.FromHost(xv, m, k), ref.Weight(w))
+}
+
+// TestPackPolicy checks when weights are packed: on the third product with
+// more than the GEMV's rows within one request, within the budget, in bf16
+// mode only; and that products stay the same bits throughout.
+func TestPackPolicy(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const m, n, k = 20, 70, 90
+	wt := randWeight(r, "w", n, k)
+	size := gemm.PackedBF16Bytes(n, k)
+
+	b := New(WithBF16(true))
+	x := randInput(b, r, m, k)
+	want := reference(t, b.ToHost(x), wt, m, k)
+	w := b.Weight(wt)
+	for use := 1; use <= 4; use++ {
+		sameBits(t, "product", product(t, b, x, w), want)
+		if got, packed := b.PackedBytes(), use >= packAfter; (got == size) != packed || (!packed && got != 0) {
+			t.Fatalf("after %d products: %d bytes packed (a pack is %d)", use, got, size)
+		}
+	}
+
+	// Few rows (the GEMV) never count; a new request restarts the count.
+	b2 := New(WithBF16(true))
+	w2 := b2.Weight(wt)
+	few := randInput(b2, r, 4, k)
+	for range 5 {
+		product(t, b2, few, w2)
+	}
+	x2 := randInput(b2, r, m, k)
+	for range packAfter - 1 {
+		product(t, b2, x2, w2)
+	}
+	b2.SetContext(context.Background())
+	for range packAfter - 1 {
+		product(t, b2, x2, w2)
+	}
+	if got := b2.PackedBytes(); got != 0 {
+		t.Fatalf("%d products per request: %d bytes packed", packAfter-1, got)
+	}
+	product(t, b2, x2, w2)
+	if got := b2.PackedBytes(); got != size {
+		t.Fatalf("after %d products in a request: %d bytes packed, want %d", packAfter, got, size)
+	}
+
+	// float32 mode and a zero budget never pack; a budget holds one pack.
+	for _, c := range []struct {
+		name  string
+		opts  []Option
+		packs int64
+	}{
+		{"fp32", []Option{WithBF16(false)}, 0},
+		{"budget 0", []Option{WithBF16(true), WithPackBudget(0)}, 0},
+		{"budget short", []Option{WithBF16(true), WithPackBudget(size - 1)}, 0},
+		{"budget one", []Option{WithBF16(true), WithPackBudget(size + size/2)}, size},
+	} {
+		b := New(c.opts...)
+		x := randInput(b, r, m, k)
+		wa, wb := b.Weight(wt), b.Weight(randWeight(r, "w2", n, k))
+		for range packAfter + 1 {
+			product(t, b, x, wa)
+			product(t, b, x, wb)
+		}
+		if got := b.PackedBytes(); got != c.packs {
+			t.Errorf("%s: %d bytes packed, want %d", c.name, got, c.packs)
+		}
+	}
+}
+
+// TestPackInvalidation checks that a freed weight handle drops its pack,
+// that a handle bound over new bytes (a LoRA merge binds its merged copies
+// as new handles after freeing the old ones) computes with the new bytes,
+// and that Close drops every pack and leaves the backend usable.
+func TestPackInvalidation(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	const m, n, k = 24, 65, 130
+	b := New(WithBF16(true))
+	x := randInput(b, r, m, k)
+	xv := b.ToHost(x)
+	base := randWeight(r, "layers.0.attention.to_q.weight", n, k)
+	w := b.Weight(base)
+	for range packAfter {
+		product(t, b, x, w)
+	}
+	if b.PackedBytes() == 0 {
+		t.Fatal("not packed")
+	}
+	b.Free(w)
+	if got := b.PackedBytes(); got != 0 {
+		t.Fatalf("after Free: %d bytes packed", got)
+	}
+	merged := randWeight(r, base.Name, n, k) // the merged copy: same name, new bytes
+	w = b.Weight(merged)
+	want := reference(t, xv, merged, m, k)
+	for range packAfter + 1 {
+		sameBits(t, "merged weight", product(t, b, x, w), want)
+	}
+	if b.PackedBytes() == 0 {
+		t.Fatal("merged weight not packed")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.PackedBytes(); got != 0 {
+		t.Fatalf("after Close: %d bytes packed", got)
+	}
+	for range packAfter + 1 {
+		sameBits(t, "after Close", product(t, b, x, w), want)
+	}
+}
+
+// TestMatMulShared checks that MatMulShared equals separate MatMuls bit for
+// bit, before and after the weights are packed, in bf16 and float32, and
+// that bad operands record errors like MatMul.
+func TestMatMulShared(t *testing.T) {
+	for _, bf16 := range []bool{true, false} {
+		r := rand.New(rand.NewPCG(5, 6))
+		const m, k = 30, 100
+		b := New(WithBF16(bf16))
+		x := randInput(b, r, m, k)
+		ws := []compute.Tensor{b.Weight(randWeight(r, "q", 64, k)), b.Weight(randWeight(r, "k", 33, k)), b.Weight(randWeight(r, "v", 130, k))}
+		for round := range packAfter + 2 {
+			outs := b.MatMulShared(x, ws...)
+			for i, w := range ws {
+				sameBits(t, "shared", b.ToHost(outs[i]), product(t, b, x, w))
+			}
+			b.Free(outs...)
+			if err := b.Err(); err != nil {
+				t.Fatalf("bf16 %v round %d: %v", bf16, round, err)
+			}
+		}
+		if packed := b.PackedBytes() > 0; packed != bf16 {
+			t.Errorf("bf16 %v: packed %v", bf16, packed)
+		}
+		bad := b.Weight(randWeight(r, "bad", 8, k+1))
+		outs := b.MatMulShared(x, ws[0], bad)
+		if len(outs) != 2 || b.Err() == nil {
+			t.Errorf("bf16 %v: mismatched k: %d results, err %v", bf16, len(outs), b.Err())
+		}
+		b.ResetErr()
+	}
+}
+
+// TestPackConcurrent runs products on one packed weight from several
+// goroutines while Close drops the packs (run with -race).
+func TestPackConcurrent(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	const m, n, k = 16, 40, 64
+	wt := randWeight(r, "w", n, k)
+	b := New(WithBF16(true))
+	xv := make([]float32, m*k)
+	for i := range xv {
+		xv[i] = float32(r.NormFloat64())
+	}
+	want := reference(t, xv, wt, m, k)
+	w := b.Weight(wt)
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := b.FromHost(xv, m, k)
+			for range 10 {
+				y := b.MatMul(x, w, nil)
+				got := b.ToHost(y)
+				b.Free(y)
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						errs <- "goroutine result differs"
+						return
+					}
+				}
+				if g == 0 {
+					b.Close()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+	if err := b.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
