@@ -176,7 +176,7 @@ type Tensor struct {
 
 	// pk is a weight's bf16 pre-packed form; pkUses counts its products in
 	// request pkEpoch (prepack.go, under Backend.packs.mu).
-	pk      *gemm.BF16Packed
+	pk      *weightPack
 	pkUses  int
 	pkEpoch uint64
 }

@@ -35,8 +35,16 @@ func (b *Backend) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 	switch {
 	case tw.w != nil && tw.f32 == nil && b.bf16 && tw.w.DType == weights.Q8_0 && m > 8 && gemm.HasQ8Dot():
 		// Reduced precision allows llama.cpp's q8_0 × q8_0 arithmetic:
-		// activations quantized per block, VPDPBUSD (gemm.MatMulBTQ80).
-		err = gemm.MatMulBTQ80Ctx(cw.context(), out.data, xv, tw.w.Data, bv, m, n, k)
+		// activations quantized per block, VPDPBUSD (gemm.MatMulBTQ80), on
+		// the weight's pre-packed panels once it has them (prepack.go).
+		var pk *weightPack
+		if pk, err = b.packFor(cw.context(), tw, m); err == nil {
+			if pk != nil {
+				err = gemm.MatMulBTQ80PackedCtx(cw.context(), out.data, xv, pk.q8, bv, m)
+			} else {
+				err = gemm.MatMulBTQ80Ctx(cw.context(), out.data, xv, tw.w.Data, bv, m, n, k)
+			}
+		}
 	case tw.w != nil && tw.f32 == nil && b.bf16 && tw.w.DType.IsQuantized():
 		// Other block types (or no VNNI): dequantized into bf16 pair
 		// panels for the bf16 kernel.
@@ -45,10 +53,10 @@ func (b *Backend) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 		err = gemm.MatMulBTQuantCtx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
 	case tw.w != nil && tw.f32 == nil && b.bf16:
 		// A weight used every step runs on its pre-packed panels (prepack.go).
-		var pk *gemm.BF16Packed
+		var pk *weightPack
 		if pk, err = b.packFor(cw.context(), tw, m); err == nil {
 			if pk != nil {
-				err = gemm.MatMulBTBF16PackedCtx(cw.context(), out.data, xv, pk, bv, m, n, k)
+				err = gemm.MatMulBTBF16PackedCtx(cw.context(), out.data, xv, pk.bf, bv, m, n, k)
 			} else {
 				err = gemm.MatMulBTBF16Ctx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
 			}

@@ -71,23 +71,47 @@ func (c *packCache) newRequest() {
 	c.mu.Unlock()
 }
 
-// packable reports whether w's products in bf16 mode can use a pack.
-func packable(w *Tensor) bool {
+// weightPack is a weight's pre-packed form: bf16 pair panels for the bf16
+// GEMM (F32/BF16/F16/F8 weights) or Q8_0 panels for the VPDPBUSD GEMM.
+type weightPack struct {
+	bf *gemm.BF16Packed
+	q8 *gemm.Q80Packed
+}
+
+func (p *weightPack) bytes() int64 {
+	if p.bf != nil {
+		return p.bf.Bytes()
+	}
+	return p.q8.Bytes()
+}
+
+// packKind is how w's bf16-mode products with many rows can use a pack:
+// "bf16", "q8" (Q8_0 weights where the CPU has the int8 dot product, the
+// engine MatMul picks for them), or "" (none).
+func packKind(w *Tensor) string {
 	if w.w == nil || w.f32 != nil || len(w.shape) != 2 {
-		return false
+		return ""
 	}
 	switch w.w.DType {
 	case weights.F32, weights.BF16, weights.F16, weights.F8E4M3, weights.F8E5M2:
-		return true
+		return "bf16"
+	case weights.Q8_0:
+		if gemm.HasQ8Dot() && w.shape[1]%32 == 0 {
+			return "q8"
+		}
 	}
-	return false
+	return ""
 }
 
-// packFor returns w's pack for a bf16 product with m rows, packing it when
-// this use is the packAfter-th of the request and the budget allows; nil
-// when the product runs unpacked.
-func (b *Backend) packFor(ctx context.Context, w *Tensor, m int) (*gemm.BF16Packed, error) {
-	if !b.bf16 || !gemm.PackHelps(m) || !packable(w) {
+// packFor returns w's pack for a bf16-mode product with m rows, packing it
+// when this use is the packAfter-th of the request and the budget allows;
+// nil when the product runs unpacked.
+func (b *Backend) packFor(ctx context.Context, w *Tensor, m int) (*weightPack, error) {
+	if !b.bf16 || !gemm.PackHelps(m) {
+		return nil, nil
+	}
+	kind := packKind(w)
+	if kind == "" {
 		return nil, nil
 	}
 	c := &b.packs
@@ -104,15 +128,24 @@ func (b *Backend) packFor(ctx context.Context, w *Tensor, m int) (*gemm.BF16Pack
 	}
 	n, k := w.shape[0], w.shape[1]
 	size := gemm.PackedBF16Bytes(n, k)
+	if kind == "q8" {
+		size = gemm.PackedQ80Bytes(n, k)
+	}
 	if c.used+size > c.budget {
 		return nil, nil
 	}
-	p, err := gemm.PackBF16Ctx(ctx, w.w.Data, w.w.DType, n, k)
+	p := &weightPack{}
+	var err error
+	if kind == "q8" {
+		p.q8, err = gemm.PackQ80(w.w.Data, n, k)
+	} else {
+		p.bf, err = gemm.PackBF16Ctx(ctx, w.w.Data, w.w.DType, n, k)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("packing %q: %w", w.w.Name, err)
 	}
 	w.pk = p
-	c.used += p.Bytes()
+	c.used += p.bytes()
 	if c.held == nil {
 		c.held = map[*Tensor]struct{}{}
 	}
@@ -120,8 +153,9 @@ func (b *Backend) packFor(ctx context.Context, w *Tensor, m int) (*gemm.BF16Pack
 	return p, nil
 }
 
-// packed returns w's pack when a bf16 product with m rows uses it, or nil.
-func (b *Backend) packed(w *Tensor, m int) *gemm.BF16Packed {
+// packed returns w's pack when a bf16-mode product with m rows uses it, or
+// nil.
+func (b *Backend) packed(w *Tensor, m int) *weightPack {
 	if !b.bf16 || !gemm.PackHelps(m) {
 		return nil
 	}
@@ -138,7 +172,7 @@ func (b *Backend) dropPack(w *Tensor) {
 	if w.pk == nil {
 		return
 	}
-	c.used -= w.pk.Bytes()
+	c.used -= w.pk.bytes()
 	w.pk = nil
 	delete(c.held, w)
 }
@@ -184,14 +218,15 @@ func (b *Backend) MatMulShared(x compute.Tensor, ws ...compute.Tensor) []compute
 	}
 	m, k := tx.shape[0], tx.shape[1]
 	cw := b.current()
-	ps := make([]*gemm.BF16Packed, len(ws))
+	ps := make([]*weightPack, len(ws))
 	for i, tw := range ts[1:] {
 		if len(tw.shape) != 2 || tw.shape[1] != k {
 			return separate() // MatMul reports the shape error
 		}
-		// Only weights already packed: MatMul counts the uses that pack them.
+		// Only weights already packed, all of one kind: MatMul counts the
+		// uses that pack them.
 		p := b.packed(tw, m)
-		if p == nil {
+		if p == nil || (i > 0 && (p.bf == nil) != (ps[0].bf == nil)) {
 			return separate()
 		}
 		ps[i] = p
@@ -201,16 +236,80 @@ func (b *Backend) MatMulShared(x compute.Tensor, ws ...compute.Tensor) []compute
 		return separate()
 	}
 	cs := make([][]float32, len(ws))
-	for i, p := range ps {
-		t := b.newTensor(m, p.N())
+	for i, tw := range ts[1:] {
+		t := b.newTensor(m, tw.shape[0])
 		out[i], cs[i] = t, t.data
 	}
-	if err := gemm.MatMulBTBF16MultiCtx(cw.context(), cs, xv, ps, nil, m, k); err != nil {
-		b.opErr(op, cw, err)
-		for i, t := range out {
-			b.Free(t)
-			out[i] = b.placeholder(m, ps[i].N())
+	var err error
+	if ps[0].bf != nil {
+		bps := make([]*gemm.BF16Packed, len(ps))
+		for i, p := range ps {
+			bps[i] = p.bf
 		}
+		err = gemm.MatMulBTBF16MultiCtx(cw.context(), cs, xv, bps, nil, m, k)
+	} else {
+		qps := make([]*gemm.Q80Packed, len(ps))
+		for i, p := range ps {
+			qps[i] = p.q8
+		}
+		err = gemm.MatMulBTQ80PackedMultiCtx(cw.context(), cs, xv, qps, nil, m)
+	}
+	if err != nil {
+		b.opErr(op, cw, err)
+		for i, tw := range ts[1:] {
+			b.Free(out[i])
+			out[i] = b.placeholder(m, tw.shape[0])
+		}
+	}
+	return out
+}
+
+// MatMulQ80PackedShared is MatMulQ80Packed of x with several weights in one
+// pass (gemm.MatMulBTQ80PackedMultiCtx: x quantized once); each result
+// equals MatMulQ80Packed(x, ws[i], nil) bit for bit.
+func (b *Backend) MatMulQ80PackedShared(x compute.Tensor, ws ...*gemm.Q80Packed) []compute.Tensor {
+	const op = "MatMulQ80PackedShared"
+	out := make([]compute.Tensor, len(ws))
+	ph := func() []compute.Tensor {
+		m := 0
+		if xs := shapeOf(x); len(xs) == 2 {
+			m = xs[0]
+		}
+		for i, w := range ws {
+			out[i] = b.placeholder(m, w.N())
+		}
+		return out
+	}
+	xs := shapeOf(x)
+	if len(xs) != 2 || len(ws) == 0 {
+		b.setErr(fmt.Errorf("cpu: %s: x must be [M, K] (got %v) and at least one weight", op, xs))
+		return ph()
+	}
+	ts, ok := b.operands(op, nil, x)
+	if !ok {
+		return ph()
+	}
+	m, k := ts[0].shape[0], ts[0].shape[1]
+	for i, w := range ws {
+		if w.K() != k {
+			b.setErr(fmt.Errorf("cpu: %s: x has %d columns, packed weight %d has %d", op, k, i, w.K()))
+			return ph()
+		}
+	}
+	xv := b.values(op, ts[0])
+	if xv == nil {
+		return ph()
+	}
+	cs := make([][]float32, len(ws))
+	for i, w := range ws {
+		t := b.newTensor(m, w.N())
+		out[i], cs[i] = t, t.data
+	}
+	cw := b.current()
+	if err := gemm.MatMulBTQ80PackedMultiCtx(cw.context(), cs, xv, ws, nil, m); err != nil {
+		b.opErr(op, cw, err)
+		b.Free(out...)
+		return ph()
 	}
 	return out
 }

@@ -248,3 +248,68 @@ func TestPackConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPackQ80 checks Q8_0 weights (GGUF) in bf16 mode: packed by
+// gemm.PackQ80 on the third product of a request, their products and
+// MatMulShared (one quantization of x) equal gemm.MatMulBTQ80 bit for bit;
+// MatMulQ80PackedShared equals MatMulQ80Packed.
+func TestPackQ80(t *testing.T) {
+	if !gemm.HasQ8Dot() {
+		t.Skip("CPU lacks AVX512-VNNI: Q8_0 weights take the dequantizing path, never packed")
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	const m, k = 21, 96
+	b := New(WithBF16(true))
+	x := randInput(b, r, m, k)
+	xv := b.ToHost(x)
+	var ws []compute.Tensor
+	var raws [][]byte
+	var wants [][]float32
+	var qps []*gemm.Q80Packed
+	for i, n := range []int{40, 7, 97} {
+		v := make([]float32, n*k)
+		for j := range v {
+			v[j] = float32(r.NormFloat64())
+		}
+		raw := make([]byte, n*(k/32)*34)
+		if err := weights.Quantize(raw, v, weights.Q8_0); err != nil {
+			t.Fatal(err)
+		}
+		want := make([]float32, m*n)
+		if err := gemm.MatMulBTQ80(want, xv, raw, nil, m, n, k); err != nil {
+			t.Fatal(err)
+		}
+		qp, err := gemm.PackQ80(raw, n, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, b.Weight(&weights.Tensor{Name: "w" + string(rune('0'+i)), DType: weights.Q8_0, Shape: []int{n, k}, Data: raw}))
+		raws, wants, qps = append(raws, raw), append(wants, want), append(qps, qp)
+	}
+	var size int64
+	for round := range packAfter + 1 {
+		outs := b.MatMulShared(x, ws...)
+		for i := range ws {
+			sameBits(t, "Q8_0 shared", b.ToHost(outs[i]), wants[i])
+			if round == 0 {
+				size += gemm.PackedQ80Bytes(ws[i].Shape()[0], k)
+			}
+		}
+		b.Free(outs...)
+	}
+	if err := b.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.PackedBytes(); got != size {
+		t.Fatalf("%d bytes packed, want %d", got, size)
+	}
+	outs := b.MatMulQ80PackedShared(x, qps...)
+	for i := range qps {
+		sameBits(t, "MatMulQ80PackedShared", b.ToHost(outs[i]), wants[i])
+	}
+	b.Free(outs...)
+	b.MatMulQ80PackedShared(b.FromHost(make([]float32, 2*64), 2, 64), qps...)
+	if b.Err() == nil {
+		t.Error("MatMulQ80PackedShared with the wrong k: no error")
+	}
+}

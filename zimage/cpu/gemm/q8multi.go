@@ -1,0 +1,192 @@
+package gemm
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+)
+
+// q8Out is one output of q8RunMulti: C [m, n] = A·Bᵀ (+ bias), B as Q8_0
+// rows (b) or packed by PackQ80 (pb).
+type q8Out struct {
+	c    []float32
+	b    []byte
+	pb   *Q80Packed
+	bias []float32
+	n    int
+}
+
+// q8RunMulti quantizes A into tile panels once, then runs the column panels
+// of every output's B as one list of tasks: each packs its panel (or takes
+// it from pb) and sweeps every row panel of A. A tile's arithmetic does not
+// depend on the other outputs: each result equals a product on its own.
+func q8RunMulti(stop *atomic.Bool, outs []q8Out, a []float32, m, k int) {
+	if m == 0 {
+		return
+	}
+	if k == 0 {
+		for _, o := range outs {
+			for i := range m {
+				for j := range o.n {
+					o.c[i*o.n+j] = 0
+					if o.bias != nil {
+						o.c[i*o.n+j] = o.bias[j]
+					}
+				}
+			}
+		}
+		return
+	}
+	nb := k / q8Block
+	mp := ceilDiv(m, q8MR)
+	// Panels of all outputs, numbered in order; pstart[i] is output i's first.
+	pstart := make([]int, len(outs)+1)
+	flops, packs := 0, false
+	for i, o := range outs {
+		pstart[i+1] = pstart[i] + ceilDiv(o.n, q8NR)
+		flops += m * o.n * k
+		packs = packs || o.pb == nil
+	}
+	npan := pstart[len(outs)]
+	if npan == 0 {
+		return
+	}
+	threads := numThreads()
+	if flops < inlineFlops {
+		threads = 1
+	}
+	// A panels: [panel][block][4 rows][32 bytes] as q+128, scales
+	// [panel][block][4 rows]. Pooled: fresh memory is page faults (at
+	// 1024² a DiT forward quantizes ~200 MB of activations).
+	aqBuf, adBuf := getBuf(mp*nb*q8Block*q8MR/4), getBuf(mp*nb*q8MR)
+	defer putBuf(aqBuf)
+	defer putBuf(adBuf)
+	aq := unsafe.Slice((*byte)(unsafe.Pointer(&(*aqBuf)[0])), mp*nb*q8Block*q8MR)
+	ad := *adBuf
+	parallelFor(threads, mp, stop, func(_, p int) {
+		for r := range q8MR {
+			i := p*q8MR + r
+			base := p * nb * q8Block * q8MR
+			if i >= m { // padding row: q = 0 (stored 128), d = 0
+				for blk := range nb {
+					row := aq[base+blk*q8Block*q8MR+r*q8Block:][:q8Block]
+					for t := range row {
+						row[t] = 128
+					}
+					ad[p*nb*q8MR+blk*q8MR+r] = 0
+				}
+				continue
+			}
+			quantRow(aq[base+r*q8Block:], ad[p*nb*q8MR+r:], a[i*k:(i+1)*k], nb)
+		}
+	})
+	type panel struct {
+		bq   []int8
+		db   []float32
+		corr []int32
+	}
+	bufs := make([]panel, threads)
+	for w := range bufs {
+		if packs {
+			// One pooled buffer per worker: int8 values, then float32
+			// scales, then int32 corrections.
+			buf := getBuf(nb*q8Block*q8NR/4 + 2*nb*q8NR)
+			defer putBuf(buf)
+			f := *buf
+			bufs[w] = panel{unsafe.Slice((*int8)(unsafe.Pointer(&f[0])), nb*q8Block*q8NR),
+				f[nb*q8Block*q8NR/4 : nb*q8Block*q8NR/4+nb*q8NR],
+				unsafe.Slice((*int32)(unsafe.Pointer(&f[nb*q8Block*q8NR/4+nb*q8NR])), nb*q8NR)}
+		}
+	}
+	parallelFor(threads, npan, stop, func(w, g int) {
+		oi := 0
+		for g >= pstart[oi+1] {
+			oi++
+		}
+		o, t := &outs[oi], g-pstart[oi]
+		c, n, bias := o.c, o.n, o.bias
+		j0 := t * q8NR
+		cols := min(q8NR, n-j0)
+		var bq []int8
+		var db []float32
+		var corr []int32
+		if pb := o.pb; pb != nil {
+			bq = pb.bq[t*nb*q8Block*q8NR : (t+1)*nb*q8Block*q8NR]
+			db, corr = pb.db[t*nb*q8NR:(t+1)*nb*q8NR], pb.corr[t*nb*q8NR:(t+1)*nb*q8NR]
+		} else {
+			bq, db, corr = bufs[w].bq, bufs[w].db, bufs[w].corr
+			packQ8B(bq, db, corr, o.b, j0, cols, nb)
+		}
+		var tile [q8MR * q8NR]float32
+		for p := range mp {
+			ap, dp := aq[p*nb*q8Block*q8MR:(p+1)*nb*q8Block*q8MR], ad[p*nb*q8MR:(p+1)*nb*q8MR]
+			if cols == q8NR && (p+1)*q8MR <= m && bias == nil {
+				// A whole tile: the kernel stores into C (a copy through
+				// the tile cost ~3% of the product at M = 4096).
+				q8Kernel.fn(ap, dp, bq, db, corr, c[p*q8MR*n+j0:], n, nb)
+				continue
+			}
+			q8Kernel.fn(ap, dp, bq, db, corr, tile[:], q8NR, nb)
+			for r := range min(q8MR, m-p*q8MR) {
+				dst := c[(p*q8MR+r)*n+j0 : (p*q8MR+r)*n+j0+cols]
+				src := tile[r*q8NR : r*q8NR+cols]
+				if bias == nil {
+					copy(dst, src)
+					continue
+				}
+				for j, v := range src {
+					dst[j] = v + bias[j0+j]
+				}
+			}
+		}
+	})
+}
+
+// MatMulBTQ80PackedMultiCtx computes Cᵢ [m, nᵢ] = A [m, k]·Bᵢᵀ (+ biasᵢ)
+// for several PackQ80 weights of the same k in one pass: A is quantized
+// once and one parallel region's tasks span every output's panels. Each
+// result equals MatMulBTQ80PackedCtx's bit for bit. biases may be nil or
+// hold nil entries.
+func MatMulBTQ80PackedMultiCtx(ctx context.Context, cs [][]float32, a []float32, ps []*Q80Packed, biases [][]float32, m int) error {
+	if len(cs) != len(ps) || (biases != nil && len(biases) != len(ps)) || len(ps) == 0 {
+		return fmt.Errorf("%w: %d outputs, %d packed weights, %d biases", ErrShape, len(cs), len(ps), len(biases))
+	}
+	outs := make([]q8Out, len(ps))
+	for i, p := range ps {
+		if p == nil {
+			return fmt.Errorf("%w: packed weight %d is nil", ErrShape, i)
+		}
+		if p.k != ps[0].k {
+			return fmt.Errorf("%w: packed weight %d has k=%d, weight 0 has %d", ErrShape, i, p.k, ps[0].k)
+		}
+		var bias []float32
+		if biases != nil {
+			bias = biases[i]
+		}
+		if err := checkDims(m, p.n, p.k); err != nil {
+			return err
+		}
+		if err := checkLens(cs[i], a, bias, m, p.n, p.k); err != nil {
+			return err
+		}
+		outs[i] = q8Out{c: cs[i], pb: p, bias: bias, n: p.n}
+	}
+	stop, release, err := watch(ctx)
+	if err != nil {
+		return err
+	}
+	q8RunMulti(stop, outs, a, m, ps[0].k)
+	return finish(ctx, stop, release, nil)
+}
+
+// Bytes returns the memory the packed matrix holds.
+func (p *Q80Packed) Bytes() int64 {
+	return int64(len(p.bq)) + 4*int64(len(p.db)) + 4*int64(len(p.corr))
+}
+
+// PackedQ80Bytes returns the memory PackQ80 allocates for an [n, k] matrix.
+func PackedQ80Bytes(n, k int) int64 {
+	blocks := int64(ceilDiv(n, q8NR)) * int64(k/q8Block) * q8NR
+	return blocks * (q8Block + 8)
+}
