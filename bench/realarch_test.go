@@ -241,10 +241,23 @@ func (o *opTimer) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 }
 
 // MatMulShared times the shared-input products (q, k, v; w1, w3) as GEMMs
-// on the CPU backend (compute.MatMulSharer); the Q8_0 mode multiplies
-// weight by weight.
+// on the CPU backend (compute.MatMulSharer); in the Q8_0 mode on the Q8_0
+// copies, x quantized once (cpu.Backend.MatMulQ80PackedShared).
 func (o *opTimer) MatMulShared(x compute.Tensor, ws ...compute.Tensor) []compute.Tensor {
-	if o.q8 {
+	if o.q8 && x.Shape()[0] > 8 {
+		qs := make([]*gemm.Q80Packed, len(ws))
+		for i, w := range ws {
+			if qs[i] = o.q8Weight(w); qs[i] == nil {
+				qs = nil
+				break
+			}
+		}
+		if qs != nil {
+			t0 := time.Now()
+			r := o.cpu.MatMulQ80PackedShared(x, qs...)
+			o.gemm += time.Since(t0)
+			return r
+		}
 		out := make([]compute.Tensor, len(ws))
 		for i, w := range ws {
 			out[i] = o.MatMul(x, w, nil)
