@@ -89,7 +89,7 @@ func newBackend(o *options) (compute.Backend, error) {
 		return nil, &DeviceError{Device: o.device, Reason: err.Error()}
 	}
 	newCPU := func() compute.Backend {
-		return cpu.New(cpu.WithThreads(o.threads), cpu.WithBF16(o.prec == BFloat16))
+		return cpu.New(cpu.WithThreads(o.threads), cpu.WithBF16(o.prec == BFloat16), o.packOption())
 	}
 	switch kind {
 	case "cpu":

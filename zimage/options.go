@@ -32,6 +32,8 @@ type options struct {
 	selfTest SelfTestMode // WithSelfTest (selftest.go)
 
 	warm [2]int // WithWarmup width, height (warmup.go)
+
+	packBudget *int64 // WithPackBudget (prepack.go); nil: the CPU backend's default
 }
 
 // WithDevice selects the compute device: "cpu", "cuda" (or "cuda:N" for

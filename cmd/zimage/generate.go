@@ -43,6 +43,7 @@ type generateArgs struct {
 	guidance         float64
 
 	device, memoryBudget string
+	packBudget           string
 	threads              int
 	precision            string // --precision (zimage.ParsePrecision)
 	warmup               bool   // --warmup: zimage.WithWarmup at the image size
@@ -80,6 +81,7 @@ func newGenerateArgs(stderr io.Writer) *generateArgs {
 	fs.StringVar(&g.precision, "precision", "fp32", "CPU matrix-product precision: fp32 (exact) or bf16 (faster; float32 accumulation)")
 	fs.BoolVar(&g.warmup, "warmup", true, "CPU: prepare at load for the image size (bind the networks, map their weights in, pre-fault the first generation's working memory); moves that work from the timed stages into load")
 	fs.StringVar(&g.memoryBudget, "memory-budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: the free device memory)")
+	fs.StringVar(&g.packBudget, "pack-budget", "", "with --precision bf16 on the CPU: memory for pre-packed weights, e.g. 4GiB, or 0 for none (default: a quarter of RAM)")
 	fs.StringVar(&g.out, "out", "", "output file: .png, .jpg/.jpeg, or - for a PNG on standard output (required)")
 	fs.IntVar(&g.quality, "quality", 90, "JPEG quality (1-100)")
 	fs.Var(&g.loras, "lora", "LoRA file FILE[:SCALE] merged into the transformer (repeatable, applied in order; SCALE defaults to 1)")
@@ -115,6 +117,9 @@ func (g *generateArgs) check() error {
 	}
 	if _, err := parseBytes(g.memoryBudget); err != nil {
 		return usageError(fmt.Sprintf("--memory-budget: %v", err))
+	}
+	if _, err := parsePackBudget(g.packBudget); err != nil {
+		return usageError(fmt.Sprintf("--pack-budget: %v", err))
 	}
 	if _, err := zimage.ParsePrecision(g.precision); err != nil {
 		return usageError(fmt.Sprintf("--precision: %v", err))
@@ -216,8 +221,10 @@ func (g *generateArgs) loadOptions(dev zimage.DeviceChoice, onDownload func(hub.
 	}
 	budget, _ := parseBytes(g.memoryBudget)       // checked in check
 	prec, _ := zimage.ParsePrecision(g.precision) // checked in check
+
+	packBudget, _ := parsePackBudget(g.packBudget) // checked in check
 	opts := []zimage.Option{
-		zimage.WithPrecision(prec),
+		zimage.WithPrecision(prec), zimage.WithPackBudget(packBudget),
 		zimage.WithDevice(device), zimage.WithThreads(g.threads), zimage.WithMemoryBudget(budget),
 		zimage.WithSingleFiles(g.transformer, g.textEncoder, g.vae, g.tokenizer),
 		zimage.WithDownloadProgress(onDownload),
@@ -528,4 +535,16 @@ func (b *progressBar) finish() {
 	if b.drawn {
 		fmt.Fprint(b.w, "\r\x1b[K")
 	}
+}
+
+// parsePackBudget parses --pack-budget: "" is -1 (the default), "0" none.
+func parsePackBudget(s string) (int64, error) {
+	switch strings.TrimSpace(s) {
+	case "":
+		return -1, nil
+	case "0":
+		return 0, nil
+	}
+	n, err := parseBytes(s)
+	return int64(min(n, 1<<62)), err
 }
