@@ -143,10 +143,14 @@ func alignedFloats(n int) []float32 {
 	return raw[off : off+n : off+n]
 }
 
-// usable reports whether p's panels fit the bf16 kernel in use now (tests
-// and benchmarks switch it).
+// usable reports whether p's panels fit the bf16 kernel and the k
+// blocking in use now (tests and benchmarks switch them).
 func (p *BF16Packed) usable() bool {
-	return p.kern.name == bf16Kernel.name && p.kern.pairs == bf16Kernel.pairs && p.kern.nr == bf16Kernel.nr
+	if p.kern.name != bf16Kernel.name || p.kern.pairs != bf16Kernel.pairs || p.kern.nr != bf16Kernel.nr {
+		return false
+	}
+	_, kc, _ := packLayout(bf16Kernel, 1, p.k)
+	return kc == p.kc
 }
 
 // MatMulBTBF16PackedCtx is MatMulBTBF16Ctx with B pre-packed by PackBF16:

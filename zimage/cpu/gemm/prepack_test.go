@@ -3,6 +3,7 @@ package gemm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -127,6 +128,32 @@ func TestMatMulBTBF16PackedKernelChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameBits(t, "after a kernel change", got, want)
+}
+
+// TestMatMulBTBF16PackedBlockingChange checks that a pack made under
+// another k blocking falls back to the original bytes.
+func TestMatMulBTBF16PackedBlockingChange(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	m, n, k := 20, 70, 300
+	a := randSlice(r, m*k)
+	raw, _ := encode(t, randSlice(r, n*k), weights.BF16)
+	defer func(v int) { kcMax = v }(kcMax)
+	kcMax = 64
+	p, err := PackBF16(raw, weights.BF16, n, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kc := range []int{64, 1024} {
+		kcMax = kc
+		got, want := make([]float32, m*n), make([]float32, m*n)
+		if err := MatMulBTBF16MultiCtx(context.Background(), [][]float32{got}, a, []*BF16Packed{p}, nil, m, k); err != nil {
+			t.Fatal(err)
+		}
+		if err := MatMulBTBF16Ctx(context.Background(), want, a, raw, weights.BF16, nil, m, n, k); err != nil {
+			t.Fatal(err)
+		}
+		sameBits(t, fmt.Sprintf("kcMax %d", kc), got, want)
+	}
 }
 
 // TestPackBF16Errors checks the typed errors of bad arguments.
