@@ -19,8 +19,11 @@ import (
 // negative prompt — and the VAE are never packed, while the DiT's weights
 // are from its third step on (second with CFG) and stay packed across
 // requests. Products with packed weights equal the unpacked ones bit for
-// bit. A pack is dropped when its handle is freed (a LoRA merge binds new
-// handles over new bytes, after the old ones are freed) and on Close.
+// bit. A pack belongs to its handle: it is dropped when the handle is freed
+// (the DiT frees its handles when released) and on Close; weights change only
+// by binding new handles (a LoRA merge's copies are new tensors), so a pack
+// never outlives its bytes. A handle dropped without Free keeps its pack
+// until Close.
 //
 // The packs come on top of the checkpoint's mapped pages, which stay
 // mapped (the GEMV, LoRA merges and a CUDA upload read them); their page
