@@ -25,9 +25,10 @@ import (
 // never outlives its bytes. A handle dropped without Free keeps its pack
 // until Close.
 //
-// The packs come on top of the checkpoint's mapped pages, which stay
-// mapped (the GEMV, LoRA merges and a CUDA upload read them); their page
-// cache is clean and reclaimable once the packs are in use.
+// The checkpoint stays mapped (the GEMV, LoRA merges and a CUDA upload
+// read it); on Linux the pages of a packed weight are dropped from the
+// resident set (dropMapped), so the process does not hold the DiT twice:
+// they fault in again from the page cache if read.
 
 // packAfter is the product (with m > gemv rows) within one request at which
 // a weight is packed.
@@ -149,6 +150,7 @@ func (b *Backend) packFor(ctx context.Context, w *Tensor, m int) (*weightPack, e
 	}
 	w.pk = p
 	c.used += p.bytes()
+	dropMapped(w.w.Data)
 	if c.held == nil {
 		c.held = map[*Tensor]struct{}{}
 	}
