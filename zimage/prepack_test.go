@@ -75,3 +75,36 @@ func TestPackedWeightsPipeline(t *testing.T) {
 		})
 	}
 }
+
+// TestPackedWeightsAreDiTs runs a CFG request (the text encoder runs twice:
+// prompt and negative prompt) and checks that only transformer weights are
+// packed, never the text encoder's.
+func TestPackedWeightsAreDiTs(t *testing.T) {
+	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
+	p, err := Load(context.Background(), dir, WithDevice("cpu"), WithPrecision(BFloat16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	req := Request{Prompt: "a cat", NegativePrompt: "a dog", Width: 64, Height: 64, Seed: 1, Steps: 3, Guidance: 2}
+	for range 2 {
+		if _, err := p.Run(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := p.b.(*cpu.Backend).PackedWeights()
+	if len(names) == 0 {
+		t.Fatal("nothing packed")
+	}
+	te, err := p.model.OpenTextEncoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer te.Close()
+	for _, n := range names {
+		if _, ok := te.Tensor(n); ok {
+			t.Errorf("text encoder weight %s is packed", n)
+		}
+	}
+	t.Logf("%d weights packed, e.g. %s", len(names), names[0])
+}

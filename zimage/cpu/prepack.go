@@ -3,6 +3,7 @@ package cpu
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/zimage/zimage/weights"
@@ -66,6 +67,18 @@ func (b *Backend) PackedBytes() int64 {
 	b.packs.mu.Lock()
 	defer b.packs.mu.Unlock()
 	return b.packs.used
+}
+
+// PackedWeights returns the names of the weights held pre-packed, sorted.
+func (b *Backend) PackedWeights() []string {
+	b.packs.mu.Lock()
+	defer b.packs.mu.Unlock()
+	names := make([]string, 0, len(b.packs.held))
+	for w := range b.packs.held {
+		names = append(names, w.w.Name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // newRequest starts a new count of uses (SetContext).
