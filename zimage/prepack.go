@@ -8,7 +8,8 @@ import "github.com/zimage/zimage/zimage/cpu"
 // third use in a request on, which saves re-packing them in every product
 // (the text encoder and the VAE are never packed). 0 turns it off; a
 // negative value, like no option, selects the default, a quarter of
-// physical memory. Results are the same bits either way.
+// physical memory (or of a lower cgroup limit). Results are the same bits
+// either way.
 func WithPackBudget(bytes int64) Option {
 	return func(o *options) { o.packBudget = &bytes }
 }

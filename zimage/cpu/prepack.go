@@ -37,7 +37,8 @@ const packAfter = 3
 
 // WithPackBudget bounds the memory held by pre-packed bf16 weights (see
 // above): 0 disables packing, a negative n selects the default, a quarter
-// of the machine's physical memory (2 GiB where it is unknown) — enough
+// of the machine's physical memory or of the container's (cgroup) limit
+// when lower (2 GiB where neither is known) — enough
 // for the medium and the 6B model's most used weights (its DiT is 12.3 GB
 // of bf16, packed the same size) without doubling its footprint on a
 // small machine.

@@ -313,3 +313,21 @@ func TestPackQ80(t *testing.T) {
 		t.Error("MatMulQ80PackedShared with the wrong k: no error")
 	}
 }
+
+// TestDefaultPackBudget checks that the default budget is positive and at
+// most half of the memory the process may use.
+func TestDefaultPackBudget(t *testing.T) {
+	got := defaultPackBudget()
+	if got <= 0 {
+		t.Fatalf("default pack budget %d", got)
+	}
+	if m := physicalMemory(); m > 0 && uint64(got) > m/2 {
+		t.Errorf("default pack budget %d of %d bytes of memory", got, m)
+	}
+	if b := New(); b.packs.budget != got {
+		t.Errorf("New: budget %d, want the default %d", b.packs.budget, got)
+	}
+	if b := New(WithPackBudget(5)); b.packs.budget != 5 {
+		t.Errorf("WithPackBudget(5): budget %d", b.packs.budget)
+	}
+}
