@@ -35,13 +35,14 @@ import (
 // a weight is packed.
 const packAfter = 3
 
-// WithPackBudget bounds the memory held by pre-packed bf16 weights (see
-// above): 0 disables packing, a negative n selects the default, a quarter
-// of the machine's physical memory or of the container's (cgroup) limit
-// when lower (2 GiB where neither is known) — enough
-// for the medium and the 6B model's most used weights (its DiT is 12.3 GB
-// of bf16, packed the same size) without doubling its footprint on a
-// small machine.
+// WithPackBudget bounds the memory held by pre-packed weights (see above):
+// 0 disables packing, a negative n selects the default, a quarter of the
+// machine's physical memory or of the container's (cgroup) limit when
+// lower (2 GiB where neither is known). Packs are the process's own memory,
+// which the OS cannot reclaim as it can the mapped checkpoint's page cache:
+// the 6B model's DiT is 12.3 GB of bf16, packed the same size, so on a
+// machine under 50 GB the default packs only part of it (the weights used
+// first), and a small machine keeps its headroom.
 func WithPackBudget(n int64) Option {
 	return func(b *Backend) { b.packs.budget = n }
 }
