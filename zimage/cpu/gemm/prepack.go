@@ -18,7 +18,9 @@ import (
 // (kq = k pairs, or k values for the rounding float32 kernels), the ragged
 // last panel zero-padded — so a product reads them in place, contiguously.
 // The products are the same, in the same order: results equal
-// MatMulBTBF16Ctx's bit for bit.
+// MatMulBTBF16Ctx's bit for bit. No software prefetch: the panels a task
+// reads are contiguous, and prefetching the next task's panels (measured,
+// bench/README.md) did not help over the hardware prefetcher.
 
 // BF16Packed is a weight B [n, k] packed for MatMulBTBF16PackedCtx.
 type BF16Packed struct {
