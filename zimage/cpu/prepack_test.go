@@ -43,7 +43,7 @@ func product(t *testing.T, b *Backend, x, w compute.Tensor) []float32 {
 	return out
 }
 
-func sameBits(t *testing.T, what string, got, want []float32) {
+func packBits(t *testing.T, what string, got, want []float32) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
@@ -76,7 +76,7 @@ func TestPackPolicy(t *testing.T) {
 	want := reference(t, b.ToHost(x), wt, m, k)
 	w := b.Weight(wt)
 	for use := 1; use <= 4; use++ {
-		sameBits(t, "product", product(t, b, x, w), want)
+		packBits(t, "product", product(t, b, x, w), want)
 		if got, packed := b.PackedBytes(), use >= packAfter; (got == size) != packed || (!packed && got != 0) {
 			t.Fatalf("after %d products: %d bytes packed (a pack is %d)", use, got, size)
 		}
@@ -155,7 +155,7 @@ func TestPackInvalidation(t *testing.T) {
 	w = b.Weight(merged)
 	want := reference(t, xv, merged, m, k)
 	for range packAfter + 1 {
-		sameBits(t, "merged weight", product(t, b, x, w), want)
+		packBits(t, "merged weight", product(t, b, x, w), want)
 	}
 	if b.PackedBytes() == 0 {
 		t.Fatal("merged weight not packed")
@@ -167,7 +167,7 @@ func TestPackInvalidation(t *testing.T) {
 		t.Fatalf("after Close: %d bytes packed", got)
 	}
 	for range packAfter + 1 {
-		sameBits(t, "after Close", product(t, b, x, w), want)
+		packBits(t, "after Close", product(t, b, x, w), want)
 	}
 }
 
@@ -184,7 +184,7 @@ func TestMatMulShared(t *testing.T) {
 		for round := range packAfter + 2 {
 			outs := b.MatMulShared(x, ws...)
 			for i, w := range ws {
-				sameBits(t, "shared", b.ToHost(outs[i]), product(t, b, x, w))
+				packBits(t, "shared", b.ToHost(outs[i]), product(t, b, x, w))
 			}
 			b.Free(outs...)
 			if err := b.Err(); err != nil {
@@ -290,7 +290,7 @@ func TestPackQ80(t *testing.T) {
 	for round := range packAfter + 1 {
 		outs := b.MatMulShared(x, ws...)
 		for i := range ws {
-			sameBits(t, "Q8_0 shared", b.ToHost(outs[i]), wants[i])
+			packBits(t, "Q8_0 shared", b.ToHost(outs[i]), wants[i])
 			if round == 0 {
 				size += gemm.PackedQ80Bytes(ws[i].Shape()[0], k)
 			}
@@ -305,7 +305,7 @@ func TestPackQ80(t *testing.T) {
 	}
 	outs := b.MatMulQ80PackedShared(x, qps...)
 	for i := range qps {
-		sameBits(t, "MatMulQ80PackedShared", b.ToHost(outs[i]), wants[i])
+		packBits(t, "MatMulQ80PackedShared", b.ToHost(outs[i]), wants[i])
 	}
 	b.Free(outs...)
 	b.MatMulQ80PackedShared(b.FromHost(make([]float32, 2*64), 2, 64), qps...)
