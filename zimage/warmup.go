@@ -1,9 +1,11 @@
 package zimage
 
 import (
+	"context"
 	"runtime/debug"
 
 	"github.com/zimage/zimage/weights"
+	"github.com/zimage/zimage/zimage/compute"
 	"github.com/zimage/zimage/zimage/vae"
 )
 
@@ -97,6 +99,15 @@ func (p *Pipeline) warmup(o *options) {
 			p.log.Debug("zimage: warmup: transformer not bound", "err", err)
 		} else {
 			p.ditSet.Populate()
+			// The weights the backend would pack during the first Run
+			// (cpu, bf16) are packed now instead.
+			if pk, ok := p.b.(interface {
+				Prepack(context.Context, ...compute.Tensor) error
+			}); ok {
+				if err := pk.Prepack(context.Background(), p.dit.ProductWeights()...); err != nil {
+					p.log.Debug("zimage: warmup: weights not pre-packed", "err", err)
+				}
+			}
 		}
 	}
 	if rp.Keep.VAE && rp.VAETile == 0 {

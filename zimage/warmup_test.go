@@ -26,6 +26,10 @@ func TestWarmup(t *testing.T) {
 			if len(opts) > 0 && (b.ReservedBytes() == 0 || p.dit == nil || p.vae == nil) {
 				t.Fatalf("WithWarmup: reserve %d bytes, DiT bound %v, VAE bound %v", b.ReservedBytes(), p.dit != nil, p.vae != nil)
 			}
+			// bf16: the DiT's per-token weights are packed at Load.
+			if packed := b.PackedBytes() > 0; len(opts) > 0 && packed != (prec == BFloat16) {
+				t.Fatalf("%v: WithWarmup pre-packed weights: %v", prec, packed)
+			}
 			if len(opts) == 0 && (p.dit != nil || p.vae != nil) {
 				t.Fatal("networks bound at Load without WithWarmup")
 			}

@@ -145,6 +145,44 @@ func (b *Backend) packFor(ctx context.Context, w *Tensor, m int) (*weightPack, e
 	if w.pkUses++; w.pkUses < packAfter {
 		return nil, nil
 	}
+	return b.packLocked(ctx, w, kind)
+}
+
+// Prepack packs the weights ws now, as their packAfter-th product in a
+// request would (bf16 mode only, within the budget; a weight that cannot be
+// packed is skipped), so that a first request pays neither the packing nor
+// its fresh memory (zimage.WithWarmup calls it at Load with the DiT's
+// per-token weights).
+func (b *Backend) Prepack(ctx context.Context, ws ...compute.Tensor) error {
+	if !b.bf16 {
+		return nil
+	}
+	for _, t := range ws {
+		w, ok := t.(*Tensor)
+		if !ok || w == nil {
+			continue
+		}
+		kind := packKind(w)
+		if kind == "" {
+			continue
+		}
+		b.packs.mu.Lock()
+		var err error
+		if w.pk == nil && b.packs.budget != 0 {
+			_, err = b.packLocked(ctx, w, kind)
+		}
+		b.packs.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// packLocked packs w as kind within the budget (nil when it does not fit).
+// The caller holds b.packs.mu.
+func (b *Backend) packLocked(ctx context.Context, w *Tensor, kind string) (*weightPack, error) {
+	c := &b.packs
 	n, k := w.shape[0], w.shape[1]
 	size := gemm.PackedBF16Bytes(n, k)
 	if kind == "q8" {

@@ -331,3 +331,34 @@ func TestDefaultPackBudget(t *testing.T) {
 		t.Errorf("WithPackBudget(5): budget %d", b.packs.budget)
 	}
 }
+
+// TestPrepack: Prepack packs at once in bf16 mode (the first product then
+// uses the pack and equals the unpacked one), skips what does not fit the
+// budget, and does nothing in float32 mode or with packing off.
+func TestPrepack(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	const m, n, k = 20, 70, 90
+	wt := randWeight(r, "w", n, k)
+	size := gemm.PackedBF16Bytes(n, k)
+
+	b := New(WithBF16(true))
+	w := b.Weight(wt)
+	if err := b.Prepack(context.Background(), w, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.PackedBytes(); got != size {
+		t.Fatalf("after Prepack: %d bytes packed, want %d", got, size)
+	}
+	x := randInput(b, r, m, k)
+	packBits(t, "first product", product(t, b, x, w), reference(t, b.ToHost(x), wt, m, k))
+
+	for _, o := range [][]Option{{WithBF16(false)}, {WithBF16(true), WithPackBudget(0)}, {WithBF16(true), WithPackBudget(size - 1)}} {
+		b := New(o...)
+		if err := b.Prepack(context.Background(), b.Weight(wt)); err != nil {
+			t.Fatal(err)
+		}
+		if got := b.PackedBytes(); got != 0 {
+			t.Fatalf("options %d: %d bytes packed, want none", len(o), got)
+		}
+	}
+}

@@ -163,6 +163,19 @@ func (m *Model) bindBlock(p *nn.Loader, modulated bool) *block {
 	return bl
 }
 
+// ProductWeights returns the weights of the per-token products — every
+// block's attention projections and feed-forward — which a backend may
+// keep in a pre-packed form (cpu.Backend.Prepack).
+func (m *Model) ProductWeights() []compute.Tensor {
+	var ws []compute.Tensor
+	for _, bls := range [][]*block{m.noiseRefiner, m.contextRefiner, m.layers} {
+		for _, bl := range bls {
+			ws = append(ws, bl.q, bl.k, bl.v, bl.o, bl.w1, bl.w3, bl.w2)
+		}
+	}
+	return ws
+}
+
 // Config returns the configuration the model was built with.
 func (m *Model) Config() weights.DiTConfig { return m.cfg }
 
