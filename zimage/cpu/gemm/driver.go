@@ -96,7 +96,7 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 		ntaskM = min(ceilDiv(mc, mr), ceilDiv(2*threads, ntaskN))
 	}
 
-	apBuf := getBuf(mc * kc)
+	apBuf := getBuf(mc*kc + mr*kc) // + the ragged last panel, compact (narrowPanel)
 	defer putBuf(apBuf)
 	ap := *apBuf
 	bpBufs := make([]*[]float32, threads)
@@ -140,6 +140,7 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 				}
 			})
 
+			apn := narrowPanel(kern, ap, mc*kc, mb, kq)
 			mpan := ceilDiv(mb, mr)
 			parallelFor(threads, ntaskN*ntaskM, stop, func(w, t int) {
 				tn, tm := t%ntaskN, t/ntaskN
@@ -177,7 +178,7 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 				if p0+kb == k && src.rowBias != nil {
 					rowBias = src.rowBias[i0+ilo:]
 				}
-				macro(kern, c, n, ap[ilo*kq:], bp, ldb, buf, tmp, bias, rowBias, first, i0+ilo, ihi-ilo, j0, nb, kq, pfp)
+				macro(kern, c, n, ap[ilo*kq:], apn, bp, ldb, buf, tmp, bias, rowBias, first, i0+ilo, ihi-ilo, j0, nb, kq, pfp)
 			})
 		}
 	}
@@ -191,7 +192,12 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 // micro-panel row. rowBias (nil but on the last k block of a convolution
 // with bias) is then added to the rows of C, tile by tile while the tile is
 // in cache: the same additions as a pass over C afterwards.
-func macro(kern kernel, c []float32, ldc int, ap, bp []float32, ldb int, edge, tmp, bias, rowBias []float32, first bool, i0, mb, j0, nb, kb int, pf *bPrefetch) {
+//
+// apn (nil when there is none) is the A block's ragged last micro-panel
+// packed compactly for the kernel of that many rows (narrowPanel): its edge
+// tiles then compute only the real rows — the same sums in the same order,
+// so the result is unchanged.
+func macro(kern kernel, c []float32, ldc int, ap, apn, bp []float32, ldb int, edge, tmp, bias, rowBias []float32, first bool, i0, mb, j0, nb, kb int, pf *bPrefetch) {
 	mr, nr := kern.mr, kern.nr
 	for ir := 0; ir < mb; ir += mr {
 		pf.step()
@@ -220,8 +226,12 @@ func macro(kern kernel, c []float32, ldc int, ap, bp []float32, ldb int, edge, t
 				addRowBias(c[ci:], ldc, rowBias, ir, rows, cols)
 				continue
 			}
-			// Edge tile: compute the full tile into tmp, then merge the valid part.
-			kern.fn(kb, apanel, bpanel, tmp, bstride, nr, false)
+			// Edge tile: compute the tile into tmp, then merge the valid part.
+			if rows < mr && apn != nil {
+				kern.narrow[rows-1].fn(kb, apn, bpanel, tmp, bstride, nr, false)
+			} else {
+				kern.fn(kb, apanel, bpanel, tmp, bstride, nr, false)
+			}
 			for i := 0; i < rows; i++ {
 				crow := c[ci+i*ldc : ci+i*ldc+cols]
 				trow := tmp[i*nr : i*nr+cols]
@@ -241,6 +251,27 @@ func macro(kern kernel, c []float32, ldc int, ap, bp []float32, ldb int, edge, t
 			addRowBias(c[ci:], ldc, rowBias, ir, rows, cols)
 		}
 	}
+}
+
+// narrowEdges turns narrowPanel on (tests compare with it off).
+var narrowEdges = true
+
+// narrowPanel copies the ragged last micro-panel of an A block of mb rows
+// (packed with stride mr, kq steps) to ap[at:], packed with stride rows
+// for the kernel of that many rows, and returns it; nil when the block has
+// no ragged panel or the kernel no narrow variant. ap must hold at+rows·kq.
+func narrowPanel(kern kernel, ap []float32, at, mb, kq int) []float32 {
+	mr := kern.mr
+	rows := mb % mr
+	if rows == 0 || rows > len(kern.narrow) || !narrowEdges {
+		return nil
+	}
+	src := ap[(mb-rows)*kq : (mb-rows+mr)*kq]
+	dst := ap[at : at+rows*kq]
+	for q := range kq {
+		copy(dst[q*rows:(q+1)*rows], src[q*mr:q*mr+rows])
+	}
+	return dst
 }
 
 // addRowBias adds rowBias[ir+i] to row i of a rows×cols tile of C (row

@@ -291,7 +291,7 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 		ntaskM = min(ceilDiv(mc, mr), ceilDiv(2*threads, ntaskN))
 	}
 
-	apBuf := getBuf(mc * kc)
+	apBuf := getBuf(mc*kc + mr*kc) // + the ragged last panel, compact (narrowPanel)
 	defer putBuf(apBuf)
 	ap := *apBuf
 	tmps := make([]*[]float32, threads)
@@ -334,6 +334,7 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 				}
 			})
 
+			apn := narrowPanel(kern, ap, mc*kc, mb, kq)
 			mpan := ceilDiv(mb, mr)
 			parallelFor(threads, ntaskN*ntaskM, stop, func(w, t int) {
 				tn, tm := t%ntaskN, t/ntaskN
@@ -351,7 +352,7 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 					j0 := (lo - pstart[i]) * nr
 					nb := min(n, (hi-pstart[i])*nr) - j0
 					bp := o.p.data[o.p.offs[bi]+j0*kq:]
-					macro(kern, o.c, n, ap[ilo*kq:], bp, 0, nil, tmp, o.bias, nil, first, i0+ilo, ihi-ilo, j0, nb, kq, nil)
+					macro(kern, o.c, n, ap[ilo*kq:], apn, bp, 0, nil, tmp, o.bias, nil, first, i0+ilo, ihi-ilo, j0, nb, kq, nil)
 				}
 			})
 		}
