@@ -79,7 +79,7 @@ func newGenerateArgs(stderr io.Writer) *generateArgs {
 	fs.StringVar(&g.device, "device", "auto", "compute device: cpu, cuda, cuda:N or auto")
 	fs.IntVar(&g.threads, "threads", 0, "CPU threads (0 = all cores)")
 	fs.StringVar(&g.precision, "precision", "fp32", "CPU matrix-product precision: fp32 (exact) or bf16 (faster; float32 accumulation)")
-	fs.BoolVar(&g.warmup, "warmup", true, "CPU: prepare at load for the image size (bind the networks, map their weights in, pre-fault the first generation's working memory); moves that work from the timed stages into load")
+	fs.BoolVar(&g.warmup, "warmup", false, "CPU: prepare at load for the image size (bind the networks, map their weights in, pre-pack bf16 weights, pre-fault the first generation's working memory); moves that work from the timed stages into load, and costs a one-shot run more than it saves")
 	fs.StringVar(&g.memoryBudget, "memory-budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: the free device memory)")
 	fs.StringVar(&g.packBudget, "pack-budget", "", "with --precision bf16 on the CPU: memory for pre-packed weights, e.g. 4GiB, or 0 for none (default: a quarter of RAM)")
 	fs.StringVar(&g.out, "out", "", "output file: .png, .jpg/.jpeg, or - for a PNG on standard output (required)")
