@@ -122,25 +122,7 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 				kq = (kb + 1) / 2
 			}
 
-			// Pack the A block, a few micro-panels per task.
-			npanels := ceilDiv(mb, mr)
-			const perTask = 8
-			parallelFor(aPackThreads(kern, threads, mb, kb), ceilDiv(npanels, perTask), stop, func(_, t int) {
-				for r := t * perTask; r < min(npanels, (t+1)*perTask); r++ {
-					panel := ap[r*mr*kq : (r+1)*mr*kq]
-					rows := min(mr, mb-r*mr)
-					if kern.pairs {
-						packAPanelPairs(panel, a, k, i0+r*mr, rows, p0, kb, mr)
-						continue
-					}
-					packAPanel(panel, a, k, i0+r*mr, rows, p0, kb, mr)
-					if kern.round {
-						roundPanel(panel)
-					}
-				}
-			})
-
-			apn := narrowPanel(kern, ap, mc*kc, mb, kq)
+			apn := packABlock(kern, threads, stop, ap, mc*kc, a, k, i0, mb, p0, kb, kq)
 			mpan := ceilDiv(mb, mr)
 			parallelFor(threads, ntaskN*ntaskM, stop, func(w, t int) {
 				tn, tm := t%ntaskN, t/ntaskN
@@ -251,6 +233,30 @@ func macro(kern kernel, c []float32, ldc int, ap, apn, bp []float32, ldb int, ed
 			addRowBias(c[ci:], ldc, rowBias, ir, rows, cols)
 		}
 	}
+}
+
+// packABlock packs rows i0..i0+mb of A over k range p0..p0+kb into ap as
+// the kernel's micro-panels (kq steps each), a few panels per task, and
+// returns the ragged last panel's compact copy at ap[at:] (narrowPanel).
+func packABlock(kern kernel, threads int, stop *atomic.Bool, ap []float32, at int, a []float32, k, i0, mb, p0, kb, kq int) []float32 {
+	mr := kern.mr
+	npanels := ceilDiv(mb, mr)
+	const perTask = 8
+	parallelFor(aPackThreads(kern, threads, mb, kb), ceilDiv(npanels, perTask), stop, func(_, t int) {
+		for r := t * perTask; r < min(npanels, (t+1)*perTask); r++ {
+			panel := ap[r*mr*kq : (r+1)*mr*kq]
+			rows := min(mr, mb-r*mr)
+			if kern.pairs {
+				packAPanelPairs(panel, a, k, i0+r*mr, rows, p0, kb, mr)
+				continue
+			}
+			packAPanel(panel, a, k, i0+r*mr, rows, p0, kb, mr)
+			if kern.round {
+				roundPanel(panel)
+			}
+		}
+	})
+	return narrowPanel(kern, ap, at, mb, kq)
 }
 
 // narrowEdges turns narrowPanel on (tests compare with it off).

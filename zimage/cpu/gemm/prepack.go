@@ -317,24 +317,7 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 				kq = (kb + 1) / 2
 			}
 
-			npanels := ceilDiv(mb, mr)
-			const perTask = 8
-			parallelFor(aPackThreads(kern, threads, mb, kb), ceilDiv(npanels, perTask), stop, func(_, t int) {
-				for r := t * perTask; r < min(npanels, (t+1)*perTask); r++ {
-					panel := ap[r*mr*kq : (r+1)*mr*kq]
-					rows := min(mr, mb-r*mr)
-					if kern.pairs {
-						packAPanelPairs(panel, a, k, i0+r*mr, rows, p0, kb, mr)
-						continue
-					}
-					packAPanel(panel, a, k, i0+r*mr, rows, p0, kb, mr)
-					if kern.round {
-						roundPanel(panel)
-					}
-				}
-			})
-
-			apn := narrowPanel(kern, ap, mc*kc, mb, kq)
+			apn := packABlock(kern, threads, stop, ap, mc*kc, a, k, i0, mb, p0, kb, kq)
 			mpan := ceilDiv(mb, mr)
 			parallelFor(threads, ntaskN*ntaskM, stop, func(w, t int) {
 				tn, tm := t%ntaskN, t/ntaskN
