@@ -85,6 +85,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	device := fs.String("device", "auto", "compute device: cpu, cuda or auto")
 	threads := fs.Int("threads", 0, "CPU threads (0 = all cores)")
 	memBudget := fs.String("memory-budget", "", "device memory budget, e.g. 15.5GB or 14GiB (default: the free device memory)")
+	precision := fs.String("precision", "fp32", "CPU matrix-product precision: fp32 (exact) or bf16 (faster; float32 accumulation)")
+	warmup := fs.Bool("warmup", false, "CPU: prepare at load for --resolution images (bind the networks, map their weights in, pre-pack bf16 weights, pre-fault a first generation's working memory), so the first task does not pay for it")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	loras := loraFlags{named: true}
@@ -109,6 +111,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	budgetBytes, err := parseBytes(*memBudget)
 	if err != nil {
 		return usageErr(fmt.Sprintf("--memory-budget: %v", err))
+	}
+	prec, err := zimage.ParsePrecision(*precision)
+	if err != nil {
+		return usageErr(fmt.Sprintf("--precision: %v", err))
 	}
 	var maxW, maxH int
 	if *maxSize != "" {
@@ -192,8 +198,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if server.Role(*role) != server.RoleAPI {
 		log.Info("loading the model", "model", *model, "device", *device)
-		p, err := zimage.Load(ctx, *model, zimage.WithDevice(*device), zimage.WithThreads(*threads), zimage.WithLogger(log),
-			zimage.WithMemoryBudget(budgetBytes))
+		opts := []zimage.Option{zimage.WithDevice(*device), zimage.WithThreads(*threads), zimage.WithLogger(log),
+			zimage.WithMemoryBudget(budgetBytes), zimage.WithPrecision(prec)}
+		if *warmup {
+			opts = append(opts, zimage.WithWarmup(*resolution, *resolution))
+		}
+		p, err := zimage.Load(ctx, *model, opts...)
 		var timeout time.Duration
 		if err == nil {
 			defer p.Close()

@@ -162,7 +162,7 @@ func TestServeTinyModel(t *testing.T) {
 	model := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
 	data := t.TempDir()
 	key := addKeyCmd(t, data, "100")
-	url := startServe(t, "--data", data, "--model", model, "--device", "cpu", "--resolution", "64", "--price", "10")
+	url := startServe(t, "--data", data, "--model", model, "--device", "cpu", "--resolution", "64", "--price", "10", "--warmup")
 
 	const fox = "A red fox sitting in a snowy forest at dawn, photorealistic, 35mm photo, shallow depth of field, soft golden light"
 	code, body := call(t, "POST", url+"/api/generate", key, map[string]any{"prompt": fox, "aspect_ratio": "1:1", "seed": 42})
@@ -246,6 +246,7 @@ func TestServeFlags(t *testing.T) {
 		{[]string{"serve", "extra"}, 2, "unexpected argument"},
 		{[]string{"serve", "--data", t.TempDir(), "--model", "m", "--price", "0"}, 2, "at least 1"},
 		{[]string{"serve", "--data", t.TempDir(), "--model", "m", "--trusted-proxy", "everyone"}, 2, "trusted proxy"},
+		{[]string{"serve", "--data", t.TempDir(), "--model", "m", "--precision", "fp8"}, 2, "--precision"},
 	} {
 		t.Setenv("ZIMAGE_MODEL", "")
 		var out, errOut bytes.Buffer
