@@ -4,21 +4,10 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/zimage/zimage/weights"
 )
-
-// cpuTime is the process's user+system CPU time: GFLOP per CPU-second is a
-// tuning metric that other load on a shared machine disturbs much less than
-// wall-clock GFLOP/s.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // envInt overrides a tuning knob from the environment (benchmarks only).
 func envInt(name string, v *int) {
