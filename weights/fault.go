@@ -87,3 +87,21 @@ func FaultFrom(v any) *FaultError {
 	}
 	return nil
 }
+
+// DropMapped drops the whole pages of b from the process's resident set
+// when b lies in a checkpoint file mapping (MappedFile): the mapping is
+// read-only, so the pages fault in again from the page cache if read later.
+// Bytes outside a mapping (heap copies) are left alone; a no-op off Linux.
+func DropMapped(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	if _, ok := MappedFile(start); !ok {
+		return
+	}
+	if _, ok := MappedFile(start + uintptr(len(b)) - 1); !ok {
+		return
+	}
+	dontNeed(b)
+}

@@ -28,7 +28,7 @@ import (
 //
 // The checkpoint stays mapped (the GEMV, LoRA merges and a CUDA upload
 // read it); on Linux the pages of a packed weight are dropped from the
-// resident set (dropMapped), so the process does not hold the DiT twice:
+// resident set (weights.DropMapped), so the process does not hold the DiT twice:
 // they fault in again from the page cache if read.
 
 // packAfter is the product (with m > gemv rows) within one request at which
@@ -203,7 +203,7 @@ func (b *Backend) packLocked(ctx context.Context, w *Tensor, kind string) (*weig
 	}
 	w.pk = p
 	c.used += p.bytes()
-	dropMapped(w.w.Data)
+	weights.DropMapped(w.w.Data)
 	if c.held == nil {
 		c.held = map[*Tensor]struct{}{}
 	}
