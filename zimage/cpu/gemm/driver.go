@@ -86,15 +86,8 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 	// When B is too narrow to keep every thread busy, the A block's rows
 	// are split as well.
 	npan := ceilDiv(n, nr)
-	ntaskN := ceilDiv(npan, max(1, ncMax/nr))
-	if threads > 1 {
-		ntaskN = min(npan, roundUp(ntaskN, threads))
-	}
+	ntaskN, ntaskM := taskGrid(npan, nr, mc, mr, threads)
 	nc := ceilDiv(npan, ntaskN) * nr // most columns in one task
-	ntaskM := 1
-	if ntaskN < 2*threads && threads > 1 {
-		ntaskM = min(ceilDiv(mc, mr), ceilDiv(2*threads, ntaskN))
-	}
 
 	apBuf := getBuf(mc*kc + mr*kc) // + the ragged last panel, compact (narrowPanel)
 	defer putBuf(apBuf)
@@ -233,6 +226,22 @@ func macro(kern kernel, c []float32, ldc int, ap, apn, bp []float32, ldb int, ed
 			addRowBias(c[ci:], ldc, rowBias, ir, rows, cols)
 		}
 	}
+}
+
+// taskGrid splits npan nr-column panels into ntaskN tasks of about ncMax
+// columns, a multiple of the thread count so threads finish together, and,
+// when that leaves threads idle, the mc rows of the A block into ntaskM
+// ranges of mr-row panels as well.
+func taskGrid(npan, nr, mc, mr, threads int) (ntaskN, ntaskM int) {
+	ntaskN = ceilDiv(npan, max(1, ncMax/nr))
+	if threads > 1 {
+		ntaskN = min(npan, roundUp(ntaskN, threads))
+	}
+	ntaskM = 1
+	if ntaskN < 2*threads && threads > 1 {
+		ntaskM = min(ceilDiv(mc, mr), ceilDiv(2*threads, ntaskN))
+	}
+	return ntaskN, ntaskM
 }
 
 // packABlock packs rows i0..i0+mb of A over k range p0..p0+kb into ap as

@@ -282,14 +282,7 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 		pstart[i+1] = pstart[i] + ceilDiv(o.p.n, nr)
 	}
 	npan := pstart[len(outs)]
-	ntaskN := ceilDiv(npan, max(1, ncMax/nr))
-	if threads > 1 {
-		ntaskN = min(npan, roundUp(ntaskN, threads))
-	}
-	ntaskM := 1
-	if ntaskN < 2*threads && threads > 1 {
-		ntaskM = min(ceilDiv(mc, mr), ceilDiv(2*threads, ntaskN))
-	}
+	ntaskN, ntaskM := taskGrid(npan, nr, mc, mr, threads)
 
 	apBuf := getBuf(mc*kc + mr*kc) // + the ragged last panel, compact (narrowPanel)
 	defer putBuf(apBuf)
