@@ -80,11 +80,8 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 	}
 	// Rows of A per shared block, a multiple of mr, balanced.
 	mc := roundUp(ceilDiv(m, ceilDiv(m, mcMax)), mr)
-	// Tasks: ranges of nr-column panels of B (each task packs its own B
-	// block), about ncMax columns each, spread evenly, with a task count
-	// that is a multiple of the thread count so threads finish together.
-	// When B is too narrow to keep every thread busy, the A block's rows
-	// are split as well.
+	// Tasks: ranges of nr-column panels of B, each packing its own B block
+	// (taskGrid).
 	npan := ceilDiv(n, nr)
 	ntaskN, ntaskM := taskGrid(npan, nr, mc, mr, threads)
 	nc := ceilDiv(npan, ntaskN) * nr // most columns in one task
