@@ -11,7 +11,7 @@ import (
 	"github.com/zimage/zimage/weights"
 )
 
-//go:generate go run gen_kernels.go
+//go:generate go run gen_kernels.go gen_transpose.go
 
 type asmKernel func(a, b, c *float32, kc, ldb, ldc int, acc bool)
 

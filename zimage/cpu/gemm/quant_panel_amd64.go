@@ -10,7 +10,7 @@ import (
 	"github.com/zimage/zimage/weights"
 )
 
-//go:generate go run gen_quant.go
+//go:generate go run gen_quant.go gen_transpose.go
 
 // useQuantPanel enables the generated kernels (gen_quant.go: panel and
 // GEMV; they use AVX-512 F, BW, VL and VBMI); tests turn it off to cover
