@@ -24,18 +24,8 @@ func BenchmarkVAEDecodeMedium(b *testing.B) {
 	for _, side := range []int{256, 512} {
 		for _, prec := range []string{"fp32", "bf16"} {
 			b.Run(strconv.Itoa(side)+"/"+prec, func(b *testing.B) {
-				be := cpu.New(cpu.WithBF16(prec == "bf16"))
-				d, err := vae.New(be, cfg, &randomSource{src: synthetic.VAE(cfg)})
-				if err != nil {
-					b.Fatal(err)
-				}
+				d, x, hl := randomDecoder(b, cfg, prec == "bf16", side)
 				defer d.Close()
-				rng := rand.New(rand.NewPCG(3, 3))
-				hl := side / 8
-				x := make([]float32, cfg.LatentChannels*hl*hl)
-				for i := range x {
-					x[i] = float32(rng.NormFloat64())
-				}
 				b.ResetTimer()
 				for range b.N {
 					if _, err := d.Decode(context.Background(), x, hl, hl, nil); err != nil {
@@ -45,4 +35,21 @@ func BenchmarkVAEDecodeMedium(b *testing.B) {
 			})
 		}
 	}
+}
+
+// randomDecoder builds a CPU VAE decoder of cfg with random weights and a
+// random latent for a side×side image ([C, hl, hl], hl = side/8).
+func randomDecoder(b *testing.B, cfg weights.VAEConfig, bf16 bool, side int) (d *vae.Decoder, x []float32, hl int) {
+	b.Helper()
+	d, err := vae.New(cpu.New(cpu.WithBF16(bf16)), cfg, &randomSource{src: synthetic.VAE(cfg)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	hl = side / 8
+	x = make([]float32, cfg.LatentChannels*hl*hl)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	return d, x, hl
 }

@@ -2,15 +2,11 @@ package bench
 
 import (
 	"context"
-	"math/rand/v2"
 	"testing"
 	"time"
 
-	"github.com/zimage/zimage/cuda/synthetic"
 	"github.com/zimage/zimage/weights"
-	"github.com/zimage/zimage/zimage/cpu"
 	"github.com/zimage/zimage/zimage/cpu/gemm"
-	"github.com/zimage/zimage/zimage/vae"
 )
 
 // BenchmarkVAEDecodeWinograd decodes with the MEDIUM decoder of
@@ -33,18 +29,8 @@ func BenchmarkVAEDecodeWinograd(b *testing.B) {
 	}{{"256", medium, 256}, {"512", medium, 512}, {"real/256", real, 256}, {"real/512", real, 512}} {
 		cfg, side := c.cfg, c.side
 		b.Run(c.name, func(b *testing.B) {
-			be := cpu.New(cpu.WithBF16(true))
-			d, err := vae.New(be, cfg, &randomSource{src: synthetic.VAE(cfg)})
-			if err != nil {
-				b.Fatal(err)
-			}
+			d, x, hl := randomDecoder(b, cfg, true, side)
 			defer d.Close()
-			rng := rand.New(rand.NewPCG(3, 3))
-			hl := side / 8
-			x := make([]float32, cfg.LatentChannels*hl*hl)
-			for i := range x {
-				x[i] = float32(rng.NormFloat64())
-			}
 			defer gemm.SetWinograd(gemm.SetWinograd(gemm.WinogradAuto))
 			modes := []gemm.WinogradMode{gemm.WinogradOff, gemm.WinogradAuto}
 			var wall, cpuS [2]float64
