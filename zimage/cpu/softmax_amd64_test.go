@@ -4,9 +4,10 @@ package cpu
 
 import "testing"
 
-// TestVectorPaths reruns the vector helpers and the ops built on them with
-// AVX-512 off (AVX2 where present) and with both off (portable Go), so
-// every path is covered on a machine that has them all.
+// TestVectorPaths reruns the vector helpers, the element-wise kernels and
+// the ops built on them with AVX-512 off (AVX2 where present) and with both
+// off (portable Go), so every path is covered on a machine that has them
+// all (the other tests run the AVX-512 path).
 func TestVectorPaths(t *testing.T) {
 	save512, save2 := useAVX512, useAVX2
 	defer func() { useAVX512, useAVX2 = save512, save2 }()
@@ -28,5 +29,12 @@ func TestVectorPaths(t *testing.T) {
 		t.Run(p.name+"/silu", TestSiLUVec)
 		t.Run(p.name+"/elementwise", TestElementwise)
 		t.Run(p.name+"/groupnorm", TestGroupNorm)
+		t.Run(p.name+"/ew-kernels", TestEWKernels)
+		t.Run(p.name+"/sumruns", TestSumRuns)
+		t.Run(p.name+"/groupnorm-by-group", TestGroupNormByGroup)
+		t.Run(p.name+"/fused", TestFusedMatchesSequence)
+		t.Run(p.name+"/norms", TestNorms)
+		t.Run(p.name+"/rope", TestRoPE)
+		t.Run(p.name+"/layout", TestLayoutOps)
 	}
 }
