@@ -47,7 +47,7 @@ var ewLengths = func() []int {
 }()
 
 // TestEWKernels compares every element-wise row kernel on the active vector
-// path with its Go reference, bit for bit (TestEWPaths reruns it on each
+// path with its Go reference, bit for bit (TestVectorPaths reruns it on each
 // path the machine has).
 func TestEWKernels(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 7))
