@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"sync"
 	"unsafe"
+
+	"github.com/zimage/zimage/internal/pages"
 )
 
 // FaultError reports a memory fault while reading mapped tensor data: the
@@ -103,5 +105,5 @@ func DropMapped(b []byte) {
 	if _, ok := MappedFile(start + uintptr(len(b)) - 1); !ok {
 		return
 	}
-	dontNeed(b)
+	pages.DropBytes(b)
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"sync"
+
+	"github.com/zimage/zimage/internal/pages"
 )
 
 // File is one safetensors file opened read-only. On Linux and the BSDs the
@@ -112,4 +114,4 @@ func (f *File) Close() error {
 // release tells the OS that the pages of b (a view into this process's
 // mappings) are not needed any more, so streaming over a file larger than RAM
 // keeps the resident set small. It is advisory; errors are ignored.
-func release(b []byte) { dontNeed(b) }
+func release(b []byte) { pages.DropBytes(b) }

@@ -1,5 +1,4 @@
-// Package pages hands the memory pages of an unreferenced part of a Go
-// slice back to the OS (the pre-faulted reserves of zimage/cpu and its gemm
-// package: their unused tail stays allocated while other pieces of the same
-// slab are in use).
+// Package pages hands memory pages back to the OS: the unused tail of a
+// pre-faulted reserve slab (zimage/cpu and its gemm package), and the
+// pages of a mapped checkpoint that are no longer needed (weights).
 package pages
