@@ -39,7 +39,7 @@ func TestPackedWeightsPipeline(t *testing.T) {
 				}
 				defer p.Close()
 				req := loraRequest(c, mode == "run-time")
-				req.Steps = 4 // packed from the third step on
+				req.Steps = 4 // packed from the second run's third step on
 				if mode == "run-time" {
 					for _, l := range c.LoRAs {
 						if err := p.LoadLoRA(l.Adapter, loraPath(t, l.File)); err != nil {

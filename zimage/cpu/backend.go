@@ -175,10 +175,12 @@ type Tensor struct {
 	placeholder bool
 
 	// pk is a weight's bf16 pre-packed form; pkUses counts its products in
-	// request pkEpoch (prepack.go, under Backend.packs.mu).
+	// request pkEpoch, pkSeen says it had products in an earlier request
+	// (prepack.go, under Backend.packs.mu).
 	pk      *weightPack
 	pkUses  int
 	pkEpoch uint64
+	pkSeen  bool
 }
 
 // Shape returns the tensor's dimensions (do not modify).

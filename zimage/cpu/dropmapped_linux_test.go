@@ -75,7 +75,7 @@ func TestPackDropsMappedPages(t *testing.T) {
 	xv := b.ToHost(x)
 	want := reference(t, xv, wt, m, k)
 	w := b.Weight(mt)
-	for range packAfter {
+	for range packFirst {
 		packBits(t, "product", product(t, b, x, w), want)
 	}
 	if b.PackedBytes() == 0 {

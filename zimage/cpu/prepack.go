@@ -15,12 +15,17 @@ import (
 // kernel's pair panels on every call; a weight the DiT uses every step is
 // instead packed once (gemm.PackBF16) and kept on its handle, within a byte
 // budget. Policy: a weight is packed on its packAfter-th product with more
-// than a few rows (gemm.PackHelps) within one request (SetContext), so the
-// text encoder, which runs once per prompt — twice per request with CFG's
-// negative prompt — and the VAE are never packed, while the DiT's weights
-// are from its third step on (second with CFG) and stay packed across
-// requests. Products with packed weights equal the unpacked ones bit for
-// bit. A pack belongs to its handle: it is dropped when the handle is freed
+// than a few rows (gemm.PackHelps) within one request (SetContext) once it
+// was used in an earlier request, or on its packFirst-th in its first one.
+// So the text encoder, which runs once per prompt — twice per request with
+// CFG's negative prompt — and the VAE are never packed, while the DiT's
+// weights are from the third step of a second request on (second step with
+// CFG) and stay packed across requests. A first request packs only when it
+// runs long enough to repay the pack's fresh memory: on the 2-vCPU Zen 4
+// VM measured, faulting in a pack costs about what 7 per-call packings of
+// the same weight do (~1.7 µs per 4 KiB page vs ~0.06 ns per byte), so a
+// one-shot 8-step generation came out 0.1 s faster at 256² without packs.
+// Products with packed weights equal the unpacked ones bit for bit. A pack belongs to its handle: it is dropped when the handle is freed
 // (the DiT frees its handles when released) and on Close; weights change only
 // by binding new handles (a LoRA merge's copies are new tensors), so a pack
 // never outlives its bytes. A handle dropped without Free keeps its pack
@@ -32,8 +37,13 @@ import (
 // they fault in again from the page cache if read.
 
 // packAfter is the product (with m > gemv rows) within one request at which
-// a weight is packed.
-const packAfter = 3
+// a weight used in an earlier request is packed; packFirst the one at which
+// a weight is packed in the first request that uses it (past the 8 steps of
+// a Turbo generation, near the break-even point).
+const (
+	packAfter = 3
+	packFirst = 10
+)
 
 // WithPackBudget bounds the memory held by pre-packed weights (see above):
 // 0 disables packing, a negative n selects the default, a quarter of the
@@ -123,7 +133,8 @@ func packKind(w *Tensor) string {
 }
 
 // packFor returns w's pack for a bf16-mode product with m rows, packing it
-// when this use is the packAfter-th of the request and the budget allows;
+// when this use is the packAfter-th of the request (packFirst-th of its
+// first request) and the budget allows;
 // nil when the product runs unpacked.
 func (b *Backend) packFor(ctx context.Context, w *Tensor, m int) (*weightPack, error) {
 	if !b.bf16 || !gemm.PackHelps(m) {
@@ -140,16 +151,17 @@ func (b *Backend) packFor(ctx context.Context, w *Tensor, m int) (*weightPack, e
 		return w.pk, nil
 	}
 	if w.pkEpoch != c.epoch {
+		w.pkSeen = w.pkSeen || w.pkUses > 0 // used in an earlier request
 		w.pkEpoch, w.pkUses = c.epoch, 0
 	}
-	if w.pkUses++; w.pkUses < packAfter {
+	if w.pkUses++; w.pkUses < packAfter || !w.pkSeen && w.pkUses < packFirst {
 		return nil, nil
 	}
 	return b.packLocked(ctx, w, kind)
 }
 
 // Prepack packs the weights ws now, as their packAfter-th product in a
-// request would (bf16 mode only, within the budget; a weight that cannot be
+// later request would (bf16 mode only, within the budget; a weight that cannot be
 // packed is skipped), so that a first request pays neither the packing nor
 // its fresh memory (zimage.WithWarmup calls it at Load with the DiT's
 // per-token weights).

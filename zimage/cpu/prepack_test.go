@@ -62,9 +62,10 @@ func reference(t *testing.T, xv []float32, w *weights.Tensor, m, k int) []float3
 	return product(t, ref, ref.FromHost(xv, m, k), ref.Weight(w))
 }
 
-// TestPackPolicy checks when weights are packed: on the third product with
-// more than the GEMV's rows within one request, within the budget, in bf16
-// mode only; and that products stay the same bits throughout.
+// TestPackPolicy checks when weights are packed: on the packFirst-th
+// product with more than the GEMV's rows in the first request that uses
+// them, on the third of a later request, within the budget, in bf16 mode
+// only; and that products stay the same bits throughout.
 func TestPackPolicy(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	const m, n, k = 20, 70, 90
@@ -75,14 +76,15 @@ func TestPackPolicy(t *testing.T) {
 	x := randInput(b, r, m, k)
 	want := reference(t, b.ToHost(x), wt, m, k)
 	w := b.Weight(wt)
-	for use := 1; use <= 4; use++ {
+	for use := 1; use <= packFirst+1; use++ {
 		packBits(t, "product", product(t, b, x, w), want)
-		if got, packed := b.PackedBytes(), use >= packAfter; (got == size) != packed || (!packed && got != 0) {
+		if got, packed := b.PackedBytes(), use >= packFirst; (got == size) != packed || (!packed && got != 0) {
 			t.Fatalf("after %d products: %d bytes packed (a pack is %d)", use, got, size)
 		}
 	}
 
-	// Few rows (the GEMV) never count; a new request restarts the count.
+	// Few rows (the GEMV) never count; a new request restarts the count,
+	// and a weight used before is packed on its third product.
 	b2 := New(WithBF16(true))
 	w2 := b2.Weight(wt)
 	few := randInput(b2, r, 4, k)
@@ -119,7 +121,7 @@ func TestPackPolicy(t *testing.T) {
 		b := New(c.opts...)
 		x := randInput(b, r, m, k)
 		wa, wb := b.Weight(wt), b.Weight(randWeight(r, "w2", n, k))
-		for range packAfter + 1 {
+		for range packFirst + 1 {
 			product(t, b, x, wa)
 			product(t, b, x, wb)
 		}
@@ -141,7 +143,7 @@ func TestPackInvalidation(t *testing.T) {
 	xv := b.ToHost(x)
 	base := randWeight(r, "layers.0.attention.to_q.weight", n, k)
 	w := b.Weight(base)
-	for range packAfter {
+	for range packFirst {
 		product(t, b, x, w)
 	}
 	if b.PackedBytes() == 0 {
@@ -154,7 +156,7 @@ func TestPackInvalidation(t *testing.T) {
 	merged := randWeight(r, base.Name, n, k) // the merged copy: same name, new bytes
 	w = b.Weight(merged)
 	want := reference(t, xv, merged, m, k)
-	for range packAfter + 1 {
+	for range packFirst + 1 {
 		packBits(t, "merged weight", product(t, b, x, w), want)
 	}
 	if b.PackedBytes() == 0 {
@@ -166,7 +168,7 @@ func TestPackInvalidation(t *testing.T) {
 	if got := b.PackedBytes(); got != 0 {
 		t.Fatalf("after Close: %d bytes packed", got)
 	}
-	for range packAfter + 1 {
+	for range packFirst + 1 {
 		packBits(t, "after Close", product(t, b, x, w), want)
 	}
 }
@@ -181,7 +183,7 @@ func TestMatMulShared(t *testing.T) {
 		b := New(WithBF16(bf16))
 		x := randInput(b, r, m, k)
 		ws := []compute.Tensor{b.Weight(randWeight(r, "q", 64, k)), b.Weight(randWeight(r, "k", 33, k)), b.Weight(randWeight(r, "v", 130, k))}
-		for round := range packAfter + 2 {
+		for round := range packFirst + 2 {
 			outs := b.MatMulShared(x, ws...)
 			for i, w := range ws {
 				packBits(t, "shared", b.ToHost(outs[i]), product(t, b, x, w))
@@ -287,7 +289,7 @@ func TestPackQ80(t *testing.T) {
 		raws, wants, qps = append(raws, raw), append(wants, want), append(qps, qp)
 	}
 	var size int64
-	for round := range packAfter + 1 {
+	for round := range packFirst + 1 {
 		outs := b.MatMulShared(x, ws...)
 		for i := range ws {
 			packBits(t, "Q8_0 shared", b.ToHost(outs[i]), wants[i])
