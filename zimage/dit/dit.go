@@ -360,11 +360,22 @@ func (m *Model) ForwardHook(ctx context.Context, x []float32, hl, wl int, t floa
 	b.Free(h)
 	tr.Emit("layers.in.x", u)
 	for i, bl := range m.layers {
-		y := m.block(bl, u, cos, sin, temb)
+		// The last layer's caption rows are never read (the final layer takes
+		// the image rows): unless tracing, it computes only the Nip image rows
+		// past its keys and values — the same bits for those rows.
+		rows := L
+		if tr == nil && i == len(m.layers)-1 {
+			rows = lay.Nip
+		}
+		y := m.blockRows(bl, u, cos, sin, temb, rows) // [rows, dim]
 		b.Free(u)
 		u = y
 		if hook != nil {
 			if r := hook.Residual(i); r != nil { // ControlNet hint, already scaled
+				if rows < L {
+					r = b.Rows(r, 0, rows)
+					defer b.Free(r)
+				}
 				y = b.Add(u, r)
 				b.Free(u)
 				u = y
@@ -378,7 +389,7 @@ func (m *Model) ForwardHook(ctx context.Context, x []float32, hl, wl int, t floa
 
 	// Final layer: LayerNorm (no affine) · (1 + Linear(SiLU(t_emb))), then Linear.
 	img := u // [L, dim] when tracing, like the reference computes it
-	if tr == nil {
+	if tr == nil && lay.Ni < u.Shape()[0] {
 		img = b.Rows(u, 0, lay.Ni) // [Ni, dim]: only image rows are read back
 	}
 	ts := b.SiLU(temb)
@@ -403,6 +414,14 @@ func (m *Model) ForwardHook(ctx context.Context, x []float32, hl, wl int, t floa
 // block runs one transformer block on x [L, dim]; temb nil means unmodulated
 // (context refiner). Returns the new residual stream; x is not freed.
 func (m *Model) block(bl *block, x, cos, sin, temb compute.Tensor) compute.Tensor {
+	return m.blockRows(bl, x, cos, sin, temb, x.Shape()[0])
+}
+
+// blockRows is block returning only the first rows rows of the new residual
+// stream [rows, dim]: every row still feeds the keys and values, but the
+// queries, the output projection and the FFN run on those rows alone. Each
+// row's result is the same bits as block's.
+func (m *Model) blockRows(bl *block, x, cos, sin, temb compute.Tensor, rows int) compute.Tensor {
 	b := m.b
 	c := m.cfg
 	D := c.Dim
@@ -423,14 +442,19 @@ func (m *Model) block(bl *block, x, cos, sin, temb compute.Tensor) compute.Tenso
 
 	// Attention branch: x += tanh(g)·RMSNorm2(Attn(RMSNorm1(x)·(1+s))).
 	n1 := fused.RMSNormModulate(b, x, bl.attnNorm1, sAttn, eps) // [L, D]; nil scale = norm only
-	a := m.attention(bl, n1, cos, sin)                          // [L, D]
+	a := m.attention(bl, n1, cos, sin, rows)                    // [rows, D]
 	b.Free(n1)
-	x1 := fused.RMSNormGatedAdd(b, x, a, bl.attnNorm2, gAttn, eps) // [L, D]; nil gate = plain residual
+	xr := x // [rows, D]
+	if rows < x.Shape()[0] {
+		xr = b.Rows(x, 0, rows)
+		defer b.Free(xr)
+	}
+	x1 := fused.RMSNormGatedAdd(b, xr, a, bl.attnNorm2, gAttn, eps) // [rows, D]; nil gate = plain residual
 	b.Free(a)
 
 	// FFN branch: x += tanh(g)·RMSNorm2'(W2(silu(W1 h) ⊙ W3 h)), h = RMSNorm1'(x)·(1+s).
 	n2 := fused.RMSNormModulate(b, x1, bl.ffnNorm1, sFFN, eps)
-	gu := m.linears(n2, bl.w1, bl.w3) // [L, F] each
+	gu := m.linears(n2, bl.w1, bl.w3) // [rows, F] each
 	g, u := gu[0], gu[1]
 	b.Free(n2)
 	s := b.SwiGLU(g, u)
@@ -444,28 +468,40 @@ func (m *Model) block(bl *block, x, cos, sin, temb compute.Tensor) compute.Tenso
 
 // attention is the block's self-attention on h [L, D]: projections, per-head
 // q/k RMSNorm, interleaved RoPE, full (unmasked) softmax attention, output
-// projection.
-func (m *Model) attention(bl *block, h, cos, sin compute.Tensor) compute.Tensor {
+// projection — for the queries of h's first rows rows ([rows, D]).
+func (m *Model) attention(bl *block, h, cos, sin compute.Tensor, rows int) compute.Tensor {
 	b := m.b
 	c := m.cfg
 	H, hd := c.NHeads, c.HeadDim()
 	L := h.Shape()[0]
-	qkv := m.linears(h, bl.q, bl.k, bl.v) // [L, H·hd] each
-	q, k, v := qkv[0], qkv[1], qkv[2]
+	var q, k, v compute.Tensor // [rows|L, H·hd]
+	cosQ, sinQ := cos, sin     // [rows, hd/2]
+	if rows == L {
+		qkv := m.linears(h, bl.q, bl.k, bl.v)
+		q, k, v = qkv[0], qkv[1], qkv[2]
+	} else {
+		kv := m.linears(h, bl.k, bl.v)
+		k, v = kv[0], kv[1]
+		hq := b.Rows(h, 0, rows)
+		q = m.linear(hq, bl.q, nil)
+		cosQ, sinQ = b.Rows(cos, 0, rows), b.Rows(sin, 0, rows)
+		b.Free(hq)
+		defer b.Free(cosQ, sinQ)
+	}
 	var qr, kr compute.Tensor
 	if bl.normQ != nil {
-		// per-head norm, then interleaved-pair rotation [L, H·hd]
-		qr = fused.HeadRMSNormRoPE(b, q, bl.normQ, cos, sin, H, qkNormEps, true)
+		// per-head norm, then interleaved-pair rotation
+		qr = fused.HeadRMSNormRoPE(b, q, bl.normQ, cosQ, sinQ, H, qkNormEps, true)
 		kr = fused.HeadRMSNormRoPE(b, k, bl.normK, cos, sin, H, qkNormEps, true)
 	} else {
-		qr = b.RoPE(b.Reshape(q, L, H*hd), cos, sin, H, true) // interleaved pairs [L, H·hd]
+		qr = b.RoPE(b.Reshape(q, rows, H*hd), cosQ, sinQ, H, true) // interleaved pairs
 		kr = b.RoPE(b.Reshape(k, L, H*hd), cos, sin, H, true)
 	}
 	b.Free(q, k)
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	a := b.Attention(qr, kr, v, H, H, scale, false) // [L, H·hd]
+	a := b.Attention(qr, kr, v, H, H, scale, false) // [rows, H·hd]
 	b.Free(qr, kr, v)
-	out := m.linear(a, bl.o, nil) // [L, D]
+	out := m.linear(a, bl.o, nil) // [rows, D]
 	b.Free(a)
 	return out
 }

@@ -59,8 +59,9 @@ func (s *randomDiT) Tensor(name string) (*weights.Tensor, bool) {
 }
 
 // TestForwardSharedProducts checks that whole forwards on a CPU backend with
-// the shared-input products and pre-packed weights (the fourth forward runs
-// q/k/v and w1/w3 as one packed product each) equal forwards on a backend
+// the shared-input products and pre-packed weights (packed after the first
+// forward: the others run q/k/v and w1/w3 as one packed product each) equal
+// forwards on a backend
 // that packs nothing and multiplies weight by weight, bit for bit, in bf16
 // and float32, on the tiny fixture and on a differently sized random model.
 func TestForwardSharedProducts(t *testing.T) {
@@ -120,6 +121,11 @@ func TestForwardSharedProducts(t *testing.T) {
 				}
 				defer cr.Free()
 				for step := range 4 {
+					if step == 1 {
+						if err := fast.Prepack(ctx, mf.ProductWeights()...); err != nil {
+							t.Fatal(err)
+						}
+					}
 					got, err := mf.Forward(ctx, x, md.hl, md.hl, 0.5, cf, nil)
 					if err != nil {
 						t.Fatal(err)
@@ -142,5 +148,57 @@ func TestForwardSharedProducts(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestForwardLastLayerRows checks that a forward without a trace, whose last
+// layer computes only the image rows past its keys and values, returns the
+// same bits as a traced forward, which computes every row, in bf16 and
+// float32, with caption and image pad tokens.
+func TestForwardLastLayerRows(t *testing.T) {
+	cfg := weights.DefaultDiTConfig()
+	cfg.Dim, cfg.NHeads, cfg.NKVHeads = 144, 3, 3
+	cfg.AxesDims = []int{8, 20, 20}
+	cfg.NLayers, cfg.NRefinerLayers, cfg.CapFeatDim = 2, 1, 40
+	src := &randomDiT{src: synthetic.DiT(cfg)}
+	discard := nn.Trace(func(string, compute.Tensor) {})
+	for _, bf16 := range []bool{true, false} {
+		b := cpu.New(cpu.WithBF16(bf16))
+		m, err := dit.New(b, cfg, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rand.New(rand.NewPCG(3, 4))
+		n := 9
+		feats := make([]float32, n*cfg.CapFeatDim)
+		for i := range feats {
+			feats[i] = float32(r.NormFloat64())
+		}
+		ctx := context.Background()
+		capt, err := m.PrepareCaption(ctx, feats, n, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, hl := range []int{10, 16} { // 25 image tokens + 7 pads; 64, none
+			x := make([]float32, cfg.InChannels*hl*hl)
+			for i := range x {
+				x[i] = float32(r.NormFloat64())
+			}
+			got, err := m.Forward(ctx, x, hl, hl, 0.3, capt, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := m.Forward(ctx, x, hl, hl, 0.3, capt, discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("bf16 %v, %d²: element %d = %v, want %v", bf16, hl, i, got[i], want[i])
+				}
+			}
+		}
+		capt.Free()
+		m.Close()
 	}
 }
