@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 
 	"github.com/zimage/zimage/cuda/fused"
 	"github.com/zimage/zimage/weights"
@@ -46,6 +47,15 @@ type Model struct {
 	layers         []*block // modulated, unified sequence
 
 	lora map[compute.Tensor][]LoRA // run-time LoRA updates by weight handle (lora.go)
+
+	// rope caches the RoPE tables of the last layout: every step of a
+	// generation uses the same ones (~140K float64 sin/cos at 512², run
+	// serially while the other threads wait).
+	rope struct {
+		sync.Mutex
+		lay      Layout
+		cos, sin []float32
+	}
 }
 
 // block is one ZImageTransformerBlock (P = noise_refiner.i, context_refiner.i or layers.i).
@@ -326,9 +336,7 @@ func (m *Model) ForwardHook(ctx context.Context, x []float32, hl, wl int, t floa
 	tr.Emit("noise_refiner.in.x", h)
 
 	// (d) RoPE tables for the image tokens and the unified sequence.
-	imgPos := lay.ImagePositions()
-	pos := append(imgPos[:len(imgPos):len(imgPos)], lay.CaptionPositions()...)
-	cosH, sinH := RopeTables(c, pos)
+	cosH, sinH := m.ropeTables(lay)
 	L := lay.Nip + lay.Lcp
 	cos := b.FromHost(cosH, L, hd/2) // [Nip+Lcp, hd/2]
 	sin := b.FromHost(sinH, L, hd/2)
@@ -409,6 +417,20 @@ func (m *Model) ForwardHook(ctx context.Context, x []float32, hl, wl int, t floa
 		return nil, fmt.Errorf("dit: final layer: %w", err)
 	}
 	return lay.Unpatchify(out), nil
+}
+
+// ropeTables returns the RoPE tables of the unified [image, caption]
+// sequence of lay (read only; cached for the next call with the same lay).
+func (m *Model) ropeTables(lay Layout) (cos, sin []float32) {
+	m.rope.Lock()
+	defer m.rope.Unlock()
+	if m.rope.cos == nil || m.rope.lay != lay {
+		imgPos := lay.ImagePositions()
+		pos := append(imgPos[:len(imgPos):len(imgPos)], lay.CaptionPositions()...)
+		m.rope.cos, m.rope.sin = RopeTables(m.cfg, pos)
+		m.rope.lay = lay
+	}
+	return m.rope.cos, m.rope.sin
 }
 
 // block runs one transformer block on x [L, dim]; temb nil means unmodulated
