@@ -263,9 +263,12 @@ func (b *Backend) Close() error {
 var _ compute.MatMulSharer = (*Backend)(nil)
 
 // MatMulShared returns x·wᵢᵀ for every wᵢ (compute.MatMulSharer). In bf16
-// mode, when every weight is packed, the products run as one
-// gemm.MatMulBTBF16MultiCtx (x packed once, one parallel region); otherwise
-// each is a MatMul. Every result equals MatMul(x, wᵢ, nil) bit for bit.
+// mode the products run as one gemm.MatMulBTBF16MultiCtx (x packed once,
+// one parallel region) when every weight takes the bf16 GEMM — pre-packed
+// or not (gemm.RawBF16: packed per task, as MatMul would) — or as one
+// gemm.MatMulBTQ80PackedMultiCtx when every weight is a packed Q8_0;
+// otherwise each is a MatMul. Uses are counted (and weights packed) as
+// MatMul does. Every result equals MatMul(x, wᵢ, nil) bit for bit.
 func (b *Backend) MatMulShared(x compute.Tensor, ws ...compute.Tensor) []compute.Tensor {
 	const op = "MatMulShared"
 	out := make([]compute.Tensor, len(ws))
@@ -289,21 +292,55 @@ func (b *Backend) MatMulShared(x compute.Tensor, ws ...compute.Tensor) []compute
 	m, k := tx.shape[0], tx.shape[1]
 	cw := b.current()
 	ps := make([]*weightPack, len(ws))
+	bf, packed := gemm.PackHelps(m), true // every weight takes the bf16 GEMM; is packed
 	for i, tw := range ts[1:] {
 		if len(tw.shape) != 2 || tw.shape[1] != k {
 			return separate() // MatMul reports the shape error
 		}
-		// Only weights already packed, all of one kind: MatMul counts the
-		// uses that pack them.
-		p := b.packed(tw, m)
-		if p == nil || (i > 0 && (p.bf == nil) != (ps[0].bf == nil)) {
-			return separate()
+		bf = bf && packKind(tw) == "bf16"
+		ps[i] = b.packed(tw, m)
+		packed = packed && ps[i] != nil && (ps[i].bf == nil) == (ps[0].bf == nil)
+	}
+	fail := func(err error) []compute.Tensor { // err nil: already recorded
+		if err != nil {
+			b.opErr(op, cw, err)
 		}
-		ps[i] = p
+		for i, tw := range ts[1:] {
+			if out[i] != nil {
+				b.Free(out[i])
+			}
+			out[i] = b.placeholder(m, tw.shape[0])
+		}
+		return out
+	}
+	if !packed {
+		if !bf {
+			return separate() // MatMul counts the uses that pack them
+		}
+		for i, tw := range ts[1:] {
+			var err error
+			if ps[i], err = b.packFor(cw.context(), tw, m); err != nil {
+				return fail(err)
+			}
+		}
 	}
 	xv := b.values(op, tx)
 	if xv == nil {
-		return separate()
+		return fail(nil)
+	}
+	var bps []*gemm.BF16Packed
+	if bf || ps[0].bf != nil {
+		bps = make([]*gemm.BF16Packed, len(ps))
+		for i, tw := range ts[1:] {
+			if ps[i] != nil {
+				bps[i] = ps[i].bf
+				continue
+			}
+			var err error
+			if bps[i], err = gemm.RawBF16(tw.w.Data, tw.w.DType, tw.shape[0], k); err != nil {
+				return fail(err)
+			}
+		}
 	}
 	cs := make([][]float32, len(ws))
 	for i, tw := range ts[1:] {
@@ -311,11 +348,7 @@ func (b *Backend) MatMulShared(x compute.Tensor, ws ...compute.Tensor) []compute
 		out[i], cs[i] = t, t.data
 	}
 	var err error
-	if ps[0].bf != nil {
-		bps := make([]*gemm.BF16Packed, len(ps))
-		for i, p := range ps {
-			bps[i] = p.bf
-		}
+	if bps != nil {
 		err = gemm.MatMulBTBF16MultiCtx(cw.context(), cs, xv, bps, nil, m, k)
 	} else {
 		qps := make([]*gemm.Q80Packed, len(ps))
@@ -325,11 +358,7 @@ func (b *Backend) MatMulShared(x compute.Tensor, ws ...compute.Tensor) []compute
 		err = gemm.MatMulBTQ80PackedMultiCtx(cw.context(), cs, xv, qps, nil, m)
 	}
 	if err != nil {
-		b.opErr(op, cw, err)
-		for i, tw := range ts[1:] {
-			b.Free(out[i])
-			out[i] = b.placeholder(m, tw.shape[0])
-		}
+		return fail(err)
 	}
 	return out
 }

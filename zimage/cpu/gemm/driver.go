@@ -133,13 +133,8 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 					}
 					ldb = n
 					bp = src.f32[p0*n+j0:]
-				} else if kern.pairs {
-					packBPairs(bp, src, j0, nb, p0, kb, nr)
 				} else {
-					packB(bp, src, j0, nb, p0, kb, nr)
-					if kern.round && !(src.kind == srcBytesT && src.dt == weights.BF16) {
-						roundPanel(bp)
-					}
+					packBBlock(kern, bp, src, j0, nb, p0, kb, nr)
 				}
 				var pfp *bPrefetch
 				pf, ok := nextBlockPrefetch(src, t, threads, ntaskN, ntaskM, npan, nr, n, p0, kb, kc, k, ceilDiv(ihi-ilo, mr))
@@ -153,6 +148,20 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 				macro(kern, c, n, ap[ilo*kq:], apn, bp, ldb, buf, tmp, bias, rowBias, first, i0+ilo, ihi-ilo, j0, nb, kq, pfp)
 			})
 		}
+	}
+}
+
+// packBBlock packs columns j0..j0+nb of B over k range p0..p0+kb into bp
+// as kern's micro-panels (bf16 pairs, or values rounded for the rounding
+// kernels).
+func packBBlock(kern kernel, bp []float32, src *bSource, j0, nb, p0, kb, nr int) {
+	if kern.pairs {
+		packBPairs(bp, src, j0, nb, p0, kb, nr)
+		return
+	}
+	packB(bp, src, j0, nb, p0, kb, nr)
+	if kern.round && !(src.kind == srcBytesT && src.dt == weights.BF16) {
+		roundPanel(bp)
 	}
 }
 

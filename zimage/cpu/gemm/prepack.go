@@ -132,6 +132,31 @@ func PackBF16Ctx(ctx context.Context, b []byte, dt weights.DType, n, k int) (*BF
 	return p, nil
 }
 
+// RawBF16 returns a weight B [n, k] of dtype dt (as PackBF16 takes it)
+// for MatMulBTBF16MultiCtx without packing it: the product packs its
+// panels per call, as MatMulBTBF16Ctx does, into per-task scratch. A
+// product of several weights on one A (q, k, v; w1, w3) then packs A once
+// and runs one parallel region, also when the weights are not pre-packed.
+// It holds no memory of its own (Bytes is 0) and keeps a reference to b.
+func RawBF16(b []byte, dt weights.DType, n, k int) (*BF16Packed, error) {
+	if n < 0 || k < 0 {
+		return nil, fmt.Errorf("%w: negative dimension n=%d k=%d", ErrShape, n, k)
+	}
+	switch dt {
+	case weights.F32, weights.BF16, weights.F16, weights.F8E4M3, weights.F8E5M2:
+	default:
+		return nil, fmt.Errorf("%w %v for B (want F32, BF16, F16, F8_E4M3 or F8_E5M2)", ErrDType, dt)
+	}
+	if need := n * k * dt.Size(); len(b) < need {
+		return nil, fmt.Errorf("%w: B has %d bytes, want %d (%d×%d %v)", ErrShape, len(b), need, n, k, dt)
+	}
+	_, kc, _ := packLayout(bf16Kernel, n, k)
+	return &BF16Packed{n: n, k: k, kern: bf16Kernel, kc: kc, src: newBSource(b, dt, n, k)}, nil
+}
+
+// raw reports whether p holds no panels (RawBF16, or an empty weight).
+func (p *BF16Packed) raw() bool { return p.data == nil }
+
 // alignedFloats returns n zeroed floats starting on a 64-byte boundary.
 func alignedFloats(n int) []float32 {
 	if n == 0 {
@@ -166,7 +191,8 @@ func MatMulBTBF16PackedCtx(ctx context.Context, c, a []float32, p *BF16Packed, b
 
 // MatMulBTBF16MultiCtx computes Cᵢ [m, nᵢ] = A [m, k]·Bᵢᵀ (+ biasᵢ) for
 // several packed weights of the same k in one pass: A is packed once per
-// k block and one parallel region's tasks span every output's panels. The
+// k block and one parallel region's tasks span every output's panels
+// (a RawBF16 weight's panels are packed by the task that uses them). The
 // results equal separate MatMulBTBF16PackedCtx (and MatMulBTBF16Ctx) calls
 // bit for bit. biases may be nil or hold nil entries. ns, when given, are
 // the expected nᵢ (checked against the packs).
@@ -259,7 +285,7 @@ func checkMulti(cs [][]float32, a []float32, ps []*BF16Packed, biases [][]float3
 // packedOut is one output of blockedPacked.
 type packedOut struct {
 	c    []float32
-	p    *BF16Packed
+	p    *BF16Packed // panels, or raw (RawBF16): packed per task
 	bias []float32
 }
 
@@ -283,13 +309,22 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 	}
 	npan := pstart[len(outs)]
 	ntaskN, ntaskM := taskGrid(npan, nr, mc, mr, threads)
+	anyRaw := false
+	for _, o := range outs {
+		anyRaw = anyRaw || o.p.raw()
+	}
 
 	apBuf := getBuf(mc*kc + mr*kc) // + the ragged last panel, compact (narrowPanel)
 	defer putBuf(apBuf)
 	ap := *apBuf
+	// Per thread: an edge tile, and the B panels of a task's raw weights.
+	bpWords := 0
+	if anyRaw {
+		bpWords = ceilDiv(npan, ntaskN) * nr * kc
+	}
 	tmps := make([]*[]float32, threads)
 	for w := range tmps {
-		tmps[w] = getBuf(mr * nr)
+		tmps[w] = getBuf(mr*nr + bpWords)
 	}
 	defer func() {
 		for _, p := range tmps {
@@ -317,7 +352,14 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 				plo, phi := tn*npan/ntaskN, (tn+1)*npan/ntaskN
 				ilo := tm * mpan / ntaskM * mr
 				ihi := min(mb, (tm+1)*mpan/ntaskM*mr)
-				tmp := *tmps[w]
+				buf := *tmps[w]
+				tmp := buf[:mr*nr]
+				var pfp *bPrefetch
+				if anyRaw {
+					if pf, ok := nextRawPrefetch(outs, pstart, t+threads, ntaskN, ntaskM, npan, nr, p0, kb, ceilDiv(ihi-ilo, mr)); ok {
+						pfp = &pf
+					}
+				}
 				// The task's panels, output by output.
 				for i, o := range outs {
 					lo, hi := max(plo, pstart[i]), min(phi, pstart[i+1])
@@ -327,12 +369,39 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 					n := o.p.n
 					j0 := (lo - pstart[i]) * nr
 					nb := min(n, (hi-pstart[i])*nr) - j0
-					bp := o.p.data[o.p.offs[bi]+j0*kq:]
-					macro(kern, o.c, n, ap[ilo*kq:], apn, bp, 0, nil, tmp, o.bias, nil, first, i0+ilo, ihi-ilo, j0, nb, kq, nil)
+					var bp []float32
+					if o.p.raw() {
+						bp = buf[mr*nr : mr*nr+roundUp(nb, nr)*kq]
+						packBBlock(kern, bp, &o.p.src, j0, nb, p0, kb, nr)
+					} else {
+						bp = o.p.data[o.p.offs[bi]+j0*kq:]
+					}
+					macro(kern, o.c, n, ap[ilo*kq:], apn, bp, 0, nil, tmp, o.bias, nil, first, i0+ilo, ihi-ilo, j0, nb, kq, pfp)
 				}
 			})
 		}
 	}
+}
+
+// nextRawPrefetch is the prefetch, for blockedPacked's task t of ntaskN
+// panel ranges × ntaskM row ranges in the current k block, of the first
+// raw weight's rows that task t packs (ok false when t is past the k
+// block's tasks or packs nothing).
+func nextRawPrefetch(outs []packedOut, pstart []int, t, ntaskN, ntaskM, npan, nr, p0, kb, steps int) (bPrefetch, bool) {
+	if t >= ntaskN*ntaskM {
+		return bPrefetch{}, false
+	}
+	tn := t % ntaskN
+	plo, phi := tn*npan/ntaskN, (tn+1)*npan/ntaskN
+	for i, o := range outs {
+		lo, hi := max(plo, pstart[i]), min(phi, pstart[i+1])
+		if lo >= hi || !o.p.raw() {
+			continue
+		}
+		j0 := (lo - pstart[i]) * nr
+		return newBPrefetch(&o.p.src, j0, min(o.p.n, (hi-pstart[i])*nr)-j0, p0, kb, steps)
+	}
+	return bPrefetch{}, false
 }
 
 // PackHelps reports whether products with m rows use a pack: fewer rows

@@ -69,7 +69,7 @@ func checkPacked(t *testing.T, r *rand.Rand, sh shape, dt weights.DType) {
 	// Three weights of the same k, the second narrower (ragged panels in
 	// the middle of the shared task list).
 	ns := []int{sh.n, max(1, sh.n/3), sh.n + 5}
-	var ps []*BF16Packed
+	var ps, raws []*BF16Packed
 	var cs, want, biases [][]float32
 	for i, n := range ns {
 		raw, _ := encode(t, randSlice(r, n*sh.k), dt)
@@ -93,14 +93,31 @@ func checkPacked(t *testing.T, r *rand.Rand, sh shape, dt weights.DType) {
 			t.Fatal(err)
 		}
 		sameBits(t, "packed "+dt.String(), got, w)
-		ps, want, biases = append(ps, p), append(want, w), append(biases, bias)
+		rp, err := RawBF16(raw, dt, n, sh.k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rp.Bytes() != 0 {
+			t.Fatalf("RawBF16 holds %d bytes", rp.Bytes())
+		}
+		ps, raws, want, biases = append(ps, p), append(raws, rp), append(want, w), append(biases, bias)
 		cs = append(cs, make([]float32, sh.m*n))
 	}
-	if err := MatMulBTBF16MultiCtx(ctx, cs, a, ps, biases, sh.m, sh.k, ns...); err != nil {
-		t.Fatal(err)
-	}
-	for i := range ns {
-		sameBits(t, "multi "+dt.String(), cs[i], want[i])
+	// All packed, all raw (packed per task), and mixed.
+	mixed := []*BF16Packed{raws[0], ps[1], raws[2]}
+	for _, c := range []struct {
+		name string
+		ws   []*BF16Packed
+	}{{"multi", ps}, {"multi raw", raws}, {"multi mixed", mixed}} {
+		for i := range cs {
+			clear(cs[i])
+		}
+		if err := MatMulBTBF16MultiCtx(ctx, cs, a, c.ws, biases, sh.m, sh.k, ns...); err != nil {
+			t.Fatal(err)
+		}
+		for i := range ns {
+			sameBits(t, c.name+" "+dt.String(), cs[i], want[i])
+		}
 	}
 }
 
@@ -167,6 +184,15 @@ func TestPackBF16Errors(t *testing.T) {
 	}
 	if _, err := PackBF16(nil, weights.BF16, -1, 4); !errors.Is(err, ErrShape) {
 		t.Errorf("negative n: %v, want ErrShape", err)
+	}
+	if _, err := RawBF16(make([]byte, 10), weights.BF16, 3, 4); !errors.Is(err, ErrShape) {
+		t.Errorf("RawBF16, short B: %v, want ErrShape", err)
+	}
+	if _, err := RawBF16(make([]byte, 100), weights.Q4_K, 1, 32); !errors.Is(err, ErrDType) {
+		t.Errorf("RawBF16, Q4_K: %v, want ErrDType", err)
+	}
+	if _, err := RawBF16(nil, weights.BF16, 3, -4); !errors.Is(err, ErrShape) {
+		t.Errorf("RawBF16, negative k: %v, want ErrShape", err)
 	}
 	p, err := PackBF16(make([]byte, 2*3*4), weights.BF16, 3, 4)
 	if err != nil {
