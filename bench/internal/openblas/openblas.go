@@ -53,7 +53,7 @@ type Lib struct {
 func Load() (*Lib, error) {
 	var errs []string
 	for _, path := range Candidates {
-		h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+		h, err := dlopen(path)
 		if err != nil {
 			errs = append(errs, err.Error())
 			continue
@@ -70,14 +70,15 @@ func Load() (*Lib, error) {
 			{"openblas_get_config", &l.getConfig},
 			{"openblas_get_corename", &l.getCorename},
 		} {
-			if _, err := purego.Dlsym(h, s.name); err != nil {
+			addr, err := dlsym(h, s.name)
+			if err != nil {
 				missing = append(missing, s.name)
 				continue
 			}
-			purego.RegisterLibFunc(s.fn, h, s.name)
+			purego.RegisterFunc(s.fn, addr)
 		}
 		if len(missing) > 0 {
-			_ = purego.Dlclose(h)
+			dlclose(h)
 			return nil, fmt.Errorf("openblas: %s lacks %s", path, strings.Join(missing, ", "))
 		}
 		return l, nil

@@ -130,17 +130,18 @@ func build() (*Lib, error) {
 		return nil, err
 	}
 	l := &Lib{handle: handle, thunks: map[string]uintptr{}}
-	if l.launch, err = purego.Dlsym(handle, "zk_launch"); err != nil {
+	sym := bind.DlsymLookup(handle)
+	if l.launch, err = sym("zk_launch"); err != nil {
 		return nil, err
 	}
-	if l.setCopyMode, err = purego.Dlsym(handle, "zk_set_async_copy_mode"); err != nil {
+	if l.setCopyMode, err = sym("zk_set_async_copy_mode"); err != nil {
 		return nil, err
 	}
-	if l.setSchedule, err = purego.Dlsym(handle, "zk_set_schedule"); err != nil {
+	if l.setSchedule, err = sym("zk_set_schedule"); err != nil {
 		return nil, err
 	}
 	for _, n := range names {
-		p, err := purego.Dlsym(handle, n+"__thunk")
+		p, err := sym(n + "__thunk")
 		if err != nil {
 			return nil, err
 		}
