@@ -49,3 +49,37 @@ func TestGroupNormByGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupNormThreadInvariant checks that GroupNorm and GroupNormSiLU give
+// the same bits with any thread count, also when a channel is not a whole
+// number of vectors (the channel-parallel passes then cut channels at
+// thread-dependent points).
+func TestGroupNormThreadInvariant(t *testing.T) {
+	for _, c := range []struct{ c, h, w, groups int }{
+		{8, 7, 9, 4}, {32, 5, 5, 32}, {64, 13, 11, 32}, {6, 3, 1, 2}, {16, 40, 40, 4},
+		{64, 63, 65, 32}, {96, 33, 31, 32}, // enough values for the passes to run in parallel
+	} {
+		r := rand.New(rand.NewPCG(11, uint64(c.c*c.w)))
+		xv := randVec(r, c.c*c.h*c.w)
+		wv, bv := randVec(r, c.c), randVec(r, c.c)
+		for _, silu := range []bool{false, true} {
+			run := func(threads int) []float32 {
+				b := New(WithThreads(threads))
+				x, w, bias := b.FromHost(xv, c.c, c.h, c.w), b.FromHost(wv, c.c), b.FromHost(bv, c.c)
+				if silu {
+					return host(t, b, b.GroupNormSiLU(x, w, bias, c.groups, 1e-6))
+				}
+				return host(t, b, b.GroupNorm(x, w, bias, c.groups, 1e-6))
+			}
+			want := run(1)
+			for _, threads := range []int{2, 3, 4, 7} {
+				got := run(threads)
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%+v silu %v, %d threads: element %d = %v, 1 thread gives %v", c, silu, threads, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}

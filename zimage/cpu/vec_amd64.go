@@ -133,17 +133,31 @@ func sqDevBlock(x []float32, mu float32) float64 {
 }
 
 // affine sets dst[i] = (src[i]-mu)·sc + sh.
+//
+// The vector kernels fuse the multiply-add; the values past the last whole
+// vector go through the same kernel in a padded copy, so every value gets
+// the same arithmetic wherever a parallel loop cuts the range (GroupNorm's
+// channel-parallel pass cuts it by thread count).
 func affine(dst, src []float32, mu, sc, sh float32) {
 	dst = dst[:len(src)]
 	n := vecLen(len(src))
-	if n > 0 {
-		if useAVX512 {
-			affineAVX512(&dst[0], &src[0], n, mu, sc, sh)
-		} else {
-			affineAVX2(&dst[0], &src[0], n, mu, sc, sh)
+	kern := affineAVX2
+	switch {
+	case useAVX512:
+		kern = affineAVX512
+	case !useAVX2:
+		for i, v := range src {
+			dst[i] = float32((v-mu)*sc) + sh
 		}
+		return
 	}
-	for i := n; i < len(src); i++ {
-		dst[i] = float32((src[i]-mu)*sc) + sh
+	if n > 0 {
+		kern(&dst[0], &src[0], n, mu, sc, sh)
+	}
+	if r := len(src) - n; r > 0 {
+		var in, out [16]float32
+		copy(in[:], src[n:])
+		kern(&out[0], &in[0], 16, mu, sc, sh)
+		copy(dst[n:], out[:r])
 	}
 }
