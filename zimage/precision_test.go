@@ -1,6 +1,7 @@
 package zimage
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"testing"
@@ -64,5 +65,44 @@ func TestParsePrecision(t *testing.T) {
 	}
 	if _, err := Load(context.Background(), "x", WithDevice("cpu"), WithPrecision(Precision(7))); err == nil {
 		t.Error("Load with an unknown precision: no error")
+	}
+}
+
+// TestThreadCountInvariant checks that an image does not depend on the
+// number of CPU threads, in float32 and bf16, at a size whose maps are not
+// whole vectors and large enough for the ops to run in parallel.
+func TestThreadCountInvariant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("four generations")
+	}
+	dir := fixturefs.Path(t, "fixtures/tiny-z-image-turbo")
+	req := Request{Prompt: "a lighthouse at dusk", Width: 208, Height: 144, Seed: 7, Steps: 2}
+	for _, prec := range []Precision{Float32, BFloat16} {
+		var want []byte
+		for _, threads := range []int{1, 3} {
+			p, err := Load(context.Background(), dir, WithDevice("cpu"), WithPrecision(prec), WithThreads(threads))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := p.Run(context.Background(), req)
+			p.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := rgbBytes(res)
+			if want == nil {
+				want = got
+				continue
+			}
+			if !bytes.Equal(got, want) {
+				n := 0
+				for i := range got {
+					if got[i] != want[i] {
+						n++
+					}
+				}
+				t.Errorf("%v: %d threads: %d of %d bytes differ from 1 thread", prec, threads, n, len(got))
+			}
+		}
 	}
 }
