@@ -20,6 +20,7 @@ func convImageBF16(stop *atomic.Bool, threads int, x []float32, g *convGeom) (im
 	buf := getBuf((size + 1) / 2)
 	img = unsafe.Slice((*uint16)(unsafe.Pointer(&(*buf)[0])), size)
 	clear(img[rows*wp:])
+	sh, sw := g.srcDims()
 	per := max(1, (1<<15)/wp) // padded rows per task
 	parallelFor(threads, ceilDiv(rows, per), stop, func(_, t int) {
 		for r := t * per; r < min(rows, (t+1)*per); r++ {
@@ -30,8 +31,21 @@ func convImageBF16(stop *atomic.Bool, threads int, x []float32, g *convGeom) (im
 				continue
 			}
 			clear(row[:g.pad])
-			cvtBF16(row[g.pad:g.pad+g.w], x[(c*g.h+iy)*g.w:][:g.w])
 			clear(row[g.pad+g.w:])
+			if !g.up {
+				cvtBF16(row[g.pad:g.pad+g.w], x[(c*g.h+iy)*g.w:][:g.w])
+				continue
+			}
+			// The stored row rounded into the upper half of the
+			// image row, then spread over it front to back (value i
+			// lands at 2i and 2i+1 ≤ sw+i, never ahead of a value
+			// not read yet).
+			d := row[g.pad : g.pad+g.w]
+			cvtBF16(d[sw:], x[(c*sh+iy/2)*sw:][:sw])
+			for i := range sw {
+				v := d[sw+i]
+				d[2*i], d[2*i+1] = v, v
+			}
 		}
 	})
 	return img, func() { putBuf(buf) }

@@ -3,6 +3,7 @@ package gemm
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 )
 
 // convGeom is the implicit im2col matrix of a stride-1 zero-padded
@@ -11,6 +12,19 @@ import (
 // p = (c, dy, dx), j = (y, xo), zero outside the image.
 type convGeom struct {
 	ci, h, w, kh, kw, pad, ho, wo int
+	// up: the image is x [ci, h/2, w/2] read through a nearest-neighbour
+	// 2× upsampling, image(c, y, xo) = x[c, y/2, xo/2] (ConvUp2BiasCtx);
+	// only the bf16 pair paths (convImageBF16, winoInput) read it so.
+	up bool
+}
+
+// srcDims returns the height and width of the stored image: h, w, or
+// h/2, w/2 under up.
+func (g *convGeom) srcDims() (sh, sw int) {
+	if g.up {
+		return g.h / 2, g.w / 2
+	}
+	return g.h, g.w
 }
 
 // convRow writes dst[jj] = B(p, j+jj) for jj < len(dst): the packers read
@@ -59,6 +73,29 @@ func ConvCtx(ctx context.Context, bf16 bool, c, a, x []float32, m, ci, h, w, kh,
 // output channel i, to each tile of C while it is in cache — the same
 // values as adding it in a pass over C afterwards.
 func ConvBiasCtx(ctx context.Context, bf16 bool, c, a, x, bias []float32, m, ci, h, w, kh, kw, pad, ho, wo int) error {
+	return convBias(ctx, bf16, c, a, x, bias, m, ci, h, w, kh, kw, pad, ho, wo, false)
+}
+
+// ConvUp2BiasCtx is ConvBiasCtx on the nearest-neighbour 2× upsampling of
+// x [ci, h, w], the image u [ci, 2h, 2w] with u[c, y, xo] = x[c, y/2, xo/2]
+// (output [m, ho, wo], ho = 2h+2·pad-kh+1, wo likewise), bit for bit. Where
+// CanConvUp2 holds it reads x in place (the bf16 pair kernel's paths: the
+// Winograd input transform and the padded bf16 image duplicate each value
+// as they stage it), so u is never stored; otherwise it upsamples into
+// scratch first.
+func ConvUp2BiasCtx(ctx context.Context, bf16 bool, c, a, x, bias []float32, m, ci, h, w, kh, kw, pad, ho, wo int) error {
+	return convBias(ctx, bf16, c, a, x, bias, m, ci, 2*h, 2*w, kh, kw, pad, ho, wo, true)
+}
+
+// CanConvUp2 reports whether ConvUp2BiasCtx with these arguments reads
+// the low-resolution image in place (true) or upsamples it into scratch.
+func CanConvUp2(bf16 bool, m, ci, kh, kw int) bool {
+	return bf16 && bf16Kernel.pairs && m > gemvMaxM && ci > 0 && kh > 0 && kw > 0
+}
+
+// convBias is ConvBiasCtx, on the 2× upsampling of x when up (h and w are
+// the upsampled image's).
+func convBias(ctx context.Context, bf16 bool, c, a, x, bias []float32, m, ci, h, w, kh, kw, pad, ho, wo int, up bool) error {
 	stop, release, err := watch(ctx)
 	if err != nil {
 		return err
@@ -70,15 +107,24 @@ func ConvBiasCtx(ctx context.Context, bf16 bool, c, a, x, bias []float32, m, ci,
 	if err := checkLens(c, a, nil, m, n, k); err != nil {
 		return finish(ctx, stop, release, err)
 	}
-	if len(x) < ci*h*w || ho != h+2*pad-kh+1 || wo != w+2*pad-kw+1 || pad < 0 {
+	g := &convGeom{ci: ci, h: h, w: w, kh: kh, kw: kw, pad: pad, ho: ho, wo: wo, up: up}
+	sh, sw := g.srcDims()
+	if len(x) < ci*sh*sw || ho != h+2*pad-kh+1 || wo != w+2*pad-kw+1 || pad < 0 {
 		return finish(ctx, stop, release, fmt.Errorf("%w: conv image %d values for %d×%d×%d, kernel %d×%d pad %d, output %d×%d",
-			ErrShape, len(x), ci, h, w, kh, kw, pad, ho, wo))
+			ErrShape, len(x), ci, sh, sw, kh, kw, pad, ho, wo))
 	}
-	g := &convGeom{ci: ci, h: h, w: w, kh: kh, kw: kw, pad: pad, ho: ho, wo: wo}
 	if bias != nil && len(bias) < m {
 		return finish(ctx, stop, release, fmt.Errorf("%w: conv bias %d values for %d channels", ErrShape, len(bias), m))
 	}
-	src := bSource{kind: srcConv, f32: x[:ci*h*w], n: n, k: k, conv: g}
+	if up && (!CanConvUp2(bf16, m, ci, kh, kw) || n == 0) {
+		// A path that reads the image as float32 rows: upsample first.
+		ub := getBuf(ci * h * w)
+		defer putBuf(ub)
+		upsample2x(stop, (*ub)[:ci*h*w], x[:ci*sh*sw], ci*sh, sw)
+		x, g.up = *ub, false
+		sh, sw = h, w
+	}
+	src := bSource{kind: srcConv, f32: x[:ci*sh*sw], n: n, k: k, conv: g}
 	if k > 0 {
 		src.rowBias = bias
 	}
@@ -106,4 +152,36 @@ func ConvBiasCtx(ctx context.Context, bf16 bool, c, a, x, bias []float32, m, ci,
 		}
 	}
 	return finish(ctx, stop, release, nil)
+}
+
+// upsample2x writes the nearest-neighbour 2× upsampling of the rows
+// x [rows, w] to dst [rows, 2, 2w].
+func upsample2x(stop *atomic.Bool, dst, x []float32, rows, w int) {
+	per := max(1, (1<<14)/max(w, 1))
+	parallelFor(numThreads(), ceilDiv(rows, per), stop, func(_, t int) {
+		for r := t * per; r < min(rows, (t+1)*per); r++ {
+			d := dst[r*4*w : (r+1)*4*w]
+			upRow(d[:2*w], x[r*w:(r+1)*w], 0)
+			copy(d[2*w:], d[:2*w])
+		}
+	})
+}
+
+// upRow writes dst[i] = src[(a+i)/2]: len(dst) values of a row of the 2×
+// upsampled image from column a on.
+func upRow(dst, src []float32, a int) {
+	i := 0
+	if a%2 == 1 && len(dst) > 0 {
+		dst[0] = src[a/2]
+		i = 1
+	}
+	s := src[(a+i)/2:]
+	for ; i+1 < len(dst); i += 2 {
+		v := s[0]
+		dst[i], dst[i+1] = v, v
+		s = s[1:]
+	}
+	if i < len(dst) {
+		dst[i] = s[0]
+	}
 }

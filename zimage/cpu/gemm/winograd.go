@@ -194,6 +194,8 @@ func winoInput(vf, rows, x []float32, g *convGeom, t0, nval, ldv, kq int) {
 	tw := ceilDiv(g.wo, 2)
 	vp := unsafe.Slice((*uint16)(unsafe.Pointer(&vf[0])), 2*len(vf))
 	ds := 2 * kq * ldv // uint16 values between ξ
+	sh, sw := g.srcDims()
+	ps := sh * sw // values per stored channel plane
 	for c := range 2 * kq {
 		q, h := c/2, c%2
 		if c >= g.ci {
@@ -205,13 +207,13 @@ func winoInput(vf, rows, x []float32, g *convGeom, t0, nval, ldv, kq int) {
 			}
 			continue
 		}
-		plane := x[c*g.h*g.w : (c+1)*g.h*g.w]
+		plane := x[c*ps : (c+1)*ps]
 		// One run of tiles of one tile row at a time.
 		for j := 0; j < nval; {
 			ty, tx := (t0+j)/tw, (t0+j)%tw
 			n := min(nval-j, tw-tx)
 			if canPrefetch && c+winoAhead < g.ci {
-				winoPrefetch(x[(c+winoAhead)*g.h*g.w:][:g.h*g.w], g, ty, tx, n)
+				winoPrefetch(x[(c+winoAhead)*ps:][:ps], g, ty, tx, n)
 			}
 			winoInputRun(vp[2*(q*ldv+j):], ds, h, rows, plane, g, ty, tx, n)
 			j += n
@@ -223,10 +225,13 @@ func winoInput(vf, rows, x []float32, g *convGeom, t0, nval, ldv, kq int) {
 // of one channel plane, rounded to bf16, to dst[ξ·ds + 2j + hi],
 // j < roundUp(n, 16) (values past n are those of zero-padded tiles). The four input rows the tiles read are
 // copied first into rows (4 rows of winoRowLen(n) floats) with the
-// padding as zeros, so that the transform has no edge cases.
+// padding as zeros, so that the transform has no edge cases. Under g.up
+// the rows are those of the upsampled plane: each stored value twice, and
+// a row that repeats the one above is that row's copy, not a second one.
 func winoInputRun(dst []uint16, ds, hi int, rows, plane []float32, g *convGeom, ty, tx, n int) {
 	l := winoRowLen(n)
 	lo := 2*tx - g.pad // input column of rows[r][0]
+	_, sw := g.srcDims()
 	var p [4][]float32
 	for r := range 4 {
 		p[r] = rows[r*l : (r+1)*l]
@@ -235,14 +240,24 @@ func winoInputRun(dst []uint16, ds, hi int, rows, plane []float32, g *convGeom, 
 			clear(p[r])
 			continue
 		}
-		src := plane[iy*g.w : (iy+1)*g.w]
 		a, b := max(0, lo), min(g.w, lo+l) // inside the image
 		if a >= b {
 			clear(p[r])
 			continue
 		}
+		if !g.up {
+			src := plane[iy*g.w : (iy+1)*g.w]
+			clear(p[r][:a-lo])
+			copy(p[r][a-lo:b-lo], src[a:b])
+			clear(p[r][b-lo:])
+			continue
+		}
+		if r > 0 && iy > 0 && iy/2 == (iy-1)/2 {
+			p[r] = p[r-1] // the same stored row as the row above
+			continue
+		}
 		clear(p[r][:a-lo])
-		copy(p[r][a-lo:b-lo], src[a:b])
+		upRow(p[r][a-lo:b-lo], plane[iy/2*sw:(iy/2+1)*sw], a)
 		clear(p[r][b-lo:])
 	}
 	winoIn(dst, ds, hi, p[0], p[1], p[2], p[3], ceilDiv(n, 16))
@@ -262,8 +277,12 @@ func winoPrefetch(plane []float32, g *convGeom, ty, tx, n int) {
 	if y0 >= y1 || x0 >= x1 {
 		return
 	}
-	_ = plane[(y1-1)*g.w+x1-1]
-	prefetchRows(unsafe.Pointer(&plane[y0*g.w+x0]), 4*g.w, y1-y0, 4*(x1-x0))
+	w := g.w
+	if g.up { // the stored rows and columns the upsampled ones repeat
+		y0, y1, x0, x1, w = y0/2, (y1-1)/2+1, x0/2, (x1-1)/2+1, g.w/2
+	}
+	_ = plane[(y1-1)*w+x1-1]
+	prefetchRows(unsafe.Pointer(&plane[y0*w+x0]), 4*w, y1-y0, 4*(x1-x0))
 }
 
 // winoOutAhead is how many output channels ahead winoOutput prefetches

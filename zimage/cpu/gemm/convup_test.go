@@ -1,0 +1,96 @@
+package gemm
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// upsampled returns the nearest-neighbour 2× upsampling of x [c, h, w].
+func upsampled(x []float32, c, h, w int) []float32 {
+	u := make([]float32, c*4*h*w)
+	for ch := range c {
+		for y := range 2 * h {
+			for xo := range 2 * w {
+				u[(ch*2*h+y)*2*w+xo] = x[(ch*h+y/2)*w+xo/2]
+			}
+		}
+	}
+	return u
+}
+
+// TestConvUp2 checks ConvUp2BiasCtx against ConvBiasCtx on the upsampled
+// image, bit for bit: fp32 and bf16, Winograd forced on and off, the
+// in-place paths (CanConvUp2) and the scratch fallback (few output
+// channels, other kernels), odd low-resolution sides and channel counts
+// that are not multiples of 16, small and default blockings.
+func TestConvUp2(t *testing.T) {
+	defer SetWinograd(SetWinograd(WinogradAuto))
+	defer func(k, m, n, f int) { kcMax, mcMax, ncMax, inlineFlops = k, m, n, f }(kcMax, mcMax, ncMax, inlineFlops)
+	r := rand.New(rand.NewPCG(71, 72))
+	cases := []struct{ m, ci, h, w, kh, kw, pad int }{
+		{70, 67, 9, 13, 3, 3, 1},
+		{17, 3, 5, 7, 3, 3, 1},
+		{33, 20, 16, 17, 3, 3, 0},
+		{64, 64, 23, 40, 3, 3, 1},
+		{5, 9, 6, 5, 3, 3, 1}, // GEMV-sized m: scratch fallback
+		{24, 7, 4, 9, 1, 1, 0},
+		{12, 5, 7, 6, 5, 3, 2},
+		{9, 1, 1, 1, 3, 3, 1},
+	}
+	modes := []WinogradMode{WinogradOff, WinogradOn}
+	for _, blk := range [][3]int{{1024, 1536, 128}, {10, 12, 64}} {
+		kcMax, mcMax, ncMax, inlineFlops = blk[0], blk[1], blk[2], 0
+		for _, c := range cases {
+			for _, bf := range []bool{false, true} {
+				for _, mode := range modes {
+					name := fmt.Sprintf("blk%v/%+v/bf16=%v/wino=%d", blk, c, bf, mode)
+					H, W := 2*c.h, 2*c.w
+					ho, wo := H+2*c.pad-c.kh+1, W+2*c.pad-c.kw+1
+					k, n := c.ci*c.kh*c.kw, ho*wo
+					a, x, bias := randSlice(r, c.m*k), randSlice(r, c.ci*c.h*c.w), randSlice(r, c.m)
+					SetWinograd(mode)
+					want := make([]float32, c.m*n)
+					if err := ConvBiasCtx(t.Context(), bf, want, a, upsampled(x, c.ci, c.h, c.w), bias, c.m, c.ci, H, W, c.kh, c.kw, c.pad, ho, wo); err != nil {
+						t.Fatal(name, err)
+					}
+					got := make([]float32, c.m*n)
+					if err := ConvUp2BiasCtx(t.Context(), bf, got, a, x, bias, c.m, c.ci, c.h, c.w, c.kh, c.kw, c.pad, ho, wo); err != nil {
+						t.Fatal(name, err)
+					}
+					for i := range want {
+						if got[i] != want[i] {
+							t.Fatalf("%s: C[%d] = %v, want %v", name, i, got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
+	if err := ConvUp2BiasCtx(t.Context(), true, make([]float32, 9*36), make([]float32, 9*9), make([]float32, 8), nil, 9, 1, 3, 3, 3, 3, 1, 6, 6); err == nil {
+		t.Fatal("short image accepted")
+	}
+	if err := ConvUp2BiasCtx(t.Context(), true, make([]float32, 9*36), make([]float32, 9*9), make([]float32, 9), nil, 9, 1, 3, 3, 3, 3, 1, 3, 3); err == nil {
+		t.Fatal("output of the low-resolution size accepted")
+	}
+}
+
+// TestUpRow checks the row duplication at every start parity and length.
+func TestUpRow(t *testing.T) {
+	src := []float32{1, 2, 3, 4, 5, 6, 7}
+	for a := range 2 * len(src) {
+		for n := 0; a+n <= 2*len(src); n++ {
+			dst := make([]float32, n+1)
+			dst[n] = -1
+			upRow(dst[:n], src, a)
+			for i := range n {
+				if dst[i] != src[(a+i)/2] {
+					t.Fatalf("a=%d n=%d: dst[%d] = %v, want %v", a, n, i, dst[i], src[(a+i)/2])
+				}
+			}
+			if dst[n] != -1 {
+				t.Fatalf("a=%d n=%d: wrote past the end", a, n)
+			}
+		}
+	}
+}
