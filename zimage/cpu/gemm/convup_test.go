@@ -23,8 +23,11 @@ func upsampled(x []float32, c, h, w int) []float32 {
 // image, bit for bit: fp32 and bf16, Winograd forced on and off, the
 // in-place paths (CanConvUp2) and the scratch fallback (few output
 // channels, other kernels), odd low-resolution sides and channel counts
-// that are not multiples of 16, small and default blockings.
-func TestConvUp2(t *testing.T) {
+// that are not multiples of 16, small and default blockings; on every
+// bf16 kernel (the rounding ones always take the fallback).
+func TestConvUp2(t *testing.T) { forEachBF16Kernel(t, testConvUp2) }
+
+func testConvUp2(t *testing.T) {
 	defer SetWinograd(SetWinograd(WinogradAuto))
 	defer func(k, m, n, f int) { kcMax, mcMax, ncMax, inlineFlops = k, m, n, f }(kcMax, mcMax, ncMax, inlineFlops)
 	r := rand.New(rand.NewPCG(71, 72))
