@@ -17,8 +17,18 @@ var colBudget = 64 << 20 // a variable so tests can force tiling
 // per call). With WithBF16 the GEMMs run in bf16, the large 3×3 ones as
 // Winograd F(2×2, 3×3) (gemm.SetWinograd).
 func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
-	const op = "Conv2D"
-	shape, rule := compute.Conv2DShape(x, w, bias, pad)
+	return b.conv2D("Conv2D", x, w, bias, pad, false)
+}
+
+// conv2D is Conv2D, on the nearest 2× upsampling of x when up (which the
+// GEMM reads in place: gemm.ConvUp2BiasCtx).
+func (b *Backend) conv2D(op string, x, w, bias compute.Tensor, pad int, up bool) compute.Tensor {
+	var geom compute.Tensor = x
+	if up {
+		s := shapeOf(x)
+		geom = shapeOnly{s[0], 2 * s[1], 2 * s[2]} // the caller checked len(s) == 3
+	}
+	shape, rule := compute.Conv2DShape(geom, w, bias, pad)
 	ph := func() compute.Tensor { return b.placeholder(shape...) }
 	ts, ok := b.operands(op, rule, x, w, bias)
 	if !ok {
@@ -47,6 +57,13 @@ func (b *Backend) Conv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
 		b.opErr(op, cw, err)
 		b.Free(out)
 		return ph()
+	}
+
+	if up {
+		if err := gemm.ConvUp2BiasCtx(ctx, b.bf16, out.data, wv, xv, bv, co, ci, h, wd, kh, kw, pad, ho, wo); err != nil {
+			return fail(err)
+		}
+		return out
 	}
 
 	if kh == 1 && kw == 1 && pad == 0 {

@@ -86,6 +86,14 @@ const siluChunk = 2048
 
 // groupNorm is GroupNorm, followed by SiLU in the same pass when silu.
 func (b *Backend) groupNorm(op string, x, w, bias compute.Tensor, groups int, eps float32, silu bool) compute.Tensor {
+	return b.groupNormTo(op, x, w, bias, groups, eps, silu, false)
+}
+
+// groupNormTo is groupNorm, written over x's storage when inPlace (the
+// caller has checked that x may be consumed: inplace.go). The statistics
+// of a group are complete before any of its values is written, so the
+// result is the same.
+func (b *Backend) groupNormTo(op string, x, w, bias compute.Tensor, groups int, eps float32, silu, inPlace bool) compute.Tensor {
 	c, rule := compute.GroupNormShape(op, x, w, bias, groups)
 	ts, ok := b.operands(op, rule, x, w, bias)
 	if !ok {
@@ -98,7 +106,12 @@ func (b *Backend) groupNorm(op string, x, w, bias compute.Tensor, groups int, ep
 	}
 	hw := tx.numel() / c
 	cg := c / groups
-	out := b.newTensor(tx.shape...)
+	var out *Tensor
+	if inPlace {
+		out = b.takeOver(tx)
+	} else {
+		out = b.newTensor(tx.shape...)
+	}
 	if hw == 0 {
 		return out
 	}
