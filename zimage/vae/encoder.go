@@ -172,6 +172,7 @@ func (e *Encoder) Encode(ctx context.Context, img []float32, h, w int, tr nn.Tra
 		if db.downW != nil {
 			steps = append(steps, func(x compute.Tensor) compute.Tensor {
 				y := Downsample(b, x, db.downW, db.downB) // [C, h/2, w/2]
+				b.Free(x)
 				tr.Emit("down_blocks."+strconv.Itoa(i), y)
 				return y
 			})

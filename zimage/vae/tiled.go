@@ -454,8 +454,7 @@ func (d block) tiledAttention(a *attention, in, out *hostMap, buf *[]float32) er
 	all := region{0, in.h, 0, in.w}
 	in.read((*buf)[:n], all)
 	x := b.FromHost((*buf)[:n], in.c, in.h, in.w)
-	y := d.attention(a, x)
-	b.Free(x)
+	y := d.attention(a, x) // frees x
 	vals := b.ToHost(y)
 	b.Free(y)
 	if err := b.Err(); err != nil {

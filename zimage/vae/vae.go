@@ -256,9 +256,8 @@ func (d *Decoder) Decode(ctx context.Context, latents []float32, h, w int, tr nn
 		}
 		if ub.upW != nil {
 			steps = append(steps, func(x compute.Tensor) compute.Tensor {
-				u := b.Upsample2x(x)                // [C, 2h, 2w]
-				y := b.Conv2D(u, ub.upW, ub.upB, 1) // [C, 2h, 2w]
-				b.Free(u)
+				y := upsampleConv(b, x, ub.upW, ub.upB) // conv of the 2× upsampling [C, 2h, 2w]
+				b.Free(x)
 				tr.Emit("up_blocks."+strconv.Itoa(i), y)
 				return y
 			})
@@ -269,11 +268,16 @@ func (d *Decoder) Decode(ctx context.Context, latents []float32, h, w int, tr nn
 		return nil, err
 	}
 
-	n := b.GroupNorm(x, d.normOutW, d.normOutB, d.groups, normEps) // [Clast, H, W]
-	b.Free(x)
-	tr.Emit("conv_norm_out", n)
-	s := b.SiLU(n)
-	b.Free(n)
+	var s compute.Tensor // SiLU(conv_norm_out) [Clast, H, W]
+	if tr == nil {
+		s = groupNormSiLUFree(b, x, d.normOutW, d.normOutB, d.groups)
+	} else { // the trace wants the norm itself
+		n := b.GroupNorm(x, d.normOutW, d.normOutB, d.groups, normEps) // [Clast, H, W]
+		b.Free(x)
+		tr.Emit("conv_norm_out", n)
+		s = b.SiLU(n)
+		b.Free(n)
+	}
 	img := b.Conv2D(s, d.convOutW, d.convOutB, 1) // [3, H, W]
 	b.Free(s)
 	tr.Emit("image", img)
@@ -285,46 +289,36 @@ func (d *Decoder) Decode(ctx context.Context, latents []float32, h, w int, tr nn
 	return out, nil
 }
 
-// resnet runs one ResnetBlock2D on x [ci, h, w] → [co, h, w]; x is not freed.
+// resnet runs one ResnetBlock2D on x [ci, h, w] → [co, h, w] and frees x.
+// With a 1×1 shortcut it runs first, so x is done with by norm1, whose
+// GroupNorm+SiLU can then take x's storage; the residual is added into
+// conv2's output. On a backend with in-place ops that holds x, one map
+// for a shortcut and two for the convolutions, where the plain order held
+// an extra one: at 512² in the medium decoder the 128→64 resnet's input
+// is 128 MB.
 func (d block) resnet(r *resnet, x compute.Tensor) compute.Tensor {
 	b := d.b
-	a1 := fused.GroupNormSiLU(b, x, r.norm1W, r.norm1B, d.groups, normEps) // [ci, h, w]
-	h1 := b.Conv2D(a1, r.conv1W, r.conv1B, 1)                              // [co, h, w]
+	res := x // the residual: x or its shortcut
+	var a1 compute.Tensor
+	if r.scW != nil {
+		res = b.Conv2D(x, r.scW, r.scB, 0)                         // 1×1 shortcut [co, h, w]
+		a1 = groupNormSiLUFree(b, x, r.norm1W, r.norm1B, d.groups) // [ci, h, w], frees x
+	} else {
+		a1 = fused.GroupNormSiLU(b, x, r.norm1W, r.norm1B, d.groups, normEps) // [ci, h, w]
+	}
+	h1 := b.Conv2D(a1, r.conv1W, r.conv1B, 1) // [co, h, w]
 	b.Free(a1)
 	a2 := groupNormSiLUFree(b, h1, r.norm2W, r.norm2B, d.groups) // frees h1
 	h2 := b.Conv2D(a2, r.conv2W, r.conv2B, 1)                    // [co, h, w]
 	b.Free(a2)
-	if r.scW == nil {
-		out := b.Add(x, h2)
-		b.Free(h2)
-		return out
-	}
-	s := b.Conv2D(x, r.scW, r.scB, 0) // 1×1 shortcut [co, h, w]
-	out := b.Add(s, h2)
-	b.Free(s, h2)
-	return out
-}
-
-// groupNormSiLUFree returns SiLU(GroupNorm(x)) and frees x. With a fused
-// op x lives until the one pass ends ([x, out]); without one, x is freed
-// right after the norm so the sequence also holds two activations at a time
-// ([x, n] then [n, out]) — fused.GroupNormSiLU's fallback would keep x
-// through the SiLU, one activation more than the residency plan counts.
-func groupNormSiLUFree(b compute.Backend, x, w, bias compute.Tensor, groups int) compute.Tensor {
-	if f, ok := b.(fused.Ops); ok {
-		out := f.GroupNormSiLU(x, w, bias, groups, normEps)
-		b.Free(x)
-		return out
-	}
-	n := b.GroupNorm(x, w, bias, groups, normEps)
-	b.Free(x)
-	out := b.SiLU(n)
-	b.Free(n)
+	out := addFree(b, h2, res) // h2 + residual, frees h2
+	b.Free(res)
 	return out
 }
 
 // attention runs the single-head mid-block attention with its residual on
-// x [C, h, w]; x is not freed.
+// x [C, h, w] and frees x (the residual is added in its storage where the
+// backend can).
 func (d block) attention(a *attention, x compute.Tensor) compute.Tensor {
 	b := d.b
 	sh := x.Shape()
@@ -342,7 +336,7 @@ func (d block) attention(a *attention, x compute.Tensor) compute.Tensor {
 	b.Free(o)
 	back := b.Transpose(p) // [C, H·W]
 	b.Free(p)
-	out := b.Add(x, b.Reshape(back, C, H, W))
+	out := addFree(b, x, b.Reshape(back, C, H, W))
 	b.Free(back)
 	return out
 }
@@ -382,14 +376,12 @@ func ToU8(x float32) uint8 {
 	return uint8(math.RoundToEven(float64(v * 255)))
 }
 
-// runSteps applies steps in order, freeing each input, and stops at the
+// runSteps applies steps in order (each frees its input), and stops at the
 // first backend error (wrapped with prefix) or cancellation; on error
 // nothing is left allocated.
 func runSteps(ctx context.Context, b compute.Backend, x compute.Tensor, steps []func(compute.Tensor) compute.Tensor, prefix string) (compute.Tensor, error) {
 	for _, step := range steps {
-		y := step(x)
-		b.Free(x)
-		x = y
+		x = step(x)
 		if err := b.Err(); err != nil {
 			b.Free(x)
 			return nil, fmt.Errorf("%s: %w", prefix, err)
