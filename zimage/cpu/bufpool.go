@@ -58,7 +58,9 @@ func (b *Backend) alloc(n int) []float32 {
 		if buf == nil {
 			b.noteLive(4 * int64(n))
 			b.bufMu.Unlock()
-			return make([]float32, n)
+			buf = make([]float32, n)
+			b.prefault(buf) // prefault.go
+			return buf
 		}
 		b.noteLive(4 * int64(cap(buf)))
 		b.bufMu.Unlock()
