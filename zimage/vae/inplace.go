@@ -21,13 +21,17 @@ type inPlacer interface {
 	GroupNormSiLUInPlace(x, w, b compute.Tensor, groups int, eps float32) compute.Tensor
 }
 
-// upsampleConv returns Conv2D(Upsample2x(x), w, bias, 1); x is not freed.
-func upsampleConv(b compute.Backend, x, w, bias compute.Tensor) compute.Tensor {
+// upsampleConvFree returns Conv2D(Upsample2x(x), w, bias, pad) and frees
+// x (after the upsampling, in the plain sequence).
+func upsampleConvFree(b compute.Backend, x, w, bias compute.Tensor, pad int) compute.Tensor {
 	if f, ok := b.(upsampleConver); ok {
-		return f.Upsample2xConv2D(x, w, bias, 1)
+		y := f.Upsample2xConv2D(x, w, bias, pad)
+		b.Free(x)
+		return y
 	}
-	u := b.Upsample2x(x)         // [C, 2h, 2w]
-	y := b.Conv2D(u, w, bias, 1) // [Co, 2h, 2w]
+	u := b.Upsample2x(x) // [C, 2h, 2w]
+	b.Free(x)
+	y := b.Conv2D(u, w, bias, pad) // [Co, 2h+2·pad-2, 2w+2·pad-2]
 	b.Free(u)
 	return y
 }

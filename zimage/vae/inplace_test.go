@@ -36,7 +36,8 @@ func raggedConfig() weights.VAEConfig {
 // TestDecodeInPlaceMatchesSequence decodes odd-sized latents with the CPU
 // backend's upsampling convolution and in-place ops and with the plain op
 // sequence: the images are identical bit for bit, in fp32 and bf16, with
-// the bf16 3×3 convolutions as Winograd and direct.
+// the bf16 3×3 convolutions as Winograd and direct, decoded whole and in
+// tiles.
 func TestDecodeInPlaceMatchesSequence(t *testing.T) {
 	defer gemm.SetWinograd(gemm.SetWinograd(gemm.WinogradAuto))
 	cfg := raggedConfig()
@@ -65,7 +66,11 @@ func TestDecodeInPlaceMatchesSequence(t *testing.T) {
 					if err != nil {
 						t.Fatal(name, err)
 					}
-					return img
+					tiled, err := d.DecodeTiled(context.Background(), lat, h, w, 16)
+					if err != nil {
+						t.Fatal(name, err)
+					}
+					return append(img, tiled...)
 				}
 				got := decode(cpu.New(cpu.WithBF16(bf)))
 				sb := cpu.New(cpu.WithBF16(bf))

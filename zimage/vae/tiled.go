@@ -406,18 +406,17 @@ func (d block) tiledSegment(ctx context.Context, s *segment, in, res, out *hostM
 			x = b.SiLU(n)
 			b.Free(n)
 		}
-		if s.up {
-			u := b.Upsample2x(x) // [ci, or]
-			b.Free(x)
-			x = u
-		}
 		var y compute.Tensor
-		if s.down {
+		switch {
+		case s.down:
 			y = downTile(b, x, s.convW, s.convB) // [co, or] of the stride-2 conv
-		} else {
+			b.Free(x)
+		case s.up:
+			y = upsampleConvFree(b, x, s.convW, s.convB, s.pad) // [co, or] from the 2× upsampled [ci, or]
+		default:
 			y = b.Conv2D(x, s.convW, s.convB, s.pad) // [co, or]
+			b.Free(x)
 		}
-		b.Free(x)
 		if s.hasRes {
 			r := upload(res, or) // [ci_res, or]
 			if s.sc {

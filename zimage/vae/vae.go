@@ -256,8 +256,7 @@ func (d *Decoder) Decode(ctx context.Context, latents []float32, h, w int, tr nn
 		}
 		if ub.upW != nil {
 			steps = append(steps, func(x compute.Tensor) compute.Tensor {
-				y := upsampleConv(b, x, ub.upW, ub.upB) // conv of the 2× upsampling [C, 2h, 2w]
-				b.Free(x)
+				y := upsampleConvFree(b, x, ub.upW, ub.upB, 1) // conv of the 2× upsampling [C, 2h, 2w]
 				tr.Emit("up_blocks."+strconv.Itoa(i), y)
 				return y
 			})
