@@ -31,12 +31,16 @@ func (g *convGeom) srcDims() (sh, sw int) {
 // the image directly instead of a materialized column matrix (the old
 // im2col buffer was written once and copied again by the packing).
 func convRow(dst, x []float32, g *convGeom, p, j int) {
-	c, dy, dx := p/(g.kh*g.kw), (p/g.kw)%g.kh, p%g.kw
+	convRowAt(dst, x, g, p/(g.kh*g.kw), (p/g.kw)%g.kh, p%g.kw, j/g.wo, j%g.wo)
+}
+
+// convRowAt is convRow for the tap (c, dy, dx) of row p from output column
+// (y, xo) of column j.
+func convRowAt(dst, x []float32, g *convGeom, c, dy, dx, y, xo int) {
 	// Output columns xo with 0 ≤ xo+dx-pad < w.
 	xlo := max(0, g.pad-dx)
 	xhi := min(g.wo, g.w+g.pad-dx)
 	plane := x[c*g.h*g.w : (c+1)*g.h*g.w]
-	y, xo := j/g.wo, j%g.wo
 	for len(dst) > 0 {
 		seg := dst[:min(len(dst), g.wo-xo)]
 		iy := y + dy - g.pad
@@ -55,6 +59,40 @@ func convRow(dst, x []float32, g *convGeom, p, j int) {
 		}
 		dst = dst[len(seg):]
 		y, xo = y+1, 0
+	}
+}
+
+// convRows packs rows p0..p0+kb of B from column j into a panel:
+// panel[p·nr+jj] = B(p0+p, j+jj) for jj < cols — convRow for each row, with
+// the tap stepped rather than divided out per row and the common case, a
+// panel inside one output row, inline (an fp32 convolution packs every
+// image value kh·kw times, 64 at a time: the per-row arithmetic was as
+// costly as the copy).
+func convRows(panel []float32, nr, cols int, x []float32, g *convGeom, p0, kb, j int) {
+	c, dy, dx := p0/(g.kh*g.kw), (p0/g.kw)%g.kh, p0%g.kw
+	y, xo := j/g.wo, j%g.wo
+	oneRow := xo+cols <= g.wo
+	hw := g.h * g.w
+	for p := range kb {
+		dst := panel[p*nr : p*nr+cols]
+		if !oneRow {
+			convRowAt(dst, x, g, c, dy, dx, y, xo)
+		} else {
+			iy := y + dy - g.pad
+			a, b := max(xo, g.pad-dx), min(xo+cols, g.w+g.pad-dx) // inside the image
+			if iy < 0 || iy >= g.h || a >= b {
+				clear(dst)
+			} else {
+				clear(dst[:a-xo])
+				copy(dst[a-xo:b-xo], x[c*hw+iy*g.w+a+dx-g.pad:][:b-a])
+				clear(dst[b-xo:])
+			}
+		}
+		if dx++; dx == g.kw {
+			if dx, dy = 0, dy+1; dy == g.kh {
+				dy, c = 0, c+1
+			}
+		}
 	}
 }
 

@@ -97,3 +97,38 @@ func TestUpRow(t *testing.T) {
 		}
 	}
 }
+
+// TestConvRows checks the stepped panel packer against convRow row by row
+// on panels inside one output row and across rows, at every tap offset.
+func TestConvRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(73, 74))
+	for _, g := range []convGeom{
+		{ci: 3, h: 5, w: 7, kh: 3, kw: 3, pad: 1, ho: 5, wo: 7},
+		{ci: 2, h: 9, w: 70, kh: 3, kw: 3, pad: 1, ho: 9, wo: 70},
+		{ci: 4, h: 6, w: 8, kh: 5, kw: 3, pad: 2, ho: 6, wo: 10},
+		{ci: 3, h: 4, w: 5, kh: 3, kw: 3, pad: 0, ho: 2, wo: 3},
+		{ci: 5, h: 3, w: 64, kh: 1, kw: 1, pad: 0, ho: 3, wo: 64},
+	} {
+		x := randSlice(r, g.ci*g.h*g.w)
+		k, n := g.ci*g.kh*g.kw, g.ho*g.wo
+		for _, nr := range []int{4, 16, 64} {
+			for j := 0; j < n; j += 3 {
+				cols := min(nr, n-j)
+				for p0 := 0; p0 < k; p0 += 5 {
+					kb := min(7, k-p0)
+					got := make([]float32, kb*nr)
+					want := make([]float32, kb*nr)
+					convRows(got, nr, cols, x, &g, p0, kb, j)
+					for p := range kb {
+						convRow(want[p*nr:p*nr+cols], x, &g, p0+p, j)
+					}
+					for i := range want {
+						if got[i] != want[i] {
+							t.Fatalf("%+v nr=%d j=%d p0=%d: [%d] = %v, want %v", g, nr, j, p0, i, got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -56,9 +56,7 @@ func packB(dst []float32, src *bSource, j0, nb, p0, kb, nr int) {
 			continue
 		}
 		if src.kind == srcConv {
-			for p := 0; p < kb; p++ {
-				convRow(panel[p*nr:p*nr+cols], src.f32, src.conv, p0+p, jbase)
-			}
+			convRows(panel, nr, cols, src.f32, src.conv, p0, kb, jbase)
 			continue
 		}
 		if src.kind == srcQuantT {
