@@ -208,18 +208,24 @@ func upsample2x(stop *atomic.Bool, dst, x []float32, rows, w int) {
 // upRow writes dst[i] = src[(a+i)/2]: len(dst) values of a row of the 2×
 // upsampled image from column a on.
 func upRow(dst, src []float32, a int) {
-	i := 0
 	if a%2 == 1 && len(dst) > 0 {
 		dst[0] = src[a/2]
-		i = 1
+		dst, a = dst[1:], a+1
 	}
-	s := src[(a+i)/2:]
-	for ; i+1 < len(dst); i += 2 {
-		v := s[0]
-		dst[i], dst[i+1] = v, v
-		s = s[1:]
+	s := src[a/2:]
+	for len(dst) >= 16 { // 8 values at a time, bounds checked once
+		d, v := dst[:16:16], s[:8:8]
+		d[0], d[1], d[2], d[3] = v[0], v[0], v[1], v[1]
+		d[4], d[5], d[6], d[7] = v[2], v[2], v[3], v[3]
+		d[8], d[9], d[10], d[11] = v[4], v[4], v[5], v[5]
+		d[12], d[13], d[14], d[15] = v[6], v[6], v[7], v[7]
+		dst, s = dst[16:], s[8:]
 	}
-	if i < len(dst) {
-		dst[i] = s[0]
+	for len(dst) >= 2 {
+		dst[0], dst[1] = s[0], s[0]
+		dst, s = dst[2:], s[1:]
+	}
+	if len(dst) == 1 {
+		dst[0] = s[0]
 	}
 }

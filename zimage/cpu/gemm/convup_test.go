@@ -80,7 +80,10 @@ func testConvUp2(t *testing.T) {
 
 // TestUpRow checks the row duplication at every start parity and length.
 func TestUpRow(t *testing.T) {
-	src := []float32{1, 2, 3, 4, 5, 6, 7}
+	src := make([]float32, 41)
+	for i := range src {
+		src[i] = float32(i + 1)
+	}
 	for a := range 2 * len(src) {
 		for n := 0; a+n <= 2*len(src); n++ {
 			dst := make([]float32, n+1)
