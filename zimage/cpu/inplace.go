@@ -3,7 +3,6 @@ package cpu
 import (
 	"github.com/zimage/zimage/weights"
 	"github.com/zimage/zimage/zimage/compute"
-	"github.com/zimage/zimage/zimage/cpu/gemm"
 )
 
 // Ops beyond compute.Backend that save whole activations in the VAE
@@ -25,13 +24,12 @@ type shapeOnly []int
 func (s shapeOnly) Shape() []int         { return s }
 func (s shapeOnly) DType() weights.DType { return weights.F32 }
 
-// Upsample2xConv2D returns Conv2D(Upsample2x(x), w, bias, pad). With
-// WithBF16 on the VDPBF16PS kernel (gemm.CanConvUp2) the convolution reads
-// x through the upsampling, so the [C, 2H, 2W] map is never stored;
-// otherwise it runs the two ops.
+// Upsample2xConv2D returns Conv2D(Upsample2x(x), w, bias, pad), the same
+// values; the convolution reads x through the upsampling
+// (gemm.ConvUp2BiasCtx), so the [C, 2H, 2W] map is never stored. An x
+// that is not [C, H, W] runs the two ops (which record the error).
 func (b *Backend) Upsample2xConv2D(x, w, bias compute.Tensor, pad int) compute.Tensor {
-	xs, ws := shapeOf(x), shapeOf(w)
-	if !b.bf16 || len(xs) != 3 || len(ws) != 4 || !gemm.CanConvUp2(true, ws[0], ws[1], ws[2], ws[3]) {
+	if len(shapeOf(x)) != 3 {
 		u := b.Upsample2x(x)
 		y := b.Conv2D(u, w, bias, pad)
 		b.Free(u)

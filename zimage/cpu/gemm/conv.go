@@ -3,7 +3,6 @@ package gemm
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 )
 
 // convGeom is the implicit im2col matrix of a stride-1 zero-padded
@@ -14,7 +13,8 @@ type convGeom struct {
 	ci, h, w, kh, kw, pad, ho, wo int
 	// up: the image is x [ci, h/2, w/2] read through a nearest-neighbour
 	// 2× upsampling, image(c, y, xo) = x[c, y/2, xo/2] (ConvUp2BiasCtx);
-	// only the bf16 pair paths (convImageBF16, winoInput) read it so.
+	// every reader of the image (convRowAt, convRows, convImageBF16,
+	// winoInputRun) duplicates the stored values as it copies them.
 	up bool
 }
 
@@ -40,7 +40,8 @@ func convRowAt(dst, x []float32, g *convGeom, c, dy, dx, y, xo int) {
 	// Output columns xo with 0 ≤ xo+dx-pad < w.
 	xlo := max(0, g.pad-dx)
 	xhi := min(g.wo, g.w+g.pad-dx)
-	plane := x[c*g.h*g.w : (c+1)*g.h*g.w]
+	sh, sw := g.srcDims()
+	plane := x[c*sh*sw : (c+1)*sh*sw]
 	for len(dst) > 0 {
 		seg := dst[:min(len(dst), g.wo-xo)]
 		iy := y + dy - g.pad
@@ -52,8 +53,12 @@ func convRowAt(dst, x []float32, g *convGeom, c, dy, dx, y, xo int) {
 				clear(seg)
 			} else {
 				clear(seg[:a-xo])
-				src := plane[iy*g.w:]
-				copy(seg[a-xo:b-xo], src[a+dx-g.pad:b+dx-g.pad])
+				if g.up {
+					upRow(seg[a-xo:b-xo], plane[iy/2*sw:(iy/2+1)*sw], a+dx-g.pad)
+				} else {
+					src := plane[iy*g.w:]
+					copy(seg[a-xo:b-xo], src[a+dx-g.pad:b+dx-g.pad])
+				}
 				clear(seg[b-xo:])
 			}
 		}
@@ -72,7 +77,7 @@ func convRows(panel []float32, nr, cols int, x []float32, g *convGeom, p0, kb, j
 	c, dy, dx := p0/(g.kh*g.kw), (p0/g.kw)%g.kh, p0%g.kw
 	y, xo := j/g.wo, j%g.wo
 	oneRow := xo+cols <= g.wo
-	hw := g.h * g.w
+	sh, sw := g.srcDims()
 	for p := range kb {
 		dst := panel[p*nr : p*nr+cols]
 		if !oneRow {
@@ -84,7 +89,11 @@ func convRows(panel []float32, nr, cols int, x []float32, g *convGeom, p0, kb, j
 				clear(dst)
 			} else {
 				clear(dst[:a-xo])
-				copy(dst[a-xo:b-xo], x[c*hw+iy*g.w+a+dx-g.pad:][:b-a])
+				if g.up {
+					upRow(dst[a-xo:b-xo], x[(c*sh+iy/2)*sw:][:sw], a+dx-g.pad)
+				} else {
+					copy(dst[a-xo:b-xo], x[(c*sh+iy)*sw+a+dx-g.pad:][:b-a])
+				}
 				clear(dst[b-xo:])
 			}
 		}
@@ -116,19 +125,12 @@ func ConvBiasCtx(ctx context.Context, bf16 bool, c, a, x, bias []float32, m, ci,
 
 // ConvUp2BiasCtx is ConvBiasCtx on the nearest-neighbour 2× upsampling of
 // x [ci, h, w], the image u [ci, 2h, 2w] with u[c, y, xo] = x[c, y/2, xo/2]
-// (output [m, ho, wo], ho = 2h+2·pad-kh+1, wo likewise), bit for bit. Where
-// CanConvUp2 holds it reads x in place (the bf16 pair kernel's paths: the
-// Winograd input transform and the padded bf16 image duplicate each value
-// as they stage it), so u is never stored; otherwise it upsamples into
-// scratch first.
+// (output [m, ho, wo], ho = 2h+2·pad-kh+1, wo likewise), bit for bit. It
+// reads x in place: the packers, the padded bf16 image and the Winograd
+// input transform duplicate each value as they stage it, so u is never
+// stored.
 func ConvUp2BiasCtx(ctx context.Context, bf16 bool, c, a, x, bias []float32, m, ci, h, w, kh, kw, pad, ho, wo int) error {
 	return convBias(ctx, bf16, c, a, x, bias, m, ci, 2*h, 2*w, kh, kw, pad, ho, wo, true)
-}
-
-// CanConvUp2 reports whether ConvUp2BiasCtx with these arguments reads
-// the low-resolution image in place (true) or upsamples it into scratch.
-func CanConvUp2(bf16 bool, m, ci, kh, kw int) bool {
-	return bf16 && bf16Kernel.pairs && m > gemvMaxM && ci > 0 && kh > 0 && kw > 0
 }
 
 // convBias is ConvBiasCtx, on the 2× upsampling of x when up (h and w are
@@ -153,14 +155,6 @@ func convBias(ctx context.Context, bf16 bool, c, a, x, bias []float32, m, ci, h,
 	}
 	if bias != nil && len(bias) < m {
 		return finish(ctx, stop, release, fmt.Errorf("%w: conv bias %d values for %d channels", ErrShape, len(bias), m))
-	}
-	if up && (!CanConvUp2(bf16, m, ci, kh, kw) || n == 0) {
-		// A path that reads the image as float32 rows: upsample first.
-		ub := getBuf(ci * h * w)
-		defer putBuf(ub)
-		upsample2x(stop, (*ub)[:ci*h*w], x[:ci*sh*sw], ci*sh, sw)
-		x, g.up = *ub, false
-		sh, sw = h, w
 	}
 	src := bSource{kind: srcConv, f32: x[:ci*sh*sw], n: n, k: k, conv: g}
 	if k > 0 {
@@ -190,19 +184,6 @@ func convBias(ctx context.Context, bf16 bool, c, a, x, bias []float32, m, ci, h,
 		}
 	}
 	return finish(ctx, stop, release, nil)
-}
-
-// upsample2x writes the nearest-neighbour 2× upsampling of the rows
-// x [rows, w] to dst [rows, 2, 2w].
-func upsample2x(stop *atomic.Bool, dst, x []float32, rows, w int) {
-	per := max(1, (1<<14)/max(w, 1))
-	parallelFor(numThreads(), ceilDiv(rows, per), stop, func(_, t int) {
-		for r := t * per; r < min(rows, (t+1)*per); r++ {
-			d := dst[r*4*w : (r+1)*4*w]
-			upRow(d[:2*w], x[r*w:(r+1)*w], 0)
-			copy(d[2*w:], d[:2*w])
-		}
-	})
 }
 
 // upRow writes dst[i] = src[(a+i)/2]: len(dst) values of a row of the 2×

@@ -20,11 +20,11 @@ func upsampled(x []float32, c, h, w int) []float32 {
 }
 
 // TestConvUp2 checks ConvUp2BiasCtx against ConvBiasCtx on the upsampled
-// image, bit for bit: fp32 and bf16, Winograd forced on and off, the
-// in-place paths (CanConvUp2) and the scratch fallback (few output
-// channels, other kernels), odd low-resolution sides and channel counts
-// that are not multiples of 16, small and default blockings; on every
-// bf16 kernel (the rounding ones always take the fallback).
+// image, bit for bit, on every reader of the image: fp32 and bf16, Winograd
+// forced on and off (the padded bf16 image), few output channels (the
+// float32 packers), 1×1 and 5×3 kernels, odd low-resolution sides and
+// channel counts that are not multiples of 16, small and default
+// blockings; on every bf16 kernel (the rounding ones pack float32).
 func TestConvUp2(t *testing.T) { forEachBF16Kernel(t, testConvUp2) }
 
 func testConvUp2(t *testing.T) {
@@ -36,7 +36,7 @@ func testConvUp2(t *testing.T) {
 		{17, 3, 5, 7, 3, 3, 1},
 		{33, 20, 16, 17, 3, 3, 0},
 		{64, 64, 23, 40, 3, 3, 1},
-		{5, 9, 6, 5, 3, 3, 1}, // GEMV-sized m: scratch fallback
+		{5, 9, 6, 5, 3, 3, 1}, // GEMV-sized m: the float32 packer
 		{24, 7, 4, 9, 1, 1, 0},
 		{12, 5, 7, 6, 5, 3, 2},
 		{9, 1, 1, 1, 3, 3, 1},
@@ -102,7 +102,8 @@ func TestUpRow(t *testing.T) {
 }
 
 // TestConvRows checks the stepped panel packer against convRow row by row
-// on panels inside one output row and across rows, at every tap offset.
+// on panels inside one output row and across rows, at every tap offset,
+// of stored and upsampled images.
 func TestConvRows(t *testing.T) {
 	r := rand.New(rand.NewPCG(73, 74))
 	for _, g := range []convGeom{
@@ -111,8 +112,11 @@ func TestConvRows(t *testing.T) {
 		{ci: 4, h: 6, w: 8, kh: 5, kw: 3, pad: 2, ho: 6, wo: 10},
 		{ci: 3, h: 4, w: 5, kh: 3, kw: 3, pad: 0, ho: 2, wo: 3},
 		{ci: 5, h: 3, w: 64, kh: 1, kw: 1, pad: 0, ho: 3, wo: 64},
+		{ci: 3, h: 10, w: 14, kh: 3, kw: 3, pad: 1, ho: 10, wo: 14, up: true},
+		{ci: 2, h: 6, w: 70, kh: 3, kw: 3, pad: 0, ho: 4, wo: 68, up: true},
 	} {
-		x := randSlice(r, g.ci*g.h*g.w)
+		sh, sw := g.srcDims()
+		x := randSlice(r, g.ci*sh*sw)
 		k, n := g.ci*g.kh*g.kw, g.ho*g.wo
 		for _, nr := range []int{4, 16, 64} {
 			for j := 0; j < n; j += 3 {
