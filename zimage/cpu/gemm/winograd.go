@@ -203,9 +203,9 @@ func winoConv(stop *atomic.Bool, c, a, x, bias []float32, g *convGeom, m int) {
 // (2t-1), so its rows 1 and 2 are the same stored row and likewise its
 // columns 1 and 2 (or all are padding zeros); row 2 of Bᵀ is
 // [0 -1 1 0], so (Bᵀ·d)₂ = d₂-d₁ = +0 exactly, and column 2 of B the same.
-// The products M_ξ = U_ξ·V_ξ are then +0 for finite weights (the kernel's sums start at +0)
-// and need not be computed: 9 GEMMs per chunk instead of 16, the same
-// results bit for bit.
+// The products M_ξ = U_ξ·V_ξ are then +0 for finite weights (the kernel's
+// sums start at +0) and need not be computed: 9 GEMMs per chunk instead of
+// 16, the same results bit for bit.
 func winoUpZero(xi int) bool { return xi/4 == 2 || xi%4 == 2 }
 
 // winoInput writes V_ξ = Bᵀ·d·B of tiles t0..t0+nval of every channel of
