@@ -124,10 +124,18 @@ func quantQ5_0(b []byte, x []float32) {
 	binary.LittleEndian.PutUint32(b[2:], qh)
 }
 
+// minMax returns the smallest and largest of x with ggml's strict
+// comparisons (not Go's min and max, which order -0 before +0: ggml keeps
+// the first of equal values, so a block of ±0 starting with +0 has min +0).
 func minMax(x []float32) (lo, hi float32) {
 	lo, hi = x[0], x[0]
 	for _, v := range x[1:] {
-		lo, hi = min(lo, v), max(hi, v)
+		if v < lo {
+			lo = v
+		}
+		if v > hi {
+			hi = v
+		}
 	}
 	return lo, hi
 }
