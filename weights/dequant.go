@@ -119,7 +119,7 @@ func dequantQ2_K(y []float32, b []byte) {
 	d, dmin := f16at(b[80:]), f16at(b[82:])
 	for g := range 16 {
 		dl := d * float32(sc[g]&0xf)
-		ml := dmin * float32(sc[g]>>4)
+		ml := float32(dmin * float32(sc[g]>>4))
 		for e := range 16 {
 			i := g*16 + e
 			h, s, l := i/128, i/32%4, i%32
@@ -170,7 +170,7 @@ func dequantQ4_K(y []float32, b []byte) {
 	qs := b[16:144]
 	for g := range 8 {
 		dg := d * float32(sc[g])
-		mg := dmin * float32(m[g])
+		mg := float32(dmin * float32(m[g]))
 		q, yg := qs[g/2*32:g/2*32+32], y[g*32:g*32+32]
 		sh := 4 * (g % 2)
 		for l := range 32 {
@@ -187,7 +187,7 @@ func dequantQ5_K(y []float32, b []byte) {
 	qh, qs := b[16:48], b[48:176]
 	for g := range 8 {
 		dg := d * float32(sc[g])
-		mg := dmin * float32(m[g])
+		mg := float32(dmin * float32(m[g]))
 		q := qs[g/2*32 : g/2*32+32]
 		sh := 4 * (g % 2)
 		for l := range 32 {

@@ -54,8 +54,8 @@ func makeQxQuants(x []float32, nmax int, L []int8) float32 {
 		l := clampInt(nearestInt(iscale*v), -nmax, nmax-1)
 		L[i] = int8(l + nmax)
 		w := v * v
-		sumlx += w * v * float32(l)
-		suml2 += w * float32(l) * float32(l)
+		sumlx += float32(w * v * float32(l))
+		suml2 += float32(w * float32(l) * float32(l))
 	}
 	scale := float32(0)
 	if suml2 != 0 {
@@ -66,13 +66,13 @@ func makeQxQuants(x []float32, nmax int, L []int8) float32 {
 		if is == 0 {
 			continue
 		}
-		iscale = -(float32(nmax) + 0.1*float32(is)) / maxv
+		iscale = -(float32(nmax) + float32(0.1*float32(is))) / maxv
 		sumlx, suml2 = 0, 0
 		for _, v := range x {
 			l := clampInt(nearestInt(iscale*v), -nmax, nmax-1)
 			w := v * v
-			sumlx += w * v * float32(l)
-			suml2 += w * float32(l) * float32(l)
+			sumlx += float32(w * v * float32(l))
+			suml2 += float32(w * float32(l) * float32(l))
 		}
 		if suml2 > 0 && sumlx*sumlx > best*suml2 {
 			for i, v := range x {
@@ -104,20 +104,20 @@ func makeQ3Quants(x []float32, nmax int, L []int8) float32 {
 		l := clampInt(nearestInt(iscale*v), -nmax, nmax-1)
 		L[i] = int8(l)
 		w := v * v
-		sumlx += w * v * float32(l)
-		suml2 += w * float32(l) * float32(l)
+		sumlx += float32(w * v * float32(l))
+		suml2 += float32(w * float32(l) * float32(l))
 	}
 	for range 5 {
 		changed := 0
 		for i, v := range x {
 			w := v * v
-			slx := sumlx - w*v*float32(L[i])
+			slx := sumlx - float32(w*v*float32(L[i]))
 			if slx > 0 {
-				sl2 := suml2 - w*float32(L[i])*float32(L[i])
+				sl2 := suml2 - float32(w*float32(L[i])*float32(L[i]))
 				nl := clampInt(nearestInt(v*sl2/slx), -nmax, nmax-1)
 				if nl != int(L[i]) {
-					slx += w * v * float32(nl)
-					sl2 += w * float32(nl) * float32(nl)
+					slx += float32(w * v * float32(nl))
+					sl2 += float32(w * float32(nl) * float32(nl))
 					if sl2 > 0 && slx*slx*suml2 > sumlx*sumlx*sl2 {
 						L[i] = int8(nl)
 						sumlx, suml2 = slx, sl2
@@ -149,7 +149,7 @@ func makeQkx2Quants(x, weights []float32, nmax int, L, Laux []uint8, rmin, rdelt
 		lo, hi = min(lo, x[i]), max(hi, x[i])
 		w := weights[i]
 		sumW += w
-		sumX += w * x[i]
+		sumX += float32(w * x[i])
 	}
 	if lo > 0 {
 		lo = 0
@@ -165,43 +165,43 @@ func makeQkx2Quants(x, weights []float32, nmax int, L, Laux []uint8, rmin, rdelt
 	for i, v := range x {
 		l := clampInt(nearestInt(iscale*(v-lo)), 0, nmax)
 		L[i] = uint8(l)
-		diff := scale*float32(l) + lo - v
+		diff := float32(scale*float32(l)) + lo - v
 		if useMad {
 			diff = abs32(diff)
 		} else {
 			diff *= diff
 		}
-		bestErr += weights[i] * diff
+		bestErr += float32(weights[i] * diff)
 	}
 	for is := 0; is <= nstep; is++ {
-		iscale = (rmin + rdelta*float32(is) + fn) / (hi - lo)
+		iscale = (rmin + float32(rdelta*float32(is)) + fn) / (hi - lo)
 		var sumL, sumL2, sumXL float32
 		for i, v := range x {
 			l := clampInt(nearestInt(iscale*(v-lo)), 0, nmax)
 			Laux[i] = uint8(l)
 			w := weights[i]
 			fl := float32(l)
-			sumL += w * fl
-			sumL2 += w * fl * fl
-			sumXL += w * fl * v
+			sumL += float32(w * fl)
+			sumL2 += float32(w * fl * fl)
+			sumXL += float32(w * fl * v)
 		}
-		D := sumW*sumL2 - sumL*sumL
+		D := float32(sumW*sumL2) - float32(sumL*sumL)
 		if D > 0 {
-			thisScale := (sumW*sumXL - sumX*sumL) / D
-			thisMin := (sumL2*sumX - sumL*sumXL) / D
+			thisScale := (float32(sumW*sumXL) - float32(sumX*sumL)) / D
+			thisMin := (float32(sumL2*sumX) - float32(sumL*sumXL)) / D
 			if thisMin > 0 {
 				thisMin = 0
 				thisScale = sumXL / sumL2
 			}
 			var cur float32
 			for i, v := range x {
-				diff := thisScale*float32(Laux[i]) + thisMin - v
+				diff := float32(thisScale*float32(Laux[i])) + thisMin - v
 				if useMad {
 					diff = abs32(diff)
 				} else {
 					diff *= diff
 				}
-				cur += weights[i] * diff
+				cur += float32(weights[i] * diff)
 			}
 			if cur < bestErr {
 				copy(L, Laux[:len(x)])
@@ -250,7 +250,7 @@ func quantQ2_K(b []byte, x []float32) {
 		if dl == 0 {
 			continue
 		}
-		dm := dmin * float32(sc[j]>>4)
+		dm := float32(dmin * float32(sc[j]>>4))
 		for i := range 16 {
 			L[16*j+i] = uint8(clampInt(nearestInt((x[16*j+i]+dm)/dl), 0, 3))
 		}
@@ -330,7 +330,7 @@ func quantQ45_K(b []byte, x []float32, nmax int) {
 		xs := x[32*j : 32*j+32]
 		var sumX2 float32
 		for _, v := range xs {
-			sumX2 += v * v
+			sumX2 += float32(v * v)
 		}
 		av := float32(math.Sqrt(float64(sumX2 / 32)))
 		for l, v := range xs {
@@ -368,7 +368,7 @@ func quantQ45_K(b []byte, x []float32, nmax int) {
 		if dl == 0 {
 			continue
 		}
-		dm := dmin * float32(ms[j])
+		dm := float32(dmin * float32(ms[j]))
 		for i := range 32 {
 			L[32*j+i] = uint8(clampInt(nearestInt((x[32*j+i]+dm)/dl), 0, nmax))
 		}

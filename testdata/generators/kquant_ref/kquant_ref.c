@@ -186,6 +186,22 @@ static void make_rows(void) {
     for (i = 48; i < 64; i++) x[i] = (float)gauss();
     for (i = 256 + 160; i < 256 + 192; i++) x[i] = (float)gauss();
 
+    x = add_row("some_below_group_eps", 512); // every other sub-block under 1e-15
+    for (i = 0; i < 512; i++) x[i] = (float)(((i / 16) % 2 ? 1e-16 : 1.0) * gauss());
+
+    // Sub-blocks in ± pairs: make_qx_quants and make_q3_quants give exactly
+    // opposite scales, so the largest |scale| is a tie and the first must win.
+    x = add_row("mirrored_pairs", 512);
+    for (i = 0; i < 512; i += 32) {
+        float s = i < 256 ? 1.0f : -1.0f;
+        for (j = 0; j < 16; j++) {
+            x[i + j] = (float)gauss();
+            x[i + 16 + j] = -x[i + j];
+            x[i + j] *= s;
+            x[i + 16 + j] *= s;
+        }
+    }
+
     x = add_row("spike", 256);
     for (i = 0; i < 256; i++) x[i] = 0;
     x[77] = -2.5f;
