@@ -6,11 +6,16 @@ import (
 	"math"
 )
 
-// Quantization to the ggml block types that gguf-py implements, bit-exact
-// to its numpy code (gguf-py/gguf/quants.py, which matches ggml's
-// quantize_row_*_ref): same float32/float64 operation order, the same
+// Quantization to the ggml block types, bit-exact to ggml's
+// quantize_row_*_ref in plain float32 arithmetic (ggml-quants.c built
+// without FMA contraction, as llama.cpp's ggml-base is on x86-64; checked
+// by TestQuantizeMatchesGGMLC): the same operation order, the same
 // rounding (half away from zero for Q8_0, truncation after +0.5 for the
-// others) and the scale stored as the nearest f16.
+// others) and the scale stored as the nearest f16. gguf-py's numpy
+// (gguf-py/gguf/quants.py) gives the same bytes (TestQuantizeMatchesGGUFPy)
+// except for Q4_0/Q5_0 values whose x·id + 8.5 (16.5) rounds differently in
+// its float64 (about one in 10^7). Products are rounded explicitly
+// (float32(a*b)) so that the compiler cannot fuse them into FMAs.
 
 // QuantizeFunc quantizes one block of BlockSize floats into BlockBytes bytes.
 type QuantizeFunc func(dst []byte, x []float32)
@@ -93,11 +98,11 @@ func absMax(x []float32) float32 {
 	return m
 }
 
-// truncQ is gguf-py's trunc(float64(x)·float64(id) + off) evaluated to
-// float32, clipped to [0, hi].
-func truncQ(v, id float32, off float64, hi int) uint8 {
-	p := float64(float64(v) * float64(id))
-	f := float32(p + off)
+// truncQ is ggml's (int)(x·id + off) in float32 (the product rounded
+// before the add), clipped to [0, hi]. gguf-py computes x·id + off in
+// float64, as an FMA would, and differs for about one value in 10^7.
+func truncQ(v, id, off float32, hi int) uint8 {
+	f := float32(v*id) + off
 	q := int(float32(math.Trunc(float64(f))))
 	return uint8(min(max(q, 0), hi))
 }

@@ -257,6 +257,30 @@ static void make_rows(void) {
 
     x = add_row("small_integers", 256);
     for (i = 0; i < 256; i++) x[i] = (float)((int)(splitmix64() % 5) - 2);
+
+    // Q4_0 and Q5_0 round x·id to float32 before adding 8.5 (16.5); a value
+    // whose exact x·id + 8.5 truncates differently (gguf-py computes it in
+    // float64, as an FMA would) is rare, ~1 in 10^7: search Gaussian
+    // blocks for 4 such blocks of each type.
+    x = add_row("q4_0_q5_0_double_rounding", 256);
+    for (int found = 0; found < 8;) {
+        float *b = x + 32 * found, amax = 0, max = 0;
+        for (j = 0; j < 32; j++) {
+            b[j] = (float)gauss();
+            if (fabsf(b[j]) > amax) amax = fabsf(b[j]), max = b[j];
+        }
+        const float div = found < 4 ? -8 : -16, off = found < 4 ? 8.5f : 16.5f;
+        const int top = found < 4 ? 15 : 31;
+        const float d = max / div, id = d ? 1.0f / d : 0.0f;
+        for (j = 0; j < 32; j++) {
+            const float x0 = b[j] * id;
+            const int q32 = (int)(x0 + off), q64 = (int)(float)((double)b[j] * (double)id + (double)off);
+            if (q32 != q64 && (q32 < top || q64 < top)) {
+                found++;
+                break;
+            }
+        }
+    }
 }
 
 // ---- quantizers -----------------------------------------------------------
