@@ -28,10 +28,26 @@ func quantizeK(dt DType) QuantizeFunc {
 	return nil
 }
 
-// nearestInt rounds to nearest, ties to even (ggml's nearest_int).
-func nearestInt(f float32) int { return int(math.RoundToEven(float64(f))) }
+// nearestInt is ggml's nearest_int: adding 1.5·2^23 leaves f rounded to
+// nearest, ties to even, in the low mantissa bits for |f| < 2^22. Beyond
+// that, and for ±Inf and NaN (which Inf inputs or f16-overflowing scales
+// produce), it gives C's values too (release builds skip its range
+// assert), where int(math.RoundToEven) would depend on the platform.
+func nearestInt(f float32) int {
+	// float32(f): f is often a product, which must not fuse with the add.
+	b := math.Float32bits(float32(f) + 12582912)
+	return int(b&0x7fffff) - 0x400000
+}
 
 func abs32(f float32) float32 { return float32(math.Abs(float64(f))) }
+
+// gtMax is ggml's "if (v > m) m = v": unlike Go's max it ignores a NaN v.
+func gtMax(m, v float32) float32 {
+	if v > m {
+		return v
+	}
+	return m
+}
 
 func clampInt(v, lo, hi int) int { return min(max(v, lo), hi) }
 
@@ -146,7 +162,13 @@ func makeQkx2Quants(x, weights []float32, nmax int, L, Laux []uint8, rmin, rdelt
 	sumW := weights[0]
 	sumX := sumW * x[0]
 	for i := 1; i < len(x); i++ {
-		lo, hi = min(lo, x[i]), max(hi, x[i])
+		// ggml's strict comparisons, not Go's min and max (signed zeros, NaN)
+		if x[i] < lo {
+			lo = x[i]
+		}
+		if x[i] > hi {
+			hi = x[i]
+		}
 		w := weights[i]
 		sumW += w
 		sumX += float32(w * x[i])
@@ -222,7 +244,7 @@ func quantQ2_K(b []byte, x []float32) {
 			weights[l] = abs32(x[16*j+l])
 		}
 		scales[j], mins[j] = makeQkx2Quants(x[16*j:16*j+16], weights[:], 3, L[16*j:16*j+16], Laux[:16], -0.5, 0.1, 15, true)
-		maxScale, maxMin = max(maxScale, scales[j]), max(maxMin, mins[j])
+		maxScale, maxMin = gtMax(maxScale, scales[j]), gtMax(maxMin, mins[j])
 	}
 	sc := b[:16]
 	clear(sc)
@@ -278,7 +300,7 @@ func quantQ3_K(b []byte, x []float32) {
 	if maxScale != 0 {
 		iscale := -32 / maxScale
 		for j := range 16 {
-			l := clampInt(nearestInt(iscale*scales[j]), -32, 31) + 32
+			l := clampInt(int(int8(nearestInt(iscale*scales[j]))), -32, 31) + 32 // C stores it in an int8_t first
 			if j < 8 {
 				sc[j] = uint8(l & 0xf)
 			} else {
@@ -337,7 +359,7 @@ func quantQ45_K(b []byte, x []float32, nmax int) {
 			weights[l] = av + abs32(v)
 		}
 		scales[j], mins[j] = makeQkx2Quants(xs, weights[:], nmax, L[32*j:32*j+32], Laux[:32], rmin, rdelta, nstep, false)
-		maxScale, maxMin = max(maxScale, scales[j]), max(maxMin, mins[j])
+		maxScale, maxMin = gtMax(maxScale, scales[j]), gtMax(maxMin, mins[j])
 	}
 	var invScale, invMin float32
 	if maxScale > 0 {
@@ -349,8 +371,8 @@ func quantQ45_K(b []byte, x []float32, nmax int) {
 	sc := b[4:16]
 	clear(sc)
 	for j := range 8 {
-		ls := uint8(min(63, nearestInt(invScale*scales[j])))
-		lm := uint8(min(63, nearestInt(invMin*mins[j])))
+		ls := min(63, uint8(nearestInt(invScale*scales[j]))) // uint8 first, as C
+		lm := min(63, uint8(nearestInt(invMin*mins[j])))
 		if j < 4 {
 			sc[j], sc[j+4] = ls, lm
 		} else {

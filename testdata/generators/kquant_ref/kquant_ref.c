@@ -181,6 +181,13 @@ static void make_rows(void) {
     x = add_row("huge_f16_overflow", 256); // f16 scales overflow to inf
     for (i = 0; i < 256; i++) x[i] = (float)(1e9 * gauss());
 
+    x = add_row("with_inf", 256); // broken weights: ±Inf in some sub-blocks
+    for (i = 0; i < 256; i++) x[i] = (float)gauss();
+    x[5] = INFINITY;
+    x[40] = -INFINITY;
+    x[41] = INFINITY;
+    x[200] = -INFINITY;
+
     x = add_row("one_subblock", 512); // all zero but one 16- or 32-value sub-block
     for (i = 0; i < 512; i++) x[i] = 0;
     for (i = 48; i < 64; i++) x[i] = (float)gauss();
