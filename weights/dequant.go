@@ -8,7 +8,9 @@ import (
 // Dequantization of the ggml block types, bit-exact to gguf-py's numpy
 // reference (gguf-py/gguf/quants.py), which computes in float32 with one
 // rounding per operation: every product below is converted to float32
-// before the following add so that no fused multiply-add changes a bit.
+// before the following add so that no fused multiply-add changes a bit
+// (a product kept in a variable too: Go fuses across statements). The same
+// bits as ggml's C dequantize_row_* (TestDequantizeMatchesGGMLC).
 
 // Dequantize widens len(dst) elements of quantized dtype dt stored in src (a
 // whole number of blocks: len(src) = len(dst)/BlockSize*BlockBytes).

@@ -7,8 +7,15 @@ import "math"
 // (quantize_row_q{2,3,4,5,6}_K_ref): per sub-block scales (and mins) found
 // by a small least-squares search, then the scales themselves quantized
 // to 4/6/8 bits against one f16 super-block scale, then the values
-// re-quantized with the stored scales. gguf-py has no k-quant quantizer,
-// so these are checked by round trip (error bounds), not bit for bit.
+// re-quantized with the stored scales. gguf-py has no k-quant quantizer;
+// TestQuantizeMatchesGGMLC checks these byte for byte against ggml's C
+// (testdata/gguf/kquant, made by testdata/generators/kquant_ref from
+// ggml-org/ggml d99724f2b141fed9e1a9f402213506c081433465, which is what
+// llama.cpp's quantize writes without an imatrix when ggml-base is built
+// without FMA contraction, as on x86-64). Every product that meets an add
+// is rounded explicitly (float32(a*b)): Go may otherwise fuse it into an
+// FMA (GOAMD64=v3, arm64), which changes some bytes, as contraction does
+// in C.
 
 const groupMaxEps = 1e-15
 

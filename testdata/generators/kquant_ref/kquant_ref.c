@@ -280,7 +280,7 @@ static void make_rows(void) {
         const int top = found < 4 ? 15 : 31;
         const float d = max / div, id = d ? 1.0f / d : 0.0f;
         for (j = 0; j < 32; j++) {
-            const float x0 = b[j] * id;
+            volatile float x0 = b[j] * id; // rounded even where contraction is on
             const int q32 = (int)(x0 + off), q64 = (int)(float)((double)b[j] * (double)id + (double)off);
             if (q32 != q64 && (q32 < top || q64 < top)) {
                 found++;
