@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -143,4 +145,118 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return -1
+}
+
+// TestQuantizeMatchesGGMLCBinary: with ZIMAGE_KQUANT_REF set to a built
+// kquant_ref (testdata/generators/kquant_ref/generate.sh with
+// KQUANT_REF_BIN), every quantizer gives ggml's bytes for 2^22 values of
+// varied random blocks (ZIMAGE_KQUANT_N to change the count). Finds rare
+// differences the golden rows cannot hold; takes a few seconds.
+func TestQuantizeMatchesGGMLCBinary(t *testing.T) {
+	bin := os.Getenv("ZIMAGE_KQUANT_REF")
+	if bin == "" {
+		t.Skip("set ZIMAGE_KQUANT_REF to a kquant_ref program (testdata/generators/kquant_ref)")
+	}
+	n := 1 << 22
+	if s := os.Getenv("ZIMAGE_KQUANT_N"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v <= 0 {
+			t.Fatalf("ZIMAGE_KQUANT_N=%q", s)
+		}
+		n = (v + 255) / 256 * 256
+	}
+	x := randomQuantRows(n, 20261207)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "x.f32")
+	raw := make([]byte, 4*n)
+	for i, v := range x {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+	}
+	if err := os.WriteFile(in, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-quantize", in, dir).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", bin, err, out)
+	}
+	for _, dt := range goldenCTypes {
+		want, err := os.ReadFile(filepath.Join(dir, ggmlName(dt)+".bin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, n/dt.BlockSize()*dt.BlockBytes())
+		if err := Quantize(got, x, dt); err != nil {
+			t.Fatal(err)
+		}
+		bb, bad := dt.BlockBytes(), 0
+		for b := 0; b < len(got); b += bb {
+			if i := firstDiff(got[b:b+bb], want[b:b+bb]); i >= 0 {
+				if bad < 3 {
+					t.Errorf("%s: block %d (values from %d) byte %d = %#02x, ggml %#02x", dt, b/bb, b/bb*dt.BlockSize(), i, got[b+i], want[b+i])
+				}
+				bad++
+			}
+		}
+		if bad > 0 {
+			t.Errorf("%s: %d of %d blocks differ", dt, bad, len(got)/bb)
+		}
+	}
+}
+
+// randomQuantRows makes n values (a multiple of 256) in 256-value blocks of
+// random kinds: Gaussian over 10 decades, bf16-valued, per-16 magnitudes,
+// uniform, offset, sparse, with outliers, and small integer or half-integer
+// lattices.
+func randomQuantRows(n int, seed uint64) []float32 {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	x := make([]float32, n)
+	for b := 0; b < n; b += 256 {
+		xs := x[b : b+256]
+		s := math.Pow(10, -7+10*rng.Float64())
+		switch rng.IntN(8) {
+		case 0:
+			for i := range xs {
+				xs[i] = float32(s * rng.NormFloat64())
+			}
+		case 1:
+			for i := range xs {
+				xs[i] = math.Float32frombits(math.Float32bits(float32(s*rng.NormFloat64())) &^ 0xffff)
+			}
+		case 2:
+			for i := range xs {
+				if i%16 == 0 {
+					s = math.Pow(10, -4+6*rng.Float64())
+				}
+				xs[i] = float32(s * rng.NormFloat64())
+			}
+		case 3:
+			for i := range xs {
+				xs[i] = float32(s * (2*rng.Float64() - 1))
+			}
+		case 4:
+			off := 4 * rng.NormFloat64()
+			for i := range xs {
+				xs[i] = float32(s * (off + rng.NormFloat64()))
+			}
+		case 5:
+			for i := range xs {
+				if rng.IntN(8) == 0 {
+					xs[i] = float32(s * rng.NormFloat64())
+				}
+			}
+		case 6:
+			for i := range xs {
+				xs[i] = float32(s * rng.NormFloat64())
+				if rng.IntN(50) == 0 {
+					xs[i] *= 100
+				}
+			}
+		case 7:
+			step := float32(0.5 * float64(1+rng.IntN(2)))
+			k := 1 + rng.IntN(64)
+			for i := range xs {
+				xs[i] = step * float32(rng.IntN(2*k+1)-k)
+			}
+		}
+	}
+	return x
 }

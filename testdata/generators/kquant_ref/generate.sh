@@ -7,6 +7,7 @@
 # of github.com/ggml-org/llama.cpp (ggml/src/ggml-quants.c); its
 # ggml-quants.c is compiled together with kquant_ref.c (nothing upstream is
 # copied into this repository). OUTDIR defaults to testdata/gguf/kquant.
+# With KQUANT_REF_BIN=PATH the program is kept at PATH (see below).
 # Plain C float arithmetic as in a default x86-64 build of ggml-base: -O2,
 # no FMA contraction, no fast-math; NDEBUG as in release builds (some rows
 # feed nearest_int values outside its asserted range, see testdata/README.md).
@@ -36,6 +37,10 @@ $CC $CFLAGS -I"$up/include" -I"$up/src" -I"$up/src/ggml-cpu" \
 	"$here/kquant_ref.c" "$up/src/ggml-quants.c" -lm -o "$tmp/kquant_ref"
 mkdir -p "$out"
 "$tmp/kquant_ref" "$out"
+# KQUANT_REF_BIN=PATH keeps the program, for ZIMAGE_KQUANT_REF=PATH go test ./weights
+if [ -n "${KQUANT_REF_BIN:-}" ]; then
+	cp "$tmp/kquant_ref" "$KQUANT_REF_BIN"
+fi
 
 # Files of 64 KiB or more are stored zstd-compressed (testdata/README.md).
 for f in "$out"/*; do

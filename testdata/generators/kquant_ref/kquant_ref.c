@@ -13,6 +13,7 @@
 //                bytes (float32 bits, NaNs made 0x7fc00000)
 //
 // Usage: kquant_ref OUTDIR
+//        kquant_ref -quantize IN.f32 OUTDIR   (see quantize_file)
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -344,17 +345,56 @@ static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n) {
     return h;
 }
 
-int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: kquant_ref OUTDIR\n");
-        return 2;
+// quantize_file writes OUTDIR/<type>.bin for the float32 values of IN (a
+// multiple of 256 of them) with every type: the mode of
+// TestQuantizeMatchesGGMLCBinary (ZIMAGE_KQUANT_REF).
+static int quantize_file(const char *in, const char *dir) {
+    FILE *f = fopen(in, "rb");
+    if (!f) {
+        perror(in);
+        return 1;
     }
-    const char *dir = argv[1];
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (size <= 0 || size % (4 * QK_K) != 0) {
+        fprintf(stderr, "kquant_ref: %s: %ld bytes, not a multiple of %d float32\n", in, size, QK_K);
+        return 1;
+    }
+    const int64_t n = size / 4;
+    float *x = malloc((size_t)size);
+    uint8_t *q = malloc((size_t)(n / 32 * 34));
+    if (!x || !q || fread(x, 4, (size_t)n, f) != (size_t)n) {
+        fprintf(stderr, "kquant_ref: cannot read %s\n", in);
+        return 1;
+    }
+    fclose(f);
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        const struct qtype *qt = &types[t];
+        char name[64];
+        snprintf(name, sizeof name, "%s.bin", qt->name);
+        qt->q(x, q, n);
+        f = create(dir, name);
+        put(f, q, (size_t)(n / qt->block) * (size_t)qt->bytes);
+        fclose(f);
+    }
+    free(x);
+    free(q);
+    return 0;
+}
+
+int main(int argc, char **argv) {
     const uint32_t one = 1;
     if (*(const uint8_t *)&one != 1) {
         fprintf(stderr, "kquant_ref: needs a little-endian machine\n");
         return 1;
     }
+    if (argc == 4 && strcmp(argv[1], "-quantize") == 0) return quantize_file(argv[2], argv[3]);
+    if (argc != 2) {
+        fprintf(stderr, "usage: kquant_ref OUTDIR | kquant_ref -quantize IN.f32 OUTDIR\n");
+        return 2;
+    }
+    const char *dir = argv[1];
     make_rows();
 
     FILE *f = create(dir, "cases.txt");
