@@ -622,6 +622,12 @@ func (p *Pipeline) denoise(ctx context.Context, pl plan, noise, pos, neg []float
 	pred := make([]float32, len(x))
 	times := make([]time.Duration, 0, pl.steps)
 	first := pl.firstStep()
+	// Every step's timestep embedding and modulations in one product per
+	// weight (dit/timesteps.go); the same results as per step.
+	if err := p.dit.PrepareTimesteps(sched.DiTTime[first:pl.steps]); err != nil {
+		return nil, nil, err
+	}
+	defer p.dit.ReleaseTimesteps()
 	for i := first; i < pl.steps; i++ {
 		ts := time.Now()
 		t := sched.DiTTime[i]

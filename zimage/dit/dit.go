@@ -48,6 +48,8 @@ type Model struct {
 
 	lora map[compute.Tensor][]LoRA // run-time LoRA updates by weight handle (lora.go)
 
+	steps *stepCache // PrepareTimesteps (timesteps.go)
+
 	// rope caches the RoPE tables of the last layout: every step of a
 	// generation uses the same ones (~140K float64 sin/cos at 512², run
 	// serially while the other threads wait).
@@ -191,6 +193,7 @@ func (m *Model) Config() weights.DiTConfig { return m.cfg }
 
 // Close releases the backend handles (the checkpoint Set is the caller's).
 func (m *Model) Close() {
+	m.ReleaseTimesteps()
 	if m.ld != nil {
 		m.ld.Free()
 		m.ld = nil
@@ -323,7 +326,8 @@ func (m *Model) ForwardHook(ctx context.Context, x []float32, hl, wl int, t floa
 	hd := c.HeadDim()
 
 	// (a) timestep embedding and every block's modulation (constant over the call).
-	temb := m.TimestepEmbedding(t) // [1, A]
+	st := m.stepFor(t)                 // nil unless PrepareTimesteps holds t
+	temb := m.timestepEmbedding(t, st) // [1, A]
 	tr.Emit("t_emb", temb)
 	defer b.Free(temb)
 
@@ -354,7 +358,7 @@ func (m *Model) ForwardHook(ctx context.Context, x []float32, hl, wl int, t floa
 
 	// Noise refiners on the image tokens.
 	for i, bl := range m.noiseRefiner {
-		y := m.block(bl, h, cosImg, sinImg, temb)
+		y := m.blockRows(bl, h, cosImg, sinImg, temb, lay.Nip, st)
 		b.Free(h)
 		h = y
 		tr.Emit("noise_refiner."+strconv.Itoa(i), h)
@@ -375,7 +379,7 @@ func (m *Model) ForwardHook(ctx context.Context, x []float32, hl, wl int, t floa
 		if tr == nil && i == len(m.layers)-1 {
 			rows = lay.Nip
 		}
-		y := m.blockRows(bl, u, cos, sin, temb, rows) // [rows, dim]
+		y := m.blockRows(bl, u, cos, sin, temb, rows, st) // [rows, dim]
 		b.Free(u)
 		u = y
 		if hook != nil {
@@ -400,12 +404,18 @@ func (m *Model) ForwardHook(ctx context.Context, x []float32, hl, wl int, t floa
 	if tr == nil && lay.Ni < u.Shape()[0] {
 		img = b.Rows(u, 0, lay.Ni) // [Ni, dim]: only image rows are read back
 	}
-	ts := b.SiLU(temb)
-	scale := m.linear(ts, m.finModW, m.finModB) // [1, dim]
-	ln := b.LayerNorm(img, finalLNEps)          // [Ni|L, dim]
+	var scale compute.Tensor // [1, dim]
+	if st != nil {
+		scale = st.rows(b, st.c.fin)
+	} else {
+		ts := b.SiLU(temb)
+		scale = m.linear(ts, m.finModW, m.finModB)
+		b.Free(ts)
+	}
+	ln := b.LayerNorm(img, finalLNEps) // [Ni|L, dim]
 	mod := b.Modulate(ln, b.Reshape(scale, c.Dim))
 	y := m.linear(mod, m.finW, m.finB) // [Ni|L, P·P·C]
-	b.Free(ts, scale, ln, mod)
+	b.Free(scale, ln, mod)
 	if img != u {
 		b.Free(img)
 	}
@@ -436,14 +446,15 @@ func (m *Model) ropeTables(lay Layout) (cos, sin []float32) {
 // block runs one transformer block on x [L, dim]; temb nil means unmodulated
 // (context refiner). Returns the new residual stream; x is not freed.
 func (m *Model) block(bl *block, x, cos, sin, temb compute.Tensor) compute.Tensor {
-	return m.blockRows(bl, x, cos, sin, temb, x.Shape()[0])
+	return m.blockRows(bl, x, cos, sin, temb, x.Shape()[0], nil)
 }
 
 // blockRows is block returning only the first rows rows of the new residual
 // stream [rows, dim]: every row still feeds the keys and values, but the
 // queries, the output projection and the FFN run on those rows alone. Each
-// row's result is the same bits as block's.
-func (m *Model) blockRows(bl *block, x, cos, sin, temb compute.Tensor, rows int) compute.Tensor {
+// row's result is the same bits as block's. st (may be nil) holds the
+// step's prepared modulation.
+func (m *Model) blockRows(bl *block, x, cos, sin, temb compute.Tensor, rows int, st *stepRow) compute.Tensor {
 	b := m.b
 	c := m.cfg
 	D := c.Dim
@@ -451,7 +462,7 @@ func (m *Model) blockRows(bl *block, x, cos, sin, temb compute.Tensor, rows int)
 
 	var sAttn, gAttn, sFFN, gFFN compute.Tensor // [D] views; nil when unmodulated
 	if bl.modW != nil {
-		mod := m.linear(temb, bl.modW, bl.modB) // [1, 4·D]: scale_msa | gate_msa | scale_mlp | gate_mlp
+		mod := m.modulation(bl, temb, st) // [1, 4·D]: scale_msa | gate_msa | scale_mlp | gate_mlp
 		chunks := [4]compute.Tensor{}
 		for i := range chunks {
 			chunks[i] = b.Slice(mod, i*D, (i+1)*D) // [1, D]

@@ -25,9 +25,12 @@ func (e *LoRAError) Error() string { return fmt.Sprintf("dit: LoRA on %s: %s", e
 // SetLoRAs replaces the run-time LoRA updates: byWeight maps a checkpoint
 // weight name ("layers.0.attention.to_q.weight") to the updates added to
 // that Linear, in order. nil removes them all. The tensors stay the
-// caller's and must outlive their use. On error nothing changes.
+// caller's and must outlive their use. On error nothing changes; on success
+// the prepared timesteps (PrepareTimesteps), whose modulations included the
+// old updates, are released.
 func (m *Model) SetLoRAs(byWeight map[string][]LoRA) error {
 	if len(byWeight) == 0 {
+		m.ReleaseTimesteps()
 		m.lora = nil
 		return nil
 	}
@@ -46,6 +49,7 @@ func (m *Model) SetLoRAs(byWeight map[string][]LoRA) error {
 		}
 		set[w] = ls
 	}
+	m.ReleaseTimesteps()
 	m.lora = set
 	return nil
 }
