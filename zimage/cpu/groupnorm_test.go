@@ -26,12 +26,7 @@ func TestGroupNormByGroup(t *testing.T) {
 		}
 		for _, silu := range []bool{false, true} {
 			run := func(threads int) []float32 {
-				b := New(WithThreads(threads))
-				x, w, bias := b.FromHost(xv, c.c, c.h, c.w), b.FromHost(wv, c.c), b.FromHost(bv, c.c)
-				if silu {
-					return host(t, b, b.GroupNormSiLU(x, w, bias, c.groups, 1e-6))
-				}
-				return host(t, b, b.GroupNorm(x, w, bias, c.groups, 1e-6))
+				return groupNormOn(t, threads, silu, xv, wv, bv, c.c, c.h, c.w, c.groups)
 			}
 			want := run(chanThreads)
 			for _, threads := range []int{1, 2} {
@@ -64,12 +59,7 @@ func TestGroupNormThreadInvariant(t *testing.T) {
 		wv, bv := randVec(r, c.c), randVec(r, c.c)
 		for _, silu := range []bool{false, true} {
 			run := func(threads int) []float32 {
-				b := New(WithThreads(threads))
-				x, w, bias := b.FromHost(xv, c.c, c.h, c.w), b.FromHost(wv, c.c), b.FromHost(bv, c.c)
-				if silu {
-					return host(t, b, b.GroupNormSiLU(x, w, bias, c.groups, 1e-6))
-				}
-				return host(t, b, b.GroupNorm(x, w, bias, c.groups, 1e-6))
+				return groupNormOn(t, threads, silu, xv, wv, bv, c.c, c.h, c.w, c.groups)
 			}
 			want := run(1)
 			for _, threads := range []int{2, 3, 4, 7} {
@@ -82,4 +72,16 @@ func TestGroupNormThreadInvariant(t *testing.T) {
 			}
 		}
 	}
+}
+
+// groupNormOn runs GroupNorm (or GroupNormSiLU) of x [c, h, w] with gain w
+// and bias b on a backend of threads threads.
+func groupNormOn(t *testing.T, threads int, silu bool, xv, wv, bv []float32, c, h, w, groups int) []float32 {
+	t.Helper()
+	b := New(WithThreads(threads))
+	x, gain, bias := b.FromHost(xv, c, h, w), b.FromHost(wv, c), b.FromHost(bv, c)
+	if silu {
+		return host(t, b, b.GroupNormSiLU(x, gain, bias, groups, 1e-6))
+	}
+	return host(t, b, b.GroupNorm(x, gain, bias, groups, 1e-6))
 }

@@ -2,6 +2,7 @@ package dit_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -67,10 +68,7 @@ func (s *randomDiT) Tensor(name string) (*weights.Tensor, bool) {
 func TestForwardSharedProducts(t *testing.T) {
 	tiny := weights.DefaultDiTConfig()
 	tinySrc := fixture.TinyComponent(t, "transformer", &tiny)
-	odd := weights.DefaultDiTConfig()
-	odd.Dim, odd.NHeads, odd.NKVHeads = 144, 3, 3 // head_dim 48, FFN 384
-	odd.AxesDims = []int{8, 20, 20}
-	odd.NLayers, odd.NRefinerLayers, odd.CapFeatDim = 2, 1, 40
+	odd := oddConfig()
 	models := []struct {
 		name string
 		cfg  weights.DiTConfig
@@ -151,39 +149,63 @@ func TestForwardSharedProducts(t *testing.T) {
 	}
 }
 
+// oddConfig is a small DiT config of sizes the fixtures do not have: head
+// dim 48, FFN 384, 2 main layers, 1 refiner of each kind.
+func oddConfig() weights.DiTConfig {
+	cfg := weights.DefaultDiTConfig()
+	cfg.Dim, cfg.NHeads, cfg.NKVHeads = 144, 3, 3 // head_dim 48, FFN 384
+	cfg.AxesDims = []int{8, 20, 20}
+	cfg.NLayers, cfg.NRefinerLayers, cfg.CapFeatDim = 2, 1, 40
+	return cfg
+}
+
+// oddModel binds a random-weight oddConfig DiT on a CPU backend and
+// prepares a random caption of n tokens; the caller frees both.
+func oddModel(t *testing.T, bf16 bool, r *rand.Rand, n int) (*dit.Model, *dit.Caption) {
+	t.Helper()
+	cfg := oddConfig()
+	m, err := dit.New(cpu.New(cpu.WithBF16(bf16)), cfg, &randomDiT{src: synthetic.DiT(cfg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	capt, err := m.PrepareCaption(context.Background(), randFloats(r, n*cfg.CapFeatDim), n, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, capt
+}
+
+// randFloats returns n standard normal values.
+func randFloats(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+// sameBits fails unless got and want hold the same float32 bits.
+func sameBits(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: element %d = %v, want %v", what, i, got[i], want[i])
+		}
+	}
+}
+
 // TestForwardLastLayerRows checks that a forward without a trace, whose last
 // layer computes only the image rows past its keys and values, returns the
 // same bits as a traced forward, which computes every row, in bf16 and
 // float32, with caption and image pad tokens.
 func TestForwardLastLayerRows(t *testing.T) {
-	cfg := weights.DefaultDiTConfig()
-	cfg.Dim, cfg.NHeads, cfg.NKVHeads = 144, 3, 3
-	cfg.AxesDims = []int{8, 20, 20}
-	cfg.NLayers, cfg.NRefinerLayers, cfg.CapFeatDim = 2, 1, 40
-	src := &randomDiT{src: synthetic.DiT(cfg)}
 	discard := nn.Trace(func(string, compute.Tensor) {})
+	ctx := context.Background()
 	for _, bf16 := range []bool{true, false} {
-		b := cpu.New(cpu.WithBF16(bf16))
-		m, err := dit.New(b, cfg, src)
-		if err != nil {
-			t.Fatal(err)
-		}
 		r := rand.New(rand.NewPCG(3, 4))
-		n := 9
-		feats := make([]float32, n*cfg.CapFeatDim)
-		for i := range feats {
-			feats[i] = float32(r.NormFloat64())
-		}
-		ctx := context.Background()
-		capt, err := m.PrepareCaption(ctx, feats, n, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, capt := oddModel(t, bf16, r, 9)
 		for _, hl := range []int{10, 16} { // 25 image tokens + 7 pads; 64, none
-			x := make([]float32, cfg.InChannels*hl*hl)
-			for i := range x {
-				x[i] = float32(r.NormFloat64())
-			}
+			x := randFloats(r, m.Config().InChannels*hl*hl)
 			got, err := m.Forward(ctx, x, hl, hl, 0.3, capt, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -192,11 +214,7 @@ func TestForwardLastLayerRows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i := range want {
-				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-					t.Fatalf("bf16 %v, %d²: element %d = %v, want %v", bf16, hl, i, got[i], want[i])
-				}
-			}
+			sameBits(t, fmt.Sprintf("bf16 %v, %d²", bf16, hl), got, want)
 		}
 		capt.Free()
 		m.Close()
@@ -208,40 +226,20 @@ func TestForwardLastLayerRows(t *testing.T) {
 // float32, that a time not prepared still works, and that releasing and
 // re-preparing is clean.
 func TestPrepareTimesteps(t *testing.T) {
-	cfg := weights.DefaultDiTConfig()
-	cfg.Dim, cfg.NHeads, cfg.NKVHeads = 144, 3, 3
-	cfg.AxesDims = []int{8, 20, 20}
-	cfg.NLayers, cfg.NRefinerLayers, cfg.CapFeatDim = 2, 1, 40
-	src := &randomDiT{src: synthetic.DiT(cfg)}
 	ts := make([]float32, 12)
 	for i := range ts {
 		ts[i] = float32(i) / 12
 	}
+	times := append(ts[:len(ts):len(ts)], 0.55) // the last one is not prepared
+	ctx := context.Background()
 	for _, bf16 := range []bool{true, false} {
-		b := cpu.New(cpu.WithBF16(bf16))
-		m, err := dit.New(b, cfg, src)
-		if err != nil {
-			t.Fatal(err)
-		}
 		r := rand.New(rand.NewPCG(5, 6))
-		n := 5
-		feats := make([]float32, n*cfg.CapFeatDim)
-		for i := range feats {
-			feats[i] = float32(r.NormFloat64())
-		}
-		ctx := context.Background()
-		capt, err := m.PrepareCaption(ctx, feats, n, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, capt := oddModel(t, bf16, r, 5)
 		const hl = 8
-		x := make([]float32, cfg.InChannels*hl*hl)
-		for i := range x {
-			x[i] = float32(r.NormFloat64())
-		}
-		times := append(ts[:len(ts):len(ts)], 0.55) // the last one is not prepared
+		x := randFloats(r, m.Config().InChannels*hl*hl)
 		want := make([][]float32, len(times))
 		for i, tt := range times {
+			var err error
 			if want[i], err = m.Forward(ctx, x, hl, hl, tt, capt, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -255,16 +253,9 @@ func TestPrepareTimesteps(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for j := range got {
-					if math.Float32bits(got[j]) != math.Float32bits(want[i][j]) {
-						t.Fatalf("bf16 %v round %d, t=%v: element %d = %v, unprepared %v", bf16, round, tt, j, got[j], want[i][j])
-					}
-				}
+				sameBits(t, fmt.Sprintf("bf16 %v round %d, t=%v", bf16, round, tt), got, want[i])
 			}
 			m.ReleaseTimesteps()
-		}
-		if err := b.Err(); err != nil {
-			t.Fatal(err)
 		}
 		capt.Free()
 		m.Close()
