@@ -23,9 +23,11 @@ import (
 // CFG) and stay packed across requests. A first request packs only when it
 // runs long enough to repay the pack's fresh memory: on the 2-vCPU Zen 4
 // VM measured, faulting in a pack costs about what 7 per-call packings of
-// the same weight do (~1.7 µs per 4 KiB page vs ~0.06 ns per byte), so a
-// one-shot 8-step generation came out 0.1 s faster at 256² without packs.
-// Products with packed weights equal the unpacked ones bit for bit. A pack belongs to its handle: it is dropped when the handle is freed
+// the same weight do (~1.7 µs per 4 KiB page vs ~0.06 ns per byte), and a
+// one-shot 8-step generation at 256² packing from its third step used the
+// same user CPU as one that never packed, plus the faults' system time.
+// Products with packed weights equal the unpacked ones bit for bit. A pack
+// belongs to its handle: it is dropped when the handle is freed
 // (the DiT frees its handles when released) and on Close; weights change only
 // by binding new handles (a LoRA merge's copies are new tensors), so a pack
 // never outlives its bytes. A handle dropped without Free keeps its pack
@@ -161,8 +163,8 @@ func (b *Backend) packFor(ctx context.Context, w *Tensor, m int) (*weightPack, e
 }
 
 // Prepack packs the weights ws now, as their packAfter-th product in a
-// later request would (bf16 mode only, within the budget; a weight that cannot be
-// packed is skipped), so that a first request pays neither the packing nor
+// later request would (bf16 mode only, within the budget; a weight that
+// cannot be packed is skipped), so that a first request pays neither the packing nor
 // its fresh memory (zimage.WithWarmup calls it at Load with the DiT's
 // per-token weights).
 func (b *Backend) Prepack(ctx context.Context, ws ...compute.Tensor) error {
