@@ -455,10 +455,16 @@ func (h *harness) run(ctx context.Context, ids []int, w, ht, steps int) (benchRu
 	}
 	x := sampler.Randn(42, h.ditC.InChannels*hl*wl)
 	pred := make([]float32, len(x))
+	// As the pipeline does: every step's timestep-only products at once.
+	if err := h.dit.PrepareTimesteps(sched.DiTTime[:steps]); err != nil {
+		capt.Free()
+		return r, plan, err
+	}
 	for i := 0; i < steps; i++ {
 		ts := time.Now()
 		v, err := h.dit.Forward(ctx, x, hl, wl, sched.DiTTime[i], capt, nil)
 		if err != nil {
+			h.dit.ReleaseTimesteps()
 			capt.Free()
 			return r, plan, err
 		}
@@ -466,6 +472,7 @@ func (h *harness) run(ctx context.Context, ids []int, w, ht, steps int) (benchRu
 		sampler.Step(x, pred, sched.Sigmas[i], sched.Sigmas[i+1])
 		r.steps = append(r.steps, time.Since(ts))
 	}
+	h.dit.ReleaseTimesteps()
 	capt.Free()
 	if !plan.Keep.DiT {
 		h.dit.Close()
