@@ -43,7 +43,7 @@ func BenchmarkRealArchEncoder(b *testing.B) {
 	}
 	cfg := weights.DefaultVAEConfig()
 	be := cpu.New()
-	enc, err := vae.NewEncoder(be, cfg, &randomSource{src: synthetic.VAEEncoder(cfg)})
+	enc, err := vae.NewEncoder(be, cfg, randomWeights(synthetic.VAEEncoder(cfg)))
 	if err != nil {
 		b.Fatal(err)
 	}

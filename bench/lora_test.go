@@ -34,10 +34,6 @@ import (
 	"github.com/zimage/zimage/zimage/lora"
 )
 
-type namedSource struct{ *randomSource }
-
-func (s namedSource) Names() []string { return s.src.Names() }
-
 var loraLinears = []string{"attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0", "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"}
 
 // randomAdapter makes a rank-r LoRA (A, B ~ U(±1/√fan_in)·0.1) on every
@@ -71,7 +67,7 @@ func BenchmarkLoRAMerge(b *testing.B) {
 	r := realArchEnv(b, "ZIMAGE_BENCH_RANK", 64)
 	cfg := weights.DefaultDiTConfig()
 	cfg.NLayers, cfg.NRefinerLayers = 1, 0
-	src := namedSource{&randomSource{src: synthetic.DiT(cfg)}}
+	src := randomWeights(synthetic.DiT(cfg))
 	ad := randomAdapter(src, []string{"layers.0"}, r)
 	for _, d := range ad.Deltas { // materialize the weights outside the timing
 		src.Tensor(d.Weight)
@@ -116,7 +112,7 @@ func BenchmarkLoRARuntime(b *testing.B) {
 		}
 	}
 	be := cpu.New()
-	src := namedSource{&randomSource{src: synthetic.DiT(cfg)}}
+	src := randomWeights(synthetic.DiT(cfg))
 	m, err := dit.New(be, cfg, src)
 	if err != nil {
 		b.Fatal(err)
@@ -194,7 +190,7 @@ func BenchmarkLoRALinears(b *testing.B) {
 	reps := max(1, realArchEnv(b, "ZIMAGE_BENCH_REPS", 5))
 	cfg := weights.DefaultDiTConfig()
 	cfg.NLayers, cfg.NRefinerLayers = 1, 0
-	src := namedSource{&randomSource{src: synthetic.DiT(cfg)}}
+	src := randomWeights(synthetic.DiT(cfg))
 	be := cpu.New()
 	ad := randomAdapter(src, []string{"layers.0"}, r)
 	rng := rand.New(rand.NewPCG(5, 5))

@@ -29,7 +29,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,62 +45,11 @@ import (
 	"github.com/zimage/zimage/zimage/dit"
 )
 
-// randomSource fills the synthetic Turbo tensor list with random bf16 data
-// on first use: Linear weights uniform with unit output variance
-// (±√(3/fan_in)), norm gains 1, biases 0, pad tokens unit-variance.
-type randomSource struct {
-	src  *synthetic.Source
-	mu   sync.Mutex
-	seed uint64
-}
-
-func (s *randomSource) Tensor(name string) (*weights.Tensor, bool) {
-	t, ok := s.src.Tensor(name)
-	if !ok {
-		return nil, false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t.Data == nil {
-		s.seed++
-		t.Data = randomBF16(t, s.seed)
-	}
-	return t, true
-}
-
-func randomBF16(t *weights.Tensor, seed uint64) []byte {
-	n := t.NumElements()
-	data := make([]byte, 2*n)
-	var lo, hi float32
-	switch {
-	case strings.HasSuffix(t.Name, ".bias"):
-		return data // zeros
-	case len(t.Shape) == 1: // RMSNorm gains
-		lo, hi = 1, 1
-	case strings.HasSuffix(t.Name, "pad_token"):
-		lo, hi = -1.7, 1.7
-	default:
-		a := float32(math.Sqrt(3 / float64(t.Shape[len(t.Shape)-1])))
-		lo, hi = -a, a
-	}
-	// Filled in parallel chunks, each with its own generator.
-	const chunk = 1 << 22
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for c0 := 0; c0 < n; c0 += chunk {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(c0 int) {
-			defer func() { <-sem; wg.Done() }()
-			r := rand.New(rand.NewPCG(seed, uint64(c0)))
-			for i := c0; i < min(n, c0+chunk); i++ {
-				h := weights.F32ToBF16(lo + (hi-lo)*r.Float32())
-				data[2*i], data[2*i+1] = byte(h), byte(h>>8)
-			}
-		}(c0)
-	}
-	wg.Wait()
-	return data
+// randomWeights fills a synthetic tensor list with random bf16 data on
+// first use (synthetic.RandomBF16): Linear weights with unit output
+// variance, norm gains 1, biases 0, pad tokens ±1.7.
+func randomWeights(src *synthetic.Source) *synthetic.Random {
+	return &synthetic.Random{Src: src, Seed: 1, Scales: synthetic.Scales{Pad: 1.7}}
 }
 
 // opTimer wraps a backend and accumulates wall time per op class (the CPU
@@ -390,7 +338,7 @@ func BenchmarkRealArchDiT(b *testing.B) {
 	t0 := time.Now()
 	be := cpu.New()
 	tm := &opTimer{Backend: be, cpu: be}
-	m, err := dit.New(tm, cfg, &randomSource{src: synthetic.DiT(cfg)})
+	m, err := dit.New(tm, cfg, randomWeights(synthetic.DiT(cfg)))
 	if err != nil {
 		b.Fatal(err)
 	}

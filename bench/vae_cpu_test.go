@@ -41,7 +41,7 @@ func BenchmarkVAEDecodeMedium(b *testing.B) {
 // random latent for a side×side image ([C, hl, hl], hl = side/8).
 func randomDecoder(b *testing.B, cfg weights.VAEConfig, bf16 bool, side int) (d *vae.Decoder, x []float32, hl int) {
 	b.Helper()
-	d, err := vae.New(cpu.New(cpu.WithBF16(bf16)), cfg, &randomSource{src: synthetic.VAE(cfg)})
+	d, err := vae.New(cpu.New(cpu.WithBF16(bf16)), cfg, randomWeights(synthetic.VAE(cfg)))
 	if err != nil {
 		b.Fatal(err)
 	}

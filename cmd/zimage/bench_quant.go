@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
-	"strings"
 
 	"github.com/zimage/zimage/cuda/synthetic"
 	"github.com/zimage/zimage/weights"
@@ -87,23 +86,9 @@ func blockScale(dt weights.DType) float32 {
 	return float32(1 / math.Sqrt(ss/float64(blocks*bs)))
 }
 
-// fillRandomOne is fillRandom for a single tensor (bf16).
+// fillRandomOne is fillRandom for a single tensor (bf16), tensor i of the
+// list: norm gains 1 ± 0.05, biases and pad tokens ±0.02.
 func fillRandomOne(name string, t *weights.Tensor, seed uint64, i int) *weights.Tensor {
-	n := t.NumElements()
-	var scale, offset float32
-	switch {
-	case strings.HasSuffix(name, "bias") || strings.Contains(name, "pad_token"):
-		scale = 0.02
-	case len(t.Shape) == 1:
-		scale, offset = 0.05, 1
-	default:
-		scale = float32(math.Sqrt(3 / float64(max(n/max(t.Shape[0], 1), 1))))
-	}
-	rng := rand.New(rand.NewPCG(seed, uint64(i)))
-	data := make([]byte, 2*n)
-	for j := 0; j < n; j++ {
-		v := weights.F32ToBF16(offset + scale*(2*rng.Float32()-1))
-		data[2*j], data[2*j+1] = byte(v), byte(v>>8)
-	}
+	data := synthetic.RandomBF16(t, seed<<32|uint64(i), synthetic.Scales{Gain: 0.05, Bias: 0.02, Pad: 0.02})
 	return &weights.Tensor{Name: name, DType: weights.BF16, Shape: t.Shape, Data: data}
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"strings"
-	"sync"
 	"testing"
 
 	"github.com/zimage/zimage/cuda/synthetic"
@@ -22,41 +20,10 @@ import (
 // product as its own MatMul.
 type noSharer struct{ compute.Backend }
 
-// randomDiT fills a synthetic DiT tensor list with random bf16 values.
-type randomDiT struct {
-	src  *synthetic.Source
-	mu   sync.Mutex
-	seed uint64
-}
-
-func (s *randomDiT) Names() []string { return s.src.Names() }
-
-func (s *randomDiT) Tensor(name string) (*weights.Tensor, bool) {
-	t, ok := s.src.Tensor(name)
-	if !ok {
-		return nil, false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t.Data == nil {
-		s.seed++
-		r := rand.New(rand.NewPCG(s.seed, 7))
-		v := make([]float32, t.NumElements())
-		sc := float32(1)
-		if len(t.Shape) == 2 {
-			sc = float32(math.Sqrt(3 / float64(t.Shape[1])))
-		}
-		for i := range v {
-			if len(t.Shape) == 1 && !strings.HasSuffix(name, ".bias") {
-				v[i] = 1 + 0.1*float32(r.NormFloat64())
-			} else {
-				v[i] = sc * (2*r.Float32() - 1)
-			}
-		}
-		t.Data = make([]byte, 2*len(v))
-		weights.EncodeBF16(t.Data, v)
-	}
-	return t, true
+// randomDiT is a synthetic DiT tensor list with random bf16 values; norm
+// gains spread around 1 so that a gain applied wrongly shows.
+func randomDiT(cfg weights.DiTConfig) *synthetic.Random {
+	return &synthetic.Random{Src: synthetic.DiT(cfg), Seed: 1, Scales: synthetic.Scales{Gain: 0.17, Bias: 1, Pad: 1}}
 }
 
 // TestForwardSharedProducts checks that whole forwards on a CPU backend with
@@ -76,7 +43,7 @@ func TestForwardSharedProducts(t *testing.T) {
 		hl   int
 	}{
 		{"tiny", tiny, tinySrc, 8},
-		{"odd", odd, &randomDiT{src: synthetic.DiT(odd)}, 10},
+		{"odd", odd, randomDiT(odd), 10},
 	}
 	for _, md := range models {
 		for _, bf16 := range []bool{true, false} {
@@ -164,7 +131,7 @@ func oddConfig() weights.DiTConfig {
 func oddModel(t *testing.T, bf16 bool, r *rand.Rand, n int) (*dit.Model, *dit.Caption) {
 	t.Helper()
 	cfg := oddConfig()
-	m, err := dit.New(cpu.New(cpu.WithBF16(bf16)), cfg, &randomDiT{src: synthetic.DiT(cfg)})
+	m, err := dit.New(cpu.New(cpu.WithBF16(bf16)), cfg, randomDiT(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
