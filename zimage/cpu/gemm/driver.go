@@ -86,9 +86,6 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 	ntaskN, ntaskM := taskGrid(npan, nr, mc, mr, threads)
 	nc := ceilDiv(npan, ntaskN) * nr // most columns in one task
 
-	apBuf := getBuf(mc*kc + mr*kc) // + the ragged last panel, compact (narrowPanel)
-	defer putBuf(apBuf)
-	ap := *apBuf
 	bpBufs := make([]*[]float32, threads)
 	for w := range bpBufs {
 		bpBufs[w] = getBuf(nc*kc + mr*nr) // + one edge tile
@@ -99,54 +96,77 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 		}
 	}()
 
-	for i0 := 0; i0 < m; i0 += mc {
-		mb := min(mc, m-i0)
-		for p0 := 0; p0 < k; p0 += kc {
+	forBlocks(kern, threads, stop, a, m, k, mc, kc, ntaskN*ntaskM, func(w, t int, bl *aBlock) {
+		tn, tm := t%ntaskN, t/ntaskN
+		j0 := tn * npan / ntaskN * nr
+		nb := min(n, (tn+1)*npan/ntaskN*nr) - j0
+		ilo := tm * bl.mpan / ntaskM * mr
+		ihi := min(bl.mb, (tm+1)*bl.mpan/ntaskM*mr)
+		p0, kb, kq := bl.p0, bl.kb, bl.kq
+		buf := *bpBufs[w]
+		bp := buf[:roundUp(nb, nr)*kq]
+		tmp := buf[nc*kc : nc*kc+mr*nr]
+		ldb := 0 // packed panels
+		if direct {
+			// Whole panels straight from B (row stride n); only a
+			// ragged last panel is packed, into the front of bp.
+			whole := nb / nr * nr
+			if whole < nb {
+				packB(bp, src, j0+whole, nb-whole, p0, kb, nr)
+			}
+			ldb = n
+			bp = src.f32[p0*n+j0:]
+		} else {
+			packBBlock(kern, bp, src, j0, nb, p0, kb, nr)
+		}
+		var pfp *bPrefetch
+		pf, ok := nextBlockPrefetch(src, t, threads, ntaskN, ntaskM, npan, nr, n, p0, kb, kc, k, ceilDiv(ihi-ilo, mr))
+		if ok {
+			pfp = &pf
+		}
+		var rowBias []float32 // added once the last k block is in
+		if p0+kb == k && src.rowBias != nil {
+			rowBias = src.rowBias[bl.i0+ilo:]
+		}
+		macro(kern, c, n, bl.ap[ilo*kq:], bl.apn, bp, ldb, buf, tmp, bias, rowBias, bl.first, bl.i0+ilo, ihi-ilo, j0, nb, kq, pfp)
+	})
+}
+
+// aBlock is one step of the loop nest: rows i0..i0+mb of A (mpan
+// micro-panels) over k range p0..p0+kb (kq kernel steps: k values, or k
+// pairs), packed into ap (apn: the ragged last panel, see narrowPanel);
+// bi is the k block's index, first whether it is the first.
+type aBlock struct {
+	i0, mb, mpan, bi, p0, kb, kq int
+	first                        bool
+	ap, apn                      []float32
+}
+
+// forBlocks runs the Goto/BLIS loop nest over A blocks of mc rows and k
+// blocks of kc: it packs each A block (shared by all threads) and runs
+// task(worker, t, block) for t < ntask in parallel, stopping between
+// blocks once stop is set.
+func forBlocks(kern kernel, threads int, stop *atomic.Bool, a []float32, m, k, mc, kc, ntask int, task func(w, t int, bl *aBlock)) {
+	mr := kern.mr
+	apBuf := getBuf(mc*kc + mr*kc) // + the ragged last panel, compact (narrowPanel)
+	defer putBuf(apBuf)
+	bl := aBlock{ap: *apBuf}
+	for bl.i0 = 0; bl.i0 < m; bl.i0 += mc {
+		bl.mb = min(mc, m-bl.i0)
+		bl.mpan = ceilDiv(bl.mb, mr)
+		for bl.bi, bl.p0 = 0, 0; bl.p0 < k; bl.bi, bl.p0 = bl.bi+1, bl.p0+kc {
 			if stop != nil && stop.Load() {
 				return
 			}
-			kb := min(kc, k-p0)
-			first := p0 == 0
-			kq := kb // kernel steps: k values, or k pairs
+			bl.kb = min(kc, k-bl.p0)
+			bl.first = bl.p0 == 0
+			bl.kq = bl.kb
 			if kern.pairs {
-				kq = (kb + 1) / 2
+				bl.kq = (bl.kb + 1) / 2
 			}
-
-			apn := packABlock(kern, threads, stop, ap, mc*kc, a, k, i0, mb, p0, kb, kq)
-			mpan := ceilDiv(mb, mr)
-			parallelFor(threads, ntaskN*ntaskM, stop, func(w, t int) {
-				tn, tm := t%ntaskN, t/ntaskN
-				j0 := tn * npan / ntaskN * nr
-				nb := min(n, (tn+1)*npan/ntaskN*nr) - j0
-				ilo := tm * mpan / ntaskM * mr
-				ihi := min(mb, (tm+1)*mpan/ntaskM*mr)
-				buf := *bpBufs[w]
-				bp := buf[:roundUp(nb, nr)*kq]
-				tmp := buf[nc*kc : nc*kc+mr*nr]
-				ldb := 0 // packed panels
-				if direct {
-					// Whole panels straight from B (row stride n); only a
-					// ragged last panel is packed, into the front of bp.
-					whole := nb / nr * nr
-					if whole < nb {
-						packB(bp, src, j0+whole, nb-whole, p0, kb, nr)
-					}
-					ldb = n
-					bp = src.f32[p0*n+j0:]
-				} else {
-					packBBlock(kern, bp, src, j0, nb, p0, kb, nr)
-				}
-				var pfp *bPrefetch
-				pf, ok := nextBlockPrefetch(src, t, threads, ntaskN, ntaskM, npan, nr, n, p0, kb, kc, k, ceilDiv(ihi-ilo, mr))
-				if ok {
-					pfp = &pf
-				}
-				var rowBias []float32 // added once the last k block is in
-				if p0+kb == k && src.rowBias != nil {
-					rowBias = src.rowBias[i0+ilo:]
-				}
-				macro(kern, c, n, ap[ilo*kq:], apn, bp, ldb, buf, tmp, bias, rowBias, first, i0+ilo, ihi-ilo, j0, nb, kq, pfp)
-			})
+			bl.apn = packABlock(kern, threads, stop, bl.ap, mc*kc, a, k, bl.i0, bl.mb, bl.p0, bl.kb, bl.kq)
+			blk := bl // the tasks' copy
+			parallelFor(threads, ntask, stop, func(w, t int) { task(w, t, &blk) })
 		}
 	}
 }

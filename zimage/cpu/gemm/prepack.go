@@ -314,9 +314,6 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 		anyRaw = anyRaw || o.p.raw()
 	}
 
-	apBuf := getBuf(mc*kc + mr*kc) // + the ragged last panel, compact (narrowPanel)
-	defer putBuf(apBuf)
-	ap := *apBuf
 	// Per thread: an edge tile, and the B panels of a task's raw weights.
 	bpWords := 0
 	if anyRaw {
@@ -332,55 +329,39 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 		}
 	}()
 
-	for i0 := 0; i0 < m; i0 += mc {
-		mb := min(mc, m-i0)
-		for bi, p0 := 0, 0; p0 < k; bi, p0 = bi+1, p0+kc {
-			if stop != nil && stop.Load() {
-				return
+	forBlocks(kern, threads, stop, a, m, k, mc, kc, ntaskN*ntaskM, func(w, t int, bl *aBlock) {
+		tn, tm := t%ntaskN, t/ntaskN
+		plo, phi := tn*npan/ntaskN, (tn+1)*npan/ntaskN
+		ilo := tm * bl.mpan / ntaskM * mr
+		ihi := min(bl.mb, (tm+1)*bl.mpan/ntaskM*mr)
+		kq := bl.kq
+		buf := *tmps[w]
+		tmp := buf[:mr*nr]
+		var pfp *bPrefetch
+		if anyRaw {
+			if pf, ok := nextRawPrefetch(outs, pstart, t+threads, ntaskN, ntaskM, npan, nr, bl.p0, bl.kb, ceilDiv(ihi-ilo, mr)); ok {
+				pfp = &pf
 			}
-			kb := min(kc, k-p0)
-			first := p0 == 0
-			kq := kb
-			if kern.pairs {
-				kq = (kb + 1) / 2
-			}
-
-			apn := packABlock(kern, threads, stop, ap, mc*kc, a, k, i0, mb, p0, kb, kq)
-			mpan := ceilDiv(mb, mr)
-			parallelFor(threads, ntaskN*ntaskM, stop, func(w, t int) {
-				tn, tm := t%ntaskN, t/ntaskN
-				plo, phi := tn*npan/ntaskN, (tn+1)*npan/ntaskN
-				ilo := tm * mpan / ntaskM * mr
-				ihi := min(mb, (tm+1)*mpan/ntaskM*mr)
-				buf := *tmps[w]
-				tmp := buf[:mr*nr]
-				var pfp *bPrefetch
-				if anyRaw {
-					if pf, ok := nextRawPrefetch(outs, pstart, t+threads, ntaskN, ntaskM, npan, nr, p0, kb, ceilDiv(ihi-ilo, mr)); ok {
-						pfp = &pf
-					}
-				}
-				// The task's panels, output by output.
-				for i, o := range outs {
-					lo, hi := max(plo, pstart[i]), min(phi, pstart[i+1])
-					if lo >= hi {
-						continue
-					}
-					n := o.p.n
-					j0 := (lo - pstart[i]) * nr
-					nb := min(n, (hi-pstart[i])*nr) - j0
-					var bp []float32
-					if o.p.raw() {
-						bp = buf[mr*nr : mr*nr+roundUp(nb, nr)*kq]
-						packBBlock(kern, bp, &o.p.src, j0, nb, p0, kb, nr)
-					} else {
-						bp = o.p.data[o.p.offs[bi]+j0*kq:]
-					}
-					macro(kern, o.c, n, ap[ilo*kq:], apn, bp, 0, nil, tmp, o.bias, nil, first, i0+ilo, ihi-ilo, j0, nb, kq, pfp)
-				}
-			})
 		}
-	}
+		// The task's panels, output by output.
+		for i, o := range outs {
+			lo, hi := max(plo, pstart[i]), min(phi, pstart[i+1])
+			if lo >= hi {
+				continue
+			}
+			n := o.p.n
+			j0 := (lo - pstart[i]) * nr
+			nb := min(n, (hi-pstart[i])*nr) - j0
+			var bp []float32
+			if o.p.raw() {
+				bp = buf[mr*nr : mr*nr+roundUp(nb, nr)*kq]
+				packBBlock(kern, bp, &o.p.src, j0, nb, bl.p0, bl.kb, nr)
+			} else {
+				bp = o.p.data[o.p.offs[bl.bi]+j0*kq:]
+			}
+			macro(kern, o.c, n, bl.ap[ilo*kq:], bl.apn, bp, 0, nil, tmp, o.bias, nil, bl.first, bl.i0+ilo, ihi-ilo, j0, nb, kq, pfp)
+		}
+	})
 }
 
 // nextRawPrefetch is the prefetch, for blockedPacked's task t of ntaskN
