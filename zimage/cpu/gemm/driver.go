@@ -24,6 +24,10 @@ var (
 // copy would cost about as much as the multiplication.
 var directMaxM = 16
 
+// minTasksPerThread is the task count per thread below which taskGrid
+// splits a product's columns finer than ncMax.
+const minTasksPerThread = 8
+
 // inlineFlops is the problem size (m·n·k) below which a call runs on the
 // calling goroutine only.
 var inlineFlops = 1 << 18
@@ -258,8 +262,16 @@ func macro(kern kernel, c []float32, ldc int, ap, apn, bp []float32, ldb int, ed
 // columns, a multiple of the thread count so threads finish together, and,
 // when that leaves threads idle, the mc rows of the A block into ntaskM
 // ranges of mr-row panels as well.
+//
+// With fewer than minTasksPerThread tasks per thread the tasks shrink
+// toward one panel each: a thread that finishes its share early waits for
+// the other's last task, and a 1024-column product at 256² (8 tasks of
+// ~0.4 ms) left the helper idle at the end of most of them.
 func taskGrid(npan, nr, mc, mr, threads int) (ntaskN, ntaskM int) {
 	ntaskN = ceilDiv(npan, max(1, ncMax/nr))
+	if threads > 1 && ntaskN < minTasksPerThread*threads {
+		ntaskN = min(npan, minTasksPerThread*threads)
+	}
 	if threads > 1 {
 		ntaskN = min(npan, roundUp(ntaskN, threads))
 	}
