@@ -339,7 +339,14 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 		tmp := buf[:mr*nr]
 		var pfp *bPrefetch
 		if anyRaw {
-			if pf, ok := nextRawPrefetch(outs, pstart, t+threads, ntaskN, ntaskM, npan, nr, bl.p0, bl.kb, ceilDiv(ihi-ilo, mr)); ok {
+			nt, p0, kb := t+threads, bl.p0, bl.kb
+			switch {
+			case bl.next != nil: // this task's next k block comes first
+				nt, p0, kb = t, bl.next.p0, bl.next.kb
+			case bl.region: // then the first k block of the worker's next task
+				p0, kb = 0, min(kc, k)
+			}
+			if pf, ok := nextRawPrefetch(outs, pstart, nt, ntaskN, ntaskM, npan, nr, p0, kb, ceilDiv(ihi-ilo, mr)); ok {
 				pfp = &pf
 			}
 		}
