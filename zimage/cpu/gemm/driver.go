@@ -91,8 +91,10 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 	nc := ceilDiv(npan, ntaskN) * nr // most columns in one task
 
 	bpBufs := make([]*[]float32, threads)
+	tmps := make([][]float32, threads) // edge tiles (read by joiners too: fixed before the region)
 	for w := range bpBufs {
 		bpBufs[w] = getBuf(nc*kc + mr*nr) // + one edge tile
+		tmps[w] = (*bpBufs[w])[nc*kc : nc*kc+mr*nr]
 	}
 	defer func() {
 		for _, p := range bpBufs {
@@ -109,7 +111,7 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 		p0, kb, kq := bl.p0, bl.kb, bl.kq
 		buf := *bpBufs[w]
 		bp := buf[:roundUp(nb, nr)*kq]
-		tmp := buf[nc*kc : nc*kc+mr*nr]
+		tmp := tmps[w]
 		ldb := 0 // packed panels
 		if direct {
 			// Whole panels straight from B (row stride n); only a
@@ -146,7 +148,17 @@ func blocked(kern kernel, threads int, stop *atomic.Bool, c, a []float32, src *b
 		if p0+kb == k && src.rowBias != nil {
 			rowBias = src.rowBias[bl.i0+ilo:]
 		}
-		macro(kern, c, n, bl.ap[ilo*kq:], bl.apn, bp, ldb, buf, tmp, bias, rowBias, bl.first, bl.i0+ilo, ihi-ilo, j0, nb, kq, pfp)
+		if direct || bl.jb == nil {
+			macro(kern, c, n, bl.ap[ilo*kq:], bl.apn, bp, ldb, buf, tmp, bias, rowBias, bl.first, bl.i0+ilo, ihi-ilo, j0, nb, kq, pfp, nil)
+			return
+		}
+		jo := &joinable{}
+		jo.run = func(w2 int) bool {
+			return macro(kern, c, n, bl.ap[ilo*kq:], bl.apn, bp, 0, nil, tmps[w2], bias, rowBias, bl.first, bl.i0+ilo, ihi-ilo, j0, nb, kq, nil, &jo.cur)
+		}
+		bl.jb.open(w, jo)
+		defer bl.jb.close(w, jo)
+		macro(kern, c, n, bl.ap[ilo*kq:], bl.apn, bp, 0, nil, tmp, bias, rowBias, bl.first, bl.i0+ilo, ihi-ilo, j0, nb, kq, pfp, &jo.cur)
 	})
 }
 
@@ -160,6 +172,7 @@ type aBlock struct {
 	ap, apn                      []float32
 	next                         *aBlock // the next k block in the same task (one-region mode)
 	region                       bool    // one-region mode: a task runs every k block
+	jb                           *joinBoard
 }
 
 // forBlocks runs the Goto/BLIS loop nest over A blocks of mc rows and k
@@ -194,14 +207,18 @@ func forBlocks(kern kernel, threads int, stop *atomic.Bool, a []float32, m, k, m
 				bls[bi-1].next = bl
 			}
 		}
-		parallelFor(threads, ntask, stop, func(w, t int) {
+		jb := newJoinBoard(threads)
+		for bi := range bls {
+			bls[bi].jb = jb
+		}
+		parallelForJoin(threads, ntask, stop, func(w, t int) {
 			for bl := &bls[0]; bl != nil; bl = bl.next {
 				if stop != nil && stop.Load() {
 					return
 				}
 				task(w, t, bl)
 			}
-		})
+		}, jb)
 		return
 	}
 	apBuf := getBuf(per)
@@ -215,7 +232,8 @@ func forBlocks(kern kernel, threads int, stop *atomic.Bool, a []float32, m, k, m
 			bl.setK(kern, min(mc, m-i0), k, kc, bi)
 			bl.i0, bl.ap = i0, *apBuf
 			bl.apn = packABlock(kern, threads, stop, bl.ap, mc*kc, a, k, bl.i0, bl.mb, bl.p0, bl.kb, bl.kq)
-			parallelFor(threads, ntask, stop, func(w, t int) { task(w, t, &bl) })
+			bl.jb = newJoinBoard(threads)
+			parallelForJoin(threads, ntask, stop, func(w, t int) { task(w, t, &bl) }, bl.jb)
 		}
 	}
 }
@@ -264,9 +282,21 @@ func packBBlock(kern kernel, bp []float32, src *bSource, j0, nb, p0, kb, nr int)
 // packed compactly for the kernel of that many rows (narrowPanel): its edge
 // tiles then compute only the real rows — the same sums in the same order,
 // so the result is unchanged.
-func macro(kern kernel, c []float32, ldc int, ap, apn, bp []float32, ldb int, edge, tmp, bias, rowBias []float32, first bool, i0, mb, j0, nb, kb int, pf *bPrefetch) {
+//
+// cur (nil: all rows, in order) hands out the micro-panel rows when threads
+// share the block (joinable); macro reports whether it computed any.
+func macro(kern kernel, c []float32, ldc int, ap, apn, bp []float32, ldb int, edge, tmp, bias, rowBias []float32, first bool, i0, mb, j0, nb, kb int, pf *bPrefetch, cur *rowCursor) bool {
 	mr, nr := kern.mr, kern.nr
-	for ir := 0; ir < mb; ir += mr {
+	did := false
+	for next := 0; ; next += mr {
+		ir := next
+		if cur != nil {
+			ir = cur.claim(mr)
+		}
+		if ir >= mb {
+			return did
+		}
+		did = true
 		pf.step()
 		rows := min(mr, mb-ir)
 		apanel := ap[ir*kb : (ir+mr)*kb]

@@ -106,6 +106,13 @@ func Offer(workers int, job func()) bool {
 // may be nil) is set, tasks not yet started are skipped: a cancelled call
 // drains within one task per thread.
 func parallelFor(threads, ntasks int, stop *atomic.Bool, fn func(worker, task int)) {
+	parallelForTail(threads, ntasks, stop, fn, nil)
+}
+
+// parallelForTail is parallelFor in which a goroutine that finds no task
+// left runs tail(worker, busy) before it returns; busy reports whether
+// tasks are still running (tail should return once it is false).
+func parallelForTail(threads, ntasks int, stop *atomic.Bool, fn func(worker, task int), tail func(worker int, busy func() bool)) {
 	threads = min(threads, ntasks)
 	if threads <= 1 {
 		for t := 0; t < ntasks; t++ {
@@ -116,7 +123,8 @@ func parallelFor(threads, ntasks int, stop *atomic.Bool, fn func(worker, task in
 		}
 		return
 	}
-	var next atomic.Int64
+	var next, left atomic.Int64
+	left.Store(int64(ntasks))
 	var wg sync.WaitGroup
 	wg.Add(ntasks)
 	// A task's panic (a memory fault reading a weight file truncated while
@@ -125,31 +133,41 @@ func parallelFor(threads, ntasks int, stop *atomic.Bool, fn func(worker, task in
 	var failed atomic.Bool
 	var pmu sync.Mutex
 	var pval any
+	record := func() {
+		if p := recover(); p != nil {
+			pmu.Lock()
+			if pval == nil {
+				pval = p
+			}
+			pmu.Unlock()
+			failed.Store(true)
+		}
+	}
 	task := func(w, t int) {
 		defer wg.Done()
-		defer func() {
-			if p := recover(); p != nil {
-				pmu.Lock()
-				if pval == nil {
-					pval = p
-				}
-				pmu.Unlock()
-				failed.Store(true)
-			}
-		}()
+		defer left.Add(-1)
+		defer record()
 		fn(w, t)
 	}
+	busy := func() bool { return left.Load() > 0 && !failed.Load() }
 	loop := func(w int) {
 		for {
 			t := int(next.Add(1) - 1)
 			if t >= ntasks {
-				return
+				break
 			}
 			if (stop != nil && stop.Load()) || failed.Load() {
+				left.Add(-1)
 				wg.Done()
 				continue
 			}
 			task(w, t)
+		}
+		if tail != nil {
+			func() {
+				defer record()
+				tail(w, busy)
+			}()
 		}
 	}
 	for w := 1; w < threads; w++ {

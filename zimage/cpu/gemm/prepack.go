@@ -320,8 +320,10 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 		bpWords = ceilDiv(npan, ntaskN) * nr * kc
 	}
 	tmps := make([]*[]float32, threads)
+	edges := make([][]float32, threads) // edge tiles (read by joiners too: fixed before the region)
 	for w := range tmps {
 		tmps[w] = getBuf(mr*nr + bpWords)
+		edges[w] = (*tmps[w])[:mr*nr]
 	}
 	defer func() {
 		for _, p := range tmps {
@@ -336,7 +338,7 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 		ihi := min(bl.mb, (tm+1)*bl.mpan/ntaskM*mr)
 		kq := bl.kq
 		buf := *tmps[w]
-		tmp := buf[:mr*nr]
+		tmp := edges[w]
 		var pfp *bPrefetch
 		if anyRaw {
 			nt, p0, kb := t+threads, bl.p0, bl.kb
@@ -366,7 +368,19 @@ func blockedPacked(kern kernel, threads int, stop *atomic.Bool, outs []packedOut
 			} else {
 				bp = o.p.data[o.p.offs[bl.bi]+j0*kq:]
 			}
-			macro(kern, o.c, n, bl.ap[ilo*kq:], bl.apn, bp, 0, nil, tmp, o.bias, nil, bl.first, bl.i0+ilo, ihi-ilo, j0, nb, kq, pfp)
+			if bl.jb == nil {
+				macro(kern, o.c, n, bl.ap[ilo*kq:], bl.apn, bp, 0, nil, tmp, o.bias, nil, bl.first, bl.i0+ilo, ihi-ilo, j0, nb, kq, pfp, nil)
+				continue
+			}
+			jo := &joinable{}
+			jo.run = func(w2 int) bool {
+				return macro(kern, o.c, n, bl.ap[ilo*kq:], bl.apn, bp, 0, nil, edges[w2], o.bias, nil, bl.first, bl.i0+ilo, ihi-ilo, j0, nb, kq, nil, &jo.cur)
+			}
+			bl.jb.open(w, jo)
+			func() {
+				defer bl.jb.close(w, jo)
+				macro(kern, o.c, n, bl.ap[ilo*kq:], bl.apn, bp, 0, nil, tmp, o.bias, nil, bl.first, bl.i0+ilo, ihi-ilo, j0, nb, kq, pfp, &jo.cur)
+			}()
 		}
 	})
 }

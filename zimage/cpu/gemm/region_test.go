@@ -61,3 +61,55 @@ func TestOneRegionSameBits(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinSameBits checks that tasks sharing their rows with threads that
+// ran out of tasks (joinBoard) give the bits of the same products without
+// joining, with 2–4 threads on shapes whose tasks end unevenly.
+func TestJoinSameBits(t *testing.T) {
+	defer func(v bool) { useJoin = v }(useJoin)
+	defer SetThreads(0)
+	r := rand.New(rand.NewPCG(13, 14))
+	ctx := context.Background()
+	for _, th := range []int{2, 3, 4} {
+		SetThreads(th)
+		for _, sh := range []struct{ m, n, k int }{{61, 200, 96}, {130, 333, 64}, {300, 1024, 130}, {17, 70, 2500}} {
+			m, n, k := sh.m, sh.n, sh.k
+			a := randSlice(r, m*k)
+			bias := randSlice(r, n)
+			raw, _ := encode(t, randSlice(r, n*k), weights.BF16)
+			p, err := PackBF16(raw, weights.BF16, n, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rawP, err := RawBF16(raw, weights.BF16, n, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs := map[string]func(c []float32) error{
+				"f32":  func(c []float32) error { return MatMulBT(c, a, raw, weights.BF16, bias, m, n, k) },
+				"bf16": func(c []float32) error { return MatMulBTBF16(c, a, raw, weights.BF16, bias, m, n, k) },
+				"multi": func(c []float32) error {
+					return MatMulBTBF16MultiCtx(ctx, [][]float32{c[:m*n], c[m*n:]}, a, []*BF16Packed{p, rawP}, [][]float32{bias, nil}, m, k)
+				},
+			}
+			for name, run := range runs {
+				size := m * n
+				if name == "multi" {
+					size = 2 * m * n
+				}
+				got, want := make([]float32, size), make([]float32, size)
+				for rep := 0; rep < 3; rep++ {
+					useJoin = true
+					if err := run(got); err != nil {
+						t.Fatal(err)
+					}
+					useJoin = false
+					if err := run(want); err != nil {
+						t.Fatal(err)
+					}
+					sameBits(t, fmt.Sprintf("%d threads %s %d×%d×%d", th, name, m, n, k), got, want)
+				}
+			}
+		}
+	}
+}
