@@ -239,10 +239,11 @@ func forBlocks(kern kernel, threads int, stop *atomic.Bool, a []float32, m, k, m
 }
 
 // allKMax bounds (floats) the packed A of forBlocks's one-region mode. It
-// paid at 256² (A of 1M floats and less); for the real model's 512² qkv
-// (4M floats: each task then streams four 2 MB A blocks from L3 instead of
-// the threads sharing one) the RealArchDiT step was as fast or slower.
-var allKMax = 1 << 20
+// paid at 256² (the 262 M-parameter model's w2: 0.9M floats, or up to 2M
+// with a long prompt); for the real model's 512² qkv (4M floats: each task
+// then streams four 2 MB A blocks from L3 instead of the threads sharing
+// one) the RealArchDiT step was as fast or slower.
+var allKMax = 2 << 20
 
 // setK sets up bl as k block bi (of kc values out of k) of an A block of
 // mb rows.
