@@ -185,8 +185,8 @@ type aBlock struct {
 // does its k blocks in order (aBlock.next links them): every C tile sees
 // the same kernel calls in the same order, so the bits are the same, but
 // the threads meet once instead of once per k block — each meeting is a
-// serial A packing and a wait for the slower thread's last task, ~1.5% of
-// a 256² denoising step with the DiT's w2 (k = 2730, three k blocks).
+// serial A packing and a wait for the slower thread's last task, about 1%
+// of a 256² denoising step with the DiT's w2 (k = 2730, three k blocks).
 func forBlocks(kern kernel, threads int, stop *atomic.Bool, a []float32, m, k, mc, kc, ntask int, task func(w, t int, bl *aBlock)) {
 	mr := kern.mr
 	nkb := ceilDiv(k, kc)
