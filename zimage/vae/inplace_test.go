@@ -25,13 +25,7 @@ type sequenceOnly struct {
 
 // raggedConfig has channel counts that are not multiples of 16, a channel
 // change in every up block and three upsampling levels.
-func raggedConfig() weights.VAEConfig {
-	cfg := weights.DefaultVAEConfig()
-	cfg.BlockOutChannels = []int{24, 40, 72, 72}
-	cfg.NormNumGroups = 8
-	cfg.LayersPerBlock = 1
-	return cfg
-}
+func raggedConfig() weights.VAEConfig { return smallConfig([]int{24, 40, 72, 72}, 8) }
 
 // TestDecodeInPlaceMatchesSequence decodes odd-sized latents with the CPU
 // backend's upsampling convolution and in-place ops and with the plain op

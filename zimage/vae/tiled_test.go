@@ -177,15 +177,19 @@ func itoa(n int) string {
 	return s
 }
 
-// largerConfig is a VAE wider than the fixture's, with a channel change in
-// every up block and two upsampling levels of tiles.
-func largerConfig() weights.VAEConfig {
+// smallConfig is the default VAE layout with these block channels and
+// group count and one layer per block.
+func smallConfig(channels []int, groups int) weights.VAEConfig {
 	cfg := weights.DefaultVAEConfig()
-	cfg.BlockOutChannels = []int{32, 64, 96, 96}
-	cfg.NormNumGroups = 16
+	cfg.BlockOutChannels = channels
+	cfg.NormNumGroups = groups
 	cfg.LayersPerBlock = 1
 	return cfg
 }
+
+// largerConfig is a VAE wider than the fixture's, with a channel change in
+// every up block and two upsampling levels of tiles.
+func largerConfig() weights.VAEConfig { return smallConfig([]int{32, 64, 96, 96}, 16) }
 
 func TestDecodeTiledRandomConfig(t *testing.T) {
 	cfg := largerConfig()

@@ -191,7 +191,7 @@ func TestMatMulBTDTypes(t *testing.T) {
 // TestBlocking shrinks the cache blocks so that small problems exercise
 // several k, m and n blocks (accumulation across k blocks, edge blocks).
 func TestBlocking(t *testing.T) {
-	defer func(k, m, n, f int) { kcMax, mcMax, ncMax, inlineFlops = k, m, n, f }(kcMax, mcMax, ncMax, inlineFlops)
+	keepBlocking(t)
 	kcMax, mcMax, ncMax, inlineFlops = 40, 50, 70, 0
 	SetThreads(3)
 	defer SetThreads(0)
@@ -363,4 +363,11 @@ func TestGEMVLongK(t *testing.T) {
 			}
 		}
 	})
+}
+
+// keepBlocking restores the cache blocking and the inline bound, which the
+// test may change, when it ends.
+func keepBlocking(t testing.TB) {
+	k, m, n, f := kcMax, mcMax, ncMax, inlineFlops
+	t.Cleanup(func() { kcMax, mcMax, ncMax, inlineFlops = k, m, n, f })
 }
