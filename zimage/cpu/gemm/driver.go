@@ -207,6 +207,7 @@ func forBlocks(kern kernel, threads int, stop *atomic.Bool, a []float32, m, k, m
 				bls[bi-1].next = bl
 			}
 		}
+		oneRegions.Add(1)
 		jb := newJoinBoard(threads)
 		for bi := range bls {
 			bls[bi].jb = jb

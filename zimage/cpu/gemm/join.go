@@ -33,8 +33,16 @@ type joinable struct {
 func (j *joinable) enter(w int) bool {
 	j.active.Add(1)
 	defer j.active.Add(-1)
-	return j.run(w)
+	if !j.run(w) {
+		return false
+	}
+	joined.Add(1)
+	return true
 }
+
+// joined and oneRegions count the macros helped and the one-region
+// products (tests check that their paths ran).
+var joined, oneRegions atomic.Int64
 
 // joinBoard is a region's open macros, one slot per worker.
 type joinBoard struct {

@@ -63,9 +63,13 @@ func TestOneRegionSameBits(t *testing.T) {
 	SetThreads(3)
 	defer SetThreads(0)
 	r := rand.New(rand.NewPCG(11, 12))
+	before := oneRegions.Load()
 	for _, sh := range []struct{ m, n, k int }{{7, 33, 200}, {50, 100, 129}, {130, 70, 257}, {20, 64, 65}} {
 		sameBitsUnder(t, r, sh.m, sh.n, sh.k, "one region",
 			func() { allKMax = 4 << 20 }, func() { allKMax = 0 })
+	}
+	if oneRegions.Load() == before {
+		t.Error("no product ran in one region")
 	}
 }
 
@@ -77,6 +81,12 @@ func TestJoinSameBits(t *testing.T) {
 	defer func(v bool) { useJoin = v }(useJoin)
 	defer SetThreads(0)
 	r := rand.New(rand.NewPCG(13, 14))
+	before := joined.Load()
+	defer func() {
+		if joined.Load() == before {
+			t.Error("no thread joined another's task")
+		}
+	}()
 	for _, th := range []int{2, 3, 4} {
 		SetThreads(th)
 		for _, sh := range []struct{ m, n, k int }{{61, 200, 96}, {130, 333, 64}, {300, 1024, 130}, {17, 70, 2500}} {
