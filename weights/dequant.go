@@ -250,3 +250,7 @@ func DequantizeTo(t *Tensor, to DType) (*Tensor, error) {
 	}
 	return out, nil
 }
+
+// KScaleMin returns the eight 6-bit scales and mins packed in the 12 scale
+// bytes of a Q4_K or Q5_K block (for kernels that unpack blocks themselves).
+func KScaleMin(s []byte) (sc, m [8]uint8) { return kScaleMin(s) }

@@ -84,7 +84,9 @@ func main() {
 				name, dt, 2*map[string]int{"avx512": 16, "avx2": 8}[isa], name)
 		}
 	}
-	emitQ8(&s)
+	emitQ8(&s, "")
+	emitQ8(&s, "s16")
+	emitQ8(&s, "m")
 	emitQ8Quant(&s)
 	fmt.Fprintf(&d, "\n// q8QuantRow quantizes nblk blocks of 32 float32 of x (see quantizeBlock)\n"+
 		"// into 32 bytes q+128 at dst and the scale at d, advancing dst by 128\n"+
@@ -93,6 +95,13 @@ func main() {
 	fmt.Fprintf(&d, "\n// kq8_4x48 computes a 4×48 tile of a Q8_0 product over nblk blocks of 32\n"+
 		"// k values (see q8.go for the panel layouts and the arithmetic).\n//\n"+
 		"//go:noescape\nfunc kq8_4x48(a *byte, da *float32, b *int8, db *float32, corr *int32, c *float32, ldc, nblk int)\n")
+	fmt.Fprintf(&d, "\n// kq8s16_4x48 is kq8_4x48 with B scales and corrections per 16 k values\n"+
+		"// ([block][2][48]; Q6_K, see kq.go).\n//\n"+
+		"//go:noescape\nfunc kq8s16_4x48(a *byte, da *float32, b *int8, db *float32, corr *int32, c *float32, ldc, nblk int)\n")
+	fmt.Fprintf(&d, "\n// kq8m_4x48 is kq8_4x48 that also subtracts float32(mb·sa) per block: B's\n"+
+		"// min ([block][48]) times A's scaled block sum ([block][4 rows]; Q4_K,\n"+
+		"// Q5_K, see kq.go).\n//\n"+
+		"//go:noescape\nfunc kq8m_4x48(a *byte, da, sa *float32, b *int8, db, mb *float32, corr *int32, c *float32, ldc, nblk int)\n")
 	must(os.WriteFile("kernels_amd64.s", s.Bytes(), 0o644))
 	must(os.WriteFile("kernels_amd64_decl.go", d.Bytes(), 0o644))
 }
@@ -359,64 +368,111 @@ func emitDot4(w *bytes.Buffer, isa, dt string) string {
 // -128·Σb correction for A's +128 offset) are converted to float32,
 // multiplied by B's and then A's scale, and added to float32 accumulators:
 // no FMA, so a scalar Go loop reproduces every rounding.
-func emitQ8(w *bytes.Buffer) {
+//
+// Two variants serve the K-quants (kq.go): kq8s16_4x48 (Q6_K) has a B
+// scale and correction per 16 values, so each block is two halves of 4
+// steps with their own conversion; kq8m_4x48 (Q4_K, Q5_K) subtracts,
+// after each block's sum, float32(mb·sa): B's min times A's scaled block
+// sum.
+func emitQ8(w *bytes.Buffer, variant string) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
 	const mr, nv = 4, 3
 	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
 	iacc := func(i, v int) string { return z(i*nv + v) }
 	facc := func(i, v int) string { return z(12 + i*nv + v) }
-	fmt.Fprintf(w, "\n// func kq8_4x48(a *byte, da *float32, b *int8, db *float32, corr *int32, c *float32, ldc, nblk int)\n")
-	fmt.Fprintf(w, "TEXT ·kq8_4x48(SB), NOSPLIT, $0-64\n")
-	p("MOVQ a+0(FP), SI")
-	p("MOVQ da+8(FP), R9")
-	p("MOVQ b+16(FP), DI")
-	p("MOVQ db+24(FP), R10")
-	p("MOVQ corr+32(FP), R11")
-	p("MOVQ c+40(FP), DX")
-	p("MOVQ ldc+48(FP), R8")
-	p("SHLQ $2, R8")
-	p("MOVQ nblk+56(FP), CX")
+	name, sub, frame := "kq8_4x48", 1, 64
+	switch variant {
+	case "s16":
+		name, sub = "kq8s16_4x48", 2
+	case "m":
+		name, frame = "kq8m_4x48", 80
+	}
+	if variant == "m" {
+		fmt.Fprintf(w, "\n// func %s(a *byte, da, sa *float32, b *int8, db, mb *float32, corr *int32, c *float32, ldc, nblk int)\n", name)
+	} else {
+		fmt.Fprintf(w, "\n// func %s(a *byte, da *float32, b *int8, db *float32, corr *int32, c *float32, ldc, nblk int)\n", name)
+	}
+	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-%d\n", name, frame)
+	if variant == "m" {
+		p("MOVQ a+0(FP), SI")
+		p("MOVQ da+8(FP), R9")
+		p("MOVQ sa+16(FP), R12")
+		p("MOVQ b+24(FP), DI")
+		p("MOVQ db+32(FP), R10")
+		p("MOVQ mb+40(FP), R13")
+		p("MOVQ corr+48(FP), R11")
+		p("MOVQ c+56(FP), DX")
+		p("MOVQ ldc+64(FP), R8")
+		p("SHLQ $2, R8")
+		p("MOVQ nblk+72(FP), CX")
+	} else {
+		p("MOVQ a+0(FP), SI")
+		p("MOVQ da+8(FP), R9")
+		p("MOVQ b+16(FP), DI")
+		p("MOVQ db+24(FP), R10")
+		p("MOVQ corr+32(FP), R11")
+		p("MOVQ c+40(FP), DX")
+		p("MOVQ ldc+48(FP), R8")
+		p("SHLQ $2, R8")
+		p("MOVQ nblk+56(FP), CX")
+	}
+	label := map[string]string{"": "kq8", "s16": "kq8s16", "m": "kq8m"}[variant]
 	for i := 0; i < mr; i++ {
 		for v := 0; v < nv; v++ {
 			p("VPXORD %s, %s, %s", facc(i, v), facc(i, v), facc(i, v))
 		}
 	}
 	p("TESTQ CX, CX")
-	p("JEQ kq8_store")
-	fmt.Fprintf(w, "kq8_block:\n")
-	for i := 0; i < mr; i++ {
-		for v := 0; v < nv; v++ {
-			p("VMOVDQU32 %d(R11), %s", 64*v, iacc(i, v))
-		}
-	}
-	for q := 0; q < 8; q++ {
-		for v := 0; v < nv; v++ {
-			p("VMOVDQU32 %d(DI), %s", q*192+64*v, z(24+v))
-		}
+	p("JEQ %s_store", label)
+	fmt.Fprintf(w, "%s_block:\n", label)
+	steps := 8 / sub
+	for h := 0; h < sub; h++ {
+		// Scales and corrections: [block][sub][48].
 		for i := 0; i < mr; i++ {
-			p("VPBROADCASTD %d(SI), Z27", 32*i+4*q) // A: [row][32 bytes] per block
 			for v := 0; v < nv; v++ {
-				p("VPDPBUSD %s, Z27, %s", z(24+v), iacc(i, v))
+				p("VMOVDQU32 %d(R11), %s", 192*h+64*v, iacc(i, v))
 			}
 		}
-	}
-	for i := 0; i < mr; i++ {
-		p("VBROADCASTSS %d(R9), Z28", 4*i)
-		for v := 0; v < nv; v++ {
-			p("VCVTDQ2PS %s, %s", iacc(i, v), iacc(i, v))
-			p("VMULPS %d(R10), %s, %s", 64*v, iacc(i, v), iacc(i, v))
-			p("VMULPS Z28, %s, %s", iacc(i, v), iacc(i, v))
-			p("VADDPS %s, %s, %s", iacc(i, v), facc(i, v), facc(i, v))
+		for q := h * steps; q < (h+1)*steps; q++ {
+			for v := 0; v < nv; v++ {
+				p("VMOVDQU32 %d(DI), %s", q*192+64*v, z(24+v))
+			}
+			for i := 0; i < mr; i++ {
+				p("VPBROADCASTD %d(SI), Z27", 32*i+4*q) // A: [row][32 bytes] per block
+				for v := 0; v < nv; v++ {
+					p("VPDPBUSD %s, Z27, %s", z(24+v), iacc(i, v))
+				}
+			}
+		}
+		for i := 0; i < mr; i++ {
+			p("VBROADCASTSS %d(R9), Z28", 4*i)
+			if variant == "m" {
+				p("VBROADCASTSS %d(R12), Z29", 4*i)
+			}
+			for v := 0; v < nv; v++ {
+				p("VCVTDQ2PS %s, %s", iacc(i, v), iacc(i, v))
+				p("VMULPS %d(R10), %s, %s", 192*h+64*v, iacc(i, v), iacc(i, v))
+				p("VMULPS Z28, %s, %s", iacc(i, v), iacc(i, v))
+				p("VADDPS %s, %s, %s", iacc(i, v), facc(i, v), facc(i, v))
+				if variant == "m" {
+					p("VMULPS %d(R13), Z29, Z30", 64*v)
+					p("VSUBPS Z30, %s, %s", facc(i, v), facc(i, v))
+				}
+			}
 		}
 	}
 	p("ADDQ $128, SI")
 	p("ADDQ $16, R9")
 	p("ADDQ $1536, DI")
-	p("ADDQ $192, R10")
-	p("ADDQ $192, R11")
+	p("ADDQ $%d, R10", 192*sub)
+	p("ADDQ $%d, R11", 192*sub)
+	if variant == "m" {
+		p("ADDQ $16, R12")
+		p("ADDQ $192, R13")
+	}
 	p("DECQ CX")
-	p("JNE kq8_block")
-	fmt.Fprintf(w, "kq8_store:\n")
+	p("JNE %s_block", label)
+	fmt.Fprintf(w, "%s_store:\n", label)
 	for i := 0; i < mr; i++ {
 		for v := 0; v < nv; v++ {
 			p("VMOVUPS %s, %d(DX)", facc(i, v), 64*v)

@@ -23,3 +23,7 @@ func transposePairs(panel []float32, nr int, src *bSource, jbase, cols, p0, qn i
 func pickQ8Kernel() q8Tile { return genericQ8 }
 
 func quantRow(dst []byte, d []float32, x []float32, nb int) { quantizeRowGo(dst, d, x, nb) }
+
+func pickKQKernel() kqTile { return genericKQ }
+
+var kqKernel = pickKQKernel()

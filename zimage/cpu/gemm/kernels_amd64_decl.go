@@ -177,3 +177,16 @@ func q8QuantRow(dst *byte, d *float32, x *float32, nblk int)
 //
 //go:noescape
 func kq8_4x48(a *byte, da *float32, b *int8, db *float32, corr *int32, c *float32, ldc, nblk int)
+
+// kq8s16_4x48 is kq8_4x48 with B scales and corrections per 16 k values
+// ([block][2][48]; Q6_K, see kq.go).
+//
+//go:noescape
+func kq8s16_4x48(a *byte, da *float32, b *int8, db *float32, corr *int32, c *float32, ldc, nblk int)
+
+// kq8m_4x48 is kq8_4x48 that also subtracts float32(mb·sa) per block: B's
+// min ([block][48]) times A's scaled block sum ([block][4 rows]; Q4_K,
+// Q5_K, see kq.go).
+//
+//go:noescape
+func kq8m_4x48(a *byte, da, sa *float32, b *int8, db, mb *float32, corr *int32, c *float32, ldc, nblk int)

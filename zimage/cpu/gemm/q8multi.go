@@ -22,6 +22,12 @@ type q8Out struct {
 // it from pb) and sweeps every row panel of A. A tile's arithmetic does not
 // depend on the other outputs: each result equals a product on its own.
 func q8RunMulti(stop *atomic.Bool, outs []q8Out, a []float32, m, k int) {
+	q8RunFmt(stop, outs, a, m, k, nil)
+}
+
+// q8RunFmt is q8RunMulti for B in Q8_0 (kf nil) or in the K-quant format
+// kf (outputs' b only, unpacked per task by packKQB; kq.go).
+func q8RunFmt(stop *atomic.Bool, outs []q8Out, a []float32, m, k int, kf *kqFormat) {
 	if m == 0 {
 		return
 	}
@@ -64,6 +70,12 @@ func q8RunMulti(stop *atomic.Bool, outs []q8Out, a []float32, m, k int) {
 	defer putBuf(adBuf)
 	aq := unsafe.Slice((*byte)(unsafe.Pointer(&(*aqBuf)[0])), mp*nb*q8Block*q8MR)
 	ad := *adBuf
+	var as []float32 // with mins: the scaled block sums, laid out as ad
+	if kf != nil && kf.min {
+		asBuf := getBuf(mp * nb * q8MR)
+		defer putBuf(asBuf)
+		as = *asBuf
+	}
 	parallelFor(threads, mp, stop, func(_, p int) {
 		for r := range q8MR {
 			i := p*q8MR + r
@@ -75,28 +87,42 @@ func q8RunMulti(stop *atomic.Bool, outs []q8Out, a []float32, m, k int) {
 						row[t] = 128
 					}
 					ad[p*nb*q8MR+blk*q8MR+r] = 0
+					if as != nil {
+						as[p*nb*q8MR+blk*q8MR+r] = 0
+					}
 				}
 				continue
 			}
 			quantRow(aq[base+r*q8Block:], ad[p*nb*q8MR+r:], a[i*k:(i+1)*k], nb)
+			if as != nil {
+				blockSums(as[p*nb*q8MR+r:], aq[base+r*q8Block:], ad[p*nb*q8MR+r:], nb)
+			}
 		}
 	})
 	type panel struct {
-		bq   []int8
-		db   []float32
-		corr []int32
+		bq     []int8
+		db, mb []float32
+		corr   []int32
+	}
+	sub, nmb := 1, 0 // scale groups per block; mins per block and column
+	if kf != nil {
+		sub = kf.sub
+		if kf.min {
+			nmb = 1
+		}
 	}
 	bufs := make([]panel, threads)
 	for w := range bufs {
 		if packs {
 			// One pooled buffer per worker: int8 values, then float32
-			// scales, then int32 corrections.
-			buf := getBuf(nb*q8Block*q8NR/4 + 2*nb*q8NR)
+			// scales, int32 corrections and float32 mins.
+			vw, sw := nb*q8Block*q8NR/4, sub*nb*q8NR
+			buf := getBuf(vw + 2*sw + nmb*nb*q8NR)
 			defer putBuf(buf)
 			f := *buf
 			bufs[w] = panel{unsafe.Slice((*int8)(unsafe.Pointer(&f[0])), nb*q8Block*q8NR),
-				f[nb*q8Block*q8NR/4 : nb*q8Block*q8NR/4+nb*q8NR],
-				unsafe.Slice((*int32)(unsafe.Pointer(&f[nb*q8Block*q8NR/4+nb*q8NR])), nb*q8NR)}
+				f[vw : vw+sw], f[vw+2*sw : vw+2*sw+nmb*nb*q8NR],
+				unsafe.Slice((*int32)(unsafe.Pointer(&f[vw+sw])), sw)}
 		}
 	}
 	parallelFor(threads, npan, stop, func(w, g int) {
@@ -109,25 +135,40 @@ func q8RunMulti(stop *atomic.Bool, outs []q8Out, a []float32, m, k int) {
 		j0 := t * q8NR
 		cols := min(q8NR, n-j0)
 		var bq []int8
-		var db []float32
+		var db, mb []float32
 		var corr []int32
-		if pb := o.pb; pb != nil {
+		switch pb := o.pb; {
+		case pb != nil:
 			bq = pb.bq[t*nb*q8Block*q8NR : (t+1)*nb*q8Block*q8NR]
 			db, corr = pb.db[t*nb*q8NR:(t+1)*nb*q8NR], pb.corr[t*nb*q8NR:(t+1)*nb*q8NR]
-		} else {
+		case kf != nil:
+			bq, db, mb, corr = bufs[w].bq, bufs[w].db, bufs[w].mb, bufs[w].corr
+			packKQB(kf, bq, db, mb, corr, o.b, j0, cols, nb)
+		default:
 			bq, db, corr = bufs[w].bq, bufs[w].db, bufs[w].corr
 			packQ8B(bq, db, corr, o.b, j0, cols, nb)
+		}
+		kern := func(ap []byte, dp, sp []float32, c []float32, ldc int) {
+			if kf != nil {
+				kqKernel.fn(kf, ap, dp, sp, bq, db, mb, corr, c, ldc, nb)
+				return
+			}
+			q8Kernel.fn(ap, dp, bq, db, corr, c, ldc, nb)
 		}
 		var tile [q8MR * q8NR]float32
 		for p := range mp {
 			ap, dp := aq[p*nb*q8Block*q8MR:(p+1)*nb*q8Block*q8MR], ad[p*nb*q8MR:(p+1)*nb*q8MR]
+			var sp []float32
+			if as != nil {
+				sp = as[p*nb*q8MR : (p+1)*nb*q8MR]
+			}
 			if cols == q8NR && (p+1)*q8MR <= m && bias == nil {
 				// A whole tile: the kernel stores into C (a copy through
 				// the tile cost ~3% of the product at M = 4096).
-				q8Kernel.fn(ap, dp, bq, db, corr, c[p*q8MR*n+j0:], n, nb)
+				kern(ap, dp, sp, c[p*q8MR*n+j0:], n)
 				continue
 			}
-			q8Kernel.fn(ap, dp, bq, db, corr, tile[:], q8NR, nb)
+			kern(ap, dp, sp, tile[:], q8NR)
 			for r := range min(q8MR, m-p*q8MR) {
 				dst := c[(p*q8MR+r)*n+j0 : (p*q8MR+r)*n+j0+cols]
 				src := tile[r*q8NR : r*q8NR+cols]

@@ -1,0 +1,307 @@
+package gemm
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+
+	"github.com/zimage/zimage/weights"
+)
+
+// K-quant weights (ggml Q4_K, Q5_K and Q6_K: super-blocks of 256 values)
+// on the int8 dot product. While a product runs, each task unpacks its
+// columns' super-blocks into the Q8_0 kernel's panel layout (q8.go): int8
+// values per 32-value block, a float32 scale per 32 values (Q4_K, Q5_K) or
+// per 16 (Q6_K), and for Q4_K/Q5_K a float32 min, so that
+// weight = scale·q − min, with the very float32 scale and min products the
+// dequantizer forms (weights.Dequantize; Q6_K's q is stored minus 32). The
+// activations are quantized per 32 values as for Q8_0. The arithmetic of
+// one output, from acc = 0, over the 32-blocks in order and within a block
+// over its scale groups (one, or Q6_K's two halves):
+//
+//	acc = acc + float32(float32(float32(S)·scale)·d_a)   S = Σ q_a·q, exact in int32
+//	acc = acc − float32(min·s_a)                          Q4_K, Q5_K: s_a = float32(float32(Σ q_a)·d_a)
+//
+// then C = acc (+ bias). kqReference is that arithmetic as a plain loop;
+// the AVX512-VNNI kernels kq8m_4x48 (Q4_K, Q5_K) and kq8s16_4x48 (Q6_K)
+// and their Go twin kqGeneric equal it bit for bit. On VPDPBUSD the
+// activations are stored +128 and each group's sum starts at
+// −128·Σq, as for Q8_0.
+
+// kqFormat is how one K-quant type maps onto the int8 tile kernels.
+type kqFormat struct {
+	dt  weights.DType
+	sub int  // scale groups per 32-value block: 1, or 2 (a scale per 16)
+	min bool // weight = scale·q − min
+	// unpack writes one super-block's 256 values q (as packed words: value
+	// t of a block's quad in byte t), its 8·sub scales and, with min, its
+	// 8 mins.
+	unpack func(q []uint32, sc, mn []float32, blk []byte)
+}
+
+var kqFormats = map[weights.DType]*kqFormat{
+	weights.Q4_K: {dt: weights.Q4_K, sub: 1, min: true, unpack: unpackQ4K},
+	weights.Q5_K: {dt: weights.Q5_K, sub: 1, min: true, unpack: unpackQ5K},
+	weights.Q6_K: {dt: weights.Q6_K, sub: 2, unpack: unpackQ6K},
+}
+
+// HasKQuantDot reports whether K-quant weights of dtype dt have the int8
+// path (MatMulBTKQuantCtx) on this CPU: Q4_K, Q5_K and Q6_K on
+// AVX512-VNNI. Elsewhere callers keep the dequantizing GEMMs.
+func HasKQuantDot(dt weights.DType) bool {
+	_, ok := kqFormats[dt]
+	return ok && kqKernel.asm
+}
+
+// unpackQ4K: d, dmin f16, 12 scale bytes, 128 bytes of nibbles; group g
+// (32 values) is the low (g even) or high (g odd) nibbles of bytes
+// (g/2)·32 .. +31 (weights.dequantQ4_K).
+func unpackQ4K(q []uint32, sc, mn []float32, b []byte) {
+	d, dmin := weights.F16ToF32(binary.LittleEndian.Uint16(b)), weights.F16ToF32(binary.LittleEndian.Uint16(b[2:]))
+	s, m := weights.KScaleMin(b[4:16])
+	qs := b[16:144]
+	for g := range 8 {
+		sc[g] = d * float32(s[g])
+		mn[g] = dmin * float32(m[g])
+		src, sh := qs[g/2*32:][:32], 4*(g%2)
+		for w := range 8 {
+			q[g*8+w] = binary.LittleEndian.Uint32(src[4*w:]) >> sh & 0x0f0f0f0f
+		}
+	}
+}
+
+// unpackQ5K: as Q4_K plus 32 bytes of high bits before the nibbles (bit g
+// of byte l for value l of group g).
+func unpackQ5K(q []uint32, sc, mn []float32, b []byte) {
+	d, dmin := weights.F16ToF32(binary.LittleEndian.Uint16(b)), weights.F16ToF32(binary.LittleEndian.Uint16(b[2:]))
+	s, m := weights.KScaleMin(b[4:16])
+	qh, qs := b[16:48], b[48:176]
+	for g := range 8 {
+		sc[g] = d * float32(s[g])
+		mn[g] = dmin * float32(m[g])
+		src, sh := qs[g/2*32:][:32], 4*(g%2)
+		for w := range 8 {
+			lo := binary.LittleEndian.Uint32(src[4*w:]) >> sh & 0x0f0f0f0f
+			hi := binary.LittleEndian.Uint32(qh[4*w:]) >> g & 0x01010101
+			q[g*8+w] = lo | hi<<4
+		}
+	}
+}
+
+// unpackQ6K: 128 bytes of low nibbles, 64 bytes of 2-bit highs, 16 signed
+// scales, d f16 (weights.dequantQ6_K); values are stored as int8 q−32:
+// per byte (v|0x80)−0x20 cannot borrow, and flipping bit 7 back gives
+// v−32 mod 256.
+func unpackQ6K(q []uint32, sc, _ []float32, b []byte) {
+	d := weights.F16ToF32(binary.LittleEndian.Uint16(b[208:]))
+	for h := range 2 {
+		ql, qh, s := b[h*64:h*64+64], b[128+h*32:128+h*32+32], b[192+h*8:192+h*8+8]
+		for j, v := range s {
+			sc[h*8+j] = d * float32(int8(v))
+		}
+		out := q[h*32 : h*32+32] // 128 values
+		for w := range 8 {
+			l0 := binary.LittleEndian.Uint32(ql[4*w:])
+			l1 := binary.LittleEndian.Uint32(ql[32+4*w:])
+			hb := binary.LittleEndian.Uint32(qh[4*w:])
+			for i, v := range [4]uint32{
+				l0&0x0f0f0f0f | (hb&0x03030303)<<4,
+				l1&0x0f0f0f0f | (hb>>2&0x03030303)<<4,
+				l0>>4&0x0f0f0f0f | (hb>>4&0x03030303)<<4,
+				l1>>4&0x0f0f0f0f | (hb>>6&0x03030303)<<4,
+			} {
+				out[i*8+w] = ((v | 0x80808080) - 0x20202020) ^ 0x80808080
+			}
+		}
+	}
+}
+
+// byteSum returns the sum of the four signed bytes of w.
+func byteSum(w uint32) int32 {
+	return int32(int8(w)) + int32(int8(w>>8)) + int32(int8(w>>16)) + int32(int8(w>>24))
+}
+
+// packKQB packs columns j0..j0+cols of B (rows of nb/8 super-blocks of f)
+// as packQ8B does: values [block][8 quads][48 columns][4 bytes], scales
+// and corrections (−128·Σq of the group) [block][f.sub][48], with f.min
+// mins [block][48]; padding columns are zero.
+func packKQB(f *kqFormat, bq []int8, db, mb []float32, corr []int32, b []byte, j0, cols, nb int) {
+	if cols < q8NR {
+		clear(bq)
+		clear(db)
+		clear(corr)
+		clear(mb)
+	}
+	bpb, nsb := f.dt.BlockBytes(), nb/8
+	words := unsafe.Slice((*uint32)(unsafe.Pointer(&bq[0])), len(bq)/4)
+	var q [64]uint32
+	var sc [16]float32
+	var mn [8]float32
+	per := 8 / f.sub // quads per scale group
+	for jj := range cols {
+		row := b[(j0+jj)*nsb*bpb:][:nsb*bpb]
+		for s := range nsb {
+			f.unpack(q[:], sc[:8*f.sub], mn[:], row[s*bpb:(s+1)*bpb])
+			for blk := range 8 {
+				gb := s*8 + blk
+				w := words[gb*8*q8NR+jj:]
+				for h := range f.sub {
+					var sum int32
+					for qd := h * per; qd < (h+1)*per; qd++ {
+						v := q[blk*8+qd]
+						w[qd*q8NR] = v
+						sum += byteSum(v)
+					}
+					i := (gb*f.sub+h)*q8NR + jj
+					db[i] = sc[blk*f.sub+h]
+					corr[i] = -128 * sum
+				}
+				if f.min {
+					mb[gb*q8NR+jj] = mn[blk]
+				}
+			}
+		}
+	}
+}
+
+// kqTile is a K-quant tile kernel: a 4×48 tile over nblk 32-blocks, the
+// panel layouts of packKQB and q8RunMulti (sa: A's scaled block sums
+// [block][4 rows], read when f.min).
+type kqTile struct {
+	asm  bool
+	name string
+	fn   func(f *kqFormat, a []byte, da, sa []float32, b []int8, db, mb []float32, corr []int32, c []float32, ldc, nblk int)
+}
+
+var genericKQ = kqTile{name: "generic", fn: kqGeneric}
+
+// kqGeneric is the tile kernel in Go, the same operations as the assembly.
+func kqGeneric(f *kqFormat, a []byte, da, sa []float32, b []int8, db, mb []float32, corr []int32, c []float32, ldc, nblk int) {
+	var acc [q8MR][q8NR]float32
+	per := 8 / f.sub
+	for blk := range nblk {
+		ab := a[blk*q8Block*q8MR:]
+		bb := b[blk*q8Block*q8NR:]
+		for h := range f.sub {
+			var s [q8MR][q8NR]int32
+			g := (blk*f.sub + h) * q8NR
+			for i := range q8MR {
+				copy(s[i][:], corr[g:g+q8NR])
+			}
+			for q := h * per; q < (h+1)*per; q++ {
+				for i := range q8MR {
+					for j := range q8NR {
+						for t := range 4 {
+							s[i][j] += int32(ab[i*q8Block+q*4+t]) * int32(bb[q*q8NR*4+j*4+t])
+						}
+					}
+				}
+			}
+			for i := range q8MR {
+				for j := range q8NR {
+					acc[i][j] += float32(float32(float32(s[i][j])*db[g+j]) * da[blk*q8MR+i])
+					if f.min {
+						acc[i][j] -= float32(mb[blk*q8NR+j] * sa[blk*q8MR+i])
+					}
+				}
+			}
+		}
+	}
+	for i := range q8MR {
+		copy(c[i*ldc:i*ldc+q8NR], acc[i][:])
+	}
+}
+
+// blockSums sets s[blk·q8MR] = float32(float32(Σ q_a)·d_a) for each of the
+// nb blocks of one A row quantized by quantRow (bytes q_a+128, scales d).
+func blockSums(s []float32, aq []byte, d []float32, nb int) {
+	for blk := range nb {
+		row := aq[blk*q8Block*q8MR:][:q8Block]
+		var sum int32
+		for w := range 8 {
+			v := binary.LittleEndian.Uint32(row[4*w:]) ^ 0x80808080 // q_a as signed bytes
+			sum += byteSum(v)
+		}
+		s[blk*q8MR] = float32(float32(sum) * d[blk*q8MR])
+	}
+}
+
+// MatMulBTKQuantCtx computes C[m,n] = A[m,k]·B[n,k]ᵀ (+ bias) for B stored
+// as K-quant super-blocks of dtype dt (Q4_K, Q5_K or Q6_K; n rows of k/256
+// blocks) with the int8 arithmetic above. k must be a multiple of 256.
+// Without AVX512-VNNI it runs the Go kernel (exact, slow): callers check
+// HasKQuantDot.
+func MatMulBTKQuantCtx(ctx context.Context, c, a []float32, b []byte, dt weights.DType, bias []float32, m, n, k int) error {
+	f, ok := kqFormats[dt]
+	if !ok {
+		return fmt.Errorf("%w: %v has no int8 kernel (Q4_K, Q5_K, Q6_K do)", ErrShape, dt)
+	}
+	if err := checkDims(m, n, k); err != nil {
+		return err
+	}
+	if k%dt.BlockSize() != 0 {
+		return fmt.Errorf("%w: k=%d is not a multiple of the %v block size %d", ErrShape, k, dt, dt.BlockSize())
+	}
+	if err := checkLens(c, a, bias, m, n, k); err != nil {
+		return err
+	}
+	if need := n * (k / dt.BlockSize()) * dt.BlockBytes(); len(b) < need {
+		return fmt.Errorf("%w: B has %d bytes, want %d (%d×%d %v)", ErrShape, len(b), need, n, k, dt)
+	}
+	stop, release, err := watch(ctx)
+	if err != nil {
+		return err
+	}
+	q8RunFmt(stop, []q8Out{{c: c, b: b, bias: bias, n: n}}, a, m, k, f)
+	return finish(ctx, stop, release, nil)
+}
+
+// kqReference is the arithmetic of MatMulBTKQuantCtx as a plain loop, from
+// the dequantized scales and mins (kqFormat.unpack).
+func kqReference(f *kqFormat, c, a []float32, b []byte, bias []float32, m, n, k int) {
+	nb := k / q8Block
+	bpb, nsb := f.dt.BlockBytes(), k/256
+	qa := make([]int8, k)
+	da := make([]float32, nb)
+	qw := make([]int8, k)
+	sc := make([]float32, nb*f.sub)
+	mn := make([]float32, nb)
+	var words [64]uint32
+	for j := range n {
+		for s := range nsb {
+			f.unpack(words[:], sc[s*8*f.sub:(s+1)*8*f.sub], mn[s*8:(s+1)*8], b[(j*nsb+s)*bpb:][:bpb])
+			for i, w := range words {
+				for t := range 4 {
+					qw[s*256+4*i+t] = int8(w >> (8 * t))
+				}
+			}
+		}
+		for i := range m {
+			for blk := range nb {
+				da[blk] = quantizeBlock(qa[blk*q8Block:], a[i*k+blk*q8Block:])
+			}
+			var acc float32
+			for blk := range nb {
+				var sa int32
+				for t := range q8Block {
+					sa += int32(qa[blk*q8Block+t])
+				}
+				for h := range f.sub {
+					var s int32
+					for t := h * q8Block / f.sub; t < (h+1)*q8Block/f.sub; t++ {
+						s += int32(qa[blk*q8Block+t]) * int32(qw[blk*q8Block+t])
+					}
+					acc += float32(float32(float32(s)*sc[blk*f.sub+h]) * da[blk])
+				}
+				if f.min {
+					acc -= float32(mn[blk] * float32(float32(sa)*da[blk]))
+				}
+			}
+			if bias != nil {
+				acc += bias[j]
+			}
+			c[i*n+j] = acc
+		}
+	}
+}
