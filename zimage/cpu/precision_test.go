@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"context"
 	"fmt"
 	"github.com/zimage/zimage/zimage/cpu/gemm"
 	"math"
@@ -222,6 +223,56 @@ func TestMatMulQ80Weight(t *testing.T) {
 			for i := range got {
 				if got[i] != tc.want[i] {
 					t.Fatalf("m=%d bf16=%v: [%d] = %g, want %g", m, tc.bf16, i, got[i], tc.want[i])
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulKQuantWeight: with WithBF16 a Q4_K/Q5_K/Q6_K weight with more
+// than 8 rows of x goes through the int8 GEMM (bit-identical to
+// gemm.MatMulBTKQuantCtx), and MatMulShared over weights of one K-quant type
+// (x quantized once) equals MatMul bit for bit; for m ≤ 8 the bf16 path
+// stays.
+func TestMatMulKQuantWeight(t *testing.T) {
+	r := rand.New(rand.NewPCG(73, 74))
+	const k = 512
+	for _, dt := range []weights.DType{weights.Q4_K, weights.Q5_K, weights.Q6_K} {
+		if !gemm.HasKQuantDot(dt) {
+			t.Skipf("CPU lacks AVX512-VNNI: %v weights keep the bf16 dequantizing path", dt)
+		}
+		var wts []*weights.Tensor
+		for i, n := range []int{40, 56} {
+			raw := make([]byte, n*(k/256)*dt.BlockBytes())
+			if err := weights.Quantize(raw, randVec(r, n*k), dt); err != nil {
+				t.Fatal(err)
+			}
+			wts = append(wts, &weights.Tensor{Name: fmt.Sprintf("w%d", i), DType: dt, Shape: []int{n, k}, Data: raw})
+		}
+		for _, m := range []int{5, 21} {
+			x := randVec(r, m*k)
+			b := New(WithBF16(true))
+			xt := b.FromHost(x, m, k)
+			w0, w1 := b.Weight(wts[0]), b.Weight(wts[1])
+			shared := b.MatMulShared(xt, w0, w1)
+			for i, wt := range wts {
+				n := wt.Shape[0]
+				want := make([]float32, m*n)
+				var err error
+				if m > 8 {
+					err = gemm.MatMulBTKQuantCtx(context.Background(), want, x, wt.Data, dt, nil, m, n, k)
+				} else {
+					err = gemm.MatMulBTQuantBF16Ctx(context.Background(), want, x, wt.Data, dt, nil, m, n, k)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := host(t, b, b.MatMul(xt, b.Weight(wt), nil))
+				sh := host(t, b, shared[i])
+				for j := range want {
+					if got[j] != want[j] || sh[j] != want[j] {
+						t.Fatalf("%v m=%d weight %d: [%d] = %g (shared %g), want %g", dt, m, i, j, got[j], sh[j], want[j])
+					}
 				}
 			}
 		}

@@ -293,6 +293,9 @@ func (b *Backend) MatMulShared(x compute.Tensor, ws ...compute.Tensor) []compute
 	}
 	m, k := tx.shape[0], tx.shape[1]
 	cw := b.current()
+	if kq, ok := b.sharedKQuant(tx, ts[1:], m, k); ok {
+		return kq
+	}
 	ps := make([]*weightPack, len(ws))
 	bf, packed := gemm.PackHelps(m), true // every weight takes the bf16 GEMM; is packed
 	for i, tw := range ts[1:] {
@@ -413,4 +416,46 @@ func (b *Backend) MatMulQ80PackedShared(x compute.Tensor, ws ...*gemm.Q80Packed)
 		return ph()
 	}
 	return out
+}
+
+// sharedKQuant runs MatMulShared's products as one
+// gemm.MatMulBTKQuantMultiCtx (x quantized once) when every weight is of
+// the same K-quant type that MatMul sends to the int8 path; ok is false
+// otherwise. Each result equals MatMul(x, wᵢ, nil) bit for bit.
+func (b *Backend) sharedKQuant(tx *Tensor, ws []*Tensor, m, k int) (out []compute.Tensor, ok bool) {
+	const op = "MatMulShared"
+	if !b.bf16 || m <= 8 || k%256 != 0 {
+		return nil, false
+	}
+	var dt weights.DType
+	data := make([][]byte, len(ws))
+	for i, tw := range ws {
+		if tw.w == nil || tw.f32 != nil || len(tw.shape) != 2 || tw.shape[1] != k || !gemm.HasKQuantDot(tw.w.DType) ||
+			(i > 0 && tw.w.DType != dt) {
+			return nil, false
+		}
+		dt, data[i] = tw.w.DType, tw.w.Data
+	}
+	cw := b.current()
+	out = make([]compute.Tensor, len(ws))
+	xv := b.values(op, tx)
+	if xv == nil {
+		for i, tw := range ws {
+			out[i] = b.placeholder(m, tw.shape[0])
+		}
+		return out, true
+	}
+	cs := make([][]float32, len(ws))
+	for i, tw := range ws {
+		t := b.newTensor(m, tw.shape[0])
+		out[i], cs[i] = t, t.data
+	}
+	if err := gemm.MatMulBTKQuantMultiCtx(cw.context(), cs, xv, data, dt, m, k); err != nil {
+		b.opErr(op, cw, err)
+		for i, tw := range ws {
+			b.Free(out[i])
+			out[i] = b.placeholder(m, tw.shape[0])
+		}
+	}
+	return out, true
 }

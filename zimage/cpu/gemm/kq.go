@@ -257,6 +257,42 @@ func MatMulBTKQuantCtx(ctx context.Context, c, a []float32, b []byte, dt weights
 	return finish(ctx, stop, release, nil)
 }
 
+// MatMulBTKQuantMultiCtx computes Cᵢ [m, nᵢ] = A [m, k]·Bᵢᵀ for several
+// K-quant weights of the same dtype dt and k (Bᵢ holds len(Cᵢ)/m rows) in
+// one pass: A is quantized once and one parallel region's tasks span every
+// output's panels. Each result equals MatMulBTKQuantCtx's bit for bit.
+func MatMulBTKQuantMultiCtx(ctx context.Context, cs [][]float32, a []float32, bs [][]byte, dt weights.DType, m, k int) error {
+	f, ok := kqFormats[dt]
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: %v has no int8 kernel (Q4_K, Q5_K, Q6_K do)", ErrShape, dt)
+	case len(cs) != len(bs) || len(bs) == 0:
+		return fmt.Errorf("%w: %d outputs, %d weights", ErrShape, len(cs), len(bs))
+	case m <= 0 || k%dt.BlockSize() != 0:
+		return fmt.Errorf("%w: m=%d, k=%d (want m > 0 and k a multiple of %d)", ErrShape, m, k, dt.BlockSize())
+	}
+	outs := make([]q8Out, len(bs))
+	for i, b := range bs {
+		n := len(cs[i]) / m
+		if err := checkDims(m, n, k); err != nil {
+			return err
+		}
+		if err := checkLens(cs[i], a, nil, m, n, k); err != nil {
+			return err
+		}
+		if need := n * (k / dt.BlockSize()) * dt.BlockBytes(); len(b) < need {
+			return fmt.Errorf("%w: weight %d has %d bytes, want %d (%d×%d %v)", ErrShape, i, len(b), need, n, k, dt)
+		}
+		outs[i] = q8Out{c: cs[i], b: b, n: n}
+	}
+	stop, release, err := watch(ctx)
+	if err != nil {
+		return err
+	}
+	q8RunFmt(stop, outs, a, m, k, f)
+	return finish(ctx, stop, release, nil)
+}
+
 // kqReference is the arithmetic of MatMulBTKQuantCtx as a plain loop, from
 // the dequantized scales and mins (kqFormat.unpack).
 func kqReference(f *kqFormat, c, a []float32, b []byte, bias []float32, m, n, k int) {
