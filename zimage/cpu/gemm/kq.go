@@ -35,9 +35,9 @@ type kqFormat struct {
 	sub int  // scale groups per 32-value block: 1, or 2 (a scale per 16)
 	min bool // weight = scale·q − min
 	// unpack writes one super-block's 256 values q (as packed words: value
-	// t of a block's quad in byte t), its 8·sub scales and, with min, its
-	// 8 mins.
-	unpack func(q []uint32, sc, mn []float32, blk []byte)
+	// t of a block's quad in byte t), its 8·sub scales, the sums of the
+	// values of each scale group and, with min, its 8 mins.
+	unpack func(q []uint32, sc, mn []float32, sums []int32, blk []byte)
 }
 
 var kqFormats = map[weights.DType]*kqFormat{
@@ -54,10 +54,17 @@ func HasKQuantDot(dt weights.DType) bool {
 	return ok && kqKernel.asm
 }
 
+// laneSum returns the sum of the four bytes of w, each a sum of values
+// that did not carry out of its byte.
+func laneSum(w uint32) int32 {
+	x := w&0x00ff00ff + w>>8&0x00ff00ff
+	return int32(x&0xffff + x>>16)
+}
+
 // unpackQ4K: d, dmin f16, 12 scale bytes, 128 bytes of nibbles; group g
 // (32 values) is the low (g even) or high (g odd) nibbles of bytes
 // (g/2)·32 .. +31 (weights.dequantQ4_K).
-func unpackQ4K(q []uint32, sc, mn []float32, b []byte) {
+func unpackQ4K(q []uint32, sc, mn []float32, sums []int32, b []byte) {
 	d, dmin := weights.F16ToF32(binary.LittleEndian.Uint16(b)), weights.F16ToF32(binary.LittleEndian.Uint16(b[2:]))
 	s, m := weights.KScaleMin(b[4:16])
 	qs := b[16:144]
@@ -65,15 +72,19 @@ func unpackQ4K(q []uint32, sc, mn []float32, b []byte) {
 		sc[g] = d * float32(s[g])
 		mn[g] = dmin * float32(m[g])
 		src, sh := qs[g/2*32:][:32], 4*(g%2)
+		var acc uint32 // 8 values ≤ 15 per byte
 		for w := range 8 {
-			q[g*8+w] = binary.LittleEndian.Uint32(src[4*w:]) >> sh & 0x0f0f0f0f
+			v := binary.LittleEndian.Uint32(src[4*w:]) >> sh & 0x0f0f0f0f
+			q[g*8+w] = v
+			acc += v
 		}
+		sums[g] = laneSum(acc)
 	}
 }
 
 // unpackQ5K: as Q4_K plus 32 bytes of high bits before the nibbles (bit g
 // of byte l for value l of group g).
-func unpackQ5K(q []uint32, sc, mn []float32, b []byte) {
+func unpackQ5K(q []uint32, sc, mn []float32, sums []int32, b []byte) {
 	d, dmin := weights.F16ToF32(binary.LittleEndian.Uint16(b)), weights.F16ToF32(binary.LittleEndian.Uint16(b[2:]))
 	s, m := weights.KScaleMin(b[4:16])
 	qh, qs := b[16:48], b[48:176]
@@ -81,11 +92,14 @@ func unpackQ5K(q []uint32, sc, mn []float32, b []byte) {
 		sc[g] = d * float32(s[g])
 		mn[g] = dmin * float32(m[g])
 		src, sh := qs[g/2*32:][:32], 4*(g%2)
+		var acc uint32 // 8 values ≤ 31 per byte
 		for w := range 8 {
 			lo := binary.LittleEndian.Uint32(src[4*w:]) >> sh & 0x0f0f0f0f
 			hi := binary.LittleEndian.Uint32(qh[4*w:]) >> g & 0x01010101
 			q[g*8+w] = lo | hi<<4
+			acc += lo | hi<<4
 		}
+		sums[g] = laneSum(acc)
 	}
 }
 
@@ -93,7 +107,7 @@ func unpackQ5K(q []uint32, sc, mn []float32, b []byte) {
 // scales, d f16 (weights.dequantQ6_K); values are stored as int8 q−32:
 // per byte (v|0x80)−0x20 cannot borrow, and flipping bit 7 back gives
 // v−32 mod 256.
-func unpackQ6K(q []uint32, sc, _ []float32, b []byte) {
+func unpackQ6K(q []uint32, sc, _ []float32, sums []int32, b []byte) {
 	d := weights.F16ToF32(binary.LittleEndian.Uint16(b[208:]))
 	for h := range 2 {
 		ql, qh, s := b[h*64:h*64+64], b[128+h*32:128+h*32+32], b[192+h*8:192+h*8+8]
@@ -101,6 +115,7 @@ func unpackQ6K(q []uint32, sc, _ []float32, b []byte) {
 			sc[h*8+j] = d * float32(int8(v))
 		}
 		out := q[h*32 : h*32+32] // 128 values
+		var acc [8]uint32 // per 16-value group: 4 values ≤ 63 per byte
 		for w := range 8 {
 			l0 := binary.LittleEndian.Uint32(ql[4*w:])
 			l1 := binary.LittleEndian.Uint32(ql[32+4*w:])
@@ -112,14 +127,13 @@ func unpackQ6K(q []uint32, sc, _ []float32, b []byte) {
 				l1>>4&0x0f0f0f0f | (hb>>6&0x03030303)<<4,
 			} {
 				out[i*8+w] = ((v | 0x80808080) - 0x20202020) ^ 0x80808080
+				acc[2*i+w/4] += v
 			}
 		}
+		for j, a := range acc {
+			sums[h*8+j] = laneSum(a) - 16*32
+		}
 	}
-}
-
-// byteSum returns the sum of the four signed bytes of w.
-func byteSum(w uint32) int32 {
-	return int32(int8(w)) + int32(int8(w>>8)) + int32(int8(w>>16)) + int32(int8(w>>24))
 }
 
 // packKQB packs columns j0..j0+cols of B (rows of nb/8 super-blocks of f)
@@ -138,24 +152,21 @@ func packKQB(f *kqFormat, bq []int8, db, mb []float32, corr []int32, b []byte, j
 	var q [64]uint32
 	var sc [16]float32
 	var mn [8]float32
-	per := 8 / f.sub // quads per scale group
+	var sums [16]int32
 	for jj := range cols {
 		row := b[(j0+jj)*nsb*bpb:][:nsb*bpb]
 		for s := range nsb {
-			f.unpack(q[:], sc[:8*f.sub], mn[:], row[s*bpb:(s+1)*bpb])
+			f.unpack(q[:], sc[:8*f.sub], mn[:], sums[:8*f.sub], row[s*bpb:(s+1)*bpb])
 			for blk := range 8 {
 				gb := s*8 + blk
-				w := words[gb*8*q8NR+jj:]
+				w := words[gb*8*q8NR+jj:][:7*q8NR+1]
+				qb := q[blk*8 : blk*8+8]
+				w[0], w[q8NR], w[2*q8NR], w[3*q8NR] = qb[0], qb[1], qb[2], qb[3]
+				w[4*q8NR], w[5*q8NR], w[6*q8NR], w[7*q8NR] = qb[4], qb[5], qb[6], qb[7]
 				for h := range f.sub {
-					var sum int32
-					for qd := h * per; qd < (h+1)*per; qd++ {
-						v := q[blk*8+qd]
-						w[qd*q8NR] = v
-						sum += byteSum(v)
-					}
 					i := (gb*f.sub+h)*q8NR + jj
 					db[i] = sc[blk*f.sub+h]
-					corr[i] = -128 * sum
+					corr[i] = -128 * sums[blk*f.sub+h]
 				}
 				if f.min {
 					mb[gb*q8NR+jj] = mn[blk]
@@ -221,7 +232,7 @@ func blockSums(s []float32, aq []byte, d []float32, nb int) {
 		var sum int32
 		for w := range 8 {
 			v := binary.LittleEndian.Uint32(row[4*w:]) ^ 0x80808080 // q_a as signed bytes
-			sum += byteSum(v)
+			sum += int32(int8(v)) + int32(int8(v>>8)) + int32(int8(v>>16)) + int32(int8(v>>24))
 		}
 		s[blk*q8MR] = float32(float32(sum) * d[blk*q8MR])
 	}
@@ -304,9 +315,10 @@ func kqReference(f *kqFormat, c, a []float32, b []byte, bias []float32, m, n, k 
 	sc := make([]float32, nb*f.sub)
 	mn := make([]float32, nb)
 	var words [64]uint32
+	var sums [16]int32
 	for j := range n {
 		for s := range nsb {
-			f.unpack(words[:], sc[s*8*f.sub:(s+1)*8*f.sub], mn[s*8:(s+1)*8], b[(j*nsb+s)*bpb:][:bpb])
+			f.unpack(words[:], sc[s*8*f.sub:(s+1)*8*f.sub], mn[s*8:(s+1)*8], sums[:8*f.sub], b[(j*nsb+s)*bpb:][:bpb])
 			for i, w := range words {
 				for t := range 4 {
 					qw[s*256+4*i+t] = int8(w >> (8 * t))

@@ -63,8 +63,16 @@ func TestKQuantUnpack(t *testing.T) {
 		}
 		var q [64]uint32
 		sc, mn := make([]float32, 16), make([]float32, 8)
+		var sums [16]int32
 		for blk := range 16 {
-			f.unpack(q[:], sc[:8*f.sub], mn, b[blk*dt.BlockBytes():][:dt.BlockBytes()])
+			f.unpack(q[:], sc[:8*f.sub], mn, sums[:8*f.sub], b[blk*dt.BlockBytes():][:dt.BlockBytes()])
+			var want16 [16]int32
+			for i := range 256 {
+				want16[i/(32/f.sub)] += int32(int8(q[i/4] >> (8 * (i % 4))))
+			}
+			if want16 != sums {
+				t.Fatalf("%v block %d: group sums %v, want %v", dt, blk, sums, want16)
+			}
 			for i := range 256 {
 				v := float32(int8(q[i/4] >> (8 * (i % 4))))
 				got := float32(sc[i/(32/f.sub)] * v)
