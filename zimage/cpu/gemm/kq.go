@@ -115,7 +115,7 @@ func unpackQ6K(q []uint32, sc, _ []float32, sums []int32, b []byte) {
 			sc[h*8+j] = d * float32(int8(v))
 		}
 		out := q[h*32 : h*32+32] // 128 values
-		var acc [8]uint32 // per 16-value group: 4 values ≤ 63 per byte
+		var acc [8]uint32        // per 16-value group: 4 values ≤ 63 per byte
 		for w := range 8 {
 			l0 := binary.LittleEndian.Uint32(ql[4*w:])
 			l1 := binary.LittleEndian.Uint32(ql[32+4*w:])
