@@ -65,6 +65,49 @@ type opTimer struct {
 	cpu    *cpu.Backend
 	wmap   map[compute.Tensor]*weights.Tensor
 	qcache map[*weights.Tensor]*gemm.Q80Packed
+
+	// kq (Q4_K or Q6_K; 0: off): GEMMs (M > 8) with bf16 weights run on
+	// K-quant copies of them (quantized on first use) through the backend's
+	// MatMul, which takes the int8 path for them in bf16 mode.
+	kq      weights.DType
+	kqcache map[*weights.Tensor]compute.Tensor
+}
+
+// kqWeight returns the backend weight of the kq copy of a bf16 weight
+// [n, k] (nil when k is not a multiple of 256).
+func (o *opTimer) kqWeight(w compute.Tensor) compute.Tensor {
+	wt, ok := o.wmap[w]
+	if !ok || wt.DType != weights.BF16 || len(wt.Shape) != 2 || wt.Shape[1]%256 != 0 {
+		return nil
+	}
+	if q, ok := o.kqcache[wt]; ok {
+		return q
+	}
+	if o.kqcache == nil {
+		o.kqcache = map[*weights.Tensor]compute.Tensor{}
+	}
+	n := wt.Shape[0] * wt.Shape[1]
+	f := make([]float32, n)
+	for i := range f {
+		f[i] = weights.BF16ToF32(uint16(wt.Data[2*i]) | uint16(wt.Data[2*i+1])<<8)
+	}
+	raw := make([]byte, n/o.kq.BlockSize()*o.kq.BlockBytes())
+	var wg sync.WaitGroup
+	rows, per := wt.Shape[0], (wt.Shape[0]+7)/8
+	rb, rf := wt.Shape[1]/o.kq.BlockSize()*o.kq.BlockBytes(), wt.Shape[1]
+	for r0 := 0; r0 < rows; r0 += per {
+		wg.Add(1)
+		go func(r0, r1 int) {
+			defer wg.Done()
+			if err := weights.Quantize(raw[r0*rb:r1*rb], f[r0*rf:r1*rf], o.kq); err != nil {
+				panic(err) // shapes checked above
+			}
+		}(r0, min(rows, r0+per))
+	}
+	wg.Wait()
+	q := o.cpu.Weight(&weights.Tensor{Name: wt.Name, DType: o.kq, Shape: wt.Shape, Data: raw})
+	o.kqcache[wt] = q
+	return q
 }
 
 func (o *opTimer) Weight(w *weights.Tensor) compute.Tensor {
@@ -170,6 +213,14 @@ func (o *opTimer) Free(ts ...compute.Tensor) {
 }
 
 func (o *opTimer) MatMul(x, w, bias compute.Tensor) compute.Tensor {
+	if o.kq != 0 && x.Shape()[0] > 8 {
+		if q := o.kqWeight(w); q != nil {
+			t0 := time.Now()
+			r := o.cpu.MatMul(x, q, bias)
+			o.gemm += time.Since(t0)
+			return r
+		}
+	}
 	if o.q8 && x.Shape()[0] > 8 {
 		if q := o.q8Weight(w); q != nil {
 			t0 := time.Now()
@@ -192,6 +243,21 @@ func (o *opTimer) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 // on the CPU backend (compute.MatMulSharer); in the Q8_0 mode on the Q8_0
 // copies, x quantized once (cpu.Backend.MatMulQ80PackedShared).
 func (o *opTimer) MatMulShared(x compute.Tensor, ws ...compute.Tensor) []compute.Tensor {
+	if o.kq != 0 && x.Shape()[0] > 8 {
+		qs := make([]compute.Tensor, len(ws))
+		for i, w := range ws {
+			if qs[i] = o.kqWeight(w); qs[i] == nil {
+				qs = nil
+				break
+			}
+		}
+		if qs != nil {
+			t0 := time.Now()
+			r := o.cpu.MatMulShared(x, qs...)
+			o.gemm += time.Since(t0)
+			return r
+		}
+	}
 	if o.q8 && x.Shape()[0] > 8 {
 		qs := make([]*gemm.Q80Packed, len(ws))
 		for i, w := range ws {
@@ -321,13 +387,14 @@ func BenchmarkRealArchDiT(b *testing.B) {
 	// ZIMAGE_BENCH_PRECISION=fp32,bf16,q8_0 times each size in these modes on
 	// the same weights, one after the other: float32, bf16 compute
 	// (cpu.Backend.SetBF16), and Q8_0 copies of the weights for the GEMMs
-	// (MatMulQ80; attention in bf16).
+	// (MatMulQ80; attention in bf16); q4_k and q6_k run K-quant copies
+	// through the backend's bf16-mode MatMul (the int8 path).
 	precs := []string{"fp32"}
 	if s := os.Getenv("ZIMAGE_BENCH_PRECISION"); s != "" {
 		precs = strings.Split(s, ",")
 		for _, p := range precs {
-			if p != "fp32" && p != "bf16" && p != "q8_0" {
-				b.Fatalf("ZIMAGE_BENCH_PRECISION: bad precision %q (want fp32, bf16 or q8_0)", p)
+			if p != "fp32" && p != "bf16" && p != "q8_0" && p != "q4_k" && p != "q6_k" {
+				b.Fatalf("ZIMAGE_BENCH_PRECISION: bad precision %q (want fp32, bf16, q8_0, q4_k or q6_k)", p)
 			}
 		}
 	}
@@ -371,7 +438,8 @@ func BenchmarkRealArchDiT(b *testing.B) {
 			b.Run(fmt.Sprintf("%dx%d/%s", size, size, prec), func(b *testing.B) {
 				be.SetBF16(prec != "fp32")
 				tm.q8 = prec == "q8_0"
-				defer func() { be.SetBF16(false); tm.q8 = false }()
+				tm.kq = map[string]weights.DType{"q4_k": weights.Q4_K, "q6_k": weights.Q6_K}[prec]
+				defer func() { be.SetBF16(false); tm.q8 = false; tm.kq = 0 }()
 				hl, wl := size/8, size/8
 				x := make([]float32, cfg.InChannels*hl*wl)
 				for i := range x {
