@@ -213,38 +213,20 @@ func quantRow(dst []byte, d []float32, x []float32, nb int) {
 	q8QuantRow(&dst[0], &d[0], &x[0], nb)
 }
 
-// kqKernel is the K-quant tile kernel in use (kq.go): the AVX512-VNNI
-// pair kq8m_4x48 / kq8s16_4x48, or the Go loop; tests switch it.
+// kqKernel is the K-quant tile kernel in use (kq.go): kq8m_4x48 /
+// kq8s16_4x48 on AVX512-VNNI, their 256-bit twins on AVX-VNNI, or the Go
+// loop; tests switch it.
 var kqKernel = pickKQKernel()
 
 func pickKQKernel() kqTile {
-	if hasAVX512VNNI {
+	switch {
+	case hasAVX512VNNI:
 		return asmKQ
+	case hasAVXVNNI:
+		return vexKQ
 	}
 	return genericKQ
 }
 
-// asmKQ runs kq8m_4x48 (formats with mins) or kq8s16_4x48 behind bounds
-// checks of the panels they read.
-var asmKQ = kqTile{asm: true, name: "avx512vnni", fn: func(f *kqFormat, a []byte, da, sa []float32, b []int8, db, mb []float32, corr []int32, c []float32, ldc, nblk int) {
-	if nblk <= 0 {
-		clear(c[:3*ldc+q8NR])
-		return
-	}
-	_ = a[nblk*q8Block*q8MR-1]
-	_ = da[nblk*q8MR-1]
-	_ = b[nblk*q8Block*q8NR-1]
-	_ = db[nblk*f.sub*q8NR-1]
-	_ = corr[nblk*f.sub*q8NR-1]
-	_ = c[3*ldc+q8NR-1]
-	if f.min {
-		_ = sa[nblk*q8MR-1]
-		_ = mb[nblk*q8NR-1]
-		kq8m_4x48(&a[0], &da[0], &sa[0], &b[0], &db[0], &mb[0], &corr[0], &c[0], ldc, nblk)
-		return
-	}
-	if f.sub != 2 {
-		panic("gemm: K-quant format without mins must have two scale groups per block")
-	}
-	kq8s16_4x48(&a[0], &da[0], &b[0], &db[0], &corr[0], &c[0], ldc, nblk)
-}}
+// asmKQ runs kq8m_4x48 (formats with mins) or kq8s16_4x48.
+var asmKQ = kqAsmTile("avx512vnni", kq8m_4x48, kq8s16_4x48)

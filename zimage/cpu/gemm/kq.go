@@ -24,8 +24,9 @@ import (
 //	acc = acc − float32(min·s_a)                          Q4_K, Q5_K: s_a = float32(float32(Σ q_a)·d_a)
 //
 // then C = acc (+ bias). kqReference is that arithmetic as a plain loop;
-// the AVX512-VNNI kernels kq8m_4x48 (Q4_K, Q5_K) and kq8s16_4x48 (Q6_K)
-// and their Go twin kqGeneric equal it bit for bit. On VPDPBUSD the
+// the AVX512-VNNI kernels kq8m_4x48 (Q4_K, Q5_K) and kq8s16_4x48 (Q6_K),
+// their AVX-VNNI twins (gen_q8vnni.go) and the Go kqGeneric equal it bit
+// for bit. On VPDPBUSD the
 // activations are stored +128 and each group's sum starts at
 // −128·Σq, as for Q8_0.
 
@@ -47,8 +48,9 @@ var kqFormats = map[weights.DType]*kqFormat{
 }
 
 // HasKQuantDot reports whether K-quant weights of dtype dt have the int8
-// path (MatMulBTKQuantCtx) on this CPU: Q4_K, Q5_K and Q6_K on
-// AVX512-VNNI. Elsewhere callers keep the dequantizing GEMMs.
+// path (MatMulBTKQuantCtx) on this CPU: Q4_K, Q5_K and Q6_K where
+// VPDPBUSD runs (AVX512-VNNI, or AVX-VNNI on 256-bit registers).
+// Elsewhere callers keep the dequantizing GEMMs.
 func HasKQuantDot(dt weights.DType) bool {
 	_, ok := kqFormats[dt]
 	return ok && kqKernel.asm
@@ -241,7 +243,7 @@ func blockSums(s []float32, aq []byte, d []float32, nb int) {
 // MatMulBTKQuantCtx computes C[m,n] = A[m,k]·B[n,k]ᵀ (+ bias) for B stored
 // as K-quant super-blocks of dtype dt (Q4_K, Q5_K or Q6_K; n rows of k/256
 // blocks) with the int8 arithmetic above. k must be a multiple of 256.
-// Without AVX512-VNNI it runs the Go kernel (exact, slow): callers check
+// Without VPDPBUSD it runs the Go kernel (exact, slow): callers check
 // HasKQuantDot.
 func MatMulBTKQuantCtx(ctx context.Context, c, a []float32, b []byte, dt weights.DType, bias []float32, m, n, k int) error {
 	f, ok := kqFormats[dt]

@@ -89,15 +89,15 @@ func TestKQuantUnpack(t *testing.T) {
 
 // TestMatMulBTKQuant: the product equals kqReference bit for bit on ragged
 // shapes (rows not a multiple of 4, columns not of 48, bias or not), with
-// the machine's kernel and the Go kernel, on 1 and 3 threads; and it is
+// every assembly kernel the CPU runs and the Go kernel, on 1 and 3
+// threads; and it is
 // close to the float32 product with the dequantized weights.
 func TestMatMulBTKQuant(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
-	kerns := []kqTile{genericKQ}
-	if kqKernel.asm {
-		kerns = append(kerns, kqKernel)
-	} else {
-		t.Log("no AVX512-VNNI: only the Go kernel runs")
+	asm, skipped := archKQKernels()
+	kerns := append([]kqTile{genericKQ}, asm...)
+	for _, sk := range skipped {
+		t.Logf("kernel %s skipped: %s", sk[0], sk[1])
 	}
 	defer SetThreads(0)
 	prev := kqKernel

@@ -80,3 +80,19 @@ func TestQ8VEXEncoding(t *testing.T) {
 		}
 	}
 }
+
+// archKQKernels lists the assembly K-quant kernels this CPU can run, and
+// the others with the reason they are skipped.
+func archKQKernels() (ks []kqTile, skipped [][2]string) {
+	add := func(ok bool, k kqTile, why string) {
+		if ok {
+			ks = append(ks, k)
+		} else {
+			skipped = append(skipped, [2]string{k.name, why})
+		}
+	}
+	add(hasAVX512VNNI, asmKQ, "CPU lacks AVX512-VNNI (VPDPBUSD on zmm)")
+	add(hasEVEX256VNNI, evex256KQ, "CPU lacks AVX512-VNNI+VL (the EVEX twin of the AVX-VNNI kernels)")
+	add(hasAVXVNNI, vexKQ, "CPU lacks AVX-VNNI (VEX VPDPBUSD); its EVEX twin avx512vnni-ymm runs the same code where AVX512-VNNI+VL exist")
+	return ks, skipped
+}
