@@ -13,7 +13,7 @@ const (
 	// attention's QKᵀ and PV and accumulates the products in float32
 	// (VDPBF16PS on CPUs with AVX512-BF16, about twice the float32 rate).
 	// Norms, softmax, RoPE, the residual stream and the sampler stay
-	// float32. Q8_0, Q4_K, Q5_K and Q6_K weights of a GGUF checkpoint are
+	// float32. Q8_0 and Q3_K–Q6_K weights of a GGUF checkpoint are
 	// multiplied in int8 instead (activations quantized per 32 values as in
 	// llama.cpp's q8_0 × q8_0, VPDPBUSD) where the CPU has AVX512-VNNI (or
 	// AVX-VNNI). Images differ from Float32 ones by a fraction of a level.

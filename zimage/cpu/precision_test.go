@@ -229,7 +229,7 @@ func TestMatMulQ80Weight(t *testing.T) {
 	}
 }
 
-// TestMatMulKQuantWeight: with WithBF16 a Q4_K/Q5_K/Q6_K weight with more
+// TestMatMulKQuantWeight: with WithBF16 a Q3_K–Q6_K weight with more
 // than 8 rows of x goes through the int8 GEMM (bit-identical to
 // gemm.MatMulBTKQuantCtx), and MatMulShared over weights of one K-quant type
 // (x quantized once) equals MatMul bit for bit; for m ≤ 8 the bf16 path
@@ -237,7 +237,7 @@ func TestMatMulQ80Weight(t *testing.T) {
 func TestMatMulKQuantWeight(t *testing.T) {
 	r := rand.New(rand.NewPCG(73, 74))
 	const k = 512
-	for _, dt := range []weights.DType{weights.Q4_K, weights.Q5_K, weights.Q6_K} {
+	for _, dt := range []weights.DType{weights.Q3_K, weights.Q4_K, weights.Q5_K, weights.Q6_K} {
 		if !gemm.HasKQuantDot(dt) {
 			t.Skipf("CPU lacks AVX512-VNNI: %v weights keep the bf16 dequantizing path", dt)
 		}

@@ -9,26 +9,27 @@ import (
 	"github.com/zimage/zimage/weights"
 )
 
-// K-quant weights (ggml Q4_K, Q5_K and Q6_K: super-blocks of 256 values)
+// K-quant weights (ggml Q3_K, Q4_K, Q5_K, Q6_K: super-blocks of 256 values)
 // on the int8 dot product. While a product runs, each task unpacks its
 // columns' super-blocks into the Q8_0 kernel's panel layout (q8.go): int8
 // values per 32-value block, a float32 scale per 32 values (Q4_K, Q5_K) or
-// per 16 (Q6_K), and for Q4_K/Q5_K a float32 min, so that
+// per 16 (Q3_K, Q6_K), and for Q4_K/Q5_K a float32 min, so that
 // weight = scale·q − min, with the very float32 scale and min products the
-// dequantizer forms (weights.Dequantize; Q6_K's q is stored minus 32). The
-// activations are quantized per 32 values as for Q8_0. The arithmetic of
-// one output, from acc = 0, over the 32-blocks in order and within a block
-// over its scale groups (one, or Q6_K's two halves):
+// dequantizer forms (weights.Dequantize; Q3_K's and Q6_K's values are
+// stored with their offset, −4 or −32, applied). The activations are
+// quantized per 32 values as for Q8_0. The arithmetic of one output, from
+// acc = 0, over the 32-blocks in order and within a block over its scale
+// groups (one, or two halves of 16):
 //
 //	acc = acc + float32(float32(float32(S)·scale)·d_a)   S = Σ q_a·q, exact in int32
 //	acc = acc − float32(min·s_a)                          Q4_K, Q5_K: s_a = float32(float32(Σ q_a)·d_a)
 //
 // then C = acc (+ bias). kqReference is that arithmetic as a plain loop;
-// the AVX512-VNNI kernels kq8m_4x48 (Q4_K, Q5_K) and kq8s16_4x48 (Q6_K),
-// their AVX-VNNI twins (gen_q8vnni.go) and the Go kqGeneric equal it bit
-// for bit. On VPDPBUSD the
-// activations are stored +128 and each group's sum starts at
-// −128·Σq, as for Q8_0.
+// the AVX512-VNNI kernels kq8m_4x48 (Q4_K, Q5_K) and kq8s16_4x48 (Q3_K,
+// Q6_K), their AVX-VNNI twins (gen_q8vnni.go) and the Go kqGeneric equal
+// it bit for bit. On VPDPBUSD the activations are stored +128 and each
+// group's sum starts at −128·Σq, as for Q8_0. Q2_K (a scale and a min per
+// 16 values) would need a third kernel and keeps the dequantizing path.
 
 // kqFormat is how one K-quant type maps onto the int8 tile kernels.
 type kqFormat struct {
@@ -45,15 +46,43 @@ var kqFormats = map[weights.DType]*kqFormat{
 	weights.Q4_K: {dt: weights.Q4_K, sub: 1, min: true, unpack: unpackQ4K},
 	weights.Q5_K: {dt: weights.Q5_K, sub: 1, min: true, unpack: unpackQ5K},
 	weights.Q6_K: {dt: weights.Q6_K, sub: 2, unpack: unpackQ6K},
+	weights.Q3_K: {dt: weights.Q3_K, sub: 2, unpack: unpackQ3K},
 }
 
 // HasKQuantDot reports whether K-quant weights of dtype dt have the int8
-// path (MatMulBTKQuantCtx) on this CPU: Q4_K, Q5_K and Q6_K where
+// path (MatMulBTKQuantCtx) on this CPU: Q3_K, Q4_K, Q5_K and Q6_K where
 // VPDPBUSD runs (AVX512-VNNI, or AVX-VNNI on 256-bit registers).
 // Elsewhere callers keep the dequantizing GEMMs.
 func HasKQuantDot(dt weights.DType) bool {
 	_, ok := kqFormats[dt]
 	return ok && kqKernel.asm
+}
+
+// unpackQ3K: 32 bytes of high bits, 64 bytes of 2-bit values, 12 bytes of
+// 6-bit scales (offset −32), d f16 (weights.dequantQ3_K); value i of block
+// b = i/32 is bits 2(b%4) of byte (b/4)·32 + i%32, minus 4 when bit b of
+// high byte i%32 is clear; stored as int8 like Q6_K's.
+func unpackQ3K(q []uint32, sc, _ []float32, sums []int32, b []byte) {
+	hmask, qs, scales := b[:32], b[32:96], b[96:108]
+	d := weights.F16ToF32(binary.LittleEndian.Uint16(b[108:]))
+	for g := range 16 {
+		lo := scales[g%8] >> (4 * (g / 8)) & 0xf
+		hi := scales[8+g%4] >> (2 * (g / 4)) & 3
+		sc[g] = d * float32(int8(lo|hi<<4)-32)
+	}
+	for blk := range 8 {
+		h, sh := blk/4, 2*(blk%4)
+		var acc [2]uint32 // per 16-value group: 4 values ≤ 7 per byte
+		for w := range 8 {
+			lo := binary.LittleEndian.Uint32(qs[h*32+4*w:]) >> sh & 0x03030303
+			hb := binary.LittleEndian.Uint32(hmask[4*w:]) >> blk & 0x01010101
+			v := lo | hb<<2
+			q[blk*8+w] = ((v | 0x80808080) - 0x04040404) ^ 0x80808080
+			acc[w/4] += v
+		}
+		sums[2*blk] = laneSum(acc[0]) - 16*4
+		sums[2*blk+1] = laneSum(acc[1]) - 16*4
+	}
 }
 
 // laneSum returns the sum of the four bytes of w, each a sum of values
@@ -241,14 +270,14 @@ func blockSums(s []float32, aq []byte, d []float32, nb int) {
 }
 
 // MatMulBTKQuantCtx computes C[m,n] = A[m,k]·B[n,k]ᵀ (+ bias) for B stored
-// as K-quant super-blocks of dtype dt (Q4_K, Q5_K or Q6_K; n rows of k/256
+// as K-quant super-blocks of dtype dt (Q3_K, Q4_K, Q5_K or Q6_K; n rows of k/256
 // blocks) with the int8 arithmetic above. k must be a multiple of 256.
 // Without VPDPBUSD it runs the Go kernel (exact, slow): callers check
 // HasKQuantDot.
 func MatMulBTKQuantCtx(ctx context.Context, c, a []float32, b []byte, dt weights.DType, bias []float32, m, n, k int) error {
 	f, ok := kqFormats[dt]
 	if !ok {
-		return fmt.Errorf("%w: %v has no int8 kernel (Q4_K, Q5_K, Q6_K do)", ErrShape, dt)
+		return fmt.Errorf("%w: %v has no int8 kernel (Q3_K, Q4_K, Q5_K, Q6_K do)", ErrShape, dt)
 	}
 	if err := checkDims(m, n, k); err != nil {
 		return err
@@ -278,7 +307,7 @@ func MatMulBTKQuantMultiCtx(ctx context.Context, cs [][]float32, a []float32, bs
 	f, ok := kqFormats[dt]
 	switch {
 	case !ok:
-		return fmt.Errorf("%w: %v has no int8 kernel (Q4_K, Q5_K, Q6_K do)", ErrShape, dt)
+		return fmt.Errorf("%w: %v has no int8 kernel (Q3_K, Q4_K, Q5_K, Q6_K do)", ErrShape, dt)
 	case len(cs) != len(bs) || len(bs) == 0:
 		return fmt.Errorf("%w: %d outputs, %d weights", ErrShape, len(cs), len(bs))
 	case m <= 0 || k%dt.BlockSize() != 0:

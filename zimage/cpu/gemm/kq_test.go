@@ -11,7 +11,7 @@ import (
 	"github.com/zimage/zimage/weights"
 )
 
-var kqTypes = []weights.DType{weights.Q4_K, weights.Q5_K, weights.Q6_K}
+var kqTypes = []weights.DType{weights.Q3_K, weights.Q4_K, weights.Q5_K, weights.Q6_K}
 
 // randKQ returns n rows of k/256 blocks of dt: random bytes (every scale,
 // min and value code) with small positive float16 super-scales; half the
@@ -38,8 +38,12 @@ func randKQ(t testing.TB, r *rand.Rand, dt weights.DType, n, k int) []byte {
 		for s := range nsb {
 			blk := row[s*bpb : (s+1)*bpb]
 			d := f32ToF16(float32(r.Float64()*1e-3 + 1e-5))
-			if dt == weights.Q6_K {
+			switch dt {
+			case weights.Q6_K:
 				binary.LittleEndian.PutUint16(blk[208:], d)
+				continue
+			case weights.Q3_K:
+				binary.LittleEndian.PutUint16(blk[108:], d)
 				continue
 			}
 			binary.LittleEndian.PutUint16(blk, d)
