@@ -96,39 +96,31 @@ func laneSum(w uint32) int32 {
 // (32 values) is the low (g even) or high (g odd) nibbles of bytes
 // (g/2)·32 .. +31 (weights.dequantQ4_K).
 func unpackQ4K(q []uint32, sc, mn []float32, sums []int32, b []byte) {
-	d, dmin := weights.F16ToF32(binary.LittleEndian.Uint16(b)), weights.F16ToF32(binary.LittleEndian.Uint16(b[2:]))
-	s, m := weights.KScaleMin(b[4:16])
-	qs := b[16:144]
-	for g := range 8 {
-		sc[g] = d * float32(s[g])
-		mn[g] = dmin * float32(m[g])
-		src, sh := qs[g/2*32:][:32], 4*(g%2)
-		var acc uint32 // 8 values ≤ 15 per byte
-		for w := range 8 {
-			v := binary.LittleEndian.Uint32(src[4*w:]) >> sh & 0x0f0f0f0f
-			q[g*8+w] = v
-			acc += v
-		}
-		sums[g] = laneSum(acc)
-	}
+	unpackQ45K(q, sc, mn, sums, b, nil, b[16:144])
 }
 
 // unpackQ5K: as Q4_K plus 32 bytes of high bits before the nibbles (bit g
 // of byte l for value l of group g).
 func unpackQ5K(q []uint32, sc, mn []float32, sums []int32, b []byte) {
+	unpackQ45K(q, sc, mn, sums, b, b[16:48], b[48:176])
+}
+
+// unpackQ45K unpacks a Q4_K (qh nil) or Q5_K block with nibbles qs.
+func unpackQ45K(q []uint32, sc, mn []float32, sums []int32, b, qh, qs []byte) {
 	d, dmin := weights.F16ToF32(binary.LittleEndian.Uint16(b)), weights.F16ToF32(binary.LittleEndian.Uint16(b[2:]))
 	s, m := weights.KScaleMin(b[4:16])
-	qh, qs := b[16:48], b[48:176]
 	for g := range 8 {
 		sc[g] = d * float32(s[g])
 		mn[g] = dmin * float32(m[g])
 		src, sh := qs[g/2*32:][:32], 4*(g%2)
 		var acc uint32 // 8 values ≤ 31 per byte
 		for w := range 8 {
-			lo := binary.LittleEndian.Uint32(src[4*w:]) >> sh & 0x0f0f0f0f
-			hi := binary.LittleEndian.Uint32(qh[4*w:]) >> g & 0x01010101
-			q[g*8+w] = lo | hi<<4
-			acc += lo | hi<<4
+			v := binary.LittleEndian.Uint32(src[4*w:]) >> sh & 0x0f0f0f0f
+			if qh != nil {
+				v |= (binary.LittleEndian.Uint32(qh[4*w:]) >> g & 0x01010101) << 4
+			}
+			q[g*8+w] = v
+			acc += v
 		}
 		sums[g] = laneSum(acc)
 	}
