@@ -87,6 +87,7 @@ func main() {
 	emitQ8(&s, "")
 	emitQ8(&s, "s16")
 	emitQ8(&s, "m")
+	emitQ8(&s, "sm")
 	emitQ8Quant(&s)
 	fmt.Fprintf(&d, "\n// q8QuantRow quantizes nblk blocks of 32 float32 of x (see quantizeBlock)\n"+
 		"// into 32 bytes q+128 at dst and the scale at d, advancing dst by 128\n"+
@@ -102,6 +103,9 @@ func main() {
 		"// min ([block][48]) times A's scaled block sum ([block][4 rows]; Q4_K,\n"+
 		"// Q5_K, see kq.go).\n//\n"+
 		"//go:noescape\nfunc kq8m_4x48(a *byte, da, sa *float32, b *int8, db, mb *float32, corr *int32, c *float32, ldc, nblk int)\n")
+	fmt.Fprintf(&d, "\n// kq8sm_4x48 is kq8m_4x48 with scales, mins and corrections per 16 k values\n"+
+		"// ([block][2][48]) and A's sums per 16 ([block][2][4 rows]; Q2_K, see kq.go).\n//\n"+
+		"//go:noescape\nfunc kq8sm_4x48(a *byte, da, sa *float32, b *int8, db, mb *float32, corr *int32, c *float32, ldc, nblk int)\n")
 	must(os.WriteFile("kernels_amd64.s", s.Bytes(), 0o644))
 	must(os.WriteFile("kernels_amd64_decl.go", d.Bytes(), 0o644))
 }
@@ -369,11 +373,11 @@ func emitDot4(w *bytes.Buffer, isa, dt string) string {
 // multiplied by B's and then A's scale, and added to float32 accumulators:
 // no FMA, so a scalar Go loop reproduces every rounding.
 //
-// Two variants serve the K-quants (kq.go): kq8s16_4x48 (Q6_K) has a B
-// scale and correction per 16 values, so each block is two halves of 4
-// steps with their own conversion; kq8m_4x48 (Q4_K, Q5_K) subtracts,
+// Three variants serve the K-quants (kq.go): kq8s16_4x48 (Q3_K, Q6_K)
+// has a B scale and correction per 16 values, so each block is two halves
+// of 4 steps with their own conversion; kq8m_4x48 (Q4_K, Q5_K) subtracts,
 // after each block's sum, float32(mb·sa): B's min times A's scaled block
-// sum.
+// sum; kq8sm_4x48 (Q2_K) does both, with A's sums per 16 values.
 func emitQ8(w *bytes.Buffer, variant string) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
 	const mr, nv = 4, 3
@@ -386,14 +390,17 @@ func emitQ8(w *bytes.Buffer, variant string) {
 		name, sub = "kq8s16_4x48", 2
 	case "m":
 		name, frame = "kq8m_4x48", 80
+	case "sm":
+		name, sub, frame = "kq8sm_4x48", 2, 80
 	}
-	if variant == "m" {
+	min := frame == 80
+	if min {
 		fmt.Fprintf(w, "\n// func %s(a *byte, da, sa *float32, b *int8, db, mb *float32, corr *int32, c *float32, ldc, nblk int)\n", name)
 	} else {
 		fmt.Fprintf(w, "\n// func %s(a *byte, da *float32, b *int8, db *float32, corr *int32, c *float32, ldc, nblk int)\n", name)
 	}
 	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-%d\n", name, frame)
-	if variant == "m" {
+	if min {
 		p("MOVQ a+0(FP), SI")
 		p("MOVQ da+8(FP), R9")
 		p("MOVQ sa+16(FP), R12")
@@ -416,7 +423,7 @@ func emitQ8(w *bytes.Buffer, variant string) {
 		p("SHLQ $2, R8")
 		p("MOVQ nblk+56(FP), CX")
 	}
-	label := map[string]string{"": "kq8", "s16": "kq8s16", "m": "kq8m"}[variant]
+	label := map[string]string{"": "kq8", "s16": "kq8s16", "m": "kq8m", "sm": "kq8sm"}[variant]
 	for i := 0; i < mr; i++ {
 		for v := 0; v < nv; v++ {
 			p("VPXORD %s, %s, %s", facc(i, v), facc(i, v), facc(i, v))
@@ -446,16 +453,16 @@ func emitQ8(w *bytes.Buffer, variant string) {
 		}
 		for i := 0; i < mr; i++ {
 			p("VBROADCASTSS %d(R9), Z28", 4*i)
-			if variant == "m" {
-				p("VBROADCASTSS %d(R12), Z29", 4*i)
+			if min { // A's sums [block][sub][4 rows], B's mins [block][sub][48]
+				p("VBROADCASTSS %d(R12), Z29", 16*h+4*i)
 			}
 			for v := 0; v < nv; v++ {
 				p("VCVTDQ2PS %s, %s", iacc(i, v), iacc(i, v))
 				p("VMULPS %d(R10), %s, %s", 192*h+64*v, iacc(i, v), iacc(i, v))
 				p("VMULPS Z28, %s, %s", iacc(i, v), iacc(i, v))
 				p("VADDPS %s, %s, %s", iacc(i, v), facc(i, v), facc(i, v))
-				if variant == "m" {
-					p("VMULPS %d(R13), Z29, Z30", 64*v)
+				if min {
+					p("VMULPS %d(R13), Z29, Z30", 192*h+64*v)
 					p("VSUBPS Z30, %s, %s", facc(i, v), facc(i, v))
 				}
 			}
@@ -466,9 +473,9 @@ func emitQ8(w *bytes.Buffer, variant string) {
 	p("ADDQ $1536, DI")
 	p("ADDQ $%d, R10", 192*sub)
 	p("ADDQ $%d, R11", 192*sub)
-	if variant == "m" {
-		p("ADDQ $16, R12")
-		p("ADDQ $192, R13")
+	if min {
+		p("ADDQ $%d, R12", 16*sub)
+		p("ADDQ $%d, R13", 192*sub)
 	}
 	p("DECQ CX")
 	p("JNE %s_block", label)

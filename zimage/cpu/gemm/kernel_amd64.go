@@ -213,8 +213,8 @@ func quantRow(dst []byte, d []float32, x []float32, nb int) {
 	q8QuantRow(&dst[0], &d[0], &x[0], nb)
 }
 
-// kqKernel is the K-quant tile kernel in use (kq.go): kq8m_4x48 /
-// kq8s16_4x48 on AVX512-VNNI, their 256-bit twins on AVX-VNNI, or the Go
+// kqKernel is the K-quant tile kernels in use (kq.go): kq8m_4x48,
+// kq8s16_4x48 and kq8sm_4x48 on AVX512-VNNI, their 256-bit twins on AVX-VNNI, or the Go
 // loop; tests switch it.
 var kqKernel = pickKQKernel()
 
@@ -228,5 +228,5 @@ func pickKQKernel() kqTile {
 	return genericKQ
 }
 
-// asmKQ runs kq8m_4x48 (formats with mins) or kq8s16_4x48.
-var asmKQ = kqAsmTile("avx512vnni", kq8m_4x48, kq8s16_4x48)
+// asmKQ runs kq8m_4x48, kq8s16_4x48 or kq8sm_4x48 by format.
+var asmKQ = kqAsmTile("avx512vnni", kq8m_4x48, kq8s16_4x48, kq8sm_4x48)

@@ -190,3 +190,9 @@ func kq8s16_4x48(a *byte, da *float32, b *int8, db *float32, corr *int32, c *flo
 //
 //go:noescape
 func kq8m_4x48(a *byte, da, sa *float32, b *int8, db, mb *float32, corr *int32, c *float32, ldc, nblk int)
+
+// kq8sm_4x48 is kq8m_4x48 with scales, mins and corrections per 16 k values
+// ([block][2][48]) and A's sums per 16 ([block][2][4 rows]; Q2_K, see kq.go).
+//
+//go:noescape
+func kq8sm_4x48(a *byte, da, sa *float32, b *int8, db, mb *float32, corr *int32, c *float32, ldc, nblk int)

@@ -9,11 +9,11 @@ import (
 	"github.com/zimage/zimage/weights"
 )
 
-// K-quant weights (ggml Q3_K, Q4_K, Q5_K, Q6_K: super-blocks of 256 values)
+// K-quant weights (ggml Q2_K–Q6_K: super-blocks of 256 values)
 // on the int8 dot product. While a product runs, each task unpacks its
 // columns' super-blocks into the Q8_0 kernel's panel layout (q8.go): int8
 // values per 32-value block, a float32 scale per 32 values (Q4_K, Q5_K) or
-// per 16 (Q3_K, Q6_K), and for Q4_K/Q5_K a float32 min, so that
+// per 16 (Q2_K, Q3_K, Q6_K), and for Q2_K/Q4_K/Q5_K a float32 min, so that
 // weight = scale·q − min, with the very float32 scale and min products the
 // dequantizer forms (weights.Dequantize; Q3_K's and Q6_K's values are
 // stored with their offset, −4 or −32, applied). The activations are
@@ -22,20 +22,22 @@ import (
 // groups (one, or two halves of 16):
 //
 //	acc = acc + float32(float32(float32(S)·scale)·d_a)   S = Σ q_a·q, exact in int32
-//	acc = acc − float32(min·s_a)                          Q4_K, Q5_K: s_a = float32(float32(Σ q_a)·d_a)
+//	acc = acc − float32(min·s_a)                          with mins: s_a = float32(float32(Σ q_a)·d_a) over the group
 //
 // then C = acc (+ bias). kqReference is that arithmetic as a plain loop;
-// the AVX512-VNNI kernels kq8m_4x48 (Q4_K, Q5_K) and kq8s16_4x48 (Q3_K,
-// Q6_K), their AVX-VNNI twins (gen_q8vnni.go) and the Go kqGeneric equal
-// it bit for bit. On VPDPBUSD the activations are stored +128 and each
-// group's sum starts at −128·Σq, as for Q8_0. Q2_K (a scale and a min per
-// 16 values) would need a third kernel and keeps the dequantizing path.
+// the AVX512-VNNI kernels kq8m_4x48 (Q4_K, Q5_K), kq8s16_4x48 (Q3_K,
+// Q6_K) and kq8sm_4x48 (Q2_K), their AVX-VNNI twins (gen_q8vnni.go) and
+// the Go kqGeneric equal it bit for bit. On VPDPBUSD the activations are
+// stored +128 and each group's sum starts at −128·Σq, as for Q8_0.
 
 // kqFormat is how one K-quant type maps onto the int8 tile kernels.
 type kqFormat struct {
 	dt  weights.DType
 	sub int  // scale groups per 32-value block: 1, or 2 (a scale per 16)
 	min bool // weight = scale·q − min
+	// slow: the int8 product is no faster than the bf16 path (HasKQuantDot
+	// reports false).
+	slow bool
 	// unpack writes one super-block's 256 values q (as packed words: value
 	// t of a block's quad in byte t), its 8·sub scales, the sums of the
 	// values of each scale group and, with min, its 8 mins.
@@ -47,15 +49,42 @@ var kqFormats = map[weights.DType]*kqFormat{
 	weights.Q5_K: {dt: weights.Q5_K, sub: 1, min: true, unpack: unpackQ5K},
 	weights.Q6_K: {dt: weights.Q6_K, sub: 2, unpack: unpackQ6K},
 	weights.Q3_K: {dt: weights.Q3_K, sub: 2, unpack: unpackQ3K},
+	// Q2_K pays a scale and a min product per 16 values: on Zen 4 its int8
+	// product ran no faster than the bf16 path (204–214 against 207–210
+	// GOP/cpu-s), so HasKQuantDot leaves it to that more precise path.
+	weights.Q2_K: {dt: weights.Q2_K, sub: 2, min: true, unpack: unpackQ2K, slow: true},
 }
 
-// HasKQuantDot reports whether K-quant weights of dtype dt have the int8
-// path (MatMulBTKQuantCtx) on this CPU: Q3_K, Q4_K, Q5_K and Q6_K where
-// VPDPBUSD runs (AVX512-VNNI, or AVX-VNNI on 256-bit registers).
-// Elsewhere callers keep the dequantizing GEMMs.
+// HasKQuantDot reports whether K-quant weights of dtype dt should take the
+// int8 path (MatMulBTKQuantCtx) on this CPU: Q3_K–Q6_K where VPDPBUSD runs
+// (AVX512-VNNI, or AVX-VNNI on 256-bit registers). Elsewhere, and for Q2_K
+// (which MatMulBTKQuantCtx computes too, but no faster), callers keep the
+// dequantizing GEMMs.
 func HasKQuantDot(dt weights.DType) bool {
-	_, ok := kqFormats[dt]
-	return ok && kqKernel.asm
+	f, ok := kqFormats[dt]
+	return ok && !f.slow && kqKernel.asm
+}
+
+// unpackQ2K: 16 scale bytes (low nibble scale, high nibble min), 64 bytes
+// of 2-bit values, d and dmin f16 (weights.dequantQ2_K); value i of block
+// b = i/32 is bits 2(b%4) of byte (b/4)·32 + i%32.
+func unpackQ2K(q []uint32, sc, mn []float32, sums []int32, b []byte) {
+	scales, qs := b[:16], b[16:80]
+	d, dmin := weights.F16ToF32(binary.LittleEndian.Uint16(b[80:])), weights.F16ToF32(binary.LittleEndian.Uint16(b[82:]))
+	for g, v := range scales {
+		sc[g] = d * float32(v&0xf)
+		mn[g] = dmin * float32(v>>4)
+	}
+	for blk := range 8 {
+		h, sh := blk/4, 2*(blk%4)
+		var acc [2]uint32 // per 16-value group: 4 values ≤ 3 per byte
+		for w := range 8 {
+			v := binary.LittleEndian.Uint32(qs[h*32+4*w:]) >> sh & 0x03030303
+			q[blk*8+w] = v
+			acc[w/4] += v
+		}
+		sums[2*blk], sums[2*blk+1] = laneSum(acc[0]), laneSum(acc[1])
+	}
 }
 
 // unpackQ3K: 32 bytes of high bits, 64 bytes of 2-bit values, 12 bytes of
@@ -173,13 +202,12 @@ func packKQB(f *kqFormat, bq []int8, db, mb []float32, corr []int32, b []byte, j
 	bpb, nsb := f.dt.BlockBytes(), nb/8
 	words := unsafe.Slice((*uint32)(unsafe.Pointer(&bq[0])), len(bq)/4)
 	var q [64]uint32
-	var sc [16]float32
-	var mn [8]float32
+	var sc, mn [16]float32
 	var sums [16]int32
 	for jj := range cols {
 		row := b[(j0+jj)*nsb*bpb:][:nsb*bpb]
 		for s := range nsb {
-			f.unpack(q[:], sc[:8*f.sub], mn[:], sums[:8*f.sub], row[s*bpb:(s+1)*bpb])
+			f.unpack(q[:], sc[:8*f.sub], mn[:8*f.sub], sums[:8*f.sub], row[s*bpb:(s+1)*bpb])
 			for blk := range 8 {
 				gb := s*8 + blk
 				w := words[gb*8*q8NR+jj:][:7*q8NR+1]
@@ -192,7 +220,9 @@ func packKQB(f *kqFormat, bq []int8, db, mb []float32, corr []int32, b []byte, j
 					corr[i] = -128 * sums[blk*f.sub+h]
 				}
 				if f.min {
-					mb[gb*q8NR+jj] = mn[blk]
+					for h := range f.sub {
+						mb[(gb*f.sub+h)*q8NR+jj] = mn[blk*f.sub+h]
+					}
 				}
 			}
 		}
@@ -236,7 +266,7 @@ func kqGeneric(f *kqFormat, a []byte, da, sa []float32, b []int8, db, mb []float
 				for j := range q8NR {
 					acc[i][j] += float32(float32(float32(s[i][j])*db[g+j]) * da[blk*q8MR+i])
 					if f.min {
-						acc[i][j] -= float32(mb[blk*q8NR+j] * sa[blk*q8MR+i])
+						acc[i][j] -= float32(mb[g+j] * sa[(blk*f.sub+h)*q8MR+i])
 					}
 				}
 			}
@@ -247,29 +277,33 @@ func kqGeneric(f *kqFormat, a []byte, da, sa []float32, b []int8, db, mb []float
 	}
 }
 
-// blockSums sets s[blk·q8MR] = float32(float32(Σ q_a)·d_a) for each of the
-// nb blocks of one A row quantized by quantRow (bytes q_a+128, scales d).
-func blockSums(s []float32, aq []byte, d []float32, nb int) {
+// blockSums sets s[(blk·sub+h)·q8MR] = float32(float32(Σ q_a)·d_a), the sum
+// over scale group h of block blk (sub groups per block), for the nb
+// blocks of one A row quantized by quantRow (bytes q_a+128, scales d).
+func blockSums(s []float32, aq []byte, d []float32, nb, sub int) {
+	per := 8 / sub // words per group
 	for blk := range nb {
 		row := aq[blk*q8Block*q8MR:][:q8Block]
-		var sum int32
-		for w := range 8 {
-			v := binary.LittleEndian.Uint32(row[4*w:]) ^ 0x80808080 // q_a as signed bytes
-			sum += int32(int8(v)) + int32(int8(v>>8)) + int32(int8(v>>16)) + int32(int8(v>>24))
+		for h := range sub {
+			var sum int32
+			for w := h * per; w < (h+1)*per; w++ {
+				v := binary.LittleEndian.Uint32(row[4*w:]) ^ 0x80808080 // q_a as signed bytes
+				sum += int32(int8(v)) + int32(int8(v>>8)) + int32(int8(v>>16)) + int32(int8(v>>24))
+			}
+			s[(blk*sub+h)*q8MR] = float32(float32(sum) * d[blk*q8MR])
 		}
-		s[blk*q8MR] = float32(float32(sum) * d[blk*q8MR])
 	}
 }
 
 // MatMulBTKQuantCtx computes C[m,n] = A[m,k]·B[n,k]ᵀ (+ bias) for B stored
-// as K-quant super-blocks of dtype dt (Q3_K, Q4_K, Q5_K or Q6_K; n rows of k/256
+// as K-quant super-blocks of dtype dt (Q2_K–Q6_K; n rows of k/256
 // blocks) with the int8 arithmetic above. k must be a multiple of 256.
 // Without VPDPBUSD it runs the Go kernel (exact, slow): callers check
 // HasKQuantDot.
 func MatMulBTKQuantCtx(ctx context.Context, c, a []float32, b []byte, dt weights.DType, bias []float32, m, n, k int) error {
 	f, ok := kqFormats[dt]
 	if !ok {
-		return fmt.Errorf("%w: %v has no int8 kernel (Q3_K, Q4_K, Q5_K, Q6_K do)", ErrShape, dt)
+		return fmt.Errorf("%w: %v has no int8 kernel (Q2_K–Q6_K do)", ErrShape, dt)
 	}
 	if err := checkDims(m, n, k); err != nil {
 		return err
@@ -299,7 +333,7 @@ func MatMulBTKQuantMultiCtx(ctx context.Context, cs [][]float32, a []float32, bs
 	f, ok := kqFormats[dt]
 	switch {
 	case !ok:
-		return fmt.Errorf("%w: %v has no int8 kernel (Q3_K, Q4_K, Q5_K, Q6_K do)", ErrShape, dt)
+		return fmt.Errorf("%w: %v has no int8 kernel (Q2_K–Q6_K do)", ErrShape, dt)
 	case len(cs) != len(bs) || len(bs) == 0:
 		return fmt.Errorf("%w: %d outputs, %d weights", ErrShape, len(cs), len(bs))
 	case m <= 0 || k%dt.BlockSize() != 0:
@@ -336,12 +370,12 @@ func kqReference(f *kqFormat, c, a []float32, b []byte, bias []float32, m, n, k 
 	da := make([]float32, nb)
 	qw := make([]int8, k)
 	sc := make([]float32, nb*f.sub)
-	mn := make([]float32, nb)
+	mn := make([]float32, nb*f.sub)
 	var words [64]uint32
 	var sums [16]int32
 	for j := range n {
 		for s := range nsb {
-			f.unpack(words[:], sc[s*8*f.sub:(s+1)*8*f.sub], mn[s*8:(s+1)*8], sums[:8*f.sub], b[(j*nsb+s)*bpb:][:bpb])
+			f.unpack(words[:], sc[s*8*f.sub:(s+1)*8*f.sub], mn[s*8*f.sub:(s+1)*8*f.sub], sums[:8*f.sub], b[(j*nsb+s)*bpb:][:bpb])
 			for i, w := range words {
 				for t := range 4 {
 					qw[s*256+4*i+t] = int8(w >> (8 * t))
@@ -354,19 +388,16 @@ func kqReference(f *kqFormat, c, a []float32, b []byte, bias []float32, m, n, k 
 			}
 			var acc float32
 			for blk := range nb {
-				var sa int32
-				for t := range q8Block {
-					sa += int32(qa[blk*q8Block+t])
-				}
 				for h := range f.sub {
-					var s int32
+					var s, sa int32
 					for t := h * q8Block / f.sub; t < (h+1)*q8Block/f.sub; t++ {
 						s += int32(qa[blk*q8Block+t]) * int32(qw[blk*q8Block+t])
+						sa += int32(qa[blk*q8Block+t])
 					}
 					acc += float32(float32(float32(s)*sc[blk*f.sub+h]) * da[blk])
-				}
-				if f.min {
-					acc -= float32(mn[blk] * float32(float32(sa)*da[blk]))
+					if f.min {
+						acc -= float32(mn[blk*f.sub+h] * float32(float32(sa)*da[blk]))
+					}
 				}
 			}
 			if bias != nil {

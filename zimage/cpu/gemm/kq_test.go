@@ -11,7 +11,7 @@ import (
 	"github.com/zimage/zimage/weights"
 )
 
-var kqTypes = []weights.DType{weights.Q3_K, weights.Q4_K, weights.Q5_K, weights.Q6_K}
+var kqTypes = []weights.DType{weights.Q2_K, weights.Q3_K, weights.Q4_K, weights.Q5_K, weights.Q6_K}
 
 // randKQ returns n rows of k/256 blocks of dt: random bytes (every scale,
 // min and value code) with small positive float16 super-scales; half the
@@ -45,6 +45,10 @@ func randKQ(t testing.TB, r *rand.Rand, dt weights.DType, n, k int) []byte {
 			case weights.Q3_K:
 				binary.LittleEndian.PutUint16(blk[108:], d)
 				continue
+			case weights.Q2_K:
+				binary.LittleEndian.PutUint16(blk[80:], d)
+				binary.LittleEndian.PutUint16(blk[82:], f32ToF16(float32(r.Float64()*1e-3)))
+				continue
 			}
 			binary.LittleEndian.PutUint16(blk, d)
 			binary.LittleEndian.PutUint16(blk[2:], f32ToF16(float32(r.Float64()*1e-3)))
@@ -66,10 +70,10 @@ func TestKQuantUnpack(t *testing.T) {
 			t.Fatal(err)
 		}
 		var q [64]uint32
-		sc, mn := make([]float32, 16), make([]float32, 8)
+		sc, mn := make([]float32, 16), make([]float32, 16)
 		var sums [16]int32
 		for blk := range 16 {
-			f.unpack(q[:], sc[:8*f.sub], mn, sums[:8*f.sub], b[blk*dt.BlockBytes():][:dt.BlockBytes()])
+			f.unpack(q[:], sc[:8*f.sub], mn[:8*f.sub], sums[:8*f.sub], b[blk*dt.BlockBytes():][:dt.BlockBytes()])
 			var want16 [16]int32
 			for i := range 256 {
 				want16[i/(32/f.sub)] += int32(int8(q[i/4] >> (8 * (i % 4))))
@@ -81,7 +85,7 @@ func TestKQuantUnpack(t *testing.T) {
 				v := float32(int8(q[i/4] >> (8 * (i % 4))))
 				got := float32(sc[i/(32/f.sub)] * v)
 				if f.min {
-					got -= mn[i/32]
+					got -= mn[i/(32/f.sub)]
 				}
 				if w := want[blk*256+i]; math.Float32bits(got) != math.Float32bits(w) {
 					t.Fatalf("%v block %d value %d: %g, dequantized %g", dt, blk, i, got, w)
@@ -190,8 +194,8 @@ func BenchmarkMatMulBTKQuant(b *testing.B) {
 		w := randKQ(b, r, dt, n, k)
 		for _, mode := range []string{"int8", "bf16"} {
 			b.Run(fmt.Sprintf("%v/%s/%dx%dx%d", dt, mode, m, k, n), func(b *testing.B) {
-				if mode == "int8" && !HasKQuantDot(dt) {
-					b.Skip("no AVX512-VNNI")
+				if mode == "int8" && !kqKernel.asm {
+					b.Skip("no VPDPBUSD")
 				}
 				c0 := cpuTime()
 				for b.Loop() {
@@ -209,6 +213,21 @@ func BenchmarkMatMulBTKQuant(b *testing.B) {
 				b.ReportMetric(ops/b.Elapsed().Seconds()/1e9, "GOP/s")
 				b.ReportMetric(ops/(cpuTime()-c0).Seconds()/1e9, "GOP/cpu-s")
 			})
+		}
+	}
+}
+
+// TestHasKQuantDot: the backend's switch sends Q3_K–Q6_K to the int8 path
+// where VPDPBUSD runs, and never Q2_K, Q8_0 or float types.
+func TestHasKQuantDot(t *testing.T) {
+	for _, dt := range []weights.DType{weights.Q3_K, weights.Q4_K, weights.Q5_K, weights.Q6_K} {
+		if HasKQuantDot(dt) != kqKernel.asm {
+			t.Errorf("HasKQuantDot(%v) = %v with kernel %s", dt, HasKQuantDot(dt), kqKernel.name)
+		}
+	}
+	for _, dt := range []weights.DType{weights.Q2_K, weights.Q8_0, weights.Q4_0, weights.BF16} {
+		if HasKQuantDot(dt) {
+			t.Errorf("HasKQuantDot(%v) = true", dt)
 		}
 	}
 }

@@ -70,9 +70,13 @@ func q8RunFmt(stop *atomic.Bool, outs []q8Out, a []float32, m, k int, kf *kqForm
 	defer putBuf(adBuf)
 	aq := unsafe.Slice((*byte)(unsafe.Pointer(&(*aqBuf)[0])), mp*nb*q8Block*q8MR)
 	ad := *adBuf
-	var as []float32 // with mins: the scaled block sums, laid out as ad
+	sub := 1 // scale groups per block
+	if kf != nil {
+		sub = kf.sub
+	}
+	var as []float32 // with mins: the scaled sums per scale group, [panel][block][sub][4 rows]
 	if kf != nil && kf.min {
-		asBuf := getBuf(mp * nb * q8MR)
+		asBuf := getBuf(mp * nb * sub * q8MR)
 		defer putBuf(asBuf)
 		as = *asBuf
 	}
@@ -88,14 +92,16 @@ func q8RunFmt(stop *atomic.Bool, outs []q8Out, a []float32, m, k int, kf *kqForm
 					}
 					ad[p*nb*q8MR+blk*q8MR+r] = 0
 					if as != nil {
-						as[p*nb*q8MR+blk*q8MR+r] = 0
+						for h := range sub {
+							as[((p*nb+blk)*sub+h)*q8MR+r] = 0
+						}
 					}
 				}
 				continue
 			}
 			quantRow(aq[base+r*q8Block:], ad[p*nb*q8MR+r:], a[i*k:(i+1)*k], nb)
 			if as != nil {
-				blockSums(as[p*nb*q8MR+r:], aq[base+r*q8Block:], ad[p*nb*q8MR+r:], nb)
+				blockSums(as[p*nb*sub*q8MR+r:], aq[base+r*q8Block:], ad[p*nb*q8MR+r:], nb, sub)
 			}
 		}
 	})
@@ -104,12 +110,9 @@ func q8RunFmt(stop *atomic.Bool, outs []q8Out, a []float32, m, k int, kf *kqForm
 		db, mb []float32
 		corr   []int32
 	}
-	sub, nmb := 1, 0 // scale groups per block; mins per block and column
-	if kf != nil {
-		sub = kf.sub
-		if kf.min {
-			nmb = 1
-		}
+	nmb := 0 // mins per block and column
+	if kf != nil && kf.min {
+		nmb = sub
 	}
 	bufs := make([]panel, threads)
 	for w := range bufs {
@@ -160,7 +163,7 @@ func q8RunFmt(stop *atomic.Bool, outs []q8Out, a []float32, m, k int, kf *kqForm
 			ap, dp := aq[p*nb*q8Block*q8MR:(p+1)*nb*q8Block*q8MR], ad[p*nb*q8MR:(p+1)*nb*q8MR]
 			var sp []float32
 			if as != nil {
-				sp = as[p*nb*q8MR : (p+1)*nb*q8MR]
+				sp = as[p*nb*sub*q8MR : (p+1)*nb*sub*q8MR]
 			}
 			if cols == q8NR && (p+1)*q8MR <= m && bias == nil {
 				// A whole tile: the kernel stores into C (a copy through

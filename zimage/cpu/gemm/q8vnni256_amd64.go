@@ -19,8 +19,8 @@ func kq8vex_4x48(a *byte, da *float32, b *int8, db *float32, corr *int32, c *flo
 //go:noescape
 func kq8evex256_4x48(a *byte, da *float32, b *int8, db *float32, corr *int32, c *float32, ldc, nblk int)
 
-// The K-quant variants of both (kq.go): kq8s16_4x48's and kq8m_4x48's
-// arithmetic on 256-bit registers.
+// The K-quant variants of both (kq.go): kq8s16_4x48's, kq8m_4x48's and
+// kq8sm_4x48's arithmetic on 256-bit registers.
 //
 //go:noescape
 func kq8vexs16_4x48(a *byte, da *float32, b *int8, db *float32, corr *int32, c *float32, ldc, nblk int)
@@ -33,6 +33,12 @@ func kq8evex256s16_4x48(a *byte, da *float32, b *int8, db *float32, corr *int32,
 
 //go:noescape
 func kq8evex256m_4x48(a *byte, da, sa *float32, b *int8, db, mb *float32, corr *int32, c *float32, ldc, nblk int)
+
+//go:noescape
+func kq8vexsm_4x48(a *byte, da, sa *float32, b *int8, db, mb *float32, corr *int32, c *float32, ldc, nblk int)
+
+//go:noescape
+func kq8evex256sm_4x48(a *byte, da, sa *float32, b *int8, db, mb *float32, corr *int32, c *float32, ldc, nblk int)
 
 // hasAVXVNNI says whether the VEX VPDPBUSD (AVX-VNNI) may run.
 var hasAVXVNNI = cpu.X86.HasAVX2 && cpu.X86.HasAVXVNNI
@@ -67,10 +73,10 @@ var (
 
 type kqMFn func(a *byte, da, sa *float32, b *int8, db, mb *float32, corr *int32, c *float32, ldc, nblk int)
 
-// kqAsmTile wraps a pair of assembly K-quant tile kernels (with mins; two
-// scale groups per block) behind bounds checks of the panels they read
+// kqAsmTile wraps the assembly K-quant tile kernels (with mins; two scale
+// groups per block; both) behind bounds checks of the panels they read
 // and the tile they write.
-func kqAsmTile(name string, m kqMFn, s16 q8Fn) kqTile {
+func kqAsmTile(name string, m kqMFn, s16 q8Fn, sm kqMFn) kqTile {
 	return kqTile{asm: true, name: name, fn: func(f *kqFormat, a []byte, da, sa []float32, b []int8, db, mb []float32, corr []int32, c []float32, ldc, nblk int) {
 		if nblk <= 0 {
 			clear(c[:3*ldc+q8NR])
@@ -82,11 +88,15 @@ func kqAsmTile(name string, m kqMFn, s16 q8Fn) kqTile {
 		_ = db[nblk*f.sub*q8NR-1]
 		_ = corr[nblk*f.sub*q8NR-1]
 		_ = c[3*ldc+q8NR-1]
+		if f.min {
+			_ = sa[nblk*f.sub*q8MR-1]
+			_ = mb[nblk*f.sub*q8NR-1]
+		}
 		switch {
 		case f.min && f.sub == 1:
-			_ = sa[nblk*q8MR-1]
-			_ = mb[nblk*q8NR-1]
 			m(&a[0], &da[0], &sa[0], &b[0], &db[0], &mb[0], &corr[0], &c[0], ldc, nblk)
+		case f.min && f.sub == 2:
+			sm(&a[0], &da[0], &sa[0], &b[0], &db[0], &mb[0], &corr[0], &c[0], ldc, nblk)
 		case !f.min && f.sub == 2:
 			s16(&a[0], &da[0], &b[0], &db[0], &corr[0], &c[0], ldc, nblk)
 		default:
@@ -96,6 +106,6 @@ func kqAsmTile(name string, m kqMFn, s16 q8Fn) kqTile {
 }
 
 var (
-	vexKQ     = kqAsmTile("avxvnni", kq8vexm_4x48, kq8vexs16_4x48)
-	evex256KQ = kqAsmTile("avx512vnni-ymm", kq8evex256m_4x48, kq8evex256s16_4x48)
+	vexKQ     = kqAsmTile("avxvnni", kq8vexm_4x48, kq8vexs16_4x48, kq8vexsm_4x48)
+	evex256KQ = kqAsmTile("avx512vnni-ymm", kq8evex256m_4x48, kq8evex256s16_4x48, kq8evex256sm_4x48)
 )
