@@ -45,13 +45,14 @@ func (b *Backend) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 				err = gemm.MatMulBTQ80Ctx(cw.context(), out.data, xv, tw.w.Data, bv, m, n, k)
 			}
 		}
-	case tw.w != nil && tw.f32 == nil && b.bf16 && m > 8 && gemm.HasKQuantDot(tw.w.DType) && k%256 == 0:
-		// The K-quants likewise on the int8 dot product (gemm.MatMulBTKQuantCtx:
+	case tw.w != nil && tw.f32 == nil && b.bf16 && gemm.KQuantDot(tw.w.DType, m) && k%256 == 0:
+		// The K-quants likewise on the int8 dot product, for products with
+		// enough rows to pay for unpacking the weights (gemm.MatMulBTKQuantCtx:
 		// super-blocks unpacked per task into the kernel's panels).
 		err = gemm.MatMulBTKQuantCtx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
 	case tw.w != nil && tw.f32 == nil && b.bf16 && tw.w.DType.IsQuantized():
-		// Other block types (or no AVX512-VNNI, or few rows): dequantized
-		// into bf16 pair panels for the bf16 kernel.
+		// Other block types (or no VNNI, or few rows): dequantized into
+		// bf16 pair panels for the bf16 kernel.
 		err = gemm.MatMulBTQuantBF16Ctx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)
 	case tw.w != nil && tw.f32 == nil && tw.w.DType.IsQuantized():
 		err = gemm.MatMulBTQuantCtx(cw.context(), out.data, xv, tw.w.Data, tw.w.DType, bv, m, n, k)

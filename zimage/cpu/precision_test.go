@@ -229,17 +229,17 @@ func TestMatMulQ80Weight(t *testing.T) {
 	}
 }
 
-// TestMatMulKQuantWeight: with WithBF16 a Q3_K–Q6_K weight with more
-// than 8 rows of x goes through the int8 GEMM (bit-identical to
+// TestMatMulKQuantWeight: with WithBF16 a Q3_K–Q6_K weight with enough
+// rows of x (gemm.KQuantDot) goes through the int8 GEMM (bit-identical to
 // gemm.MatMulBTKQuantCtx), and MatMulShared over weights of one K-quant type
-// (x quantized once) equals MatMul bit for bit; for m ≤ 8 the bf16 path
-// stays.
+// (x quantized once) equals MatMul bit for bit; with fewer rows the bf16
+// path stays.
 func TestMatMulKQuantWeight(t *testing.T) {
 	r := rand.New(rand.NewPCG(73, 74))
 	const k = 512
 	for _, dt := range []weights.DType{weights.Q3_K, weights.Q4_K, weights.Q5_K, weights.Q6_K} {
-		if !gemm.HasKQuantDot(dt) {
-			t.Skipf("CPU lacks AVX512-VNNI: %v weights keep the bf16 dequantizing path", dt)
+		if !gemm.KQuantDot(dt, 1<<20) {
+			t.Skipf("CPU lacks VNNI: %v weights keep the bf16 dequantizing path", dt)
 		}
 		var wts []*weights.Tensor
 		for i, n := range []int{40, 56} {
@@ -249,7 +249,7 @@ func TestMatMulKQuantWeight(t *testing.T) {
 			}
 			wts = append(wts, &weights.Tensor{Name: fmt.Sprintf("w%d", i), DType: dt, Shape: []int{n, k}, Data: raw})
 		}
-		for _, m := range []int{5, 21} {
+		for _, m := range []int{5, 21, 400} {
 			x := randVec(r, m*k)
 			b := New(WithBF16(true))
 			xt := b.FromHost(x, m, k)
@@ -259,7 +259,7 @@ func TestMatMulKQuantWeight(t *testing.T) {
 				n := wt.Shape[0]
 				want := make([]float32, m*n)
 				var err error
-				if m > 8 {
+				if gemm.KQuantDot(dt, m) {
 					err = gemm.MatMulBTKQuantCtx(context.Background(), want, x, wt.Data, dt, nil, m, n, k)
 				} else {
 					err = gemm.MatMulBTQuantBF16Ctx(context.Background(), want, x, wt.Data, dt, nil, m, n, k)

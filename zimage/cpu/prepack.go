@@ -424,13 +424,13 @@ func (b *Backend) MatMulQ80PackedShared(x compute.Tensor, ws ...*gemm.Q80Packed)
 // otherwise. Each result equals MatMul(x, wᵢ, nil) bit for bit.
 func (b *Backend) sharedKQuant(tx *Tensor, ws []*Tensor, m, k int) (out []compute.Tensor, ok bool) {
 	const op = "MatMulShared"
-	if !b.bf16 || m <= 8 || k%256 != 0 {
+	if !b.bf16 || k%256 != 0 {
 		return nil, false
 	}
 	var dt weights.DType
 	data := make([][]byte, len(ws))
 	for i, tw := range ws {
-		if tw.w == nil || tw.f32 != nil || len(tw.shape) != 2 || tw.shape[1] != k || !gemm.HasKQuantDot(tw.w.DType) ||
+		if tw.w == nil || tw.f32 != nil || len(tw.shape) != 2 || tw.shape[1] != k || !gemm.KQuantDot(tw.w.DType, m) ||
 			(i > 0 && tw.w.DType != dt) {
 			return nil, false
 		}

@@ -35,34 +35,41 @@ type kqFormat struct {
 	dt  weights.DType
 	sub int  // scale groups per 32-value block: 1, or 2 (a scale per 16)
 	min bool // weight = scale·q − min
-	// slow: the int8 product is no faster than the bf16 path (HasKQuantDot
-	// reports false).
-	slow bool
+	// minRows is the fewest rows of A for which the int8 product beats the
+	// bf16 path (KQuantDot): below it unpacking the weights per product
+	// costs more than the faster kernel saves. 0: never (Q2_K).
+	minRows int
 	// unpack writes one super-block's 256 values q (as packed words: value
 	// t of a block's quad in byte t), its 8·sub scales, the sums of the
 	// values of each scale group and, with min, its 8 mins.
 	unpack func(q []uint32, sc, mn []float32, sums []int32, blk []byte)
 }
 
+// kqFormats: the crossovers (minRows) were measured on Zen 4 against
+// MatMulBTQuantBF16Ctx (BenchmarkMatMulBTKQuant with GEMM_SHAPE, K = N =
+// 2560 and 3840): Q4_K breaks even near 256 rows, Q6_K near 320–384.
 var kqFormats = map[weights.DType]*kqFormat{
-	weights.Q4_K: {dt: weights.Q4_K, sub: 1, min: true, unpack: unpackQ4K},
-	weights.Q5_K: {dt: weights.Q5_K, sub: 1, min: true, unpack: unpackQ5K},
-	weights.Q6_K: {dt: weights.Q6_K, sub: 2, unpack: unpackQ6K},
-	weights.Q3_K: {dt: weights.Q3_K, sub: 2, unpack: unpackQ3K},
+	weights.Q4_K: {dt: weights.Q4_K, sub: 1, min: true, unpack: unpackQ4K, minRows: 256},
+	weights.Q5_K: {dt: weights.Q5_K, sub: 1, min: true, unpack: unpackQ5K, minRows: 256},
+	weights.Q6_K: {dt: weights.Q6_K, sub: 2, unpack: unpackQ6K, minRows: 384},
+	weights.Q3_K: {dt: weights.Q3_K, sub: 2, unpack: unpackQ3K, minRows: 384},
 	// Q2_K pays a scale and a min product per 16 values: on Zen 4 its int8
-	// product ran no faster than the bf16 path (204–214 against 207–210
-	// GOP/cpu-s), so HasKQuantDot leaves it to that more precise path.
-	weights.Q2_K: {dt: weights.Q2_K, sub: 2, min: true, unpack: unpackQ2K, slow: true},
+	// product ran no faster than the bf16 path even at 1056 rows (204–214
+	// against 207–210 GOP/cpu-s), so KQuantDot leaves it to that more
+	// precise path.
+	weights.Q2_K: {dt: weights.Q2_K, sub: 2, min: true, unpack: unpackQ2K},
 }
 
-// HasKQuantDot reports whether K-quant weights of dtype dt should take the
-// int8 path (MatMulBTKQuantCtx) on this CPU: Q3_K–Q6_K where VPDPBUSD runs
-// (AVX512-VNNI, or AVX-VNNI on 256-bit registers). Elsewhere, and for Q2_K
-// (which MatMulBTKQuantCtx computes too, but no faster), callers keep the
-// dequantizing GEMMs.
-func HasKQuantDot(dt weights.DType) bool {
+// KQuantDot reports whether a product of m rows with K-quant weights of
+// dtype dt should take the int8 path (MatMulBTKQuantCtx) on this CPU:
+// Q3_K–Q6_K where VPDPBUSD runs (AVX512-VNNI, or AVX-VNNI on 256-bit
+// registers) and m reaches the type's crossover (256 rows for Q4_K/Q5_K,
+// 384 for Q3_K/Q6_K: the weights are unpacked per product). Otherwise,
+// and always for Q2_K (which MatMulBTKQuantCtx computes too, but no
+// faster), callers keep the dequantizing GEMMs.
+func KQuantDot(dt weights.DType, m int) bool {
 	f, ok := kqFormats[dt]
-	return ok && !f.slow && kqKernel.asm
+	return ok && f.minRows > 0 && m >= f.minRows && kqKernel.asm
 }
 
 // unpackQ2K: 16 scale bytes (low nibble scale, high nibble min), 64 bytes
@@ -134,25 +141,35 @@ func unpackQ5K(q []uint32, sc, mn []float32, sums []int32, b []byte) {
 	unpackQ45K(q, sc, mn, sums, b, b[16:48], b[48:176])
 }
 
-// unpackQ45K unpacks a Q4_K (qh nil) or Q5_K block with nibbles qs.
+// unpackQ45K unpacks a Q4_K (qh nil) or Q5_K block with nibbles qs,
+// eight values per step.
 func unpackQ45K(q []uint32, sc, mn []float32, sums []int32, b, qh, qs []byte) {
 	d, dmin := weights.F16ToF32(binary.LittleEndian.Uint16(b)), weights.F16ToF32(binary.LittleEndian.Uint16(b[2:]))
 	s, m := weights.KScaleMin(b[4:16])
+	q = q[:64]
 	for g := range 8 {
 		sc[g] = d * float32(s[g])
 		mn[g] = dmin * float32(m[g])
-		src, sh := qs[g/2*32:][:32], 4*(g%2)
-		var acc uint32 // 8 values ≤ 31 per byte
-		for w := range 8 {
-			v := binary.LittleEndian.Uint32(src[4*w:]) >> sh & 0x0f0f0f0f
+		src, sh, out := qs[g/2*32:][:32], 4*(g%2), q[g*8:][:8]
+		var acc uint64 // 4 values ≤ 31 per byte
+		for w := range 4 {
+			v := binary.LittleEndian.Uint64(src[8*w:]) >> sh & 0x0f0f0f0f0f0f0f0f
 			if qh != nil {
-				v |= (binary.LittleEndian.Uint32(qh[4*w:]) >> g & 0x01010101) << 4
+				v |= (binary.LittleEndian.Uint64(qh[8*w:]) >> g & 0x0101010101010101) << 4
 			}
-			q[g*8+w] = v
+			out[2*w], out[2*w+1] = uint32(v), uint32(v>>32)
 			acc += v
 		}
-		sums[g] = laneSum(acc)
+		sums[g] = laneSum64(acc)
 	}
+}
+
+// laneSum64 returns the sum of the eight bytes of w, each a sum of values
+// that did not carry out of its byte.
+func laneSum64(w uint64) int32 {
+	x := w&0x00ff00ff00ff00ff + w>>8&0x00ff00ff00ff00ff
+	x = x&0x0000ffff0000ffff + x>>16&0x0000ffff0000ffff
+	return int32(x&0xffffffff + x>>32)
 }
 
 // unpackQ6K: 128 bytes of low nibbles, 64 bytes of 2-bit highs, 16 signed
@@ -299,7 +316,7 @@ func blockSums(s []float32, aq []byte, d []float32, nb, sub int) {
 // as K-quant super-blocks of dtype dt (Q2_K–Q6_K; n rows of k/256
 // blocks) with the int8 arithmetic above. k must be a multiple of 256.
 // Without VPDPBUSD it runs the Go kernel (exact, slow): callers check
-// HasKQuantDot.
+// KQuantDot.
 func MatMulBTKQuantCtx(ctx context.Context, c, a []float32, b []byte, dt weights.DType, bias []float32, m, n, k int) error {
 	f, ok := kqFormats[dt]
 	if !ok {

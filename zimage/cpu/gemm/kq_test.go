@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"testing"
 
 	"github.com/zimage/zimage/weights"
@@ -184,10 +185,14 @@ func TestMatMulBTKQuantErrors(t *testing.T) {
 
 // BenchmarkMatMulBTKQuant compares, per K-quant type, the int8 path with
 // the bf16 path it replaces in bf16 precision (MatMulBTQuantBF16Ctx) at
-// the DiT's 512² shapes. GOP/cpu-s divides by the process's CPU time.
+// the DiT's 512² shapes (GEMM_SHAPE=MxKxN picks another). GOP/cpu-s
+// divides by the process's CPU time.
 func BenchmarkMatMulBTKQuant(b *testing.B) {
 	r := rand.New(rand.NewPCG(9, 9))
-	const m, n, k = 1056, 3840, 3840
+	m, n, k := 1056, 3840, 3840
+	if s := os.Getenv("GEMM_SHAPE"); s != "" {
+		fmt.Sscanf(s, "%dx%dx%d", &m, &k, &n)
+	}
 	a := randSlice(r, m*k)
 	c := make([]float32, m*n)
 	for _, dt := range kqTypes {
@@ -217,17 +222,18 @@ func BenchmarkMatMulBTKQuant(b *testing.B) {
 	}
 }
 
-// TestHasKQuantDot: the backend's switch sends Q3_K–Q6_K to the int8 path
-// where VPDPBUSD runs, and never Q2_K, Q8_0 or float types.
-func TestHasKQuantDot(t *testing.T) {
+// TestKQuantDot: the backend's switch sends Q3_K–Q6_K products from their
+// crossover row count on to the int8 path where VPDPBUSD runs, and never
+// Q2_K, Q8_0 or float types.
+func TestKQuantDot(t *testing.T) {
 	for _, dt := range []weights.DType{weights.Q3_K, weights.Q4_K, weights.Q5_K, weights.Q6_K} {
-		if HasKQuantDot(dt) != kqKernel.asm {
-			t.Errorf("HasKQuantDot(%v) = %v with kernel %s", dt, HasKQuantDot(dt), kqKernel.name)
+		if KQuantDot(dt, 1056) != kqKernel.asm || KQuantDot(dt, 64) {
+			t.Errorf("KQuantDot(%v): %v at 1056 rows, %v at 64, kernel %s", dt, KQuantDot(dt, 1056), KQuantDot(dt, 64), kqKernel.name)
 		}
 	}
 	for _, dt := range []weights.DType{weights.Q2_K, weights.Q8_0, weights.Q4_0, weights.BF16} {
-		if HasKQuantDot(dt) {
-			t.Errorf("HasKQuantDot(%v) = true", dt)
+		if KQuantDot(dt, 4096) {
+			t.Errorf("KQuantDot(%v, 4096) = true", dt)
 		}
 	}
 }
