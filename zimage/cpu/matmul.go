@@ -33,10 +33,13 @@ func (b *Backend) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 	cw := b.current()
 	var err error
 	switch {
-	case tw.w != nil && tw.f32 == nil && b.bf16 && tw.w.DType == weights.Q8_0 && m > 8 && gemm.HasQ8Dot():
+	case tw.w != nil && tw.f32 == nil && b.bf16 && tw.w.DType == weights.Q8_0 && m >= gemm.Q80UnpackedMinRows && gemm.HasQ8Dot():
 		// Reduced precision allows llama.cpp's q8_0 × q8_0 arithmetic:
 		// activations quantized per block, VPDPBUSD (gemm.MatMulBTQ80), on
 		// the weight's pre-packed panels once it has them (prepack.go).
+		// Products with fewer rows (short prompts in the text encoder)
+		// take the bf16 kernel on the dequantized blocks below, packed or
+		// not, so that a product's bits never depend on packing.
 		var pk *weightPack
 		if pk, err = b.packFor(cw.context(), tw, m); err == nil {
 			if pk != nil {

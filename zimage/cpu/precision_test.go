@@ -186,8 +186,10 @@ func TestToBF16Pairs(t *testing.T) {
 }
 
 // TestMatMulQ80Weight: with WithBF16 a Q8_0 weight (GGUF) goes through the
-// VPDPBUSD GEMM (bit-identical to gemm.MatMulBTQ80); in float32 mode, and
-// for m ≤ 8, it keeps the exact dequantizing path.
+// VPDPBUSD GEMM (bit-identical to gemm.MatMulBTQ80) from
+// gemm.Q80UnpackedMinRows rows on, through the bf16 kernel on its
+// dequantized blocks below that; in float32 mode, and for m ≤ 8, it keeps
+// the exact dequantizing path.
 func TestMatMulQ80Weight(t *testing.T) {
 	if !gemm.HasQ8Dot() {
 		t.Skip("CPU lacks AVX512-VNNI: Q8_0 weights keep the dequantizing path in every mode")
@@ -200,15 +202,22 @@ func TestMatMulQ80Weight(t *testing.T) {
 		t.Fatal(err)
 	}
 	wt := &weights.Tensor{Name: "w", DType: weights.Q8_0, Shape: []int{n, k}, Data: raw}
-	for _, m := range []int{3, 21} {
+	for _, m := range []int{3, 21, gemm.Q80UnpackedMinRows + 5} {
 		x := randVec(r, m*k)
 		want := make([]float32, m*n)
-		if m > 8 {
+		switch {
+		case m >= gemm.Q80UnpackedMinRows:
 			if err := gemm.MatMulBTQ80(want, x, raw, nil, m, n, k); err != nil {
 				t.Fatal(err)
 			}
-		} else if err := gemm.MatMulBTQuant(want, x, raw, weights.Q8_0, nil, m, n, k); err != nil {
-			t.Fatal(err)
+		case m > 8: // unpacked and few rows: the bf16 kernel on the dequantized blocks
+			if err := gemm.MatMulBTQuantBF16Ctx(context.Background(), want, x, raw, weights.Q8_0, nil, m, n, k); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			if err := gemm.MatMulBTQuant(want, x, raw, weights.Q8_0, nil, m, n, k); err != nil {
+				t.Fatal(err)
+			}
 		}
 		exact := make([]float32, m*n)
 		if err := gemm.MatMulBTQuant(exact, x, raw, weights.Q8_0, nil, m, n, k); err != nil {

@@ -318,6 +318,9 @@ func (b *Backend) MatMulShared(x compute.Tensor, ws ...compute.Tensor) []compute
 		}
 		return out
 	}
+	if packed && ps[0].q8 != nil && m < gemm.Q80UnpackedMinRows {
+		return separate() // MatMul's bf16 path for few rows, as unpacked
+	}
 	if !packed {
 		if !bf {
 			return separate() // MatMul counts the uses that pack them

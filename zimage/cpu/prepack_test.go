@@ -254,13 +254,14 @@ func TestPackConcurrent(t *testing.T) {
 // TestPackQ80 checks Q8_0 weights (GGUF) in bf16 mode: packed by
 // gemm.PackQ80 on the third product of a request, their products and
 // MatMulShared (one quantization of x) equal gemm.MatMulBTQ80 bit for bit;
-// MatMulQ80PackedShared equals MatMulQ80Packed.
+// MatMulQ80PackedShared equals MatMulQ80Packed; products with fewer than
+// gemm.Q80UnpackedMinRows rows take the bf16 path, packed or not.
 func TestPackQ80(t *testing.T) {
 	if !gemm.HasQ8Dot() {
 		t.Skip("CPU lacks AVX512-VNNI: Q8_0 weights take the dequantizing path, never packed")
 	}
 	r := rand.New(rand.NewPCG(9, 10))
-	const m, k = 21, 96
+	const m, k = gemm.Q80UnpackedMinRows + 5, 96 // fewer rows take the bf16 path, never packed
 	b := New(WithBF16(true))
 	x := randInput(b, r, m, k)
 	xv := b.ToHost(x)
@@ -310,6 +311,20 @@ func TestPackQ80(t *testing.T) {
 		packBits(t, "MatMulQ80PackedShared", b.ToHost(outs[i]), wants[i])
 	}
 	b.Free(outs...)
+	// Fewer rows keep the bf16 path on the dequantized blocks although the
+	// weights are packed now: the same bits as before they were.
+	const few = 21
+	xs := b.FromHost(xv[:few*k], few, k)
+	shared := b.MatMulShared(xs, ws...)
+	for i, w := range ws {
+		n := w.Shape()[0]
+		want := make([]float32, few*n)
+		if err := gemm.MatMulBTQuantBF16Ctx(context.Background(), want, xv[:few*k], raws[i], weights.Q8_0, nil, few, n, k); err != nil {
+			t.Fatal(err)
+		}
+		packBits(t, "Q8_0 few rows, MatMul", b.ToHost(b.MatMul(xs, w, nil)), want)
+		packBits(t, "Q8_0 few rows, MatMulShared", b.ToHost(shared[i]), want)
+	}
 	b.MatMulQ80PackedShared(b.FromHost(make([]float32, 2*64), 2, 64), qps...)
 	if b.Err() == nil {
 		t.Error("MatMulQ80PackedShared with the wrong k: no error")
