@@ -206,9 +206,9 @@ func unpackQ6K(q []uint32, sc, _ []float32, sums []int32, b []byte) {
 }
 
 // packKQB packs columns j0..j0+cols of B (rows of nb/8 super-blocks of f)
-// as packQ8B does: values [block][8 quads][48 columns][4 bytes], scales
-// and corrections (−128·Σq of the group) [block][f.sub][48], with f.min
-// mins [block][48]; padding columns are zero.
+// as packQ8B does: values [block][8 quads][48 columns][4 bytes], scales,
+// corrections (−128·Σq of the group) and, with f.min, mins
+// [block][f.sub][48]; padding columns are zero.
 func packKQB(f *kqFormat, bq []int8, db, mb []float32, corr []int32, b []byte, j0, cols, nb int) {
 	if cols < q8NR {
 		clear(bq)
@@ -247,8 +247,8 @@ func packKQB(f *kqFormat, bq []int8, db, mb []float32, corr []int32, b []byte, j
 }
 
 // kqTile is a K-quant tile kernel: a 4×48 tile over nblk 32-blocks, the
-// panel layouts of packKQB and q8RunMulti (sa: A's scaled block sums
-// [block][4 rows], read when f.min).
+// panel layouts of packKQB and q8RunFmt (sa: A's scaled sums per scale
+// group [block][f.sub][4 rows], read when f.min).
 type kqTile struct {
 	asm  bool
 	name string
