@@ -230,3 +230,15 @@ func pickKQKernel() kqTile {
 
 // asmKQ runs kq8m_4x48, kq8s16_4x48 or kq8sm_4x48 by format.
 var asmKQ = kqAsmTile("avx512vnni", kq8m_4x48, kq8s16_4x48, kq8sm_4x48)
+
+// kqTranspose writes src's 16 rows of 64 words as 64 rows of 16 words,
+// ld words apart, at dst (tr16F32 moves 32-bit words unchanged; without
+// AVX-512, as on AVX-VNNI-only CPUs, the Go loop).
+func kqTranspose(dst []uint32, ld int, src *[16][64]uint32) {
+	if !useTranspose {
+		kqTransposeGo(dst, ld, src)
+		return
+	}
+	_ = dst[63*ld+15]
+	tr16F32((*float32)(unsafe.Pointer(&dst[0])), 4*ld, unsafe.Pointer(&src[0][0]), 4*64, 4)
+}

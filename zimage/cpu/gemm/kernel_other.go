@@ -27,3 +27,5 @@ func quantRow(dst []byte, d []float32, x []float32, nb int) { quantizeRowGo(dst,
 func pickKQKernel() kqTile { return genericKQ }
 
 var kqKernel = pickKQKernel()
+
+func kqTranspose(dst []uint32, ld int, src *[16][64]uint32) { kqTransposeGo(dst, ld, src) }

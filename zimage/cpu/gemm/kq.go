@@ -218,30 +218,48 @@ func packKQB(f *kqFormat, bq []int8, db, mb []float32, corr []int32, b []byte, j
 	}
 	bpb, nsb := f.dt.BlockBytes(), nb/8
 	words := unsafe.Slice((*uint32)(unsafe.Pointer(&bq[0])), len(bq)/4)
-	var q [64]uint32
+	// Sixteen columns at a time: each column's super-block unpacks into a
+	// row of tmp (contiguous writes), then one 16×64 transpose puts the
+	// super-block's 64 words of the 16 columns into their panel rows.
+	var tmp [16][64]uint32
 	var sc, mn [16]float32
 	var sums [16]int32
-	for jj := range cols {
-		row := b[(j0+jj)*nsb*bpb:][:nsb*bpb]
+	for c0 := 0; c0 < cols; c0 += 16 {
+		cn := min(16, cols-c0)
+		if cn < 16 {
+			tmp = [16][64]uint32{} // padding columns stay zero
+		}
 		for s := range nsb {
-			f.unpack(q[:], sc[:8*f.sub], mn[:8*f.sub], sums[:8*f.sub], row[s*bpb:(s+1)*bpb])
-			for blk := range 8 {
-				gb := s*8 + blk
-				w := words[gb*8*q8NR+jj:][:7*q8NR+1]
-				qb := q[blk*8 : blk*8+8]
-				w[0], w[q8NR], w[2*q8NR], w[3*q8NR] = qb[0], qb[1], qb[2], qb[3]
-				w[4*q8NR], w[5*q8NR], w[6*q8NR], w[7*q8NR] = qb[4], qb[5], qb[6], qb[7]
-				for h := range f.sub {
-					i := (gb*f.sub+h)*q8NR + jj
-					db[i] = sc[blk*f.sub+h]
-					corr[i] = -128 * sums[blk*f.sub+h]
-				}
-				if f.min {
-					for h := range f.sub {
-						mb[(gb*f.sub+h)*q8NR+jj] = mn[blk*f.sub+h]
+			if canPrefetch && s+2 < nsb {
+				// The 16 rows are 16 streams the hardware prefetcher
+				// does not keep up with: fetch two super-blocks ahead.
+				prefetchRows(unsafe.Pointer(&b[((j0+c0)*nsb+s+2)*bpb]), nsb*bpb, cn, bpb)
+			}
+			for c := range cn {
+				jj := c0 + c
+				f.unpack(tmp[c][:], sc[:8*f.sub], mn[:8*f.sub], sums[:8*f.sub], b[((j0+jj)*nsb+s)*bpb:][:bpb])
+				for g := range 8 * f.sub { // scale groups of the super-block
+					i := (s*8*f.sub+g)*q8NR + jj
+					db[i] = sc[g]
+					corr[i] = -128 * sums[g]
+					if f.min {
+						mb[i] = mn[g]
 					}
 				}
 			}
+			// Word w of block blk is panel row s·64 + blk·8 + w.
+			kqTranspose(words[s*64*q8NR+c0:], q8NR, &tmp)
+		}
+	}
+}
+
+// kqTransposeGo writes src's 16 rows of 64 words as 64 rows of 16 words,
+// ld words apart, at dst.
+func kqTransposeGo(dst []uint32, ld int, src *[16][64]uint32) {
+	for w := range 64 {
+		row := dst[w*ld : w*ld+16]
+		for c := range row {
+			row[c] = src[c][w]
 		}
 	}
 }

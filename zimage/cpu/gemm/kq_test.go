@@ -109,8 +109,8 @@ func TestMatMulBTKQuant(t *testing.T) {
 		t.Logf("kernel %s skipped: %s", sk[0], sk[1])
 	}
 	defer SetThreads(0)
-	prev := kqKernel
-	defer func() { kqKernel = prev }()
+	prev, prevTr := kqKernel, useTranspose
+	defer func() { kqKernel, useTranspose = prev, prevTr }()
 	for _, dt := range kqTypes {
 		for _, sh := range []struct{ m, n, k int }{{1, 5, 256}, {4, 48, 256}, {7, 50, 512}, {13, 97, 768}, {37, 144, 256}} {
 			a := randSlice(r, sh.m*sh.k)
@@ -121,10 +121,11 @@ func TestMatMulBTKQuant(t *testing.T) {
 			}
 			want := make([]float32, sh.m*sh.n)
 			kqReference(kqFormats[dt], want, a, b, bias, sh.m, sh.n, sh.k)
-			for _, kern := range kerns {
+			for ki, kern := range kerns {
 				for _, th := range []int{1, 3} {
 					kqKernel = kern
 					SetThreads(th)
+					useTranspose = ki > 0 && prevTr // the Go transpose with the Go kernel
 					got := make([]float32, sh.m*sh.n)
 					if err := MatMulBTKQuantCtx(context.Background(), got, a, b, dt, bias, sh.m, sh.n, sh.k); err != nil {
 						t.Fatal(err)
