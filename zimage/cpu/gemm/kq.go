@@ -178,29 +178,31 @@ func laneSum64(w uint64) int32 {
 // v−32 mod 256.
 func unpackQ6K(q []uint32, sc, _ []float32, sums []int32, b []byte) {
 	d := weights.F16ToF32(binary.LittleEndian.Uint16(b[208:]))
+	const lo4, lo2, hi8, off = 0x0f0f0f0f0f0f0f0f, 0x0303030303030303, 0x8080808080808080, 0x2020202020202020
 	for h := range 2 {
 		ql, qh, s := b[h*64:h*64+64], b[128+h*32:128+h*32+32], b[192+h*8:192+h*8+8]
 		for j, v := range s {
 			sc[h*8+j] = d * float32(int8(v))
 		}
 		out := q[h*32 : h*32+32] // 128 values
-		var acc [8]uint32        // per 16-value group: 4 values ≤ 63 per byte
-		for w := range 8 {
-			l0 := binary.LittleEndian.Uint32(ql[4*w:])
-			l1 := binary.LittleEndian.Uint32(ql[32+4*w:])
-			hb := binary.LittleEndian.Uint32(qh[4*w:])
-			for i, v := range [4]uint32{
-				l0&0x0f0f0f0f | (hb&0x03030303)<<4,
-				l1&0x0f0f0f0f | (hb>>2&0x03030303)<<4,
-				l0>>4&0x0f0f0f0f | (hb>>4&0x03030303)<<4,
-				l1>>4&0x0f0f0f0f | (hb>>6&0x03030303)<<4,
+		var acc [8]uint64        // per 16-value group: 2 values ≤ 63 per byte
+		for w := range 4 {       // eight values of each quarter per step
+			l0 := binary.LittleEndian.Uint64(ql[8*w:])
+			l1 := binary.LittleEndian.Uint64(ql[32+8*w:])
+			hb := binary.LittleEndian.Uint64(qh[8*w:])
+			for i, v := range [4]uint64{
+				l0&lo4 | (hb&lo2)<<4,
+				l1&lo4 | (hb>>2&lo2)<<4,
+				l0>>4&lo4 | (hb>>4&lo2)<<4,
+				l1>>4&lo4 | (hb>>6&lo2)<<4,
 			} {
-				out[i*8+w] = ((v | 0x80808080) - 0x20202020) ^ 0x80808080
-				acc[2*i+w/4] += v
+				x := ((v | hi8) - off) ^ hi8
+				out[i*8+2*w], out[i*8+2*w+1] = uint32(x), uint32(x>>32)
+				acc[2*i+w/2] += v
 			}
 		}
 		for j, a := range acc {
-			sums[h*8+j] = laneSum(a) - 16*32
+			sums[h*8+j] = laneSum64(a) - 16*32
 		}
 	}
 }
