@@ -32,6 +32,8 @@ type versionInfo struct {
 	Features []string `json:"cpu_features"`
 	Missing  []string `json:"cpu_features_missing,omitempty"`
 	GEMM     string   `json:"gemm_kernel"`
+	GEMMBF16 string   `json:"gemm_kernel_bf16"` // --precision bf16 products
+	GEMMInt8 string   `json:"gemm_kernel_int8"` // bf16 mode's Q8_0 and K-quant products ("generic": none)
 	CUDA     cudaInfo `json:"cuda"`
 }
 
@@ -84,7 +86,7 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) int 
 	if len(v.Missing) > 0 {
 		fmt.Fprintf(stdout, " (no %s)", strings.Join(v.Missing, ", "))
 	}
-	fmt.Fprintf(stdout, "; GEMM kernel %s\n", v.GEMM)
+	fmt.Fprintf(stdout, "; GEMM kernel %s (bf16 %s, int8 %s)\n", v.GEMM, v.GEMMBF16, v.GEMMInt8)
 	c := v.CUDA
 	if c.DriverError != "" {
 		fmt.Fprintf(stdout, "cuda      driver not found: %s\n", c.DriverError)
@@ -106,7 +108,8 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) int 
 
 func collectVersion() versionInfo {
 	v := versionInfo{Module: "github.com/zimage/zimage", Version: "unknown", Go: runtime.Version(),
-		OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), GEMM: gemm.KernelName()}
+		OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), GEMM: gemm.KernelName(),
+		GEMMBF16: gemm.BF16KernelName(), GEMMInt8: gemm.Q8KernelName()}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if bi.Main.Path != "" {
 			v.Module = bi.Main.Path

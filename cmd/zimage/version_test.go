@@ -17,7 +17,7 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	for _, want := range []string{"zimage ", "github.com/zimage/zimage", "commit ", runtime.Version(),
-		runtime.GOOS + "/" + runtime.GOARCH, "GEMM kernel", "cuda      driver not found: no CUDA driver: ",
+		runtime.GOOS + "/" + runtime.GOARCH, "GEMM kernel", "(bf16 ", ", int8 ", "cuda      driver not found: no CUDA driver: ",
 		"libcuda.so.1: cannot open shared object file", "cublasLt  "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("version output lacks %q:\n%s", want, out)
@@ -35,7 +35,7 @@ func TestVersion(t *testing.T) {
 	if err := json.Unmarshal(stdout, &v); err != nil {
 		t.Fatalf("--json: %v\n%s", err, stdout)
 	}
-	if v.Go != runtime.Version() || v.OS != runtime.GOOS || v.CUDA.DriverError == "" || v.GEMM == "" {
+	if v.Go != runtime.Version() || v.OS != runtime.GOOS || v.CUDA.DriverError == "" || v.GEMM == "" || v.GEMMBF16 == "" || v.GEMMInt8 == "" {
 		t.Errorf("--json: %+v", v)
 	}
 	if code, _, _ := runProcess(t, zimageCmd(t, "version", "extra")); code != 2 {
