@@ -15,7 +15,7 @@ import (
 var kqTypes = []weights.DType{weights.Q2_K, weights.Q3_K, weights.Q4_K, weights.Q5_K, weights.Q6_K}
 
 // randKQ returns n rows of k/256 blocks of dt: random bytes (every scale,
-// min and value code) with small positive float16 super-scales; half the
+// min and value code) with small positive normal float16 super-scales; half the
 // rows instead quantize Gaussian values (weights.Quantize), the blocks a
 // real model has.
 func randKQ(t testing.TB, r *rand.Rand, dt weights.DType, n, k int) []byte {
@@ -38,7 +38,7 @@ func randKQ(t testing.TB, r *rand.Rand, dt weights.DType, n, k int) []byte {
 		}
 		for s := range nsb {
 			blk := row[s*bpb : (s+1)*bpb]
-			d := f32ToF16(float32(r.Float64()*1e-3 + 1e-5))
+			d := f32ToF16(float32(r.Float64()*1e-3 + 1e-4)) // normal float16 (f32ToF16's range)
 			switch dt {
 			case weights.Q6_K:
 				binary.LittleEndian.PutUint16(blk[208:], d)
@@ -48,11 +48,11 @@ func randKQ(t testing.TB, r *rand.Rand, dt weights.DType, n, k int) []byte {
 				continue
 			case weights.Q2_K:
 				binary.LittleEndian.PutUint16(blk[80:], d)
-				binary.LittleEndian.PutUint16(blk[82:], f32ToF16(float32(r.Float64()*1e-3)))
+				binary.LittleEndian.PutUint16(blk[82:], f32ToF16(float32(r.Float64()*1e-3 + 1e-4)))
 				continue
 			}
 			binary.LittleEndian.PutUint16(blk, d)
-			binary.LittleEndian.PutUint16(blk[2:], f32ToF16(float32(r.Float64()*1e-3)))
+			binary.LittleEndian.PutUint16(blk[2:], f32ToF16(float32(r.Float64()*1e-3 + 1e-4)))
 		}
 	}
 	return b
