@@ -68,7 +68,8 @@ type opTimer struct {
 
 	// kq (Q4_K or Q6_K; 0: off): GEMMs (M > 8) with bf16 weights run on
 	// K-quant copies of them (quantized on first use) through the backend's
-	// MatMul, which takes the int8 path for them in bf16 mode.
+	// MatMul, which in bf16 mode takes the int8 path for products with
+	// enough rows (gemm.KQuantDot) and the bf16 path for the others.
 	kq      weights.DType
 	kqcache map[*weights.Tensor]compute.Tensor
 }

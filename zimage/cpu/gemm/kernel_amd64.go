@@ -213,9 +213,9 @@ func quantRow(dst []byte, d []float32, x []float32, nb int) {
 	q8QuantRow(&dst[0], &d[0], &x[0], nb)
 }
 
-// kqKernel is the K-quant tile kernels in use (kq.go): kq8m_4x48,
-// kq8s16_4x48 and kq8sm_4x48 on AVX512-VNNI, their 256-bit twins on AVX-VNNI, or the Go
-// loop; tests switch it.
+// kqKernel holds the K-quant tile kernels in use (kq.go): kq8m_4x48,
+// kq8s16_4x48 and kq8sm_4x48 on AVX512-VNNI, their 256-bit twins on
+// AVX-VNNI, or the Go loop; tests switch it.
 var kqKernel = pickKQKernel()
 
 func pickKQKernel() kqTile {
