@@ -48,11 +48,11 @@ func randKQ(t testing.TB, r *rand.Rand, dt weights.DType, n, k int) []byte {
 				continue
 			case weights.Q2_K:
 				binary.LittleEndian.PutUint16(blk[80:], d)
-				binary.LittleEndian.PutUint16(blk[82:], f32ToF16(float32(r.Float64()*1e-3 + 1e-4)))
+				binary.LittleEndian.PutUint16(blk[82:], f32ToF16(float32(r.Float64()*1e-3+1e-4)))
 				continue
 			}
 			binary.LittleEndian.PutUint16(blk, d)
-			binary.LittleEndian.PutUint16(blk[2:], f32ToF16(float32(r.Float64()*1e-3 + 1e-4)))
+			binary.LittleEndian.PutUint16(blk[2:], f32ToF16(float32(r.Float64()*1e-3+1e-4)))
 		}
 	}
 	return b
