@@ -41,7 +41,7 @@ type kqFormat struct {
 	minRows int
 	// unpack writes one super-block's 256 values q (as packed words: value
 	// t of a block's quad in byte t), its 8·sub scales, the sums of the
-	// values of each scale group and, with min, its 8 mins.
+	// values of each scale group and, with min, its 8·sub mins.
 	unpack func(q []uint32, sc, mn []float32, sums []int32, blk []byte)
 }
 
