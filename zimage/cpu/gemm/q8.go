@@ -224,7 +224,10 @@ func q8Run(stop *atomic.Bool, c, a []float32, b []byte, pb *Q80Packed, bias []fl
 
 // packQ8B packs columns j0..j0+cols of B (Q8_0 rows) as [block][8 quads]
 // [48 columns][4 bytes] int8, scales [block][48] and corrections
-// [block][48] = -128·Σq; padding columns are zero.
+// [block][48] = -128·Σq; padding columns are zero. Sixteen columns and
+// eight blocks at a time, the values are gathered row by row and put in
+// place by one 16×64 word transpose (kqTranspose); a last partial group
+// of blocks is written word by word.
 func packQ8B(bq []int8, db []float32, corr []int32, b []byte, j0, cols, nb int) {
 	if cols < q8NR {
 		clear(bq)
@@ -232,9 +235,37 @@ func packQ8B(bq []int8, db []float32, corr []int32, b []byte, j0, cols, nb int) 
 		clear(corr)
 	}
 	words := unsafe.Slice((*uint32)(unsafe.Pointer(&bq[0])), len(bq)/4)
+	var tmp [16][64]uint32
+	nb8 := nb / 8 * 8
+	for c0 := 0; c0 < cols; c0 += 16 {
+		cn := min(16, cols-c0)
+		if cn < 16 {
+			tmp = [16][64]uint32{} // padding columns stay zero
+		}
+		for g0 := 0; g0 < nb8; g0 += 8 {
+			for c := range cn {
+				jj := c0 + c
+				row := b[((j0+jj)*nb+g0)*Q80BlockBytes:][:8*Q80BlockBytes]
+				for blk := range 8 {
+					src := row[blk*Q80BlockBytes : (blk+1)*Q80BlockBytes]
+					db[(g0+blk)*q8NR+jj] = weights.F16ToF32(binary.LittleEndian.Uint16(src))
+					var lanes uint64 // (q+128) summed in four 16-bit lanes
+					for w := range 4 {
+						x := binary.LittleEndian.Uint64(src[2+8*w:])
+						tmp[c][blk*8+2*w], tmp[c][blk*8+2*w+1] = uint32(x), uint32(x>>32)
+						u := x ^ 0x8080808080808080
+						lanes += u&0x00ff00ff00ff00ff + u>>8&0x00ff00ff00ff00ff
+					}
+					lanes = lanes&0x0000ffff0000ffff + lanes>>16&0x0000ffff0000ffff
+					corr[(g0+blk)*q8NR+jj] = -128 * (int32(lanes&0xffffffff+lanes>>32) - 128*q8Block)
+				}
+			}
+			kqTranspose(words[g0*8*q8NR+c0:], q8NR, &tmp)
+		}
+	}
 	for jj := range cols {
 		row := b[(j0+jj)*nb*Q80BlockBytes:][:nb*Q80BlockBytes]
-		for blk := range nb {
+		for blk := nb8; blk < nb; blk++ {
 			src := row[blk*Q80BlockBytes : (blk+1)*Q80BlockBytes]
 			db[blk*q8NR+jj] = weights.F16ToF32(binary.LittleEndian.Uint16(src))
 			var s int32
