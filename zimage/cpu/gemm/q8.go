@@ -60,12 +60,11 @@ func HasQ8Dot() bool { return q8Kernel.asm }
 // Q80UnpackedMinRows is the fewest rows of A for which MatMulBTQ80 (Q8_0
 // weights repacked per product) beats dequantizing them for the bf16
 // kernel (MatMulBTQuantBF16Ctx): repacking costs the same whatever the
-// rows. Measured on Zen 4 at K = N = 2560: 0.51× the bf16 path's rate at
-// 32 rows, 0.66× at 64, 0.87× at 128, even at 192. (Pre-packed weights,
-// PackQ80, win from 9 rows on; the CPU backend still keeps products with
-// fewer rows off the int8 path, packed or not, so that their bits never
-// depend on packing.)
-const Q80UnpackedMinRows = 192
+// rows. Measured on Zen 4 at K = N = 2560: 0.99–1.06× the bf16 path's rate
+// at 64 rows, 1.16–1.19× at 128. (Pre-packed weights, PackQ80, win from 9
+// rows on; the CPU backend still keeps products with fewer rows off the
+// int8 path, packed or not, so that their bits never depend on packing.)
+const Q80UnpackedMinRows = 64
 
 type q8Tile struct {
 	asm  bool
