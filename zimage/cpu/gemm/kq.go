@@ -48,12 +48,13 @@ type kqFormat struct {
 // kqFormats: the crossovers (minRows) were measured on Zen 4 against
 // MatMulBTQuantBF16Ctx (BenchmarkMatMulBTKQuant with GEMM_SHAPE, K = N =
 // 2560): Q4_K at 0.88× the bf16 path's rate at 128 rows, 1.19× at 192;
-// Q6_K 0.98× at 192, 1.03× at 256.
+// Q6_K 0.98× at 192, 1.02–1.03× at 256 and 320, where a whole 256²
+// generation (320 rows) came out 1.03–1.04× slower, so it waits for 384.
 var kqFormats = map[weights.DType]*kqFormat{
 	weights.Q4_K: {dt: weights.Q4_K, sub: 1, min: true, unpack: unpackQ4K, minRows: 192},
 	weights.Q5_K: {dt: weights.Q5_K, sub: 1, min: true, unpack: unpackQ5K, minRows: 192},
-	weights.Q6_K: {dt: weights.Q6_K, sub: 2, unpack: unpackQ6K, minRows: 256},
-	weights.Q3_K: {dt: weights.Q3_K, sub: 2, unpack: unpackQ3K, minRows: 256},
+	weights.Q6_K: {dt: weights.Q6_K, sub: 2, unpack: unpackQ6K, minRows: 384},
+	weights.Q3_K: {dt: weights.Q3_K, sub: 2, unpack: unpackQ3K, minRows: 384},
 	// Q2_K pays a scale and a min product per 16 values: on Zen 4 its int8
 	// product ran no faster than the bf16 path even at 1056 rows (204–214
 	// against 207–210 GOP/cpu-s), so KQuantDot leaves it to that more
@@ -65,7 +66,7 @@ var kqFormats = map[weights.DType]*kqFormat{
 // dtype dt should take the int8 path (MatMulBTKQuantCtx) on this CPU:
 // Q3_K–Q6_K where VPDPBUSD runs (AVX512-VNNI, or AVX-VNNI on 256-bit
 // registers) and m reaches the type's crossover (192 rows for Q4_K/Q5_K,
-// 256 for Q3_K/Q6_K: the weights are unpacked per product). Otherwise,
+// 384 for Q3_K/Q6_K: the weights are unpacked per product). Otherwise,
 // and always for Q2_K (which MatMulBTKQuantCtx computes too, but no
 // faster), callers keep the dequantizing GEMMs.
 func KQuantDot(dt weights.DType, m int) bool {
