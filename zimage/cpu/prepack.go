@@ -233,6 +233,9 @@ func (b *Backend) packed(w *Tensor, m int) *weightPack {
 	}
 	b.packs.mu.Lock()
 	defer b.packs.mu.Unlock()
+	if w.pk != nil && w.pk.q8 != nil && m < gemm.Q80UnpackedMinRows {
+		return nil // such products take the bf16 path, packed or not (MatMul)
+	}
 	return w.pk
 }
 
@@ -317,9 +320,6 @@ func (b *Backend) MatMulShared(x compute.Tensor, ws ...compute.Tensor) []compute
 			out[i] = b.placeholder(m, tw.shape[0])
 		}
 		return out
-	}
-	if packed && ps[0].q8 != nil && m < gemm.Q80UnpackedMinRows {
-		return separate() // MatMul's bf16 path for few rows, as unpacked
 	}
 	if !packed {
 		if !bf {
