@@ -15,16 +15,28 @@ import (
 // archQ8Kernels lists the assembly Q8_0 kernels this CPU can run, and the
 // others with the reason they are skipped.
 func archQ8Kernels() (ks []q8Tile, skipped [][2]string) {
-	add := func(ok bool, k q8Tile, why string) {
-		if ok {
-			ks = append(ks, k)
+	return vnniKernels(func(k q8Tile) string { return k.name }, asmQ8, evex256Q8, vexQ8)
+}
+
+// vnniKernels lists, of a family of VPDPBUSD kernels (zmm, the EVEX ymm
+// twin, the VEX ymm kernel), those this CPU can run, and the others with
+// the reason they are skipped.
+func vnniKernels[T any](name func(T) string, zmm, evex256, vex T) (ks []T, skipped [][2]string) {
+	for _, c := range []struct {
+		ok  bool
+		k   T
+		why string
+	}{
+		{hasAVX512VNNI, zmm, "CPU lacks AVX512-VNNI (VPDPBUSD on zmm)"},
+		{hasEVEX256VNNI, evex256, "CPU lacks AVX512-VNNI+VL (the EVEX twin of the AVX-VNNI kernel)"},
+		{hasAVXVNNI, vex, "CPU lacks AVX-VNNI (VEX VPDPBUSD); its EVEX twin avx512vnni-ymm runs the same code where AVX512-VNNI+VL exist"},
+	} {
+		if c.ok {
+			ks = append(ks, c.k)
 		} else {
-			skipped = append(skipped, [2]string{k.name, why})
+			skipped = append(skipped, [2]string{name(c.k), c.why})
 		}
 	}
-	add(hasAVX512VNNI, asmQ8, "CPU lacks AVX512-VNNI (VPDPBUSD on zmm)")
-	add(hasEVEX256VNNI, evex256Q8, "CPU lacks AVX512-VNNI+VL (the EVEX twin of the AVX-VNNI kernel)")
-	add(hasAVXVNNI, vexQ8, "CPU lacks AVX-VNNI (VEX VPDPBUSD); its EVEX twin avx512vnni-ymm runs the same code where AVX512-VNNI+VL exist")
 	return ks, skipped
 }
 
@@ -84,15 +96,5 @@ func TestQ8VEXEncoding(t *testing.T) {
 // archKQKernels lists the assembly K-quant kernels this CPU can run, and
 // the others with the reason they are skipped.
 func archKQKernels() (ks []kqTile, skipped [][2]string) {
-	add := func(ok bool, k kqTile, why string) {
-		if ok {
-			ks = append(ks, k)
-		} else {
-			skipped = append(skipped, [2]string{k.name, why})
-		}
-	}
-	add(hasAVX512VNNI, asmKQ, "CPU lacks AVX512-VNNI (VPDPBUSD on zmm)")
-	add(hasEVEX256VNNI, evex256KQ, "CPU lacks AVX512-VNNI+VL (the EVEX twin of the AVX-VNNI kernels)")
-	add(hasAVXVNNI, vexKQ, "CPU lacks AVX-VNNI (VEX VPDPBUSD); its EVEX twin avx512vnni-ymm runs the same code where AVX512-VNNI+VL exist")
-	return ks, skipped
+	return vnniKernels(func(k kqTile) string { return k.name }, asmKQ, evex256KQ, vexKQ)
 }
