@@ -48,7 +48,7 @@ func (b *Backend) MatMul(x, w, bias compute.Tensor) compute.Tensor {
 				err = gemm.MatMulBTQ80Ctx(cw.context(), out.data, xv, tw.w.Data, bv, m, n, k)
 			}
 		}
-	case tw.w != nil && tw.f32 == nil && b.bf16 && gemm.KQuantDot(tw.w.DType, m) && k%256 == 0:
+	case tw.w != nil && tw.f32 == nil && b.bf16 && gemm.KQuantDot(tw.w.DType, m):
 		// The K-quants likewise on the int8 dot product, for products with
 		// enough rows to pay for unpacking the weights (gemm.MatMulBTKQuantCtx:
 		// super-blocks unpacked per task into the kernel's panels).

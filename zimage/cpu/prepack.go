@@ -427,7 +427,7 @@ func (b *Backend) MatMulQ80PackedShared(x compute.Tensor, ws ...*gemm.Q80Packed)
 // otherwise. Each result equals MatMul(x, wᵢ, nil) bit for bit.
 func (b *Backend) sharedKQuant(tx *Tensor, ws []*Tensor, m, k int) (out []compute.Tensor, ok bool) {
 	const op = "MatMulShared"
-	if !b.bf16 || k%256 != 0 {
+	if !b.bf16 {
 		return nil, false
 	}
 	var dt weights.DType
