@@ -130,12 +130,18 @@ func (b *Backend) ResetErr() {
 }
 
 // failed reports a recorded error, recording the context's first when it
-// is done.
+// is done. It asks the context itself too: the flag is set by a callback
+// that runs on its own goroutine after the cancel, so an op started right
+// after it (a GEMM that saw the context directly, then ResetErr) could
+// otherwise run on.
 func (b *Backend) failed() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.err == nil && b.watch != nil && b.watch.stop.Load() {
-		b.err = b.watch.ctx.Err()
+	if w := b.watch; b.err == nil && w != nil && w.ctx != nil {
+		if err := w.ctx.Err(); err != nil {
+			w.stop.Store(true)
+			b.err = err
+		}
 	}
 	return b.err != nil
 }
