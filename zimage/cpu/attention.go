@@ -66,7 +66,7 @@ func (b *Backend) Attention(q, k, v compute.Tensor, heads, kvHeads int, scale fl
 	nkb := (lk + attnBk - 1) / attnBk
 	cw := b.current()
 	if b.bf16 && fastAttentionBF16(dh) {
-		return b.attentionBF16(qv, kv, vv, lq, lk, dh, heads, kvHeads, nkb, scale, causal, cw)
+		return b.attentionBF16(qv, kv, vv, lq, lk, dh, heads, kvHeads, scale, causal, cw)
 	}
 	vh := b.alloc(kvHeads * lk * dh)
 	defer b.release(vh)
@@ -209,13 +209,7 @@ func attnTile(sc *attnScratch, out, qv, kh, vh []float32, h, ld, dh, i0, i1, lk 
 			scaleAdd(o[r*dh:(r+1)*dh], t[r*dh:(r+1)*dh], alpha[r])
 		}
 	}
-	for r := range bq {
-		inv := float32(1 / l[r])
-		dst := out[(i0+r)*ld+h*dh : (i0+r)*ld+(h+1)*dh]
-		for j, x := range o[r*dh : (r+1)*dh] {
-			dst[j] = x * inv
-		}
-	}
+	normalizeRows(out, ld, o, dh, h, i0, l)
 	return nil
 }
 
@@ -269,12 +263,14 @@ func attnTileFast(sc *attnScratch, out, qv, kt, vh []float32, h, ld, dh, i0, i1,
 			scaleAdd(o[r*dh:(r+1)*dh], t[r*dh:(r+1)*dh], alpha[r])
 		}
 	}
-	for r := range bq {
-		inv := float32(1 / l[r])
-		dst := out[(i0+r)*ld+h*dh : (i0+r)*ld+(h+1)*dh]
-		for j, x := range o[r*dh : (r+1)*dh] {
-			dst[j] = x * inv
-		}
+	normalizeRows(out, ld, o, dh, h, i0, l)
+}
+
+// normalizeRows writes the tile's output rows: out[(i0+r)·ld + h·dh:][:dh]
+// = o[r·dh:][:dh] · float32(1/l[r]) for r < len(l).
+func normalizeRows(out []float32, ld int, o []float32, dh, h, i0 int, l []float64) {
+	for r, lr := range l {
+		scaleRow(out[(i0+r)*ld+h*dh:(i0+r)*ld+(h+1)*dh], o[r*dh:(r+1)*dh], float32(1/lr))
 	}
 }
 

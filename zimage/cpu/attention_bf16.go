@@ -41,32 +41,59 @@ func toBF16PairsGo(dst []uint32, src []float32) {
 // pair packs two values as one bf16 pair word (lo first along the axis).
 func pair(lo, hi float32) uint32 { return bf16Bits(lo) | bf16Bits(hi)<<16 }
 
-// transposeKeysBF16 writes k [L, H·dh] as dst [H, nkb, dh/2, ktLd] words:
-// block kb of head g holds word(c, j) = (key kb·attnBk+j)[2c, 2c+1], zero
-// past the last key.
-func transposeKeysBF16(threads int, stop *atomic.Bool, dst []uint32, k []float32, l, h, dh, nkb int) {
+// attnBkMaxBF16 bounds the bf16 engine's key block. The keys are cut into
+// balanced blocks of at most this many (a multiple of 64), not the float32
+// engine's fixed attnBk: a 256² generation's 320 keys then make one block
+// instead of 256 + 64, whose short second pass (its rescaling, a 64-key
+// score tile, a 32-pair P·V) cost ~10% of the attention. The tile's
+// working set stays in a 1 MB L2: scores 120×512 float32, probabilities,
+// a key block and a value block, ~600 KB.
+const attnBkMaxBF16 = 512
+
+// keyBlockBF16 returns the bf16 engine's key block for lk keys.
+func keyBlockBF16(lk int) int {
+	n := (lk + attnBkMaxBF16 - 1) / attnBkMaxBF16
+	return ((lk+n-1)/n + 63) / 64 * 64
+}
+
+// transposeKeysBF16 writes k [L, H·dh] as dst [H, nkb, dh/2, kb+16] words:
+// block b of head g holds word(c, j) = (key b·kb+j)[2c, 2c+1], zero past
+// the last key up to the block's last 64-key tile (the kernel reads no
+// further). Each 16 keys' pairs are converted into a small buffer and
+// transposed into place as whole rows (gemm.Transpose16).
+func transposeKeysBF16(threads int, stop *atomic.Bool, dst []uint32, k []float32, l, h, dh, kb, nkb int) {
 	dq := dh / 2
-	// A task converts one key block of up to 8 heads: each key's row is
-	// read as one run of 8·dh values (a head alone is 512 bytes every
-	// H·dh·4, which the prefetchers follow badly), the blocks written stay
-	// in L2.
+	ld := kb + 16
+	// A task converts one key block of up to 8 heads, 16 keys at a time
+	// for every head of the group: the 16 key rows are read whole (8·dh
+	// values each), and the block being written stays in L2.
 	const hg = 8
 	ng := (h + hg - 1) / hg
 	parallelFor(threads, ng*nkb, 1, func(lo, hi int) {
+		tmp := make([]uint32, hg*16*dq) // [head][key][dq]
 		for t := lo; t < hi; t++ {
 			if stop.Load() {
 				return
 			}
-			g0, kb := t/nkb*hg, t%nkb
+			g0, b := t/nkb*hg, t%nkb
 			g1 := min(g0+hg, h)
-			for g := g0; g < g1; g++ {
-				clear(dst[(g*nkb+kb)*dq*ktLd : (g*nkb+kb+1)*dq*ktLd])
-			}
-			j0, j1 := kb*attnBk, min(kb*attnBk+attnBk, l)
-			for j := j0; j < j1; j++ {
+			j0, j1 := b*kb, min(b*kb+kb, l)
+			bkp := (j1 - j0 + 63) / 64 * 64
+			for jj := 0; jj < bkp; jj += 16 {
+				// Each key's row of the group's heads, read front to back.
+				for r := range 16 {
+					for g := g0; g < g1; g++ {
+						row := tmp[((g-g0)*16+r)*dq : ((g-g0)*16+r+1)*dq]
+						if j := j0 + jj + r; j < j1 {
+							gemm.PackBF16Pairs(row, k[(j*h+g)*dh:(j*h+g+1)*dh], 1)
+						} else {
+							clear(row)
+						}
+					}
+				}
 				for g := g0; g < g1; g++ {
-					blk := dst[(g*nkb+kb)*dq*ktLd : (g*nkb+kb+1)*dq*ktLd]
-					gemm.PackBF16Pairs(blk[j-j0:], k[(j*h+g)*dh:(j*h+g+1)*dh], ktLd)
+					blk := dst[(g*nkb+b)*dq*ld : (g*nkb+b+1)*dq*ld]
+					gemm.Transpose16(blk[jj:], ld, tmp[(g-g0)*16*dq:(g-g0+1)*16*dq], dq, dq)
 				}
 			}
 		}
@@ -78,18 +105,22 @@ func transposeKeysBF16(threads int, stop *atomic.Bool, dst []uint32, k []float32
 func splitValuesBF16(threads int, stop *atomic.Bool, dst []uint32, v []float32, l, h, dh int) {
 	lq := (l + 1) / 2
 	zeros := make([]float32, dh) // the row past an odd L
-	parallelFor(threads, h*lq, max(1, ewGrain/(2*dh)), func(lo, hi int) {
-		for t := lo; t < hi; t++ {
+	// A task is a range of row pairs, each pair read front to back once
+	// for every head (reading one head's 512 bytes per row at the row
+	// stride left the prefetchers behind).
+	parallelFor(threads, lq, max(1, ewGrain/(2*h*dh)), func(lo, hi int) {
+		for c := lo; c < hi; c++ {
 			if stop.Load() {
 				return
 			}
-			g, c := t/lq, t%lq
-			out := dst[(g*lq+c)*dh : (g*lq+c+1)*dh]
-			r0, r1 := v[(2*c*h+g)*dh:(2*c*h+g+1)*dh], zeros[:dh]
-			if 2*c+1 < l {
-				r1 = v[((2*c+1)*h+g)*dh : ((2*c+1)*h+g+1)*dh]
+			for g := range h {
+				out := dst[(g*lq+c)*dh : (g*lq+c+1)*dh]
+				r0, r1 := v[(2*c*h+g)*dh:(2*c*h+g+1)*dh], zeros[:dh]
+				if 2*c+1 < l {
+					r1 = v[((2*c+1)*h+g)*dh : ((2*c+1)*h+g+1)*dh]
+				}
+				gemm.PairBF16Rows(out, r0, r1)
 			}
-			gemm.PairBF16Rows(out, r0, r1)
 		}
 	})
 }
@@ -115,19 +146,24 @@ func scaleQueriesBF16(threads int, stop *atomic.Bool, dst []uint32, q []float32,
 	}
 }
 
-// attnScratchBF16 holds a task's probabilities as pair words [bq6, attnBk/2].
-type attnScratchBF16 struct{ p []uint32 }
+// attnScratchBF16 holds a task's scores [bq6, kb] and probabilities as
+// pair words [bq6, kb/2] (kb ≤ attnBkMaxBF16).
+type attnScratchBF16 struct {
+	s []float32
+	p []uint32
+}
 
-// attnTileBF16 is attnTileFast in bf16: kt is this head's key blocks
-// [nkb, dh/2, ktLd] and vp its value pairs [ceil(Lk/2), dh], both words.
+// attnTileBF16 is attnTileFast in bf16 with key blocks of kb: kt is this
+// head's key blocks [nkb, dh/2, kb+16] and vp its value pairs
+// [ceil(Lk/2), dh], both words.
 //
 // qp holds the tile's scaled query pairs [bq6, dh/2], zero past bq (see
 // scaleQueriesBF16).
-func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out []float32, qp, kt, vp []uint32, h, ld, dh, i0, i1, lk int, causal bool) {
+func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out []float32, qp, kt, vp []uint32, h, ld, dh, i0, i1, lk, kb int, causal bool) {
 	bq := i1 - i0
 	bq6 := (bq + 5) / 6 * 6
 	dq := dh / 2
-	const ldp = attnBk / 2
+	ldp, ktLd := kb/2, kb+16
 	qp, pp := qp[:bq6*dq], sb.p[:bq6*ldp]
 	// O has the padded rows too: P·V accumulates into it (their P rows are
 	// zero).
@@ -142,15 +178,15 @@ func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out []float32, qp, kt, v
 	if causal {
 		kEnd = min(lk, i1)
 	}
-	const lds = attnBk
-	s := sc.s[:bq6*lds]
-	for j0 := 0; j0 < kEnd; j0 += attnBk {
-		j1 := min(j0+attnBk, kEnd)
+	lds := kb
+	s := sb.s[:bq6*lds]
+	for j0 := 0; j0 < kEnd; j0 += kb {
+		j1 := min(j0+kb, kEnd)
 		bk := j1 - j0
 		bkp := (bk + 63) / 64 * 64
 		bkq := (bk + 1) / 2
 		// Scores [bq6, bkp] = (scale·Q)·Kᵀ.
-		blk := kt[(j0/attnBk)*dq*ktLd : (j0/attnBk+1)*dq*ktLd]
+		blk := kt[(j0/kb)*dq*ktLd : (j0/kb+1)*dq*ktLd]
 		tileMatMulBF16(s, lds, qp, dq, blk, ktLd, bq6, bkp, dq, false)
 		// P = exp(S − running max) as bf16 pairs: the whole tile in one
 		// call where it can, else row by row (causal masks, ragged blocks).
@@ -174,13 +210,7 @@ func attnTileBF16(sc *attnScratch, sb *attnScratchBF16, out []float32, qp, kt, v
 		scaleRows(o, dh, bq, dh, alpha)
 		tileMatMulBF16(o, dh, pp, ldp, vp[(j0/2)*dh:(j0/2+bkq)*dh], dh, bq6, dh, bkq, true)
 	}
-	for r := range bq {
-		inv := float32(1 / l[r])
-		dst := out[(i0+r)*ld+h*dh : (i0+r)*ld+(h+1)*dh]
-		for j, x := range o[r*dh : (r+1)*dh] {
-			dst[j] = x * inv
-		}
-	}
+	normalizeRows(out, ld, o, dh, h, i0, l)
 }
 
 // softmaxRowBF16 is onlineSoftmaxRow for the bf16 tile: the
@@ -226,15 +256,18 @@ func scaleToBF16PairsGo(dst []uint32, src []float32, scale float32) {
 
 // attentionBF16 is Attention's bf16 engine (see above); the caller checked
 // the operands and fastAttentionBF16(dh).
-func (b *Backend) attentionBF16(qv, kv, vv []float32, lq, lk, dh, heads, kvHeads, nkb int, scale float32, causal bool, cw *watch) compute.Tensor {
+func (b *Backend) attentionBF16(qv, kv, vv []float32, lq, lk, dh, heads, kvHeads int, scale float32, causal bool, cw *watch) compute.Tensor {
 	dq, lkq := dh/2, (lk+1)/2
+	kb := keyBlockBF16(lk)
+	nkb := (lk + kb - 1) / kb
+	ktLd := kb + 16
 	// Pair words live in pooled float32 buffers (same size, 4 bytes).
 	khBuf := b.alloc(kvHeads * nkb * dq * ktLd)
 	defer b.release(khBuf)
 	vpBuf := b.alloc(kvHeads * lkq * dh)
 	defer b.release(vpBuf)
 	kh, vp := asWords(khBuf), asWords(vpBuf)
-	transposeKeysBF16(b.threads, &cw.stop, kh, kv, lk, kvHeads, dh, nkb)
+	transposeKeysBF16(b.threads, &cw.stop, kh, kv, lk, kvHeads, dh, kb, nkb)
 	splitValuesBF16(b.threads, &cw.stop, vp, vv, lk, kvHeads, dh)
 	lq6 := (lq + 5) / 6 * 6
 	qpBuf := b.alloc(heads * lq6 * dq)
@@ -261,7 +294,7 @@ func (b *Backend) attentionBF16(qv, kv, vv []float32, lq, lk, dh, heads, kvHeads
 			g := h / group
 			i0, i1 := qb*attnBq, min(qb*attnBq+attnBq, lq)
 			attnTileBF16(sc, sb, out.data, qp[(h*lq6+i0)*dq:], kh[g*khLen:(g+1)*khLen], vp[g*vpLen:(g+1)*vpLen],
-				h, heads*dh, dh, i0, i1, lk, causal)
+				h, heads*dh, dh, i0, i1, lk, kb, causal)
 		}
 	})
 	if b.cancelled(cw) {
@@ -272,7 +305,7 @@ func (b *Backend) attentionBF16(qv, kv, vv []float32, lq, lk, dh, heads, kvHeads
 }
 
 var attnBF16Pool = sync.Pool{New: func() any {
-	return &attnScratchBF16{p: make([]uint32, attnBq*attnBk/2)}
+	return &attnScratchBF16{s: make([]float32, attnBq*attnBkMaxBF16), p: make([]uint32, attnBq*attnBkMaxBF16/2)}
 }}
 
 // asWords views a float32 buffer as uint32 words.

@@ -11,7 +11,7 @@ import (
 // BenchmarkAttention runs the DiT attention shape (30 heads × 128) and the
 // VAE mid-block shape (one head of 512); GFLOP/s counts 4·Lq·Lk·H·dh.
 func BenchmarkAttention(b *testing.B) {
-	for _, c := range []struct{ l, heads, dh int }{{1024, 30, 128}, {4224, 30, 128}, {4096, 1, 512}} {
+	for _, c := range []struct{ l, heads, dh int }{{320, 8, 128}, {1088, 8, 128}, {1024, 30, 128}, {4224, 30, 128}, {4096, 1, 512}} {
 		for _, bf16 := range []bool{false, true} {
 			name := fmt.Sprintf("L%d_H%d_dh%d", c.l, c.heads, c.dh)
 			if bf16 {

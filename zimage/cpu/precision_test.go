@@ -3,12 +3,13 @@ package cpu
 import (
 	"context"
 	"fmt"
-	"github.com/zimage/zimage/zimage/cpu/gemm"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 
 	"github.com/zimage/zimage/weights"
+	"github.com/zimage/zimage/zimage/cpu/gemm"
 )
 
 func roundedBF16(v []float32) []float32 {
@@ -39,6 +40,9 @@ func TestAttentionBF16(t *testing.T) {
 		{130, 257, 1, 1, 512, false},
 		{70, 300, 2, 2, 32, false},   // not a multiple of 64: float32 engine
 		{50, 270, 12, 12, 64, false}, // keys converted in head groups of 8 and 4
+		{64, 320, 2, 2, 128, false},  // one key block of 320
+		{40, 513, 2, 1, 128, true},   // two blocks of 320 (the last 193 keys)
+		{30, 1088, 1, 1, 64, false},  // three blocks of 384
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%dx%d_h%d_kv%d_dh%d_causal%v", c.lq, c.lk, c.heads, c.kvHeads, c.dh, c.causal), func(t *testing.T) {
@@ -64,6 +68,46 @@ func TestAttentionBF16(t *testing.T) {
 			exact := refAttention(qv, kv, vv, c.lq, c.lk, c.heads, c.kvHeads, c.dh, float64(scale), c.causal)
 			t.Logf("rel_l2 vs rounded-input reference %.2g, vs exact %.2g", relL2(got, want), relL2(got, exact))
 		})
+	}
+}
+
+// TestTransposeKeysBF16 checks the bf16 key layout against its definition:
+// block b of head g holds word(c, j) = bf16 pair (key b·kb+j)[2c, 2c+1],
+// zero from the last key to the block's last 64-key tile.
+func TestTransposeKeysBF16(t *testing.T) {
+	for _, c := range []struct{ l, h, dh int }{{320, 8, 128}, {1088, 3, 64}, {37, 9, 64}, {513, 1, 256}} {
+		kb := keyBlockBF16(c.l)
+		nkb := (c.l + kb - 1) / kb
+		if kb%64 != 0 || kb > attnBkMaxBF16 || (nkb-1)*kb >= c.l {
+			t.Fatalf("l=%d: key block %d (%d blocks)", c.l, kb, nkb)
+		}
+		r := rand.New(rand.NewPCG(uint64(c.l), 3))
+		k := randVec(r, c.l*c.h*c.dh)
+		dq, ld := c.dh/2, kb+16
+		got := make([]uint32, c.h*nkb*dq*ld)
+		for i := range got {
+			got[i] = 0xdeadbeef // the pool's memory is not cleared
+		}
+		var stop atomic.Bool
+		transposeKeysBF16(2, &stop, got, k, c.l, c.h, c.dh, kb, nkb)
+		for g := range c.h {
+			for b := range nkb {
+				bk := min(kb, c.l-b*kb)
+				for cc := range dq {
+					row := got[((g*nkb+b)*dq+cc)*ld:]
+					for j := range (bk + 63) / 64 * 64 {
+						var want uint32
+						if j < bk {
+							key := k[((b*kb+j)*c.h+g)*c.dh:]
+							want = pair(key[2*cc], key[2*cc+1])
+						}
+						if row[j] != want {
+							t.Fatalf("l=%d h=%d dh=%d: head %d block %d word (%d, %d) = %#x, want %#x", c.l, c.h, c.dh, g, b, cc, j, row[j], want)
+						}
+					}
+				}
+			}
+		}
 	}
 }
 

@@ -19,6 +19,27 @@ func PairBF16Rows(dst []uint32, r0, r1 []float32) {
 	}
 }
 
+// Transpose16 writes the 16 rows of src (n words each, lds words apart) as
+// n rows of 16 words, ldd words apart, at dst; n is a multiple of 16. The
+// bf16 attention lays its keys out this way: whole 64-byte rows written
+// at once, where storing each key's words down a column touched a cache
+// line per word.
+func Transpose16(dst []uint32, ldd int, src []uint32, lds, n int) {
+	if n <= 0 {
+		return
+	}
+	_, _ = dst[(n-1)*ldd+15], src[15*lds+n-1]
+	if n%16 == 0 && transpose16Asm(dst, ldd, src, lds, n) {
+		return
+	}
+	for w := range n {
+		row := dst[w*ldd : w*ldd+16]
+		for c := range row {
+			row[c] = src[c*lds+w]
+		}
+	}
+}
+
 // aPackInline is the A block size (values) up to which the assembly bf16
 // pair packing (~0.1 ns a value) runs on the calling goroutine alone: a
 // helper would take longer to wake than the work takes, and the caller

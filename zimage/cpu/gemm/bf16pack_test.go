@@ -329,3 +329,33 @@ func TestCvtBF16(t *testing.T) {
 		}
 	}
 }
+
+// TestTranspose16 checks Transpose16 (the assembly where the CPU has it,
+// and the Go loop) against its definition, with strides past the widths.
+func TestTranspose16(t *testing.T) {
+	saved := useTranspose
+	defer func() { useTranspose = saved }()
+	for _, asm := range []bool{false, true} {
+		if asm && !saved {
+			t.Log("no AVX-512: the assembly transpose is not covered")
+			continue
+		}
+		useTranspose = asm
+		for _, n := range []int{16, 64, 128, 256, 20} {
+			lds, ldd := n+5, 16+3
+			src := make([]uint32, 16*lds)
+			for i := range src {
+				src[i] = uint32(i*2654435761 + 7)
+			}
+			dst := make([]uint32, (n-1)*ldd+16)
+			Transpose16(dst, ldd, src, lds, n)
+			for w := range n {
+				for c := range 16 {
+					if got, want := dst[w*ldd+c], src[c*lds+w]; got != want {
+						t.Fatalf("asm=%v n=%d: dst[%d][%d] = %#x, want %#x", asm, n, w, c, got, want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -231,6 +231,16 @@ func pickKQKernel() kqTile {
 // asmKQ runs kq8m_4x48, kq8s16_4x48 or kq8sm_4x48 by format.
 var asmKQ = kqAsmTile("avx512vnni", kq8m_4x48, kq8s16_4x48, kq8sm_4x48)
 
+// transpose16Asm is Transpose16 on tr16F32 (which moves 32-bit words
+// unchanged); false without AVX-512.
+func transpose16Asm(dst []uint32, ldd int, src []uint32, lds, n int) bool {
+	if !useTranspose {
+		return false
+	}
+	tr16F32((*float32)(unsafe.Pointer(&dst[0])), 4*ldd, unsafe.Pointer(&src[0]), 4*lds, n/16)
+	return true
+}
+
 // kqTranspose writes src's 16 rows of 64 words as 64 rows of 16 words,
 // ld words apart, at dst (tr16F32 moves 32-bit words unchanged; without
 // AVX-512, as on AVX-VNNI-only CPUs, the Go loop).

@@ -28,4 +28,6 @@ func pickKQKernel() kqTile { return genericKQ }
 
 var kqKernel = pickKQKernel()
 
+func transpose16Asm(dst []uint32, ldd int, src []uint32, lds, n int) bool { return false }
+
 func kqTranspose(dst []uint32, ld int, src *[16][64]uint32) { kqTransposeGo(dst, ld, src) }
