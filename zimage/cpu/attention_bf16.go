@@ -47,7 +47,7 @@ func pair(lo, hi float32) uint32 { return bf16Bits(lo) | bf16Bits(hi)<<16 }
 // instead of 256 + 64, whose short second pass (its rescaling, a 64-key
 // score tile, a 32-pair P·V) cost ~10% of the attention. The tile's
 // working set stays in a 1 MB L2: scores 120×512 float32, probabilities,
-// a key block and a value block, ~600 KB.
+// output accumulators, a key and a value block, ~700 KB at dh = 128.
 const attnBkMaxBF16 = 512
 
 // keyBlockBF16 returns the bf16 engine's key block for lk keys.
