@@ -70,7 +70,12 @@ func transposeKeysBF16(threads int, stop *atomic.Bool, dst []uint32, k []float32
 	const hg = 8
 	ng := (h + hg - 1) / hg
 	parallelFor(threads, ng*nkb, 1, func(lo, hi int) {
-		tmp := make([]uint32, hg*16*dq) // [head][key][dq]
+		tp := keyTmpPool.Get().(*[]uint32)
+		defer keyTmpPool.Put(tp)
+		if cap(*tp) < hg*16*dq {
+			*tp = make([]uint32, hg*16*dq)
+		}
+		tmp := (*tp)[:hg*16*dq] // [head][key][dq]
 		for t := lo; t < hi; t++ {
 			if stop.Load() {
 				return
@@ -99,6 +104,10 @@ func transposeKeysBF16(threads int, stop *atomic.Bool, dst []uint32, k []float32
 		}
 	})
 }
+
+// keyTmpPool holds transposeKeysBF16's conversion buffers (16 keys of up
+// to 8 heads).
+var keyTmpPool = sync.Pool{New: func() any { return new([]uint32) }}
 
 // splitValuesBF16 writes v [L, H·dh] as dst [H, ceil(L/2), dh] words:
 // word(c, d) = (v[2c, d], v[2c+1, d]) of head g, the high half zero past L.
