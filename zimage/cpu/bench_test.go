@@ -8,8 +8,10 @@ import (
 	"github.com/zimage/zimage/weights"
 )
 
-// BenchmarkAttention runs the DiT attention shape (30 heads × 128) and the
-// VAE mid-block shape (one head of 512); GFLOP/s counts 4·Lq·Lk·H·dh.
+// BenchmarkAttention runs the DiT attention shape (30 heads × 128), the
+// 262 M-parameter cpu-anchor model's at 256² and 512² (8 heads × 128, 320
+// and 1088 tokens) and the VAE mid-block shape (one head of 512); GFLOP/s
+// counts 4·Lq·Lk·H·dh.
 func BenchmarkAttention(b *testing.B) {
 	for _, c := range []struct{ l, heads, dh int }{{320, 8, 128}, {1088, 8, 128}, {1024, 30, 128}, {4224, 30, 128}, {4096, 1, 512}} {
 		for _, bf16 := range []bool{false, true} {

@@ -20,8 +20,8 @@ func PairBF16Rows(dst []uint32, r0, r1 []float32) {
 }
 
 // Transpose16 writes the 16 rows of src (n words each, lds words apart) as
-// n rows of 16 words, ldd words apart, at dst; n is a multiple of 16. The
-// bf16 attention lays its keys out this way: whole 64-byte rows written
+// n rows of 16 words, ldd words apart, at dst (in AVX-512 when n is a
+// multiple of 16, else in Go). The bf16 attention lays its keys out this way: whole 64-byte rows written
 // at once, where storing each key's words down a column touched a cache
 // line per word.
 func Transpose16(dst []uint32, ldd int, src []uint32, lds, n int) {
