@@ -41,18 +41,25 @@ func toBF16PairsGo(dst []uint32, src []float32) {
 // pair packs two values as one bf16 pair word (lo first along the axis).
 func pair(lo, hi float32) uint32 { return bf16Bits(lo) | bf16Bits(hi)<<16 }
 
-// attnBkMaxBF16 bounds the bf16 engine's key block. The keys are cut into
-// balanced blocks of at most this many (a multiple of 64), not the float32
-// engine's fixed attnBk: a 256² generation's 320 keys then make one block
-// instead of 256 + 64, whose short second pass (its rescaling, a 64-key
-// score tile, a 32-pair P·V) cost ~10% of the attention. The tile's
-// working set stays in a 1 MB L2: scores 120×512 float32, probabilities,
-// output accumulators, a key and a value block, ~700 KB at dh = 128.
+// attnBkMaxBF16 bounds the bf16 engine's key block for heads up to 128
+// wide. The keys are cut into balanced blocks of at most this many (a
+// multiple of 64), not the float32 engine's fixed attnBk: a 256²
+// generation's 320 keys then make one block instead of 256 + 64, whose
+// short second pass (its rescaling, a 64-key score tile, a 32-pair P·V)
+// cost ~10% of the attention. The tile's working set stays in a 1 MB L2:
+// scores 120×512 float32, probabilities, output accumulators, a key and a
+// value block, ~700 KB at dh = 128. Wider heads (the VAE's one head of up
+// to 512) keep blocks of at most attnBk: their key and value blocks are
+// 4·dh bytes a key, and 512 keys of dh = 512 would not fit.
 const attnBkMaxBF16 = 512
 
-// keyBlockBF16 returns the bf16 engine's key block for lk keys.
-func keyBlockBF16(lk int) int {
-	n := (lk + attnBkMaxBF16 - 1) / attnBkMaxBF16
+// keyBlockBF16 returns the bf16 engine's key block for lk keys of width dh.
+func keyBlockBF16(lk, dh int) int {
+	most := attnBkMaxBF16
+	if dh > 128 {
+		most = attnBk
+	}
+	n := (lk + most - 1) / most
 	return ((lk+n-1)/n + 63) / 64 * 64
 }
 
@@ -267,7 +274,7 @@ func scaleToBF16PairsGo(dst []uint32, src []float32, scale float32) {
 // the operands and fastAttentionBF16(dh).
 func (b *Backend) attentionBF16(qv, kv, vv []float32, lq, lk, dh, heads, kvHeads int, scale float32, causal bool, cw *watch) compute.Tensor {
 	dq, lkq := dh/2, (lk+1)/2
-	kb := keyBlockBF16(lk)
+	kb := keyBlockBF16(lk, dh)
 	nkb := (lk + kb - 1) / kb
 	ktLd := kb + 16
 	// Pair words live in pooled float32 buffers (same size, 4 bytes).

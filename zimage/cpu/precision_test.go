@@ -76,9 +76,9 @@ func TestAttentionBF16(t *testing.T) {
 // zero from the last key to the block's last 64-key tile.
 func TestTransposeKeysBF16(t *testing.T) {
 	for _, c := range []struct{ l, h, dh int }{{320, 8, 128}, {1088, 3, 64}, {37, 9, 64}, {513, 1, 256}} {
-		kb := keyBlockBF16(c.l)
+		kb := keyBlockBF16(c.l, c.dh)
 		nkb := (c.l + kb - 1) / kb
-		if kb%64 != 0 || kb > attnBkMaxBF16 || (nkb-1)*kb >= c.l {
+		if kb%64 != 0 || kb > attnBkMaxBF16 || (c.dh > 128 && kb > attnBk) || (nkb-1)*kb >= c.l {
 			t.Fatalf("l=%d: key block %d (%d blocks)", c.l, kb, nkb)
 		}
 		r := rand.New(rand.NewPCG(uint64(c.l), 3))
