@@ -280,34 +280,13 @@ func packQ8B(bq []int8, db []float32, corr []int32, b []byte, j0, cols, nb int) 
 	}
 }
 
-// kq8Generic is the tile kernel in Go, the same operations as kq8_4x48.
+// kq8Generic is the tile kernel in Go, the same operations as kq8_4x48:
+// the K-quant tile's (kqGeneric) with one scale per block and no min.
 func kq8Generic(a []byte, da []float32, b []int8, db []float32, corr []int32, c []float32, ldc, nblk int) {
-	var acc [q8MR][q8NR]float32
-	for blk := range nblk {
-		var s [q8MR][q8NR]int32
-		for i := range q8MR {
-			copy(s[i][:], corr[blk*q8NR:(blk+1)*q8NR])
-		}
-		ab := a[blk*q8Block*q8MR:]
-		bb := b[blk*q8Block*q8NR:]
-		for q := range 8 {
-			for i := range q8MR {
-				for j := range q8NR {
-					for t := range 4 {
-						s[i][j] += int32(ab[i*q8Block+q*4+t]) * int32(bb[q*q8NR*4+j*4+t])
-					}
-				}
-			}
-		}
-		for i := range q8MR {
-			for j := range q8NR {
-				acc[i][j] += float32(float32(float32(s[i][j])*db[blk*q8NR+j]) * da[blk*q8MR+i])
-			}
-		}
-	}
-	for i := range q8MR {
-		copy(c[i*ldc:i*ldc+q8NR], acc[i][:])
-	}
+	kqGeneric(&q8Plain, a, da, nil, b, db, nil, corr, c, ldc, nblk)
 }
+
+// q8Plain is Q8_0's layout as a kqFormat: a scale per 32-value block.
+var q8Plain = kqFormat{dt: weights.Q8_0, sub: 1}
 
 var genericQ8 = q8Tile{name: "generic", fn: kq8Generic}
