@@ -293,14 +293,21 @@ func packBBlock(kern kernel, bp []float32, src *bSource, j0, nb, p0, kb, nr int)
 func macro(kern kernel, c []float32, ldc int, ap, apn, bp []float32, ldb int, edge, tmp, bias, rowBias []float32, first bool, i0, mb, j0, nb, kb int, pf *bPrefetch, cur *rowCursor) bool {
 	mr, nr := kern.mr, kern.nr
 	did := false
-	for next := 0; ; next += mr {
+	next, end := 0, mb // the rows [next, end) this thread holds
+	if cur != nil {
+		end = 0
+	}
+	for {
+		if next >= end {
+			if cur == nil {
+				return did
+			}
+			if next, end = cur.claim(mr, mb); next >= mb {
+				return did
+			}
+		}
 		ir := next
-		if cur != nil {
-			ir = cur.claim(mr)
-		}
-		if ir >= mb {
-			return did
-		}
+		next += mr
 		did = true
 		pf.step()
 		rows := min(mr, mb-ir)

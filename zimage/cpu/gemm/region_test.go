@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/zimage/zimage/weights"
@@ -95,5 +96,48 @@ func TestJoinSameBits(t *testing.T) {
 					func() { useJoin = true }, func() { useJoin = false })
 			}
 		}
+	}
+}
+
+// TestRowCursorClaim: concurrent claims hand out every micro-panel row of
+// a block exactly once, in whole mr-row panels but the ragged last, and a
+// lone claimer takes several panels at a time.
+func TestRowCursorClaim(t *testing.T) {
+	for _, sh := range []struct{ mr, mb int }{{6, 320}, {6, 5}, {6, 6}, {4, 1057}, {6, 48}} {
+		var c rowCursor
+		var mu sync.Mutex
+		seen := make([]int, sh.mb)
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					lo, hi := c.claim(sh.mr, sh.mb)
+					if lo >= sh.mb {
+						return
+					}
+					if lo%sh.mr != 0 || hi <= lo || hi > sh.mb || ((hi-lo)%sh.mr != 0 && hi != sh.mb) {
+						t.Errorf("mr %d mb %d: claim [%d, %d)", sh.mr, sh.mb, lo, hi)
+						return
+					}
+					mu.Lock()
+					for i := lo; i < hi; i++ {
+						seen[i]++
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		for i, n := range seen {
+			if n != 1 {
+				t.Fatalf("mr %d mb %d: row %d handed out %d times", sh.mr, sh.mb, i, n)
+			}
+		}
+	}
+	var c rowCursor
+	if lo, hi := c.claim(6, 320); lo != 0 || hi != 6*claimMax {
+		t.Fatalf("a lone claimer of 54 panels got [%d, %d), want [0, %d)", lo, hi, 6*claimMax)
 	}
 }
