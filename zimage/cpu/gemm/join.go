@@ -22,7 +22,7 @@ type rowCursor struct{ next atomic.Int64 }
 // at most claimMax of them, at least one. A locked add waits for the
 // thread's pending stores (the C tile the kernel just wrote) to drain; one
 // per micro-panel was ~3.9% of a 256² denoising step on Zen 5 (perf). The
-// owner of a 54-panel macro now claims 13 times, not 54, and a thread that
+// owner of a 54-panel macro now claims 15 times, not 54, and a thread that
 // joins late still finds a quarter of what is left.
 const (
 	claimDiv = 4
