@@ -52,18 +52,28 @@ type q8Fn func(a *byte, da *float32, b *int8, db *float32, corr *int32, c *float
 // panels it reads and the tile it writes.
 func q8AsmTile(name string, f q8Fn) q8Tile {
 	return q8Tile{asm: true, name: name, fn: func(a []byte, da []float32, b []int8, db []float32, corr []int32, c []float32, ldc, nblk int) {
-		if nblk <= 0 {
-			clear(c[:3*ldc+q8NR])
-			return
+		if q8TileBounds(a, da, b, db, corr, c, ldc, nblk, 1) {
+			f(&a[0], &da[0], &b[0], &db[0], &corr[0], &c[0], ldc, nblk)
 		}
-		_ = a[nblk*q8Block*q8MR-1]
-		_ = da[nblk*q8MR-1]
-		_ = b[nblk*q8Block*q8NR-1]
-		_ = db[nblk*q8NR-1]
-		_ = corr[nblk*q8NR-1]
-		_ = c[3*ldc+q8NR-1]
-		f(&a[0], &da[0], &b[0], &db[0], &corr[0], &c[0], ldc, nblk)
 	}}
+}
+
+// q8TileBounds checks the panels an assembly tile kernel reads and the
+// tile it writes (B scales and corrections sub per block and column), and
+// reports whether there is anything to compute: with no blocks it clears
+// the tile instead.
+func q8TileBounds(a []byte, da []float32, b []int8, db []float32, corr []int32, c []float32, ldc, nblk, sub int) bool {
+	if nblk <= 0 {
+		clear(c[:3*ldc+q8NR])
+		return false
+	}
+	_ = a[nblk*q8Block*q8MR-1]
+	_ = da[nblk*q8MR-1]
+	_ = b[nblk*q8Block*q8NR-1]
+	_ = db[nblk*sub*q8NR-1]
+	_ = corr[nblk*sub*q8NR-1]
+	_ = c[3*ldc+q8NR-1]
+	return true
 }
 
 var (
@@ -78,16 +88,9 @@ type kqMFn func(a *byte, da, sa *float32, b *int8, db, mb *float32, corr *int32,
 // and the tile they write.
 func kqAsmTile(name string, m kqMFn, s16 q8Fn, sm kqMFn) kqTile {
 	return kqTile{asm: true, name: name, fn: func(f *kqFormat, a []byte, da, sa []float32, b []int8, db, mb []float32, corr []int32, c []float32, ldc, nblk int) {
-		if nblk <= 0 {
-			clear(c[:3*ldc+q8NR])
+		if !q8TileBounds(a, da, b, db, corr, c, ldc, nblk, f.sub) {
 			return
 		}
-		_ = a[nblk*q8Block*q8MR-1]
-		_ = da[nblk*q8MR-1]
-		_ = b[nblk*q8Block*q8NR-1]
-		_ = db[nblk*f.sub*q8NR-1]
-		_ = corr[nblk*f.sub*q8NR-1]
-		_ = c[3*ldc+q8NR-1]
 		if f.min {
 			_ = sa[nblk*f.sub*q8MR-1]
 			_ = mb[nblk*f.sub*q8NR-1]
